@@ -1,0 +1,83 @@
+//! The `ozone` command line: clap commands, logging set-up and exit codes.
+//!
+//! Each subcommand lives in its own file with an `Args` struct and a `run` function.
+
+mod exit;
+mod plugins;
+mod probe;
+mod report;
+mod settings;
+mod tune;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use exit::{Exit, Failure, ResultExt};
+
+/// Finds, by real measurement, how far a local LLM can be pushed on this machine:
+/// the largest stable context, the best batch size, the concurrency it sustains —
+/// all inside safety thresholds — and writes ready-to-use presets.
+#[derive(Debug, Parser)]
+#[command(name = "ozone", version, propagate_version = true)]
+#[command(after_help = exit::EXIT_CODES_HELP)]
+pub struct Cli {
+    /// More output (-v: debug, -vv: trace). Also RUST_LOG.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print this machine's hardware: CPU, RAM, GPUs, and where each reading came from.
+    Probe(probe::Args),
+    /// Measure a model and write presets, deploy files and a report.
+    Tune(Box<tune::Args>),
+    /// List, inspect and check strategy plugins (WebAssembly components).
+    #[command(subcommand)]
+    Plugins(plugins::Command),
+    /// Re-render the HTML report from a trial log.
+    Report(report::Args),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(settings::Command),
+}
+
+/// Entry point of the `ozone` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let result = match cli.command {
+        Command::Probe(args) => probe::run(args),
+        Command::Tune(args) => tune::run(*args),
+        Command::Plugins(cmd) => plugins::run(cmd),
+        Command::Report(args) => report::run(args),
+        Command::Config(cmd) => settings::run(cmd),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,ozone=info",
+        (false, 1) => "info,ozone=debug",
+        (false, _) => "debug,ozone=trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,1 @@
+//! The wasmtime component host for strategy plugins: loading, sandbox limits, bindings.

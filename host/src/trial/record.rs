@@ -1,0 +1,197 @@
+//! The data of a trial, exactly as written to the JSONL log (one `TrialRecord` a line).
+
+use serde::{Deserialize, Serialize};
+
+use crate::guard::{Breach, Metric};
+use crate::hardware::Peaks;
+
+/// KV cache element type (`-ctk/-ctv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheType {
+    #[default]
+    F16,
+    Q8_0,
+    Q4_0,
+}
+
+impl KvCacheType {
+    /// The name llama-server's `-ctk/-ctv` take.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvCacheType::F16 => "f16",
+            KvCacheType::Q8_0 => "q8_0",
+            KvCacheType::Q4_0 => "q4_0",
+        }
+    }
+
+    /// Bytes per element, as a fraction (blocks of 32 with a 2-byte scale).
+    pub fn bytes_per_element(self) -> f64 {
+        match self {
+            KvCacheType::F16 => 2.0,
+            KvCacheType::Q8_0 => 34.0 / 32.0,
+            KvCacheType::Q4_0 => 18.0 / 32.0,
+        }
+    }
+}
+
+/// One configuration to try.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TrialConfig {
+    /// Context per slot, in tokens.
+    pub ctx: u32,
+    pub batch: u32,
+    pub ubatch: u32,
+    /// Simultaneous streams.
+    pub concurrency: u32,
+    pub kv_cache_type: KvCacheType,
+}
+
+impl std::fmt::Display for TrialConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ctx {} batch {} ubatch {} x{} kv {}",
+            self.ctx,
+            self.batch,
+            self.ubatch,
+            self.concurrency,
+            self.kv_cache_type.as_str()
+        )
+    }
+}
+
+/// Which phase of a tune a trial belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Context,
+    Batch,
+    Concurrency,
+}
+
+/// Why a trial (or a sample) failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "metric")]
+pub enum FailureKind {
+    /// The server could not allocate (load failure with an out-of-memory signature).
+    OutOfMemory,
+    /// The guard saw a threshold crossed.
+    ThresholdBreach(Metric),
+    /// The server did not become healthy, or a request ran past its adaptive timeout.
+    Timeout,
+    /// Any other server failure: non-OOM load failure, HTTP 5xx, crash mid-trial.
+    ServerError,
+    /// Truncated prompt, invalid or empty output.
+    BadOutput,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    #[serde(flatten)]
+    pub kind: FailureKind,
+    /// One human line: what happened, with the figure that proves it.
+    pub message: String,
+}
+
+/// One request of a trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct SampleRecord {
+    /// 0-based index within the trial; with concurrency c, samples run c at a time.
+    pub index: u32,
+    pub ok: bool,
+    /// Time to the first streamed token, measured at the client.
+    pub ttft_ms: Option<f64>,
+    /// Prompt tokens per second, from the server's counts and timings.
+    pub prefill_tps: Option<f64>,
+    /// Generated tokens per second, from the server's counts and the client's clock.
+    pub decode_tps: Option<f64>,
+    /// Prompt tokens the server processed (its own count).
+    pub prompt_tokens: Option<u32>,
+    /// Tokens the server generated (its own count).
+    pub completion_tokens: Option<u32>,
+    pub total_ms: Option<f64>,
+    pub error: Option<String>,
+}
+
+/// Summary statistics of one figure over the successful samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub n: u32,
+    pub mean: f64,
+    pub stddev: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    /// Mean, sample standard deviation and nearest-rank percentiles; `None` when empty.
+    pub fn from_values(values: &[f64]) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len();
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 {
+            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+        } else {
+            0.0
+        };
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let rank = |p: f64| sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        Some(Self {
+            n: n as u32,
+            mean,
+            stddev: var.sqrt(),
+            p50: rank(0.50),
+            p95: rank(0.95),
+            min: sorted[0],
+            max: sorted[n - 1],
+        })
+    }
+
+    /// Coefficient of variation (stddev / mean); `None` when the mean is 0.
+    pub fn cv(&self) -> Option<f64> {
+        (self.mean != 0.0).then(|| self.stddev / self.mean)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// success rate ≥ confidence threshold and throughput CV ≤ variance tolerance.
+    Stable,
+    /// Ran, but missed the success rate or the variance tolerance.
+    Unstable,
+    /// Could not run: load failure, breach, timeout, crash.
+    Failed,
+}
+
+/// One trial, as logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    /// 1-based sequence number within the run.
+    pub id: u32,
+    pub phase: Phase,
+    pub config: TrialConfig,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub duration_ms: u64,
+    /// Context the server actually granted (llama-server `/props`), when known.
+    pub granted_ctx: Option<u32>,
+    pub samples: Vec<SampleRecord>,
+    pub ttft_ms: Option<Stats>,
+    pub prefill_tps: Option<Stats>,
+    pub decode_tps: Option<Stats>,
+    pub success_rate: f64,
+    /// Coefficient of variation of decode tokens/s.
+    pub cv: Option<f64>,
+    pub peaks: Peaks,
+    pub breach: Option<Breach>,
+    pub failure: Option<Failure>,
+    pub verdict: Verdict,
+    /// The server log's last lines, kept when the trial failed.
+    pub server_log_tail: Vec<String>,
+}

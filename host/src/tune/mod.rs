@@ -1,0 +1,2 @@
+//! The orchestration of one `ozone tune`: probe, facts, context search, batch scaling,
+//! concurrency, presets, outputs.
