@@ -213,21 +213,28 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedConfig, ConfigError> {
     })
 }
 
-/// serde_yaml appends " at line L column C"; the position is reported separately.
+/// serde_yaml writes positions into its messages ("… at line L column C"); the position
+/// is reported separately, so every such phrase is dropped.
 fn strip_location(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(i)
-            if message[i + 9..]
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .as_slice()
-                .get(1)
-                == Some(&"column") =>
-        {
-            message[..i].to_string()
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(" at line ") {
+        let after = &rest[i + " at line ".len()..];
+        let mut words = after.splitn(3, ' ');
+        let line_ok = words.next().is_some_and(|w| w.parse::<usize>().is_ok());
+        let column_word = words.next() == Some("column");
+        let tail = words.next().unwrap_or("");
+        let digits = tail.len() - tail.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if line_ok && column_word && digits > 0 {
+            out.push_str(&rest[..i]);
+            rest = &tail[digits..];
+        } else {
+            out.push_str(&rest[..i + 1]);
+            rest = &rest[i + 1..];
         }
-        _ => message.to_string(),
     }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]

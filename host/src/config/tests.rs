@@ -292,7 +292,7 @@ fn search_order_prefers_explicit_then_first_existing_candidate() {
     std::fs::write(&user, "ozone:\n  n_predict: 8\n").unwrap();
     let missing = dir.path().join("missing.yaml");
 
-    let none = load_searching(None, &[missing.clone()]).unwrap();
+    let none = load_searching(None, std::slice::from_ref(&missing)).unwrap();
     assert_eq!(none.source, None);
     assert_eq!(none.config, Config::default());
 
@@ -337,4 +337,20 @@ ozone:
     assert_eq!(batch["scale_up_factor"], 2.0);
     assert_eq!(batch["initial_batch_small"], 64);
     assert_eq!(plugin_name("binary-search"), "binary-search");
+}
+
+#[test]
+fn positions_are_dropped_from_messages() {
+    assert_eq!(
+        strip_location("did not find expected ',' or ']' at line 3 column 4, while parsing a flow sequence at line 2 column 11"),
+        "did not find expected ',' or ']', while parsing a flow sequence"
+    );
+    assert_eq!(
+        strip_location("x: invalid type at line 2 column 26"),
+        "x: invalid type"
+    );
+    assert_eq!(
+        strip_location("look at line of sight"),
+        "look at line of sight"
+    );
 }

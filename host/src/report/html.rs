@@ -28,7 +28,7 @@ pub fn render_summary_html(s: &RunSummary) -> String {
          <title>{}</title><style>{STYLE}</style></head><body>\n",
         escape(&title)
     );
-    let _ = write!(h, "<h1>{}</h1>\n", escape(&title));
+    let _ = writeln!(h, "<h1>{}</h1>", escape(&title));
     header(&mut h, s);
     presets_section(&mut h, s);
     limits_section(&mut h, s);

@@ -41,7 +41,7 @@ impl Limits {
             .iter()
             .filter(|t| t.phase == Phase::Batch && t.config.concurrency == 1)
             .max_by(|a, b| decode(a).total_cmp(&decode(b)))
-            .or_else(|| stable.iter().filter(|t| Some(ctx(t)) == max_context).last())
+            .or_else(|| stable.iter().rfind(|t| Some(ctx(t)) == max_context))
             .map(|t| t.config.batch);
         let max_concurrency = stable.iter().map(|t| t.config.concurrency).max();
         Self {
