@@ -79,4 +79,40 @@ mod tests {
             PathBuf::from("run.html")
         );
     }
+
+    #[test]
+    fn renders_a_logged_run_and_rejects_a_non_log() {
+        use crate::report::{fixtures, LogEvent, RunLog};
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("logs").join("run.jsonl");
+        let mut log = RunLog::create_at(&log_path).unwrap();
+        log.append(&LogEvent::RunStarted(Box::new(fixtures::run_started())))
+            .unwrap();
+        for t in fixtures::trials() {
+            log.append(&LogEvent::Trial(Box::new(t))).unwrap();
+        }
+        drop(log);
+        run(Args {
+            log: log_path.clone(),
+            output: None,
+        })
+        .unwrap();
+        let html = std::fs::read_to_string(dir.path().join("report/run.html")).unwrap();
+        assert_eq!(html.matches("<svg").count(), 4);
+        assert!(html.contains("unfinished"));
+
+        let other = dir.path().join("notes.jsonl");
+        std::fs::write(&other, "{\"hello\": 1}\n").unwrap();
+        let err = run(Args {
+            log: other,
+            output: Some(dir.path().join("x.html")),
+        })
+        .unwrap_err();
+        assert_eq!(err.exit, Exit::BadInput);
+        assert!(
+            err.error.to_string().contains("notes.jsonl:1"),
+            "{}",
+            err.error
+        );
+    }
 }

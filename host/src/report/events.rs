@@ -1,4 +1,15 @@
 //! The events of a trial log: one JSON object a line, tagged by `"event"`.
+//!
+//! ```text
+//! {"event":"run_started","log_version":1,"ozone_version":"0.1.0","model_source":"m.gguf","model":{…ModelFacts},"hardware":{…HardwareSnapshot},"config":{…Config},"plugins":[{"role":"context","name":"binary-search","version":"0.1.0","builtin":true}],"backend":"llama-server","versions":{"llama-server":"b6500"},"started_at":"2026-11-26T13:00:05Z"}
+//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":32768}
+//! {"event":"trial","id":1,"phase":"context","config":{"ctx":32768,…},…every TrialRecord field, samples included}
+//! {"event":"series","trial_id":1,"series":{"interval_ms":100,"points":[…],"peaks":{…}}}
+//! {"event":"resumed","at":"2026-11-26T14:00:00Z"}
+//! {"event":"run_finished","status":"completed","finished_at":"…","limits":{"max_context":20480,"best_batch":256,"max_concurrency":2},"message":null}
+//! ```
+//!
+//! Readers skip a torn last line (a crash mid-write) and reject any other bad line.
 
 use std::collections::BTreeMap;
 

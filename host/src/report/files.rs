@@ -242,21 +242,21 @@ impl DefaultsFile {
             num_thread: s.hardware.cpu.physical_cores.map(|m| m.value),
             kv_cache_type: p.config.kv_cache_type,
             performance: Performance {
-                tokens_per_sec: p.decode_tps.mean,
-                tokens_per_sec_stddev: p.decode_tps.stddev,
-                tokens_per_sec_p50: p.decode_tps.p50,
-                tokens_per_sec_p95: p.decode_tps.p95,
-                ttft_ms: p.ttft_ms.mean,
-                ttft_ms_stddev: p.ttft_ms.stddev,
-                ttft_ms_p50: p.ttft_ms.p50,
-                ttft_ms_p95: p.ttft_ms.p95,
-                prefill_tokens_per_sec: p.prefill_tps.as_ref().map(|s| s.mean),
+                tokens_per_sec: round(p.decode_tps.mean, 2),
+                tokens_per_sec_stddev: round(p.decode_tps.stddev, 2),
+                tokens_per_sec_p50: round(p.decode_tps.p50, 2),
+                tokens_per_sec_p95: round(p.decode_tps.p95, 2),
+                ttft_ms: round(p.ttft_ms.mean, 1),
+                ttft_ms_stddev: round(p.ttft_ms.stddev, 1),
+                ttft_ms_p50: round(p.ttft_ms.p50, 1),
+                ttft_ms_p95: round(p.ttft_ms.p95, 1),
+                prefill_tokens_per_sec: p.prefill_tps.as_ref().map(|s| round(s.mean, 2)),
                 stability_score: p.evidence.success_rate,
-                cv: p.evidence.cv,
+                cv: p.evidence.cv.map(|c| round(c, 4)),
                 samples: p.evidence.samples,
                 trial_id: p.evidence.trial_id,
                 phase: p.evidence.phase,
-                score: p.score.total,
+                score: round(p.score.total, 4),
                 peak_process_rss_mb: p.peaks.process_rss_bytes.map(|b| b >> 20),
                 peak_gpu_mem_mb: p.peaks.gpu_mem_used_bytes.map(|b| b >> 20),
             },
@@ -315,6 +315,12 @@ struct EnvFile<'a> {
     plugins: &'a [super::PluginUse],
     hardware_fingerprint: String,
     hardware: &'a crate::hardware::HardwareSnapshot,
+}
+
+/// Figures in the defaults file are rounded for reading; the summary keeps them exact.
+fn round(v: f64, decimals: i32) -> f64 {
+    let m = 10f64.powi(decimals);
+    (v * m).round() / m
 }
 
 fn to_json(path: &Path, value: &impl Serialize) -> Result<String, ReportError> {

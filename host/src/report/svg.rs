@@ -59,7 +59,7 @@ const W: f64 = 660.0;
 const H: f64 = 340.0;
 const LEFT: f64 = 72.0;
 const RIGHT: f64 = 24.0;
-const TOP: f64 = 40.0;
+const TOP: f64 = 50.0;
 const BOTTOM: f64 = 52.0;
 
 impl Chart {
@@ -98,7 +98,7 @@ impl Chart {
         );
         let _ = write!(
             svg,
-            r#"<text x="{LEFT}" y="22" class="title">{}</text>"#,
+            r#"<text x="{LEFT}" y="18" class="title">{}</text>"#,
             escape(&self.title)
         );
         // Axes and grid.
@@ -190,7 +190,7 @@ impl Chart {
         }
         // Legend.
         let mut lx = LEFT + 8.0;
-        let ly = TOP + 14.0;
+        let ly = TOP - 10.0;
         for (mark, name) in [
             (Mark::Stable, "stable"),
             (Mark::Unstable, "unstable"),

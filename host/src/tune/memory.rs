@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::hardware::HardwareSnapshot;
+use crate::report::Limits;
+
 /// Format version of `learned.json`.
 const STORE_VERSION: u32 = 1;
 
@@ -32,6 +35,30 @@ pub struct Learned {
     pub best_batch: Option<u32>,
     pub max_concurrency: Option<u32>,
     pub recorded_at: DateTime<Utc>,
+}
+
+impl Key {
+    /// The key of a run of this build of Ozone on `hardware` with the model of `digest`.
+    pub fn new(hardware: &HardwareSnapshot, model_digest: &str) -> Self {
+        Self {
+            hardware_fingerprint: hardware.fingerprint(),
+            model_digest: model_digest.to_string(),
+            ozone_version: env!("CARGO_PKG_VERSION").to_string(),
+        }
+    }
+}
+
+impl Learned {
+    /// What to remember of a run's limits, stamped now.
+    pub fn from_limits(model_name: &str, limits: &Limits) -> Self {
+        Self {
+            model_name: model_name.to_string(),
+            max_context: limits.max_context,
+            best_batch: limits.best_batch,
+            max_concurrency: limits.max_concurrency,
+            recorded_at: Utc::now(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -244,6 +271,24 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("learned.json")]);
+    }
+
+    #[test]
+    fn key_and_learned_come_from_the_run() {
+        let hw = crate::report::fixtures::hardware();
+        let k = Key::new(&hw, "sha256:5ab1d2c3");
+        assert_eq!(k.hardware_fingerprint, hw.fingerprint());
+        assert_eq!(k.ozone_version, env!("CARGO_PKG_VERSION"));
+        let limits = Limits {
+            max_context: Some(20480),
+            best_batch: Some(256),
+            max_concurrency: Some(2),
+        };
+        let l = Learned::from_limits("m", &limits);
+        assert_eq!(
+            (l.max_context, l.best_batch, l.max_concurrency),
+            (Some(20480), Some(256), Some(2))
+        );
     }
 
     #[test]
