@@ -12,6 +12,7 @@ mod html;
 mod log;
 mod summary;
 mod svg;
+mod text;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -25,6 +26,7 @@ pub use files::{file_stem, shell_quote, timestamp, write_outputs, OutputPaths};
 pub use html::{render_html, render_summary_html};
 pub use log::{log_path, read_log, read_log_detailed, LogContents, RunLog};
 pub use summary::{Limits, PhaseTiming, RunSummary, Timings};
+pub use text::presets_table;
 
 /// Default output directory.
 pub const DEFAULT_OUTPUT_DIR: &str = "ozone_results";
