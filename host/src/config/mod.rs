@@ -163,11 +163,12 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedConfig, ConfigError> {
         },
     };
     let tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(syntax)?;
-    let config: Config = if tree.is_null() {
+    let mut config: Config = if tree.is_null() {
         Config::default()
     } else {
         serde_yaml::from_str(text).map_err(syntax)?
     };
+    config.normalise_unused_sections();
 
     let index = KeyIndex::scan(text);
     if let Some(problem) = validate::check(&config).into_iter().next() {

@@ -35,6 +35,55 @@ pub struct Config {
     pub deployment: Option<serde_yaml::Value>,
 }
 
+impl Config {
+    /// Makes the accepted-as-is sections representable in JSON (the log, `config show
+    /// --json`): non-string keys become strings, YAML tags are dropped.
+    pub(super) fn normalise_unused_sections(&mut self) {
+        for section in [
+            &mut self.objectives,
+            &mut self.ai_guidance,
+            &mut self.model_intelligence,
+            &mut self.fine_tuning,
+            &mut self.quality_assurance,
+            &mut self.deployment,
+            &mut self.hardware_monitoring.gpu_handling,
+            &mut self.learning_system.prediction_model,
+            &mut self.learning_system.auto_improvement,
+        ] {
+            if let Some(value) = section.take() {
+                *section = Some(json_safe(value));
+            }
+        }
+    }
+}
+
+fn json_safe(value: serde_yaml::Value) -> serde_yaml::Value {
+    use serde_yaml::Value;
+    match value {
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Value::String(s) => s,
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Null => "null".into(),
+                        other => serde_yaml::to_string(&json_safe(other))
+                            .unwrap_or_default()
+                            .trim_end()
+                            .to_string(),
+                    };
+                    (Value::String(key), json_safe(v))
+                })
+                .collect(),
+        ),
+        Value::Sequence(items) => Value::Sequence(items.into_iter().map(json_safe).collect()),
+        Value::Tagged(tagged) => json_safe(tagged.value),
+        Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => Value::Null,
+        other => other,
+    }
+}
+
 /// Key paths of the original layout that are accepted as they are and not acted on.
 /// Their content is never checked (no unknown-key warnings below them).
 pub const UNUSED_SECTIONS: &[&str] = &[

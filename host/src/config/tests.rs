@@ -354,3 +354,18 @@ fn positions_are_dropped_from_messages() {
         "look at line of sight"
     );
 }
+
+#[test]
+fn unused_sections_with_odd_keys_still_serialise_to_json() {
+    let text =
+        "model_intelligence:\n  1: one\n  ? [a, b]\n  : pair\n  inf: .inf\n  tagged: !custom 3\n";
+    let mut loaded = parse_text(text).unwrap();
+    let json = serde_json::to_value(&loaded.config).unwrap();
+    assert_eq!(json["model_intelligence"]["1"], "one");
+    assert_eq!(json["model_intelligence"]["inf"], serde_json::Value::Null);
+    assert_eq!(json["model_intelligence"]["tagged"], 3);
+    // Overrides go through JSON too.
+    loaded
+        .set_override("ozone.n_predict", 8, "--n-predict")
+        .unwrap();
+}
