@@ -15,8 +15,10 @@
 //! - context `C = ctx / max(ctx)`
 //!
 //! `score = wT·T + wL·L + wC·C` with `wT`, `wL` the category's `throughput_weight` and
-//! `ttft_weight`, and `wC = max(0, 1 − wT − wL)`: with the defaults the context weighs 0.5
-//! for `max_context` and nothing for the other two, whose context need is a filter.
+//! `ttft_weight`, and `wC = max(0, 1 − wT − wL)`; the three are then divided by their sum
+//! so a score lies in (0, 1]. With the defaults: max_context 0.3 / 0.2 / 0.5, balanced
+//! 0.6 / 0.4 / 0, fast_response 0.533 / 0.467 / 0 (0.8 and 0.7 over 1.5). The context
+//! need of balanced and fast_response is a filter, not a weight.
 //!
 //! # Choice
 //! - `max_context`: the candidates with the largest context; the best score among them.
@@ -88,12 +90,24 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// The category's two weights; the context gets what is left of 1.
+    /// The category's two weights; the context gets what is left of 1. When the two
+    /// already sum past 1 (fast_response: 0.8 + 0.7) all three are divided by their sum,
+    /// so every score lies in (0, 1].
     pub fn new(throughput: f64, ttft: f64) -> Self {
-        Self {
-            throughput,
-            ttft,
-            context: (1.0 - throughput - ttft).max(0.0),
+        let context = (1.0 - throughput - ttft).max(0.0);
+        let sum = throughput + ttft + context;
+        if sum > 0.0 {
+            Self {
+                throughput: throughput / sum,
+                ttft: ttft / sum,
+                context: context / sum,
+            }
+        } else {
+            Self {
+                throughput: 0.0,
+                ttft: 0.0,
+                context: 1.0,
+            }
         }
     }
 }
@@ -425,6 +439,13 @@ mod tests {
         assert_eq!(p.score.context, 1.0);
         let b = presets.get(PresetName::Balanced).unwrap();
         assert_eq!(b.score.weights.context, 0.0);
+        let f = presets.get(PresetName::FastResponse).unwrap();
+        assert!((f.score.weights.throughput - 0.8 / 1.5).abs() < 1e-9);
+        // The fastest configuration is best on both figures: the top score.
+        assert!((f.score.total - 1.0).abs() < 1e-9);
+        for p in presets.list() {
+            assert!(p.score.total > 0.0 && p.score.total <= 1.0 + 1e-9);
+        }
     }
 
     #[test]
