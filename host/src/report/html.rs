@@ -366,27 +366,45 @@ fn memory_axis(s: &RunSummary) -> MemoryAxis {
         .iter()
         .any(|t| t.peaks.gpu_mem_used_bytes.is_some());
     if has_gpu {
-        let limit = s
-            .hardware
-            .gpu_memory_total_bytes()
-            .map(|b| b as f64 / MIB * t.max_vram_percent / 100.0);
+        let total = s.hardware.gpu_memory_total_bytes();
+        let (limit, label) =
+            memory_limit(total, t.max_vram_percent, t.vram_reserve_mb, "GPU memory");
         return MemoryAxis {
             name: "GPU memory",
             read: |p| p.gpu_mem_used_bytes,
             limit_mib: limit,
-            limit_label: format!("{} % of GPU memory", t.max_vram_percent),
+            limit_label: label,
         };
     }
-    let limit = s
-        .hardware
-        .memory
-        .total_bytes
-        .map(|m| m.value as f64 / MIB * t.max_ram_percent / 100.0);
+    let total = s.hardware.memory.total_bytes.map(|m| m.value);
+    let (limit, label) = memory_limit(total, t.max_ram_percent, t.ram_reserve_mb, "RAM");
     MemoryAxis {
         name: "RAM in use",
         read: |p| p.ram_used_bytes,
         limit_mib: limit,
-        limit_label: format!("{} % of RAM", t.max_ram_percent),
+        limit_label: label,
+    }
+}
+
+/// The tighter of `percent` of `total` and `total` minus the reserve, in MiB.
+fn memory_limit(
+    total_bytes: Option<u64>,
+    percent: f64,
+    reserve_mb: u64,
+    what: &str,
+) -> (Option<f64>, String) {
+    let Some(total) = total_bytes.map(|b| b as f64 / MIB) else {
+        return (None, String::new());
+    };
+    let by_percent = total * percent / 100.0;
+    let by_reserve = total - reserve_mb as f64;
+    if by_reserve < by_percent {
+        (
+            Some(by_reserve.max(0.0)),
+            format!("{what} minus {reserve_mb} MiB reserve"),
+        )
+    } else {
+        (Some(by_percent), format!("{percent} % of {what}"))
     }
 }
 
@@ -404,12 +422,20 @@ fn charts(s: &RunSummary) -> Vec<Chart> {
             points: s
                 .trials
                 .iter()
-                .map(|t| Point {
-                    x: f64::from(t.config.ctx),
-                    y: (axis.read)(&t.peaks).map(|b| b as f64 / MIB),
-                    err: None,
-                    mark: mark(t.verdict),
-                    label: trial_label(t),
+                .map(|t| {
+                    let y = (axis.read)(&t.peaks).map(|b| b as f64 / MIB);
+                    let mut label = trial_label(t);
+                    match y {
+                        Some(mib) => label.push_str(&format!(", peak {mib:.0} MiB")),
+                        None => label.push_str(", no memory reading (drawn on the axis)"),
+                    }
+                    Point {
+                        x: f64::from(t.config.ctx),
+                        y,
+                        err: None,
+                        mark: mark(t.verdict),
+                        label,
+                    }
                 })
                 .collect(),
         }],

@@ -352,3 +352,15 @@ fn file_stems_are_safe() {
     assert_eq!(shell_quote(""), "''");
     assert_eq!(shell_quote("a b"), "'a b'");
 }
+
+#[test]
+fn without_a_budget_the_memory_chart_shows_ram_against_the_tighter_limit() {
+    let mut all = events();
+    if let LogEvent::RunStarted(s) = &mut all[0] {
+        s.config.ozone.process_memory_budget_mb = None;
+    }
+    let html = render_html(&all).unwrap();
+    assert!(html.contains("Context vs peak RAM in use"));
+    // 8 GiB: 85 % is 6963 MiB, minus the 4096 MiB reserve is 4096 MiB: the reserve wins.
+    assert!(html.contains("RAM minus 4096 MiB reserve"));
+}
