@@ -3,6 +3,7 @@
 //! ```text
 //! {"event":"run_started","log_version":1,"ozone_version":"0.1.0","model_source":"m.gguf","model":{…ModelFacts},"hardware":{…HardwareSnapshot},"config":{…Config},"plugins":[{"role":"context","name":"binary-search","version":"0.1.0","builtin":true}],"backend":"llama-server","versions":{"llama-server":"b6500"},"started_at":"2026-11-26T13:00:05Z"}
 //! {"event":"decision","phase":"context","plugin":"binary-search","proposed":32768}
+//! {"event":"sample","trial_id":1,"config":{"ctx":32768,…},"sample":{"index":0,"ok":true,"ttft_ms":…}}
 //! {"event":"trial","id":1,"phase":"context","config":{"ctx":32768,…},…every TrialRecord field, samples included}
 //! {"event":"series","trial_id":1,"series":{"interval_ms":100,"points":[…],"peaks":{…}}}
 //! {"event":"resumed","at":"2026-11-26T14:00:00Z"}
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::ModelFacts;
 use crate::config::Config;
 use crate::hardware::{HardwareSnapshot, SampleSeries};
-use crate::trial::{Phase, TrialRecord};
+use crate::trial::{Phase, SampleRecord, TrialConfig, TrialRecord};
 
 use super::Limits;
 
@@ -34,6 +35,13 @@ pub enum LogEvent {
     RunStarted(Box<RunStarted>),
     /// A `--resume` picked the run up again.
     Resumed { at: DateTime<Utc> },
+    /// One sample, logged as soon as it finishes (before its trial's `trial` line), so a
+    /// crash mid-trial loses nothing measured. Readers rebuild from `trial` lines only.
+    Sample {
+        trial_id: u32,
+        config: TrialConfig,
+        sample: SampleRecord,
+    },
     /// A finished trial with every sample.
     Trial(Box<TrialRecord>),
     /// The sampler's series of a trial (written after its `trial` line).

@@ -16,6 +16,13 @@ fn events() -> Vec<LogEvent> {
             proposed: Some(t.config.ctx),
         });
         let id = t.id;
+        for sample in &t.samples {
+            events.push(LogEvent::Sample {
+                trial_id: id,
+                config: t.config.clone(),
+                sample: sample.clone(),
+            });
+        }
         events.push(LogEvent::Trial(Box::new(t)));
         events.push(LogEvent::Series {
             trial_id: id,
