@@ -1,1 +1,60 @@
 //! Every output file: JSONL trial log, summary, defaults YAML, env JSON, deploy files, HTML.
+//!
+//! Layout under the output directory (default `./ozone_results`):
+//! `logs/<model>_<ts>.jsonl` (written as the run goes, [`RunLog`]),
+//! `summaries/<model>_<ts>.json`, `defaults/<model>.yaml`, `env/env_<ts>.json`,
+//! `deploy/<model>.Modelfile`, `deploy/<model>.llama-server.sh`,
+//! `report/<model>_<ts>.html` (all by [`write_outputs`]).
+
+mod events;
+mod files;
+mod html;
+mod log;
+mod summary;
+mod svg;
+mod text;
+
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use events::{LogEvent, PluginUse, RunFinished, RunStarted, RunStatus, LOG_VERSION};
+pub use files::{file_stem, shell_quote, timestamp, write_outputs, OutputPaths};
+pub use html::{render_html, render_summary_html};
+pub use log::{log_path, read_log, read_log_detailed, LogContents, RunLog};
+pub use summary::{Limits, PhaseTiming, RunSummary, Timings};
+pub use text::presets_table;
+
+/// Default output directory.
+pub const DEFAULT_OUTPUT_DIR: &str = "ozone_results";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: not a trial-log event: {message}", path.display())]
+    BadLine {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("cannot encode {}: {message}", path.display())]
+    Encode { path: PathBuf, message: String },
+    #[error("the log has no run_started event: not an ozone trial log")]
+    NoRunStarted,
+}
+
+impl ReportError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        ReportError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,453 @@
+//! The typed configuration: the original `o3_ai_config.yaml` layout plus Ozone's own
+//! `ozone:` section. Every field has the product's documented default, so a partial file
+//! (or none) is complete after loading.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::trial::AdaptiveTimeouts;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub search_strategy: SearchStrategy,
+    pub preset_categories: PresetCategories,
+    pub testing: Testing,
+    pub hardware_monitoring: HardwareMonitoring,
+    pub learning_system: LearningSystem,
+    pub ozone: OzoneSettings,
+
+    // Sections of the original layout that Ozone accepts but does not act on. They are
+    // kept so an original file loads without warnings and shows up in `config show`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objectives: Option<serde_yaml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ai_guidance: Option<serde_yaml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_intelligence: Option<serde_yaml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fine_tuning: Option<serde_yaml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality_assurance: Option<serde_yaml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<serde_yaml::Value>,
+}
+
+impl Config {
+    /// Makes the accepted-as-is sections representable in JSON (the log, `config show
+    /// --json`): non-string keys become strings, YAML tags are dropped.
+    pub(super) fn normalise_unused_sections(&mut self) {
+        for section in [
+            &mut self.objectives,
+            &mut self.ai_guidance,
+            &mut self.model_intelligence,
+            &mut self.fine_tuning,
+            &mut self.quality_assurance,
+            &mut self.deployment,
+            &mut self.hardware_monitoring.gpu_handling,
+            &mut self.learning_system.prediction_model,
+            &mut self.learning_system.auto_improvement,
+        ] {
+            if let Some(value) = section.take() {
+                *section = Some(json_safe(value));
+            }
+        }
+    }
+}
+
+fn json_safe(value: serde_yaml::Value) -> serde_yaml::Value {
+    use serde_yaml::Value;
+    match value {
+        Value::Mapping(map) => Value::Mapping(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Value::String(s) => s,
+                        Value::Number(n) => n.to_string(),
+                        Value::Bool(b) => b.to_string(),
+                        Value::Null => "null".into(),
+                        other => serde_yaml::to_string(&json_safe(other))
+                            .unwrap_or_default()
+                            .trim_end()
+                            .to_string(),
+                    };
+                    (Value::String(key), json_safe(v))
+                })
+                .collect(),
+        ),
+        Value::Sequence(items) => Value::Sequence(items.into_iter().map(json_safe).collect()),
+        Value::Tagged(tagged) => json_safe(tagged.value),
+        Value::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => Value::Null,
+        other => other,
+    }
+}
+
+/// Key paths of the original layout that are accepted as they are and not acted on.
+/// Their content is never checked (no unknown-key warnings below them).
+pub const UNUSED_SECTIONS: &[&str] = &[
+    "objectives",
+    "ai_guidance",
+    "model_intelligence",
+    "fine_tuning",
+    "quality_assurance",
+    "deployment",
+    "learning_system.prediction_model",
+    "learning_system.auto_improvement",
+    "hardware_monitoring.gpu_handling",
+];
+
+/// Key paths whose content is free-form and handed on untouched (to the plugin host, to a
+/// plugin by name).
+pub const PASSTHROUGH_SECTIONS: &[&str] = &["ozone.sandbox", "ozone.plugin_settings"];
+
+/// Individual keys that are read and shown but that Ozone does not act on, with why.
+pub const INFORMATIONAL_KEYS: &[(&str, &str)] = &[
+    (
+        "preset_categories.max_context.target_context_percentile",
+        "max_context is the largest stable context; stability is the success-rate rule",
+    ),
+    (
+        "hardware_monitoring.peak_detection.enabled",
+        "the guard always samples: thresholds cannot be switched off",
+    ),
+    (
+        "hardware_monitoring.peak_detection.track_vram_peak",
+        "every readable metric is always tracked",
+    ),
+    (
+        "hardware_monitoring.peak_detection.track_ram_peak",
+        "every readable metric is always tracked",
+    ),
+    (
+        "hardware_monitoring.peak_detection.track_temperature",
+        "every readable metric is always tracked",
+    ),
+];
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SearchStrategy {
+    /// Name of the original search policy (`binary_search`); handed to the context plugin.
+    pub context_discovery: String,
+    pub initial_context_probe: u32,
+    pub binary_search_factor: f64,
+    pub max_binary_iterations: u32,
+    pub batch_adaptation: BatchAdaptation,
+}
+
+impl Default for SearchStrategy {
+    fn default() -> Self {
+        Self {
+            context_discovery: "binary_search".into(),
+            initial_context_probe: 65536,
+            binary_search_factor: 1.3,
+            max_binary_iterations: 7,
+            batch_adaptation: BatchAdaptation::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BatchAdaptation {
+    /// `false` skips the batch phase (the initial batch for the size class is used).
+    pub enabled: bool,
+    pub initial_batch_large: u32,
+    pub initial_batch_medium: u32,
+    pub initial_batch_small: u32,
+    pub scale_up_factor: f64,
+    pub max_batch: u32,
+}
+
+impl Default for BatchAdaptation {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            initial_batch_large: 16,
+            initial_batch_medium: 32,
+            initial_batch_small: 64,
+            scale_up_factor: 2.0,
+            max_batch: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PresetCategories {
+    pub max_context: MaxContextCategory,
+    pub balanced: BalancedCategory,
+    pub fast_response: FastResponseCategory,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MaxContextCategory {
+    pub target_context_percentile: f64,
+    pub throughput_weight: f64,
+    pub ttft_weight: f64,
+    pub description: String,
+}
+
+impl Default for MaxContextCategory {
+    fn default() -> Self {
+        Self {
+            target_context_percentile: 95.0,
+            throughput_weight: 0.3,
+            ttft_weight: 0.2,
+            description: "The longest context held stably".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BalancedCategory {
+    /// `[low, high]` contexts preferred for this preset.
+    pub target_context_range: [u32; 2],
+    pub throughput_weight: f64,
+    pub ttft_weight: f64,
+    pub description: String,
+}
+
+impl Default for BalancedCategory {
+    fn default() -> Self {
+        Self {
+            target_context_range: [8192, 12288],
+            throughput_weight: 0.6,
+            ttft_weight: 0.4,
+            description: "A useful context at good speed".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FastResponseCategory {
+    pub target_context_min: u32,
+    pub throughput_weight: f64,
+    pub ttft_weight: f64,
+    pub description: String,
+}
+
+impl Default for FastResponseCategory {
+    fn default() -> Self {
+        Self {
+            target_context_min: 4096,
+            throughput_weight: 0.8,
+            ttft_weight: 0.7,
+            description: "Short prompts answered quickly".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Testing {
+    pub statistical_validation: StatisticalValidation,
+    pub concurrency_progression: ConcurrencyProgression,
+    pub adaptive_timeouts: AdaptiveTimeouts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StatisticalValidation {
+    pub min_samples_per_config: u32,
+    pub confidence_threshold: f64,
+    pub variance_tolerance: f64,
+}
+
+impl Default for StatisticalValidation {
+    fn default() -> Self {
+        Self {
+            min_samples_per_config: 5,
+            confidence_threshold: 0.85,
+            variance_tolerance: 0.15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConcurrencyProgression {
+    pub levels: Vec<u32>,
+    /// Seconds between levels.
+    pub stabilization_delay: f64,
+    pub max_concurrent_timeouts: u32,
+}
+
+impl Default for ConcurrencyProgression {
+    fn default() -> Self {
+        Self {
+            levels: vec![1, 2, 4, 8],
+            stabilization_delay: 2.0,
+            max_concurrent_timeouts: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct HardwareMonitoring {
+    pub peak_detection: PeakDetection,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu_handling: Option<serde_yaml::Value>,
+    pub safety_thresholds: SafetyThresholds,
+    pub resource_headroom: ResourceHeadroom,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeakDetection {
+    pub enabled: bool,
+    pub sampling_interval_ms: u64,
+    pub track_vram_peak: bool,
+    pub track_ram_peak: bool,
+    pub track_temperature: bool,
+}
+
+impl Default for PeakDetection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            sampling_interval_ms: 100,
+            track_vram_peak: true,
+            track_ram_peak: true,
+            track_temperature: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SafetyThresholds {
+    pub max_vram_percent: f64,
+    pub max_ram_percent: f64,
+    pub max_temperature_c: f64,
+    pub max_cpu_percent: f64,
+}
+
+impl Default for SafetyThresholds {
+    fn default() -> Self {
+        Self {
+            max_vram_percent: 90.0,
+            max_ram_percent: 85.0,
+            max_temperature_c: 85.0,
+            max_cpu_percent: 90.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceHeadroom {
+    pub vram_reserve_mb: u64,
+    pub ram_reserve_mb: u64,
+    /// Multiplies the context a plugin may propose; handed to the context plugin.
+    pub context_scaling_factor: f64,
+}
+
+impl Default for ResourceHeadroom {
+    fn default() -> Self {
+        Self {
+            vram_reserve_mb: 4096,
+            ram_reserve_mb: 4096,
+            context_scaling_factor: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct LearningSystem {
+    pub configuration_learning: ConfigurationLearning,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction_model: Option<serde_yaml::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_improvement: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConfigurationLearning {
+    pub enabled: bool,
+    pub hardware_profiles: HardwareProfiles,
+}
+
+impl Default for ConfigurationLearning {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            hardware_profiles: HardwareProfiles::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HardwareProfiles {
+    /// Remember the limits found (warm-start store).
+    pub store_results: bool,
+    /// Hand a remembered limit to the context plugin as a hint.
+    pub reuse_learned_configs: bool,
+    /// A remembered result older than this is not reused; 0 = never expires.
+    pub update_frequency_days: u32,
+}
+
+impl Default for HardwareProfiles {
+    fn default() -> Self {
+        Self {
+            store_results: true,
+            reuse_learned_configs: true,
+            update_frequency_days: 7,
+        }
+    }
+}
+
+/// Ozone's own section: which plugins run, how trials are shaped, sandbox limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OzoneSettings {
+    /// Context plugin: a built-in name (`binary-search`) or a path to a `.wasm` component.
+    pub context_strategy: String,
+    /// Batch plugin: a built-in name (`batch-scaler`) or a path to a `.wasm` component.
+    pub batch_strategy: String,
+    /// Smallest context worth proposing, in tokens.
+    pub min_context: u32,
+    /// Share of the context the prompt fills (0 < r ≤ 1).
+    pub fill_ratio: f64,
+    /// Tokens generated per sample.
+    pub n_predict: u32,
+    /// Absolute budget for the inference server's resident memory, MiB.
+    pub process_memory_budget_mb: Option<u64>,
+    /// How long CPU may stay above `max_cpu_percent` before it counts as a breach.
+    pub cpu_grace_ms: u64,
+    /// One unmeasured request before the samples of each trial.
+    pub warmup: bool,
+    /// How long a server may take to load and answer `/health`, seconds.
+    pub health_timeout_s: f64,
+    /// Sandbox limits, handed as JSON to the plugin host.
+    pub sandbox: serde_json::Value,
+    /// Per-plugin settings by plugin name, merged over the original-layout keys.
+    pub plugin_settings: BTreeMap<String, serde_json::Value>,
+}
+
+impl Default for OzoneSettings {
+    fn default() -> Self {
+        Self {
+            context_strategy: "binary-search".into(),
+            batch_strategy: "batch-scaler".into(),
+            min_context: 2048,
+            fill_ratio: 0.9,
+            n_predict: 64,
+            process_memory_budget_mb: None,
+            cpu_grace_ms: 5000,
+            warmup: true,
+            health_timeout_s: 120.0,
+            sandbox: serde_json::Value::Object(serde_json::Map::new()),
+            plugin_settings: BTreeMap::new(),
+        }
+    }
+}

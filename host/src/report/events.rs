@@ -1,0 +1,119 @@
+//! The events of a trial log: one JSON object a line, tagged by `"event"`.
+//!
+//! ```text
+//! {"event":"run_started","log_version":1,"ozone_version":"0.1.0","model_source":"m.gguf","model":{…ModelFacts},"hardware":{…HardwareSnapshot},"config":{…Config},"plugins":[{"role":"context","name":"binary-search","version":"0.1.0","builtin":true}],"backend":"llama-server","versions":{"llama-server":"b6500"},"started_at":"2026-11-26T13:00:05Z"}
+//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":32768}
+//! {"event":"sample","trial_id":1,"config":{"ctx":32768,…},"sample":{"index":0,"ok":true,"ttft_ms":…}}
+//! {"event":"trial","id":1,"phase":"context","config":{"ctx":32768,…},…every TrialRecord field, samples included}
+//! {"event":"series","trial_id":1,"series":{"interval_ms":100,"points":[…],"peaks":{…}}}
+//! {"event":"resumed","at":"2026-11-26T14:00:00Z"}
+//! {"event":"run_finished","status":"completed","finished_at":"…","limits":{"max_context":20480,"best_batch":256,"max_concurrency":2},"message":null}
+//! ```
+//!
+//! Readers skip a torn last line (a crash mid-write) and reject any other bad line.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::ModelFacts;
+use crate::config::Config;
+use crate::hardware::{HardwareSnapshot, SampleSeries};
+use crate::trial::{Phase, SampleRecord, TrialConfig, TrialRecord};
+
+use super::Limits;
+
+/// Version of the log format, written in `run_started`.
+pub const LOG_VERSION: u32 = 1;
+
+/// One line of the JSONL trial log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum LogEvent {
+    /// First line of a run.
+    RunStarted(Box<RunStarted>),
+    /// A `--resume` picked the run up again.
+    Resumed { at: DateTime<Utc> },
+    /// One sample, logged as soon as it finishes (before its trial's `trial` line), so a
+    /// crash mid-trial loses nothing measured. Readers rebuild from `trial` lines only.
+    Sample {
+        trial_id: u32,
+        config: TrialConfig,
+        sample: SampleRecord,
+    },
+    /// A finished trial with every sample.
+    Trial(Box<TrialRecord>),
+    /// The sampler's series of a trial (written after its `trial` line).
+    Series { trial_id: u32, series: SampleSeries },
+    /// A plugin's proposal (`proposed: null` = the plugin is done).
+    Decision {
+        phase: Phase,
+        plugin: String,
+        proposed: Option<u32>,
+    },
+    /// Last line of a run.
+    RunFinished(RunFinished),
+}
+
+/// A strategy plugin a run used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginUse {
+    /// `context` or `batch`.
+    pub role: String,
+    pub name: String,
+    pub version: Option<String>,
+    /// Embedded in `ozone` (as opposed to loaded from a file).
+    pub builtin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub log_version: u32,
+    pub ozone_version: String,
+    /// The model as given on the command line: a `.gguf` path or an Ollama tag.
+    pub model_source: String,
+    pub model: ModelFacts,
+    pub hardware: HardwareSnapshot,
+    /// The effective configuration.
+    pub config: Config,
+    pub plugins: Vec<PluginUse>,
+    /// `llama-server`, `ollama` or `openai`.
+    pub backend: String,
+    /// Versions of what the run used, by name (`llama-server`, …).
+    #[serde(default)]
+    pub versions: BTreeMap<String, String>,
+    pub started_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Completed,
+    Interrupted,
+    Failed,
+    /// The log has no `run_finished` line: the run is going on, or it crashed.
+    Unfinished,
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RunStatus::Completed => "completed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+            RunStatus::Unfinished => "unfinished",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunFinished {
+    pub status: RunStatus,
+    pub finished_at: DateTime<Utc>,
+    /// The limits the run settled on (the plugins' `best()`); when absent they are
+    /// derived from the trials ([`Limits::from_trials`]).
+    pub limits: Option<Limits>,
+    /// Why a run failed or was interrupted.
+    pub message: Option<String>,
+}

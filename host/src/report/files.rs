@@ -1,0 +1,352 @@
+//! Writes the output files of a run (all but the log, which is written as the run goes).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::trial::{KvCacheType, Phase};
+use crate::tune::presets::{Preset, PresetName, Presets};
+
+use super::{render_summary_html, ReportError, RunSummary};
+
+/// Where [`write_outputs`] put each file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputPaths {
+    pub summary: PathBuf,
+    pub defaults: PathBuf,
+    pub env: PathBuf,
+    /// Absent when no configuration was stable.
+    pub modelfile: Option<PathBuf>,
+    /// Absent when no command was given or no configuration was stable.
+    pub llama_server_script: Option<PathBuf>,
+    pub html: PathBuf,
+}
+
+/// Writes, under `out_dir`: `summaries/<model>_<ts>.json`, `defaults/<model>.yaml`,
+/// `env/env_<ts>.json`, `deploy/<model>.Modelfile` (for `preset`),
+/// `deploy/<model>.llama-server.sh` (running `llama_command` exactly, when given) and
+/// `report/<model>_<ts>.html`. `<ts>` is the run's start, `%Y%m%d_%H%M%S` UTC.
+pub fn write_outputs(
+    out_dir: &Path,
+    summary: &RunSummary,
+    preset: PresetName,
+    llama_command: Option<&[String]>,
+) -> Result<OutputPaths, ReportError> {
+    let model = file_stem(&summary.model.name);
+    let ts = timestamp(summary.started_at);
+
+    let summary_path = out_dir.join("summaries").join(format!("{model}_{ts}.json"));
+    write(&summary_path, &to_json(&summary_path, summary)?)?;
+
+    let defaults_path = out_dir.join("defaults").join(format!("{model}.yaml"));
+    let yaml =
+        serde_yaml::to_string(&DefaultsFile::new(summary)).map_err(|e| ReportError::Encode {
+            path: defaults_path.clone(),
+            message: e.to_string(),
+        })?;
+    write(&defaults_path, &yaml)?;
+
+    let env_path = out_dir.join("env").join(format!("env_{ts}.json"));
+    let env = EnvFile {
+        ozone_version: &summary.ozone_version,
+        written_at: Utc::now(),
+        backend: &summary.backend,
+        versions: &summary.versions,
+        plugins: &summary.plugins,
+        hardware: &summary.hardware,
+        hardware_fingerprint: summary.hardware.fingerprint(),
+    };
+    write(&env_path, &to_json(&env_path, &env)?)?;
+
+    let chosen = summary.presets.get(preset);
+    let mut modelfile = None;
+    let mut script = None;
+    if let Some(p) = chosen {
+        let path = out_dir.join("deploy").join(format!("{model}.Modelfile"));
+        write(&path, &modelfile_text(summary, p))?;
+        modelfile = Some(path);
+        if let Some(command) = llama_command {
+            let path = out_dir
+                .join("deploy")
+                .join(format!("{model}.llama-server.sh"));
+            write(&path, &launch_script(summary, p, command))?;
+            make_executable(&path)?;
+            script = Some(path);
+        }
+    }
+
+    let html_path = out_dir.join("report").join(format!("{model}_{ts}.html"));
+    write(&html_path, &render_summary_html(summary))?;
+
+    Ok(OutputPaths {
+        summary: summary_path,
+        defaults: defaults_path,
+        env: env_path,
+        modelfile,
+        llama_server_script: script,
+        html: html_path,
+    })
+}
+
+/// A model name made safe for a file name: `llama3.1:8b` → `llama3.1_8b`.
+pub fn file_stem(model_name: &str) -> String {
+    let stem: String = model_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let stem = stem.trim_matches(['.', '_']);
+    if stem.is_empty() {
+        "model".into()
+    } else {
+        stem.into()
+    }
+}
+
+/// The timestamp in output file names.
+pub fn timestamp(at: DateTime<Utc>) -> String {
+    at.format("%Y%m%d_%H%M%S").to_string()
+}
+
+/// Quotes a word for a POSIX shell: plain words stay as they are, anything else is
+/// single-quoted with embedded quotes written `'\''`.
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+fn modelfile_text(summary: &RunSummary, p: &Preset) -> String {
+    format!(
+        "# Written by ozone {ver}: preset {name} for {model}, measured {at}.\n\
+         # {figures}\n\
+         FROM {from}\n\
+         PARAMETER num_ctx {ctx}\n\
+         PARAMETER num_batch {batch}\n",
+        ver = summary.ozone_version,
+        name = p.name,
+        model = summary.model.name,
+        at = summary.started_at.format("%Y-%m-%d"),
+        figures = figures_line(p),
+        from = summary.model_source,
+        ctx = p.ctx,
+        batch = p.config.batch,
+    )
+}
+
+fn launch_script(summary: &RunSummary, p: &Preset, command: &[String]) -> String {
+    let words: Vec<String> = command.iter().map(|w| shell_quote(w)).collect();
+    format!(
+        "#!/bin/sh\n\
+         # Written by ozone {ver}: llama-server with preset {name} for {model}.\n\
+         # {figures}\n\
+         # Extra arguments are passed on to llama-server.\n\
+         exec {cmd} \"$@\"\n",
+        ver = summary.ozone_version,
+        name = p.name,
+        model = summary.model.name,
+        figures = figures_line(p),
+        cmd = words.join(" "),
+    )
+}
+
+fn figures_line(p: &Preset) -> String {
+    format!(
+        "ctx {} batch {}: decode {:.1} ± {:.1} tok/s, TTFT p50 {:.0} ms, {}/{} samples ok (trial {})",
+        p.ctx,
+        p.config.batch,
+        p.decode_tps.mean,
+        p.decode_tps.stddev,
+        p.ttft_ms.p50,
+        p.evidence.successful,
+        p.evidence.samples,
+        p.evidence.trial_id
+    )
+}
+
+/// `defaults/<model>.yaml`, in the original layout.
+#[derive(Debug, Serialize)]
+struct DefaultsFile {
+    model: String,
+    updated_at: DateTime<Utc>,
+    source: String,
+    hardware_fingerprint: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
+    presets: DefaultsPresets,
+}
+
+#[derive(Debug, Serialize)]
+struct DefaultsPresets {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_context: Option<DefaultsPreset>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    balanced: Option<DefaultsPreset>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fast_response: Option<DefaultsPreset>,
+}
+
+#[derive(Debug, Serialize)]
+struct DefaultsPreset {
+    num_ctx: u32,
+    batch: u32,
+    ubatch: u32,
+    num_predict: u32,
+    /// Ollama's default (physical cores); `null` when unknown.
+    num_thread: Option<u32>,
+    kv_cache_type: KvCacheType,
+    performance: Performance,
+}
+
+#[derive(Debug, Serialize)]
+struct Performance {
+    tokens_per_sec: f64,
+    tokens_per_sec_stddev: f64,
+    tokens_per_sec_p50: f64,
+    tokens_per_sec_p95: f64,
+    ttft_ms: f64,
+    ttft_ms_stddev: f64,
+    ttft_ms_p50: f64,
+    ttft_ms_p95: f64,
+    prefill_tokens_per_sec: Option<f64>,
+    /// The measured success rate (successful samples / samples).
+    stability_score: f64,
+    cv: Option<f64>,
+    samples: u32,
+    trial_id: u32,
+    phase: Phase,
+    score: f64,
+    peak_process_rss_mb: Option<u64>,
+    peak_gpu_mem_mb: Option<u64>,
+}
+
+impl DefaultsFile {
+    fn new(s: &RunSummary) -> Self {
+        let entry = |p: &Preset| DefaultsPreset {
+            num_ctx: p.ctx,
+            batch: p.config.batch,
+            ubatch: p.config.ubatch,
+            num_predict: s.config.ozone.n_predict,
+            num_thread: s.hardware.cpu.physical_cores.map(|m| m.value),
+            kv_cache_type: p.config.kv_cache_type,
+            performance: Performance {
+                tokens_per_sec: round(p.decode_tps.mean, 2),
+                tokens_per_sec_stddev: round(p.decode_tps.stddev, 2),
+                tokens_per_sec_p50: round(p.decode_tps.p50, 2),
+                tokens_per_sec_p95: round(p.decode_tps.p95, 2),
+                ttft_ms: round(p.ttft_ms.mean, 1),
+                ttft_ms_stddev: round(p.ttft_ms.stddev, 1),
+                ttft_ms_p50: round(p.ttft_ms.p50, 1),
+                ttft_ms_p95: round(p.ttft_ms.p95, 1),
+                prefill_tokens_per_sec: p.prefill_tps.as_ref().map(|s| round(s.mean, 2)),
+                stability_score: p.evidence.success_rate,
+                cv: p.evidence.cv.map(|c| round(c, 4)),
+                samples: p.evidence.samples,
+                trial_id: p.evidence.trial_id,
+                phase: p.evidence.phase,
+                score: round(p.score.total, 4),
+                peak_process_rss_mb: p.peaks.process_rss_bytes.map(|b| b >> 20),
+                peak_gpu_mem_mb: p.peaks.gpu_mem_used_bytes.map(|b| b >> 20),
+            },
+        };
+        let (presets, note) = match &s.presets {
+            Presets::NoStableConfiguration => (
+                DefaultsPresets {
+                    max_context: None,
+                    balanced: None,
+                    fast_response: None,
+                },
+                Some("no configuration was stable: no presets".to_string()),
+            ),
+            Presets::OnlyOne { preset } => (
+                DefaultsPresets {
+                    max_context: Some(entry(preset)),
+                    balanced: None,
+                    fast_response: None,
+                },
+                Some(
+                    "only one configuration was stable; it is under max_context and serves \
+                     every preset"
+                        .to_string(),
+                ),
+            ),
+            Presets::Three {
+                max_context,
+                balanced,
+                fast_response,
+            } => (
+                DefaultsPresets {
+                    max_context: Some(entry(max_context)),
+                    balanced: Some(entry(balanced)),
+                    fast_response: Some(entry(fast_response)),
+                },
+                None,
+            ),
+        };
+        Self {
+            model: s.model.name.clone(),
+            updated_at: s.finished_at.unwrap_or(s.started_at),
+            source: s.model_source.clone(),
+            hardware_fingerprint: s.hardware.fingerprint(),
+            note,
+            presets,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct EnvFile<'a> {
+    ozone_version: &'a str,
+    written_at: DateTime<Utc>,
+    backend: &'a str,
+    versions: &'a std::collections::BTreeMap<String, String>,
+    plugins: &'a [super::PluginUse],
+    hardware_fingerprint: String,
+    hardware: &'a crate::hardware::HardwareSnapshot,
+}
+
+/// Figures in the defaults file are rounded for reading; the summary keeps them exact.
+fn round(v: f64, decimals: i32) -> f64 {
+    let m = 10f64.powi(decimals);
+    (v * m).round() / m
+}
+
+fn to_json(path: &Path, value: &impl Serialize) -> Result<String, ReportError> {
+    let mut text = serde_json::to_string_pretty(value).map_err(|e| ReportError::Encode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    text.push('\n');
+    Ok(text)
+}
+
+fn write(path: &Path, contents: &str) -> Result<(), ReportError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
+    }
+    std::fs::write(path, contents).map_err(|e| ReportError::io(path, e))
+}
+
+#[cfg(unix)]
+fn make_executable(path: &Path) -> Result<(), ReportError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| ReportError::io(path, e))
+}
+
+#[cfg(not(unix))]
+fn make_executable(_path: &Path) -> Result<(), ReportError> {
+    Ok(())
+}

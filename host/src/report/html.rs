@@ -1,0 +1,590 @@
+//! The self-contained HTML report: header, presets, limits, inline SVG charts and every
+//! trial. No script and no external asset: it reads the same offline and printed.
+
+use std::fmt::Write;
+
+use crate::hardware::Peaks;
+use crate::trial::{Phase, Stats, TrialRecord, Verdict};
+use crate::tune::presets::{Preset, Presets};
+
+use super::svg::{Chart, Mark, Point, Series};
+use super::{LogEvent, ReportError, RunSummary};
+
+const MIB: f64 = 1048576.0;
+
+/// Renders the report of a logged run (see [`RunSummary::from_events`]).
+pub fn render_html(events: &[LogEvent]) -> Result<String, ReportError> {
+    Ok(render_summary_html(&RunSummary::from_events(events)?))
+}
+
+/// Renders the report of a run summary.
+pub fn render_summary_html(s: &RunSummary) -> String {
+    let mut h = String::with_capacity(64 * 1024);
+    let title = format!("Ozone report: {}", s.model.name);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body>\n",
+        escape(&title)
+    );
+    let _ = writeln!(h, "<h1>{}</h1>", escape(&title));
+    header(&mut h, s);
+    presets_section(&mut h, s);
+    limits_section(&mut h, s);
+    h.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
+    for chart in charts(s) {
+        h.push_str(&chart.render());
+        h.push('\n');
+    }
+    h.push_str("</div>\n");
+    trials_section(&mut h, s);
+    let _ = write!(
+        h,
+        "<footer>Written by ozone {} from {} trial(s). Every figure is measured; \
+         mean ± standard deviation over the successful samples.</footer>\n</body></html>\n",
+        escape(&s.ozone_version),
+        s.trials.len()
+    );
+    h
+}
+
+fn header(h: &mut String, s: &RunSummary) {
+    let hw = &s.hardware;
+    let cpu = hw
+        .cpu
+        .model
+        .as_ref()
+        .map(|m| m.value.clone())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = hw
+        .cpu
+        .logical_cores
+        .map(|m| format!(", {} logical cores", m.value))
+        .unwrap_or_default();
+    let ram = hw
+        .memory
+        .total_bytes
+        .map(|m| format!("{:.1} GiB RAM", m.value as f64 / (1024.0 * MIB)))
+        .unwrap_or_else(|| "RAM unknown".into());
+    let gpus = if hw.gpus.is_empty() {
+        "no GPU".to_string()
+    } else {
+        hw.gpus
+            .iter()
+            .map(|g| {
+                let name = g.name.as_ref().map_or("GPU", |m| m.value.as_str());
+                match g.usable_total_bytes() {
+                    Some(b) => format!("{name} ({:.1} GiB)", b as f64 / (1024.0 * MIB)),
+                    None => name.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let plugins = s
+        .plugins
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: {}{}",
+                p.role,
+                p.name,
+                p.version
+                    .as_deref()
+                    .map(|v| format!(" {v}"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let wall = s
+        .timings
+        .wall_ms
+        .map(|ms| format!(" ({})", duration(ms)))
+        .unwrap_or_default();
+    let rows = [
+        ("Model", format!("{} — {}", s.model.name, s.model_source)),
+        (
+            "Status",
+            format!(
+                "{}{}",
+                s.status,
+                s.message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        (
+            "Run",
+            format!(
+                "{} → {}{wall}",
+                s.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                s.finished_at
+                    .map(|f| f.format("%H:%M:%S").to_string())
+                    .unwrap_or_else(|| "…".into())
+            ),
+        ),
+        ("Machine", format!("{cpu}{cores}, {ram}, {gpus}")),
+        ("Backend", s.backend.clone()),
+        ("Plugins", plugins),
+        ("Limits", thresholds_line(s)),
+    ];
+    h.push_str("<table class=\"facts\">\n");
+    for (k, v) in rows {
+        let _ = writeln!(h, "<tr><th>{k}</th><td>{}</td></tr>", escape(&v));
+    }
+    h.push_str("</table>\n");
+}
+
+fn thresholds_line(s: &RunSummary) -> String {
+    let t = s.config.thresholds();
+    let mut line = format!(
+        "VRAM ≤ {}%, RAM ≤ {}%, CPU ≤ {}%, GPU ≤ {} °C, reserves {} MiB VRAM / {} MiB RAM",
+        t.max_vram_percent,
+        t.max_ram_percent,
+        t.max_cpu_percent,
+        t.max_temperature_c,
+        t.vram_reserve_mb,
+        t.ram_reserve_mb
+    );
+    if let Some(b) = t.process_memory_budget_mb {
+        let _ = write!(line, ", server memory budget {b} MiB");
+    }
+    line
+}
+
+fn presets_section(h: &mut String, s: &RunSummary) {
+    h.push_str("<h2>Presets</h2>\n");
+    match &s.presets {
+        Presets::NoStableConfiguration => {
+            h.push_str(
+                "<p class=\"warn\">No configuration was stable: no preset to recommend.</p>\n",
+            );
+            return;
+        }
+        Presets::OnlyOne { .. } => h.push_str(
+            "<p class=\"warn\">Only one configuration was stable: it serves as max_context, \
+             balanced and fast_response alike.</p>\n",
+        ),
+        Presets::Three { .. } => {}
+    }
+    h.push_str(
+        "<table><tr><th>preset</th><th>ctx</th><th>batch / ubatch</th><th>kv</th>\
+         <th>decode tok/s</th><th>TTFT ms</th><th>prefill tok/s</th><th>score</th>\
+         <th>evidence</th><th>note</th></tr>\n",
+    );
+    for p in s.presets.list() {
+        preset_row(h, s, p);
+    }
+    h.push_str("</table>\n");
+}
+
+fn preset_row(h: &mut String, s: &RunSummary, p: &Preset) {
+    let name = if s.presets.only_one() {
+        "the only stable configuration".to_string()
+    } else {
+        p.name.to_string()
+    };
+    let _ = writeln!(
+        h,
+        "<tr><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td>\
+         <td>{}</td><td>{:.3} (T {:.2}, L {:.2}, C {:.2})</td>\
+         <td>trial {}, {}/{} ok ({:.0} %), CV {}</td><td>{}</td></tr>",
+        escape(&name),
+        p.ctx,
+        p.config.batch,
+        p.config.ubatch,
+        p.config.kv_cache_type.as_str(),
+        stats(Some(&p.decode_tps), 1),
+        stats(Some(&p.ttft_ms), 0),
+        stats(p.prefill_tps.as_ref(), 0),
+        p.score.total,
+        p.score.throughput,
+        p.score.ttft,
+        p.score.context,
+        p.evidence.trial_id,
+        p.evidence.successful,
+        p.evidence.samples,
+        p.evidence.success_rate * 100.0,
+        p.evidence
+            .cv
+            .map(|c| format!("{:.1} %", c * 100.0))
+            .unwrap_or_else(|| "–".into()),
+        escape(p.note.as_deref().unwrap_or(""))
+    );
+}
+
+fn limits_section(h: &mut String, s: &RunSummary) {
+    let show = |v: Option<u32>| v.map_or("not found".to_string(), |v| v.to_string());
+    let _ = writeln!(
+        h,
+        "<h2>Limits found</h2>\n<table class=\"facts\"><tr><th>largest stable context</th>\
+         <td>{}</td></tr><tr><th>best batch</th><td>{}</td></tr><tr><th>highest stable \
+         concurrency</th><td>{}</td></tr><tr><th>trials</th><td>{}</td></tr></table>",
+        show(s.limits.max_context),
+        show(s.limits.best_batch),
+        show(s.limits.max_concurrency),
+        escape(
+            &s.timings
+                .phases
+                .iter()
+                .map(|p| format!(
+                    "{:?}: {} ({} stable, {})",
+                    p.phase,
+                    p.trials,
+                    p.stable,
+                    duration(p.total_ms)
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    );
+}
+
+fn trials_section(h: &mut String, s: &RunSummary) {
+    h.push_str(
+        "<h2>Trials</h2>\n<table><tr><th>#</th><th>phase</th><th>configuration</th>\
+         <th>verdict</th><th>decode tok/s</th><th>TTFT ms</th><th>prefill tok/s</th>\
+         <th>samples ok</th><th>peak memory</th><th>time</th><th>failure</th></tr>\n",
+    );
+    for t in &s.trials {
+        let ok = t.samples.iter().filter(|x| x.ok).count();
+        let failure = t
+            .failure
+            .as_ref()
+            .map(|f| f.message.clone())
+            .unwrap_or_default();
+        let _ = writeln!(
+            h,
+            "<tr class=\"{}\"><td>{}</td><td>{:?}</td><td>{}</td><td>{:?}</td><td>{}</td>\
+             <td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            verdict_class(t.verdict),
+            t.id,
+            t.phase,
+            escape(&t.config.to_string()),
+            t.verdict,
+            stats(t.decode_tps.as_ref(), 1),
+            stats(t.ttft_ms.as_ref(), 0),
+            stats(t.prefill_tps.as_ref(), 0),
+            ok,
+            t.samples.len(),
+            escape(&peaks_text(&t.peaks)),
+            duration(t.duration_ms),
+            escape(&failure)
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+fn verdict_class(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Stable => "stable",
+        Verdict::Unstable => "unstable",
+        Verdict::Failed => "failed",
+    }
+}
+
+fn mark(v: Verdict) -> Mark {
+    match v {
+        Verdict::Stable => Mark::Stable,
+        Verdict::Unstable => Mark::Unstable,
+        Verdict::Failed => Mark::Failed,
+    }
+}
+
+fn stats(s: Option<&Stats>, decimals: usize) -> String {
+    match s {
+        Some(s) => format!(
+            "{:.d$} ± {:.d$} (p50 {:.d$}, p95 {:.d$})",
+            s.mean,
+            s.stddev,
+            s.p50,
+            s.p95,
+            d = decimals
+        ),
+        None => "–".into(),
+    }
+}
+
+fn peaks_text(p: &Peaks) -> String {
+    let mut parts = Vec::new();
+    if let Some(b) = p.process_rss_bytes {
+        parts.push(format!("server {:.0} MiB", b as f64 / MIB));
+    }
+    if let Some(b) = p.gpu_mem_used_bytes {
+        parts.push(format!("GPU {:.0} MiB", b as f64 / MIB));
+    }
+    if let Some(b) = p.ram_used_bytes {
+        parts.push(format!("RAM {:.0} MiB", b as f64 / MIB));
+    }
+    if parts.is_empty() {
+        "–".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+fn duration(ms: u64) -> String {
+    let s = ms / 1000;
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    }
+}
+
+fn trial_label(t: &TrialRecord) -> String {
+    let mut label = format!("trial {}: {} — {:?}", t.id, t.config, t.verdict);
+    if let Some(f) = &t.failure {
+        let _ = write!(label, " ({})", f.message);
+    }
+    label
+}
+
+/// Which memory the context chart shows and the line it must stay under.
+struct MemoryAxis {
+    name: &'static str,
+    read: fn(&Peaks) -> Option<u64>,
+    limit_mib: Option<f64>,
+    limit_label: String,
+}
+
+fn memory_axis(s: &RunSummary) -> MemoryAxis {
+    let t = s.config.thresholds();
+    if let Some(budget) = t.process_memory_budget_mb {
+        return MemoryAxis {
+            name: "server process memory",
+            read: |p| p.process_rss_bytes,
+            limit_mib: Some(budget as f64),
+            limit_label: format!("budget {budget} MiB"),
+        };
+    }
+    let has_gpu = s
+        .trials
+        .iter()
+        .any(|t| t.peaks.gpu_mem_used_bytes.is_some());
+    if has_gpu {
+        let total = s.hardware.gpu_memory_total_bytes();
+        let (limit, label) =
+            memory_limit(total, t.max_vram_percent, t.vram_reserve_mb, "GPU memory");
+        return MemoryAxis {
+            name: "GPU memory",
+            read: |p| p.gpu_mem_used_bytes,
+            limit_mib: limit,
+            limit_label: label,
+        };
+    }
+    let total = s.hardware.memory.total_bytes.map(|m| m.value);
+    let (limit, label) = memory_limit(total, t.max_ram_percent, t.ram_reserve_mb, "RAM");
+    MemoryAxis {
+        name: "RAM in use",
+        read: |p| p.ram_used_bytes,
+        limit_mib: limit,
+        limit_label: label,
+    }
+}
+
+/// The tighter of `percent` of `total` and `total` minus the reserve, in MiB.
+fn memory_limit(
+    total_bytes: Option<u64>,
+    percent: f64,
+    reserve_mb: u64,
+    what: &str,
+) -> (Option<f64>, String) {
+    let Some(total) = total_bytes.map(|b| b as f64 / MIB) else {
+        return (None, String::new());
+    };
+    let by_percent = total * percent / 100.0;
+    let by_reserve = total - reserve_mb as f64;
+    if by_reserve < by_percent {
+        (
+            Some(by_reserve.max(0.0)),
+            format!("{what} minus {reserve_mb} MiB reserve"),
+        )
+    } else {
+        (Some(by_percent), format!("{percent} % of {what}"))
+    }
+}
+
+fn charts(s: &RunSummary) -> Vec<Chart> {
+    let axis = memory_axis(s);
+    let memory = Chart {
+        title: format!("Context vs peak {}", axis.name),
+        x_label: "context (tokens, log scale)".into(),
+        y_label: format!("peak {} (MiB)", axis.name),
+        log2_x: true,
+        series: vec![Series {
+            name: "trials".into(),
+            color: "#444",
+            connect: false,
+            points: s
+                .trials
+                .iter()
+                .map(|t| {
+                    let y = (axis.read)(&t.peaks).map(|b| b as f64 / MIB);
+                    let mut label = trial_label(t);
+                    match y {
+                        Some(mib) => label.push_str(&format!(", peak {mib:.0} MiB")),
+                        None => label.push_str(", no memory reading (drawn on the axis)"),
+                    }
+                    Point {
+                        x: f64::from(t.config.ctx),
+                        y,
+                        err: None,
+                        mark: mark(t.verdict),
+                        label,
+                    }
+                })
+                .collect(),
+        }],
+        limit: axis.limit_mib.map(|v| (v, axis.limit_label.clone())),
+    };
+
+    // Throughput vs batch at the context the batch phase ran at.
+    let batch_ctx = s
+        .trials
+        .iter()
+        .find(|t| t.phase == Phase::Batch)
+        .map(|t| t.config.ctx)
+        .or(s.limits.max_context);
+    let batch_trials: Vec<&TrialRecord> = s
+        .trials
+        .iter()
+        .filter(|t| {
+            t.config.concurrency == 1
+                && Some(t.config.ctx) == batch_ctx
+                && t.phase != Phase::Concurrency
+        })
+        .collect();
+    let batch = Chart {
+        title: format!(
+            "Throughput vs batch{}",
+            batch_ctx.map(|c| format!(" (ctx {c})")).unwrap_or_default()
+        ),
+        x_label: "batch (log scale)".into(),
+        y_label: "decode tokens/s".into(),
+        log2_x: true,
+        series: vec![Series {
+            name: "decode tok/s".into(),
+            color: "#1d6fa5",
+            connect: true,
+            points: batch_trials
+                .iter()
+                .map(|t| measure_point(t, f64::from(t.config.batch), t.decode_tps.as_ref()))
+                .collect(),
+        }],
+        limit: None,
+    };
+
+    // Concurrency ladder: its trials plus the single-stream trial they started from.
+    let ladder: Vec<&TrialRecord> = {
+        let conc: Vec<&TrialRecord> = s
+            .trials
+            .iter()
+            .filter(|t| t.phase == Phase::Concurrency)
+            .collect();
+        let base = conc.first().and_then(|c| {
+            s.trials.iter().rev().find(|t| {
+                t.config.concurrency == 1
+                    && t.config.ctx == c.config.ctx
+                    && t.config.batch == c.config.batch
+                    && t.phase != Phase::Concurrency
+            })
+        });
+        base.into_iter().chain(conc).collect()
+    };
+    let aggregate = |t: &TrialRecord| {
+        t.decode_tps.as_ref().map(|d| Stats {
+            mean: d.mean * f64::from(t.config.concurrency),
+            stddev: d.stddev * f64::from(t.config.concurrency),
+            ..d.clone()
+        })
+    };
+    let throughput = Chart {
+        title: "Throughput vs concurrency".into(),
+        x_label: "concurrent streams (log scale)".into(),
+        y_label: "decode tokens/s".into(),
+        log2_x: true,
+        series: vec![
+            Series {
+                name: "per stream".into(),
+                color: "#1d6fa5",
+                connect: true,
+                points: ladder
+                    .iter()
+                    .map(|t| {
+                        measure_point(t, f64::from(t.config.concurrency), t.decode_tps.as_ref())
+                    })
+                    .collect(),
+            },
+            Series {
+                name: "all streams".into(),
+                color: "#7b3fa0",
+                connect: true,
+                points: ladder
+                    .iter()
+                    .map(|t| {
+                        measure_point(t, f64::from(t.config.concurrency), aggregate(t).as_ref())
+                    })
+                    .collect(),
+            },
+        ],
+        limit: None,
+    };
+    let ttft = Chart {
+        title: "TTFT vs concurrency".into(),
+        x_label: "concurrent streams (log scale)".into(),
+        y_label: "time to first token (ms)".into(),
+        log2_x: true,
+        series: vec![Series {
+            name: "TTFT".into(),
+            color: "#b5562b",
+            connect: true,
+            points: ladder
+                .iter()
+                .map(|t| measure_point(t, f64::from(t.config.concurrency), t.ttft_ms.as_ref()))
+                .collect(),
+        }],
+        limit: None,
+    };
+    vec![memory, batch, throughput, ttft]
+}
+
+fn measure_point(t: &TrialRecord, x: f64, s: Option<&Stats>) -> Point {
+    Point {
+        x,
+        y: s.map(|s| s.mean),
+        err: s.map(|s| s.stddev),
+        mark: mark(t.verdict),
+        label: trial_label(t),
+    }
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;\
+padding:0 1em;color:#222}h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ddd;padding:3px 7px;\
+text-align:left;vertical-align:top}th{background:#f5f5f5}table.facts th{width:13em}\
+tr.failed td:nth-child(4){color:#d62828;font-weight:600}tr.unstable td:nth-child(4){color:#b07800}\
+tr.stable td:nth-child(4){color:#2a9d3f}.warn{background:#fff4d6;border:1px solid #e0b400;\
+padding:.5em}.charts{display:flex;flex-wrap:wrap;gap:12px}svg.chart{background:#fff;\
+border:1px solid #ddd;max-width:100%;height:auto}svg .title{font-weight:600;font-size:14px}\
+svg .tick,svg .legend{font-size:11px;fill:#444}svg .axis{font-size:12px;fill:#222}\
+svg .limit-label{font-size:11px;fill:#d62828}footer{margin-top:2em;color:#666;font-size:12px}";

@@ -1,0 +1,188 @@
+//! The summary of a run: what every output file is written from.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::backend::ModelFacts;
+use crate::config::Config;
+use crate::hardware::HardwareSnapshot;
+use crate::trial::{Phase, TrialRecord, Verdict};
+use crate::tune::presets::{self, Presets};
+
+use super::{LogEvent, PluginUse, ReportError, RunStarted, RunStatus};
+
+/// The limits a run found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Limits {
+    /// Largest stable context (granted), tokens.
+    pub max_context: Option<u32>,
+    /// Batch with the best decode throughput among stable batch-phase trials.
+    pub best_batch: Option<u32>,
+    /// Highest stable concurrency level.
+    pub max_concurrency: Option<u32>,
+}
+
+impl Limits {
+    /// Derives the limits from the trials alone: the largest stable context of any phase;
+    /// the batch of the stable batch-phase trial with the highest mean decode tok/s (else
+    /// the batch of the largest stable context); the highest stable concurrency (1 when
+    /// only single-stream trials were stable).
+    pub fn from_trials(trials: &[TrialRecord]) -> Self {
+        let stable: Vec<&TrialRecord> = trials
+            .iter()
+            .filter(|t| t.verdict == Verdict::Stable)
+            .collect();
+        let ctx = |t: &TrialRecord| t.granted_ctx.unwrap_or(t.config.ctx);
+        let max_context = stable.iter().map(|t| ctx(t)).max();
+        let decode = |t: &TrialRecord| t.decode_tps.as_ref().map_or(0.0, |s| s.mean);
+        let best_batch = stable
+            .iter()
+            .filter(|t| t.phase == Phase::Batch && t.config.concurrency == 1)
+            .max_by(|a, b| decode(a).total_cmp(&decode(b)))
+            .or_else(|| stable.iter().rfind(|t| Some(ctx(t)) == max_context))
+            .map(|t| t.config.batch);
+        let max_concurrency = stable.iter().map(|t| t.config.concurrency).max();
+        Self {
+            max_context,
+            best_batch,
+            max_concurrency,
+        }
+    }
+}
+
+/// Trials and time spent in one phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    pub phase: Phase,
+    pub trials: u32,
+    pub stable: u32,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Timings {
+    /// From `started_at` to `finished_at`, when the run finished.
+    pub wall_ms: Option<u64>,
+    /// Sum of the trials' durations.
+    pub trials_ms: u64,
+    pub phases: Vec<PhaseTiming>,
+}
+
+impl Timings {
+    pub fn new(
+        trials: &[TrialRecord],
+        started_at: DateTime<Utc>,
+        finished_at: Option<DateTime<Utc>>,
+    ) -> Self {
+        let phases = [Phase::Context, Phase::Batch, Phase::Concurrency]
+            .into_iter()
+            .filter_map(|phase| {
+                let of: Vec<&TrialRecord> = trials.iter().filter(|t| t.phase == phase).collect();
+                (!of.is_empty()).then(|| PhaseTiming {
+                    phase,
+                    trials: of.len() as u32,
+                    stable: of.iter().filter(|t| t.verdict == Verdict::Stable).count() as u32,
+                    total_ms: of.iter().map(|t| t.duration_ms).sum(),
+                })
+            })
+            .collect();
+        Self {
+            wall_ms: finished_at
+                .and_then(|f| u64::try_from((f - started_at).num_milliseconds()).ok()),
+            trials_ms: trials.iter().map(|t| t.duration_ms).sum(),
+            phases,
+        }
+    }
+}
+
+/// Everything a run produced, as written to `summaries/<model>_<ts>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub ozone_version: String,
+    pub model_source: String,
+    pub model: ModelFacts,
+    pub hardware: HardwareSnapshot,
+    pub config: Config,
+    pub backend: String,
+    pub plugins: Vec<PluginUse>,
+    pub versions: BTreeMap<String, String>,
+    pub status: RunStatus,
+    pub message: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub timings: Timings,
+    pub limits: Limits,
+    pub presets: Presets,
+    pub trials: Vec<TrialRecord>,
+}
+
+impl RunSummary {
+    /// Builds the summary: presets from the trials with the run's preset categories,
+    /// `limits` as given or else [`Limits::from_trials`].
+    pub fn new(
+        started: &RunStarted,
+        trials: Vec<TrialRecord>,
+        status: RunStatus,
+        finished_at: Option<DateTime<Utc>>,
+        limits: Option<Limits>,
+        message: Option<String>,
+    ) -> Self {
+        let presets = presets::derive(&trials, &started.config.preset_categories);
+        Self {
+            ozone_version: started.ozone_version.clone(),
+            model_source: started.model_source.clone(),
+            model: started.model.clone(),
+            hardware: started.hardware.clone(),
+            config: started.config.clone(),
+            backend: started.backend.clone(),
+            plugins: started.plugins.clone(),
+            versions: started.versions.clone(),
+            status,
+            message,
+            started_at: started.started_at,
+            finished_at,
+            timings: Timings::new(&trials, started.started_at, finished_at),
+            limits: limits.unwrap_or_else(|| Limits::from_trials(&trials)),
+            presets,
+            trials,
+        }
+    }
+
+    /// Rebuilds the summary of a logged run: the first `run_started`, every `trial`
+    /// (a trial id logged twice keeps its last record), the last `run_finished`.
+    pub fn from_events(events: &[LogEvent]) -> Result<Self, ReportError> {
+        let started = events
+            .iter()
+            .find_map(|e| match e {
+                LogEvent::RunStarted(s) => Some(s),
+                _ => None,
+            })
+            .ok_or(ReportError::NoRunStarted)?;
+        let mut trials: Vec<TrialRecord> = Vec::new();
+        for event in events {
+            if let LogEvent::Trial(t) = event {
+                match trials.iter_mut().find(|old| old.id == t.id) {
+                    Some(old) => *old = (**t).clone(),
+                    None => trials.push((**t).clone()),
+                }
+            }
+        }
+        let finished = events.iter().rev().find_map(|e| match e {
+            LogEvent::RunFinished(f) => Some(f),
+            _ => None,
+        });
+        Ok(match finished {
+            Some(f) => Self::new(
+                started,
+                trials,
+                f.status,
+                Some(f.finished_at),
+                f.limits.clone(),
+                f.message.clone(),
+            ),
+            None => Self::new(started, trials, RunStatus::Unfinished, None, None, None),
+        })
+    }
+}

@@ -1,0 +1,112 @@
+//! Plain-text renderings for the terminal: the presets table and the files written.
+
+use std::fmt::Write;
+
+use crate::tune::presets::Presets;
+
+use super::{OutputPaths, RunSummary};
+
+/// The presets as an aligned table (or the one line saying why there is no table).
+pub fn presets_table(s: &RunSummary) -> String {
+    let mut out = String::new();
+    match &s.presets {
+        Presets::NoStableConfiguration => {
+            out.push_str("No configuration was stable: no preset to recommend.\n");
+            return out;
+        }
+        Presets::OnlyOne { .. } => out.push_str(
+            "Only one configuration was stable; it serves as max_context, balanced and \
+             fast_response alike.\n",
+        ),
+        Presets::Three { .. } => {}
+    }
+    let mut rows = vec![[
+        "preset".to_string(),
+        "ctx".into(),
+        "batch".into(),
+        "decode tok/s".into(),
+        "TTFT p50 ms".into(),
+        "samples ok".into(),
+        "trial".into(),
+    ]];
+    for p in s.presets.list() {
+        rows.push([
+            if s.presets.only_one() {
+                "only stable".to_string()
+            } else {
+                p.name.to_string()
+            },
+            p.ctx.to_string(),
+            p.config.batch.to_string(),
+            format!("{:.1} ± {:.1}", p.decode_tps.mean, p.decode_tps.stddev),
+            format!("{:.0}", p.ttft_ms.p50),
+            format!("{}/{}", p.evidence.successful, p.evidence.samples),
+            p.evidence.trial_id.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    for p in s.presets.list() {
+        if let Some(note) = &p.note {
+            if !s.presets.only_one() {
+                let _ = writeln!(out, "note ({}): {note}", p.name);
+            }
+        }
+    }
+    out
+}
+
+impl OutputPaths {
+    /// (what, where) for every file written, in a stable order.
+    pub fn list(&self) -> Vec<(&'static str, &std::path::Path)> {
+        let mut files = vec![
+            ("report", self.html.as_path()),
+            ("summary", self.summary.as_path()),
+            ("defaults", self.defaults.as_path()),
+            ("environment", self.env.as_path()),
+        ];
+        if let Some(p) = &self.modelfile {
+            files.push(("Ollama Modelfile", p));
+        }
+        if let Some(p) = &self.llama_server_script {
+            files.push(("llama-server command", p));
+        }
+        files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{fixtures, RunStatus};
+
+    #[test]
+    fn table_lists_each_preset_with_its_evidence() {
+        let started = fixtures::run_started();
+        let s = RunSummary::new(
+            &started,
+            fixtures::trials(),
+            RunStatus::Completed,
+            None,
+            None,
+            None,
+        );
+        let table = presets_table(&s);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].starts_with("preset"));
+        let max: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(max[..3], ["max_context", "20480", "256"]);
+        assert!(lines[3].starts_with("fast_response  4096"));
+        assert_eq!(max[max.len() - 2..], ["5/5", "8"], "{}", lines[1]);
+    }
+}

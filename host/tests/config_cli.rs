@@ -1,0 +1,81 @@
+//! `ozone config show` as a user runs it: exit codes and one-line errors with positions.
+
+use std::process::Command;
+
+fn ozone(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ozone"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run ozone");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn malformed_yaml_is_a_one_line_error_with_position_and_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "testing:\n  concurrency_progression:\n    levels: [1, 2\n  other: 1\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = ozone(dir.path(), &["config", "show", "--config", "bad.yaml"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("error: bad.yaml:4:"), "{stderr}");
+}
+
+#[test]
+fn out_of_range_value_names_file_line_column_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ozone.yaml"),
+        "hardware_monitoring:\n  safety_thresholds:\n    max_vram_percent: 150\n",
+    )
+    .unwrap();
+    // Found in the working directory without --config.
+    let (code, _, stderr) = ozone(dir.path(), &["config", "show"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "error: ozone.yaml:3:23: hardware_monitoring.safety_thresholds.max_vram_percent: \
+         must be a percentage in (0, 100], got 150"
+    );
+}
+
+#[test]
+fn show_json_reports_source_values_and_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("my.yaml"),
+        "search_strategy:\n  initial_context_probe: 32768\n  warp: 9\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = ozone(
+        dir.path(),
+        &["config", "show", "--config", "my.yaml", "--json"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("my.yaml:3:9: unknown key `search_strategy.warp` ignored"));
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["source"], "my.yaml");
+    let entries = v["entries"].as_array().unwrap();
+    let probe = entries
+        .iter()
+        .find(|e| e["path"] == "search_strategy.initial_context_probe")
+        .unwrap();
+    assert_eq!(probe["value"], 32768);
+    assert_eq!(probe["provenance"]["from"], "file");
+    let factor = entries
+        .iter()
+        .find(|e| e["path"] == "search_strategy.binary_search_factor")
+        .unwrap();
+    assert_eq!(factor["provenance"]["from"], "default");
+}
