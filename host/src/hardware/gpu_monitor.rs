@@ -1,6 +1,7 @@
-//! Live GPU readings for the sampler, from the cheapest source found at start:
-//! NVML, then AMD sysfs, then `nvidia-smi` / `rocm-smi` (spawned at most once a second,
-//! the last reading repeated in between, because each spawn costs tens of ms).
+//! Live GPU readings for the sampler. Per vendor, the cheapest source found at start:
+//! NVIDIA through NVML, else `nvidia-smi`; AMD through sysfs, else `rocm-smi`. The smi
+//! tools are spawned at most once a second (each spawn costs tens of ms) and their last
+//! reading is repeated in between.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,8 +12,7 @@ use super::{amd_sysfs, nvidia_smi, nvml, rocm_smi, GpuInfo};
 
 const SMI_PERIOD: Duration = Duration::from_secs(1);
 
-pub enum GpuMonitor {
-    None,
+enum GpuSource {
     Nvml(Box<Nvml>),
     AmdSysfs(Vec<PathBuf>),
     Smi {
@@ -22,44 +22,68 @@ pub enum GpuMonitor {
     },
 }
 
-impl GpuMonitor {
-    pub fn detect(sysfs_root: &Path) -> Self {
-        if let Some(nvml) = nvml::init() {
-            if nvml.device_count().is_ok_and(|n| n > 0) {
-                return GpuMonitor::Nvml(Box::new(nvml));
-            }
-        }
-        let cards = amd_sysfs::cards(sysfs_root);
-        if !cards.is_empty() {
-            return GpuMonitor::AmdSysfs(cards);
-        }
-        let smis: [fn() -> Option<Vec<GpuInfo>>; 2] = [nvidia_smi::run, rocm_smi::run];
-        for run in smis {
-            if let Some(last) = run().filter(|g| !g.is_empty()) {
-                return GpuMonitor::Smi {
-                    run,
-                    last,
-                    at: Instant::now(),
-                };
-            }
-        }
-        GpuMonitor::None
+impl GpuSource {
+    fn smi(run: fn() -> Option<Vec<GpuInfo>>) -> Option<Self> {
+        let last = run().filter(|g| !g.is_empty())?;
+        Some(GpuSource::Smi {
+            run,
+            last,
+            at: Instant::now(),
+        })
     }
 
-    pub fn read(&mut self) -> Vec<GpuInfo> {
+    fn read(&mut self, out: &mut Vec<GpuInfo>) {
         match self {
-            GpuMonitor::None => Vec::new(),
-            GpuMonitor::Nvml(nvml) => nvml::gpus(nvml, false),
-            GpuMonitor::AmdSysfs(cards) => cards.iter().map(|c| amd_sysfs::read_card(c)).collect(),
-            GpuMonitor::Smi { run, last, at } => {
+            GpuSource::Nvml(nvml) => out.extend(nvml::gpus(nvml, false)),
+            GpuSource::AmdSysfs(cards) => out.extend(cards.iter().map(|c| amd_sysfs::read_card(c))),
+            GpuSource::Smi { run, last, at } => {
                 if at.elapsed() >= SMI_PERIOD {
                     // A failed run keeps nothing stale: the readings become absent.
                     *last = run().unwrap_or_default();
                     *at = Instant::now();
                 }
-                last.clone()
+                out.extend(last.iter().cloned());
             }
         }
+    }
+}
+
+/// Every GPU source found on this machine.
+pub struct GpuMonitor {
+    sources: Vec<GpuSource>,
+}
+
+impl GpuMonitor {
+    pub fn detect(sysfs_root: &Path) -> Self {
+        let mut sources = Vec::new();
+        let nvidia = nvml::init()
+            .filter(|n| n.device_count().is_ok_and(|c| c > 0))
+            .map(|n| GpuSource::Nvml(Box::new(n)))
+            .or_else(|| GpuSource::smi(nvidia_smi::run));
+        sources.extend(nvidia);
+        let cards = amd_sysfs::cards(sysfs_root);
+        if cards.is_empty() {
+            sources.extend(GpuSource::smi(rocm_smi::run));
+        } else {
+            sources.push(GpuSource::AmdSysfs(cards));
+        }
+        Self { sources }
+    }
+
+    /// Reads AMD cards from sysfs only (fixture trees).
+    #[cfg(test)]
+    pub fn amd_sysfs_only(sysfs_root: &Path) -> Self {
+        Self {
+            sources: vec![GpuSource::AmdSysfs(amd_sysfs::cards(sysfs_root))],
+        }
+    }
+
+    pub fn read(&mut self) -> Vec<GpuInfo> {
+        let mut gpus = Vec::new();
+        for source in &mut self.sources {
+            source.read(&mut gpus);
+        }
+        gpus
     }
 }
 
@@ -86,5 +110,65 @@ pub fn totals(gpus: &[GpuInfo]) -> GpuTotals {
             .fold(None, |acc: Option<f64>, t| {
                 Some(acc.map_or(t, |a| a.max(t)))
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guard::{Capacity, Guard, Metric, Thresholds};
+    use crate::hardware::SamplePoint;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/hardware/testdata/sysfs")
+            .join(name)
+    }
+
+    #[test]
+    fn apu_totals_count_vram_and_gtt() {
+        let mut monitor = GpuMonitor::amd_sysfs_only(&fixture("apu-strix-halo"));
+        let t = totals(&monitor.read());
+        assert_eq!(t.used_bytes, Some(201_326_592 + 20_401_094_656));
+        assert_eq!(t.total_bytes, Some((512 << 20) + (64 << 30)));
+        assert_eq!(t.hottest_c, Some(38.25));
+    }
+
+    #[test]
+    fn discrete_card_totals_are_vram_only() {
+        let mut monitor = GpuMonitor::amd_sysfs_only(&fixture("discrete-rx7900xtx"));
+        let t = totals(&monitor.read());
+        assert_eq!(t.used_bytes, Some(1_365_958_656));
+        assert_eq!(t.total_bytes, Some(25_753_026_560));
+    }
+
+    #[test]
+    fn a_guard_on_the_apu_fixture_sees_gtt_as_gpu_memory() {
+        // 19.2 GiB of 64.5 GiB in use: fine at 90 %, a breach at 25 %.
+        let t = totals(&GpuMonitor::amd_sysfs_only(&fixture("apu-strix-halo")).read());
+        let point = SamplePoint {
+            gpu_mem_used_bytes: t.used_bytes,
+            gpu_temp_c: t.hottest_c,
+            ..SamplePoint::default()
+        };
+        let capacity = Capacity {
+            gpu_mem_total_bytes: t.total_bytes,
+            ram_total_bytes: None,
+        };
+        assert_eq!(
+            Guard::new(Thresholds::default(), capacity).check(&point),
+            None
+        );
+        let tight = Thresholds {
+            max_vram_percent: 25.0,
+            ..Thresholds::default()
+        };
+        let breach = Guard::new(tight, capacity).check(&point).expect("breach");
+        assert_eq!(breach.metric, Metric::Vram);
+    }
+
+    #[test]
+    fn no_gpus_no_readings() {
+        assert_eq!(totals(&[]), GpuTotals::default());
     }
 }

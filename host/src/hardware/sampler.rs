@@ -106,7 +106,9 @@ impl Sampler {
     }
 
     /// The first breach, once it happens; it stays set until the sampler stops. A trial
-    /// `select!`s on `changed()` next to its requests.
+    /// `select!`s on `receiver.wait_for(Option::is_some)` next to its requests
+    /// (`wait_for` also sees a breach raised before the receiver was made; `changed()`
+    /// would not).
     pub fn breaches(&self) -> watch::Receiver<Option<Breach>> {
         self.breach_tx.subscribe()
     }
