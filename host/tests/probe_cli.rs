@@ -1,4 +1,6 @@
-//! `ozone probe --json`, run as the built binary, agrees with what the OS says.
+//! `ozone probe --json`, run as the built binary, agrees with what the OS says (Linux:
+//! /proc/meminfo and nproc).
+#![cfg(target_os = "linux")]
 
 use std::process::Command;
 
