@@ -5,12 +5,22 @@
 //! The sampler watches this process's tree (with a child), with the default thresholds,
 //! so every tick does the full work: RAM, CPU, GPUs found, process-tree RSS, guard.
 
+#[cfg(unix)]
 use std::process::Command;
+#[cfg(unix)]
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use ozone::guard::Thresholds;
+#[cfg(unix)]
 use ozone::hardware::{Sampler, SamplerOptions};
 
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("the sampler bench reads CPU time with getrusage: unix only");
+}
+
+#[cfg(unix)]
 fn cpu_time() -> Duration {
     // SAFETY: getrusage writes into the struct we pass; RUSAGE_SELF is always valid.
     let usage = unsafe {
@@ -22,6 +32,7 @@ fn cpu_time() -> Duration {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+#[cfg(unix)]
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -30,6 +41,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
+#[cfg(unix)]
 fn main() {
     let secs: u64 = std::env::var("OZONE_BENCH_SECS")
         .ok()

@@ -234,3 +234,64 @@ impl Worker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn sampler_can_be_shared_between_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Sampler>();
+    }
+
+    #[test]
+    fn zero_interval_is_refused() {
+        let opts = SamplerOptions {
+            interval: Duration::ZERO,
+            ..SamplerOptions::default()
+        };
+        assert!(matches!(
+            Sampler::start(opts),
+            Err(HardwareError::ZeroInterval)
+        ));
+    }
+
+    #[test]
+    fn stop_does_not_wait_for_the_next_tick() {
+        let sampler = Sampler::start(SamplerOptions {
+            interval: Duration::from_secs(3600),
+            ..SamplerOptions::default()
+        })
+        .expect("starts");
+        std::thread::sleep(Duration::from_millis(50));
+        let series = sampler.stop();
+        // Only the immediate first point: stop woke the thread instead of an hour's wait.
+        assert_eq!(series.points.len(), 1);
+        assert_eq!(series.interval_ms, 3_600_000);
+    }
+
+    #[test]
+    fn gpu_readings_come_from_the_configured_sysfs_root() {
+        let sampler = Sampler::start(SamplerOptions {
+            sysfs_root: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/hardware/testdata/sysfs/apu-strix-halo"),
+            interval: Duration::from_millis(20),
+            ..SamplerOptions::default()
+        })
+        .expect("starts");
+        std::thread::sleep(Duration::from_millis(100));
+        let series = sampler.stop();
+        // VRAM + GTT of the APU fixture (plus any real NVIDIA GPU of the machine).
+        let fixture_used = 201_326_592 + 20_401_094_656;
+        assert!(series
+            .peaks
+            .gpu_mem_used_bytes
+            .is_some_and(|u| u >= fixture_used));
+        assert!(series.peaks.gpu_temp_c.is_some_and(|t| t >= 38.25));
+        assert!(series.points.len() >= 2);
+        // Nothing watched: no process readings.
+        assert!(series.points.iter().all(|p| p.process_rss_bytes.is_none()));
+    }
+}
