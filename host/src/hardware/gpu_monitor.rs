@@ -13,7 +13,7 @@ use super::{amd_sysfs, nvidia_smi, nvml, rocm_smi, GpuInfo};
 const SMI_PERIOD: Duration = Duration::from_secs(1);
 
 enum GpuSource {
-    Nvml(Box<Nvml>),
+    Nvml(&'static Nvml),
     AmdSysfs(Vec<PathBuf>),
     Smi {
         run: fn() -> Option<Vec<GpuInfo>>,
@@ -56,9 +56,9 @@ pub struct GpuMonitor {
 impl GpuMonitor {
     pub fn detect(sysfs_root: &Path) -> Self {
         let mut sources = Vec::new();
-        let nvidia = nvml::init()
+        let nvidia = nvml::shared()
             .filter(|n| n.device_count().is_ok_and(|c| c > 0))
-            .map(|n| GpuSource::Nvml(Box::new(n)))
+            .map(GpuSource::Nvml)
             .or_else(|| GpuSource::smi(nvidia_smi::run));
         sources.extend(nvidia);
         let cards = amd_sysfs::cards(sysfs_root);

@@ -83,8 +83,8 @@ fn memory_info(opts: &ProbeOptions, system: &System) -> MemoryInfo {
 }
 
 fn gpus(opts: &ProbeOptions) -> Vec<GpuInfo> {
-    let mut gpus = match nvml::init() {
-        Some(nvml) => nvml::gpus(&nvml, true),
+    let mut gpus = match nvml::shared() {
+        Some(nvml) => nvml::gpus(nvml, true),
         None if opts.use_smi_fallbacks => nvidia_smi::run().unwrap_or_default(),
         None => Vec::new(),
     };
