@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::gpu_monitor::{self, GpuMonitor};
 use super::system::SystemReader;
-use super::{HardwareError, Peaks, SamplePoint, SampleSeries};
+use super::{process_tree, HardwareError, Peaks, SamplePoint, SampleSeries};
 use crate::guard::{self, Breach, Capacity, Guard, Thresholds};
 
 /// How the sampler runs.
@@ -169,6 +169,7 @@ impl Worker {
             ..TickTimes::default()
         };
         let mut guard: Option<Guard> = None;
+        let mut watched = WatchedProcess::new(&self.opts.proc_root);
         let start = Instant::now();
         let mut n: u32 = 0;
         loop {
@@ -176,7 +177,7 @@ impl Worker {
             ticks.ticks_us.push(now.as_micros() as u64);
             let sys = system.read();
             let gpu = gpu_monitor::totals(&gpus.read());
-            let pid = self.watched.load(Ordering::SeqCst);
+            let pid = watched.current(self.watched.load(Ordering::SeqCst));
             let point = SamplePoint {
                 t_ms: now.as_millis() as u64,
                 gpu_mem_used_bytes: gpu.used_bytes,
@@ -199,7 +200,8 @@ impl Worker {
                 });
                 if self.breach_tx.borrow().is_none() {
                     if let Some(breach) = guard.check(&point) {
-                        self.raise(breach, pid);
+                        // Re-check just before killing: the pid must still be the server.
+                        self.raise(breach, watched.current(pid));
                     }
                 }
             }
@@ -224,6 +226,7 @@ impl Worker {
         (series, ticks)
     }
 
+    /// `pid` 0: nothing to kill.
     fn raise(&self, breach: Breach, pid: u32) {
         tracing::warn!("safety limit crossed: {breach}");
         // Publish first so a trial sees why its requests are about to fail.
@@ -231,6 +234,46 @@ impl Worker {
         if self.opts.kill_on_breach && pid != 0 {
             let killed = guard::kill_tree(&self.opts.proc_root, pid);
             tracing::warn!("killed {killed} process(es) of the tree rooted at pid {pid}");
+        }
+    }
+}
+
+/// The watched pid together with its start time, so that once the server has exited
+/// and its pid is reused by an unrelated process, that process is neither measured nor
+/// killed. Without `/proc` (not Linux) the pid is trusted as is.
+struct WatchedProcess {
+    proc_root: PathBuf,
+    verify: bool,
+    pid: u32,
+    started: Option<u64>,
+}
+
+impl WatchedProcess {
+    fn new(proc_root: &std::path::Path) -> Self {
+        Self {
+            proc_root: proc_root.to_path_buf(),
+            verify: process_tree::start_time(proc_root, std::process::id()).is_some(),
+            pid: 0,
+            started: None,
+        }
+    }
+
+    /// `requested` if it is (still) the process first seen under that pid, else 0.
+    fn current(&mut self, requested: u32) -> u32 {
+        if requested != self.pid {
+            self.pid = requested;
+            self.started = process_tree::start_time(&self.proc_root, requested);
+        }
+        if requested == 0 || !self.verify {
+            return requested;
+        }
+        match self.started {
+            Some(started)
+                if process_tree::start_time(&self.proc_root, requested) == Some(started) =>
+            {
+                requested
+            }
+            _ => 0,
         }
     }
 }
@@ -244,6 +287,28 @@ mod tests {
     fn sampler_can_be_shared_between_tasks() {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<Sampler>();
+    }
+
+    #[test]
+    fn a_reused_pid_is_neither_measured_nor_killed() {
+        let root = std::env::temp_dir().join(format!("ozone-proc-{}", std::process::id()));
+        let stat = |pid: u32, started: u64| {
+            let dir = root.join(pid.to_string());
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let fields = format!("{pid} (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {started} 0 0");
+            std::fs::write(dir.join("stat"), fields).expect("stat written");
+        };
+        stat(std::process::id(), 1);
+        stat(42, 1000);
+        let mut watched = WatchedProcess::new(&root);
+        assert_eq!(watched.current(42), 42);
+        assert_eq!(watched.current(42), 42);
+        stat(42, 2000); // the server exited and pid 42 now names another process
+        assert_eq!(watched.current(42), 0);
+        assert_eq!(watched.current(0), 0);
+        stat(43, 3000);
+        assert_eq!(watched.current(43), 43); // a new server, watched afresh
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
