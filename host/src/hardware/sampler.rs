@@ -177,7 +177,8 @@ impl Worker {
             ticks.ticks_us.push(now.as_micros() as u64);
             let sys = system.read();
             let gpu = gpu_monitor::totals(&gpus.read());
-            let pid = watched.current(self.watched.load(Ordering::SeqCst));
+            let requested = self.watched.load(Ordering::SeqCst);
+            let pid = watched.current(requested);
             let point = SamplePoint {
                 t_ms: now.as_millis() as u64,
                 gpu_mem_used_bytes: gpu.used_bytes,
@@ -188,20 +189,18 @@ impl Worker {
                 cpu_percent: sys.cpu_percent,
             };
             if let Some(thresholds) = &self.opts.thresholds {
-                // Capacity is fixed by the first reading: totals do not change mid-trial.
-                let guard = guard.get_or_insert_with(|| {
-                    Guard::new(
-                        thresholds.clone(),
-                        Capacity {
-                            gpu_mem_total_bytes: gpu.total_bytes,
-                            ram_total_bytes: sys.ram_total_bytes,
-                        },
-                    )
-                });
+                // Totals are taken from the first tick that has them.
+                let capacity = Capacity {
+                    gpu_mem_total_bytes: gpu.total_bytes,
+                    ram_total_bytes: sys.ram_total_bytes,
+                };
+                let guard = guard
+                    .get_or_insert_with(|| Guard::new(thresholds.clone(), Capacity::default()));
+                guard.learn_capacity(capacity);
                 if self.breach_tx.borrow().is_none() {
                     if let Some(breach) = guard.check(&point) {
                         // Re-check just before killing: the pid must still be the server.
-                        self.raise(breach, watched.current(pid));
+                        self.raise(breach, watched.current(requested));
                     }
                 }
             }
