@@ -1,9 +1,13 @@
 //! Live GPU readings for the sampler. Per vendor, the cheapest source found at start:
-//! NVIDIA through NVML, else `nvidia-smi`; AMD through sysfs, else `rocm-smi`. The smi
-//! tools are spawned at most once a second (each spawn costs tens of ms) and their last
-//! reading is repeated in between.
+//! NVIDIA through NVML, else `nvidia-smi`; AMD through sysfs, else `rocm-smi`.
+//!
+//! The smi tools cost tens of milliseconds per run and can hang on a GPU in a bad state,
+//! so they run on their own poller thread once a second; a tick takes the latest
+//! reading, and a reading older than [`SMI_STALE`] counts as absent.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nvml_wrapper::Nvml;
@@ -11,40 +15,71 @@ use nvml_wrapper::Nvml;
 use super::{amd_sysfs, nvidia_smi, nvml, rocm_smi, GpuInfo};
 
 const SMI_PERIOD: Duration = Duration::from_secs(1);
+pub const SMI_STALE: Duration = Duration::from_secs(3);
+
+type SmiRun = fn() -> Option<Vec<GpuInfo>>;
+type Latest = Arc<Mutex<(Instant, Vec<GpuInfo>)>>;
 
 enum GpuSource {
     Nvml(&'static Nvml),
     AmdSysfs(Vec<PathBuf>),
-    Smi {
-        run: fn() -> Option<Vec<GpuInfo>>,
-        last: Vec<GpuInfo>,
-        at: Instant,
-    },
+    Smi(SmiPoller),
 }
 
 impl GpuSource {
-    fn smi(run: fn() -> Option<Vec<GpuInfo>>) -> Option<Self> {
-        let last = run().filter(|g| !g.is_empty())?;
-        Some(GpuSource::Smi {
-            run,
-            last,
-            at: Instant::now(),
-        })
-    }
-
     fn read(&mut self, out: &mut Vec<GpuInfo>) {
         match self {
             GpuSource::Nvml(nvml) => out.extend(nvml::gpus(nvml, false)),
             GpuSource::AmdSysfs(cards) => out.extend(cards.iter().map(|c| amd_sysfs::read_card(c))),
-            GpuSource::Smi { run, last, at } => {
-                if at.elapsed() >= SMI_PERIOD {
-                    // A failed run keeps nothing stale: the readings become absent.
-                    *last = run().unwrap_or_default();
-                    *at = Instant::now();
-                }
-                out.extend(last.iter().cloned());
-            }
+            GpuSource::Smi(poller) => out.extend(poller.latest()),
         }
+    }
+}
+
+/// Runs an smi tool once a second on its own thread. The thread ends within a period
+/// of the poller being dropped (it is not joined: a hung tool must not block `stop`).
+struct SmiPoller {
+    latest: Latest,
+    stop: Arc<AtomicBool>,
+}
+
+impl SmiPoller {
+    /// Runs the tool once; starts polling only if it reports a GPU.
+    fn start(run: SmiRun) -> Option<Self> {
+        let first = run().filter(|g| !g.is_empty())?;
+        let latest: Latest = Arc::new(Mutex::new((Instant::now(), first)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (thread_latest, thread_stop) = (Arc::clone(&latest), Arc::clone(&stop));
+        let spawned = std::thread::Builder::new()
+            .name("ozone-smi-poller".into())
+            .spawn(move || loop {
+                std::thread::sleep(SMI_PERIOD);
+                if thread_stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let gpus = run().unwrap_or_default();
+                if let Ok(mut latest) = thread_latest.lock() {
+                    *latest = (Instant::now(), gpus);
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::warn!("cannot start the GPU tool poller, no GPU readings: {error}");
+            return None;
+        }
+        Some(Self { latest, stop })
+    }
+
+    fn latest(&self) -> Vec<GpuInfo> {
+        match self.latest.lock() {
+            Ok(latest) if latest.0.elapsed() <= SMI_STALE => latest.1.clone(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Drop for SmiPoller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -59,11 +94,11 @@ impl GpuMonitor {
         let nvidia = nvml::shared()
             .filter(|n| n.device_count().is_ok_and(|c| c > 0))
             .map(GpuSource::Nvml)
-            .or_else(|| GpuSource::smi(nvidia_smi::run));
+            .or_else(|| SmiPoller::start(nvidia_smi::run).map(GpuSource::Smi));
         sources.extend(nvidia);
         let cards = amd_sysfs::cards(sysfs_root);
         if cards.is_empty() {
-            sources.extend(GpuSource::smi(rocm_smi::run));
+            sources.extend(SmiPoller::start(rocm_smi::run).map(GpuSource::Smi));
         } else {
             sources.push(GpuSource::AmdSysfs(cards));
         }
@@ -165,6 +200,27 @@ mod tests {
         };
         let breach = Guard::new(tight, capacity).check(&point).expect("breach");
         assert_eq!(breach.metric, Metric::Vram);
+    }
+
+    fn two_gpus_from_the_csv_fixture() -> Option<Vec<GpuInfo>> {
+        Some(nvidia_smi::parse(include_str!(
+            "testdata/nvidia-smi/two-gpus.csv"
+        )))
+    }
+
+    #[test]
+    fn smi_poller_serves_its_latest_reading_until_stale() {
+        let poller = SmiPoller::start(two_gpus_from_the_csv_fixture).expect("a GPU found");
+        let gpus = poller.latest();
+        assert_eq!(gpus.len(), 2);
+        assert_eq!(totals(&gpus).used_bytes, Some((1 << 20) + (20145 << 20)));
+        // A reading older than SMI_STALE (a hung tool) is absent, not repeated forever.
+        if let Some(old) = Instant::now().checked_sub(SMI_STALE * 2) {
+            poller.latest.lock().expect("unpoisoned").0 = old;
+            assert!(poller.latest().is_empty());
+        }
+        assert!(SmiPoller::start(|| Some(Vec::new())).is_none());
+        assert!(SmiPoller::start(|| None).is_none());
     }
 
     #[test]
