@@ -18,7 +18,7 @@ const SMI_PERIOD: Duration = Duration::from_secs(1);
 pub const SMI_STALE: Duration = Duration::from_secs(3);
 
 type SmiRun = fn() -> Option<Vec<GpuInfo>>;
-type Latest = Arc<Mutex<(Instant, Vec<GpuInfo>)>>;
+type Latest = Arc<Mutex<Option<(Instant, Vec<GpuInfo>)>>>;
 
 enum GpuSource {
     Nvml(&'static Nvml),
@@ -44,22 +44,29 @@ struct SmiPoller {
 }
 
 impl SmiPoller {
-    /// Runs the tool once; starts polling only if it reports a GPU.
+    /// Starts the poller thread. Its first run decides: a tool that is missing or reports
+    /// no GPU ends the thread and the poller reads nothing. Nothing here waits for the
+    /// tool, so a sampler's first tick is never delayed by it.
     fn start(run: SmiRun) -> Option<Self> {
-        let first = run().filter(|g| !g.is_empty())?;
-        let latest: Latest = Arc::new(Mutex::new((Instant::now(), first)));
+        let latest: Latest = Arc::new(Mutex::new(None));
         let stop = Arc::new(AtomicBool::new(false));
         let (thread_latest, thread_stop) = (Arc::clone(&latest), Arc::clone(&stop));
         let spawned = std::thread::Builder::new()
             .name("ozone-smi-poller".into())
-            .spawn(move || loop {
-                std::thread::sleep(SMI_PERIOD);
-                if thread_stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let gpus = run().unwrap_or_default();
-                if let Ok(mut latest) = thread_latest.lock() {
-                    *latest = (Instant::now(), gpus);
+            .spawn(move || {
+                let Some(first) = run().filter(|g| !g.is_empty()) else {
+                    return;
+                };
+                let mut gpus = first;
+                loop {
+                    if let Ok(mut latest) = thread_latest.lock() {
+                        *latest = Some((Instant::now(), gpus));
+                    }
+                    std::thread::sleep(SMI_PERIOD);
+                    if thread_stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    gpus = run().unwrap_or_default();
                 }
             });
         if let Err(error) = spawned {
@@ -70,8 +77,8 @@ impl SmiPoller {
     }
 
     fn latest(&self) -> Vec<GpuInfo> {
-        match self.latest.lock() {
-            Ok(latest) if latest.0.elapsed() <= SMI_STALE => latest.1.clone(),
+        match self.latest.lock().as_deref() {
+            Ok(Some((at, gpus))) if at.elapsed() <= SMI_STALE => gpus.clone(),
             _ => Vec::new(),
         }
     }
@@ -208,19 +215,41 @@ mod tests {
         )))
     }
 
+    fn wait_for_reading(poller: &SmiPoller) -> Vec<GpuInfo> {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            let gpus = poller.latest();
+            if !gpus.is_empty() {
+                return gpus;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Vec::new()
+    }
+
     #[test]
     fn smi_poller_serves_its_latest_reading_until_stale() {
-        let poller = SmiPoller::start(two_gpus_from_the_csv_fixture).expect("a GPU found");
-        let gpus = poller.latest();
+        let poller = SmiPoller::start(two_gpus_from_the_csv_fixture).expect("thread starts");
+        let gpus = wait_for_reading(&poller);
         assert_eq!(gpus.len(), 2);
         assert_eq!(totals(&gpus).used_bytes, Some((1 << 20) + (20145 << 20)));
         // A reading older than SMI_STALE (a hung tool) is absent, not repeated forever.
         if let Some(old) = Instant::now().checked_sub(SMI_STALE * 2) {
-            poller.latest.lock().expect("unpoisoned").0 = old;
+            if let Some(latest) = poller.latest.lock().expect("unpoisoned").as_mut() {
+                latest.0 = old;
+            }
             assert!(poller.latest().is_empty());
         }
-        assert!(SmiPoller::start(|| Some(Vec::new())).is_none());
-        assert!(SmiPoller::start(|| None).is_none());
+    }
+
+    #[test]
+    fn smi_poller_without_a_gpu_reads_nothing() {
+        for run in [(|| Some(Vec::new())) as SmiRun, || None] {
+            let poller = SmiPoller::start(run).expect("thread starts");
+            std::thread::sleep(Duration::from_millis(50));
+            assert!(poller.latest().is_empty());
+            assert!(poller.latest.lock().expect("unpoisoned").is_none());
+        }
     }
 
     #[test]
