@@ -1,8 +1,19 @@
 //! `ozone tune MODEL...`: measure a model and write presets, deploy files and a report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use super::Failure;
+use tokio_util::sync::CancellationToken;
+
+use super::{Exit, Failure, ResultExt};
+use crate::backend::llama_server::{kill_all_servers, resolve_binary, LlamaServerSpec};
+use crate::backend::{ollama::normalize_base_url, BackendSpec};
+use crate::config::{self, LoadedConfig};
+use crate::plugin::{PluginError, PluginHost, SandboxLimits};
+use crate::report::{self, LogEvent};
+use crate::trial::KvCacheType;
+use crate::tune::presets::PresetName;
+use crate::tune::{self as tuning, RunParameters, TuneFailure, TuneJob, TuneResult};
 
 /// Which inference server runs the trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -120,6 +131,308 @@ Examples:
   ozone tune --resume ozone_results/logs/model_20261126T120000.jsonl
       Continue after Ctrl-C.";
 
-pub fn run(_args: Args) -> Result<(), Failure> {
-    Err(anyhow::anyhow!("not implemented yet").into())
+const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
+
+pub fn run(args: Args) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .exit(Exit::Internal)?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: Args) -> Result<(), Failure> {
+    let cancel = CancellationToken::new();
+    tokio::spawn(watch_ctrl_c(cancel.clone()));
+
+    let jobs = match &args.resume {
+        Some(log) => vec![resume_job(&args, log)?],
+        None => {
+            let loaded = load_config(&args)?;
+            let mut jobs = Vec::new();
+            for model in &args.models {
+                jobs.push(new_job(&args, &loaded, model)?);
+            }
+            jobs
+        }
+    };
+    let show_progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut summaries = Vec::new();
+    let mut worst: Option<Failure> = None;
+    for mut job in jobs {
+        job.show_progress = show_progress;
+        let limits = SandboxLimits::from_json(&job.config.sandbox_json())
+            .map_err(|e| anyhow::anyhow!("ozone.sandbox: {e}"))
+            .exit(Exit::BadInput)?;
+        let plugins = PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Plugin)?;
+        let model = job.model_source.clone();
+        match tuning::tune(job, &plugins, cancel.clone()).await {
+            Ok(result) => {
+                if !args.json {
+                    print_result(&result);
+                }
+                if result.summary.limits.max_context.is_none() {
+                    worst.get_or_insert(Failure::new(
+                        Exit::Internal,
+                        anyhow::anyhow!("{model}: no configuration was stable (see the report)"),
+                    ));
+                }
+                summaries.push(result.summary);
+            }
+            Err(failure) => {
+                let exit = exit_code(&failure);
+                let error = anyhow::anyhow!("{model}: {failure}");
+                if exit == Exit::Interrupted {
+                    return Err(Failure::new(exit, error));
+                }
+                worst = Some(Failure::new(exit, error));
+                if args.models.len() <= 1 {
+                    break;
+                }
+            }
+        }
+    }
+    if args.json {
+        let json = if summaries.len() == 1 {
+            serde_json::to_string_pretty(&summaries[0])
+        } else {
+            serde_json::to_string_pretty(&summaries)
+        };
+        println!("{}", json.exit(Exit::Internal)?);
+    }
+    match worst {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}
+
+/// First Ctrl-C: stop after cleaning up (servers stopped, log flushed). Second: now.
+async fn watch_ctrl_c(cancel: CancellationToken) {
+    if tokio::signal::ctrl_c().await.is_err() {
+        return;
+    }
+    eprintln!("\nozone: stopping — the running trial is abandoned, its server stopped and the log closed (Ctrl-C again to quit at once)");
+    cancel.cancel();
+    if tokio::signal::ctrl_c().await.is_ok() {
+        kill_all_servers();
+        std::process::exit(Exit::Interrupted as i32);
+    }
+}
+
+fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
+    let mut loaded = config::load(args.config.as_deref()).exit(Exit::BadInput)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let overrides: [(&str, Option<serde_json::Value>, &str); 5] = [
+        (
+            "testing.statistical_validation.min_samples_per_config",
+            args.samples.map(Into::into),
+            "--samples",
+        ),
+        (
+            "ozone.process_memory_budget_mb",
+            args.memory_budget_mb.map(Into::into),
+            "--memory-budget-mb",
+        ),
+        ("ozone.min_context", args.min_context.map(Into::into), "--min-context"),
+        (
+            "ozone.context_strategy",
+            args.context_strategy.clone().map(Into::into),
+            "--context-strategy",
+        ),
+        (
+            "ozone.batch_strategy",
+            args.batch_strategy.clone().map(Into::into),
+            "--batch-strategy",
+        ),
+    ];
+    for (path, value, flag) in overrides {
+        if let Some(value) = value {
+            loaded.set_override(path, value, flag).exit(Exit::BadInput)?;
+        }
+    }
+    // A plugin file must exist now, not after the model's facts are read.
+    for (strategy, flag) in [
+        (&loaded.config.ozone.context_strategy, "--context-strategy"),
+        (&loaded.config.ozone.batch_strategy, "--batch-strategy"),
+    ] {
+        if let Ok(crate::plugin::PluginRef::File(path)) = crate::plugin::PluginRef::from_str(strategy) {
+            if !path.is_file() {
+                return Err(Failure::new(
+                    Exit::BadInput,
+                    anyhow::anyhow!("{flag}: plugin file {} does not exist", path.display()),
+                ));
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, Failure> {
+    let params = RunParameters {
+        kv_cache_type: match args.kv_cache_type.as_str() {
+            "q8_0" => KvCacheType::Q8_0,
+            "q4_0" => KvCacheType::Q4_0,
+            _ => KvCacheType::F16,
+        },
+        gpu_layers: args.gpu_layers,
+        flash_attn: args.flash_attn.clone(),
+        threads: args.threads,
+        llama_server: args.llama_server.clone(),
+        ollama_url: args.ollama_url.clone(),
+        base_url: args.base_url.clone(),
+        skip_concurrency: args.skip_concurrency,
+        preset: preset_name(args.preset),
+        hint: None,
+    };
+    let spec = backend_spec(args.backend, model, &params, args.api_key.clone())?;
+    Ok(TuneJob {
+        model_source: model.to_string(),
+        spec,
+        config: loaded.config.clone(),
+        params,
+        output_dir: args.output_dir.clone(),
+        fresh: args.fresh,
+        show_progress: false,
+        resume: None,
+    })
+}
+
+/// A resumed run repeats the original's model, backend and flags from its log.
+fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
+    let events = report::read_log(log).exit(Exit::BadInput)?;
+    let Some(LogEvent::RunStarted(started)) = events.into_iter().next() else {
+        return Err(Failure::new(
+            Exit::BadInput,
+            anyhow::anyhow!("{}: not an ozone tune log (no run_started line first)", log.display()),
+        ));
+    };
+    let params = started.parameters.clone().ok_or_else(|| {
+        Failure::new(
+            Exit::BadInput,
+            anyhow::anyhow!("{}: written by an ozone without resume support", log.display()),
+        )
+    })?;
+    let backend = match started.backend.as_str() {
+        "ollama" => BackendChoice::Ollama,
+        "openai" => BackendChoice::Openai,
+        _ => BackendChoice::LlamaServer,
+    };
+    let spec = backend_spec(backend, &started.model_source, &params, args.api_key.clone())?;
+    // The output dir is the one holding the log (`<dir>/logs/x.jsonl`).
+    let output_dir = log
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| args.output_dir.clone());
+    Ok(TuneJob {
+        model_source: started.model_source.clone(),
+        spec,
+        config: started.config.clone(),
+        params,
+        output_dir,
+        fresh: args.fresh,
+        show_progress: false,
+        resume: Some(log.to_path_buf()),
+    })
+}
+
+fn backend_spec(
+    choice: BackendChoice,
+    model: &str,
+    params: &RunParameters,
+    api_key: Option<String>,
+) -> Result<BackendSpec, Failure> {
+    let choice = match choice {
+        BackendChoice::Auto if model.ends_with(".gguf") || Path::new(model).is_file() => {
+            BackendChoice::LlamaServer
+        }
+        BackendChoice::Auto => BackendChoice::Ollama,
+        other => other,
+    };
+    Ok(match choice {
+        BackendChoice::LlamaServer | BackendChoice::Auto => {
+            let path = PathBuf::from(model);
+            if !path.is_file() {
+                return Err(Failure::new(
+                    Exit::BadInput,
+                    anyhow::anyhow!("model file {} does not exist", path.display()),
+                ));
+            }
+            let binary = resolve_binary(params.llama_server.as_deref()).exit(Exit::NoServer)?;
+            BackendSpec::LlamaServer(LlamaServerSpec {
+                binary,
+                model: path,
+                gpu_layers: Some(params.gpu_layers),
+                flash_attn: Some(params.flash_attn.clone()),
+                threads: params.threads,
+                extra_args: Vec::new(),
+            })
+        }
+        BackendChoice::Ollama => {
+            let url = params
+                .ollama_url
+                .clone()
+                .or_else(|| std::env::var("OLLAMA_HOST").ok().filter(|v| !v.is_empty()))
+                .unwrap_or_else(|| DEFAULT_OLLAMA_URL.to_string());
+            BackendSpec::Ollama {
+                base_url: normalize_base_url(&url),
+                model: model.to_string(),
+            }
+        }
+        BackendChoice::Openai => BackendSpec::OpenAi {
+            base_url: params.base_url.clone().unwrap_or_default(),
+            model: model.to_string(),
+            api_key,
+        },
+    })
+}
+
+fn preset_name(choice: PresetChoice) -> PresetName {
+    match choice {
+        PresetChoice::MaxContext => PresetName::MaxContext,
+        PresetChoice::Balanced => PresetName::Balanced,
+        PresetChoice::FastResponse => PresetName::FastResponse,
+    }
+}
+
+fn exit_code(failure: &TuneFailure) -> Exit {
+    match failure {
+        TuneFailure::Model(_) | TuneFailure::BadLog(_) => Exit::BadInput,
+        TuneFailure::Server(_) => Exit::NoServer,
+        TuneFailure::PluginLoad(
+            PluginError::UnknownBuiltin(_)
+            | PluginError::Read { .. }
+            | PluginError::NotAComponent { .. }
+            | PluginError::WrongApiVersion { .. }
+            | PluginError::WrongWorld { .. }
+            | PluginError::NotAStrategy { .. },
+        ) => Exit::BadInput,
+        TuneFailure::PluginLoad(_) | TuneFailure::Plugin(_) => Exit::Plugin,
+        TuneFailure::Interrupted { .. } => Exit::Interrupted,
+        TuneFailure::Output(_) => Exit::Internal,
+    }
+}
+
+/// The closing table: limits, presets and where every file is.
+fn print_result(result: &TuneResult) {
+    for note in &result.notes {
+        eprintln!("note: {note}");
+    }
+    let s = &result.summary;
+    let show = |v: Option<u32>| v.map_or_else(|| "none stable".to_string(), |v| v.to_string());
+    println!();
+    println!("{} — {} trials", s.model.name, s.trials.len());
+    println!("  max context      {}", show(s.limits.max_context));
+    println!("  best batch       {}", show(s.limits.best_batch));
+    println!("  max concurrency  {}", show(s.limits.max_concurrency));
+    println!();
+    println!("{}", report::presets_table(s));
+    println!("files:");
+    println!("  log       {}", result.log.display());
+    for (what, path) in result.files.list() {
+        println!("  {what:<20} {}", path.display());
+    }
+    println!("report: {}", result.files.html.display());
 }

@@ -83,6 +83,10 @@ pub struct RunStarted {
     /// Versions of what the run used, by name (`llama-server`, …).
     #[serde(default)]
     pub versions: BTreeMap<String, String>,
+    /// What the command line fixed (server flags, preset, warm-start hint), so
+    /// `--resume` repeats the run exactly.
+    #[serde(default)]
+    pub parameters: Option<crate::tune::RunParameters>,
     pub started_at: DateTime<Utc>,
 }
 

@@ -92,6 +92,7 @@ pub fn run_started() -> RunStarted {
         versions: [("llama-server".to_string(), "b6500".to_string())]
             .into_iter()
             .collect(),
+        parameters: None,
         started_at: Utc.with_ymd_and_hms(2026, 11, 26, 13, 0, 5).unwrap(),
     }
 }

@@ -1,0 +1,161 @@
+//! Progress on stderr: one bar per phase, "trial k of at most N", the configuration
+//! being measured, elapsed time and an ETA from the trials measured so far.
+
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::trial::{Phase, TrialConfig, TrialRecord, Verdict};
+
+pub struct PhaseProgress {
+    enabled: bool,
+    bar: Option<ProgressBar>,
+    phase: Option<Phase>,
+    done_in_phase: u64,
+    trial_started: Option<Instant>,
+    measured: u32,
+    measured_time: Duration,
+}
+
+impl PhaseProgress {
+    /// `enabled: false` (with `--quiet`, `--json` or no terminal) draws nothing.
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            bar: None,
+            phase: None,
+            done_in_phase: 0,
+            trial_started: None,
+            measured: 0,
+            measured_time: Duration::ZERO,
+        }
+    }
+
+    pub fn phase_started(&mut self, phase: Phase, estimated_trials: usize) {
+        self.finish_phase();
+        self.phase = Some(phase);
+        self.done_in_phase = 0;
+        if !self.enabled {
+            return;
+        }
+        let bar = ProgressBar::with_draw_target(
+            Some(estimated_trials.max(1) as u64),
+            ProgressDrawTarget::stderr(),
+        );
+        let style = ProgressStyle::with_template(
+            "{prefix:>12.bold} [{bar:20}] trial {pos} of at most {len}  {msg}  {elapsed}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(phase_name(phase));
+        bar.enable_steady_tick(Duration::from_millis(250));
+        self.bar = Some(bar);
+    }
+
+    pub fn trial_started(&mut self, config: &TrialConfig) {
+        self.trial_started = Some(Instant::now());
+        if let Some(bar) = &self.bar {
+            let eta = self.eta();
+            bar.set_position(self.done_in_phase + 1);
+            if bar.position() > bar.length().unwrap_or(0) {
+                bar.set_length(bar.position());
+            }
+            bar.set_message(format!("{config}{eta}"));
+        }
+    }
+
+    pub fn trial_finished(&mut self, record: &TrialRecord) {
+        if let Some(started) = self.trial_started.take() {
+            self.measured += 1;
+            self.measured_time += started.elapsed();
+        }
+        self.done_in_phase += 1;
+        self.println(format!(
+            "{:>12} {}  {}",
+            phase_name(record.phase),
+            record.config,
+            outcome_line(record)
+        ));
+    }
+
+    pub fn trial_reused(&mut self, record: &TrialRecord) {
+        self.done_in_phase += 1;
+        self.println(format!(
+            "{:>12} {}  {} (measured earlier, trial {})",
+            phase_name(record.phase),
+            record.config,
+            outcome_line(record),
+            record.id
+        ));
+    }
+
+    pub fn finish_phase(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn println(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None if self.enabled => eprintln!("{line}"),
+            None => {}
+        }
+    }
+
+    /// Mean measured trial duration × trials left in the phase's estimate.
+    fn eta(&self) -> String {
+        let (Some(bar), true) = (&self.bar, self.measured > 0) else {
+            return String::new();
+        };
+        let left = bar.length().unwrap_or(0).saturating_sub(self.done_in_phase);
+        let eta = self.measured_time / self.measured * left as u32;
+        format!("  eta ≤{}", humanize(eta))
+    }
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Context => "context",
+        Phase::Batch => "batch",
+        Phase::Concurrency => "concurrency",
+    }
+}
+
+/// One line about a finished trial: its verdict and the figures that decided it.
+pub fn outcome_line(r: &TrialRecord) -> String {
+    match r.verdict {
+        Verdict::Stable | Verdict::Unstable => {
+            let tps = r
+                .decode_tps
+                .as_ref()
+                .map(|s| format!("{:.1}±{:.1} tok/s", s.mean, s.stddev))
+                .unwrap_or_else(|| "no throughput".into());
+            let ttft = r
+                .ttft_ms
+                .as_ref()
+                .map(|s| format!("ttft {:.0}±{:.0} ms", s.mean, s.stddev))
+                .unwrap_or_default();
+            let verdict = if r.verdict == Verdict::Stable { "stable" } else { "unstable" };
+            format!(
+                "{verdict}: {tps}, {ttft}, {:.0}% ok, cv {}",
+                r.success_rate * 100.0,
+                r.cv.map(|c| format!("{c:.2}")).unwrap_or_else(|| "n/a".into())
+            )
+        }
+        Verdict::Failed => match &r.failure {
+            Some(f) => format!("failed: {}", f.message),
+            None => "failed".into(),
+        },
+    }
+}
+
+fn humanize(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 60 {
+        format!("{}m{:02}s", s / 60, s % 60)
+    } else {
+        format!("{s}s")
+    }
+}

@@ -1,0 +1,445 @@
+//! One model's tune from start to files: probe, facts, plugins, the driver's loop, the
+//! log, presets and outputs. Also picks a run up again from its log (`--resume`).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::llama_server::command_line;
+use crate::backend::{BackendError, BackendSpec, ModelFacts};
+use crate::config::Config;
+use crate::guard::Thresholds;
+use crate::hardware::{probe, HardwareSnapshot, ProbeOptions, SamplerOptions};
+use crate::plugin::{
+    BatchScaler, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, PluginError, PluginHost,
+    PluginRef,
+};
+use crate::report::{
+    write_outputs, Limits, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog,
+    RunStarted, RunStatus, RunSummary,
+};
+use crate::trial::{KvCacheType, Phase, TrialConfig, TrialRecord, TrialRun, TrialRunner};
+
+use super::driver::{Driver, Plan, TrialBook, TrialExecutor, TuneError, TuneObserver};
+use super::memory::{Key, Learned, Store};
+use super::presets::PresetName;
+use super::progress::PhaseProgress;
+
+/// Every proposal is a multiple of this many tokens.
+pub const CONTEXT_GRANULARITY: u32 = 256;
+/// Used as the search's ceiling when the server does not say what the model was trained
+/// for (OpenAI-compatible servers).
+const UNKNOWN_TRAINED_CONTEXT: u32 = 131_072;
+
+/// What the command line fixed for a run, kept in its log so `--resume` repeats it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunParameters {
+    pub kv_cache_type: KvCacheType,
+    /// llama-server `-ngl`.
+    pub gpu_layers: u32,
+    /// llama-server `-fa`.
+    pub flash_attn: String,
+    /// llama-server `-t`.
+    pub threads: Option<u32>,
+    pub llama_server: Option<PathBuf>,
+    pub ollama_url: Option<String>,
+    pub base_url: Option<String>,
+    pub skip_concurrency: bool,
+    pub preset: PresetName,
+    /// The warm-start hint the context plugin was given, so a resumed run replays the
+    /// same proposals.
+    pub hint: Option<u32>,
+}
+
+/// One model's run, as prepared by the command line.
+pub struct TuneJob {
+    /// The model as given: a `.gguf` path or an Ollama tag.
+    pub model_source: String,
+    pub spec: BackendSpec,
+    pub config: Config,
+    pub params: RunParameters,
+    pub output_dir: PathBuf,
+    /// Ignore remembered results (`--fresh`).
+    pub fresh: bool,
+    pub show_progress: bool,
+    /// `--resume`: the log to continue.
+    pub resume: Option<PathBuf>,
+}
+
+/// How a tune that did not complete ended; the CLI maps each to an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum TuneFailure {
+    #[error("{0}")]
+    Model(#[source] BackendError),
+    #[error("{0}")]
+    Server(#[source] BackendError),
+    #[error("{0}")]
+    PluginLoad(#[source] PluginError),
+    #[error("{0}")]
+    Plugin(#[source] TuneError),
+    #[error("interrupted; the log is complete up to the last finished trial. Continue with:\n  ozone tune --resume {}", .log.display())]
+    Interrupted { log: PathBuf },
+    #[error(transparent)]
+    Output(#[from] ReportError),
+    #[error("{0}")]
+    BadLog(String),
+}
+
+/// What a finished run leaves behind.
+pub struct TuneResult {
+    pub summary: RunSummary,
+    pub log: PathBuf,
+    pub files: OutputPaths,
+    /// Remembered-result notes and the like, for the user.
+    pub notes: Vec<String>,
+}
+
+/// Runs one model's tune to the end (or to Ctrl-C through `cancel`).
+pub async fn tune(
+    job: TuneJob,
+    plugins: &PluginHost,
+    cancel: CancellationToken,
+) -> Result<TuneResult, TuneFailure> {
+    let mut notes = Vec::new();
+    let snapshot = tokio::task::spawn_blocking(|| probe(&ProbeOptions::default()))
+        .await
+        .map_err(|e| TuneFailure::BadLog(format!("hardware probe failed: {e}")))?;
+
+    let (mut log, started, book) = match &job.resume {
+        Some(path) => resume_log(path)?,
+        None => {
+            let runner = TrialRunner::new(job.spec.clone(), job.config.trial_settings(), {
+                SamplerOptions::default()
+            });
+            let facts = runner.model_facts().await.map_err(|e| match job.spec {
+                BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
+                _ => TuneFailure::Server(e),
+            })?;
+            let mut params = job.params.clone();
+            if !job.fresh && job.config.reuse_learned_configs() {
+                params.hint = remembered_limit(&snapshot, &facts, &job.config, &mut notes);
+            }
+            let started = RunStarted {
+                log_version: crate::report::LOG_VERSION,
+                ozone_version: env!("CARGO_PKG_VERSION").to_string(),
+                model_source: job.model_source.clone(),
+                model: facts,
+                hardware: snapshot.clone(),
+                config: job.config.clone(),
+                plugins: plugin_uses(&job.config),
+                backend: job.spec.kind().to_string(),
+                versions: Default::default(),
+                parameters: Some(params),
+                started_at: Utc::now(),
+            };
+            let mut log = RunLog::create(&job.output_dir, &started.model.name, started.started_at)?;
+            log.append(&LogEvent::RunStarted(Box::new(started.clone())))?;
+            (log, started, TrialBook::default())
+        }
+    };
+    let params = started
+        .parameters
+        .clone()
+        .unwrap_or_else(|| job.params.clone());
+    let config = &started.config;
+    let thresholds = effective_thresholds(config, &snapshot, &params, &mut notes);
+    let sampler = SamplerOptions {
+        interval: config.sampling_interval(),
+        thresholds: Some(thresholds.clone()),
+        kill_on_breach: true,
+        ..SamplerOptions::default()
+    };
+    let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler);
+
+    let (mut context, mut batch) =
+        load_plugins(plugins, config, &snapshot, &thresholds, &started.model, &params)?;
+
+    let plan = plan(config, &started.model, &params);
+    let mut observer = LogObserver {
+        log: &mut log,
+        progress: PhaseProgress::new(job.show_progress),
+    };
+    let mut executor = RunnerExecutor(&mut runner);
+    let mut driver = Driver {
+        executor: &mut executor,
+        observer: &mut observer,
+        book,
+        snapshot: &snapshot,
+        thresholds: &thresholds,
+        cancel: cancel.clone(),
+    };
+    let outcome = driver.run(&plan, &mut context, &mut batch).await;
+    driver.observer.finished();
+    let trials = driver.book.records().to_vec();
+    drop(driver);
+
+    let log_path = log.path().to_path_buf();
+    let (status, limits, message) = match &outcome {
+        Ok(limits) => (RunStatus::Completed, Some(limits.clone()), None),
+        Err(TuneError::Interrupted) => (RunStatus::Interrupted, None, Some("interrupted".into())),
+        Err(e) => (RunStatus::Failed, None, Some(e.to_string())),
+    };
+    let finished_at = Utc::now();
+    log.append(&LogEvent::RunFinished(RunFinished {
+        status,
+        finished_at,
+        limits: limits.clone(),
+        message: message.clone(),
+    }))?;
+    match outcome {
+        Ok(_) => {}
+        Err(TuneError::Interrupted) => return Err(TuneFailure::Interrupted { log: log_path }),
+        Err(e) => return Err(TuneFailure::Plugin(e)),
+    }
+
+    let summary = RunSummary::new(&started, trials, status, Some(finished_at), limits, message);
+    let llama_command = match (&job.spec, summary.presets.get(params.preset)) {
+        (BackendSpec::LlamaServer(spec), Some(preset)) => {
+            let mut cmd = command_line(spec, &preset.config);
+            cmd.extend(["--host".into(), "127.0.0.1".into(), "--port".into(), "8080".into()]);
+            Some(cmd)
+        }
+        _ => None,
+    };
+    let files = write_outputs(
+        &job.output_dir,
+        &summary,
+        params.preset,
+        llama_command.as_deref(),
+    )?;
+    if config.store_learned_results() {
+        remember(&snapshot, &summary, &mut notes);
+    }
+    Ok(TuneResult {
+        summary,
+        log: log_path,
+        files,
+        notes,
+    })
+}
+
+/// Reopens an interrupted run's log: its start line and every finished trial.
+fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailure> {
+    let (mut log, events) = RunLog::open_append(path)?;
+    let mut started = None;
+    let mut trials: Vec<TrialRecord> = Vec::new();
+    for event in events {
+        match event {
+            LogEvent::RunStarted(s) => started = Some(*s),
+            LogEvent::Trial(t) => trials.push(*t),
+            LogEvent::RunFinished(f) if f.status == RunStatus::Completed => {
+                return Err(TuneFailure::BadLog(format!(
+                    "{} is a completed run; nothing to resume (`ozone report {}` re-renders it)",
+                    path.display(),
+                    path.display()
+                )))
+            }
+            _ => {}
+        }
+    }
+    let started = started.ok_or_else(|| {
+        TuneFailure::BadLog(format!(
+            "{} has no run_started line: not an ozone tune log",
+            path.display()
+        ))
+    })?;
+    log.append(&LogEvent::Resumed { at: Utc::now() })?;
+    Ok((log, started, TrialBook::from_records(trials)))
+}
+
+/// The CPU threshold guards GPU inference against a runaway host; when the model runs
+/// on the CPU, saturating it is the work itself, so the threshold is set aside (and
+/// the user told).
+fn effective_thresholds(
+    config: &Config,
+    snapshot: &HardwareSnapshot,
+    params: &RunParameters,
+    notes: &mut Vec<String>,
+) -> Thresholds {
+    let mut thresholds = config.thresholds();
+    let cpu_inference = snapshot.gpus.is_empty() || params.gpu_layers == 0;
+    if cpu_inference && thresholds.max_cpu_percent <= 100.0 {
+        notes.push(format!(
+            "max_cpu_percent {} not applied: inference runs on the CPU here, and saturating it is the work itself",
+            thresholds.max_cpu_percent
+        ));
+        thresholds.max_cpu_percent = f64::INFINITY;
+    }
+    thresholds
+}
+
+fn remembered_limit(
+    snapshot: &HardwareSnapshot,
+    facts: &ModelFacts,
+    config: &Config,
+    notes: &mut Vec<String>,
+) -> Option<u32> {
+    let digest = facts.digest.as_deref()?;
+    let store = Store::open_default().ok()?;
+    match store.lookup(&Key::new(snapshot, digest), config.learned_max_age()) {
+        Ok(Some(learned)) => {
+            let limit = learned.max_context?;
+            notes.push(format!(
+                "warm start: an earlier run on this machine found context {limit} for this model (--fresh ignores it)"
+            ));
+            Some(limit)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
+}
+
+fn remember(snapshot: &HardwareSnapshot, summary: &RunSummary, notes: &mut Vec<String>) {
+    let Some(digest) = summary.model.digest.as_deref() else {
+        return;
+    };
+    let stored = Store::open_default().and_then(|store| {
+        store.remember(
+            &Key::new(snapshot, digest),
+            Learned::from_limits(&summary.model.name, &summary.limits),
+        )
+    });
+    if let Err(e) = stored {
+        notes.push(format!("results not remembered for warm starts: {e}"));
+    }
+}
+
+fn plugin_uses(config: &Config) -> Vec<PluginUse> {
+    [
+        ("context", &config.ozone.context_strategy),
+        ("batch", &config.ozone.batch_strategy),
+    ]
+    .into_iter()
+    .map(|(role, name)| PluginUse {
+        role: role.into(),
+        name: name.clone(),
+        version: Some(crate::plugin::API_VERSION.to_string()),
+        builtin: !name.ends_with(".wasm"),
+    })
+    .collect()
+}
+
+fn load_plugins(
+    plugins: &PluginHost,
+    config: &Config,
+    snapshot: &HardwareSnapshot,
+    thresholds: &Thresholds,
+    facts: &ModelFacts,
+    params: &RunParameters,
+) -> Result<(ContextSearch, BatchScaler), TuneFailure> {
+    let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
+    let bounds = ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY);
+    let model = ModelInfo::from_facts(facts, bounds, params.hint);
+    let hardware = HardwareFacts::from_snapshot(snapshot, thresholds);
+    let load = |name: &str| PluginRef::from_str(name).map_err(TuneFailure::PluginLoad);
+    let context = plugins
+        .load_context(
+            &load(&config.ozone.context_strategy)?,
+            &config.context_plugin_settings_json(),
+            &hardware,
+            &model,
+        )
+        .map_err(TuneFailure::PluginLoad)?;
+    let batch = plugins
+        .load_batch(
+            &load(&config.ozone.batch_strategy)?,
+            &config.batch_plugin_settings_json(),
+            &hardware,
+            &model,
+        )
+        .map_err(TuneFailure::PluginLoad)?;
+    Ok((context, batch))
+}
+
+fn plan(config: &Config, facts: &ModelFacts, params: &RunParameters) -> Plan {
+    let settings = config.trial_settings();
+    let initial_batch = config.initial_batch(facts.size_class);
+    let max_batch = config.search_strategy.batch_adaptation.max_batch.max(1);
+    let doublings = (f64::from(max_batch) / f64::from(initial_batch.max(1)))
+        .log2()
+        .ceil()
+        .max(0.0) as usize;
+    Plan {
+        initial_batch,
+        kv_cache_type: params.kv_cache_type,
+        concurrency_levels: if params.skip_concurrency {
+            Vec::new()
+        } else {
+            settings.concurrency_levels.clone()
+        },
+        stabilization_delay: Duration::from_secs_f64(settings.stabilization_delay_s.max(0.0)),
+        estimated_context_trials: config.search_strategy.max_binary_iterations as usize + 1,
+        estimated_batch_trials: doublings + 1,
+    }
+}
+
+/// Runs trials on the real server.
+struct RunnerExecutor<'a>(&'a mut TrialRunner);
+
+impl TrialExecutor for RunnerExecutor<'_> {
+    async fn run(
+        &mut self,
+        id: u32,
+        phase: Phase,
+        config: &TrialConfig,
+        cancel: &CancellationToken,
+    ) -> TrialRun {
+        self.0.run(id, phase, config, cancel).await
+    }
+}
+
+/// Writes every finished trial to the log (flushed per line) and drives the bars.
+struct LogObserver<'a> {
+    log: &'a mut RunLog,
+    progress: PhaseProgress,
+}
+
+impl TuneObserver for LogObserver<'_> {
+    fn phase_started(&mut self, phase: Phase, estimated_trials: usize) {
+        self.progress.phase_started(phase, estimated_trials);
+    }
+
+    fn trial_started(&mut self, _id: u32, _phase: Phase, config: &TrialConfig) {
+        self.progress.trial_started(config);
+    }
+
+    fn trial_finished(&mut self, run: &TrialRun) -> Result<(), TuneError> {
+        self.progress.trial_finished(&run.record);
+        let log = |e: ReportError| TuneError::Log(e.to_string());
+        self.log
+            .append(&LogEvent::Trial(Box::new(run.record.clone())))
+            .map_err(log)?;
+        self.log
+            .append(&LogEvent::Series {
+                trial_id: run.record.id,
+                series: run.series.clone(),
+            })
+            .map_err(log)
+    }
+
+    fn trial_reused(&mut self, record: &TrialRecord) {
+        self.progress.trial_reused(record);
+    }
+
+    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>) {
+        let event = LogEvent::Decision {
+            phase,
+            plugin: plugin.to_string(),
+            proposed,
+        };
+        if let Err(e) = self.log.append(&event) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    fn finished(&mut self) {
+        self.progress.finish_phase();
+    }
+}
