@@ -1,6 +1,12 @@
 //! Inference servers: llama-server (managed), Ollama, OpenAI-compatible; model facts.
 
+mod error;
 mod facts;
+mod generation;
 pub mod gguf;
+pub mod llama_server;
+mod stream;
 
+pub use error::BackendError;
 pub use facts::{ModelFacts, SizeClass};
+pub use generation::{Generation, GenerationError, GenerationRequest, Prompt, ServerTimings};
