@@ -5,6 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
+mod check;
+mod kill;
+
+pub use check::{first_breach, Capacity, Guard};
+pub use kill::kill_tree;
+
 /// Limits a trial must stay inside. Defaults are the product's documented defaults
 /// (`hardware_monitoring.safety_thresholds` and `.resource_headroom`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,10 @@
+use thiserror::Error;
+
+/// Why hardware sampling could not start.
+#[derive(Debug, Error)]
+pub enum HardwareError {
+    #[error("the sampling interval must be above 0 ms")]
+    ZeroInterval,
+    #[error("cannot start the hardware sampler thread")]
+    SpawnThread(#[source] std::io::Error),
+}

@@ -1,0 +1,234 @@
+//! The 100 ms sampler: its own OS thread reads RAM, CPU, GPU memory and temperature
+//! and the watched process tree's resident memory every tick, keeps the series and its
+//! peaks, and runs the guard on every point.
+//!
+//! Ticks are scheduled on absolute deadlines (`start + n × interval`), so one slow read
+//! does not shift every later tick; a tick that is more than a whole interval late is
+//! skipped rather than bunched. On a breach the guard publishes it on a
+//! `tokio::sync::watch` channel and, with `kill_on_breach`, SIGKILLs the watched process
+//! tree right after, so a trial's in-flight requests fail at once.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::gpu_monitor::{self, GpuMonitor};
+use super::system::SystemReader;
+use super::{HardwareError, Peaks, SamplePoint, SampleSeries};
+use crate::guard::{self, Breach, Capacity, Guard, Thresholds};
+
+/// How the sampler runs.
+#[derive(Debug, Clone)]
+pub struct SamplerOptions {
+    /// Tick period (`peak_detection.sampling_interval_ms`, 100 ms).
+    pub interval: Duration,
+    /// Where sysfs is mounted (`/sys`); tests point it at a fixture tree.
+    pub sysfs_root: PathBuf,
+    /// Where procfs is mounted (`/proc`).
+    pub proc_root: PathBuf,
+    /// Limits checked on every point; `None`: record only, never breach.
+    pub thresholds: Option<Thresholds>,
+    /// SIGKILL the watched process tree on the first breach.
+    pub kill_on_breach: bool,
+}
+
+impl Default for SamplerOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(100),
+            sysfs_root: PathBuf::from("/sys"),
+            proc_root: PathBuf::from("/proc"),
+            thresholds: None,
+            kill_on_breach: false,
+        }
+    }
+}
+
+/// Actual start time of every tick, in µs since the sampler started (for the jitter
+/// benchmark and diagnostics).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickTimes {
+    pub interval_us: u64,
+    pub ticks_us: Vec<u64>,
+    /// Scheduled ticks skipped because the previous one overran a whole interval.
+    pub skipped: u64,
+}
+
+/// A running sampler. Dropping it stops the thread (the series is lost); call
+/// [`Sampler::stop`] to keep it.
+pub struct Sampler {
+    watched: Arc<AtomicU32>,
+    breach_tx: Arc<watch::Sender<Option<Breach>>>,
+    stop_tx: mpsc::Sender<()>,
+    thread: Option<JoinHandle<(SampleSeries, TickTimes)>>,
+    interval: Duration,
+}
+
+impl Sampler {
+    /// Starts sampling on a new thread. The first point is taken at once.
+    pub fn start(opts: SamplerOptions) -> Result<Sampler, HardwareError> {
+        if opts.interval.is_zero() {
+            return Err(HardwareError::ZeroInterval);
+        }
+        let watched = Arc::new(AtomicU32::new(0));
+        let (breach_tx, _) = watch::channel(None);
+        let breach_tx = Arc::new(breach_tx);
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let interval = opts.interval;
+        let worker = Worker {
+            opts,
+            watched: Arc::clone(&watched),
+            breach_tx: Arc::clone(&breach_tx),
+            stop_rx,
+        };
+        let thread = std::thread::Builder::new()
+            .name("ozone-sampler".into())
+            .spawn(move || worker.run())
+            .map_err(HardwareError::SpawnThread)?;
+        Ok(Sampler {
+            watched,
+            breach_tx,
+            stop_tx,
+            thread: Some(thread),
+            interval,
+        })
+    }
+
+    /// Sets the root of the process tree to measure (and kill on a breach): the
+    /// inference server. `None` stops measuring process memory.
+    pub fn watch_pid(&self, pid: Option<u32>) {
+        self.watched.store(pid.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    /// The first breach, once it happens; it stays set until the sampler stops. A trial
+    /// `select!`s on `changed()` next to its requests.
+    pub fn breaches(&self) -> watch::Receiver<Option<Breach>> {
+        self.breach_tx.subscribe()
+    }
+
+    /// Stops the thread and returns every point with the peaks.
+    pub fn stop(self) -> SampleSeries {
+        self.stop_with_ticks().0
+    }
+
+    /// [`Sampler::stop`], plus when each tick actually ran.
+    pub fn stop_with_ticks(mut self) -> (SampleSeries, TickTimes) {
+        let _ = self.stop_tx.send(());
+        let interval_ms = self.interval.as_millis() as u64;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            _ => {
+                tracing::error!("the hardware sampler thread panicked; its series is lost");
+                (
+                    SampleSeries {
+                        interval_ms,
+                        ..SampleSeries::default()
+                    },
+                    TickTimes::default(),
+                )
+            }
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = self.stop_tx.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
+struct Worker {
+    opts: SamplerOptions,
+    watched: Arc<AtomicU32>,
+    breach_tx: Arc<watch::Sender<Option<Breach>>>,
+    stop_rx: mpsc::Receiver<()>,
+}
+
+impl Worker {
+    fn run(self) -> (SampleSeries, TickTimes) {
+        let mut system = SystemReader::new(&self.opts.proc_root);
+        let mut gpus = GpuMonitor::detect(&self.opts.sysfs_root);
+        let interval = self.opts.interval;
+        let mut series = SampleSeries {
+            interval_ms: interval.as_millis() as u64,
+            points: Vec::new(),
+            peaks: Peaks::default(),
+        };
+        let mut ticks = TickTimes {
+            interval_us: interval.as_micros() as u64,
+            ..TickTimes::default()
+        };
+        let mut guard: Option<Guard> = None;
+        let start = Instant::now();
+        let mut n: u32 = 0;
+        loop {
+            let now = start.elapsed();
+            ticks.ticks_us.push(now.as_micros() as u64);
+            let sys = system.read();
+            let gpu = gpu_monitor::totals(&gpus.read());
+            let pid = self.watched.load(Ordering::SeqCst);
+            let point = SamplePoint {
+                t_ms: now.as_millis() as u64,
+                gpu_mem_used_bytes: gpu.used_bytes,
+                ram_used_bytes: sys.ram_used_bytes,
+                ram_available_bytes: sys.ram_available_bytes,
+                process_rss_bytes: (pid != 0).then(|| system.tree_rss_bytes(pid)).flatten(),
+                gpu_temp_c: gpu.hottest_c,
+                cpu_percent: sys.cpu_percent,
+            };
+            if let Some(thresholds) = &self.opts.thresholds {
+                // Capacity is fixed by the first reading: totals do not change mid-trial.
+                let guard = guard.get_or_insert_with(|| {
+                    Guard::new(
+                        thresholds.clone(),
+                        Capacity {
+                            gpu_mem_total_bytes: gpu.total_bytes,
+                            ram_total_bytes: sys.ram_total_bytes,
+                        },
+                    )
+                });
+                if self.breach_tx.borrow().is_none() {
+                    if let Some(breach) = guard.check(&point) {
+                        self.raise(breach, pid);
+                    }
+                }
+            }
+            series.peaks.observe(&point);
+            series.points.push(point);
+
+            // Next absolute deadline; skip whole intervals already missed.
+            n += 1;
+            let elapsed = start.elapsed();
+            let mut next = interval * n;
+            if elapsed > next + interval {
+                let behind = (elapsed.as_nanos() / interval.as_nanos()) as u32;
+                ticks.skipped += u64::from(behind + 1 - n);
+                n = behind + 1;
+                next = interval * n;
+            }
+            match self.stop_rx.recv_timeout(next.saturating_sub(elapsed)) {
+                Err(RecvTimeoutError::Timeout) => {}
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        (series, ticks)
+    }
+
+    fn raise(&self, breach: Breach, pid: u32) {
+        tracing::warn!("safety limit crossed: {breach}");
+        // Publish first so a trial sees why its requests are about to fail.
+        self.breach_tx.send_replace(Some(breach));
+        if self.opts.kill_on_breach && pid != 0 {
+            let killed = guard::kill_tree(&self.opts.proc_root, pid);
+            tracing::warn!("killed {killed} process(es) of the tree rooted at pid {pid}");
+        }
+    }
+}

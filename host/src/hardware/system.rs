@@ -1,0 +1,105 @@
+//! Live CPU, RAM and process-tree readings for the sampler: `/proc` on Linux (cheap and
+//! honest per interval), sysinfo elsewhere.
+
+use std::path::{Path, PathBuf};
+
+use sysinfo::{
+    CpuRefreshKind, MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, System,
+};
+
+use super::{cpu_stat::CpuMeter, meminfo, process_tree};
+
+/// One reading of the machine-wide figures.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SystemReading {
+    pub ram_total_bytes: Option<u64>,
+    pub ram_used_bytes: Option<u64>,
+    pub ram_available_bytes: Option<u64>,
+    pub cpu_percent: Option<f64>,
+}
+
+pub enum SystemReader {
+    /// Linux: `/proc/meminfo`, `/proc/stat` deltas, `/proc/<pid>/statm`.
+    Procfs { root: PathBuf, cpu: CpuMeter },
+    /// Elsewhere. sysinfo's CPU usage covers the time since its previous refresh, which it
+    /// does not redo more often than its minimum update interval.
+    Sysinfo(Box<System>),
+}
+
+impl SystemReader {
+    pub fn new(proc_root: &Path) -> Self {
+        let cpu = CpuMeter::new(proc_root);
+        if cpu.available() && meminfo::read(proc_root).is_some() {
+            return SystemReader::Procfs {
+                root: proc_root.to_path_buf(),
+                cpu,
+            };
+        }
+        let mut system = System::new();
+        system.refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
+        SystemReader::Sysinfo(Box::new(system))
+    }
+
+    pub fn read(&mut self) -> SystemReading {
+        match self {
+            SystemReader::Procfs { root, cpu } => {
+                let mem = meminfo::read(root);
+                SystemReading {
+                    ram_total_bytes: mem.map(|m| m.total_bytes),
+                    ram_used_bytes: mem.map(|m| m.used_bytes()),
+                    ram_available_bytes: mem.map(|m| m.available_bytes),
+                    cpu_percent: cpu.sample(),
+                }
+            }
+            SystemReader::Sysinfo(system) => {
+                system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
+                system.refresh_cpu_specifics(CpuRefreshKind::nothing().with_cpu_usage());
+                let total = system.total_memory();
+                let available = system.available_memory();
+                // sysinfo reports 0 for what it could not read: absent, not 0.
+                let known = total > 0;
+                SystemReading {
+                    ram_total_bytes: known.then_some(total),
+                    ram_used_bytes: known.then(|| total.saturating_sub(available)),
+                    ram_available_bytes: known.then_some(available),
+                    cpu_percent: Some(f64::from(system.global_cpu_usage())),
+                }
+            }
+        }
+    }
+
+    /// Resident memory of the tree rooted at `pid`; `None` when it is gone.
+    pub fn tree_rss_bytes(&mut self, pid: u32) -> Option<u64> {
+        match self {
+            SystemReader::Procfs { root, .. } => process_tree::tree_rss_bytes(root, pid),
+            SystemReader::Sysinfo(system) => {
+                system.refresh_processes_specifics(
+                    ProcessesToUpdate::All,
+                    true,
+                    ProcessRefreshKind::nothing().with_memory(),
+                );
+                let root = Pid::from_u32(pid);
+                system.process(root)?;
+                let mut tree = vec![root];
+                let mut i = 0;
+                while i < tree.len() {
+                    let parent = tree[i];
+                    tree.extend(
+                        system
+                            .processes()
+                            .iter()
+                            .filter(|(_, p)| p.parent() == Some(parent))
+                            .map(|(pid, _)| *pid),
+                    );
+                    i += 1;
+                }
+                Some(
+                    tree.iter()
+                        .filter_map(|p| system.process(*p))
+                        .map(|p| p.memory())
+                        .sum(),
+                )
+            }
+        }
+    }
+}
