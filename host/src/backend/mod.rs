@@ -5,6 +5,8 @@ mod facts;
 mod generation;
 pub mod gguf;
 pub mod llama_server;
+pub mod ollama;
+pub mod openai;
 mod stream;
 
 pub use error::BackendError;
