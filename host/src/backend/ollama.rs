@@ -440,7 +440,7 @@ mod tests {
         assert_eq!(normalize_base_url("gpu-box:8080"), "http://gpu-box:8080");
         assert_eq!(
             normalize_base_url("https://ollama.example/"),
-            "https://ollama.example:11434"
+            "https://ollama.example"
         );
         assert_eq!(normalize_base_url(DEFAULT_OLLAMA_URL), DEFAULT_OLLAMA_URL);
     }
