@@ -78,7 +78,7 @@ impl Generation {
         let ms = self
             .server
             .prompt_ms
-            .unwrap_or_else(|| self.ttft.as_secs_f64() * 1000.0);
+            .unwrap_or(self.ttft.as_secs_f64() * 1000.0);
         (ms > 0.0).then(|| n / (ms / 1000.0))
     }
 }

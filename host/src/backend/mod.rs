@@ -7,8 +7,10 @@ pub mod gguf;
 pub mod llama_server;
 pub mod ollama;
 pub mod openai;
+mod spec;
 mod stream;
 
 pub use error::BackendError;
 pub use facts::{ModelFacts, SizeClass};
 pub use generation::{Generation, GenerationError, GenerationRequest, Prompt, ServerTimings};
+pub use spec::BackendSpec;

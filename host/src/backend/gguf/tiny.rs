@@ -36,7 +36,7 @@ impl Default for TinyModelSpec {
             head_count_kv: 4,
             feed_forward_length: 128,
             trained_context: 32768,
-            seed: 0x6f7a_6f6e_65,
+            seed: 0x006f_7a6f_6e65,
         }
     }
 }

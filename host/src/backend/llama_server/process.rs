@@ -43,15 +43,18 @@ pub struct ManagedServer {
 impl ManagedServer {
     /// Starts llama-server for `config` on a free local port and waits until `/health`
     /// answers 200 (or the server exits, `health_timeout` passes, or `cancel` fires).
+    /// `on_spawn` gets the process id as soon as it exists (the sampler watches the
+    /// server's memory while it loads).
     pub async fn start(
         spec: &LlamaServerSpec,
         config: &TrialConfig,
         health_timeout: Duration,
         cancel: &CancellationToken,
+        on_spawn: &(dyn Fn(u32) + Send + Sync),
     ) -> Result<Self, StartFailure> {
         let mut last = None;
         for _ in 0..PORT_TRIES {
-            match Self::start_once(spec, config, health_timeout, cancel).await {
+            match Self::start_once(spec, config, health_timeout, cancel, on_spawn).await {
                 Err(f) if f.log_tail.iter().any(|l| l.contains("couldn't bind")) => last = Some(f),
                 other => return other,
             }
@@ -68,6 +71,7 @@ impl ManagedServer {
         config: &TrialConfig,
         health_timeout: Duration,
         cancel: &CancellationToken,
+        on_spawn: &(dyn Fn(u32) + Send + Sync),
     ) -> Result<Self, StartFailure> {
         let mut command = command_line(spec, config);
         let fail = |f: Failure, log: Vec<String>, command: &[String]| StartFailure {
@@ -107,6 +111,7 @@ impl ManagedServer {
             ));
         };
         register(pid);
+        on_spawn(pid as u32);
         let log = LogTail::default();
         if let Some(out) = child.stdout.take() {
             tokio::spawn(pump(out, log.clone()));
@@ -206,6 +211,17 @@ impl ManagedServer {
     /// The last lines of the server's log, as kept in a trial record.
     pub fn log_tail(&self) -> Vec<String> {
         self.log.last(RECORD_LINES)
+    }
+
+    /// SIGKILL to the process group at once (Ctrl-C: return promptly); reaps it.
+    pub async fn kill(&mut self) {
+        if self.stopped {
+            return;
+        }
+        signal_group(self.pid, libc::SIGKILL);
+        let _ = self.child.wait().await;
+        unregister(self.pid);
+        self.stopped = true;
     }
 
     /// SIGTERM to the process group, SIGKILL after a grace period; reaps the process.
