@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
 async fn trial_at_4096_measures_five_samples_with_server_counts() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(5), sampler(None));
     let run = runner
         .run(
@@ -60,7 +60,7 @@ async fn trial_at_4096_measures_five_samples_with_server_counts() {
 
 #[tokio::test]
 async fn concurrency_levels_run_simultaneous_streams() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(4), sampler(None));
     for (id, c) in [(1, 1u32), (2, 2), (3, 4)] {
         let run = runner
@@ -94,7 +94,7 @@ async fn concurrency_levels_run_simultaneous_streams() {
 
 #[tokio::test]
 async fn server_memory_over_the_budget_is_a_threshold_breach() {
-    let _serial = serial();
+    let _serial = serial().await;
     // Without flash attention the compute buffers grow with ctx × ubatch: the server
     // peaks around 50 MiB at 2048 and 130 MiB at 8192 (see the report's table).
     let budget_mb = 90;
@@ -149,7 +149,7 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
 
 #[tokio::test]
 async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(6), sampler(None));
     let cancel = CancellationToken::new();
     // Kill the server once its first samples are under way (8192: ~1 s per sample).
@@ -195,7 +195,7 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
 
 #[tokio::test]
 async fn server_that_never_gets_healthy_times_out() {
-    let _serial = serial();
+    let _serial = serial().await;
     let fake =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake/never-healthy-server");
     let mut settings = settings(1);
@@ -235,7 +235,7 @@ async fn server_that_never_gets_healthy_times_out() {
 
 #[tokio::test]
 async fn cancellation_stops_the_server_and_returns_promptly() {
-    let _serial = serial();
+    let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(20), sampler(None));
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
+
+use tokio::sync::{Mutex, MutexGuard};
 
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
@@ -44,10 +46,11 @@ pub fn tiny_model() -> PathBuf {
         .clone()
 }
 
-/// One server test at a time: they share two cores and measure memory.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// One server test at a time: they share two cores and measure memory. (An async
+/// mutex: each test has its own runtime, and the guard is held across awaits.)
+pub async fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
 }
 
 pub fn llama_spec(binary: PathBuf, extra: &[&str]) -> LlamaServerSpec {
