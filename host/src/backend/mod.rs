@@ -1,5 +1,16 @@
 //! Inference servers: llama-server (managed), Ollama, OpenAI-compatible; model facts.
 
+mod error;
 mod facts;
+mod generation;
+pub mod gguf;
+pub mod llama_server;
+pub mod ollama;
+pub mod openai;
+mod spec;
+mod stream;
 
+pub use error::BackendError;
 pub use facts::{ModelFacts, SizeClass};
+pub use generation::{Generation, GenerationError, GenerationRequest, Prompt, ServerTimings};
+pub use spec::BackendSpec;

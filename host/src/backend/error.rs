@@ -1,0 +1,59 @@
+//! Errors of the backend layer that are not trial outcomes: a missing binary, an
+//! unreadable model, an unreachable or misbehaving server when asking for facts.
+
+use std::path::PathBuf;
+
+use super::gguf::GgufError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(
+        "llama-server not found: pass --llama-server PATH, set LLAMA_SERVER, or put llama-server \
+         on PATH (CI and tests: `export LLAMA_SERVER=$(.ci/install-llama-server)`)"
+    )]
+    LlamaServerNotFound,
+    #[error("llama-server binary {path} (from {origin}) does not exist or is not executable")]
+    LlamaServerNotExecutable { path: PathBuf, origin: &'static str },
+    #[error("cannot reach {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    #[error("{url} answered HTTP {status}: {body}")]
+    Http {
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{url} sent an unexpected response: {detail}")]
+    Protocol { url: String, detail: String },
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+impl BackendError {
+    pub(crate) fn unreachable(url: &str, err: &reqwest::Error) -> Self {
+        BackendError::Unreachable {
+            url: url.to_owned(),
+            detail: error_chain(err),
+        }
+    }
+
+    pub(crate) fn protocol(url: &str, detail: impl std::fmt::Display) -> Self {
+        BackendError::Protocol {
+            url: url.to_owned(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// An error with its sources, one line (`reqwest` hides the useful part in `source()`).
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

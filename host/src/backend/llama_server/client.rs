@@ -1,0 +1,330 @@
+//! llama-server's HTTP API: `/health`, `/props`, `/tokenize`, streamed `/completion`.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::backend::generation::{
+    failure, Generation, GenerationError, GenerationRequest, ServerTimings, StreamClock,
+};
+use crate::backend::stream::{looks_like_oom, parse_sse_line, Lines, SseLine};
+use crate::backend::BackendError;
+use crate::trial::FailureKind;
+
+/// A client for one llama-server.
+#[derive(Debug, Clone)]
+pub struct LlamaClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl LlamaClient {
+    pub fn new(base_url: String) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /health` answered 200 (503 while the model loads).
+    pub async fn healthy(&self) -> bool {
+        let url = format!("{}/health", self.base);
+        let answer = self
+            .http
+            .get(&url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        answer.is_ok_and(|r| r.status().is_success())
+    }
+
+    /// Context per slot granted: `/props` `default_generation_settings.n_ctx`.
+    pub async fn granted_ctx(&self) -> Result<u32, BackendError> {
+        #[derive(Deserialize)]
+        struct Props {
+            default_generation_settings: Settings,
+        }
+        #[derive(Deserialize)]
+        struct Settings {
+            n_ctx: u32,
+        }
+        let props: Props = self.get_json("/props").await?;
+        Ok(props.default_generation_settings.n_ctx)
+    }
+
+    /// The model's own tokens for `text` (no BOS).
+    pub async fn tokenize(&self, text: &str) -> Result<Vec<u32>, BackendError> {
+        #[derive(Deserialize)]
+        struct Tokens {
+            tokens: Vec<u32>,
+        }
+        let url = format!("{}/tokenize", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .json(&json!({ "content": text, "add_special": false }))
+            .send()
+            .await
+            .map_err(|e| BackendError::unreachable(&url, &e))?;
+        let tokens: Tokens = read_json(&url, response).await?;
+        Ok(tokens.tokens)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, BackendError> {
+        let url = format!("{}{path}", self.base);
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| BackendError::unreachable(&url, &e))?;
+        read_json(&url, response).await
+    }
+
+    /// Streams one `/completion` with prompt caching off (every request prefills for
+    /// real) and EOS ignored (exactly `n_predict` tokens). No timeout here: the caller
+    /// bounds the whole request.
+    pub async fn complete(
+        &self,
+        request: &GenerationRequest,
+    ) -> Result<Generation, GenerationError> {
+        let url = format!("{}/completion", self.base);
+        let body = json!({
+            "prompt": request.prompt,
+            "n_predict": request.n_predict,
+            "stream": true,
+            "cache_prompt": false,
+            "ignore_eos": true,
+        });
+        let mut clock = StreamClock::start();
+        let response = self.http.post(&url).json(&body).send().await.map_err(|e| {
+            failure(
+                FailureKind::ServerError,
+                format!(
+                    "llama-server request failed: {}",
+                    crate::backend::error::error_chain(&e)
+                ),
+            )
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            return Err(classify_http_error(status.as_u16(), &text));
+        }
+        let mut lines = Lines::new(response);
+        loop {
+            let line = lines.next_line().await.map_err(|e| {
+                failure(
+                    FailureKind::ServerError,
+                    format!(
+                        "llama-server stream broke after {} tokens: {}",
+                        clock.token_events,
+                        crate::backend::error::error_chain(&e)
+                    ),
+                )
+            })?;
+            let Some(line) = line else {
+                return Err(failure(
+                    FailureKind::BadOutput,
+                    format!(
+                        "llama-server stream ended without a final event after {} tokens",
+                        clock.token_events
+                    ),
+                ));
+            };
+            let data = match parse_sse_line(&line) {
+                SseLine::Data(d) => d,
+                SseLine::Error(e) => return Err(classify_http_error(500, e)),
+                SseLine::Done | SseLine::Other => continue,
+            };
+            match parse_event(data) {
+                Event::Token => clock.token(),
+                Event::Error(text) => return Err(classify_http_error(500, &text)),
+                Event::Final(fin) => {
+                    if fin.truncated {
+                        return Err(failure(
+                            FailureKind::BadOutput,
+                            format!(
+                                "llama-server truncated the prompt ({} tokens evaluated)",
+                                fin.prompt_tokens.unwrap_or(0)
+                            ),
+                        ));
+                    }
+                    return clock.finish(fin.prompt_tokens, fin.completion_tokens, fin.timings);
+                }
+                Event::Invalid(detail) => {
+                    return Err(failure(
+                        FailureKind::BadOutput,
+                        format!("invalid llama-server event: {detail}"),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    url: &str,
+    response: reqwest::Response,
+) -> Result<T, BackendError> {
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| BackendError::unreachable(url, &e))?;
+    if !status.is_success() {
+        return Err(BackendError::Http {
+            url: url.to_owned(),
+            status: status.as_u16(),
+            body: text.chars().take(500).collect(),
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| BackendError::protocol(url, e))
+}
+
+/// An HTTP error or error event: out of memory by its text, a prompt over the context
+/// as bad output (the context was not really granted), anything else a server error.
+pub(crate) fn classify_http_error(status: u16, body: &str) -> GenerationError {
+    let message: String = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            let e = v.get("error")?;
+            Some(
+                e.get("message")
+                    .and_then(|m| m.as_str())
+                    .map_or_else(|| e.to_string(), str::to_owned),
+            )
+        })
+        .unwrap_or_else(|| body.chars().take(300).collect());
+    let kind = if looks_like_oom(&message) {
+        FailureKind::OutOfMemory
+    } else if message.contains("exceeds the available context size") {
+        FailureKind::BadOutput
+    } else {
+        FailureKind::ServerError
+    };
+    failure(kind, format!("llama-server answered {status}: {message}"))
+}
+
+#[derive(Debug, PartialEq)]
+pub(crate) struct Final {
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+    pub truncated: bool,
+    pub timings: ServerTimings,
+}
+
+#[derive(Debug, PartialEq)]
+pub(crate) enum Event {
+    Token,
+    Final(Final),
+    Error(String),
+    Invalid(String),
+}
+
+/// One `/completion` stream event: every event before `stop: true` carries one token.
+pub(crate) fn parse_event(data: &str) -> Event {
+    #[derive(Deserialize)]
+    struct Raw {
+        #[serde(default)]
+        stop: bool,
+        tokens_predicted: Option<u32>,
+        tokens_evaluated: Option<u32>,
+        #[serde(default)]
+        truncated: bool,
+        timings: Option<RawTimings>,
+        error: Option<serde_json::Value>,
+    }
+    #[derive(Deserialize)]
+    struct RawTimings {
+        prompt_ms: Option<f64>,
+        predicted_ms: Option<f64>,
+        predicted_per_second: Option<f64>,
+    }
+    let raw: Raw = match serde_json::from_str(data) {
+        Ok(raw) => raw,
+        Err(e) => {
+            return Event::Invalid(format!(
+                "{e}: {}",
+                data.chars().take(200).collect::<String>()
+            ))
+        }
+    };
+    if let Some(err) = raw.error {
+        return Event::Error(json!({ "error": err }).to_string());
+    }
+    if !raw.stop {
+        return Event::Token;
+    }
+    let timings = raw
+        .timings
+        .map_or_else(ServerTimings::default, |t| ServerTimings {
+            prompt_ms: t.prompt_ms,
+            predicted_ms: t.predicted_ms,
+            predicted_per_second: t.predicted_per_second,
+        });
+    Event::Final(Final {
+        prompt_tokens: raw.tokens_evaluated,
+        completion_tokens: raw.tokens_predicted,
+        truncated: raw.truncated,
+        timings,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STREAM: &str = include_str!("../../../tests/fixtures/llama_server/completion_stream.txt");
+
+    #[test]
+    fn captured_stream_parses_into_tokens_and_final_counts() {
+        let events: Vec<Event> = STREAM
+            .lines()
+            .filter_map(|l| match parse_sse_line(l) {
+                SseLine::Data(d) => Some(parse_event(d)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(events.len(), 4);
+        assert!(events[..3].iter().all(|e| *e == Event::Token));
+        let Event::Final(fin) = &events[3] else {
+            panic!("last event is not final: {:?}", events[3]);
+        };
+        assert_eq!(fin.completion_tokens, Some(3));
+        assert_eq!(fin.prompt_tokens, Some(12));
+        assert!(!fin.truncated);
+        assert!(fin.timings.prompt_ms.is_some_and(|ms| ms > 0.0));
+        assert!(fin.timings.predicted_per_second.is_some_and(|t| t > 0.0));
+    }
+
+    #[test]
+    fn context_overflow_is_bad_output() {
+        let body = include_str!("../../../tests/fixtures/llama_server/exceed_context.json");
+        let f = classify_http_error(400, body);
+        assert_eq!(f.kind, FailureKind::BadOutput);
+        assert!(f.message.contains("5001 tokens"), "{}", f.message);
+    }
+
+    #[test]
+    fn error_event_is_recognised() {
+        let e = parse_event(
+            r#"{"error":{"code":500,"message":"failed to allocate compute buffer","type":"server_error"}}"#,
+        );
+        let Event::Error(text) = e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            classify_http_error(500, &text).kind,
+            FailureKind::OutOfMemory
+        );
+    }
+}

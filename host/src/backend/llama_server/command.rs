@@ -1,0 +1,90 @@
+//! The llama-server command line for a configuration.
+
+use std::path::PathBuf;
+
+use crate::trial::TrialConfig;
+
+/// How to run llama-server, apart from the configuration under test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlamaServerSpec {
+    pub binary: PathBuf,
+    pub model: PathBuf,
+    /// `-ngl`; `None` leaves llama-server's default.
+    pub gpu_layers: Option<u32>,
+    /// `-fa on|off|auto`; `None` leaves llama-server's default (auto).
+    pub flash_attn: Option<String>,
+    /// `-t`.
+    pub threads: Option<u32>,
+    /// Appended verbatim, last.
+    pub extra_args: Vec<String>,
+}
+
+/// The full command line (binary first) that serves `config`: `-c` is the context per
+/// slot times the concurrency, with `-np` slots sharing one unified KV cache (`-kvu`),
+/// so each of the concurrent streams can hold the context under test. `-fit off` stops
+/// llama-server from silently changing what was not set. Host and port are not included.
+pub fn command_line(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String> {
+    let slots = config.concurrency.max(1);
+    let total_ctx = u64::from(config.ctx) * u64::from(slots);
+    let mut args = vec![
+        spec.binary.display().to_string(),
+        "-m".into(),
+        spec.model.display().to_string(),
+        "-c".into(),
+        total_ctx.to_string(),
+        "-b".into(),
+        config.batch.to_string(),
+        "-ub".into(),
+        config.ubatch.to_string(),
+        "-np".into(),
+        slots.to_string(),
+        "-kvu".into(),
+        "-ctk".into(),
+        config.kv_cache_type.as_str().into(),
+        "-ctv".into(),
+        config.kv_cache_type.as_str().into(),
+    ];
+    if let Some(n) = spec.gpu_layers {
+        args.extend(["-ngl".into(), n.to_string()]);
+    }
+    if let Some(fa) = &spec.flash_attn {
+        args.extend(["-fa".into(), fa.clone()]);
+    }
+    if let Some(t) = spec.threads {
+        args.extend(["-t".into(), t.to_string()]);
+    }
+    args.extend(["-fit".into(), "off".into(), "--metrics".into()]);
+    args.extend(spec.extra_args.iter().cloned());
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trial::KvCacheType;
+
+    #[test]
+    fn command_line_multiplies_context_by_slots() {
+        let spec = LlamaServerSpec {
+            binary: "/opt/llama-server".into(),
+            model: "/m/model.gguf".into(),
+            gpu_layers: Some(99),
+            flash_attn: Some("on".into()),
+            threads: None,
+            extra_args: vec!["--no-warmup".into()],
+        };
+        let config = TrialConfig {
+            ctx: 8192,
+            batch: 512,
+            ubatch: 256,
+            concurrency: 4,
+            kv_cache_type: KvCacheType::Q8_0,
+        };
+        let line = command_line(&spec, &config).join(" ");
+        assert_eq!(
+            line,
+            "/opt/llama-server -m /m/model.gguf -c 32768 -b 512 -ub 256 -np 4 -kvu -ctk q8_0 \
+             -ctv q8_0 -ngl 99 -fa on -fit off --metrics --no-warmup"
+        );
+    }
+}

@@ -1,0 +1,15 @@
+//! llama.cpp's `llama-server`, started and stopped by Ozone for each configuration.
+
+mod binary;
+mod children;
+mod client;
+mod command;
+mod log;
+mod process;
+
+pub use binary::resolve_binary;
+pub use children::{kill_all_servers, live_server_pids};
+pub use client::LlamaClient;
+pub use command::{command_line, LlamaServerSpec};
+pub use log::{classify_exit, LogTail};
+pub use process::{ManagedServer, StartFailure};

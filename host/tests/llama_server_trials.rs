@@ -1,0 +1,273 @@
+//! Trials against a real llama-server (from `LLAMA_SERVER`, see `.ci/install-llama-server`)
+//! on the generated tiny model. Each test ends by checking no server outlived it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use ozone::backend::BackendSpec;
+use ozone::guard::Metric;
+use ozone::trial::{FailureKind, Phase, TrialRunner, Verdict};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test]
+async fn trial_at_4096_measures_five_samples_with_server_counts() {
+    let _serial = serial().await;
+    let mut runner = TrialRunner::new(backend(&[]), settings(5), sampler(None));
+    let run = runner
+        .run(
+            1,
+            Phase::Context,
+            &config(4096, 1),
+            &CancellationToken::new(),
+        )
+        .await;
+    let r = &run.record;
+    assert_ne!(
+        r.verdict,
+        Verdict::Failed,
+        "{:?}\n{:#?}",
+        r.failure,
+        r.server_log_tail
+    );
+    assert_eq!(r.samples.len(), 5);
+    assert_eq!(r.success_rate, 1.0, "{:#?}", r.samples);
+    assert_eq!(r.granted_ctx, Some(4096));
+    for s in &r.samples {
+        // 90 % of 4096, exactly: the prompt is built from the server's own tokens and
+        // the count is the server's.
+        assert_eq!(s.prompt_tokens, Some(3686), "{s:?}");
+        assert_eq!(s.completion_tokens, Some(16), "{s:?}");
+        let (ttft, total) = (s.ttft_ms.unwrap_or(0.0), s.total_ms.unwrap_or(0.0));
+        assert!(ttft > 0.0 && ttft < total, "{s:?}");
+        assert!(s.decode_tps.is_some_and(|t| t > 0.0) && s.prefill_tps.is_some_and(|t| t > 0.0));
+    }
+    let decode = r.decode_tps.as_ref().expect("decode statistics");
+    assert_eq!(decode.n, 5);
+    assert!(decode.p50 <= decode.p95 && decode.min <= decode.p50);
+    assert!(r.cv.is_some());
+    // The sampler watched the server: its memory was measured.
+    assert!(
+        r.peaks.process_rss_bytes.is_some_and(|b| b > 10 << 20),
+        "{:?}",
+        r.peaks
+    );
+    assert!(!run.series.points.is_empty());
+    assert_no_servers_left();
+}
+
+#[tokio::test]
+async fn concurrency_levels_run_simultaneous_streams() {
+    let _serial = serial().await;
+    let mut runner = TrialRunner::new(backend(&[]), settings(4), sampler(None));
+    for (id, c) in [(1, 1u32), (2, 2), (3, 4)] {
+        let run = runner
+            .run(
+                id,
+                Phase::Concurrency,
+                &config(2048, c),
+                &CancellationToken::new(),
+            )
+            .await;
+        let r = &run.record;
+        assert_ne!(
+            r.verdict,
+            Verdict::Failed,
+            "c={c}: {:?}\n{:#?}",
+            r.failure,
+            r.server_log_tail
+        );
+        assert_eq!(r.samples.len(), 4usize.max(c as usize), "c={c}");
+        assert_eq!(r.success_rate, 1.0, "c={c}: {:#?}", r.samples);
+        // Every stream got the whole context per slot: 90 % of 2048 each.
+        assert!(
+            r.samples.iter().all(|s| s.prompt_tokens == Some(1843)),
+            "c={c}: {:#?}",
+            r.samples
+        );
+        assert_eq!(r.granted_ctx, Some(2048));
+    }
+    assert_no_servers_left();
+}
+
+#[tokio::test]
+async fn server_memory_over_the_budget_is_a_threshold_breach() {
+    let _serial = serial().await;
+    // Without flash attention the compute buffers grow with ctx × ubatch: the server
+    // peaks around 50 MiB at 2048 and 130 MiB at 8192 (see the report's table).
+    let budget_mb = 90;
+    let mut runner = TrialRunner::new(
+        backend(&["-fa", "off"]),
+        settings(3),
+        sampler(Some(budget_mb)),
+    );
+    let small = runner
+        .run(
+            1,
+            Phase::Context,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_ne!(small.verdict, Verdict::Failed, "{:?}", small.failure);
+    assert!(small.breach.is_none());
+
+    let started = Instant::now();
+    let big = runner
+        .run(
+            2,
+            Phase::Context,
+            &config(8192, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_eq!(big.verdict, Verdict::Failed);
+    let failure = big.failure.as_ref().expect("a failure");
+    assert_eq!(
+        failure.kind,
+        FailureKind::ThresholdBreach(Metric::ProcessMemory),
+        "{failure:?}"
+    );
+    let breach = big.breach.as_ref().expect("the breach");
+    assert!(breach.value > (budget_mb << 20) as f64, "{breach:?}");
+    assert!(big
+        .peaks
+        .process_rss_bytes
+        .is_some_and(|p| p > budget_mb << 20));
+    // The breach cancelled the trial: nowhere near three full samples' worth of time.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_no_servers_left();
+}
+
+#[tokio::test]
+async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
+    let _serial = serial().await;
+    let mut runner = TrialRunner::new(backend(&[]), settings(6), sampler(None));
+    let cancel = CancellationToken::new();
+    // Kill the server once its first samples are under way (8192: ~1 s per sample).
+    let killer = tokio::spawn(async {
+        let pid = loop {
+            if let Some(pid) = ozone::backend::llama_server::live_server_pids().first() {
+                break *pid;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // SAFETY: kill(2) on a pid this test's runner started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        pid
+    });
+    let run = runner
+        .run(1, Phase::Context, &config(8192, 1), &cancel)
+        .await
+        .record;
+    let pid = killer.await.expect("killer task");
+    assert_eq!(run.verdict, Verdict::Failed, "{:#?}", run.samples);
+    let failure = run.failure.as_ref().expect("a failure");
+    assert_eq!(failure.kind, FailureKind::ServerError, "{failure:?}");
+    assert!(failure.message.contains("signal 9"), "{failure:?}");
+    assert!(!run.server_log_tail.is_empty());
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}/status")).exists(),
+        "pid {pid} still exists"
+    );
+
+    let next = runner
+        .run(
+            2,
+            Phase::Context,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_ne!(next.verdict, Verdict::Failed, "{:?}", next.failure);
+    assert_no_servers_left();
+}
+
+#[tokio::test]
+async fn server_that_never_gets_healthy_times_out() {
+    let _serial = serial().await;
+    let fake =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake/never-healthy-server");
+    let mut settings = settings(1);
+    settings.health_timeout_s = 2.0;
+    let mut runner = TrialRunner::new(
+        BackendSpec::LlamaServer(llama_spec(fake, &[])),
+        settings,
+        sampler(None),
+    );
+    let started = Instant::now();
+    let run = runner
+        .run(
+            1,
+            Phase::Context,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_eq!(run.verdict, Verdict::Failed);
+    let failure = run.failure.as_ref().expect("a failure");
+    assert_eq!(failure.kind, FailureKind::Timeout, "{failure:?}");
+    assert!(
+        failure.message.contains("healthy within 2 s"),
+        "{failure:?}"
+    );
+    assert!(
+        run.server_log_tail
+            .iter()
+            .any(|l| l.contains("fake server listening")),
+        "{:?}",
+        run.server_log_tail
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_no_servers_left();
+}
+
+#[tokio::test]
+async fn cancellation_stops_the_server_and_returns_promptly() {
+    let _serial = serial().await;
+    let mut runner = TrialRunner::new(backend(&[]), settings(20), sampler(None));
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        while ozone::backend::llama_server::live_server_pids().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        trigger.cancel();
+    });
+    let started = Instant::now();
+    let run = runner
+        .run(1, Phase::Context, &config(8192, 1), &cancel)
+        .await
+        .record;
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(run.verdict, Verdict::Failed);
+    assert_eq!(
+        run.failure.as_ref().map(|f| f.message.as_str()),
+        Some("interrupted")
+    );
+    assert_no_servers_left();
+}
+
+#[tokio::test]
+async fn model_facts_come_from_the_gguf_file() {
+    let runner = TrialRunner::new(backend(&[]), settings(1), sampler(None));
+    let facts = runner.model_facts().await.expect("facts");
+    assert_eq!(facts.trained_context, Some(32768));
+    assert_eq!(facts.architecture.as_deref(), Some("llama"));
+}
