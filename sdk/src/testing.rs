@@ -214,7 +214,7 @@ impl MemoryMachine {
 }
 
 /// A simulated throughput curve over batch sizes: peaks at `best_batch` with
-/// `peak_tps` and falls off with the squared log-distance from it; batches above
+/// `peak_tps` and falls off as a Gaussian of the log2-distance from it; batches above
 /// `oom_above` run out of memory.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchMachine {
@@ -226,7 +226,7 @@ pub struct BatchMachine {
 impl BatchMachine {
     pub fn throughput(&self, batch: u32) -> f64 {
         let d = (f64::from(batch) / f64::from(self.best_batch)).log2();
-        self.peak_tps * (1.0 - 0.1 * d * d).max(0.05)
+        self.peak_tps * (-0.05 * d * d).exp()
     }
 
     /// The outcome of a batch-phase trial at `batch`.
