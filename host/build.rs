@@ -11,17 +11,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Guest packages and the wasm file each produces.
-const GUESTS: &[&str] = &[
-    "binary-search",
-    "batch-scaler",
-];
+const GUESTS: &[&str] = &["binary-search", "batch-scaler", "misbehaving"];
 
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "guest";
 
 fn main() {
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let root = manifest_dir.parent().expect("host/ lives in the workspace root").to_path_buf();
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root = manifest_dir
+        .parent()
+        .expect("host/ lives in the workspace root")
+        .to_path_buf();
     for watched in [
         "wit",
         "sdk",
@@ -41,7 +42,14 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for guest in GUESTS {
         cmd.args(["-p", guest]);
@@ -72,7 +80,11 @@ fn main() {
     let out = target_dir.join(TARGET).join(PROFILE);
     for guest in GUESTS {
         let wasm = out.join(format!("{}.wasm", guest.replace('-', "_")));
-        assert!(wasm.is_file(), "the guest build did not produce {}", wasm.display());
+        assert!(
+            wasm.is_file(),
+            "the guest build did not produce {}",
+            wasm.display()
+        );
     }
     println!("cargo:rustc-env=OZONE_GUEST_DIR={}", out.display());
 }

@@ -83,9 +83,11 @@ impl<T: ContextSearch> context::exports::ozone::strategy::context::GuestContextS
     ) -> Result<context::exports::ozone::strategy::context::ContextSearch, String> {
         install_panic_hook();
         let search = T::new(&settings, &hardware.into(), &model.into())?;
-        Ok(context::exports::ozone::strategy::context::ContextSearch::new(
-            ContextResource(RefCell::new(search)),
-        ))
+        Ok(
+            context::exports::ozone::strategy::context::ContextSearch::new(ContextResource(
+                RefCell::new(search),
+            )),
+        )
     }
     fn propose(&self) -> Option<u32> {
         self.0.borrow_mut().propose()

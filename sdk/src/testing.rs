@@ -49,7 +49,9 @@ pub fn run_context<S: ContextSearch>(
         }
         proposals.push(ctx);
         if proposals.len() > MAX_TRIALS {
-            return Err(format!("did not stop after {MAX_TRIALS} trials: {proposals:?}"));
+            return Err(format!(
+                "did not stop after {MAX_TRIALS} trials: {proposals:?}"
+            ));
         }
         search.observe(&trial(ctx));
     }
@@ -74,7 +76,9 @@ pub fn run_batch<S: BatchScaler>(
         }
         proposals.push(batch);
         if proposals.len() > MAX_TRIALS {
-            return Err(format!("did not stop after {MAX_TRIALS} trials: {proposals:?}"));
+            return Err(format!(
+                "did not stop after {MAX_TRIALS} trials: {proposals:?}"
+            ));
         }
         scaler.observe(&trial(batch));
     }
@@ -204,7 +208,10 @@ impl MemoryMachine {
                 ..stable(context_config(ctx))
             }
         } else {
-            failed(context_config(ctx), Failure::ThresholdBreach(Threshold::Vram))
+            failed(
+                context_config(ctx),
+                Failure::ThresholdBreach(Threshold::Vram),
+            )
         };
         outcome.peak_gpu_memory_bytes = Some(peak);
         outcome.peak_ram_bytes = Some(2 << 30);

@@ -109,7 +109,9 @@ impl Failure {
         matches!(
             self,
             Failure::OutOfMemory
-                | Failure::ThresholdBreach(Threshold::Vram | Threshold::Ram | Threshold::ProcessMemory)
+                | Failure::ThresholdBreach(
+                    Threshold::Vram | Threshold::Ram | Threshold::ProcessMemory
+                )
         )
     }
 }

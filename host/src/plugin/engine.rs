@@ -17,7 +17,9 @@ pub fn engine(limits: &SandboxLimits) -> Result<Engine, PluginError> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.consume_fuel(true);
-    config.max_wasm_stack(usize::try_from(limits.stack_kb.saturating_mul(1024)).unwrap_or(usize::MAX));
+    config.max_wasm_stack(
+        usize::try_from(limits.stack_kb.saturating_mul(1024)).unwrap_or(usize::MAX),
+    );
     Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))
 }
 
@@ -53,26 +55,42 @@ impl ComponentCache {
 
     /// The compiled component for `wasm`: from the cache when present and loadable, else
     /// compiled (and stored; a cache that cannot be written only costs the next run time).
-    pub fn load(&self, engine: &Engine, plugin: &str, wasm: &[u8]) -> Result<Component, PluginError> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        plugin: &str,
+        wasm: &[u8],
+    ) -> Result<Component, PluginError> {
         check_header(plugin, wasm)?;
         let path = self.path_for(wasm);
-        if let Some(path) = path.as_deref().filter(|p| p.is_file()) {
-            // SAFETY: the file was written by `precompile_component` of an engine with the
-            // same compatibility hash (it is in the file name), in ozone's own cache folder.
-            match unsafe { Component::deserialize_file(engine, path) } {
-                Ok(component) => return Ok(component),
-                Err(e) => tracing::debug!("ignoring unusable cache entry {}: {e:#}", path.display()),
+        if let Some(path) = path.as_deref() {
+            // Read, not mmap (`deserialize_file`): another process replacing or truncating
+            // the entry must not fault this one.
+            if let Ok(bytes) = std::fs::read(path) {
+                // SAFETY: the entry was written by `precompile_component` of an engine with
+                // the same compatibility hash (it is in the file name), in ozone's cache
+                // folder; wasmtime still checks its header and engine settings.
+                match unsafe { Component::deserialize(engine, &bytes) } {
+                    Ok(component) => return Ok(component),
+                    Err(e) => {
+                        tracing::debug!("ignoring unusable cache entry {}: {e:#}", path.display())
+                    }
+                }
             }
         }
-        let compiled = engine.precompile_component(wasm).map_err(|e| PluginError::NotAComponent {
-            plugin: plugin.to_string(),
-            reason: format!("{e:#}"),
-        })?;
+        let compiled =
+            engine
+                .precompile_component(wasm)
+                .map_err(|e| PluginError::NotAComponent {
+                    plugin: plugin.to_string(),
+                    reason: format!("{e:#}"),
+                })?;
         if let Some(path) = &path {
             store_atomically(path, &compiled);
         }
         // SAFETY: `compiled` was produced just now by this engine.
-        unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| PluginError::Engine(format!("{e:#}")))
+        unsafe { Component::deserialize(engine, &compiled) }
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))
     }
 }
 
@@ -108,7 +126,12 @@ fn check_header(plugin: &str, wasm: &[u8]) -> Result<(), PluginError> {
 }
 
 /// Checks that `component` exports `world`'s interface at this API version.
-pub fn check_world(engine: &Engine, plugin: &str, component: &Component, world: World) -> Result<(), PluginError> {
+pub fn check_world(
+    engine: &Engine,
+    plugin: &str,
+    component: &Component,
+    world: World,
+) -> Result<(), PluginError> {
     let exports: Vec<String> = component
         .component_type()
         .exports(engine)
@@ -128,7 +151,10 @@ pub fn check_world(engine: &Engine, plugin: &str, component: &Component, world: 
             found: v,
             expected: API_VERSION,
         }),
-        None => match World::ALL.iter().find(|w| version_of(w.interface()).is_some()) {
+        None => match World::ALL
+            .iter()
+            .find(|w| version_of(w.interface()).is_some())
+        {
             Some(other) => Err(PluginError::WrongWorld {
                 plugin: plugin.to_string(),
                 found: other.name(),
@@ -136,7 +162,11 @@ pub fn check_world(engine: &Engine, plugin: &str, component: &Component, world: 
             }),
             None => Err(PluginError::NotAStrategy {
                 plugin: plugin.to_string(),
-                exports: if exports.is_empty() { "none".into() } else { exports.join(", ") },
+                exports: if exports.is_empty() {
+                    "none".into()
+                } else {
+                    exports.join(", ")
+                },
             }),
         },
     }

@@ -49,7 +49,9 @@ pub enum PluginError {
         call: &'static str,
         message: String,
     },
-    #[error("plugin {plugin} cannot be called again: it trapped earlier and its instance was discarded")]
+    #[error(
+        "plugin {plugin} cannot be called again: it trapped earlier and its instance was discarded"
+    )]
     Discarded { plugin: String },
     #[error("plugin {plugin} proposed context {value} (must be between {min} and the model's trained context {max}, a multiple of {granularity})")]
     ContextOutOfRange {
@@ -60,7 +62,11 @@ pub enum PluginError {
         granularity: u32,
     },
     #[error("plugin {plugin} proposed batch {value} (must be between 1 and max_batch {max})")]
-    BatchOutOfRange { plugin: String, value: u32, max: u32 },
+    BatchOutOfRange {
+        plugin: String,
+        value: u32,
+        max: u32,
+    },
     #[error("wasm engine: {0}")]
     Engine(String),
 }

@@ -36,9 +36,8 @@ impl HardwareFacts {
             gpu_count: snapshot.gpus.len() as u32,
             gpu_memory_total_bytes: gpu_total,
             gpu_memory_free_bytes: snapshot.gpu_memory_free_bytes(),
-            gpu_memory_limit_bytes: gpu_total.map(|t| {
-                memory_limit(t, thresholds.max_vram_percent, thresholds.vram_reserve_mb)
-            }),
+            gpu_memory_limit_bytes: gpu_total
+                .map(|t| memory_limit(t, thresholds.max_vram_percent, thresholds.vram_reserve_mb)),
             ram_total_bytes: ram_total,
             ram_available_bytes: snapshot.memory.available_bytes.map(|m| m.value),
             ram_limit_bytes: ram_total
@@ -77,7 +76,11 @@ impl ContextBounds {
 
     /// Default bounds (2048, steps of 256) for a model's trained context.
     pub fn for_trained(trained_context: u32) -> Self {
-        Self::new(Self::DEFAULT_MIN, trained_context, Self::DEFAULT_GRANULARITY)
+        Self::new(
+            Self::DEFAULT_MIN,
+            trained_context,
+            Self::DEFAULT_GRANULARITY,
+        )
     }
 
     pub fn accepts(&self, ctx: u32) -> bool {

@@ -133,8 +133,9 @@ impl PluginHost {
         let name = plugin.to_string();
         let component = self.component(plugin, World::Context)?;
         let (mut store, linker) = self.prepare(&name, &component, &self.context_linker)?;
-        let bindings = bindings::context::ContextStrategy::instantiate(&mut store, &component, &linker)
-            .map_err(|e| instantiate_error(&name, e))?;
+        let bindings =
+            bindings::context::ContextStrategy::instantiate(&mut store, &component, &linker)
+                .map_err(|e| instantiate_error(&name, e))?;
         let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
         sandbox::arm(&mut store, &self.limits)?;
         let created = bindings
@@ -165,10 +166,12 @@ impl PluginHost {
             .map_err(|e| instantiate_error(&name, e))?;
         let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
         sandbox::arm(&mut store, &self.limits)?;
-        let created = bindings
-            .ozone_strategy_batch()
-            .batch_scaler()
-            .call_create(&mut store, settings_json, hw, &model_facts);
+        let created = bindings.ozone_strategy_batch().batch_scaler().call_create(
+            &mut store,
+            settings_json,
+            hw,
+            &model_facts,
+        );
         let resource = finish_create(created, &store, &self.limits, &name)?;
         Ok(BatchScaler {
             inner: Sandboxed::new(name, self.limits.clone(), store, bindings, resource),
@@ -219,12 +222,14 @@ fn read(plugin: &PluginRef) -> Result<Cow<'static, [u8]>, PluginError> {
         PluginRef::Builtin(name) => builtin::find(name)
             .map(|b| Cow::Borrowed(b.wasm))
             .ok_or_else(|| PluginError::UnknownBuiltin(name.clone())),
-        PluginRef::File(path) => std::fs::read(path)
-            .map(Cow::Owned)
-            .map_err(|source| PluginError::Read {
-                path: path.clone(),
-                source,
-            }),
+        PluginRef::File(path) => {
+            std::fs::read(path)
+                .map(Cow::Owned)
+                .map_err(|source| PluginError::Read {
+                    path: path.clone(),
+                    source,
+                })
+        }
     }
 }
 

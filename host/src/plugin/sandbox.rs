@@ -31,14 +31,24 @@ impl std::fmt::Display for MemoryCapExceeded {
 impl std::error::Error for MemoryCapExceeded {}
 
 impl ResourceLimiter for StoreState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_cap_bytes {
             return Err(wasmtime::Error::new(MemoryCapExceeded));
         }
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         // Tables hold function references; a strategy needs a few hundred at most.
         Ok(desired <= 100_000)
     }
@@ -48,7 +58,10 @@ impl HostImports for StoreState {
     fn log(&mut self, level: wit::LogLevel, message: String) {
         let mut message = message;
         if message.len() > MAX_LOG_CHARS {
-            let cut = (0..=MAX_LOG_CHARS).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
+            let cut = (0..=MAX_LOG_CHARS)
+                .rev()
+                .find(|i| message.is_char_boundary(*i))
+                .unwrap_or(0);
             message.truncate(cut);
             message.push('…');
         }
@@ -74,8 +87,12 @@ impl wit::Host for StoreState {}
 pub fn linker(engine: &Engine, world: World) -> Result<Linker<StoreState>, PluginError> {
     let mut linker = Linker::new(engine);
     let result = match world {
-        World::Context => bindings::context::ContextStrategy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
-        World::Batch => bindings::batch::BatchStrategy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s),
+        World::Context => {
+            bindings::context::ContextStrategy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        }
+        World::Batch => {
+            bindings::batch::BatchStrategy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        }
     };
     result.map_err(|e| PluginError::Engine(format!("{e:#}")))?;
     Ok(linker)

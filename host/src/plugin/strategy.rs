@@ -18,7 +18,13 @@ pub(super) struct Sandboxed<B> {
 }
 
 impl<B> Sandboxed<B> {
-    pub(super) fn new(plugin: String, limits: SandboxLimits, store: Store<StoreState>, bindings: B, resource: ResourceAny) -> Self {
+    pub(super) fn new(
+        plugin: String,
+        limits: SandboxLimits,
+        store: Store<StoreState>,
+        bindings: B,
+        resource: ResourceAny,
+    ) -> Self {
         Self {
             plugin,
             limits,
@@ -63,7 +69,9 @@ impl ContextSearch {
     /// The next context to try, checked against the bounds; `None` when finished.
     pub fn propose(&mut self) -> Result<Option<u32>, PluginError> {
         let value = self.inner.call("propose", |store, b, r| {
-            b.ozone_strategy_context().context_search().call_propose(store, r)
+            b.ozone_strategy_context()
+                .context_search()
+                .call_propose(store, r)
         })?;
         match value {
             Some(ctx) if !self.bounds.accepts(ctx) => Err(PluginError::ContextOutOfRange {
@@ -81,14 +89,18 @@ impl ContextSearch {
     pub fn observe(&mut self, outcome: &Outcome) -> Result<(), PluginError> {
         let outcome = wit::TrialOutcome::from(outcome);
         self.inner.call("observe", |store, b, r| {
-            b.ozone_strategy_context().context_search().call_observe(store, r, outcome)
+            b.ozone_strategy_context()
+                .context_search()
+                .call_observe(store, r, outcome)
         })
     }
 
     /// The largest context the plugin considers stable.
     pub fn best(&mut self) -> Result<Option<u32>, PluginError> {
         self.inner.call("best", |store, b, r| {
-            b.ozone_strategy_context().context_search().call_best(store, r)
+            b.ozone_strategy_context()
+                .context_search()
+                .call_best(store, r)
         })
     }
 }
@@ -108,14 +120,18 @@ impl BatchScaler {
     /// The next batch size to try, checked to be in `1..=max_batch`; `None` when finished.
     pub fn propose(&mut self) -> Result<Option<u32>, PluginError> {
         let value = self.inner.call("propose", |store, b, r| {
-            b.ozone_strategy_batch().batch_scaler().call_propose(store, r)
+            b.ozone_strategy_batch()
+                .batch_scaler()
+                .call_propose(store, r)
         })?;
         match value {
-            Some(batch) if batch == 0 || batch > self.max_batch => Err(PluginError::BatchOutOfRange {
-                plugin: self.inner.plugin.clone(),
-                value: batch,
-                max: self.max_batch,
-            }),
+            Some(batch) if batch == 0 || batch > self.max_batch => {
+                Err(PluginError::BatchOutOfRange {
+                    plugin: self.inner.plugin.clone(),
+                    value: batch,
+                    max: self.max_batch,
+                })
+            }
             other => Ok(other),
         }
     }
@@ -123,7 +139,9 @@ impl BatchScaler {
     pub fn observe(&mut self, outcome: &Outcome) -> Result<(), PluginError> {
         let outcome = wit::TrialOutcome::from(outcome);
         self.inner.call("observe", |store, b, r| {
-            b.ozone_strategy_batch().batch_scaler().call_observe(store, r, outcome)
+            b.ozone_strategy_batch()
+                .batch_scaler()
+                .call_observe(store, r, outcome)
         })
     }
 

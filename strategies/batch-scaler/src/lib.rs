@@ -67,7 +67,9 @@ impl BatchScaler for Scaler {
         let settings: Settings = settings::parse(settings)?;
         let factor = settings.scale_up_factor;
         if factor.is_nan() || factor <= 1.0 {
-            return Err(format!("scale_up_factor must be greater than 1, got {factor}"));
+            return Err(format!(
+                "scale_up_factor must be greater than 1, got {factor}"
+            ));
         }
         if settings.max_batch == 0 {
             return Err("max_batch must be at least 1".into());

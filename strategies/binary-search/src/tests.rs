@@ -10,9 +10,12 @@ fn decision_table_natively() {
         let machine = MemoryMachine::with_context_limit(case.limit);
         let mut model = testing::model(case.trained);
         model.hint = case.hint;
-        let run = testing::run_context::<BinarySearch>(case.settings, &machine.hardware(), &model, |ctx| {
-            machine.context_trial(ctx)
-        })
+        let run = testing::run_context::<BinarySearch>(
+            case.settings,
+            &machine.hardware(),
+            &model,
+            |ctx| machine.context_trial(ctx),
+        )
         .unwrap_or_else(|e| panic!("{}: {e}", case.name));
         assert_eq!(run.best, case.best, "{}: {:?}", case.name, run.proposals);
         if let Some(expected) = case.proposals {
@@ -39,13 +42,21 @@ fn propose_twice_repeats_the_pending_value() {
 #[test]
 fn wrong_setting_type_is_an_error() {
     let model = testing::model(131_072);
-    let err = BinarySearch::new(r#"{"binary_search_factor": "fast"}"#, &Default::default(), &model)
-        .err()
-        .unwrap_or_default();
+    let err = BinarySearch::new(
+        r#"{"binary_search_factor": "fast"}"#,
+        &Default::default(),
+        &model,
+    )
+    .err()
+    .unwrap_or_default();
     assert!(err.contains("invalid type"), "{err}");
-    let err = BinarySearch::new(r#"{"binary_search_factor": 0.5}"#, &Default::default(), &model)
-        .err()
-        .unwrap_or_default();
+    let err = BinarySearch::new(
+        r#"{"binary_search_factor": 0.5}"#,
+        &Default::default(),
+        &model,
+    )
+    .err()
+    .unwrap_or_default();
     assert!(err.contains("greater than 1"), "{err}");
 }
 
