@@ -8,4 +8,4 @@ mod snapshot;
 
 pub use series::{Peaks, SamplePoint, SampleSeries};
 
-pub use snapshot::{CpuInfo, GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo, Source};
+pub use snapshot::{CpuInfo, GpuInfo, GpuVendor, HardwareSnapshot, MemoryInfo, Measured, Source};

@@ -120,10 +120,7 @@ impl HardwareSnapshot {
     /// Free GPU memory (total minus used) over all GPUs with both readings.
     pub fn gpu_memory_free_bytes(&self) -> Option<u64> {
         sum_known(self.gpus.iter().map(|g| {
-            Some(
-                g.usable_total_bytes()?
-                    .saturating_sub(g.usable_used_bytes()?),
-            )
+            Some(g.usable_total_bytes()?.saturating_sub(g.usable_used_bytes()?))
         }))
     }
 
@@ -153,7 +150,5 @@ impl HardwareSnapshot {
 }
 
 fn sum_known(values: impl Iterator<Item = Option<u64>>) -> Option<u64> {
-    values
-        .flatten()
-        .fold(None, |acc, v| Some(acc.unwrap_or(0) + v))
+    values.flatten().fold(None, |acc, v| Some(acc.unwrap_or(0) + v))
 }
