@@ -148,7 +148,10 @@ pub fn classify(
             message: format!("call stack exhausted (stack cap {} KiB)", limits.stack_kb),
         },
         _ => {
-            let mut message = format!("{error:#}");
+            // The root cause says what happened; the wasm backtrace around it is noise
+            // for a user (it is logged at debug level).
+            tracing::debug!("plugin {plugin} failed in {call}: {error:?}");
+            let mut message = error.root_cause().to_string();
             if let Some(logged) = &store.data().last_error {
                 message = format!("{logged} ({message})");
             }
