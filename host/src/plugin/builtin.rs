@@ -1,0 +1,31 @@
+//! The default plugins, compiled from `strategies/` by `host/build.rs` and embedded.
+
+use super::World;
+
+/// A plugin shipped inside the `ozone` binary.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin {
+    pub name: &'static str,
+    pub world: World,
+    pub summary: &'static str,
+    pub wasm: &'static [u8],
+}
+
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "binary-search",
+        world: World::Context,
+        summary: "grow the context by binary_search_factor, then bisect (default)",
+        wasm: include_bytes!(concat!(env!("OZONE_GUEST_DIR"), "/binary_search.wasm")),
+    },
+    Builtin {
+        name: "batch-scaler",
+        world: World::Batch,
+        summary: "multiply the batch by scale_up_factor while throughput improves (default)",
+        wasm: include_bytes!(concat!(env!("OZONE_GUEST_DIR"), "/batch_scaler.wasm")),
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}

@@ -1,0 +1,72 @@
+//! Everything that can go wrong with a plugin; every message names the plugin.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("unknown built-in plugin `{0}` (built-ins: binary-search, batch-scaler; a plugin file must end in .wasm)")]
+    UnknownBuiltin(String),
+    #[error("cannot read plugin {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("plugin {plugin} is not a WebAssembly component: {reason}")]
+    NotAComponent { plugin: String, reason: String },
+    #[error("plugin {plugin} is built for plugin API {found}, this ozone speaks {expected}; rebuild it against ozone-sdk {expected}")]
+    WrongApiVersion {
+        plugin: String,
+        found: String,
+        expected: &'static str,
+    },
+    #[error("plugin {plugin} is a {found} plugin, but a {expected} plugin is needed here")]
+    WrongWorld {
+        plugin: String,
+        found: &'static str,
+        expected: &'static str,
+    },
+    #[error("plugin {plugin} is not an Ozone strategy: it exports neither ozone:strategy/context nor ozone:strategy/batch (exports: {exports})")]
+    NotAStrategy { plugin: String, exports: String },
+    #[error("plugin {plugin} could not be instantiated: {message}")]
+    Instantiate { plugin: String, message: String },
+    #[error("plugin {plugin} rejected its settings or facts: {message}")]
+    Rejected { plugin: String, message: String },
+    #[error("plugin {plugin} exceeded its per-call budget ({fuel} fuel units) in {call}")]
+    Budget {
+        plugin: String,
+        call: &'static str,
+        fuel: u64,
+    },
+    #[error("plugin {plugin} tried to grow memory past {limit_mb} MiB in {call}")]
+    Memory {
+        plugin: String,
+        call: &'static str,
+        limit_mb: u64,
+    },
+    #[error("plugin {plugin} trapped in {call}: {message}")]
+    Trapped {
+        plugin: String,
+        call: &'static str,
+        message: String,
+    },
+    #[error(
+        "plugin {plugin} cannot be called again: it trapped earlier and its instance was discarded"
+    )]
+    Discarded { plugin: String },
+    #[error("plugin {plugin} proposed context {value} (must be between {min} and the model's trained context {max}, a multiple of {granularity})")]
+    ContextOutOfRange {
+        plugin: String,
+        value: u32,
+        min: u32,
+        max: u32,
+        granularity: u32,
+    },
+    #[error("plugin {plugin} proposed batch {value} (must be between 1 and max_batch {max})")]
+    BatchOutOfRange {
+        plugin: String,
+        value: u32,
+        max: u32,
+    },
+    #[error("wasm engine: {0}")]
+    Engine(String),
+}

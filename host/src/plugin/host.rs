@@ -1,0 +1,267 @@
+//! [`PluginHost`]: loads plugins (built-in or from a file) into sandboxed instances.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::Engine;
+
+use super::bindings::{self, wit};
+use super::engine::{self, ComponentCache};
+use super::facts::{HardwareFacts, ModelInfo};
+use super::sandbox::{self, StoreState};
+use super::strategy::{BatchScaler, ContextSearch, Sandboxed};
+use super::{builtin, PluginError, SandboxLimits};
+
+/// The plugin API version this host speaks (the WIT package version).
+pub const API_VERSION: &str = "0.1.0";
+
+/// The largest batch the host accepts when the settings carry no `max_batch`
+/// (`search_strategy.batch_adaptation.max_batch`'s default).
+pub const DEFAULT_MAX_BATCH: u32 = 256;
+
+/// The two kinds of strategy (WIT worlds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum World {
+    Context,
+    Batch,
+}
+
+impl World {
+    pub const ALL: [World; 2] = [World::Context, World::Batch];
+
+    /// The WIT world name.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::Context => "context-strategy",
+            World::Batch => "batch-strategy",
+        }
+    }
+
+    /// The exported interface (`ozone:strategy/<interface>@version`).
+    pub fn interface(self) -> &'static str {
+        match self {
+            World::Context => "context",
+            World::Batch => "batch",
+        }
+    }
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which plugin to load: a built-in by name, or a component file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginRef {
+    Builtin(String),
+    File(PathBuf),
+}
+
+impl FromStr for PluginRef {
+    type Err = PluginError;
+
+    /// `binary-search` / `batch-scaler`, or a path to a `.wasm` file.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if builtin::find(s).is_some() {
+            Ok(PluginRef::Builtin(s.to_string()))
+        } else if s.ends_with(".wasm") || s.contains(std::path::MAIN_SEPARATOR) {
+            Ok(PluginRef::File(PathBuf::from(s)))
+        } else {
+            Err(PluginError::UnknownBuiltin(s.to_string()))
+        }
+    }
+}
+
+impl std::fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginRef::Builtin(name) => f.write_str(name),
+            PluginRef::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Loads plugins into sandboxed instances. Build one per run; it holds the engine and
+/// the compiled-component cache. Plugin calls are synchronous, short (metered by fuel)
+/// and never block on I/O or an async runtime (no WASI is linked), so they may be
+/// made from inside a tokio runtime, including from a worker thread.
+pub struct PluginHost {
+    engine: Engine,
+    limits: SandboxLimits,
+    cache: ComponentCache,
+    context_linker: Linker<StoreState>,
+    batch_linker: Linker<StoreState>,
+}
+
+impl PluginHost {
+    /// `cache_dir`: where compiled components are kept (`None` disables the cache; see
+    /// [`PluginHost::default_cache_dir`]).
+    pub fn new(limits: SandboxLimits, cache_dir: Option<PathBuf>) -> Result<Self, PluginError> {
+        let engine = engine::engine(&limits)?;
+        let cache = ComponentCache::new(&engine, cache_dir);
+        Ok(Self {
+            context_linker: sandbox::linker(&engine, World::Context)?,
+            batch_linker: sandbox::linker(&engine, World::Batch)?,
+            engine,
+            limits,
+            cache,
+        })
+    }
+
+    /// `<user cache dir>/ozone/components`, when the platform has a cache dir.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        engine::default_cache_dir()
+    }
+
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+
+    /// Loads a context-search plugin and builds its search from the settings (the
+    /// plugin's config section as JSON text), the machine and the model.
+    pub fn load_context(
+        &self,
+        plugin: &PluginRef,
+        settings_json: &str,
+        hw: &HardwareFacts,
+        model: &ModelInfo,
+    ) -> Result<ContextSearch, PluginError> {
+        let name = plugin.to_string();
+        let component = self.component(plugin, World::Context)?;
+        let (mut store, linker) = self.prepare(&name, &component, &self.context_linker)?;
+        let bindings =
+            bindings::context::ContextStrategy::instantiate(&mut store, &component, &linker)
+                .map_err(|e| instantiate_error(&name, e))?;
+        let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
+        sandbox::arm(&mut store, &self.limits)?;
+        let created = bindings
+            .ozone_strategy_context()
+            .context_search()
+            .call_create(&mut store, settings_json, hw, &model_facts);
+        let resource = finish_create(created, &store, &self.limits, &name)?;
+        Ok(ContextSearch {
+            inner: Sandboxed::new(name, self.limits.clone(), store, bindings, resource),
+            bounds: model.bounds,
+        })
+    }
+
+    /// Loads a batch-scaling plugin. Its proposals must lie in `1..=max_batch`, where
+    /// `max_batch` is the settings' `max_batch` key when it is a positive integer, else
+    /// [`DEFAULT_MAX_BATCH`] (256).
+    pub fn load_batch(
+        &self,
+        plugin: &PluginRef,
+        settings_json: &str,
+        hw: &HardwareFacts,
+        model: &ModelInfo,
+    ) -> Result<BatchScaler, PluginError> {
+        let name = plugin.to_string();
+        let component = self.component(plugin, World::Batch)?;
+        let (mut store, linker) = self.prepare(&name, &component, &self.batch_linker)?;
+        let bindings = bindings::batch::BatchStrategy::instantiate(&mut store, &component, &linker)
+            .map_err(|e| instantiate_error(&name, e))?;
+        let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
+        sandbox::arm(&mut store, &self.limits)?;
+        let created = bindings.ozone_strategy_batch().batch_scaler().call_create(
+            &mut store,
+            settings_json,
+            hw,
+            &model_facts,
+        );
+        let resource = finish_create(created, &store, &self.limits, &name)?;
+        Ok(BatchScaler {
+            inner: Sandboxed::new(name, self.limits.clone(), store, bindings, resource),
+            max_batch: max_batch_setting(settings_json),
+        })
+    }
+
+    /// Which world a plugin implements (checks it is a component at this API version).
+    pub fn inspect(&self, plugin: &PluginRef) -> Result<World, PluginError> {
+        let name = plugin.to_string();
+        let wasm = read(plugin)?;
+        let component = self.cache.load(&self.engine, &name, &wasm)?;
+        match engine::detect_world(&self.engine, &component) {
+            Some(world) => Ok(world),
+            // Re-run the check to get the precise error (version, or not a strategy).
+            None => engine::check_world(&self.engine, &name, &component, World::Context)
+                .map(|()| World::Context),
+        }
+    }
+
+    fn component(&self, plugin: &PluginRef, world: World) -> Result<Component, PluginError> {
+        let name = plugin.to_string();
+        let wasm = read(plugin)?;
+        let component = self.cache.load(&self.engine, &name, &wasm)?;
+        engine::check_world(&self.engine, &name, &component, world)?;
+        Ok(component)
+    }
+
+    fn prepare(
+        &self,
+        name: &str,
+        component: &Component,
+        base: &Linker<StoreState>,
+    ) -> Result<(wasmtime::Store<StoreState>, Linker<StoreState>), PluginError> {
+        let mut linker = base.clone();
+        linker
+            .define_unknown_imports_as_traps(component)
+            .map_err(|e| instantiate_error(name, e))?;
+        let mut store = sandbox::new_store(&self.engine, name, &self.limits);
+        // Instantiation runs the component's start code: give it a budget too.
+        sandbox::arm(&mut store, &self.limits)?;
+        Ok((store, linker))
+    }
+}
+
+fn read(plugin: &PluginRef) -> Result<Cow<'static, [u8]>, PluginError> {
+    match plugin {
+        PluginRef::Builtin(name) => builtin::find(name)
+            .map(|b| Cow::Borrowed(b.wasm))
+            .ok_or_else(|| PluginError::UnknownBuiltin(name.clone())),
+        PluginRef::File(path) => {
+            std::fs::read(path)
+                .map(Cow::Owned)
+                .map_err(|source| PluginError::Read {
+                    path: path.clone(),
+                    source,
+                })
+        }
+    }
+}
+
+fn instantiate_error(plugin: &str, error: wasmtime::Error) -> PluginError {
+    PluginError::Instantiate {
+        plugin: plugin.to_string(),
+        message: format!("{error:#}"),
+    }
+}
+
+fn finish_create(
+    created: wasmtime::Result<Result<wasmtime::component::ResourceAny, String>>,
+    store: &wasmtime::Store<StoreState>,
+    limits: &SandboxLimits,
+    plugin: &str,
+) -> Result<wasmtime::component::ResourceAny, PluginError> {
+    match created {
+        Ok(Ok(resource)) => Ok(resource),
+        Ok(Err(message)) => Err(PluginError::Rejected {
+            plugin: plugin.to_string(),
+            message,
+        }),
+        Err(error) => Err(sandbox::classify(error, store, "create", limits)),
+    }
+}
+
+/// The `max_batch` key of the batch settings, when it is a positive integer.
+fn max_batch_setting(settings_json: &str) -> u32 {
+    serde_json::from_str::<serde_json::Value>(settings_json)
+        .ok()
+        .and_then(|v| v.get("max_batch")?.as_u64())
+        .and_then(|v| u32::try_from(v).ok())
+        .filter(|v| *v > 0)
+        .unwrap_or(DEFAULT_MAX_BATCH)
+}

@@ -1,0 +1,75 @@
+//! A context strategy that misbehaves on purpose, chosen by its settings
+//! (`{"mode": "..."}`), so the host's sandbox tests can check every failure path.
+//! Never listed by `ozone plugins list`; built by `host/build.rs` for the tests only.
+
+use ozone_sdk::{settings, ContextSearch, HardwareFacts, LogLevel, ModelInfo, Outcome};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Settings {
+    /// `loop`, `loop-in-create`, `memory-bomb`, `panic`, `stack-overflow`, `wasi`,
+    /// `propose` (always proposes `value`).
+    mode: String,
+    value: u32,
+}
+
+pub struct Misbehaving {
+    settings: Settings,
+}
+
+#[inline(never)]
+fn recurse(depth: u64, sink: &mut [u64; 64]) -> u64 {
+    sink[(depth % 64) as usize] = depth;
+    if depth == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1, sink) + sink[(depth % 7) as usize]
+}
+
+impl ContextSearch for Misbehaving {
+    fn new(settings: &str, _: &HardwareFacts, _: &ModelInfo) -> Result<Self, String> {
+        let settings: Settings = settings::parse(settings)?;
+        if settings.mode == "loop-in-create" {
+            #[allow(clippy::empty_loop)]
+            loop {}
+        }
+        Ok(Self { settings })
+    }
+
+    fn propose(&mut self) -> Option<u32> {
+        match self.settings.mode.as_str() {
+            "loop" => {
+                let mut x: u64 = 1;
+                loop {
+                    x = std::hint::black_box(x.wrapping_mul(3));
+                }
+            }
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 8 << 20]);
+                    ozone_sdk::log(LogLevel::Debug, &format!("holding {} MiB", hoard.len() * 8));
+                }
+            }
+            "panic" => panic!("deliberate failure in propose"),
+            "stack-overflow" => {
+                let mut sink = [0u64; 64];
+                Some(recurse(0, &mut sink) as u32)
+            }
+            "wasi" => {
+                // Reading the environment needs WASI, which the host does not grant.
+                Some(std::env::vars().count() as u32)
+            }
+            _ => Some(self.settings.value),
+        }
+    }
+
+    fn observe(&mut self, _: &Outcome) {}
+
+    fn best(&self) -> Option<u32> {
+        None
+    }
+}
+
+ozone_sdk::export_context_search!(Misbehaving);

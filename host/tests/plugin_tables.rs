@@ -1,0 +1,162 @@
+//! The default plugins' decision tables, run through the wasm components and natively
+//! (SDK harness): both paths must make the same decisions.
+
+#[path = "plugin_common/mod.rs"]
+mod common;
+
+use common::{drive_batch, drive_context, hardware, host, model};
+use ozone::plugin::{PluginHost, PluginRef, SandboxLimits};
+use ozone_sdk::testing::{self, BatchMachine, MemoryMachine};
+
+#[test]
+fn binary_search_table_through_the_component_matches_native() {
+    let host = host();
+    let plugin: PluginRef = "binary-search".parse().expect("built-in");
+    for case in binary_search::table::cases() {
+        let machine = MemoryMachine::with_context_limit(case.limit);
+        let mut sdk_model = testing::model(case.trained);
+        sdk_model.hint = case.hint;
+        let native = testing::run_context::<binary_search::BinarySearch>(
+            case.settings,
+            &machine.hardware(),
+            &sdk_model,
+            |ctx| machine.context_trial(ctx),
+        )
+        .expect("native run");
+
+        let mut search = host
+            .load_context(
+                &plugin,
+                case.settings,
+                &hardware(&machine.hardware()),
+                &model(&sdk_model),
+            )
+            .expect("load binary-search");
+        let wasm = drive_context(&mut search, |ctx| machine.context_trial(ctx))
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+
+        assert_eq!(wasm.proposals, native.proposals, "{}", case.name);
+        assert_eq!(wasm.best, case.best, "{}: {:?}", case.name, wasm.proposals);
+        if let Some(expected) = case.proposals {
+            assert_eq!(wasm.proposals, expected, "{}", case.name);
+        }
+        assert!(
+            wasm.proposals.len() <= case.max_trials,
+            "{}: {:?}",
+            case.name,
+            wasm.proposals
+        );
+    }
+}
+
+#[test]
+fn batch_scaler_table_through_the_component_matches_native() {
+    let host = host();
+    let plugin: PluginRef = "batch-scaler".parse().expect("built-in");
+    for case in batch_scaler::table::cases() {
+        let machine = BatchMachine {
+            best_batch: case.best_batch,
+            peak_tps: 1000.0,
+            oom_above: case.oom_above,
+        };
+        let mut sdk_model = testing::model(32_768);
+        sdk_model.size_class = case.size_class;
+        let hw = MemoryMachine::with_context_limit(32_768).hardware();
+        let native =
+            testing::run_batch::<batch_scaler::Scaler>(case.settings, &hw, &sdk_model, |b| {
+                machine.batch_trial(b)
+            })
+            .expect("native run");
+
+        let mut scaler = host
+            .load_batch(&plugin, case.settings, &hardware(&hw), &model(&sdk_model))
+            .expect("load batch-scaler");
+        let wasm = drive_batch(&mut scaler, |b| machine.batch_trial(b))
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+
+        assert_eq!(wasm.proposals, native.proposals, "{}", case.name);
+        assert_eq!(wasm.proposals, case.proposals, "{}", case.name);
+        assert_eq!(wasm.best, case.best, "{}", case.name);
+    }
+}
+
+#[test]
+fn wrong_setting_type_is_reported_naming_the_plugin() {
+    let host = host();
+    let machine = MemoryMachine::with_context_limit(50_000);
+    let err = host
+        .load_context(
+            &"binary-search".parse().expect("built-in"),
+            r#"{"max_binary_iterations": "seven"}"#,
+            &hardware(&machine.hardware()),
+            &model(&testing::model(131_072)),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("plugin binary-search rejected its settings"),
+        "{err}"
+    );
+    assert!(err.contains("invalid type"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_run_from_inside_a_tokio_runtime() {
+    let host = host();
+    let machine = MemoryMachine::with_context_limit(100_000);
+    let mut search = host
+        .load_context(
+            &"binary-search".parse().expect("built-in"),
+            "{}",
+            &hardware(&machine.hardware()),
+            &model(&testing::model(131_072)),
+        )
+        .expect("load");
+    let mut steps = 0;
+    while let Some(ctx) = search.propose().expect("propose") {
+        // Interleave with real async work, as the tune loop does around each trial.
+        tokio::task::yield_now().await;
+        search
+            .observe(&common::outcome(&machine.context_trial(ctx)))
+            .expect("observe");
+        steps += 1;
+    }
+    assert_eq!(search.best().expect("best"), Some(99_840));
+    assert_eq!(steps, 9);
+    // And from a task on another worker thread.
+    let best = tokio::spawn(async move { search.best() })
+        .await
+        .expect("join")
+        .expect("best");
+    assert_eq!(best, Some(99_840));
+}
+
+#[test]
+fn compiled_components_are_cached_on_disk() {
+    let dir = std::env::temp_dir().join(format!("ozone-plugin-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let host = PluginHost::new(SandboxLimits::default(), Some(dir.clone())).expect("engine");
+    let plugin: PluginRef = "batch-scaler".parse().expect("built-in");
+    let hw = hardware(&MemoryMachine::with_context_limit(8192).hardware());
+    let m = model(&testing::model(32_768));
+    host.load_batch(&plugin, "{}", &hw, &m).expect("cold load");
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .expect("cache dir")
+        .flatten()
+        .collect();
+    assert_eq!(entries.len(), 1, "one compiled component stored");
+    // A second host (a second run) loads it from the cache and it still works.
+    let again = PluginHost::new(SandboxLimits::default(), Some(dir.clone())).expect("engine");
+    let mut scaler = again
+        .load_batch(&plugin, "{}", &hw, &m)
+        .expect("cached load");
+    assert_eq!(scaler.propose().expect("propose"), Some(32));
+    // A corrupt entry is recompiled, not trusted.
+    std::fs::write(entries[0].path(), b"garbage").expect("corrupt");
+    let mut scaler = again
+        .load_batch(&plugin, "{}", &hw, &m)
+        .expect("recompiled");
+    assert_eq!(scaler.propose().expect("propose"), Some(32));
+    let _ = std::fs::remove_dir_all(&dir);
+}

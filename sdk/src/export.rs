@@ -1,0 +1,217 @@
+//! The wasm side of the registration macros: wit-bindgen bindings for both worlds and
+//! adapters from the generated traits to [`ContextSearch`] / [`BatchScaler`].
+//!
+//! Everything here is `#[doc(hidden)]` plumbing; authors only see the traits and macros.
+//! The export macros are public (`pub_export_macro`), so the component's export section
+//! is emitted in the crate that invokes `export_*!`, and only that world is exported.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::sync::Once;
+
+pub use wit_bindgen;
+
+use crate::strategy::{BatchScaler, ContextSearch};
+use crate::types::{self as plain};
+
+pub mod context {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "ozone:strategy/context-strategy@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "__export_context_strategy",
+        default_bindings_module: "::ozone_sdk::__export::context",
+        runtime_path: "::ozone_sdk::__export::wit_bindgen::rt",
+    });
+}
+
+pub mod batch {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "ozone:strategy/batch-strategy@0.1.0",
+        pub_export_macro: true,
+        export_macro_name: "__export_batch_strategy",
+        default_bindings_module: "::ozone_sdk::__export::batch",
+        runtime_path: "::ozone_sdk::__export::wit_bindgen::rt",
+        with: {
+            "ozone:strategy/types@0.1.0": super::context::ozone::strategy::types,
+            "ozone:strategy/host@0.1.0": super::context::ozone::strategy::host,
+        },
+    });
+}
+
+use context::ozone::strategy::{host, types as wit};
+
+pub(crate) fn host_log(level: plain::LogLevel, message: &str) {
+    let level = match level {
+        plain::LogLevel::Trace => wit::LogLevel::Trace,
+        plain::LogLevel::Debug => wit::LogLevel::Debug,
+        plain::LogLevel::Info => wit::LogLevel::Info,
+        plain::LogLevel::Warn => wit::LogLevel::Warn,
+        plain::LogLevel::Error => wit::LogLevel::Error,
+    };
+    host::log(level, message);
+}
+
+/// A panic would otherwise die silently (stderr is not linked): send its message to the
+/// host's log first, so the host can say why the plugin trapped.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            host_log(plain::LogLevel::Error, &format!("panicked: {info}"));
+        }));
+    });
+}
+
+/// Export adapter for a [`ContextSearch`] type (used by `export_context_search!`).
+pub struct ContextExport<T>(PhantomData<T>);
+/// The resource behind one context search.
+pub struct ContextResource<T>(RefCell<T>);
+
+impl<T: ContextSearch> context::exports::ozone::strategy::context::Guest for ContextExport<T> {
+    type ContextSearch = ContextResource<T>;
+}
+
+impl<T: ContextSearch> context::exports::ozone::strategy::context::GuestContextSearch
+    for ContextResource<T>
+{
+    fn create(
+        settings: String,
+        hardware: wit::HardwareFacts,
+        model: wit::ModelFacts,
+    ) -> Result<context::exports::ozone::strategy::context::ContextSearch, String> {
+        install_panic_hook();
+        let search = T::new(&settings, &hardware.into(), &model.into())?;
+        Ok(
+            context::exports::ozone::strategy::context::ContextSearch::new(ContextResource(
+                RefCell::new(search),
+            )),
+        )
+    }
+    fn propose(&self) -> Option<u32> {
+        self.0.borrow_mut().propose()
+    }
+    fn observe(&self, outcome: wit::TrialOutcome) {
+        self.0.borrow_mut().observe(&outcome.into())
+    }
+    fn best(&self) -> Option<u32> {
+        self.0.borrow().best()
+    }
+}
+
+/// Export adapter for a [`BatchScaler`] type (used by `export_batch_scaler!`).
+pub struct BatchExport<T>(PhantomData<T>);
+/// The resource behind one batch scaler.
+pub struct BatchResource<T>(RefCell<T>);
+
+impl<T: BatchScaler> batch::exports::ozone::strategy::batch::Guest for BatchExport<T> {
+    type BatchScaler = BatchResource<T>;
+}
+
+impl<T: BatchScaler> batch::exports::ozone::strategy::batch::GuestBatchScaler for BatchResource<T> {
+    fn create(
+        settings: String,
+        hardware: wit::HardwareFacts,
+        model: wit::ModelFacts,
+    ) -> Result<batch::exports::ozone::strategy::batch::BatchScaler, String> {
+        install_panic_hook();
+        let scaler = T::new(&settings, &hardware.into(), &model.into())?;
+        Ok(batch::exports::ozone::strategy::batch::BatchScaler::new(
+            BatchResource(RefCell::new(scaler)),
+        ))
+    }
+    fn propose(&self) -> Option<u32> {
+        self.0.borrow_mut().propose()
+    }
+    fn observe(&self, outcome: wit::TrialOutcome) {
+        self.0.borrow_mut().observe(&outcome.into())
+    }
+    fn best(&self) -> Option<u32> {
+        self.0.borrow().best()
+    }
+}
+
+impl From<wit::HardwareFacts> for plain::HardwareFacts {
+    fn from(h: wit::HardwareFacts) -> Self {
+        Self {
+            gpu_count: h.gpu_count,
+            gpu_memory_total_bytes: h.gpu_memory_total_bytes,
+            gpu_memory_free_bytes: h.gpu_memory_free_bytes,
+            gpu_memory_limit_bytes: h.gpu_memory_limit_bytes,
+            ram_total_bytes: h.ram_total_bytes,
+            ram_available_bytes: h.ram_available_bytes,
+            ram_limit_bytes: h.ram_limit_bytes,
+            unified_memory: h.unified_memory,
+            logical_cores: h.logical_cores,
+        }
+    }
+}
+
+impl From<wit::ModelFacts> for plain::ModelInfo {
+    fn from(m: wit::ModelFacts) -> Self {
+        Self {
+            name: m.name,
+            parameter_count: m.parameter_count,
+            size_class: match m.size_class {
+                wit::SizeClass::Small => plain::SizeClass::Small,
+                wit::SizeClass::Medium => plain::SizeClass::Medium,
+                wit::SizeClass::Large => plain::SizeClass::Large,
+            },
+            trained_context: m.trained_context,
+            kv_bytes_per_token: m.kv_bytes_per_token,
+            weights_bytes: m.weights_bytes,
+            bounds: plain::ContextBounds {
+                min: m.bounds.min,
+                max: m.bounds.max,
+                granularity: m.bounds.granularity,
+            },
+            hint: m.hint,
+        }
+    }
+}
+
+impl From<wit::TrialOutcome> for plain::Outcome {
+    fn from(o: wit::TrialOutcome) -> Self {
+        let threshold = |t: wit::Threshold| match t {
+            wit::Threshold::Vram => plain::Threshold::Vram,
+            wit::Threshold::Ram => plain::Threshold::Ram,
+            wit::Threshold::Temperature => plain::Threshold::Temperature,
+            wit::Threshold::Cpu => plain::Threshold::Cpu,
+            wit::Threshold::ProcessMemory => plain::Threshold::ProcessMemory,
+        };
+        Self {
+            config: plain::TrialConfig {
+                ctx: o.config.ctx,
+                batch: o.config.batch,
+                ubatch: o.config.ubatch,
+                concurrency: o.config.concurrency,
+            },
+            verdict: match o.verdict {
+                wit::Verdict::Stable => plain::Verdict::Stable,
+                wit::Verdict::Unstable => plain::Verdict::Unstable,
+                wit::Verdict::Failed => plain::Verdict::Failed,
+            },
+            failure: o.failure.map(|f| match f {
+                wit::Failure::OutOfMemory => plain::Failure::OutOfMemory,
+                wit::Failure::ThresholdBreach(t) => plain::Failure::ThresholdBreach(threshold(t)),
+                wit::Failure::Timeout => plain::Failure::Timeout,
+                wit::Failure::ServerError => plain::Failure::ServerError,
+                wit::Failure::BadOutput => plain::Failure::BadOutput,
+            }),
+            peak_gpu_memory_bytes: o.peak_gpu_memory_bytes,
+            peak_ram_bytes: o.peak_ram_bytes,
+            headroom: plain::Headroom {
+                gpu_memory_bytes: o.headroom.gpu_memory_bytes,
+                ram_bytes: o.headroom.ram_bytes,
+                temperature_c: o.headroom.temperature_c,
+                cpu_percent: o.headroom.cpu_percent,
+            },
+            prefill_tps: o.prefill_tps,
+            decode_tps: o.decode_tps,
+            ttft_ms: o.ttft_ms,
+            cv: o.cv,
+            success_rate: o.success_rate,
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `batch-scaler`: Ozone's default batch scaling.
+//!
+//! # Semantics (the product's documented behaviour)
+//!
+//! Settings (`search_strategy.batch_adaptation` section; missing keys take these
+//! defaults, unknown keys are ignored, a value of the wrong type is an error):
+//! `initial_batch_large` 16, `initial_batch_medium` 32, `initial_batch_small` 64,
+//! `scale_up_factor` 2.0, `max_batch` 256.
+//!
+//! *Throughput* is the outcome's prefill tokens/s (what the batch size changes), else its
+//! decode tokens/s, else 0. A trial succeeds only when its verdict is `stable`.
+//!
+//! 1. **Start** at `initial_batch_<size class>`, clamped to `[1, max_batch]`.
+//! 2. **Scale up**: after a stable trial whose throughput is strictly higher than every
+//!    earlier stable trial's, propose `round(batch × scale_up_factor)` capped at
+//!    `max_batch`. Stop when the cap was just tried, when throughput did not improve
+//!    (a regression), or when a trial fails or is unstable.
+//! 3. **Back off**: while *no* trial has been stable yet, a failed or unstable trial at
+//!    `b` is followed by `b / 2` (down to 1); the first stable one ends the run (twice its
+//!    batch already failed).
+//!
+//! `best()` is the stable batch with the highest throughput (the earliest on ties), or
+//! `None` when nothing was stable. `propose()` asked again before `observe()` repeats the
+//! pending proposal.
+
+use ozone_sdk::{settings, BatchScaler, HardwareFacts, ModelInfo, Outcome, SizeClass};
+use serde::Deserialize;
+
+/// The `batch_adaptation` keys this plugin reads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub initial_batch_large: u32,
+    pub initial_batch_medium: u32,
+    pub initial_batch_small: u32,
+    pub scale_up_factor: f64,
+    pub max_batch: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            initial_batch_large: 16,
+            initial_batch_medium: 32,
+            initial_batch_small: 64,
+            scale_up_factor: 2.0,
+            max_batch: 256,
+        }
+    }
+}
+
+/// The scaler state.
+#[derive(Debug, Clone)]
+pub struct Scaler {
+    settings: Settings,
+    start: u32,
+    /// Best stable batch and its throughput.
+    best: Option<(u32, f64)>,
+    /// Proposed and not yet observed.
+    pending: Option<u32>,
+    /// What to propose next; `None` once finished.
+    next: Option<u32>,
+}
+
+impl BatchScaler for Scaler {
+    fn new(settings: &str, _hardware: &HardwareFacts, model: &ModelInfo) -> Result<Self, String> {
+        let settings: Settings = settings::parse(settings)?;
+        let factor = settings.scale_up_factor;
+        if factor.is_nan() || factor <= 1.0 {
+            return Err(format!(
+                "scale_up_factor must be greater than 1, got {factor}"
+            ));
+        }
+        if settings.max_batch == 0 {
+            return Err("max_batch must be at least 1".into());
+        }
+        let initial = match model.size_class {
+            SizeClass::Large => settings.initial_batch_large,
+            SizeClass::Medium => settings.initial_batch_medium,
+            SizeClass::Small => settings.initial_batch_small,
+        };
+        let start = initial.clamp(1, settings.max_batch);
+        Ok(Self {
+            settings,
+            start,
+            best: None,
+            pending: None,
+            next: Some(start),
+        })
+    }
+
+    fn propose(&mut self) -> Option<u32> {
+        if self.pending.is_none() {
+            self.pending = self.next.take();
+        }
+        self.pending
+    }
+
+    fn observe(&mut self, outcome: &Outcome) {
+        let batch = outcome.config.batch;
+        self.pending = None;
+        self.next = None;
+        if !outcome.is_stable() {
+            if self.best.is_none() && batch > 1 {
+                self.next = Some(batch / 2);
+            }
+            return;
+        }
+        let throughput = outcome.throughput().unwrap_or(0.0);
+        let had_stable = self.best.is_some();
+        let improved = self.best.is_none_or(|(_, best)| throughput > best);
+        if improved {
+            self.best = Some((batch, throughput));
+        }
+        // A stable trial after backing off ends the run: twice its batch failed.
+        let backed_off = !had_stable && batch < self.start;
+        if improved && !backed_off && batch < self.settings.max_batch {
+            let grown = (f64::from(batch) * self.settings.scale_up_factor).round();
+            let next = (grown.min(f64::from(self.settings.max_batch)) as u32).max(batch + 1);
+            self.next = Some(next.min(self.settings.max_batch));
+        }
+    }
+
+    fn best(&self) -> Option<u32> {
+        self.best.map(|(batch, _)| batch)
+    }
+}
+
+ozone_sdk::export_batch_scaler!(Scaler);
+
+pub mod table;
+
+#[cfg(test)]
+mod tests;

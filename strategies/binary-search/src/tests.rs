@@ -1,0 +1,73 @@
+use ozone_sdk::testing::{self, MemoryMachine};
+use ozone_sdk::ContextSearch;
+
+use super::table::cases;
+use super::BinarySearch;
+
+#[test]
+fn decision_table_natively() {
+    for case in cases() {
+        let machine = MemoryMachine::with_context_limit(case.limit);
+        let mut model = testing::model(case.trained);
+        model.hint = case.hint;
+        let run = testing::run_context::<BinarySearch>(
+            case.settings,
+            &machine.hardware(),
+            &model,
+            |ctx| machine.context_trial(ctx),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(run.best, case.best, "{}: {:?}", case.name, run.proposals);
+        if let Some(expected) = case.proposals {
+            assert_eq!(run.proposals, expected, "{}", case.name);
+        }
+        assert!(
+            run.proposals.len() <= case.max_trials,
+            "{}: {} trials: {:?}",
+            case.name,
+            run.proposals.len(),
+            run.proposals
+        );
+    }
+}
+
+#[test]
+fn propose_twice_repeats_the_pending_value() {
+    let model = testing::model(131_072);
+    let mut search = BinarySearch::new("{}", &Default::default(), &model).unwrap();
+    assert_eq!(search.propose(), Some(65_536));
+    assert_eq!(search.propose(), Some(65_536));
+}
+
+#[test]
+fn wrong_setting_type_is_an_error() {
+    let model = testing::model(131_072);
+    let err = BinarySearch::new(
+        r#"{"binary_search_factor": "fast"}"#,
+        &Default::default(),
+        &model,
+    )
+    .err()
+    .unwrap_or_default();
+    assert!(err.contains("invalid type"), "{err}");
+    let err = BinarySearch::new(
+        r#"{"binary_search_factor": 0.5}"#,
+        &Default::default(),
+        &model,
+    )
+    .err()
+    .unwrap_or_default();
+    assert!(err.contains("greater than 1"), "{err}");
+}
+
+#[test]
+fn unstable_counts_as_failure() {
+    let model = testing::model(131_072);
+    let mut search = BinarySearch::new("{}", &Default::default(), &model).unwrap();
+    let ctx = search.propose().unwrap();
+    let mut outcome = testing::stable(testing::context_config(ctx));
+    outcome.verdict = ozone_sdk::Verdict::Unstable;
+    search.observe(&outcome);
+    assert_eq!(search.best(), None);
+    assert!(search.propose().is_some_and(|next| next < ctx));
+}
