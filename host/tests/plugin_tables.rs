@@ -160,3 +160,41 @@ fn compiled_components_are_cached_on_disk() {
     assert_eq!(scaler.propose().expect("propose"), Some(32));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn memory_model_example_through_the_component() {
+    let host = host();
+    let machine = MemoryMachine::with_context_limit(100_000);
+    let mut search = host
+        .load_context(
+            &common::guest("memory_model.wasm"),
+            "{}",
+            &hardware(&machine.hardware()),
+            &model(&testing::model(131_072)),
+        )
+        .expect("load memory-model");
+    let run = drive_context(&mut search, |ctx| machine.context_trial(ctx)).expect("run");
+    assert_eq!(run.proposals, vec![2048, 99_840, 100_096]);
+    assert_eq!(run.best, Some(99_840));
+}
+
+#[test]
+fn golden_batch_example_through_the_component() {
+    let host = host();
+    let machine = BatchMachine {
+        best_batch: 384,
+        peak_tps: 1000.0,
+        oom_above: None,
+    };
+    let hw = MemoryMachine::with_context_limit(32_768).hardware();
+    let mut scaler = host
+        .load_batch(
+            &common::guest("golden_batch.wasm"),
+            r#"{"max_batch": 1024}"#,
+            &hardware(&hw),
+            &model(&testing::model(32_768)),
+        )
+        .expect("load golden-batch");
+    let run = drive_batch(&mut scaler, |b| machine.batch_trial(b)).expect("run");
+    assert!(run.best.is_some_and(|b| (352..=416).contains(&b)), "{run:?}");
+}
