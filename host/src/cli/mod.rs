@@ -2,6 +2,7 @@
 //!
 //! Each subcommand lives in its own file with an `Args` struct and a `run` function.
 
+mod demo_model;
 mod exit;
 mod plugins;
 mod probe;
@@ -46,6 +47,8 @@ pub enum Command {
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(settings::Command),
+    /// Write a tiny random GGUF model to try Ozone on, with nothing to download.
+    DemoModel(demo_model::Args),
 }
 
 /// Entry point of the `ozone` binary.
@@ -58,6 +61,7 @@ pub fn main() -> ExitCode {
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Report(args) => report::run(args),
         Command::Config(cmd) => settings::run(cmd),
+        Command::DemoModel(args) => demo_model::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

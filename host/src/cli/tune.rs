@@ -161,7 +161,7 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     let mut worst: Option<Failure> = None;
     for mut job in jobs {
         job.show_progress = show_progress;
-        let limits = SandboxLimits::from_json(&job.config.sandbox_json())
+        let limits = serde_json::from_str::<SandboxLimits>(&job.config.sandbox_json())
             .map_err(|e| anyhow::anyhow!("ozone.sandbox: {e}"))
             .exit(Exit::BadInput)?;
         let plugins = PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Plugin)?;
@@ -426,7 +426,12 @@ fn print_result(result: &TuneResult) {
     println!("{} — {} trials", s.model.name, s.trials.len());
     println!("  max context      {}", show(s.limits.max_context));
     println!("  best batch       {}", show(s.limits.best_batch));
-    println!("  max concurrency  {}", show(s.limits.max_concurrency));
+    let concurrency = if result.concurrency_skipped {
+        "not measured (--skip-concurrency)".to_string()
+    } else {
+        show(s.limits.max_concurrency)
+    };
+    println!("  max concurrency  {concurrency}");
     println!();
     println!("{}", report::presets_table(s));
     println!("files:");

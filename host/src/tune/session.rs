@@ -19,7 +19,7 @@ use crate::plugin::{
     PluginRef,
 };
 use crate::report::{
-    write_outputs, Limits, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog,
+    write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog,
     RunStarted, RunStatus, RunSummary,
 };
 use crate::trial::{KvCacheType, Phase, TrialConfig, TrialRecord, TrialRun, TrialRunner};
@@ -96,6 +96,7 @@ pub struct TuneResult {
     pub files: OutputPaths,
     /// Remembered-result notes and the like, for the user.
     pub notes: Vec<String>,
+    pub concurrency_skipped: bool,
 }
 
 /// Runs one model's tune to the end (or to Ctrl-C through `cancel`).
@@ -219,6 +220,7 @@ pub async fn tune(
         log: log_path,
         files,
         notes,
+        concurrency_skipped: params.skip_concurrency,
     })
 }
 
