@@ -360,7 +360,10 @@ fn backend_spec(
                     anyhow::anyhow!("model file {} does not exist", path.display()),
                 ));
             }
+            // Absolute paths: the deploy files must work from any directory.
+            let path = std::fs::canonicalize(&path).unwrap_or(path);
             let binary = resolve_binary(params.llama_server.as_deref()).exit(Exit::NoServer)?;
+            let binary = std::fs::canonicalize(&binary).unwrap_or(binary);
             BackendSpec::LlamaServer(LlamaServerSpec {
                 binary,
                 model: path,

@@ -88,7 +88,7 @@ impl std::fmt::Display for Breach {
         match self.metric {
             Metric::Vram | Metric::Ram | Metric::ProcessMemory => write!(
                 f,
-                "{} reached {:.0} MiB, limit {:.0} MiB (at {} ms)",
+                "{} reached {:.1} MiB, limit {:.1} MiB (at {} ms)",
                 self.metric,
                 self.value / 1048576.0,
                 self.limit / 1048576.0,

@@ -227,12 +227,12 @@ impl Worker {
 
     /// `pid` 0: nothing to kill.
     fn raise(&self, breach: Breach, pid: u32) {
-        tracing::warn!("safety limit crossed: {breach}");
+        tracing::info!("safety limit crossed: {breach}");
         // Publish first so a trial sees why its requests are about to fail.
         self.breach_tx.send_replace(Some(breach));
         if self.opts.kill_on_breach && pid != 0 {
             let killed = guard::kill_tree(&self.opts.proc_root, pid);
-            tracing::warn!("killed {killed} process(es) of the tree rooted at pid {pid}");
+            tracing::debug!("killed {killed} process(es) of the tree rooted at pid {pid}");
         }
     }
 }
