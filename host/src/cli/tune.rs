@@ -164,7 +164,8 @@ async fn run_async(args: Args) -> Result<(), Failure> {
         let limits = serde_json::from_str::<SandboxLimits>(&job.config.sandbox_json())
             .map_err(|e| anyhow::anyhow!("ozone.sandbox: {e}"))
             .exit(Exit::BadInput)?;
-        let plugins = PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Plugin)?;
+        let plugins =
+            PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Plugin)?;
         let model = job.model_source.clone();
         match tuning::tune(job, &plugins, cancel.clone()).await {
             Ok(result) => {
@@ -235,7 +236,11 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
             args.memory_budget_mb.map(Into::into),
             "--memory-budget-mb",
         ),
-        ("ozone.min_context", args.min_context.map(Into::into), "--min-context"),
+        (
+            "ozone.min_context",
+            args.min_context.map(Into::into),
+            "--min-context",
+        ),
         (
             "ozone.context_strategy",
             args.context_strategy.clone().map(Into::into),
@@ -249,7 +254,9 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
     ];
     for (path, value, flag) in overrides {
         if let Some(value) = value {
-            loaded.set_override(path, value, flag).exit(Exit::BadInput)?;
+            loaded
+                .set_override(path, value, flag)
+                .exit(Exit::BadInput)?;
         }
     }
     // A plugin file must exist now, not after the model's facts are read.
@@ -257,7 +264,9 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
         (&loaded.config.ozone.context_strategy, "--context-strategy"),
         (&loaded.config.ozone.batch_strategy, "--batch-strategy"),
     ] {
-        if let Ok(crate::plugin::PluginRef::File(path)) = crate::plugin::PluginRef::from_str(strategy) {
+        if let Ok(crate::plugin::PluginRef::File(path)) =
+            crate::plugin::PluginRef::from_str(strategy)
+        {
             if !path.is_file() {
                 return Err(Failure::new(
                     Exit::BadInput,
@@ -287,8 +296,13 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, F
         hint: None,
     };
     let spec = backend_spec(args.backend, model, &params, args.api_key.clone())?;
+    // Recorded for `--resume`, which may run from another directory.
+    let model_source = match &spec {
+        BackendSpec::LlamaServer(s) => s.model.display().to_string(),
+        _ => model.to_string(),
+    };
     Ok(TuneJob {
-        model_source: model.to_string(),
+        model_source,
         spec,
         config: loaded.config.clone(),
         params,
@@ -305,13 +319,19 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
     let Some(LogEvent::RunStarted(started)) = events.into_iter().next() else {
         return Err(Failure::new(
             Exit::BadInput,
-            anyhow::anyhow!("{}: not an ozone tune log (no run_started line first)", log.display()),
+            anyhow::anyhow!(
+                "{}: not an ozone tune log (no run_started line first)",
+                log.display()
+            ),
         ));
     };
     let params = started.parameters.clone().ok_or_else(|| {
         Failure::new(
             Exit::BadInput,
-            anyhow::anyhow!("{}: written by an ozone without resume support", log.display()),
+            anyhow::anyhow!(
+                "{}: written by an ozone without resume support",
+                log.display()
+            ),
         )
     })?;
     let backend = match started.backend.as_str() {
@@ -319,7 +339,12 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
         "openai" => BackendChoice::Openai,
         _ => BackendChoice::LlamaServer,
     };
-    let spec = backend_spec(backend, &started.model_source, &params, args.api_key.clone())?;
+    let spec = backend_spec(
+        backend,
+        &started.model_source,
+        &params,
+        args.api_key.clone(),
+    )?;
     // The output dir is the one holding the log (`<dir>/logs/x.jsonl`).
     let output_dir = log
         .parent()

@@ -50,7 +50,9 @@ pub enum TuneError {
     Plugin(#[from] PluginError),
     #[error("plugin {plugin} asked for more than {MAX_TRIALS_PER_PHASE} trials in the {phase:?} phase without finishing")]
     Runaway { plugin: String, phase: Phase },
-    #[error("plugin {plugin} named {value} as its best {what}, but no stable trial of it was measured")]
+    #[error(
+        "plugin {plugin} named {value} as its best {what}, but no stable trial of it was measured"
+    )]
     UnmeasuredBest {
         plugin: String,
         what: &'static str,
@@ -83,7 +85,8 @@ impl TrialBook {
         match self.by_config.get(&record.config) {
             Some(&i) => self.records[i] = record,
             None => {
-                self.by_config.insert(record.config.clone(), self.records.len());
+                self.by_config
+                    .insert(record.config.clone(), self.records.len());
                 self.records.push(record);
             }
         }
@@ -156,15 +159,18 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
             .phase_started(Phase::Context, plan.estimated_context_trials);
         for _ in 0..MAX_TRIALS_PER_PHASE {
             let proposed = plugin.propose()?;
-            self.observer.decision(Phase::Context, plugin.name(), proposed);
+            self.observer
+                .decision(Phase::Context, plugin.name(), proposed);
             let Some(ctx) = proposed else {
-                return self.checked_best(plugin.best()?, plugin.name(), "context", |c| {
-                    c.ctx
-                });
+                return self.checked_best(plugin.best()?, plugin.name(), "context", |c| c.ctx);
             };
             let config = trial_config(ctx, plan.initial_batch, 1, plan.kv_cache_type);
             let record = self.trial(Phase::Context, config).await?;
-            plugin.observe(&Outcome::from_record(&record, self.snapshot, self.thresholds))?;
+            plugin.observe(&Outcome::from_record(
+                &record,
+                self.snapshot,
+                self.thresholds,
+            ))?;
         }
         Err(TuneError::Runaway {
             plugin: plugin.name().to_string(),
@@ -182,7 +188,8 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
             .phase_started(Phase::Batch, plan.estimated_batch_trials);
         for _ in 0..MAX_TRIALS_PER_PHASE {
             let proposed = plugin.propose()?;
-            self.observer.decision(Phase::Batch, plugin.name(), proposed);
+            self.observer
+                .decision(Phase::Batch, plugin.name(), proposed);
             let Some(batch) = proposed else {
                 let best = plugin.best()?;
                 return self.checked_best(best, plugin.name(), "batch", |c| {
@@ -195,7 +202,11 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
             };
             let config = trial_config(ctx, batch, 1, plan.kv_cache_type);
             let record = self.trial(Phase::Batch, config).await?;
-            plugin.observe(&Outcome::from_record(&record, self.snapshot, self.thresholds))?;
+            plugin.observe(&Outcome::from_record(
+                &record,
+                self.snapshot,
+                self.thresholds,
+            ))?;
         }
         Err(TuneError::Runaway {
             plugin: plugin.name().to_string(),

@@ -137,11 +137,16 @@ pub fn outcome_line(r: &TrialRecord) -> String {
                 .as_ref()
                 .map(|s| format!("ttft {:.0}±{:.0} ms", s.mean, s.stddev))
                 .unwrap_or_default();
-            let verdict = if r.verdict == Verdict::Stable { "stable" } else { "unstable" };
+            let verdict = if r.verdict == Verdict::Stable {
+                "stable"
+            } else {
+                "unstable"
+            };
             format!(
                 "{verdict}: {tps}, {ttft}, {:.0}% ok, cv {}",
                 r.success_rate * 100.0,
-                r.cv.map(|c| format!("{c:.2}")).unwrap_or_else(|| "n/a".into())
+                r.cv.map(|c| format!("{c:.2}"))
+                    .unwrap_or_else(|| "n/a".into())
             )
         }
         Verdict::Failed => match &r.failure {

@@ -19,8 +19,8 @@ use crate::plugin::{
     PluginRef,
 };
 use crate::report::{
-    write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog,
-    RunStarted, RunStatus, RunSummary,
+    write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog, RunStarted,
+    RunStatus, RunSummary,
 };
 use crate::trial::{KvCacheType, Phase, TrialConfig, TrialRecord, TrialRun, TrialRunner};
 
@@ -156,8 +156,14 @@ pub async fn tune(
     };
     let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler);
 
-    let (mut context, mut batch) =
-        load_plugins(plugins, config, &snapshot, &thresholds, &started.model, &params)?;
+    let (mut context, mut batch) = load_plugins(
+        plugins,
+        config,
+        &snapshot,
+        &thresholds,
+        &started.model,
+        &params,
+    )?;
 
     let plan = plan(config, &started.model, &params);
     let mut observer = LogObserver {
@@ -201,7 +207,12 @@ pub async fn tune(
     let llama_command = match (&job.spec, summary.presets.get(params.preset)) {
         (BackendSpec::LlamaServer(spec), Some(preset)) => {
             let mut cmd = command_line(spec, &preset.config);
-            cmd.extend(["--host".into(), "127.0.0.1".into(), "--port".into(), "8080".into()]);
+            cmd.extend([
+                "--host".into(),
+                "127.0.0.1".into(),
+                "--port".into(),
+                "8080".into(),
+            ]);
             Some(cmd)
         }
         _ => None,

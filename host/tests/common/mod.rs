@@ -126,7 +126,11 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
 
 /// No server of this test binary may outlive its trial.
 pub fn assert_no_servers_left() {
-    let model = tiny_model();
+    assert_no_servers_left_for(&tiny_model());
+}
+
+/// No llama-server serving `model` is still running.
+pub fn assert_no_servers_left_for(model: &Path) {
     let left = processes_mentioning(&model.display().to_string());
     assert!(
         left.is_empty(),

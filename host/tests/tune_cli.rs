@@ -1,0 +1,424 @@
+//! `ozone tune` end to end: the real binary, a real llama-server and the generated model,
+//! under a server-memory budget so the context search has a real limit to find.
+
+mod common;
+
+use std::io::{BufRead, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
+use ozone::backend::llama_server::LlamaServerSpec;
+use ozone::backend::BackendSpec;
+use ozone::trial::{KvCacheType, Phase, TrialConfig, TrialRunner, TrialSettings, Verdict};
+use serde_json::Value;
+
+const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
+const GRANULARITY: u32 = 256;
+const BUDGET_MB: u64 = 48;
+/// Samples per trial: two keep the suite short; the limit is decided by memory.
+const SAMPLES: u32 = 2;
+const N_PREDICT: u32 = 8;
+
+/// The effective settings of these runs. Variance tolerance is wide open and machine
+/// RAM/CPU thresholds are off: on a shared 2-core CI machine those measure the
+/// neighbours; the server's own memory budget is what sets the limit here.
+fn config_yaml() -> String {
+    format!(
+        "testing:
+  statistical_validation:
+    min_samples_per_config: {SAMPLES}
+    variance_tolerance: 10.0
+  concurrency_progression:
+    levels: [1, 2]
+    stabilization_delay: 0
+hardware_monitoring:
+  safety_thresholds:
+    max_ram_percent: 100
+    max_cpu_percent: 100
+  resource_headroom:
+    ram_reserve_mb: 0
+learning_system:
+  configuration_learning:
+    hardware_profiles:
+      store_results: false
+      reuse_learned_configs: false
+ozone:
+  n_predict: {N_PREDICT}
+  process_memory_budget_mb: {BUDGET_MB}
+"
+    )
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    model: PathBuf,
+    config: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("tiny-16k.gguf");
+    let spec = TinyModelSpec {
+        trained_context: 16384,
+        ..TinyModelSpec::default()
+    };
+    write_tiny_model(&model, &spec).expect("write the model");
+    let config = dir.path().join("ozone.yaml");
+    std::fs::write(&config, config_yaml()).expect("write the config");
+    Setup { dir, model, config }
+}
+
+fn ozone(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(OZONE);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("LLAMA_SERVER", common::llama_server())
+        // Keep the warm-start store and plugin cache inside the test's folder.
+        .env("XDG_DATA_HOME", cwd.join("data"))
+        .env("XDG_CACHE_HOME", cwd.join("cache"))
+        .env("XDG_CONFIG_HOME", cwd.join("config"))
+        .env("HOME", cwd);
+    cmd
+}
+
+fn tune(s: &Setup, out: &str) -> Output {
+    let model = s.model.display().to_string();
+    let config = s.config.display().to_string();
+    let output = ozone(
+        &["tune", &model, "--config", &config, "-o", out, "--json"],
+        s.dir.path(),
+    )
+    .output()
+    .expect("run ozone tune");
+    assert!(
+        output.status.success(),
+        "ozone tune failed ({:?}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+fn events(log: &Path) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .expect("read the log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+        .collect()
+}
+
+fn trials(events: &[Value]) -> Vec<&Value> {
+    events.iter().filter(|e| e["event"] == "trial").collect()
+}
+
+fn only_file(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").path())
+        .collect();
+    assert_eq!(files.len(), 1, "expected one file in {}", dir.display());
+    files.remove(0)
+}
+
+/// The limit found by measuring every 256-token step around `around`, with the same
+/// settings as the tune: the largest stable context below the first failure.
+async fn swept_limit(model: &Path, around: u32) -> u32 {
+    let spec = BackendSpec::LlamaServer(LlamaServerSpec {
+        binary: common::llama_server(),
+        model: model.to_path_buf(),
+        gpu_layers: Some(99),
+        flash_attn: Some("auto".into()),
+        threads: None,
+        extra_args: Vec::new(),
+    });
+    let settings = TrialSettings {
+        samples: SAMPLES,
+        n_predict: N_PREDICT,
+        variance_tolerance: 10.0,
+        ..TrialSettings::default()
+    };
+    let mut runner = TrialRunner::new(spec, settings, common::sampler(Some(BUDGET_MB)));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let start = around.saturating_sub(3 * GRANULARITY).max(2048);
+    let mut limit = start - GRANULARITY;
+    let mut ctx = start;
+    let mut id = 1;
+    while ctx <= 16384 {
+        let config = TrialConfig {
+            ctx,
+            batch: 64,
+            ubatch: 64,
+            concurrency: 1,
+            kv_cache_type: KvCacheType::F16,
+        };
+        let run = runner.run(id, Phase::Context, &config, &cancel).await;
+        if run.record.verdict != Verdict::Stable {
+            break;
+        }
+        limit = ctx;
+        ctx += GRANULARITY;
+        id += 1;
+    }
+    assert!(
+        limit >= start,
+        "the sweep's first step {start} already failed"
+    );
+    limit
+}
+
+fn http_health(port: u16) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    reply.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The deploy script really starts a server that answers `/health`.
+fn deploy_script_serves(script: &Path) {
+    let port = free_port();
+    let mut child = Command::new("sh")
+        .arg(script)
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the deploy script");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut status = None;
+    while Instant::now() < deadline {
+        status = http_health(port);
+        if status == Some(200) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        status,
+        Some(200),
+        "{} never answered /health",
+        script.display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
+    let _serial = common::serial().await;
+    let s = setup();
+
+    // An uninterrupted run.
+    let output = tune(&s, "full");
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    let limit = summary["limits"]["max_context"]
+        .as_u64()
+        .expect("a stable context was found") as u32;
+    assert_eq!(limit % GRANULARITY, 0);
+    let trial_count = summary["trials"].as_array().map_or(0, Vec::len);
+    assert!(trial_count <= 7 + 4 + 2, "{trial_count} trials");
+
+    // Every output exists and parses.
+    let out = s.dir.path().join("full");
+    let log = only_file(&out.join("logs"));
+    let log_events = events(&log);
+    assert_eq!(log_events[0]["event"], "run_started");
+    assert_eq!(
+        log_events.last().map(|e| &e["event"]),
+        Some(&Value::from("run_finished"))
+    );
+    let _: Value =
+        serde_json::from_str(&std::fs::read_to_string(only_file(&out.join("summaries"))).unwrap())
+            .unwrap();
+    let _: Value =
+        serde_json::from_str(&std::fs::read_to_string(only_file(&out.join("env"))).unwrap())
+            .unwrap();
+    let defaults: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(out.join("defaults/tiny-16k.yaml")).unwrap())
+            .unwrap();
+    assert!(defaults["presets"]["max_context"]["num_ctx"]
+        .as_u64()
+        .is_some());
+    let html = std::fs::read_to_string(only_file(&out.join("report"))).unwrap();
+    assert!(html.contains("<svg"), "the report has charts");
+    let modelfile = std::fs::read_to_string(out.join("deploy/tiny-16k.Modelfile")).unwrap();
+    let from = modelfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM "))
+        .expect("FROM line");
+    assert!(
+        Path::new(from).is_file(),
+        "Modelfile FROM {from} is the model"
+    );
+    assert!(modelfile
+        .lines()
+        .any(|l| l.starts_with("PARAMETER num_ctx ")));
+    deploy_script_serves(&out.join("deploy/tiny-16k.llama-server.sh"));
+
+    // A plain sweep around the answer agrees within one step.
+    let swept = swept_limit(&s.model, limit).await;
+    assert!(
+        swept.abs_diff(limit) <= GRANULARITY,
+        "tune found {limit}, a plain sweep {swept}"
+    );
+
+    // Interrupt a second run after two finished trials, then resume it.
+    let model = s.model.display().to_string();
+    let config = s.config.display().to_string();
+    let mut child = ozone(
+        &[
+            "tune", &model, "--config", &config, "-o", "resumed", "--json",
+        ],
+        s.dir.path(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start ozone tune");
+    let logs = s.dir.path().join("resumed/logs");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let log = loop {
+        assert!(Instant::now() < deadline, "no two trials within 300 s");
+        if let Ok(dir) = std::fs::read_dir(&logs) {
+            if let Some(path) = dir.filter_map(Result::ok).map(|e| e.path()).next() {
+                let finished = std::fs::File::open(&path)
+                    .map(|f| {
+                        std::io::BufReader::new(f)
+                            .lines()
+                            .filter(|l| l.as_ref().is_ok_and(|l| l.contains("\"event\":\"trial\"")))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                if finished >= 2 {
+                    break path;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().expect("wait for ozone");
+    assert_eq!(status.code(), Some(130), "interrupted runs exit 130");
+    common::assert_no_servers_left_for(&s.model);
+
+    let before = events(&log);
+    assert_eq!(before.last().unwrap()["event"], "run_finished");
+    assert_eq!(before.last().unwrap()["status"], "interrupted");
+    let log_arg = log.display().to_string();
+    let resumed = ozone(&["tune", "--resume", &log_arg, "--json"], s.dir.path())
+        .output()
+        .expect("run ozone tune --resume");
+    assert!(
+        resumed.status.success(),
+        "resume failed:\n{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let after = events(&log);
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "no line lost or rewritten"
+    );
+    let configs: Vec<&Value> = trials(&after).iter().map(|t| &t["config"]).collect();
+    for (i, c) in configs.iter().enumerate() {
+        assert!(!configs[..i].contains(c), "trial {c} was repeated");
+    }
+    let resumed_summary: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    let resumed_limit = resumed_summary["limits"]["max_context"].as_u64().unwrap() as u32;
+    // Resume replays every finished trial; only the interrupted one is measured again,
+    // and memory near the budget can land a step either way.
+    assert!(
+        resumed_limit.abs_diff(limit) <= GRANULARITY,
+        "resumed run found {resumed_limit}, the uninterrupted one {limit}"
+    );
+    common::assert_no_servers_left_for(&s.model);
+}
+
+fn one_line_error(output: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+    errors[0].to_string()
+}
+
+#[test]
+fn bad_input_gives_one_line_and_a_distinct_code() {
+    let s = setup();
+    let model = s.model.display().to_string();
+    let cwd = s.dir.path();
+
+    let yaml = cwd.join("broken.yaml");
+    std::fs::write(
+        &yaml,
+        "testing:\n  statistical_validation:\n    min_samples_per_config: [5\n",
+    )
+    .unwrap();
+    let out = ozone(&["tune", &model, "--config", yaml.to_str().unwrap()], cwd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let line = one_line_error(&out);
+    assert!(line.contains("broken.yaml:"), "{line}");
+
+    let out = ozone(&["tune", "/no/such/model.gguf"], cwd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_error(&out).contains("/no/such/model.gguf"));
+
+    let out = ozone(
+        &[
+            "tune",
+            "qwen2.5:0.5b",
+            "--backend",
+            "ollama",
+            "--ollama-url",
+            "http://127.0.0.1:9",
+        ],
+        cwd,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(one_line_error(&out).contains("127.0.0.1:9"));
+
+    let fake = cwd.join("fake.wasm");
+    std::fs::write(&fake, b"this is not a component").unwrap();
+    let out = ozone(
+        &[
+            "tune",
+            &model,
+            "--config",
+            s.config.to_str().unwrap(),
+            "--context-strategy",
+            fake.to_str().unwrap(),
+        ],
+        cwd,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(one_line_error(&out).contains("fake.wasm"));
+}
