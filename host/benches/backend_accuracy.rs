@@ -92,8 +92,8 @@ fn raw_request(addr: &str, body: &str) -> RawTimes {
     let text = String::from_utf8_lossy(&seen);
     let last = text
         .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("data: "))
         .expect("a final event");
     let v: serde_json::Value = serde_json::from_str(last).expect("final event JSON");
     let timing = |k: &str| v["timings"][k].as_f64().unwrap_or(0.0);
