@@ -343,3 +343,74 @@ async fn openai_compatible_trial_against_llama_server_v1() {
     }
     assert_no_servers_left();
 }
+
+/// A real allocation failure: llama-server under an address-space limit (RLIMIT_AS via
+/// a wrapper script), as on a machine without the memory. The small context fits; the
+/// large one fails to allocate (its compute buffers at load, or `std::bad_alloc` when
+/// the prompt fills it, depending on the machine) and must be classified out of memory.
+#[tokio::test]
+async fn allocation_failure_is_out_of_memory() {
+    let _serial = serial().await;
+    let real = llama_server();
+    let real_dir = real.parent().expect("binary folder").display().to_string();
+    let wrapper = tiny_model().with_file_name("memory-capped-llama-server");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nulimit -v 600000\nexport LD_LIBRARY_PATH='{real_dir}'\nexec '{}' \"$@\"\n",
+            real.display()
+        ),
+    )
+    .expect("write the wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let spec =
+        BackendSpec::LlamaServer(llama_spec(wrapper, &["-fa", "off", "--threads-http", "2"]));
+    let mut runner = TrialRunner::new(spec, settings(1), sampler(None));
+
+    let small = runner
+        .run(
+            1,
+            Phase::Context,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_ne!(
+        small.verdict,
+        Verdict::Failed,
+        "2048 must fit under the cap: {:?}\n{:#?}",
+        small.failure,
+        small.server_log_tail
+    );
+
+    let big = runner
+        .run(
+            2,
+            Phase::Context,
+            &config(32768, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_eq!(big.verdict, Verdict::Failed);
+    let failure = big.failure.as_ref().expect("a failure");
+    assert_eq!(
+        failure.kind,
+        FailureKind::OutOfMemory,
+        "{failure:?}\n{:#?}",
+        big.server_log_tail
+    );
+    assert!(
+        big.server_log_tail
+            .iter()
+            .any(|l| l.contains("failed to allocate") || l.contains("bad_alloc")),
+        "{:#?}",
+        big.server_log_tail
+    );
+    assert_no_servers_left();
+}

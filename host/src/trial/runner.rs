@@ -62,6 +62,8 @@ pub struct TrialRunner {
 /// What a trial's execution produced, before statistics.
 struct Execution {
     samples: Vec<SampleRecord>,
+    /// Why each failed sample failed, in order (the record keeps only the message).
+    sample_failures: Vec<Failure>,
     failure: Option<Failure>,
     granted_ctx: Option<u32>,
     log_tail: Vec<String>,
@@ -71,6 +73,7 @@ impl Execution {
     fn failed(failure: Failure, log_tail: Vec<String>) -> Self {
         Self {
             samples: Vec::new(),
+            sample_failures: Vec::new(),
             failure: Some(failure),
             granted_ctx: None,
             log_tail,
@@ -277,13 +280,10 @@ impl TrialRunner {
             (Some(f), None) => Some(f.clone()),
             (None, None) if summary.success_rate == 0.0 => Some(
                 execution
-                    .samples
-                    .iter()
-                    .find_map(|s| s.error.clone())
-                    .map_or_else(
-                        || failure(FailureKind::BadOutput, "no sample ran"),
-                        |e| failure(FailureKind::ServerError, e),
-                    ),
+                    .sample_failures
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| failure(FailureKind::BadOutput, "no sample ran")),
             ),
             (None, None) => None,
         };
@@ -332,15 +332,15 @@ impl TrialRunner {
             let pause = Duration::from_secs_f64(self.settings.stabilization_delay_s.max(0.0));
             match guarded(tokio::time::sleep(pause), breaches, cancel).await {
                 Guarded::Done(()) => {}
-                Guarded::Breach => return close(session, None, Vec::new(), false).await,
+                Guarded::Breach => return close(session, Sampled::stopped(None)).await,
                 Guarded::Interrupted => {
-                    return close(session, Some(interrupted()), Vec::new(), true).await
+                    return close(session, Sampled::stopped(Some(interrupted()))).await
                 }
             }
         }
 
-        let (samples, failure, fast) = self.sample(&mut session, config, breaches, cancel).await;
-        close(session, failure, samples, fast).await
+        let sampled = self.sample(&mut session, config, breaches, cancel).await;
+        close(session, sampled).await
     }
 
     /// Starts (llama-server) or loads (Ollama) the configuration and prepares prompts.
@@ -563,21 +563,20 @@ impl TrialRunner {
         }
     }
 
-    /// The measured samples, `concurrency` at a time. Returns the samples, a failure of
-    /// the whole trial, and whether to kill the server rather than stop it gently.
+    /// The measured samples, `concurrency` at a time.
     async fn sample(
         &self,
         session: &mut Session,
         config: &TrialConfig,
         breaches: &mut watch::Receiver<Option<Breach>>,
         cancel: &CancellationToken,
-    ) -> (Vec<SampleRecord>, Option<Failure>, bool) {
+    ) -> Sampled {
         let concurrency = config.concurrency.max(1);
         let waves = self.settings.samples.max(1).div_ceil(concurrency);
         let timeout = self.settings.timeouts.for_config(config.ctx, config.batch);
         let n_predict = self.settings.n_predict;
         let exact_counts = session.server.is_some();
-        let mut samples = Vec::new();
+        let mut out = Sampled::default();
         let mut timeouts = 0u32;
 
         for wave in 0..waves {
@@ -598,36 +597,42 @@ impl TrialRunner {
             let results = match guarded(collect(&mut streams), breaches, cancel).await {
                 Guarded::Done(results) => results,
                 // Dropping the set aborts the in-flight requests.
-                Guarded::Breach => return (samples, None, true),
-                Guarded::Interrupted => return (samples, Some(interrupted()), true),
+                Guarded::Breach => return out.stop(None),
+                Guarded::Interrupted => return out.stop(Some(interrupted())),
             };
 
             let mut wave_failed = false;
             for (index, outcome) in results {
-                let record = match outcome {
+                let checked = match outcome {
                     Ok(Ok(generation)) => {
                         let check = if exact_counts {
                             check_counts(&generation, session.target_tokens, n_predict)
                         } else {
                             check_truncation(&generation, session.target_tokens)
                         };
-                        match check {
-                            Ok(()) => sample_record(index, &generation),
-                            Err(e) => failed_sample(index, e),
-                        }
+                        check
+                            .map(|()| generation)
+                            .map_err(|e| failure(FailureKind::BadOutput, e))
                     }
-                    Ok(Err(f)) => failed_sample(index, f.message),
+                    Ok(Err(f)) => Err(f),
                     Err(_) => {
                         timeouts += 1;
-                        failed_sample(index, timeout_failure(timeout, "the request").message)
+                        Err(timeout_failure(timeout, "the request"))
                     }
                 };
-                wave_failed |= !record.ok;
-                samples.push(record);
+                match checked {
+                    Ok(generation) => out.samples.push(sample_record(index, &generation)),
+                    Err(f) => {
+                        wave_failed = true;
+                        out.samples.push(failed_sample(index, f.message.clone()));
+                        out.sample_failures.push(f);
+                    }
+                }
             }
             if wave_failed {
                 if let Some(exit) = session.server_exit(EXIT_SETTLE).await {
-                    return (samples, Some(died_mid_trial(exit)), false);
+                    out.trial_failure = Some(died_mid_trial(exit));
+                    return out;
                 }
             }
             if timeouts > self.settings.max_concurrent_timeouts {
@@ -639,10 +644,11 @@ impl TrialRunner {
                         self.settings.max_concurrent_timeouts
                     ),
                 );
-                return (samples, Some(f), false);
+                out.trial_failure = Some(f);
+                return out;
             }
         }
-        (samples, None, false)
+        out
     }
 }
 
@@ -665,17 +671,35 @@ async fn collect(streams: &mut JoinSet<StreamOutcome>) -> Vec<StreamOutcome> {
     results
 }
 
-async fn close(
-    mut session: Session,
-    failure: Option<Failure>,
+/// What the sampling phase produced.
+#[derive(Default)]
+struct Sampled {
     samples: Vec<SampleRecord>,
-    fast: bool,
-) -> Execution {
+    sample_failures: Vec<Failure>,
+    trial_failure: Option<Failure>,
+    /// Kill the server rather than stop it gently (breach, Ctrl-C).
+    kill: bool,
+}
+
+impl Sampled {
+    fn stopped(trial_failure: Option<Failure>) -> Self {
+        Self::default().stop(trial_failure)
+    }
+
+    fn stop(mut self, trial_failure: Option<Failure>) -> Self {
+        self.trial_failure = trial_failure;
+        self.kill = true;
+        self
+    }
+}
+
+async fn close(mut session: Session, sampled: Sampled) -> Execution {
     let log_tail = session.log_tail();
-    session.close(fast).await;
+    session.close(sampled.kill).await;
     Execution {
-        samples,
-        failure,
+        samples: sampled.samples,
+        sample_failures: sampled.sample_failures,
+        failure: sampled.trial_failure,
         granted_ctx: session.granted_ctx,
         log_tail,
     }
@@ -685,6 +709,7 @@ fn check_granted(session: &Session, config: &TrialConfig) -> Result<(), Executio
     match session.granted_ctx {
         Some(granted) if granted < config.ctx => Err(Execution {
             samples: Vec::new(),
+            sample_failures: Vec::new(),
             failure: Some(failure(
                 FailureKind::ServerError,
                 format!(
