@@ -345,11 +345,12 @@ async fn openai_compatible_trial_against_llama_server_v1() {
 }
 
 /// A real allocation failure: llama-server under an address-space limit (RLIMIT_AS via
-/// a wrapper script), as on a machine without the memory. The small context fits; the
-/// large one fails to allocate (its compute buffers at load, or `std::bad_alloc` when
-/// the prompt fills it, depending on the machine) and must be classified out of memory.
+/// a wrapper script), as on a machine without the memory. One malloc arena keeps the
+/// address space predictable (glibc reserves 64 MiB per thread arena otherwise, and a
+/// crash under pressure is not what this test is about). The small context fits; the
+/// large one cannot allocate its 320 MiB of compute buffers at load.
 #[tokio::test]
-async fn allocation_failure_is_out_of_memory() {
+async fn allocation_failure_at_load_is_out_of_memory() {
     let _serial = serial().await;
     let real = llama_server();
     let real_dir = real.parent().expect("binary folder").display().to_string();
@@ -357,7 +358,7 @@ async fn allocation_failure_is_out_of_memory() {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nulimit -v 600000\nexport LD_LIBRARY_PATH='{real_dir}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\nulimit -v 300000\nexport MALLOC_ARENA_MAX=1\nexport LD_LIBRARY_PATH='{real_dir}'\nexec '{}' \"$@\"\n",
             real.display()
         ),
     )
@@ -408,7 +409,7 @@ async fn allocation_failure_is_out_of_memory() {
     assert!(
         big.server_log_tail
             .iter()
-            .any(|l| l.contains("failed to allocate") || l.contains("bad_alloc")),
+            .any(|l| l.contains("failed to allocate")),
         "{:#?}",
         big.server_log_tail
     );
