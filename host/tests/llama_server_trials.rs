@@ -323,6 +323,8 @@ async fn openai_compatible_trial_against_llama_server_v1() {
         api_key: None,
     };
     let mut runner = TrialRunner::new(backend, settings(3), sampler(None));
+    let facts = runner.model_facts().await.expect("/v1/models");
+    assert_eq!(facts.trained_context, Some(32768));
     let record = runner
         .run(
             1,

@@ -207,7 +207,12 @@ impl TrialRunner {
         match &self.spec {
             BackendSpec::LlamaServer(spec) => {
                 let path = spec.model.clone();
-                tokio::task::spawn_blocking(move || gguf::read_facts(&path))
+                let read = move || -> Result<ModelFacts, gguf::GgufError> {
+                    let mut facts = gguf::read_facts(&path)?;
+                    facts.digest = Some(gguf::file_digest(&path)?);
+                    Ok(facts)
+                };
+                tokio::task::spawn_blocking(read)
                     .await
                     .map_err(|e| BackendError::Client(format!("GGUF reader task failed: {e}")))?
                     .map_err(BackendError::from)
@@ -215,21 +220,15 @@ impl TrialRunner {
             BackendSpec::Ollama { base_url, model } => {
                 OllamaClient::new(base_url, model).facts().await
             }
-            BackendSpec::OpenAi { model, .. } => Ok(ModelFacts {
-                name: model.clone(),
-                architecture: None,
-                parameter_count: None,
-                size_class: crate::backend::SizeClass::Small,
-                trained_context: None,
-                block_count: None,
-                head_count: None,
-                head_count_kv: None,
-                embedding_length: None,
-                key_length: None,
-                value_length: None,
-                weights_bytes: None,
-                digest: None,
-            }),
+            BackendSpec::OpenAi {
+                base_url,
+                model,
+                api_key,
+            } => {
+                OpenAiClient::new(base_url, model, api_key.clone())
+                    .facts()
+                    .await
+            }
         }
     }
 
