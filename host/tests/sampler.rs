@@ -1,5 +1,7 @@
 //! The sampler and the guard against real child processes that allocate and touch
-//! memory in known steps (python3, present wherever the tests run).
+//! memory in known steps (python3, present wherever the tests run). Linux: the tree is
+//! read from /proc.
+#![cfg(target_os = "linux")]
 
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -90,15 +92,25 @@ fn sampler_records_memory_steps_and_their_peak() {
         expected / MIB as f64
     );
 
-    // Every step is visible as its own plateau, in order.
+    // Every step is visible as its own plateau, in order, up to the peak (after it the
+    // process exits and its memory goes away).
     let level = |bytes: u64| ((bytes - baseline) as f64 / (STEP_MIB * MIB) as f64).round() as u64;
-    let mut seen: Vec<u64> = rss.iter().map(|&b| level(b)).collect();
+    let peak_at = rss
+        .iter()
+        .position(|&b| b == peak)
+        .expect("peak is a reading");
+    let mut seen: Vec<u64> = rss[..=peak_at].iter().map(|&b| level(b)).collect();
     seen.dedup();
     assert_eq!(
         seen,
         (0..=STEPS).collect::<Vec<_>>(),
         "levels seen: {seen:?}"
     );
+    // Each plateau lasts several ticks (0.6 s each at 100 ms).
+    for step in 1..STEPS {
+        let ticks = rss.iter().filter(|&&b| level(b) == step).count();
+        assert!(ticks >= 3, "step {step} seen on {ticks} ticks only");
+    }
 
     // Machine-wide readings are there too, and time moves forward by about 100 ms.
     assert!(series.points.iter().all(|p| p.ram_used_bytes.is_some()));
@@ -124,6 +136,9 @@ async fn guard_kills_a_tree_growing_past_its_budget() {
         .spawn()
         .expect("sh runs");
     sampler.watch_pid(Some(child.id()));
+    let python = tokio::time::timeout(Duration::from_secs(10), first_child_of(child.id()))
+        .await
+        .expect("sh starts python3");
 
     let breach = tokio::time::timeout(Duration::from_secs(30), breaches.wait_for(Option::is_some))
         .await
@@ -145,8 +160,44 @@ async fn guard_kills_a_tree_growing_past_its_budget() {
         exited_after < Duration::from_millis(200),
         "child exited {exited_after:?} after the breach"
     );
+    // The grandchild was killed with the shell, as fast (it may linger as a zombie until
+    // reaped; unmapping its memory takes a few ms).
+    let python_gone = tokio::time::timeout(Duration::from_secs(2), async {
+        while !is_gone_or_zombie(python) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    assert!(python_gone.await.is_ok(), "python3 ({python}) still runs");
+    let python_after = seen.elapsed();
+    assert!(
+        python_after < Duration::from_millis(200),
+        "python3 exited {python_after:?} after the breach"
+    );
     assert!(series
         .peaks
         .process_rss_bytes
         .is_some_and(|p| p > BUDGET_MB * MIB));
+}
+
+/// Polls `/proc/<pid>/task/<pid>/children` until `pid` has a child.
+async fn first_child_of(pid: u32) -> u32 {
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(child) = children.split_whitespace().find_map(|c| c.parse().ok()) {
+            return child;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn is_gone_or_zombie(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return true;
+    };
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|r| r.split_whitespace().next());
+    matches!(state, None | Some("Z") | Some("X"))
 }

@@ -55,6 +55,14 @@ impl Guard {
         }
     }
 
+    /// Fills totals that were unknown so far (a GPU unreadable at the first tick);
+    /// a known total is kept: totals do not change during a trial.
+    pub fn learn_capacity(&mut self, seen: Capacity) {
+        let c = &mut self.capacity;
+        c.gpu_mem_total_bytes = c.gpu_mem_total_bytes.or(seen.gpu_mem_total_bytes);
+        c.ram_total_bytes = c.ram_total_bytes.or(seen.ram_total_bytes);
+    }
+
     pub fn thresholds(&self) -> &Thresholds {
         &self.thresholds
     }
@@ -324,6 +332,24 @@ mod tests {
         let points = [cpu(0, 90.0), cpu(100, 90.1)];
         let b = first_breach(&t, Capacity::default(), &points).expect("breach");
         assert_eq!(b.at_ms, 100);
+    }
+
+    #[test]
+    fn a_total_learnt_late_enables_its_check() {
+        let mut guard = Guard::new(Thresholds::default(), Capacity::default());
+        let p = SamplePoint {
+            gpu_mem_used_bytes: Some(79 * GIB),
+            ..at(0)
+        };
+        assert_eq!(guard.check(&p), None);
+        guard.learn_capacity(gpu_80g());
+        assert_eq!(guard.check(&p).map(|b| b.metric), Some(Metric::Vram));
+        // A later, different total does not move the limit.
+        guard.learn_capacity(Capacity {
+            gpu_mem_total_bytes: Some(1000 * GIB),
+            ram_total_bytes: None,
+        });
+        assert_eq!(guard.vram_limit_bytes(), Some((80 * GIB) * 9 / 10));
     }
 
     #[test]

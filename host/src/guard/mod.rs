@@ -2,6 +2,9 @@
 //!
 //! The sampler checks every sample against [`Thresholds`]; a breach is raised as a
 //! [`Breach`] event that a running trial awaits so it can cancel within 200 ms.
+//! The exact rules (percent of total *or* reserve, whichever is tighter; the CPU grace
+//! period; absent readings never breach) are in [`Guard`]'s module, `guard/check.rs`;
+//! [`kill_tree`] is what the sampler does on a breach when asked to.
 
 use serde::{Deserialize, Serialize};
 

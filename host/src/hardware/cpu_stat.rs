@@ -58,11 +58,13 @@ impl CpuMeter {
         Self { path, prev }
     }
 
-    /// `None` when `/proc/stat` is unreadable (not Linux) or no jiffy has passed yet.
+    /// Whether `/proc/stat` could be read (false: not Linux).
     pub fn available(&self) -> bool {
         self.prev.is_some()
     }
 
+    /// Busy percent since the previous reading; `None` when `/proc/stat` is unreadable
+    /// or no jiffy has passed since.
     pub fn sample(&mut self) -> Option<f64> {
         let now = read(&self.path)?;
         let percent = self.prev.and_then(|prev| percent_between(prev, now));

@@ -17,6 +17,7 @@ mod sampler;
 mod series;
 mod snapshot;
 mod system;
+mod tool;
 
 pub use error::HardwareError;
 pub use probe::{probe, ProbeOptions};

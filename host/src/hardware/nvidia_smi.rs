@@ -1,25 +1,22 @@
 //! `nvidia-smi` CSV: the fallback when NVML cannot be loaded. Spawning it costs tens of
 //! milliseconds, so the sampler calls it at most once a second.
 
-use std::process::Command;
-
+use super::tool::{stdout_of, TOOL_TIMEOUT};
 use super::{GpuInfo, GpuVendor, Measured, Source};
 
 /// The fields asked for, in order. `--format=csv,noheader,nounits`: memory in MiB.
 pub const QUERY: &str =
     "index,name,driver_version,memory.total,memory.used,temperature.gpu,utilization.gpu";
 
-/// Runs `nvidia-smi`; `None` when it is absent or fails.
+/// Runs `nvidia-smi`; `None` when it is absent, fails or hangs.
 pub fn run() -> Option<Vec<GpuInfo>> {
-    let output = Command::new("nvidia-smi")
-        .arg(format!("--query-gpu={QUERY}"))
-        .arg("--format=csv,noheader,nounits")
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    Some(parse(&String::from_utf8_lossy(&output.stdout)))
+    let query = format!("--query-gpu={QUERY}");
+    let text = stdout_of(
+        "nvidia-smi",
+        &[&query, "--format=csv,noheader,nounits"],
+        TOOL_TIMEOUT,
+    )?;
+    Some(parse(&text))
 }
 
 /// Parses the CSV produced by [`QUERY`], one GPU per line. Fields are separated by `, `;

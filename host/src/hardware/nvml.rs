@@ -1,21 +1,27 @@
 //! NVIDIA GPUs through NVML (`nvml-wrapper` loads `libnvidia-ml.so.1` at run time).
 //! One query costs microseconds, so the sampler reads it every tick.
 
+use std::sync::OnceLock;
+
 use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
 use nvml_wrapper::Nvml;
 
 use super::{GpuInfo, GpuVendor, Measured, Source};
 
-/// Loads and initialises NVML. Any error (no library, no driver, no device permission)
-/// means "no NVML here" and the caller falls back to `nvidia-smi`.
-pub fn init() -> Option<Nvml> {
-    match Nvml::init() {
+/// NVML, loaded and initialised once per process: initialisation can take from tens of
+/// milliseconds to seconds (driver not in persistence mode), too slow to repeat for every
+/// trial's sampler. Any error (no library, no driver, no device permission) means "no
+/// NVML here" and the caller falls back to `nvidia-smi`.
+pub fn shared() -> Option<&'static Nvml> {
+    static NVML: OnceLock<Option<Nvml>> = OnceLock::new();
+    NVML.get_or_init(|| match Nvml::init() {
         Ok(nvml) => Some(nvml),
         Err(error) => {
             tracing::debug!("NVML not available: {error}");
             None
         }
-    }
+    })
+    .as_ref()
 }
 
 /// Every device NVML lists. `full`: also name, driver and utilization (for a probe);

@@ -55,11 +55,9 @@ fn cpu_info(system: &System) -> CpuInfo {
         .first()
         .map(|c| c.brand().trim().to_owned())
         .filter(|b| !b.is_empty());
-    // The cores this process may run on (affinity, cgroup limits), as `nproc` counts.
-    let logical = std::thread::available_parallelism()
-        .ok()
-        .map(|n| n.get() as u32)
-        .or_else(|| u32::try_from(system.cpus().len()).ok().filter(|&n| n > 0));
+    // Every logical CPU of the machine (as `nproc --all` counts), not only those this
+    // process's affinity allows: the figure a server's thread count is chosen from.
+    let logical = u32::try_from(system.cpus().len()).ok().filter(|&n| n > 0);
     CpuInfo {
         model: model.map(|m| Measured::new(m, Source::Sysinfo)),
         physical_cores: System::physical_core_count()
@@ -85,8 +83,8 @@ fn memory_info(opts: &ProbeOptions, system: &System) -> MemoryInfo {
 }
 
 fn gpus(opts: &ProbeOptions) -> Vec<GpuInfo> {
-    let mut gpus = match nvml::init() {
-        Some(nvml) => nvml::gpus(&nvml, true),
+    let mut gpus = match nvml::shared() {
+        Some(nvml) => nvml::gpus(nvml, true),
         None if opts.use_smi_fallbacks => nvidia_smi::run().unwrap_or_default(),
         None => Vec::new(),
     };

@@ -66,6 +66,20 @@ pub fn parse_stat_ppid(text: &str) -> Option<u32> {
     after_comm.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
+/// When the process started (`/proc/<pid>/stat` field 22, clock ticks since boot):
+/// with the pid, it names one process, so a pid reused after the server exited is not
+/// mistaken for it.
+pub fn start_time(proc_root: &Path, pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+    parse_stat_start_time(&text)
+}
+
+pub fn parse_stat_start_time(text: &str) -> Option<u64> {
+    let after_comm = &text[text.rfind(')')? + 1..];
+    // Field 3 (state) is the first after the command name; field 22 is 19 further on.
+    after_comm.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
 /// Children from every thread's `children` file; `None` when the kernel lacks them.
 fn children_of(proc_root: &Path, pid: u32) -> Option<Vec<u32>> {
     let tasks = std::fs::read_dir(proc_root.join(pid.to_string()).join("task")).ok()?;
@@ -129,6 +143,18 @@ mod tests {
         let text = "4242 (llama (server) x) S 4000 4242 4000 0 -1 4194560 1 0 0 0";
         assert_eq!(parse_stat_ppid(text), Some(4000));
         assert_eq!(parse_stat_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn start_time_is_field_22() {
+        let text = "1234 (llama-server) S 1 1234 1234 0 -1 4194560 52144 0 0 0 311 45 0 0 20 0 \
+                    17 0 8841234 4112039936 301234 18446744073709551615 1 1 0 0 0 0 0 4096 17610";
+        assert_eq!(parse_stat_start_time(text), Some(8841234));
+        assert_eq!(parse_stat_start_time("1 (x) S 0"), None);
+        let me = std::process::id();
+        if Path::new("/proc/self").exists() {
+            assert!(start_time(Path::new("/proc"), me).is_some());
+        }
     }
 
     #[test]

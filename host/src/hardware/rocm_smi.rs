@@ -6,10 +6,9 @@
 //! alone.) `--showtemp --csv` prints one column per sensor; the edge sensor is used,
 //! as with sysfs' `temp1_input`.
 
-use std::collections::BTreeMap;
-use std::process::Command;
-
+use super::tool::{stdout_of, TOOL_TIMEOUT};
 use super::{GpuInfo, GpuVendor, Measured, Source};
+use std::collections::BTreeMap;
 
 /// Runs both `rocm-smi` queries; `None` when it is absent or reports no device.
 pub fn run() -> Option<Vec<GpuInfo>> {
@@ -20,11 +19,7 @@ pub fn run() -> Option<Vec<GpuInfo>> {
 }
 
 fn run_csv(args: &[&str]) -> Option<String> {
-    let output = Command::new("rocm-smi").args(args).output().ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    stdout_of("rocm-smi", args, TOOL_TIMEOUT)
 }
 
 /// Rows of a rocm-smi CSV as (device, column name → value). Lines before the header

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::gpu_monitor::{self, GpuMonitor};
 use super::system::SystemReader;
-use super::{HardwareError, Peaks, SamplePoint, SampleSeries};
+use super::{process_tree, HardwareError, Peaks, SamplePoint, SampleSeries};
 use crate::guard::{self, Breach, Capacity, Guard, Thresholds};
 
 /// How the sampler runs.
@@ -106,7 +106,9 @@ impl Sampler {
     }
 
     /// The first breach, once it happens; it stays set until the sampler stops. A trial
-    /// `select!`s on `changed()` next to its requests.
+    /// `select!`s on `receiver.wait_for(Option::is_some)` next to its requests
+    /// (`wait_for` also sees a breach raised before the receiver was made; `changed()`
+    /// would not).
     pub fn breaches(&self) -> watch::Receiver<Option<Breach>> {
         self.breach_tx.subscribe()
     }
@@ -167,6 +169,7 @@ impl Worker {
             ..TickTimes::default()
         };
         let mut guard: Option<Guard> = None;
+        let mut watched = WatchedProcess::new(&self.opts.proc_root);
         let start = Instant::now();
         let mut n: u32 = 0;
         loop {
@@ -174,7 +177,8 @@ impl Worker {
             ticks.ticks_us.push(now.as_micros() as u64);
             let sys = system.read();
             let gpu = gpu_monitor::totals(&gpus.read());
-            let pid = self.watched.load(Ordering::SeqCst);
+            let requested = self.watched.load(Ordering::SeqCst);
+            let pid = watched.current(requested);
             let point = SamplePoint {
                 t_ms: now.as_millis() as u64,
                 gpu_mem_used_bytes: gpu.used_bytes,
@@ -185,19 +189,18 @@ impl Worker {
                 cpu_percent: sys.cpu_percent,
             };
             if let Some(thresholds) = &self.opts.thresholds {
-                // Capacity is fixed by the first reading: totals do not change mid-trial.
-                let guard = guard.get_or_insert_with(|| {
-                    Guard::new(
-                        thresholds.clone(),
-                        Capacity {
-                            gpu_mem_total_bytes: gpu.total_bytes,
-                            ram_total_bytes: sys.ram_total_bytes,
-                        },
-                    )
-                });
+                // Totals are taken from the first tick that has them.
+                let capacity = Capacity {
+                    gpu_mem_total_bytes: gpu.total_bytes,
+                    ram_total_bytes: sys.ram_total_bytes,
+                };
+                let guard = guard
+                    .get_or_insert_with(|| Guard::new(thresholds.clone(), Capacity::default()));
+                guard.learn_capacity(capacity);
                 if self.breach_tx.borrow().is_none() {
                     if let Some(breach) = guard.check(&point) {
-                        self.raise(breach, pid);
+                        // Re-check just before killing: the pid must still be the server.
+                        self.raise(breach, watched.current(requested));
                     }
                 }
             }
@@ -222,6 +225,7 @@ impl Worker {
         (series, ticks)
     }
 
+    /// `pid` 0: nothing to kill.
     fn raise(&self, breach: Breach, pid: u32) {
         tracing::warn!("safety limit crossed: {breach}");
         // Publish first so a trial sees why its requests are about to fail.
@@ -230,5 +234,128 @@ impl Worker {
             let killed = guard::kill_tree(&self.opts.proc_root, pid);
             tracing::warn!("killed {killed} process(es) of the tree rooted at pid {pid}");
         }
+    }
+}
+
+/// The watched pid together with its start time, so that once the server has exited
+/// and its pid is reused by an unrelated process, that process is neither measured nor
+/// killed. Without `/proc` (not Linux) the pid is trusted as is.
+struct WatchedProcess {
+    proc_root: PathBuf,
+    verify: bool,
+    pid: u32,
+    started: Option<u64>,
+}
+
+impl WatchedProcess {
+    fn new(proc_root: &std::path::Path) -> Self {
+        Self {
+            proc_root: proc_root.to_path_buf(),
+            verify: process_tree::start_time(proc_root, std::process::id()).is_some(),
+            pid: 0,
+            started: None,
+        }
+    }
+
+    /// `requested` if it is (still) the process first seen under that pid, else 0.
+    fn current(&mut self, requested: u32) -> u32 {
+        if requested != self.pid {
+            self.pid = requested;
+            self.started = process_tree::start_time(&self.proc_root, requested);
+        }
+        if requested == 0 || !self.verify {
+            return requested;
+        }
+        match self.started {
+            Some(started)
+                if process_tree::start_time(&self.proc_root, requested) == Some(started) =>
+            {
+                requested
+            }
+            _ => 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn sampler_can_be_shared_between_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Sampler>();
+    }
+
+    #[test]
+    fn a_reused_pid_is_neither_measured_nor_killed() {
+        let root = std::env::temp_dir().join(format!("ozone-proc-{}", std::process::id()));
+        let stat = |pid: u32, started: u64| {
+            let dir = root.join(pid.to_string());
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let fields = format!("{pid} (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 {started} 0 0");
+            std::fs::write(dir.join("stat"), fields).expect("stat written");
+        };
+        stat(std::process::id(), 1);
+        stat(42, 1000);
+        let mut watched = WatchedProcess::new(&root);
+        assert_eq!(watched.current(42), 42);
+        assert_eq!(watched.current(42), 42);
+        stat(42, 2000); // the server exited and pid 42 now names another process
+        assert_eq!(watched.current(42), 0);
+        assert_eq!(watched.current(0), 0);
+        stat(43, 3000);
+        assert_eq!(watched.current(43), 43); // a new server, watched afresh
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn zero_interval_is_refused() {
+        let opts = SamplerOptions {
+            interval: Duration::ZERO,
+            ..SamplerOptions::default()
+        };
+        assert!(matches!(
+            Sampler::start(opts),
+            Err(HardwareError::ZeroInterval)
+        ));
+    }
+
+    #[test]
+    fn stop_does_not_wait_for_the_next_tick() {
+        let sampler = Sampler::start(SamplerOptions {
+            interval: Duration::from_secs(3600),
+            ..SamplerOptions::default()
+        })
+        .expect("starts");
+        std::thread::sleep(Duration::from_millis(50));
+        let series = sampler.stop();
+        // Only the immediate first point: stop woke the thread instead of an hour's wait.
+        assert_eq!(series.points.len(), 1);
+        assert_eq!(series.interval_ms, 3_600_000);
+    }
+
+    #[test]
+    fn gpu_readings_come_from_the_configured_sysfs_root() {
+        let sampler = Sampler::start(SamplerOptions {
+            sysfs_root: Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("src/hardware/testdata/sysfs/apu-strix-halo"),
+            interval: Duration::from_millis(20),
+            ..SamplerOptions::default()
+        })
+        .expect("starts");
+        std::thread::sleep(Duration::from_millis(100));
+        let series = sampler.stop();
+        // VRAM + GTT of the APU fixture (plus any real NVIDIA GPU of the machine).
+        let fixture_used = 201_326_592 + 20_401_094_656;
+        assert!(series
+            .peaks
+            .gpu_mem_used_bytes
+            .is_some_and(|u| u >= fixture_used));
+        assert!(series.peaks.gpu_temp_c.is_some_and(|t| t >= 38.25));
+        assert!(series.points.len() >= 2);
+        // Nothing watched: no process readings.
+        assert!(series.points.iter().all(|p| p.process_rss_bytes.is_none()));
     }
 }

@@ -103,3 +103,40 @@ impl SystemReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn procfs_reader_reads_everything_on_linux() {
+        let root = Path::new("/proc");
+        if !root.join("stat").exists() {
+            return; // not Linux
+        }
+        let mut reader = SystemReader::new(root);
+        assert!(matches!(reader, SystemReader::Procfs { .. }));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let r = reader.read();
+        assert!(r.ram_total_bytes.is_some_and(|t| t > 0));
+        assert!(r.ram_available_bytes.is_some());
+        assert_eq!(
+            r.ram_used_bytes,
+            Some(r.ram_total_bytes.unwrap_or(0) - r.ram_available_bytes.unwrap_or(0))
+        );
+        assert!(reader.tree_rss_bytes(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn sysinfo_fallback_reads_ram_and_the_process_tree() {
+        // No procfs at this root: the reader falls back to sysinfo (the non-Linux path).
+        let mut reader = SystemReader::new(Path::new("/nonexistent-proc"));
+        assert!(matches!(reader, SystemReader::Sysinfo(_)));
+        let r = reader.read();
+        assert!(r.ram_total_bytes.is_some_and(|t| t > 0));
+        assert!(r.cpu_percent.is_some_and(|c| (0.0..=100.0).contains(&c)));
+        let rss = reader.tree_rss_bytes(std::process::id());
+        assert!(rss.is_some_and(|b| b > 1 << 20), "{rss:?}");
+        assert_eq!(reader.tree_rss_bytes(u32::MAX), None);
+    }
+}
