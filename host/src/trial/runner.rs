@@ -201,8 +201,9 @@ impl TrialRunner {
         &self.settings
     }
 
-    /// The model's facts: from the GGUF file (llama-server), `/api/show` (Ollama), or
-    /// just the name (OpenAI-compatible servers do not say more).
+    /// The model's facts: from the GGUF file with its sha256 (llama-server),
+    /// `/api/show` (Ollama), or `/v1/models` (OpenAI-compatible: little more than the
+    /// context). An unreachable server or unreadable model is an error here.
     pub async fn model_facts(&self) -> Result<ModelFacts, BackendError> {
         match &self.spec {
             BackendSpec::LlamaServer(spec) => {
@@ -271,7 +272,7 @@ impl TrialRunner {
         // An interruption explains everything after it; a breach explains the failures
         // it caused (the guard may have killed the server).
         let trial_failure = match (&execution.failure, &breach) {
-            (Some(f), _) if f.message == "interrupted" => Some(f.clone()),
+            (Some(_), _) if cancel.is_cancelled() => Some(interrupted()),
             (_, Some(b)) => Some(failure(
                 FailureKind::ThresholdBreach(b.metric),
                 b.to_string(),
