@@ -793,3 +793,33 @@ fn died_mid_trial(f: Failure) -> Failure {
 fn interrupted_by_breach() -> Failure {
     failure(FailureKind::ServerError, "stopped by a threshold breach")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The orchestration may run a trial on any runtime thread: the future is `Send`.
+    #[test]
+    fn trial_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let mut runner = TrialRunner::new(
+            BackendSpec::OpenAi {
+                base_url: "http://127.0.0.1:9".into(),
+                model: "m".into(),
+                api_key: None,
+            },
+            TrialSettings::default(),
+            SamplerOptions::default(),
+        );
+        let config = TrialConfig {
+            ctx: 2048,
+            batch: 512,
+            ubatch: 512,
+            concurrency: 1,
+            kv_cache_type: super::super::KvCacheType::F16,
+        };
+        let cancel = CancellationToken::new();
+        let run = runner.run(1, Phase::Context, &config, &cancel);
+        assert_send(&run);
+    }
+}
