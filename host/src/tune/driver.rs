@@ -137,8 +137,10 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         context: &mut ContextSearch,
         batch: &mut BatchScaler,
     ) -> Result<Limits, TuneError> {
-        let mut limits = Limits::default();
-        limits.max_context = self.search_context(plan, context).await?;
+        let mut limits = Limits {
+            max_context: self.search_context(plan, context).await?,
+            ..Limits::default()
+        };
         let Some(ctx) = limits.max_context else {
             return Ok(limits);
         };
