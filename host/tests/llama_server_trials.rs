@@ -148,12 +148,21 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
     assert_no_servers_left();
 }
 
+/// User + system CPU time of a process, from `/proc/PID/stat` (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 #[tokio::test]
 async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
     let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(6), sampler(None));
     let cancel = CancellationToken::new();
-    // Kill the server once its first samples are under way (8192: ~1 s per sample).
+    // Kill the server once it has done real work: its own CPU time, unlike the wall
+    // clock, does not depend on how busy the machine is (8192: ~1 s of CPU per sample).
     let killer = tokio::spawn(async {
         let pid = loop {
             if let Some(pid) = ozone::backend::llama_server::live_server_pids().first() {
@@ -161,7 +170,9 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        while cpu_seconds(pid).is_some_and(|s| s < 3.0) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // SAFETY: kill(2) on a pid this test's runner started.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         pid
