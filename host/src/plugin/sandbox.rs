@@ -161,6 +161,10 @@ pub fn classify(
             // for a user (it is logged at debug level).
             tracing::debug!("plugin {plugin} failed in {call}: {error:?}");
             let mut message = error.root_cause().to_string();
+            if message.starts_with("unknown import") {
+                message += " (plugins are granted no WASI: no environment, files, clocks, \
+                            random or sockets)";
+            }
             if let Some(logged) = &store.data().last_error {
                 message = format!("{logged} ({message})");
             }
