@@ -171,11 +171,3 @@ pub fn check_world(
         },
     }
 }
-
-/// Which world a component implements, if any (for `ozone plugins list/check`).
-pub fn detect_world(engine: &Engine, component: &Component) -> Option<World> {
-    World::ALL
-        .iter()
-        .copied()
-        .find(|w| check_world(engine, "", component, *w).is_ok())
-}

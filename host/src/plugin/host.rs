@@ -184,12 +184,20 @@ impl PluginHost {
         let name = plugin.to_string();
         let wasm = read(plugin)?;
         let component = self.cache.load(&self.engine, &name, &wasm)?;
-        match engine::detect_world(&self.engine, &component) {
-            Some(world) => Ok(world),
-            // Re-run the check to get the precise error (version, or not a strategy).
-            None => engine::check_world(&self.engine, &name, &component, World::Context)
-                .map(|()| World::Context),
+        // The world it implements; else the most telling error (a wrong version, say,
+        // rather than "wrong world" for the other world).
+        let mut error = None;
+        for world in World::ALL {
+            match engine::check_world(&self.engine, &name, &component, world) {
+                Ok(()) => return Ok(world),
+                Err(PluginError::WrongWorld { .. }) => {}
+                Err(e) => error = Some(e),
+            }
         }
+        Err(error.unwrap_or(PluginError::NotAStrategy {
+            plugin: name,
+            exports: "none".into(),
+        }))
     }
 
     fn component(&self, plugin: &PluginRef, world: World) -> Result<Component, PluginError> {
