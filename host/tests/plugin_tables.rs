@@ -195,5 +195,8 @@ fn golden_batch_example_through_the_component() {
         )
         .expect("load golden-batch");
     let run = drive_batch(&mut scaler, |b| machine.batch_trial(b)).expect("run");
-    assert!(run.best.is_some_and(|b| (352..=416).contains(&b)), "{run:?}");
+    assert!(
+        run.best.is_some_and(|b| (352..=416).contains(&b)),
+        "{run:?}"
+    );
 }

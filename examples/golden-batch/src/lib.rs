@@ -55,7 +55,8 @@ pub struct GoldenBatch {
 impl BatchScaler for GoldenBatch {
     fn new(settings: &str, _hardware: &HardwareFacts, _model: &ModelInfo) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
-        if settings.step == 0 || settings.min_batch == 0 || settings.min_batch > settings.max_batch {
+        if settings.step == 0 || settings.min_batch == 0 || settings.min_batch > settings.max_batch
+        {
             return Err(format!(
                 "need 0 < min_batch <= max_batch and step > 0, got min_batch {} max_batch {} step {}",
                 settings.min_batch, settings.max_batch, settings.step
@@ -85,7 +86,11 @@ impl BatchScaler for GoldenBatch {
     fn observe(&mut self, outcome: &Outcome) {
         self.trials += 1;
         self.pending = None;
-        let Some(i) = self.candidates.iter().position(|c| *c == outcome.config.batch) else {
+        let Some(i) = self
+            .candidates
+            .iter()
+            .position(|c| *c == outcome.config.batch)
+        else {
             return;
         };
         let score = if outcome.is_stable() {

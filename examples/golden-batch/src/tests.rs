@@ -5,9 +5,12 @@ use ozone_sdk::BatchScaler;
 use super::GoldenBatch;
 
 fn run<S: BatchScaler>(machine: &BatchMachine, settings: &str) -> Run {
-    testing::run_batch::<S>(settings, &Default::default(), &testing::model(32_768), |b| {
-        machine.batch_trial(b)
-    })
+    testing::run_batch::<S>(
+        settings,
+        &Default::default(),
+        &testing::model(32_768),
+        |b| machine.batch_trial(b),
+    )
     .expect("run")
 }
 
@@ -24,7 +27,10 @@ fn finds_a_peak_between_powers_of_two() {
     assert!((352..=416).contains(&best), "{golden:?}");
     assert!(golden.proposals.len() <= 10, "{golden:?}");
     let tps = |b: Option<u32>| b.map(|b| machine.throughput(b)).unwrap_or(0.0);
-    assert!(tps(golden.best) > tps(doubling.best), "{golden:?} vs {doubling:?}");
+    assert!(
+        tps(golden.best) > tps(doubling.best),
+        "{golden:?} vs {doubling:?}"
+    );
 }
 
 #[test]
@@ -46,12 +52,18 @@ fn every_proposal_is_a_candidate_and_none_repeats() {
         peak_tps: 500.0,
         oom_above: None,
     };
-    let golden = run::<GoldenBatch>(&machine, r#"{"min_batch": 16, "max_batch": 512, "step": 16}"#);
+    let golden = run::<GoldenBatch>(
+        &machine,
+        r#"{"min_batch": 16, "max_batch": 512, "step": 16}"#,
+    );
     let mut seen = golden.proposals.clone();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), golden.proposals.len(), "{golden:?}");
-    assert!(golden.proposals.iter().all(|b| b % 16 == 0 && (16..=512).contains(b)));
+    assert!(golden
+        .proposals
+        .iter()
+        .all(|b| b % 16 == 0 && (16..=512).contains(b)));
     assert_eq!(golden.best, Some(64), "{golden:?}");
 }
 

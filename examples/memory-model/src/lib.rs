@@ -76,7 +76,10 @@ impl ContextSearch for MemoryModel {
             settings,
             bounds: model.bounds,
             hint: model.hint,
-            prior_slope: model.kv_bytes_per_token.map(|b| b as f64).filter(|b| *b > 0.0),
+            prior_slope: model
+                .kv_bytes_per_token
+                .map(|b| b as f64)
+                .filter(|b| *b > 0.0),
             gpu: hardware.gpu_count > 0 && !hardware.unified_memory,
             points: Vec::new(),
             stable: None,
@@ -103,7 +106,10 @@ impl ContextSearch for MemoryModel {
         }
         self.stable = Some(self.stable.map_or(ctx, |s| s.max(ctx)));
         let (peak, headroom) = if self.gpu {
-            (outcome.peak_gpu_memory_bytes, outcome.headroom.gpu_memory_bytes)
+            (
+                outcome.peak_gpu_memory_bytes,
+                outcome.headroom.gpu_memory_bytes,
+            )
         } else {
             (outcome.peak_ram_bytes, outcome.headroom.ram_bytes)
         };
@@ -125,7 +131,10 @@ impl MemoryModel {
     fn next(&self) -> Option<u32> {
         let g = self.bounds.granularity.max(1);
         if self.trials == 0 {
-            return Some(self.bounds.fit(u64::from(self.hint.unwrap_or(self.bounds.min))));
+            return Some(
+                self.bounds
+                    .fit(u64::from(self.hint.unwrap_or(self.bounds.min))),
+            );
         }
         if self.trials >= self.settings.max_trials {
             return None;
@@ -136,7 +145,9 @@ impl MemoryModel {
                 if lo >= self.bounds.max {
                     return None;
                 }
-                let jump = predicted.map(|p| self.bounds.fit(p as u64)).filter(|p| *p > lo);
+                let jump = predicted
+                    .map(|p| self.bounds.fit(p as u64))
+                    .filter(|p| *p > lo);
                 Some(jump.unwrap_or_else(|| (lo + g).min(self.bounds.max)))
             }
             (lo, Some(hi)) => {

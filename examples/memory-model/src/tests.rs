@@ -7,8 +7,10 @@ use super::MemoryModel;
 fn run<S: ContextSearch>(machine: &MemoryMachine, trained: u32, hint: Option<u32>) -> Run {
     let mut model = testing::model(trained);
     model.hint = hint;
-    testing::run_context::<S>("{}", &machine.hardware(), &model, |ctx| machine.context_trial(ctx))
-        .expect("run")
+    testing::run_context::<S>("{}", &machine.hardware(), &model, |ctx| {
+        machine.context_trial(ctx)
+    })
+    .expect("run")
 }
 
 #[test]
@@ -18,7 +20,12 @@ fn finds_the_same_limit_as_binary_search_in_fewer_trials() {
         let model = run::<MemoryModel>(&machine, 131_072, None);
         let binary = run::<BinarySearch>(&machine, 131_072, None);
         let expected = limit / 256 * 256;
-        assert_eq!(model.best, Some(expected), "limit {limit}: {:?}", model.proposals);
+        assert_eq!(
+            model.best,
+            Some(expected),
+            "limit {limit}: {:?}",
+            model.proposals
+        );
         // binary-search may stop short after its 7 bisections (e.g. 4608 for 5000).
         assert!(binary.best.is_some_and(|b| b <= expected), "limit {limit}");
         assert!(
@@ -63,12 +70,20 @@ fn without_memory_figures_it_falls_back_to_bisection() {
         }
     })
     .expect("run");
-    assert_eq!(run.best.map(|b| b <= limit), Some(true), "{:?}", run.proposals);
+    assert_eq!(
+        run.best.map(|b| b <= limit),
+        Some(true),
+        "{:?}",
+        run.proposals
+    );
 }
 
 #[test]
 fn warm_start_confirms_an_unchanged_limit() {
-    let run = run::<MemoryModel>(&MemoryMachine::with_context_limit(100_000), 131_072, Some(99_840));
+    let run = run::<MemoryModel>(
+        &MemoryMachine::with_context_limit(100_000),
+        131_072,
+        Some(99_840),
+    );
     assert_eq!(run.proposals, vec![99_840, 100_096]);
 }
-
