@@ -135,7 +135,7 @@ impl PluginHost {
         let (mut store, linker) = self.prepare(&name, &component, &self.context_linker)?;
         let bindings =
             bindings::context::ContextStrategy::instantiate(&mut store, &component, &linker)
-                .map_err(|e| instantiate_error(&name, e))?;
+                .map_err(|e| self.instantiate_failure(&name, e, &store))?;
         let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
         sandbox::arm(&mut store, &self.limits)?;
         let created = bindings
@@ -163,7 +163,7 @@ impl PluginHost {
         let component = self.component(plugin, World::Batch)?;
         let (mut store, linker) = self.prepare(&name, &component, &self.batch_linker)?;
         let bindings = bindings::batch::BatchStrategy::instantiate(&mut store, &component, &linker)
-            .map_err(|e| instantiate_error(&name, e))?;
+            .map_err(|e| self.instantiate_failure(&name, e, &store))?;
         let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
         sandbox::arm(&mut store, &self.limits)?;
         let created = bindings.ozone_strategy_batch().batch_scaler().call_create(
@@ -206,6 +206,21 @@ impl PluginHost {
         let component = self.cache.load(&self.engine, &name, &wasm)?;
         engine::check_world(&self.engine, &name, &component, world)?;
         Ok(component)
+    }
+
+    /// A trap or the memory cap while the component starts is the plugin's fault (named
+    /// as such); anything else is a link or engine failure.
+    fn instantiate_failure(
+        &self,
+        name: &str,
+        error: wasmtime::Error,
+        store: &wasmtime::Store<StoreState>,
+    ) -> PluginError {
+        if sandbox::is_violation(&error) {
+            sandbox::classify(error, store, "instantiate", &self.limits)
+        } else {
+            instantiate_error(name, error)
+        }
     }
 
     fn prepare(

@@ -129,6 +129,12 @@ pub fn arm(store: &mut Store<StoreState>, limits: &SandboxLimits) -> Result<(), 
         .map_err(|e| PluginError::Engine(format!("{e:#}")))
 }
 
+/// Whether `error` is the plugin breaking its sandbox (a trap, the memory cap), as
+/// opposed to a host-side failure such as a link error.
+pub fn is_violation(error: &wasmtime::Error) -> bool {
+    error.is::<MemoryCapExceeded>() || error.downcast_ref::<Trap>().is_some()
+}
+
 /// Names what went wrong in a failed call.
 pub fn classify(
     error: wasmtime::Error,
