@@ -226,6 +226,7 @@ impl Synthetic {
             ram_total_bytes: Some(64 << 30),
             ram_available_bytes: Some(60 << 30),
             ram_limit_bytes: Some(54 << 30),
+            process_memory_budget_bytes: None,
             unified_memory: false,
             logical_cores: Some(16),
         }
@@ -255,6 +256,7 @@ impl Synthetic {
             failure: None,
             peak_gpu_memory_bytes: None,
             peak_ram_bytes: None,
+            peak_process_memory_bytes: None,
             headroom: Headroom::default(),
             prefill_tps: None,
             decode_tps: None,

@@ -17,6 +17,8 @@ pub struct HardwareFacts {
     pub ram_available_bytes: Option<u64>,
     /// min(total × max_ram_percent, total − ram_reserve).
     pub ram_limit_bytes: Option<u64>,
+    /// `process_memory_budget_mb` in bytes, when set.
+    pub process_memory_budget_bytes: Option<u64>,
     pub unified_memory: bool,
     pub logical_cores: Option<u32>,
 }
@@ -42,6 +44,7 @@ impl HardwareFacts {
             ram_available_bytes: snapshot.memory.available_bytes.map(|m| m.value),
             ram_limit_bytes: ram_total
                 .map(|t| memory_limit(t, thresholds.max_ram_percent, thresholds.ram_reserve_mb)),
+            process_memory_budget_bytes: thresholds.process_memory_budget_mb.map(|mb| mb << 20),
             unified_memory: snapshot.unified_memory(),
             logical_cores: snapshot.cpu.logical_cores.map(|m| m.value),
         }
@@ -125,6 +128,7 @@ impl ModelInfo {
 pub struct Headroom {
     pub gpu_memory_bytes: Option<i64>,
     pub ram_bytes: Option<i64>,
+    pub process_memory_bytes: Option<i64>,
     pub temperature_c: Option<f64>,
     pub cpu_percent: Option<f64>,
 }
@@ -138,6 +142,7 @@ pub struct Outcome {
     pub failure: Option<FailureKind>,
     pub peak_gpu_memory_bytes: Option<u64>,
     pub peak_ram_bytes: Option<u64>,
+    pub peak_process_memory_bytes: Option<u64>,
     pub headroom: Headroom,
     pub prefill_tps: Option<f64>,
     pub decode_tps: Option<f64>,
@@ -165,9 +170,14 @@ impl Outcome {
             failure: record.failure.as_ref().map(|f| f.kind),
             peak_gpu_memory_bytes: peaks.gpu_mem_used_bytes,
             peak_ram_bytes: peaks.ram_used_bytes,
+            peak_process_memory_bytes: peaks.process_rss_bytes,
             headroom: Headroom {
                 gpu_memory_bytes: signed_gap(hw.gpu_memory_limit_bytes, peaks.gpu_mem_used_bytes),
                 ram_bytes: signed_gap(hw.ram_limit_bytes, peaks.ram_used_bytes),
+                process_memory_bytes: signed_gap(
+                    hw.process_memory_budget_bytes,
+                    peaks.process_rss_bytes,
+                ),
                 temperature_c: peaks.gpu_temp_c.map(|t| thresholds.max_temperature_c - t),
                 cpu_percent: peaks.cpu_percent.map(|c| thresholds.max_cpu_percent - c),
             },
