@@ -14,10 +14,15 @@ use super::{Exit, Failure};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// List the built-in strategies (and the given plugin files) with world and API version.
+    /// List the built-in strategies, the plugin files the configuration names and the
+    /// given plugin files, with world and API version.
     List {
         /// Plugin files to list alongside the built-ins.
         files: Vec<PathBuf>,
+        /// Configuration whose `ozone.context_strategy`/`batch_strategy` to list (else
+        /// ./ozone.yaml, else the user config dir).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Load a plugin, check its world and API version, and drive it through a synthetic
     /// run (a simulated machine), printing each decision.
@@ -44,7 +49,11 @@ pub struct CheckArgs {
 
 pub fn run(command: Command) -> Result<(), Failure> {
     match command {
-        Command::List { files } => list(&files),
+        Command::List { files, config } => {
+            let mut files = files;
+            files.extend(configured_files(config.as_deref())?);
+            list(&files)
+        }
         Command::Check(args) => check(&args),
     }
 }
@@ -68,6 +77,19 @@ fn failure(error: PluginError) -> Failure {
         _ => Exit::Plugin,
     };
     Failure::new(exit, error)
+}
+
+/// Plugin files the effective configuration names (built-in names are listed anyway).
+fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Failure> {
+    let loaded = crate::config::load(config).map_err(|e| Failure::new(Exit::BadInput, e))?;
+    let ozone = &loaded.config.ozone;
+    Ok([&ozone.context_strategy, &ozone.batch_strategy]
+        .into_iter()
+        .filter_map(|s| match s.parse::<PluginRef>() {
+            Ok(PluginRef::File(path)) => Some(path),
+            _ => None,
+        })
+        .collect())
 }
 
 fn list(files: &[PathBuf]) -> Result<(), Failure> {
