@@ -10,8 +10,16 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Guest packages and the wasm file each produces.
-const GUESTS: &[&str] = &["binary-search", "batch-scaler", "misbehaving"];
+/// Guest packages; each produces `<name with underscores>.wasm`.
+/// Default strategies (embedded), examples and test guests (used by the tests).
+const GUESTS: &[&str] = &[
+    "binary-search",
+    "batch-scaler",
+    "memory-model",
+    "golden-batch",
+    "linear-sweep",
+    "misbehaving",
+];
 
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "guest";

@@ -1,0 +1,244 @@
+//! Answers for configurations a profile never measured, from the measured neighbours.
+//!
+//! The answer is taken along one axis (context, else batch, else concurrency) among the
+//! trials that share every other setting of the configuration asked for:
+//! - above the smallest recorded failure (or unstable trial) on that axis: that failure,
+//!   as recorded by the nearest one below;
+//! - between the largest stable and the smallest failure: the nearer measured neighbour
+//!   decides (a tie goes to the failure, the cautious answer);
+//! - otherwise stable, with memory peaks, throughput, TTFT and duration interpolated
+//!   linearly between the stable neighbours (extrapolated from the two nearest on one
+//!   side). With no failure recorded, every context up to the trained one is stable.
+//!
+//! Every such answer carries a note saying how it was derived; the lab counts them.
+
+use crate::hardware::Peaks;
+use crate::trial::{Failure, Stats, TrialConfig, TrialRecord, Verdict};
+
+/// A trial as the profile answers it.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub record: TrialRecord,
+    /// `Some(how)` when the configuration was never measured.
+    pub interpolated: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Axis {
+    Context,
+    Batch,
+    Concurrency,
+}
+
+impl Axis {
+    fn value(self, c: &TrialConfig) -> u32 {
+        match self {
+            Axis::Context => c.ctx,
+            Axis::Batch => c.batch,
+            Axis::Concurrency => c.concurrency,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Axis::Context => "context",
+            Axis::Batch => "batch",
+            Axis::Concurrency => "concurrency",
+        }
+    }
+
+    /// Whether `a` and `b` agree on every setting but this axis.
+    fn shares_the_rest(self, a: &TrialConfig, b: &TrialConfig) -> bool {
+        let same_batch = a.batch == b.batch && a.ubatch == b.ubatch;
+        a.kv_cache_type == b.kv_cache_type
+            && (self == Axis::Context || a.ctx == b.ctx)
+            && (self == Axis::Batch || same_batch)
+            && (self == Axis::Concurrency || a.concurrency == b.concurrency)
+    }
+}
+
+/// The answer for `config`, which no trial in `trials` measured. `trials` must not be
+/// empty (profiles are validated).
+pub fn answer(trials: &[TrialRecord], config: &TrialConfig) -> Answer {
+    for axis in [Axis::Context, Axis::Batch, Axis::Concurrency] {
+        let mut line: Vec<&TrialRecord> = trials
+            .iter()
+            .filter(|t| axis.shares_the_rest(&t.config, config))
+            .collect();
+        if !line.is_empty() {
+            line.sort_by_key(|t| axis.value(&t.config));
+            return along(axis, &line, config);
+        }
+    }
+    // Nothing shares the other settings: answer from the context curve alone, ignoring
+    // batch and concurrency.
+    let mut line: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.config.kv_cache_type == config.kv_cache_type)
+        .collect();
+    if line.is_empty() {
+        line = trials.iter().collect();
+    }
+    line.sort_by_key(|t| t.config.ctx);
+    let mut answer = along(Axis::Context, &line, config);
+    if let Some(note) = &mut answer.interpolated {
+        note.push_str(" (no trial shares its batch and concurrency)");
+    }
+    answer
+}
+
+/// Answer along one axis; `line` is sorted by the axis value and not empty.
+fn along(axis: Axis, line: &[&TrialRecord], config: &TrialConfig) -> Answer {
+    let x = axis.value(config);
+    let value = |t: &TrialRecord| axis.value(&t.config);
+    let stable = |t: &&TrialRecord| t.verdict == Verdict::Stable;
+    let below = line.iter().rev().find(|t| value(t) <= x).copied();
+    let above = line.iter().find(|t| value(t) > x).copied();
+    let failure_below = line.iter().rev().find(|t| value(t) <= x && !stable(t));
+    let name = axis.name();
+
+    if let Some(failed) = failure_below {
+        let smallest = line.iter().find(|t| !stable(t)).map_or(x, |t| value(t));
+        return failure_like(
+            failed,
+            config,
+            format!(
+                "{name} {x} is above the smallest recorded failure ({name} {smallest}): answered as trial {}",
+                failed.id
+            ),
+        );
+    }
+    if let Some(up) = above.filter(|t| !stable(t)) {
+        // In the gap between the last stable and the first failure.
+        let nearer_is_failure = match below {
+            Some(down) => value(up) - x <= x - value(down),
+            None => true,
+        };
+        if nearer_is_failure {
+            return failure_like(
+                up,
+                config,
+                format!(
+                    "{name} {x} is nearer the recorded failure at {name} {} than any stable trial",
+                    value(up)
+                ),
+            );
+        }
+    }
+    let points: Vec<&TrialRecord> = line.iter().copied().filter(stable).collect();
+    let (a, b) = neighbours(&points, x, value);
+    let record = blend(a, b, x, value, config);
+    let how = match b {
+        Some(b) if value(a) < x && x < value(b) => format!(
+            "stable, figures interpolated between {name} {} and {}",
+            value(a),
+            value(b)
+        ),
+        Some(b) => format!(
+            "stable, figures extrapolated from {name} {} and {}",
+            value(a),
+            value(b)
+        ),
+        None => format!("stable, figures of {name} {}", value(a)),
+    };
+    Answer {
+        record,
+        interpolated: Some(how),
+    }
+}
+
+/// Two stable points to interpolate between: the bracketing pair when there is one,
+/// else the two nearest on the side there are points, else the single one.
+fn neighbours<'a>(
+    points: &[&'a TrialRecord],
+    x: u32,
+    value: impl Fn(&TrialRecord) -> u32,
+) -> (&'a TrialRecord, Option<&'a TrialRecord>) {
+    let split = points.partition_point(|t| value(t) <= x);
+    match (split, points.len()) {
+        (_, 1) => (points[0], None),
+        (0, _) => (points[0], Some(points[1])),
+        (s, n) if s == n => (points[n - 2], Some(points[n - 1])),
+        (s, _) => (points[s - 1], Some(points[s])),
+    }
+}
+
+/// The failing neighbour's record, for the configuration asked for.
+fn failure_like(source: &TrialRecord, config: &TrialConfig, how: String) -> Answer {
+    let mut record = source.clone();
+    record.config = config.clone();
+    record.granted_ctx = None;
+    if let Some(f) = &mut record.failure {
+        *f = Failure {
+            kind: f.kind,
+            message: format!("interpolated: {how}; recorded: {}", f.message),
+        };
+    }
+    Answer {
+        record,
+        interpolated: Some(how),
+    }
+}
+
+/// A stable record whose figures are linear in the axis value between `a` and `b`.
+fn blend(
+    a: &TrialRecord,
+    b: Option<&TrialRecord>,
+    x: u32,
+    value: impl Fn(&TrialRecord) -> u32,
+    config: &TrialConfig,
+) -> TrialRecord {
+    let mut record = a.clone();
+    record.config = config.clone();
+    record.granted_ctx = Some(config.ctx);
+    record.failure = None;
+    record.breach = None;
+    let Some(b) = b else { return record };
+    let (xa, xb) = (f64::from(value(a)), f64::from(value(b)));
+    let t = if xb == xa {
+        0.0
+    } else {
+        (f64::from(x) - xa) / (xb - xa)
+    };
+    let lerp = |ya: f64, yb: f64| (ya + t * (yb - ya)).max(0.0);
+    // Ratios stay within what was measured: an extrapolated CV must not exceed the
+    // tolerance both stable neighbours met.
+    let within = |ya: f64, yb: f64| lerp(ya, yb).clamp(ya.min(yb), ya.max(yb));
+    let lerp_u = |ya: Option<u64>, yb: Option<u64>| match (ya, yb) {
+        (Some(ya), Some(yb)) => Some(lerp(ya as f64, yb as f64).round() as u64),
+        (ya, _) => ya,
+    };
+    let lerp_f = |ya: Option<f64>, yb: Option<f64>| match (ya, yb) {
+        (Some(ya), Some(yb)) => Some(lerp(ya, yb)),
+        (ya, _) => ya,
+    };
+    let lerp_stats = |sa: &Option<Stats>, sb: &Option<Stats>| match (sa, sb) {
+        (Some(sa), Some(sb)) => Some(Stats {
+            n: sa.n,
+            mean: lerp(sa.mean, sb.mean),
+            stddev: lerp(sa.stddev, sb.stddev),
+            p50: lerp(sa.p50, sb.p50),
+            p95: lerp(sa.p95, sb.p95),
+            min: lerp(sa.min, sb.min),
+            max: lerp(sa.max, sb.max),
+        }),
+        (sa, _) => sa.clone(),
+    };
+    record.duration_ms = lerp(a.duration_ms as f64, b.duration_ms as f64).round() as u64;
+    record.peaks = Peaks {
+        gpu_mem_used_bytes: lerp_u(a.peaks.gpu_mem_used_bytes, b.peaks.gpu_mem_used_bytes),
+        ram_used_bytes: lerp_u(a.peaks.ram_used_bytes, b.peaks.ram_used_bytes),
+        process_rss_bytes: lerp_u(a.peaks.process_rss_bytes, b.peaks.process_rss_bytes),
+        gpu_temp_c: lerp_f(a.peaks.gpu_temp_c, b.peaks.gpu_temp_c),
+        cpu_percent: lerp_f(a.peaks.cpu_percent, b.peaks.cpu_percent),
+    };
+    record.ttft_ms = lerp_stats(&a.ttft_ms, &b.ttft_ms);
+    record.prefill_tps = lerp_stats(&a.prefill_tps, &b.prefill_tps);
+    record.decode_tps = lerp_stats(&a.decode_tps, &b.decode_tps);
+    record.cv = match (a.cv, b.cv) {
+        (Some(ca), Some(cb)) => Some(within(ca, cb)),
+        (ca, _) => ca,
+    };
+    record.success_rate = within(a.success_rate, b.success_rate);
+    record
+}
