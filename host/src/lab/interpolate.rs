@@ -242,3 +242,89 @@ fn blend(
     record.success_rate = within(a.success_rate, b.success_rate);
     record
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::Profile;
+    use crate::trial::FailureKind;
+
+    /// The context-phase trials of a real run (16k demo model under 48 MiB).
+    fn curve() -> Vec<TrialRecord> {
+        let text = include_str!("../../../examples/profiles/demo-16k-48.profile.json");
+        let profile: Profile = serde_json::from_str(text).expect("shipped profile");
+        profile
+            .trials
+            .into_iter()
+            .filter(|t| t.config.batch == 64 && t.config.concurrency == 1)
+            .collect()
+    }
+
+    fn at(trials: &[TrialRecord], ctx: u32) -> TrialConfig {
+        TrialConfig {
+            ctx,
+            ..trials[0].config.clone()
+        }
+    }
+
+    #[test]
+    fn in_the_gap_the_nearer_neighbour_decides_and_a_tie_is_a_failure() {
+        // Keep the stable 8960 and the breach at 12544 only.
+        let trials: Vec<_> = curve()
+            .into_iter()
+            .filter(|t| [8960, 12544].contains(&t.config.ctx))
+            .collect();
+        let near_stable = answer(&trials, &at(&trials, 9984));
+        assert_eq!(near_stable.record.verdict, Verdict::Stable);
+        let near_failure = answer(&trials, &at(&trials, 11776));
+        assert_eq!(near_failure.record.verdict, Verdict::Failed);
+        assert!(matches!(
+            near_failure.record.failure.as_ref().map(|f| f.kind),
+            Some(FailureKind::ThresholdBreach(_))
+        ));
+        let tie = answer(&trials, &at(&trials, 10752));
+        assert_eq!(tie.record.verdict, Verdict::Failed);
+        for a in [near_stable, near_failure, tie] {
+            assert!(a.interpolated.is_some());
+        }
+    }
+
+    #[test]
+    fn without_a_failure_memory_is_extrapolated_upwards() {
+        let trials: Vec<_> = curve()
+            .into_iter()
+            .filter(|t| t.verdict == Verdict::Stable)
+            .collect();
+        let top = trials.iter().map(|t| t.config.ctx).max().expect("stable");
+        let rss = |t: &TrialRecord| t.peaks.process_rss_bytes.expect("rss");
+        let top_rss = trials
+            .iter()
+            .filter(|t| t.config.ctx == top)
+            .map(rss)
+            .max()
+            .expect("top");
+        let far = answer(&trials, &at(&trials, 16384));
+        assert_eq!(far.record.verdict, Verdict::Stable);
+        assert!(rss(&far.record) > top_rss, "memory grows with the context");
+        assert!(far
+            .interpolated
+            .is_some_and(|how| how.contains("extrapolated")));
+    }
+
+    #[test]
+    fn a_configuration_nothing_shares_is_answered_from_the_context_curve_and_says_so() {
+        let trials = curve();
+        let odd = TrialConfig {
+            ctx: 7168,
+            batch: 96,
+            ubatch: 96,
+            concurrency: 3,
+            ..trials[0].config.clone()
+        };
+        let a = answer(&trials, &odd);
+        assert_eq!(a.record.config, odd);
+        assert!(a
+            .interpolated
+            .is_some_and(|how| how.contains("no trial shares")));
+    }
+}
