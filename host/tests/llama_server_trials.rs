@@ -138,7 +138,8 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
         .peaks
         .process_rss_bytes
         .is_some_and(|p| p > budget_mb << 20));
-    // The breach cancelled the trial: nowhere near three full samples' worth of time.
+    // The breach cancelled the in-flight requests: the trial did not run to its end.
+    assert!(big.samples.len() < 3, "{:#?}", big.samples);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -147,12 +148,21 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
     assert_no_servers_left();
 }
 
+/// User + system CPU time of a process, from `/proc/PID/stat` (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 #[tokio::test]
 async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
     let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(6), sampler(None));
     let cancel = CancellationToken::new();
-    // Kill the server once its first samples are under way (8192: ~1 s per sample).
+    // Kill the server once it has done real work: its own CPU time, unlike the wall
+    // clock, does not depend on how busy the machine is (8192: ~1 s of CPU per sample).
     let killer = tokio::spawn(async {
         let pid = loop {
             if let Some(pid) = ozone::backend::llama_server::live_server_pids().first() {
@@ -160,7 +170,9 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        while cpu_seconds(pid).is_some_and(|s| s < 3.0) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         // SAFETY: kill(2) on a pid this test's runner started.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         pid
@@ -174,6 +186,12 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
     let failure = run.failure.as_ref().expect("a failure");
     assert_eq!(failure.kind, FailureKind::ServerError, "{failure:?}");
     assert!(failure.message.contains("signal 9"), "{failure:?}");
+    assert!(failure.message.starts_with("mid-trial"), "{failure:?}");
+    assert!(
+        run.samples.iter().any(|s| s.ok),
+        "killed before any sample: {:#?}",
+        run.samples
+    );
     assert!(!run.server_log_tail.is_empty());
     assert!(
         !std::path::Path::new(&format!("/proc/{pid}/status")).exists(),
@@ -270,4 +288,144 @@ async fn model_facts_come_from_the_gguf_file() {
     let facts = runner.model_facts().await.expect("facts");
     assert_eq!(facts.trained_context, Some(32768));
     assert_eq!(facts.architecture.as_deref(), Some("llama"));
+}
+
+#[tokio::test]
+async fn dropping_a_running_trial_kills_its_server() {
+    let _serial = serial().await;
+    let mut runner = TrialRunner::new(backend(&[]), settings(20), sampler(None));
+    let (config, cancel) = (config(8192, 1), CancellationToken::new());
+    let run = runner.run(1, Phase::Context, &config, &cancel);
+    let outcome = tokio::time::timeout(Duration::from_millis(2500), run).await;
+    assert!(outcome.is_err(), "the trial should still have been running");
+    // SIGKILL is delivered asynchronously: give the kernel a moment.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !processes_mentioning(&tiny_model().display().to_string()).is_empty()
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_no_servers_left();
+}
+
+/// The OpenAI-compatible path against llama-server's own `/v1/completions`: the prompt
+/// length comes from calibrating characters per token on the server's usage counts.
+#[tokio::test]
+async fn openai_compatible_trial_against_llama_server_v1() {
+    use ozone::backend::llama_server::ManagedServer;
+    let _serial = serial().await;
+    let spec = llama_spec(llama_server(), &[]);
+    let mut server = ManagedServer::start(
+        &spec,
+        &config(4096, 1),
+        Duration::from_secs(60),
+        &CancellationToken::new(),
+        &|_| {},
+    )
+    .await
+    .unwrap_or_else(|f| {
+        panic!(
+            "llama-server did not start: {:?}\n{:#?}",
+            f.failure, f.log_tail
+        )
+    });
+    let backend = BackendSpec::OpenAi {
+        base_url: format!("{}/v1", server.client().base_url()),
+        model: "tiny".into(),
+        api_key: None,
+    };
+    let mut runner = TrialRunner::new(backend, settings(3), sampler(None));
+    let facts = runner.model_facts().await.expect("/v1/models");
+    assert_eq!(facts.trained_context, Some(32768));
+    let record = runner
+        .run(
+            1,
+            Phase::Context,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    server.stop().await;
+    assert_ne!(record.verdict, Verdict::Failed, "{:?}", record.failure);
+    assert_eq!(record.success_rate, 1.0, "{:#?}", record.samples);
+    for s in &record.samples {
+        // 90 % of 2048 = 1843 tokens, estimated from the calibration: within a few %.
+        let n = s.prompt_tokens.unwrap_or(0);
+        assert!((1750..=1950).contains(&n), "{s:?}");
+        assert_eq!(s.completion_tokens, Some(16));
+    }
+    assert_no_servers_left();
+}
+
+/// A real allocation failure: llama-server under an address-space limit (RLIMIT_AS via
+/// a wrapper script), as on a machine without the memory. One malloc arena keeps the
+/// address space predictable (glibc reserves 64 MiB per thread arena otherwise, and a
+/// crash under pressure is not what this test is about). The small context fits; the
+/// large one cannot allocate its 320 MiB of compute buffers at load.
+#[tokio::test]
+async fn allocation_failure_at_load_is_out_of_memory() {
+    let _serial = serial().await;
+    let real = llama_server();
+    let real_dir = real.parent().expect("binary folder").display().to_string();
+    let wrapper = tiny_model().with_file_name("memory-capped-llama-server");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nulimit -v 300000\nexport MALLOC_ARENA_MAX=1\nexport LD_LIBRARY_PATH='{real_dir}'\nexec '{}' \"$@\"\n",
+            real.display()
+        ),
+    )
+    .expect("write the wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let spec =
+        BackendSpec::LlamaServer(llama_spec(wrapper, &["-fa", "off", "--threads-http", "2"]));
+    let mut runner = TrialRunner::new(spec, settings(1), sampler(None));
+
+    let small = runner
+        .run(
+            1,
+            Phase::Context,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_ne!(
+        small.verdict,
+        Verdict::Failed,
+        "2048 must fit under the cap: {:?}\n{:#?}",
+        small.failure,
+        small.server_log_tail
+    );
+
+    let big = runner
+        .run(
+            2,
+            Phase::Context,
+            &config(32768, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_eq!(big.verdict, Verdict::Failed);
+    let failure = big.failure.as_ref().expect("a failure");
+    assert_eq!(
+        failure.kind,
+        FailureKind::OutOfMemory,
+        "{failure:?}\n{:#?}",
+        big.server_log_tail
+    );
+    assert!(
+        big.server_log_tail
+            .iter()
+            .any(|l| l.contains("failed to allocate")),
+        "{:#?}",
+        big.server_log_tail
+    );
+    assert_no_servers_left();
 }

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::generation::{failure, Generation, GenerationError, ServerTimings, StreamClock};
 use super::stream::{looks_like_oom, parse_sse_line, Lines, SseLine};
+use super::{BackendError, ModelFacts, SizeClass};
 use crate::trial::FailureKind;
 
 /// A client for one OpenAI-compatible server and model.
@@ -32,6 +33,35 @@ impl OpenAiClient {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// What `/v1/models` says about the model: its context (`max_model_len` on vLLM,
+    /// `meta.n_ctx_train` on llama-server) and parameter count where given.
+    pub async fn facts(&self) -> Result<ModelFacts, BackendError> {
+        let url = format!("{}/v1/models", self.base);
+        let mut request = self.http.get(&url);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| BackendError::unreachable(&url, &e))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .map_err(|e| BackendError::unreachable(&url, &e))?;
+        if !status.is_success() {
+            return Err(BackendError::Http {
+                url,
+                status: status.as_u16(),
+                body: text.chars().take(300).collect(),
+            });
+        }
+        let models: Value =
+            serde_json::from_str(&text).map_err(|e| BackendError::protocol(&url, e))?;
+        Ok(facts_from_models(&self.model, &models))
     }
 
     /// Streams one completion of `max_tokens` tokens, asking for usage in the last event.
@@ -102,6 +132,41 @@ impl OpenAiClient {
             Some(usage.completion_tokens),
             ServerTimings::default(),
         )
+    }
+}
+
+/// Facts from a `/v1/models` body: the entry named `model`, else the only entry.
+pub(crate) fn facts_from_models(model: &str, models: &Value) -> ModelFacts {
+    let entries = models
+        .get("data")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let entry = entries
+        .iter()
+        .find(|e| e.get("id").and_then(Value::as_str) == Some(model))
+        .or(if entries.len() == 1 {
+            entries.first()
+        } else {
+            None
+        });
+    let num = |pointer: &str| entry?.pointer(pointer)?.as_u64();
+    let to_u32 = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok());
+    let params = num("/meta/n_params");
+    ModelFacts {
+        name: model.to_owned(),
+        architecture: None,
+        parameter_count: params,
+        size_class: params.map_or(SizeClass::Small, SizeClass::from_params),
+        trained_context: to_u32(num("/max_model_len").or(num("/meta/n_ctx_train"))),
+        block_count: None,
+        head_count: None,
+        head_count_kv: None,
+        embedding_length: to_u32(num("/meta/n_embd")),
+        key_length: None,
+        value_length: None,
+        weights_bytes: num("/meta/size"),
+        digest: None,
     }
 }
 
@@ -191,6 +256,23 @@ mod tests {
                 completion_tokens: 3
             }))
         );
+    }
+
+    #[test]
+    fn models_listing_gives_the_context() {
+        let vllm: Value =
+            serde_json::from_str(include_str!("../../tests/fixtures/openai/models_vllm.json"))
+                .expect("fixture");
+        let facts = facts_from_models("Qwen/Qwen2.5-1.5B-Instruct", &vllm);
+        assert_eq!(facts.trained_context, Some(32768));
+        let llama: Value = serde_json::from_str(include_str!(
+            "../../tests/fixtures/openai/models_llama_server.json"
+        ))
+        .expect("fixture");
+        // One model served: it is the one, whatever name the user gave.
+        let facts = facts_from_models("tiny", &llama);
+        assert_eq!(facts.trained_context, Some(32768));
+        assert_eq!(facts.parameter_count, Some(94784));
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub(crate) fn parse_sse_line(line: &str) -> SseLine<'_> {
 /// Out-of-memory signatures in server error texts and logs (llama.cpp, CUDA, Vulkan,
 /// Metal, Ollama).
 pub(crate) fn looks_like_oom(text: &str) -> bool {
-    const PATTERNS: [&str; 9] = [
+    const PATTERNS: [&str; 10] = [
         "out of memory",
         "cudamalloc failed",
         "failed to allocate",
@@ -83,6 +83,8 @@ pub(crate) fn looks_like_oom(text: &str) -> bool {
         "erroroutofdevicememory",
         "failed to create context",
         "not enough memory",
+        // C++ allocation failure inside llama.cpp ("decode() failed: std::bad_alloc").
+        "bad_alloc",
     ];
     let lower = text.to_ascii_lowercase();
     PATTERNS.iter().any(|p| lower.contains(p))
@@ -116,6 +118,7 @@ mod tests {
             "model requires more system memory (8.0 GiB) than is available (4.5 GiB)"
         ));
         assert!(looks_like_oom("ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 1073741824"));
+        assert!(looks_like_oom("decode() failed: std::bad_alloc"));
         assert!(!looks_like_oom("model 'llama9' not found"));
     }
 }

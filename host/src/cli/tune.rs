@@ -6,7 +6,7 @@ use std::str::FromStr;
 use tokio_util::sync::CancellationToken;
 
 use super::{Exit, Failure, ResultExt};
-use crate::backend::llama_server::{kill_all_servers, resolve_binary, LlamaServerSpec};
+use crate::backend::llama_server::{resolve_binary, watch_ctrl_c, LlamaServerSpec};
 use crate::backend::{ollama::normalize_base_url, BackendSpec};
 use crate::config::{self, LoadedConfig};
 use crate::plugin::{PluginError, PluginHost, SandboxLimits};
@@ -131,8 +131,6 @@ Examples:
   ozone tune --resume ozone_results/logs/model_20261126T120000.jsonl
       Continue after Ctrl-C.";
 
-const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
-
 pub fn run(args: Args) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -143,7 +141,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
 
 async fn run_async(args: Args) -> Result<(), Failure> {
     let cancel = CancellationToken::new();
-    tokio::spawn(watch_ctrl_c(cancel.clone()));
+    watch_ctrl_c(cancel.clone());
 
     let jobs = match &args.resume {
         Some(log) => vec![resume_job(&args, log)?],
@@ -204,19 +202,6 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     match worst {
         Some(failure) => Err(failure),
         None => Ok(()),
-    }
-}
-
-/// First Ctrl-C: stop after cleaning up (servers stopped, log flushed). Second: now.
-async fn watch_ctrl_c(cancel: CancellationToken) {
-    if tokio::signal::ctrl_c().await.is_err() {
-        return;
-    }
-    eprintln!("\nozone: stopping — the running trial is abandoned, its server stopped and the log closed (Ctrl-C again to quit at once)");
-    cancel.cancel();
-    if tokio::signal::ctrl_c().await.is_ok() {
-        kill_all_servers();
-        std::process::exit(Exit::Interrupted as i32);
     }
 }
 
@@ -403,7 +388,7 @@ fn backend_spec(
                 .ollama_url
                 .clone()
                 .or_else(|| std::env::var("OLLAMA_HOST").ok().filter(|v| !v.is_empty()))
-                .unwrap_or_else(|| DEFAULT_OLLAMA_URL.to_string());
+                .unwrap_or_else(|| crate::backend::ollama::DEFAULT_OLLAMA_URL.to_string());
             BackendSpec::Ollama {
                 base_url: normalize_base_url(&url),
                 model: model.to_string(),

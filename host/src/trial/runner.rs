@@ -62,6 +62,8 @@ pub struct TrialRunner {
 /// What a trial's execution produced, before statistics.
 struct Execution {
     samples: Vec<SampleRecord>,
+    /// Why each failed sample failed, in order (the record keeps only the message).
+    sample_failures: Vec<Failure>,
     failure: Option<Failure>,
     granted_ctx: Option<u32>,
     log_tail: Vec<String>,
@@ -71,6 +73,7 @@ impl Execution {
     fn failed(failure: Failure, log_tail: Vec<String>) -> Self {
         Self {
             samples: Vec::new(),
+            sample_failures: Vec::new(),
             failure: Some(failure),
             granted_ctx: None,
             log_tail,
@@ -198,13 +201,19 @@ impl TrialRunner {
         &self.settings
     }
 
-    /// The model's facts: from the GGUF file (llama-server), `/api/show` (Ollama), or
-    /// just the name (OpenAI-compatible servers do not say more).
+    /// The model's facts: from the GGUF file with its sha256 (llama-server),
+    /// `/api/show` (Ollama), or `/v1/models` (OpenAI-compatible: little more than the
+    /// context). An unreachable server or unreadable model is an error here.
     pub async fn model_facts(&self) -> Result<ModelFacts, BackendError> {
         match &self.spec {
             BackendSpec::LlamaServer(spec) => {
                 let path = spec.model.clone();
-                tokio::task::spawn_blocking(move || gguf::read_facts(&path))
+                let read = move || -> Result<ModelFacts, gguf::GgufError> {
+                    let mut facts = gguf::read_facts(&path)?;
+                    facts.digest = Some(gguf::file_digest(&path)?);
+                    Ok(facts)
+                };
+                tokio::task::spawn_blocking(read)
                     .await
                     .map_err(|e| BackendError::Client(format!("GGUF reader task failed: {e}")))?
                     .map_err(BackendError::from)
@@ -212,21 +221,15 @@ impl TrialRunner {
             BackendSpec::Ollama { base_url, model } => {
                 OllamaClient::new(base_url, model).facts().await
             }
-            BackendSpec::OpenAi { model, .. } => Ok(ModelFacts {
-                name: model.clone(),
-                architecture: None,
-                parameter_count: None,
-                size_class: crate::backend::SizeClass::Small,
-                trained_context: None,
-                block_count: None,
-                head_count: None,
-                head_count_kv: None,
-                embedding_length: None,
-                key_length: None,
-                value_length: None,
-                weights_bytes: None,
-                digest: None,
-            }),
+            BackendSpec::OpenAi {
+                base_url,
+                model,
+                api_key,
+            } => {
+                OpenAiClient::new(base_url, model, api_key.clone())
+                    .facts()
+                    .await
+            }
         }
     }
 
@@ -269,7 +272,7 @@ impl TrialRunner {
         // An interruption explains everything after it; a breach explains the failures
         // it caused (the guard may have killed the server).
         let trial_failure = match (&execution.failure, &breach) {
-            (Some(f), _) if f.message == "interrupted" => Some(f.clone()),
+            (Some(_), _) if cancel.is_cancelled() => Some(interrupted()),
             (_, Some(b)) => Some(failure(
                 FailureKind::ThresholdBreach(b.metric),
                 b.to_string(),
@@ -277,13 +280,10 @@ impl TrialRunner {
             (Some(f), None) => Some(f.clone()),
             (None, None) if summary.success_rate == 0.0 => Some(
                 execution
-                    .samples
-                    .iter()
-                    .find_map(|s| s.error.clone())
-                    .map_or_else(
-                        || failure(FailureKind::BadOutput, "no sample ran"),
-                        |e| failure(FailureKind::ServerError, e),
-                    ),
+                    .sample_failures
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| failure(FailureKind::BadOutput, "no sample ran")),
             ),
             (None, None) => None,
         };
@@ -332,15 +332,15 @@ impl TrialRunner {
             let pause = Duration::from_secs_f64(self.settings.stabilization_delay_s.max(0.0));
             match guarded(tokio::time::sleep(pause), breaches, cancel).await {
                 Guarded::Done(()) => {}
-                Guarded::Breach => return close(session, None, Vec::new(), false).await,
+                Guarded::Breach => return close(session, Sampled::stopped(None)).await,
                 Guarded::Interrupted => {
-                    return close(session, Some(interrupted()), Vec::new(), true).await
+                    return close(session, Sampled::stopped(Some(interrupted()))).await
                 }
             }
         }
 
-        let (samples, failure, fast) = self.sample(&mut session, config, breaches, cancel).await;
-        close(session, failure, samples, fast).await
+        let sampled = self.sample(&mut session, config, breaches, cancel).await;
+        close(session, sampled).await
     }
 
     /// Starts (llama-server) or loads (Ollama) the configuration and prepares prompts.
@@ -563,21 +563,20 @@ impl TrialRunner {
         }
     }
 
-    /// The measured samples, `concurrency` at a time. Returns the samples, a failure of
-    /// the whole trial, and whether to kill the server rather than stop it gently.
+    /// The measured samples, `concurrency` at a time.
     async fn sample(
         &self,
         session: &mut Session,
         config: &TrialConfig,
         breaches: &mut watch::Receiver<Option<Breach>>,
         cancel: &CancellationToken,
-    ) -> (Vec<SampleRecord>, Option<Failure>, bool) {
+    ) -> Sampled {
         let concurrency = config.concurrency.max(1);
         let waves = self.settings.samples.max(1).div_ceil(concurrency);
         let timeout = self.settings.timeouts.for_config(config.ctx, config.batch);
         let n_predict = self.settings.n_predict;
         let exact_counts = session.server.is_some();
-        let mut samples = Vec::new();
+        let mut out = Sampled::default();
         let mut timeouts = 0u32;
 
         for wave in 0..waves {
@@ -598,36 +597,42 @@ impl TrialRunner {
             let results = match guarded(collect(&mut streams), breaches, cancel).await {
                 Guarded::Done(results) => results,
                 // Dropping the set aborts the in-flight requests.
-                Guarded::Breach => return (samples, None, true),
-                Guarded::Interrupted => return (samples, Some(interrupted()), true),
+                Guarded::Breach => return out.stop(None),
+                Guarded::Interrupted => return out.stop(Some(interrupted())),
             };
 
             let mut wave_failed = false;
             for (index, outcome) in results {
-                let record = match outcome {
+                let checked = match outcome {
                     Ok(Ok(generation)) => {
                         let check = if exact_counts {
                             check_counts(&generation, session.target_tokens, n_predict)
                         } else {
                             check_truncation(&generation, session.target_tokens)
                         };
-                        match check {
-                            Ok(()) => sample_record(index, &generation),
-                            Err(e) => failed_sample(index, e),
-                        }
+                        check
+                            .map(|()| generation)
+                            .map_err(|e| failure(FailureKind::BadOutput, e))
                     }
-                    Ok(Err(f)) => failed_sample(index, f.message),
+                    Ok(Err(f)) => Err(f),
                     Err(_) => {
                         timeouts += 1;
-                        failed_sample(index, timeout_failure(timeout, "the request").message)
+                        Err(timeout_failure(timeout, "the request"))
                     }
                 };
-                wave_failed |= !record.ok;
-                samples.push(record);
+                match checked {
+                    Ok(generation) => out.samples.push(sample_record(index, &generation)),
+                    Err(f) => {
+                        wave_failed = true;
+                        out.samples.push(failed_sample(index, f.message.clone()));
+                        out.sample_failures.push(f);
+                    }
+                }
             }
             if wave_failed {
                 if let Some(exit) = session.server_exit(EXIT_SETTLE).await {
-                    return (samples, Some(died_mid_trial(exit)), false);
+                    out.trial_failure = Some(died_mid_trial(exit));
+                    return out;
                 }
             }
             if timeouts > self.settings.max_concurrent_timeouts {
@@ -639,10 +644,11 @@ impl TrialRunner {
                         self.settings.max_concurrent_timeouts
                     ),
                 );
-                return (samples, Some(f), false);
+                out.trial_failure = Some(f);
+                return out;
             }
         }
-        (samples, None, false)
+        out
     }
 }
 
@@ -665,17 +671,35 @@ async fn collect(streams: &mut JoinSet<StreamOutcome>) -> Vec<StreamOutcome> {
     results
 }
 
-async fn close(
-    mut session: Session,
-    failure: Option<Failure>,
+/// What the sampling phase produced.
+#[derive(Default)]
+struct Sampled {
     samples: Vec<SampleRecord>,
-    fast: bool,
-) -> Execution {
+    sample_failures: Vec<Failure>,
+    trial_failure: Option<Failure>,
+    /// Kill the server rather than stop it gently (breach, Ctrl-C).
+    kill: bool,
+}
+
+impl Sampled {
+    fn stopped(trial_failure: Option<Failure>) -> Self {
+        Self::default().stop(trial_failure)
+    }
+
+    fn stop(mut self, trial_failure: Option<Failure>) -> Self {
+        self.trial_failure = trial_failure;
+        self.kill = true;
+        self
+    }
+}
+
+async fn close(mut session: Session, sampled: Sampled) -> Execution {
     let log_tail = session.log_tail();
-    session.close(fast).await;
+    session.close(sampled.kill).await;
     Execution {
-        samples,
-        failure,
+        samples: sampled.samples,
+        sample_failures: sampled.sample_failures,
+        failure: sampled.trial_failure,
         granted_ctx: session.granted_ctx,
         log_tail,
     }
@@ -685,6 +709,7 @@ fn check_granted(session: &Session, config: &TrialConfig) -> Result<(), Executio
     match session.granted_ctx {
         Some(granted) if granted < config.ctx => Err(Execution {
             samples: Vec::new(),
+            sample_failures: Vec::new(),
             failure: Some(failure(
                 FailureKind::ServerError,
                 format!(
@@ -767,4 +792,34 @@ fn died_mid_trial(f: Failure) -> Failure {
 /// Placeholder replaced by the breach itself when the record is built.
 fn interrupted_by_breach() -> Failure {
     failure(FailureKind::ServerError, "stopped by a threshold breach")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The orchestration may run a trial on any runtime thread: the future is `Send`.
+    #[test]
+    fn trial_future_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let mut runner = TrialRunner::new(
+            BackendSpec::OpenAi {
+                base_url: "http://127.0.0.1:9".into(),
+                model: "m".into(),
+                api_key: None,
+            },
+            TrialSettings::default(),
+            SamplerOptions::default(),
+        );
+        let config = TrialConfig {
+            ctx: 2048,
+            batch: 512,
+            ubatch: 512,
+            concurrency: 1,
+            kv_cache_type: super::super::KvCacheType::F16,
+        };
+        let cancel = CancellationToken::new();
+        let run = runner.run(1, Phase::Context, &config, &cancel);
+        assert_send(&run);
+    }
 }

@@ -110,6 +110,8 @@ impl TrialBook {
 pub struct Plan {
     /// Batch used while searching the context (the batch scaler's starting point).
     pub initial_batch: u32,
+    /// `batch_adaptation.enabled`: false keeps the initial batch, no batch phase.
+    pub batch_scaling: bool,
     pub kv_cache_type: KvCacheType,
     /// Concurrency ladder; empty skips the phase.
     pub concurrency_levels: Vec<u32>,
@@ -137,12 +139,19 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         context: &mut ContextSearch,
         batch: &mut BatchScaler,
     ) -> Result<Limits, TuneError> {
-        let mut limits = Limits::default();
-        limits.max_context = self.search_context(plan, context).await?;
+        let mut limits = Limits {
+            max_context: self.search_context(plan, context).await?,
+            ..Limits::default()
+        };
         let Some(ctx) = limits.max_context else {
             return Ok(limits);
         };
-        limits.best_batch = self.scale_batch(plan, ctx, batch).await?;
+        limits.best_batch = if plan.batch_scaling {
+            self.scale_batch(plan, ctx, batch).await?
+        } else {
+            // The context search already measured the initial batch at `ctx` as stable.
+            Some(plan.initial_batch)
+        };
         let Some(batch) = limits.best_batch else {
             return Ok(limits);
         };
@@ -300,5 +309,233 @@ fn trial_config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> Tria
         ubatch: batch.min(MAX_UBATCH),
         concurrency,
         kv_cache_type: kv,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop against a synthetic machine: a context is stable up to a hidden limit,
+    //! a batch is faster up to 128, two streams are the most it sustains. The plugins are
+    //! the real built-in components.
+
+    use super::*;
+    use crate::backend::{ModelFacts, SizeClass};
+    use crate::hardware::{Peaks, SampleSeries};
+    use crate::plugin::{ContextBounds, HardwareFacts, ModelInfo, PluginHost, PluginRef};
+    use crate::trial::{Failure, FailureKind, Stats};
+
+    const LIMIT: u32 = 100_000;
+
+    struct Machine {
+        runs: Vec<TrialConfig>,
+    }
+
+    impl TrialExecutor for Machine {
+        async fn run(
+            &mut self,
+            id: u32,
+            phase: Phase,
+            config: &TrialConfig,
+            _cancel: &CancellationToken,
+        ) -> TrialRun {
+            self.runs.push(config.clone());
+            let fits = config.ctx <= LIMIT && config.concurrency <= 2;
+            let tps = 100.0 + f64::from(config.batch.min(128));
+            let stats = Stats::from_values(&[tps, tps, tps]);
+            TrialRun {
+                record: TrialRecord {
+                    id,
+                    phase,
+                    config: config.clone(),
+                    started_at: chrono::Utc::now(),
+                    duration_ms: 1000,
+                    granted_ctx: Some(config.ctx),
+                    samples: Vec::new(),
+                    ttft_ms: stats.clone(),
+                    prefill_tps: stats.clone(),
+                    decode_tps: if fits { stats } else { None },
+                    success_rate: if fits { 1.0 } else { 0.0 },
+                    cv: fits.then_some(0.0),
+                    peaks: Peaks::default(),
+                    breach: None,
+                    failure: (!fits).then(|| Failure {
+                        kind: FailureKind::OutOfMemory,
+                        message: "synthetic".into(),
+                    }),
+                    verdict: if fits {
+                        Verdict::Stable
+                    } else {
+                        Verdict::Failed
+                    },
+                    server_log_tail: Vec::new(),
+                },
+                series: SampleSeries::default(),
+            }
+        }
+    }
+
+    #[derive(Default)]
+    struct Quiet {
+        reused: usize,
+    }
+
+    impl TuneObserver for Quiet {
+        fn trial_finished(&mut self, _run: &TrialRun) -> Result<(), TuneError> {
+            Ok(())
+        }
+        fn trial_reused(&mut self, _record: &TrialRecord) {
+            self.reused += 1;
+        }
+    }
+
+    fn plugins() -> (ContextSearch, BatchScaler) {
+        // A shared cache: compiling the components once is enough for every test.
+        let cache = std::env::temp_dir().join("ozone-driver-tests-components");
+        let host = PluginHost::new(Default::default(), Some(cache)).expect("engine");
+        let facts = ModelFacts {
+            name: "synthetic".into(),
+            architecture: Some("llama".into()),
+            parameter_count: Some(1_000_000_000),
+            size_class: SizeClass::Small,
+            trained_context: Some(131_072),
+            block_count: Some(16),
+            head_count: Some(16),
+            head_count_kv: Some(4),
+            embedding_length: Some(2048),
+            key_length: Some(128),
+            value_length: Some(128),
+            weights_bytes: Some(1 << 30),
+            digest: None,
+        };
+        let model = ModelInfo::from_facts(&facts, ContextBounds::new(2048, 131_072, 256), None);
+        let hw = HardwareFacts::default();
+        let context = host
+            .load_context(
+                &PluginRef::Builtin("binary-search".into()),
+                "{}",
+                &hw,
+                &model,
+            )
+            .expect("binary-search loads");
+        let batch = host
+            .load_batch(
+                &PluginRef::Builtin("batch-scaler".into()),
+                "{}",
+                &hw,
+                &model,
+            )
+            .expect("batch-scaler loads");
+        (context, batch)
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            initial_batch: 64,
+            batch_scaling: true,
+            kv_cache_type: KvCacheType::F16,
+            concurrency_levels: vec![1, 2, 4, 8],
+            stabilization_delay: Duration::ZERO,
+            estimated_context_trials: 8,
+            estimated_batch_trials: 3,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_loop_finds_every_limit_and_measures_nothing_twice() {
+        let (mut context, mut batch) = plugins();
+        let mut machine = Machine { runs: Vec::new() };
+        let mut observer = Quiet::default();
+        let snapshot = crate::hardware::probe(&Default::default());
+        let thresholds = Thresholds::default();
+        let mut driver = Driver {
+            executor: &mut machine,
+            observer: &mut observer,
+            book: TrialBook::default(),
+            snapshot: &snapshot,
+            thresholds: &thresholds,
+            cancel: CancellationToken::new(),
+        };
+        let limits = driver.run(&plan(), &mut context, &mut batch).await.unwrap();
+
+        let ctx = limits.max_context.expect("a stable context");
+        assert!(ctx <= LIMIT && LIMIT - ctx < 1024, "found {ctx}");
+        assert_eq!(ctx % 256, 0);
+        assert_eq!(
+            limits.best_batch,
+            Some(128),
+            "throughput stops improving past 128"
+        );
+        assert_eq!(limits.max_concurrency, Some(2), "4 streams fail");
+        for (i, c) in machine.runs.iter().enumerate() {
+            assert!(!machine.runs[..i].contains(c), "{c} measured twice");
+        }
+        // The batch scaler's first proposal (64) and concurrency 1 were measured before.
+        assert!(observer.reused >= 2, "reused {}", observer.reused);
+        let ladder: Vec<u32> = machine
+            .runs
+            .iter()
+            .filter(|c| c.concurrency > 1)
+            .map(|c| c.concurrency)
+            .collect();
+        assert_eq!(
+            ladder,
+            vec![2, 4],
+            "the climb stops at the first failing level"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resumed_book_replays_without_running_again() {
+        let snapshot = crate::hardware::probe(&Default::default());
+        let thresholds = Thresholds::default();
+        let mut first = Machine { runs: Vec::new() };
+        let (mut context, mut batch) = plugins();
+        let mut observer = Quiet::default();
+        let mut driver = Driver {
+            executor: &mut first,
+            observer: &mut observer,
+            book: TrialBook::default(),
+            snapshot: &snapshot,
+            thresholds: &thresholds,
+            cancel: CancellationToken::new(),
+        };
+        let limits = driver.run(&plan(), &mut context, &mut batch).await.unwrap();
+        let book = TrialBook::from_records(driver.book.records().to_vec());
+
+        let mut second = Machine { runs: Vec::new() };
+        let (mut context, mut batch) = plugins();
+        let mut driver = Driver {
+            executor: &mut second,
+            observer: &mut observer,
+            book,
+            snapshot: &snapshot,
+            thresholds: &thresholds,
+            cancel: CancellationToken::new(),
+        };
+        let replayed = driver.run(&plan(), &mut context, &mut batch).await.unwrap();
+        assert_eq!(replayed, limits);
+        assert!(second.runs.is_empty(), "ran again: {:?}", second.runs);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_run_stops_before_the_next_trial() {
+        let snapshot = crate::hardware::probe(&Default::default());
+        let thresholds = Thresholds::default();
+        let mut machine = Machine { runs: Vec::new() };
+        let (mut context, mut batch) = plugins();
+        let mut observer = Quiet::default();
+        let cancel = CancellationToken::new();
+        cancel.cancel();
+        let mut driver = Driver {
+            executor: &mut machine,
+            observer: &mut observer,
+            book: TrialBook::default(),
+            snapshot: &snapshot,
+            thresholds: &thresholds,
+            cancel,
+        };
+        let result = driver.run(&plan(), &mut context, &mut batch).await;
+        assert!(matches!(result, Err(TuneError::Interrupted)));
+        assert!(machine.runs.is_empty());
     }
 }

@@ -381,6 +381,7 @@ pub(crate) fn plan(config: &Config, facts: &ModelFacts, params: &RunParameters) 
         .max(0.0) as usize;
     Plan {
         initial_batch,
+        batch_scaling: config.batch_adaptation_enabled(),
         kv_cache_type: params.kv_cache_type,
         concurrency_levels: if params.skip_concurrency {
             Vec::new()

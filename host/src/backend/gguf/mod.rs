@@ -7,7 +7,7 @@ mod tiny;
 mod writer;
 
 pub use format::{GgmlType, GgufValue};
-pub use reader::{read_facts, read_metadata, GgufError, GgufMetadata, TensorInfo};
+pub use reader::{file_digest, read_facts, read_metadata, GgufError, GgufMetadata, TensorInfo};
 pub use tiny::{write_tiny_model, TinyModelError, TinyModelSpec};
 pub use writer::GgufWriter;
 
@@ -47,6 +47,15 @@ mod tests {
         assert_eq!(facts.key_length, Some(16));
         assert_eq!(facts.size_class, SizeClass::Small);
         assert_eq!(facts.weights_bytes, Some(bytes.len() as u64));
+        let digest = file_digest(&path).expect("digest");
+        assert!(
+            digest.starts_with("sha256:") && digest.len() == 7 + 64,
+            "{digest}"
+        );
+        // Same spec, same seed: the same file.
+        let again = temp_path("facts-again.gguf");
+        write_tiny_model(&again, &spec).expect("write again");
+        assert_eq!(file_digest(&again).expect("digest"), digest);
         // No general.parameter_count: counted from the tensor shapes. 98 tokens × 64 for
         // the embedding and the output, 2 layers of 4 × 64² attention + 3 × 64 × 128 FFN
         // + 2 × 64 norms, and the output norm.

@@ -152,7 +152,33 @@ impl GgufMetadata {
     }
 }
 
-/// Reads the model facts of a GGUF file.
+/// `sha256:<hex>` of the whole file, for warm starts (reads every byte: seconds for a
+/// large model).
+pub fn file_digest(path: &Path) -> Result<String, GgufError> {
+    use sha2::{Digest, Sha256};
+    let io = |source| GgufError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(format!("sha256:{hex}"))
+}
+
+/// Reads the model facts of a GGUF file (without the digest: see [`file_digest`]).
 pub fn read_facts(path: &Path) -> Result<ModelFacts, GgufError> {
     Ok(read_metadata(path)?.facts())
 }

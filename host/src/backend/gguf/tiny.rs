@@ -13,7 +13,11 @@ use std::path::Path;
 use super::format::{GgmlType, GgufValue};
 use super::writer::GgufWriter;
 
-/// Shape of the generated model.
+/// Shape of the generated model. The defaults make a 380 KB file; measured on two
+/// cores with the wheel's llama-server, peak RSS after a 90 % prefill is 32 / 36 / 42 /
+/// 56 / 82 MiB at `-c` 2k / 4k / 8k / 16k / 32k (flash attention auto), or 51 / 81 / 133 /
+/// 237 / 453 MiB with `-fa off` (compute buffers grow with ctx × ubatch); a 16k prefill
+/// takes about 2 s (4 s without flash attention).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TinyModelSpec {
     pub embedding_length: u32,

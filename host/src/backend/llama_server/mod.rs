@@ -4,6 +4,7 @@ mod binary;
 mod children;
 mod client;
 mod command;
+mod interrupt;
 mod log;
 mod process;
 
@@ -11,5 +12,6 @@ pub use binary::resolve_binary;
 pub use children::{kill_all_servers, live_server_pids};
 pub use client::LlamaClient;
 pub use command::{command_line, LlamaServerSpec};
+pub use interrupt::watch_ctrl_c;
 pub use log::{classify_exit, LogTail};
 pub use process::{ManagedServer, StartFailure};
