@@ -50,7 +50,6 @@ fn rejects_a_step_below_the_granularity() {
         &testing::model(32_768),
         |ctx| machine.context_trial(ctx),
     )
-    .err()
-    .expect("a step of 100 is rejected");
+    .expect_err("a step of 100 is rejected");
     assert!(err.contains("step"), "{err}");
 }
