@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ozone::lab::{self, Profile};
-use ozone::plugin::{PluginHost, SandboxLimits};
+use ozone::plugin::{
+    ContextBounds, HardwareFacts, ModelInfo, PluginHost, PluginRef, SandboxLimits,
+};
+use ozone::tune::CONTEXT_GRANULARITY;
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles");
@@ -50,10 +53,12 @@ fn main() {
     println!("full replays on profile {name} (load + context + batch + concurrency):");
     for strategy in &strategies {
         let (per_run, trials) = time_replays(&host, profile, name, strategy);
+        let load = time_load(&host, profile, strategy);
         println!(
-            "  {:<14} {:>8.3} ms per full search ({trials} trials)  {:>8.0} evaluations/s",
+            "  {:<14} {:>7.3} ms per full search ({trials} trials; loading the plugin {:.3} ms)  {:>6.0} evaluations/s",
             short(strategy),
             per_run.as_secs_f64() * 1e3,
+            load.as_secs_f64() * 1e3,
             1.0 / per_run.as_secs_f64()
         );
     }
@@ -86,6 +91,27 @@ fn time_replays(
         runs += 1;
     }
     (started.elapsed() / runs, trials)
+}
+
+/// Mean time to instantiate the context plugin alone (from the compiled cache), the
+/// fixed part of every replay.
+fn time_load(host: &PluginHost, profile: &Profile, strategy: &str) -> Duration {
+    let plugin: PluginRef = strategy.parse().expect("plugin ref");
+    let trained = profile.model.trained_context.expect("trained context");
+    let bounds = ContextBounds::new(
+        profile.config.ozone.min_context,
+        trained,
+        CONTEXT_GRANULARITY,
+    );
+    let model = ModelInfo::from_facts(&profile.model, bounds, None);
+    let hardware = HardwareFacts::from_snapshot(&profile.hardware, &profile.thresholds());
+    let runs = 50;
+    let started = Instant::now();
+    for _ in 0..runs {
+        host.load_context(&plugin, "{}", &hardware, &model)
+            .expect("load");
+    }
+    started.elapsed() / runs
 }
 
 fn short(strategy: &str) -> String {
