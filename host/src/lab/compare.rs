@@ -270,6 +270,12 @@ pub fn render_table(rows: &[Row]) -> String {
         out.push_str(cells.join("  ").trim_end());
         out.push('\n');
     }
+    if rows.iter().any(|r| r.interpolated > 0) {
+        out.push_str(
+            "interp: trials the profile never measured, answered from its measured neighbours \
+             (--json says how each was derived)\n",
+        );
+    }
     for r in rows.iter().filter(|r| r.error.is_some()) {
         out.push_str(&format!(
             "error: {} on {}: {}\n",

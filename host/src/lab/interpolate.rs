@@ -5,12 +5,16 @@
 //! - above the smallest recorded failure (or unstable trial) on that axis: that failure,
 //!   as recorded by the nearest one below;
 //! - between the largest stable and the smallest failure: the nearer measured neighbour
-//!   decides (a tie goes to the failure, the cautious answer);
+//!   decides (a tie goes to the failure, the cautious answer; so does a value below
+//!   every measured one when the lowest measured one failed);
 //! - otherwise stable, with memory peaks, throughput, TTFT and duration interpolated
 //!   linearly between the stable neighbours (extrapolated from the two nearest on one
 //!   side). With no failure recorded, every context up to the trained one is stable.
 //!
 //! Every such answer carries a note saying how it was derived; the lab counts them.
+//! Along batch and concurrency the lines are short (a batch phase at a context the
+//! recorded run never reached shares nothing but the context curve's batch), so those
+//! answers are the roughest; `--json` shows each derivation.
 
 use crate::hardware::Peaks;
 use crate::trial::{Failure, Stats, TrialConfig, TrialRecord, Verdict};
