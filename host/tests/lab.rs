@@ -284,3 +284,26 @@ fn failure_kinds_are_counted_apart() {
     let recorded_ms: u64 = profile.trials.iter().map(|t| t.duration_ms).sum();
     assert!((row.simulated_s - recorded_ms as f64 / 1000.0).abs() < 1e-9);
 }
+
+#[test]
+fn lab_profile_writes_the_shipped_profile_from_its_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("demo-16k-48.profile.json");
+    let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
+        .args(["lab", "profile"])
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/lab/demo-16k_20261126_133004.jsonl"),
+        )
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("run ozone");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("largest stable context 10240"), "{stdout}");
+    let written = std::fs::read_to_string(&out).expect("written");
+    let shipped =
+        std::fs::read_to_string(profiles_dir().join("demo-16k-48.profile.json")).expect("shipped");
+    assert_eq!(written, shipped);
+}
