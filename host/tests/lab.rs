@@ -307,3 +307,32 @@ fn lab_profile_writes_the_shipped_profile_from_its_log() {
         std::fs::read_to_string(profiles_dir().join("demo-16k-48.profile.json")).expect("shipped");
     assert_eq!(written, shipped);
 }
+
+#[test]
+fn a_batch_strategy_can_be_swapped_in() {
+    let profile = profile("demo-32k-56");
+    let golden = guest("golden_batch.wasm");
+    let run = lab::replay_blocking(
+        &common::host(),
+        &profile,
+        "demo-32k-56",
+        "binary-search",
+        Some(&golden),
+    )
+    .expect("runtime");
+    assert_eq!(run.error, None);
+    assert_eq!(run.batch_strategy, golden);
+    assert!(run
+        .decisions
+        .iter()
+        .any(|d| d.phase == ozone::trial::Phase::Batch && d.plugin == golden));
+    // The context search is the recorded one; only the batch phase differs.
+    let context = |ds: &[lab::Decision]| -> Vec<Option<u32>> {
+        ds.iter()
+            .filter(|d| d.phase == ozone::trial::Phase::Context)
+            .map(|d| d.proposed)
+            .collect()
+    };
+    assert_eq!(context(&run.decisions), context(&profile.decisions));
+    assert_eq!(run.row().batch_strategy, "golden_batch");
+}

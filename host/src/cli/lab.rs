@@ -77,10 +77,13 @@ fn compare(args: RunArgs) -> Result<(), Failure> {
             profiles.push((Profile::display_name(&file), profile));
         }
     }
-    let host = PluginHost::new(SandboxLimits::default(), PluginHost::default_cache_dir())
-        .exit(Exit::Internal)?;
     let mut replays = Vec::new();
     for (name, profile) in &profiles {
+        // The sandbox the recorded run gave its plugins (`ozone.sandbox`), as `ozone tune`.
+        let limits = serde_json::from_str::<SandboxLimits>(&profile.config.sandbox_json())
+            .map_err(|e| anyhow::anyhow!("profile {name}: ozone.sandbox: {e}"))
+            .exit(Exit::BadInput)?;
+        let host = PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Internal)?;
         for strategy in &args.strategies {
             let replay = lab::replay_blocking(
                 &host,
