@@ -11,6 +11,10 @@
 //!   linearly between the stable neighbours (extrapolated from the two nearest on one
 //!   side). With no failure recorded, every context up to the trained one is stable.
 //!
+//! Across lines, memory only grows with context, batch and concurrency: a configuration
+//! at or beyond a recorded failure in all three is that failure, whatever its own line
+//! says.
+//!
 //! Every such answer carries a note saying how it was derived; the lab counts them.
 //! Along batch and concurrency the lines are short (a batch phase at a context the
 //! recorded run never reached shares nothing but the context curve's batch), so those
@@ -64,6 +68,39 @@ impl Axis {
 /// The answer for `config`, which no trial in `trials` measured. `trials` must not be
 /// empty (profiles are validated).
 pub fn answer(trials: &[TrialRecord], config: &TrialConfig) -> Answer {
+    let answer = on_a_line(trials, config);
+    match dominating_failure(trials, config) {
+        Some(failed) if answer.record.verdict == Verdict::Stable => failure_like(
+            failed,
+            config,
+            format!(
+                "at or beyond the recorded failure of trial {} ({}) in context, batch and concurrency",
+                failed.id, failed.config
+            ),
+        ),
+        _ => answer,
+    }
+}
+
+/// The recorded failure (or unstable trial) nearest below `config` in every setting.
+fn dominating_failure<'a>(
+    trials: &'a [TrialRecord],
+    config: &TrialConfig,
+) -> Option<&'a TrialRecord> {
+    trials
+        .iter()
+        .filter(|t| {
+            let c = &t.config;
+            t.verdict != Verdict::Stable
+                && c.kv_cache_type == config.kv_cache_type
+                && c.ctx <= config.ctx
+                && c.batch <= config.batch
+                && c.concurrency <= config.concurrency
+        })
+        .max_by_key(|t| (t.config.ctx, t.config.batch, t.config.concurrency))
+}
+
+fn on_a_line(trials: &[TrialRecord], config: &TrialConfig) -> Answer {
     for axis in [Axis::Context, Axis::Batch, Axis::Concurrency] {
         let mut line: Vec<&TrialRecord> = trials
             .iter()
@@ -313,6 +350,31 @@ mod tests {
         assert!(far
             .interpolated
             .is_some_and(|how| how.contains("extrapolated")));
+    }
+
+    #[test]
+    fn a_failure_holds_for_every_configuration_beyond_it() {
+        // 32k demo model under 56 MiB: batch 128 was stable at context 13312, context
+        // 13568 (batch 64) was not. Batch 128's own line says nothing above 13312.
+        let text = include_str!("../../../examples/profiles/demo-32k-56.profile.json");
+        let trials = serde_json::from_str::<Profile>(text)
+            .expect("profile")
+            .trials;
+        let beyond = TrialConfig {
+            ctx: 13824,
+            batch: 128,
+            ubatch: 128,
+            ..trials[0].config.clone()
+        };
+        let a = answer(&trials, &beyond);
+        assert_ne!(a.record.verdict, Verdict::Stable);
+        assert!(
+            a.interpolated
+                .as_deref()
+                .is_some_and(|how| how.contains("at or beyond")),
+            "{:?}",
+            a.interpolated
+        );
     }
 
     #[test]
