@@ -372,7 +372,7 @@ async fn allocation_failure_at_load_is_out_of_memory() {
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nulimit -v 300000\nexport MALLOC_ARENA_MAX=1\nexport LD_LIBRARY_PATH='{real_dir}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\nulimit -v 400000\nexport MALLOC_ARENA_MAX=1\nexport LD_LIBRARY_PATH='{real_dir}'\nexec '{}' \"$@\"\n",
             real.display()
         ),
     )

@@ -236,6 +236,13 @@ fn wrong_api_version_is_named() {
         err.contains("is built for plugin API 0.2.0, this ozone speaks 0.1.0"),
         "{err}"
     );
+    // `ozone plugins check` inspects before loading: same verdict.
+    let err = host()
+        .inspect(&plugin)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("plugin API 0.2.0"), "{err}");
 }
 
 #[test]

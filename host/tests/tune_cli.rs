@@ -422,3 +422,65 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
     );
     assert!(one_line_error(&out).contains("fake.wasm"));
 }
+
+/// The hint a run handed its context plugin, and the plugin's first proposal.
+fn hint_and_first_proposal(log: &Path) -> (Option<u64>, Option<u64>) {
+    let events = events(log);
+    let hint = events[0]["parameters"]["hint"].as_u64();
+    let first = events
+        .iter()
+        .find(|e| e["event"] == "decision" && e["phase"] == "context")
+        .and_then(|e| e["proposed"].as_u64());
+    (hint, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_starts_from_the_remembered_limit_unless_fresh() {
+    let _serial = common::serial().await;
+    let s = setup();
+    // This test wants the warm-start store on.
+    let config = config_yaml().replace(
+        "      store_results: false\n      reuse_learned_configs: false\n",
+        "      store_results: true\n      reuse_learned_configs: true\n",
+    );
+    std::fs::write(&s.config, config).unwrap();
+    let run = |out: &str, fresh: bool| {
+        let model = s.model.display().to_string();
+        let config = s.config.display().to_string();
+        let mut args = vec![
+            "tune",
+            &model,
+            "--config",
+            &config,
+            "-o",
+            out,
+            "--json",
+            "--skip-concurrency",
+        ];
+        if fresh {
+            args.push("--fresh");
+        }
+        let output = ozone(&args, s.dir.path()).output().expect("run ozone tune");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let limit = summary["limits"]["max_context"].as_u64().expect("a limit");
+        (limit, only_file(&s.dir.path().join(out).join("logs")))
+    };
+
+    let (first_limit, first_log) = run("first", false);
+    assert_eq!(hint_and_first_proposal(&first_log), (None, Some(16384)));
+
+    let (_, second_log) = run("second", false);
+    assert_eq!(
+        hint_and_first_proposal(&second_log),
+        (Some(first_limit), Some(first_limit)),
+        "the remembered limit is the first probe"
+    );
+
+    let (_, fresh_log) = run("fresh", true);
+    assert_eq!(hint_and_first_proposal(&fresh_log), (None, Some(16384)));
+}

@@ -59,7 +59,17 @@ fn install_panic_hook() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         std::panic::set_hook(Box::new(|info| {
-            host_log(plain::LogLevel::Error, &format!("panicked: {info}"));
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            host_log(plain::LogLevel::Error, &format!("panicked{at}: {message}"));
         }));
     });
 }
@@ -142,6 +152,7 @@ impl From<wit::HardwareFacts> for plain::HardwareFacts {
             ram_total_bytes: h.ram_total_bytes,
             ram_available_bytes: h.ram_available_bytes,
             ram_limit_bytes: h.ram_limit_bytes,
+            process_memory_budget_bytes: h.process_memory_budget_bytes,
             unified_memory: h.unified_memory,
             logical_cores: h.logical_cores,
         }
@@ -201,9 +212,11 @@ impl From<wit::TrialOutcome> for plain::Outcome {
             }),
             peak_gpu_memory_bytes: o.peak_gpu_memory_bytes,
             peak_ram_bytes: o.peak_ram_bytes,
+            peak_process_memory_bytes: o.peak_process_memory_bytes,
             headroom: plain::Headroom {
                 gpu_memory_bytes: o.headroom.gpu_memory_bytes,
                 ram_bytes: o.headroom.ram_bytes,
+                process_memory_bytes: o.headroom.process_memory_bytes,
                 temperature_c: o.headroom.temperature_c,
                 cpu_percent: o.headroom.cpu_percent,
             },

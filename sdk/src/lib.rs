@@ -38,3 +38,6 @@ pub use types::*;
 
 /// The plugin API version this SDK builds against (the WIT package version).
 pub const API_VERSION: &str = "0.1.0";
+
+#[cfg(test)]
+mod tests;

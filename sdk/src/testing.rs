@@ -115,6 +115,7 @@ pub fn stable(config: TrialConfig) -> Outcome {
         failure: None,
         peak_gpu_memory_bytes: None,
         peak_ram_bytes: None,
+        peak_process_memory_bytes: None,
         headroom: Headroom::default(),
         prefill_tps: None,
         decode_tps: None,
@@ -192,6 +193,7 @@ impl MemoryMachine {
             ram_total_bytes: Some(64 << 30),
             ram_available_bytes: Some(60 << 30),
             ram_limit_bytes: Some(54 << 30),
+            process_memory_budget_bytes: None,
             unified_memory: false,
             logical_cores: Some(16),
         }

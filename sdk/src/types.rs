@@ -25,6 +25,8 @@ pub struct HardwareFacts {
     pub ram_available_bytes: Option<u64>,
     /// The level at which a trial breaches the RAM threshold.
     pub ram_limit_bytes: Option<u64>,
+    /// The user's absolute budget for the inference server's resident memory.
+    pub process_memory_budget_bytes: Option<u64>,
     pub unified_memory: bool,
     pub logical_cores: Option<u32>,
 }
@@ -129,6 +131,8 @@ pub enum Verdict {
 pub struct Headroom {
     pub gpu_memory_bytes: Option<i64>,
     pub ram_bytes: Option<i64>,
+    /// Server memory budget minus the server's peak resident memory.
+    pub process_memory_bytes: Option<i64>,
     pub temperature_c: Option<f64>,
     pub cpu_percent: Option<f64>,
 }
@@ -142,6 +146,8 @@ pub struct Outcome {
     pub failure: Option<Failure>,
     pub peak_gpu_memory_bytes: Option<u64>,
     pub peak_ram_bytes: Option<u64>,
+    /// Highest resident memory of the inference server's processes.
+    pub peak_process_memory_bytes: Option<u64>,
     pub headroom: Headroom,
     /// Mean prompt-processing throughput, tokens/s.
     pub prefill_tps: Option<f64>,

@@ -49,13 +49,38 @@ struct Point {
     headroom: f64,
 }
 
+/// Which memory grows with the context until a threshold stops it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Watch {
+    /// A discrete GPU: the KV cache lives in VRAM.
+    Gpu,
+    /// CPU inference or unified memory: the machine's RAM.
+    Ram,
+    /// CPU inference under the user's budget for the server's own memory, which is
+    /// then far tighter than the machine's RAM threshold.
+    Process,
+}
+
+impl Watch {
+    fn for_machine(hardware: &HardwareFacts) -> Self {
+        let discrete_gpu = hardware.gpu_count > 0 && !hardware.unified_memory;
+        if discrete_gpu {
+            Watch::Gpu
+        } else if hardware.process_memory_budget_bytes.is_some() {
+            Watch::Process
+        } else {
+            Watch::Ram
+        }
+    }
+}
+
 pub struct MemoryModel {
     settings: Settings,
     bounds: ContextBounds,
     hint: Option<u32>,
     prior_slope: Option<f64>,
-    /// Watch GPU memory (else RAM, on CPU-only machines).
-    gpu: bool,
+    /// The memory whose threshold the context runs into.
+    watch: Watch,
     points: Vec<Point>,
     stable: Option<u32>,
     failed: Option<u32>,
@@ -80,7 +105,7 @@ impl ContextSearch for MemoryModel {
                 .kv_bytes_per_token
                 .map(|b| b as f64)
                 .filter(|b| *b > 0.0),
-            gpu: hardware.gpu_count > 0 && !hardware.unified_memory,
+            watch: Watch::for_machine(hardware),
             points: Vec::new(),
             stable: None,
             failed: None,
@@ -105,13 +130,16 @@ impl ContextSearch for MemoryModel {
             return;
         }
         self.stable = Some(self.stable.map_or(ctx, |s| s.max(ctx)));
-        let (peak, headroom) = if self.gpu {
-            (
+        let (peak, headroom) = match self.watch {
+            Watch::Gpu => (
                 outcome.peak_gpu_memory_bytes,
                 outcome.headroom.gpu_memory_bytes,
-            )
-        } else {
-            (outcome.peak_ram_bytes, outcome.headroom.ram_bytes)
+            ),
+            Watch::Ram => (outcome.peak_ram_bytes, outcome.headroom.ram_bytes),
+            Watch::Process => (
+                outcome.peak_process_memory_bytes,
+                outcome.headroom.process_memory_bytes,
+            ),
         };
         if let (Some(peak), Some(headroom)) = (peak, headroom) {
             self.points.push(Point {

@@ -38,6 +38,7 @@ impl From<&HardwareFacts> for wit::HardwareFacts {
             ram_total_bytes: h.ram_total_bytes,
             ram_available_bytes: h.ram_available_bytes,
             ram_limit_bytes: h.ram_limit_bytes,
+            process_memory_budget_bytes: h.process_memory_budget_bytes,
             unified_memory: h.unified_memory,
             logical_cores: h.logical_cores,
         }
@@ -100,9 +101,11 @@ impl From<&Outcome> for wit::TrialOutcome {
             }),
             peak_gpu_memory_bytes: o.peak_gpu_memory_bytes,
             peak_ram_bytes: o.peak_ram_bytes,
+            peak_process_memory_bytes: o.peak_process_memory_bytes,
             headroom: wit::Headroom {
                 gpu_memory_bytes: o.headroom.gpu_memory_bytes,
                 ram_bytes: o.headroom.ram_bytes,
+                process_memory_bytes: o.headroom.process_memory_bytes,
                 temperature_c: o.headroom.temperature_c,
                 cpu_percent: o.headroom.cpu_percent,
             },

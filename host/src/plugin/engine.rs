@@ -17,6 +17,10 @@ pub fn engine(limits: &SandboxLimits) -> Result<Engine, PluginError> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.consume_fuel(true);
+    // Compiling a plugin's functions in parallel pays off on many cores; on one or two
+    // busy cores the threads only contend with the inference server.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    config.parallel_compilation(cores >= 4);
     config.max_wasm_stack(
         usize::try_from(limits.stack_kb.saturating_mul(1024)).unwrap_or(usize::MAX),
     );
@@ -170,12 +174,4 @@ pub fn check_world(
             }),
         },
     }
-}
-
-/// Which world a component implements, if any (for `ozone plugins list/check`).
-pub fn detect_world(engine: &Engine, component: &Component) -> Option<World> {
-    World::ALL
-        .iter()
-        .copied()
-        .find(|w| check_world(engine, "", component, *w).is_ok())
 }

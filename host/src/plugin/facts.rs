@@ -17,6 +17,8 @@ pub struct HardwareFacts {
     pub ram_available_bytes: Option<u64>,
     /// min(total × max_ram_percent, total − ram_reserve).
     pub ram_limit_bytes: Option<u64>,
+    /// `process_memory_budget_mb` in bytes, when set.
+    pub process_memory_budget_bytes: Option<u64>,
     pub unified_memory: bool,
     pub logical_cores: Option<u32>,
 }
@@ -42,6 +44,7 @@ impl HardwareFacts {
             ram_available_bytes: snapshot.memory.available_bytes.map(|m| m.value),
             ram_limit_bytes: ram_total
                 .map(|t| memory_limit(t, thresholds.max_ram_percent, thresholds.ram_reserve_mb)),
+            process_memory_budget_bytes: thresholds.process_memory_budget_mb.map(|mb| mb << 20),
             unified_memory: snapshot.unified_memory(),
             logical_cores: snapshot.cpu.logical_cores.map(|m| m.value),
         }
@@ -125,6 +128,7 @@ impl ModelInfo {
 pub struct Headroom {
     pub gpu_memory_bytes: Option<i64>,
     pub ram_bytes: Option<i64>,
+    pub process_memory_bytes: Option<i64>,
     pub temperature_c: Option<f64>,
     pub cpu_percent: Option<f64>,
 }
@@ -138,6 +142,7 @@ pub struct Outcome {
     pub failure: Option<FailureKind>,
     pub peak_gpu_memory_bytes: Option<u64>,
     pub peak_ram_bytes: Option<u64>,
+    pub peak_process_memory_bytes: Option<u64>,
     pub headroom: Headroom,
     pub prefill_tps: Option<f64>,
     pub decode_tps: Option<f64>,
@@ -165,9 +170,14 @@ impl Outcome {
             failure: record.failure.as_ref().map(|f| f.kind),
             peak_gpu_memory_bytes: peaks.gpu_mem_used_bytes,
             peak_ram_bytes: peaks.ram_used_bytes,
+            peak_process_memory_bytes: peaks.process_rss_bytes,
             headroom: Headroom {
                 gpu_memory_bytes: signed_gap(hw.gpu_memory_limit_bytes, peaks.gpu_mem_used_bytes),
                 ram_bytes: signed_gap(hw.ram_limit_bytes, peaks.ram_used_bytes),
+                process_memory_bytes: signed_gap(
+                    hw.process_memory_budget_bytes,
+                    peaks.process_rss_bytes,
+                ),
                 temperature_c: peaks.gpu_temp_c.map(|t| thresholds.max_temperature_c - t),
                 cpu_percent: peaks.cpu_percent.map(|c| thresholds.max_cpu_percent - c),
             },
@@ -177,5 +187,109 @@ impl Outcome {
             cv: record.cv,
             success_rate: record.success_rate,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hardware::{GpuInfo, GpuVendor, Measured, MemoryInfo, Peaks, Source};
+    use crate::trial::{Failure, Phase};
+
+    const GIB: u64 = 1 << 30;
+
+    fn snapshot() -> HardwareSnapshot {
+        HardwareSnapshot {
+            taken_at: chrono::Utc::now(),
+            hostname: None,
+            os: None,
+            cpu: Default::default(),
+            memory: MemoryInfo {
+                total_bytes: Some(Measured::new(64 * GIB, Source::Sysinfo)),
+                available_bytes: Some(Measured::new(50 * GIB, Source::Sysinfo)),
+            },
+            gpus: vec![GpuInfo {
+                index: 0,
+                vendor: GpuVendor::Nvidia,
+                name: None,
+                driver: None,
+                vram_total_bytes: Some(Measured::new(24 * GIB, Source::Nvml)),
+                vram_used_bytes: Some(Measured::new(GIB, Source::Nvml)),
+                gtt_total_bytes: None,
+                gtt_used_bytes: None,
+                unified_memory: false,
+                temperature_c: None,
+                utilization_percent: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn memory_limits_take_the_stricter_of_percent_and_reserve() {
+        let hw = HardwareFacts::from_snapshot(&snapshot(), &Thresholds::default());
+        // 24 GiB: 90 % = 21.6 GiB, minus the 4 GiB reserve = 20 GiB → 20 GiB.
+        assert_eq!(hw.gpu_memory_limit_bytes, Some(20 * GIB));
+        // 64 GiB: 85 % = 54.4 GiB, minus reserve = 60 GiB → 54.4 GiB.
+        assert_eq!(hw.ram_limit_bytes, Some((64.0 * GIB as f64 * 0.85) as u64));
+        assert_eq!(hw.gpu_memory_free_bytes, Some(23 * GIB));
+        assert_eq!(hw.gpu_count, 1);
+    }
+
+    #[test]
+    fn bounds_align_to_the_granularity() {
+        let b = ContextBounds::new(2000, 40_000, 256);
+        assert_eq!((b.min, b.max, b.granularity), (2048, 39_936, 256));
+        assert!(b.accepts(2048) && b.accepts(39_936));
+        assert!(!b.accepts(0) && !b.accepts(1792) && !b.accepts(40_192) && !b.accepts(4097));
+        // A model trained below the minimum: min never exceeds max.
+        let tiny = ContextBounds::for_trained(1024);
+        assert_eq!((tiny.min, tiny.max), (1024, 1024));
+    }
+
+    #[test]
+    fn outcome_headroom_is_limit_minus_peak() {
+        let record = TrialRecord {
+            id: 3,
+            phase: Phase::Context,
+            config: TrialConfig {
+                ctx: 65_536,
+                batch: 512,
+                ubatch: 512,
+                concurrency: 1,
+                kv_cache_type: KvCacheType::F16,
+            },
+            started_at: chrono::Utc::now(),
+            duration_ms: 1000,
+            granted_ctx: Some(65_536),
+            samples: Vec::new(),
+            ttft_ms: None,
+            prefill_tps: None,
+            decode_tps: None,
+            success_rate: 0.0,
+            cv: None,
+            peaks: Peaks {
+                gpu_mem_used_bytes: Some(22 * GIB),
+                ram_used_bytes: Some(10 * GIB),
+                process_rss_bytes: None,
+                gpu_temp_c: Some(80.0),
+                cpu_percent: None,
+            },
+            breach: None,
+            failure: Some(Failure {
+                kind: FailureKind::ThresholdBreach(crate::guard::Metric::Vram),
+                message: "vram".into(),
+            }),
+            verdict: Verdict::Failed,
+            server_log_tail: Vec::new(),
+        };
+        let o = Outcome::from_record(&record, &snapshot(), &Thresholds::default());
+        assert_eq!(o.headroom.gpu_memory_bytes, Some(-2 * GIB as i64));
+        assert_eq!(o.headroom.temperature_c, Some(5.0));
+        assert_eq!(o.headroom.cpu_percent, None);
+        assert_eq!(
+            o.failure,
+            Some(FailureKind::ThresholdBreach(crate::guard::Metric::Vram))
+        );
+        assert_eq!(o.peak_gpu_memory_bytes, Some(22 * GIB));
     }
 }

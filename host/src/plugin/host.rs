@@ -50,7 +50,7 @@ impl World {
 
 impl std::fmt::Display for World {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -135,7 +135,7 @@ impl PluginHost {
         let (mut store, linker) = self.prepare(&name, &component, &self.context_linker)?;
         let bindings =
             bindings::context::ContextStrategy::instantiate(&mut store, &component, &linker)
-                .map_err(|e| instantiate_error(&name, e))?;
+                .map_err(|e| self.instantiate_failure(&name, e, &store))?;
         let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
         sandbox::arm(&mut store, &self.limits)?;
         let created = bindings
@@ -163,7 +163,7 @@ impl PluginHost {
         let component = self.component(plugin, World::Batch)?;
         let (mut store, linker) = self.prepare(&name, &component, &self.batch_linker)?;
         let bindings = bindings::batch::BatchStrategy::instantiate(&mut store, &component, &linker)
-            .map_err(|e| instantiate_error(&name, e))?;
+            .map_err(|e| self.instantiate_failure(&name, e, &store))?;
         let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
         sandbox::arm(&mut store, &self.limits)?;
         let created = bindings.ozone_strategy_batch().batch_scaler().call_create(
@@ -184,12 +184,20 @@ impl PluginHost {
         let name = plugin.to_string();
         let wasm = read(plugin)?;
         let component = self.cache.load(&self.engine, &name, &wasm)?;
-        match engine::detect_world(&self.engine, &component) {
-            Some(world) => Ok(world),
-            // Re-run the check to get the precise error (version, or not a strategy).
-            None => engine::check_world(&self.engine, &name, &component, World::Context)
-                .map(|()| World::Context),
+        // The world it implements; else the most telling error (a wrong version, say,
+        // rather than "wrong world" for the other world).
+        let mut error = None;
+        for world in World::ALL {
+            match engine::check_world(&self.engine, &name, &component, world) {
+                Ok(()) => return Ok(world),
+                Err(PluginError::WrongWorld { .. }) => {}
+                Err(e) => error = Some(e),
+            }
         }
+        Err(error.unwrap_or(PluginError::NotAStrategy {
+            plugin: name,
+            exports: "none".into(),
+        }))
     }
 
     fn component(&self, plugin: &PluginRef, world: World) -> Result<Component, PluginError> {
@@ -198,6 +206,21 @@ impl PluginHost {
         let component = self.cache.load(&self.engine, &name, &wasm)?;
         engine::check_world(&self.engine, &name, &component, world)?;
         Ok(component)
+    }
+
+    /// A trap or the memory cap while the component starts is the plugin's fault (named
+    /// as such); anything else is a link or engine failure.
+    fn instantiate_failure(
+        &self,
+        name: &str,
+        error: wasmtime::Error,
+        store: &wasmtime::Store<StoreState>,
+    ) -> PluginError {
+        if sandbox::is_violation(&error) {
+            sandbox::classify(error, store, "instantiate", &self.limits)
+        } else {
+            instantiate_error(name, error)
+        }
     }
 
     fn prepare(

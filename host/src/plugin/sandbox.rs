@@ -14,6 +14,8 @@ const MAX_LOG_CHARS: usize = 2000;
 pub struct StoreState {
     plugin: String,
     memory_cap_bytes: usize,
+    /// Linear memory granted so far, over all memories of the instance.
+    memory_used_bytes: usize,
     /// The last error-level message (the SDK logs panics there before trapping).
     last_error: Option<String>,
 }
@@ -31,15 +33,21 @@ impl std::fmt::Display for MemoryCapExceeded {
 impl std::error::Error for MemoryCapExceeded {}
 
 impl ResourceLimiter for StoreState {
+    /// The cap is on the store's total: a component may hold several linear memories.
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap_bytes {
+        let total = self
+            .memory_used_bytes
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_cap_bytes {
             return Err(wasmtime::Error::new(MemoryCapExceeded));
         }
+        self.memory_used_bytes = total;
         Ok(true)
     }
 
@@ -105,6 +113,7 @@ pub fn new_store(engine: &Engine, plugin: &str, limits: &SandboxLimits) -> Store
         StoreState {
             plugin: plugin.to_string(),
             memory_cap_bytes: cap,
+            memory_used_bytes: 0,
             last_error: None,
         },
     );
@@ -118,6 +127,12 @@ pub fn arm(store: &mut Store<StoreState>, limits: &SandboxLimits) -> Result<(), 
     store
         .set_fuel(limits.fuel_per_call)
         .map_err(|e| PluginError::Engine(format!("{e:#}")))
+}
+
+/// Whether `error` is the plugin breaking its sandbox (a trap, the memory cap), as
+/// opposed to a host-side failure such as a link error.
+pub fn is_violation(error: &wasmtime::Error) -> bool {
+    error.is::<MemoryCapExceeded>() || error.downcast_ref::<Trap>().is_some()
 }
 
 /// Names what went wrong in a failed call.
@@ -152,6 +167,10 @@ pub fn classify(
             // for a user (it is logged at debug level).
             tracing::debug!("plugin {plugin} failed in {call}: {error:?}");
             let mut message = error.root_cause().to_string();
+            if message.starts_with("unknown import") {
+                message += " (plugins are granted no WASI: no environment, files, clocks, \
+                            random or sockets)";
+            }
             if let Some(logged) = &store.data().last_error {
                 message = format!("{logged} ({message})");
             }

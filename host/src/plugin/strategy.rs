@@ -85,6 +85,11 @@ impl ContextSearch {
         }
     }
 
+    /// The bounds every proposal is checked against.
+    pub fn bounds(&self) -> ContextBounds {
+        self.bounds
+    }
+
     /// Tells the plugin the outcome of the trial of its last proposal.
     pub fn observe(&mut self, outcome: &Outcome) -> Result<(), PluginError> {
         let outcome = wit::TrialOutcome::from(outcome);
