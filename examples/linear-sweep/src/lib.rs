@@ -6,7 +6,8 @@
 //! one failure, but it needs `limit / step` trials and its answer is only as fine as
 //! `step`.
 //!
-//! Settings: `step` (4096 tokens; rounded down to the host's granularity).
+//! Settings: `step` (4096 tokens; rounded down to the host's granularity). The host
+//! allows 32 trials per phase: above 128k of trained context, use a larger step.
 
 use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, Outcome};
 use serde::Deserialize;
