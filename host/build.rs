@@ -17,6 +17,7 @@ const GUESTS: &[&str] = &[
     "batch-scaler",
     "memory-model",
     "golden-batch",
+    "linear-sweep",
     "misbehaving",
 ];
 

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod guard;
 pub mod hardware;
+pub mod lab;
 pub mod plugin;
 pub mod report;
 pub mod trial;

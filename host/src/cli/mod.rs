@@ -4,6 +4,7 @@
 
 mod demo_model;
 mod exit;
+mod lab;
 mod plugins;
 mod probe;
 mod report;
@@ -49,6 +50,9 @@ pub enum Command {
     Config(settings::Command),
     /// Write a tiny random GGUF model to try Ozone on, with nothing to download.
     DemoModel(demo_model::Args),
+    /// Compare strategies offline on profiles recorded by real tunes.
+    #[command(subcommand)]
+    Lab(lab::Command),
 }
 
 /// Entry point of the `ozone` binary.
@@ -62,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => report::run(args),
         Command::Config(cmd) => settings::run(cmd),
         Command::DemoModel(args) => demo_model::run(args),
+        Command::Lab(cmd) => lab::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

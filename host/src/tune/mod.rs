@@ -9,6 +9,6 @@ pub mod driver;
 pub mod memory;
 pub mod presets;
 mod progress;
-mod session;
+pub(crate) mod session;
 
 pub use session::{tune, RunParameters, TuneFailure, TuneJob, TuneResult, CONTEXT_GRANULARITY};

@@ -267,7 +267,7 @@ fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailur
 /// The CPU threshold guards GPU inference against a runaway host; when the model runs
 /// on the CPU, saturating it is the work itself, so the threshold is set aside (and
 /// the user told).
-fn effective_thresholds(
+pub(crate) fn effective_thresholds(
     config: &Config,
     snapshot: &HardwareSnapshot,
     params: &RunParameters,
@@ -339,7 +339,7 @@ fn plugin_uses(config: &Config) -> Vec<PluginUse> {
     .collect()
 }
 
-fn load_plugins(
+pub(crate) fn load_plugins(
     plugins: &PluginHost,
     config: &Config,
     snapshot: &HardwareSnapshot,
@@ -371,7 +371,7 @@ fn load_plugins(
     Ok((context, batch))
 }
 
-fn plan(config: &Config, facts: &ModelFacts, params: &RunParameters) -> Plan {
+pub(crate) fn plan(config: &Config, facts: &ModelFacts, params: &RunParameters) -> Plan {
     let settings = config.trial_settings();
     let initial_batch = config.initial_batch(facts.size_class);
     let max_batch = config.search_strategy.batch_adaptation.max_batch.max(1);

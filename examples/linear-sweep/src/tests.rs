@@ -1,0 +1,55 @@
+use ozone_sdk::testing::{self, MemoryMachine, Run};
+
+use super::LinearSweep;
+
+fn run(settings: &str, limit: u32, trained: u32) -> Run {
+    let machine = MemoryMachine::with_context_limit(limit);
+    testing::run_context::<LinearSweep>(
+        settings,
+        &machine.hardware(),
+        &testing::model(trained),
+        |ctx| machine.context_trial(ctx),
+    )
+    .expect("run")
+}
+
+#[test]
+fn sweeps_in_4k_steps_and_stops_at_the_first_failure() {
+    let run = run("{}", 13_000, 32_768);
+    assert_eq!(run.proposals, vec![4096, 8192, 12_288, 16_384]);
+    assert_eq!(run.best, Some(12_288));
+}
+
+#[test]
+fn ends_at_the_trained_context_when_nothing_fails() {
+    let run = run("{}", 1_000_000, 10_240);
+    assert_eq!(run.proposals, vec![4096, 8192, 10_240]);
+    assert_eq!(run.best, Some(10_240));
+}
+
+#[test]
+fn nothing_stable_means_no_answer() {
+    let run = run("{}", 2048, 32_768);
+    assert_eq!(run.proposals, vec![4096]);
+    assert_eq!(run.best, None);
+}
+
+#[test]
+fn step_is_a_setting() {
+    let run = run(r#"{"step": 2048}"#, 5000, 32_768);
+    assert_eq!(run.proposals, vec![2048, 4096, 6144]);
+    assert_eq!(run.best, Some(4096));
+}
+
+#[test]
+fn rejects_a_step_below_the_granularity() {
+    let machine = MemoryMachine::with_context_limit(8192);
+    let err = testing::run_context::<LinearSweep>(
+        r#"{"step": 100}"#,
+        &machine.hardware(),
+        &testing::model(32_768),
+        |ctx| machine.context_trial(ctx),
+    )
+    .expect_err("a step of 100 is rejected");
+    assert!(err.contains("step"), "{err}");
+}
