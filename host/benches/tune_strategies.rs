@@ -15,9 +15,9 @@ use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
 use ozone::config::Config;
 use ozone::plugin::PluginHost;
+use ozone::trial::KvCacheType;
 use ozone::tune::presets::PresetName;
 use ozone::tune::{tune, RunParameters, TuneJob};
-use ozone::trial::KvCacheType;
 use tokio_util::sync::CancellationToken;
 
 const BUDGET_MB: u64 = 48;
@@ -47,8 +47,16 @@ fn job(model: &Path, out: &Path, strategy: &str, settings: Option<serde_json::Va
         let name = ozone::config::plugin_name(strategy);
         config.ozone.plugin_settings.insert(name, settings);
     }
-    config.learning_system.configuration_learning.hardware_profiles.reuse_learned_configs = false;
-    config.learning_system.configuration_learning.hardware_profiles.store_results = false;
+    config
+        .learning_system
+        .configuration_learning
+        .hardware_profiles
+        .reuse_learned_configs = false;
+    config
+        .learning_system
+        .configuration_learning
+        .hardware_profiles
+        .store_results = false;
     TuneJob {
         model_source: model.display().to_string(),
         spec: BackendSpec::LlamaServer(LlamaServerSpec {
@@ -113,9 +121,17 @@ async fn main() {
         "strategy", "trials", "context", "(failed)", "max ctx", "best batch", "wall s"
     );
     for (label, strategy, settings) in runs {
-        let out = dir.path().join(label.replace(|c: char| !c.is_alphanumeric(), "_"));
+        let out = dir
+            .path()
+            .join(label.replace(|c: char| !c.is_alphanumeric(), "_"));
         let started = Instant::now();
-        match tune(job(&model, &out, &strategy, settings), &plugins, CancellationToken::new()).await {
+        match tune(
+            job(&model, &out, &strategy, settings),
+            &plugins,
+            CancellationToken::new(),
+        )
+        .await
+        {
             Ok(result) => {
                 let s = &result.summary;
                 let context: Vec<_> = s

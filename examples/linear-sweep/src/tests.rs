@@ -53,3 +53,13 @@ fn rejects_a_step_below_the_granularity() {
     .expect_err("a step of 100 is rejected");
     assert!(err.contains("step"), "{err}");
 }
+
+#[test]
+fn can_measure_every_step_like_a_fixed_context_list() {
+    let run = run(r#"{"stop_at_first_failure": false}"#, 13_000, 32_768);
+    assert_eq!(
+        run.proposals,
+        vec![4096, 8192, 12_288, 16_384, 20_480, 24_576, 28_672, 32_768]
+    );
+    assert_eq!(run.best, Some(12_288));
+}

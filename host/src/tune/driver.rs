@@ -166,25 +166,9 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
     ) -> Result<Option<u32>, TuneError> {
         self.observer
             .phase_started(Phase::Context, plan.estimated_context_trials);
-        for _ in 0..MAX_TRIALS_PER_PHASE {
-            let proposed = plugin.propose()?;
-            self.observer
-                .decision(Phase::Context, plugin.name(), proposed);
-            let Some(ctx) = proposed else {
-                return self.checked_best(plugin.best()?, plugin.name(), "context", |c| c.ctx);
-            };
-            let config = trial_config(ctx, plan.initial_batch, 1, plan.kv_cache_type);
-            let record = self.trial(Phase::Context, config).await?;
-            plugin.observe(&Outcome::from_record(
-                &record,
-                self.snapshot,
-                self.thresholds,
-            ))?;
-        }
-        Err(TuneError::Runaway {
-            plugin: plugin.name().to_string(),
-            phase: Phase::Context,
-        })
+        let config = |ctx| trial_config(ctx, plan.initial_batch, 1, plan.kv_cache_type);
+        let best = self.search(Phase::Context, plugin, config).await?;
+        self.checked_best(best, plugin.name(), "context", |c| Some(c.ctx))
     }
 
     async fn scale_batch(
@@ -195,22 +179,27 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
     ) -> Result<Option<u32>, TuneError> {
         self.observer
             .phase_started(Phase::Batch, plan.estimated_batch_trials);
+        let config = |batch| trial_config(ctx, batch, 1, plan.kv_cache_type);
+        let best = self.search(Phase::Batch, plugin, config).await?;
+        self.checked_best(best, plugin.name(), "batch", |c| {
+            (c.ctx == ctx).then_some(c.batch)
+        })
+    }
+
+    /// Proposal, trial, outcome, until the plugin is done; then its `best()`.
+    async fn search(
+        &mut self,
+        phase: Phase,
+        plugin: &mut impl Strategy,
+        config_for: impl Fn(u32) -> TrialConfig,
+    ) -> Result<Option<u32>, TuneError> {
         for _ in 0..MAX_TRIALS_PER_PHASE {
             let proposed = plugin.propose()?;
-            self.observer
-                .decision(Phase::Batch, plugin.name(), proposed);
-            let Some(batch) = proposed else {
-                let best = plugin.best()?;
-                return self.checked_best(best, plugin.name(), "batch", |c| {
-                    if c.ctx == ctx {
-                        c.batch
-                    } else {
-                        0
-                    }
-                });
+            self.observer.decision(phase, plugin.name(), proposed);
+            let Some(value) = proposed else {
+                return Ok(plugin.best()?);
             };
-            let config = trial_config(ctx, batch, 1, plan.kv_cache_type);
-            let record = self.trial(Phase::Batch, config).await?;
+            let record = self.trial(phase, config_for(value)).await?;
             plugin.observe(&Outcome::from_record(
                 &record,
                 self.snapshot,
@@ -219,7 +208,7 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         }
         Err(TuneError::Runaway {
             plugin: plugin.name().to_string(),
-            phase: Phase::Batch,
+            phase,
         })
     }
 
@@ -282,14 +271,14 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         best: Option<u32>,
         plugin: &str,
         what: &'static str,
-        value_of: impl Fn(&TrialConfig) -> u32,
+        value_of: impl Fn(&TrialConfig) -> Option<u32>,
     ) -> Result<Option<u32>, TuneError> {
         let Some(value) = best else { return Ok(None) };
         let measured = self
             .book
             .records()
             .iter()
-            .any(|r| r.verdict == Verdict::Stable && value_of(&r.config) == value);
+            .any(|r| r.verdict == Verdict::Stable && value_of(&r.config) == Some(value));
         if measured {
             Ok(Some(value))
         } else {
@@ -301,6 +290,35 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         }
     }
 }
+
+/// What the loop needs of a plugin: context searches and batch scalers are driven alike.
+trait Strategy {
+    fn name(&self) -> &str;
+    fn propose(&mut self) -> Result<Option<u32>, PluginError>;
+    fn observe(&mut self, outcome: &Outcome) -> Result<(), PluginError>;
+    fn best(&mut self) -> Result<Option<u32>, PluginError>;
+}
+
+macro_rules! strategy {
+    ($plugin:ty) => {
+        impl Strategy for $plugin {
+            fn name(&self) -> &str {
+                <$plugin>::name(self)
+            }
+            fn propose(&mut self) -> Result<Option<u32>, PluginError> {
+                <$plugin>::propose(self)
+            }
+            fn observe(&mut self, outcome: &Outcome) -> Result<(), PluginError> {
+                <$plugin>::observe(self, outcome)
+            }
+            fn best(&mut self) -> Result<Option<u32>, PluginError> {
+                <$plugin>::best(self)
+            }
+        }
+    };
+}
+strategy!(ContextSearch);
+strategy!(BatchScaler);
 
 fn trial_config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> TrialConfig {
     TrialConfig {
