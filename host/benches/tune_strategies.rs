@@ -120,6 +120,8 @@ async fn main() {
         "{:<36} {:>7} {:>7} {:>9} {:>7} {:>11} {:>8}",
         "strategy", "trials", "context", "(failed)", "max ctx", "best batch", "wall s"
     );
+    let labels: Vec<&str> = runs.iter().map(|run| run.0).collect();
+    let mut trials_by_label = std::collections::HashMap::new();
     for (label, strategy, settings) in runs {
         let out = dir
             .path()
@@ -143,6 +145,18 @@ async fn main() {
                     .iter()
                     .filter(|t| t.verdict != ozone::trial::Verdict::Stable)
                     .count();
+                let order: Vec<String> = context
+                    .iter()
+                    .map(|t| {
+                        let v = match t.verdict {
+                            ozone::trial::Verdict::Stable => "S",
+                            ozone::trial::Verdict::Unstable => "U",
+                            ozone::trial::Verdict::Failed => "F",
+                        };
+                        format!("{}{v}", t.config.ctx)
+                    })
+                    .collect();
+                trials_by_label.insert(label, order.join(" "));
                 println!(
                     "{:<36} {:>7} {:>7} {:>9} {:>7} {:>11} {:>8.1}",
                     label,
@@ -155,6 +169,12 @@ async fn main() {
                 );
             }
             Err(e) => println!("{label:<36} failed: {e}"),
+        }
+    }
+    println!("\ncontext trials in order (S stable, U unstable, F failed):");
+    for label in &labels {
+        if let Some(trials) = trials_by_label.get(label) {
+            println!("{label:<36} {trials}");
         }
     }
 }

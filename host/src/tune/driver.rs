@@ -193,12 +193,15 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         plugin: &mut impl Strategy,
         config_for: impl Fn(u32) -> TrialConfig,
     ) -> Result<Option<u32>, TuneError> {
-        for _ in 0..MAX_TRIALS_PER_PHASE {
+        for trials in 0..=MAX_TRIALS_PER_PHASE {
             let proposed = plugin.propose()?;
             self.observer.decision(phase, plugin.name(), proposed);
             let Some(value) = proposed else {
                 return Ok(plugin.best()?);
             };
+            if trials == MAX_TRIALS_PER_PHASE {
+                break;
+            }
             let record = self.trial(phase, config_for(value)).await?;
             plugin.observe(&Outcome::from_record(
                 &record,
