@@ -124,13 +124,16 @@ pub async fn tune(
             if !job.fresh && job.config.reuse_learned_configs() {
                 params.hint = remembered_limit(&snapshot, &facts, &job.config, &mut notes);
             }
+            // The log and the report record the limits the trials were held to.
+            let mut config = job.config.clone();
+            notes.extend(set_aside_cpu_threshold(&mut config, &snapshot, &params));
             let started = RunStarted {
                 log_version: crate::report::LOG_VERSION,
                 ozone_version: env!("CARGO_PKG_VERSION").to_string(),
                 model_source: job.model_source.clone(),
                 model: facts,
                 hardware: snapshot.clone(),
-                config: job.config.clone(),
+                config,
                 plugins: plugin_uses(&job.config),
                 backend: job.spec.kind().to_string(),
                 versions: Default::default(),
@@ -265,24 +268,34 @@ fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailur
 }
 
 /// The CPU threshold guards GPU inference against a runaway host; when the model runs
-/// on the CPU, saturating it is the work itself, so the threshold is set aside (and
-/// the user told).
+/// on the CPU, saturating it is the work itself, so the threshold is raised to 100 %
+/// (never crossed) in the run's effective configuration, and the user told.
+fn set_aside_cpu_threshold(
+    config: &mut Config,
+    snapshot: &HardwareSnapshot,
+    params: &RunParameters,
+) -> Option<String> {
+    let limit = &mut config.hardware_monitoring.safety_thresholds.max_cpu_percent;
+    let cpu_inference = snapshot.gpus.is_empty() || params.gpu_layers == 0;
+    (cpu_inference && *limit < 100.0).then(|| {
+        let note = format!(
+            "max_cpu_percent {limit} not applied: inference runs on the CPU here, and saturating it is the work itself"
+        );
+        *limit = 100.0;
+        note
+    })
+}
+
+/// The thresholds trials of this run are held to (see [`set_aside_cpu_threshold`]).
 pub(crate) fn effective_thresholds(
     config: &Config,
     snapshot: &HardwareSnapshot,
     params: &RunParameters,
     notes: &mut Vec<String>,
 ) -> Thresholds {
-    let mut thresholds = config.thresholds();
-    let cpu_inference = snapshot.gpus.is_empty() || params.gpu_layers == 0;
-    if cpu_inference && thresholds.max_cpu_percent <= 100.0 {
-        notes.push(format!(
-            "max_cpu_percent {} not applied: inference runs on the CPU here, and saturating it is the work itself",
-            thresholds.max_cpu_percent
-        ));
-        thresholds.max_cpu_percent = f64::INFINITY;
-    }
-    thresholds
+    let mut config = config.clone();
+    notes.extend(set_aside_cpu_threshold(&mut config, snapshot, params));
+    config.thresholds()
 }
 
 fn remembered_limit(
