@@ -227,7 +227,7 @@ impl Worker {
 
     /// `pid` 0: nothing to kill.
     fn raise(&self, breach: Breach, pid: u32) {
-        tracing::info!("safety limit crossed: {breach}");
+        tracing::debug!("safety limit crossed: {breach}");
         // Publish first so a trial sees why its requests are about to fail.
         self.breach_tx.send_replace(Some(breach));
         if self.opts.kill_on_breach && pid != 0 {

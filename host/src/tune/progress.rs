@@ -1,5 +1,6 @@
 //! Progress on stderr: one bar per phase, "trial k of at most N", the configuration
-//! being measured, elapsed time and an ETA from the trials measured so far.
+//! being measured, elapsed time and an ETA from the trials measured so far. Without a
+//! terminal (CI, a pipe) there are no bars: each finished trial is one log line.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,8 @@ pub struct PhaseProgress {
 }
 
 impl PhaseProgress {
-    /// `enabled: false` (with `--quiet`, `--json` or no terminal) draws nothing.
+    /// `enabled: false` (no terminal, or `--json`) draws no bars; finished trials are
+    /// then logged at info level (`-q` silences them).
     pub fn new(enabled: bool) -> Self {
         Self {
             enabled,
@@ -99,8 +101,7 @@ impl PhaseProgress {
     fn println(&self, line: String) {
         match &self.bar {
             Some(bar) => bar.println(line),
-            None if self.enabled => eprintln!("{line}"),
-            None => {}
+            None => tracing::info!("{}", line.trim_start()),
         }
     }
 
