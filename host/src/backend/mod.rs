@@ -4,6 +4,7 @@ mod error;
 mod facts;
 mod generation;
 pub mod gguf;
+mod http;
 pub mod llama_server;
 pub mod ollama;
 pub mod openai;

@@ -67,7 +67,7 @@ pub struct OllamaClient {
 impl OllamaClient {
     pub fn new(base_url: &str, model: &str) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: super::http::client(),
             base: normalize_base_url(base_url),
             model: model.to_owned(),
         }

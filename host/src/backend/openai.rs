@@ -24,7 +24,7 @@ impl OpenAiClient {
         let base = base_url.trim().trim_end_matches('/');
         let base = base.strip_suffix("/v1").unwrap_or(base).to_owned();
         Self {
-            http: reqwest::Client::new(),
+            http: super::http::client(),
             base,
             model: model.to_owned(),
             api_key,

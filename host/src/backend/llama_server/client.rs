@@ -22,7 +22,7 @@ pub struct LlamaClient {
 impl LlamaClient {
     pub fn new(base_url: String) -> Self {
         Self {
-            http: reqwest::Client::new(),
+            http: crate::backend::http::client(),
             base: base_url.trim_end_matches('/').to_owned(),
         }
     }
