@@ -1,5 +1,7 @@
 //! The HTTP client every backend uses.
 
+use super::BackendError;
+
 /// A client that never reuses a connection. Inference servers close idle keep-alive
 /// connections on their own schedule, and a request sent on one the server is closing
 /// fails with "connection closed before message completed": a failure of the client,
@@ -10,4 +12,26 @@ pub(crate) fn client() -> reqwest::Client {
         .pool_max_idle_per_host(0)
         .build()
         .unwrap_or_default()
+}
+
+/// Reads a JSON response; a non-2xx status becomes [`BackendError::Http`] with the body
+/// as `error_body` renders it (each server words its errors its own way).
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    url: &str,
+    response: reqwest::Response,
+    error_body: fn(&str) -> String,
+) -> Result<T, BackendError> {
+    let status = response.status();
+    let text = response
+        .text()
+        .await
+        .map_err(|e| BackendError::unreachable(url, &e))?;
+    if !status.is_success() {
+        return Err(BackendError::Http {
+            url: url.to_owned(),
+            status: status.as_u16(),
+            body: error_body(&text),
+        });
+    }
+    serde_json::from_str(&text).map_err(|e| BackendError::protocol(url, e))
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::generation::{failure, Generation, GenerationError, ServerTimings, StreamClock};
+use super::http::read_json;
 use super::stream::{looks_like_oom, Lines};
 use super::{BackendError, ModelFacts, SizeClass};
 use crate::trial::FailureKind;
@@ -91,7 +92,9 @@ impl OllamaClient {
             .send()
             .await
             .map_err(|e| BackendError::unreachable(&url, &e))?;
-        Ok(read_json::<Version>(&url, response).await?.version)
+        Ok(read_json::<Version>(&url, response, error_text)
+            .await?
+            .version)
     }
 
     /// `POST /api/show` → model facts.
@@ -104,7 +107,7 @@ impl OllamaClient {
             .send()
             .await
             .map_err(|e| BackendError::unreachable(&url, &e))?;
-        let show: Value = read_json(&url, response).await?;
+        let show: Value = read_json(&url, response, error_text).await?;
         facts_from_show(&self.model, &show).map_err(|detail| BackendError::protocol(&url, detail))
     }
 
@@ -121,7 +124,7 @@ impl OllamaClient {
             .send()
             .await
             .map_err(|e| BackendError::unreachable(&url, &e))?;
-        let ps: Ps = read_json(&url, response).await?;
+        let ps: Ps = read_json(&url, response, error_text).await?;
         let wanted = with_tag(&self.model);
         Ok(ps.models.into_iter().find(|m| with_tag(&m.name) == wanted))
     }
@@ -213,25 +216,6 @@ fn with_tag(name: &str) -> String {
     } else {
         format!("{name}:latest")
     }
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(
-    url: &str,
-    response: reqwest::Response,
-) -> Result<T, BackendError> {
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| BackendError::unreachable(url, &e))?;
-    if !status.is_success() {
-        return Err(BackendError::Http {
-            url: url.to_owned(),
-            status: status.as_u16(),
-            body: error_text(&text),
-        });
-    }
-    serde_json::from_str(&text).map_err(|e| BackendError::protocol(url, e))
 }
 
 /// The `error` field of an Ollama error body, else the body itself (shortened).

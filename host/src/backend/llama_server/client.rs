@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::backend::generation::{
     failure, Generation, GenerationError, GenerationRequest, ServerTimings, StreamClock,
 };
+use crate::backend::http::read_json;
 use crate::backend::stream::{looks_like_oom, parse_sse_line, Lines, SseLine};
 use crate::backend::BackendError;
 use crate::trial::FailureKind;
@@ -71,7 +72,7 @@ impl LlamaClient {
             .send()
             .await
             .map_err(|e| BackendError::unreachable(&url, &e))?;
-        let tokens: Tokens = read_json(&url, response).await?;
+        let tokens: Tokens = read_json(&url, response, first_500).await?;
         Ok(tokens.tokens)
     }
 
@@ -86,7 +87,7 @@ impl LlamaClient {
             .send()
             .await
             .map_err(|e| BackendError::unreachable(&url, &e))?;
-        read_json(&url, response).await
+        read_json(&url, response, first_500).await
     }
 
     /// Streams one `/completion` with prompt caching off (every request prefills for
@@ -171,23 +172,9 @@ impl LlamaClient {
     }
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(
-    url: &str,
-    response: reqwest::Response,
-) -> Result<T, BackendError> {
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .map_err(|e| BackendError::unreachable(url, &e))?;
-    if !status.is_success() {
-        return Err(BackendError::Http {
-            url: url.to_owned(),
-            status: status.as_u16(),
-            body: text.chars().take(500).collect(),
-        });
-    }
-    serde_json::from_str(&text).map_err(|e| BackendError::protocol(url, e))
+/// An error body, shortened for messages.
+fn first_500(body: &str) -> String {
+    body.chars().take(500).collect()
 }
 
 /// An HTTP error or error event: out of memory by its text, a prompt over the context
