@@ -424,7 +424,7 @@ fn exit_code(failure: &TuneFailure) -> Exit {
         ) => Exit::BadInput,
         TuneFailure::PluginLoad(_) | TuneFailure::Plugin(_) => Exit::Plugin,
         TuneFailure::Interrupted { .. } => Exit::Interrupted,
-        TuneFailure::Output(_) => Exit::Internal,
+        TuneFailure::Output(_) | TuneFailure::Internal(_) => Exit::Internal,
     }
 }
 

@@ -87,6 +87,8 @@ pub enum TuneFailure {
     Output(#[from] ReportError),
     #[error("{0}")]
     BadLog(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
 /// What a finished run leaves behind.
@@ -108,15 +110,19 @@ pub async fn tune(
     let mut notes = Vec::new();
     let snapshot = tokio::task::spawn_blocking(|| probe(&ProbeOptions::default()))
         .await
-        .map_err(|e| TuneFailure::BadLog(format!("hardware probe failed: {e}")))?;
+        .map_err(|e| TuneFailure::Internal(format!("the hardware probe failed: {e}")))?;
 
     let (mut log, started, book) = match &job.resume {
         Some(path) => resume_log(path)?,
         None => {
-            let runner = TrialRunner::new(job.spec.clone(), job.config.trial_settings(), {
-                SamplerOptions::default()
-            });
-            let facts = runner.model_facts().await.map_err(|e| match job.spec {
+            let facts = TrialRunner::new(
+                job.spec.clone(),
+                job.config.trial_settings(),
+                SamplerOptions::default(),
+            )
+            .model_facts()
+            .await
+            .map_err(|e| match job.spec {
                 BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
                 _ => TuneFailure::Server(e),
             })?;
