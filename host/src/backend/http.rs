@@ -1,6 +1,10 @@
 //! The HTTP client every backend uses.
 
+use super::error::error_chain;
+use super::generation::{failure, GenerationError};
+use super::stream::Lines;
 use super::BackendError;
+use crate::trial::FailureKind;
 
 /// A client that never reuses a connection. Inference servers close idle keep-alive
 /// connections on their own schedule, and a request sent on one the server is closing
@@ -34,4 +38,26 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
         });
     }
     serde_json::from_str(&text).map_err(|e| BackendError::protocol(url, e))
+}
+
+/// Sends a streaming generation request and hands back its body as lines. A request
+/// that does not go through is a server error naming `server`; a non-2xx answer is
+/// classified from its body by `classify` (each server words its errors its own way).
+pub(crate) async fn open_stream(
+    server: &str,
+    request: reqwest::RequestBuilder,
+    classify: fn(u16, &str) -> GenerationError,
+) -> Result<Lines, GenerationError> {
+    let response = request.send().await.map_err(|e| {
+        failure(
+            FailureKind::ServerError,
+            format!("{server} request failed: {}", error_chain(&e)),
+        )
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        return Err(classify(status.as_u16(), &text));
+    }
+    Ok(Lines::new(response))
 }

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::generation::{failure, Generation, GenerationError, ServerTimings, StreamClock};
-use super::http::read_json;
-use super::stream::{looks_like_oom, Lines};
+use super::http::{open_stream, read_json};
+use super::stream::looks_like_oom;
 use super::{BackendError, ModelFacts, SizeClass};
 use crate::trial::FailureKind;
 
@@ -146,18 +146,8 @@ impl OllamaClient {
             "options": options,
         });
         let mut clock = StreamClock::start();
-        let response = self.http.post(&url).json(&body).send().await.map_err(|e| {
-            failure(
-                FailureKind::ServerError,
-                format!("Ollama request failed: {}", super::error::error_chain(&e)),
-            )
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            return Err(classify_error(status.as_u16(), &text));
-        }
-        let mut lines = Lines::new(response);
+        let request = self.http.post(&url).json(&body);
+        let mut lines = open_stream("Ollama", request, classify_error).await?;
         loop {
             let line = lines.next_line().await.map_err(|e| {
                 failure(

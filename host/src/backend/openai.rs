@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use super::generation::{failure, Generation, GenerationError, ServerTimings, StreamClock};
-use super::stream::{looks_like_oom, parse_sse_line, Lines, SseLine};
+use super::http::{open_stream, read_json};
+use super::stream::{looks_like_oom, parse_sse_line, SseLine};
 use super::{BackendError, ModelFacts, SizeClass};
 use crate::trial::FailureKind;
 
@@ -47,20 +48,8 @@ impl OpenAiClient {
             .send()
             .await
             .map_err(|e| BackendError::unreachable(&url, &e))?;
-        let status = response.status();
-        let text = response
-            .text()
-            .await
-            .map_err(|e| BackendError::unreachable(&url, &e))?;
-        if !status.is_success() {
-            return Err(BackendError::Http {
-                url,
-                status: status.as_u16(),
-                body: text.chars().take(300).collect(),
-            });
-        }
         let models: Value =
-            serde_json::from_str(&text).map_err(|e| BackendError::protocol(&url, e))?;
+            read_json(&url, response, |body| body.chars().take(300).collect()).await?;
         Ok(facts_from_models(&self.model, &models))
     }
 
@@ -84,19 +73,8 @@ impl OpenAiClient {
             request = request.bearer_auth(key);
         }
         let mut clock = StreamClock::start();
-        let response = request.send().await.map_err(|e| {
-            failure(
-                FailureKind::ServerError,
-                format!("request to {url} failed: {}", super::error::error_chain(&e)),
-            )
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            return Err(classify_error(status.as_u16(), &text));
-        }
+        let mut lines = open_stream(&url, request, classify_error).await?;
         let mut usage = None;
-        let mut lines = Lines::new(response);
         loop {
             let line = lines.next_line().await.map_err(|e| {
                 failure(

@@ -8,8 +8,8 @@ use serde_json::json;
 use crate::backend::generation::{
     failure, Generation, GenerationError, GenerationRequest, ServerTimings, StreamClock,
 };
-use crate::backend::http::read_json;
-use crate::backend::stream::{looks_like_oom, parse_sse_line, Lines, SseLine};
+use crate::backend::http::{open_stream, read_json};
+use crate::backend::stream::{looks_like_oom, parse_sse_line, SseLine};
 use crate::backend::BackendError;
 use crate::trial::FailureKind;
 
@@ -106,21 +106,8 @@ impl LlamaClient {
             "ignore_eos": true,
         });
         let mut clock = StreamClock::start();
-        let response = self.http.post(&url).json(&body).send().await.map_err(|e| {
-            failure(
-                FailureKind::ServerError,
-                format!(
-                    "llama-server request failed: {}",
-                    crate::backend::error::error_chain(&e)
-                ),
-            )
-        })?;
-        let status = response.status();
-        if !status.is_success() {
-            let text = response.text().await.unwrap_or_default();
-            return Err(classify_http_error(status.as_u16(), &text));
-        }
-        let mut lines = Lines::new(response);
+        let request = self.http.post(&url).json(&body);
+        let mut lines = open_stream("llama-server", request, classify_http_error).await?;
         loop {
             let line = lines.next_line().await.map_err(|e| {
                 failure(
