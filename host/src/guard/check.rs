@@ -70,7 +70,7 @@ impl Guard {
     /// Effective GPU memory limit in bytes (see the module doc), if the total is known.
     pub fn vram_limit_bytes(&self) -> Option<u64> {
         self.capacity.gpu_mem_total_bytes.map(|total| {
-            memory_limit(
+            memory_limit_bytes(
                 total,
                 self.thresholds.max_vram_percent,
                 self.thresholds.vram_reserve_mb,
@@ -81,7 +81,7 @@ impl Guard {
     /// Effective RAM limit in bytes (see the module doc), if the total is known.
     pub fn ram_limit_bytes(&self) -> Option<u64> {
         self.capacity.ram_total_bytes.map(|total| {
-            memory_limit(
+            memory_limit_bytes(
                 total,
                 self.thresholds.max_ram_percent,
                 self.thresholds.ram_reserve_mb,
@@ -143,10 +143,13 @@ impl Guard {
     }
 }
 
-/// `min(total × percent / 100, total − reserve)`, in bytes.
-fn memory_limit(total: u64, percent: f64, reserve_mb: u64) -> u64 {
-    let by_percent = (total as f64 * percent / 100.0).max(0.0) as u64;
-    let by_reserve = total.saturating_sub(reserve_mb.saturating_mul(MIB));
+/// The byte level a memory threshold breaches at:
+/// `min(total × max_percent / 100, total − reserve)`, saturating (a reserve above the
+/// total gives 0). The one home of this rule: the guard and the facts handed to plugins
+/// use it.
+pub fn memory_limit_bytes(total_bytes: u64, max_percent: f64, reserve_mb: u64) -> u64 {
+    let by_percent = (total_bytes as f64 * max_percent / 100.0).max(0.0) as u64;
+    let by_reserve = total_bytes.saturating_sub(reserve_mb.saturating_mul(MIB));
     by_percent.min(by_reserve)
 }
 

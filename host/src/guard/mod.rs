@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 mod check;
 mod kill;
 
-pub use check::{first_breach, Capacity, Guard};
+pub use check::{first_breach, memory_limit_bytes, Capacity, Guard};
 pub use kill::kill_tree;
 
 /// Limits a trial must stay inside. Defaults are the product's documented defaults

@@ -15,8 +15,7 @@ use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions, SamplerOptions};
 use crate::plugin::{
-    BatchScaler, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, PluginError, PluginHost,
-    PluginRef,
+    self, BatchScaler, ContextBounds, ContextSearch, PluginError, PluginHost, PluginRef,
 };
 use crate::report::{
     write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog, RunStarted,
@@ -352,7 +351,7 @@ fn plugin_uses(config: &Config) -> Vec<PluginUse> {
     .map(|(role, name)| PluginUse {
         role: role.into(),
         name: name.clone(),
-        version: Some(crate::plugin::API_VERSION.to_string()),
+        version: Some(plugin::API_VERSION.to_string()),
         builtin: !name.ends_with(".wasm"),
     })
     .collect()
@@ -368,8 +367,14 @@ pub(crate) fn load_plugins(
 ) -> Result<(ContextSearch, BatchScaler), TuneFailure> {
     let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     let bounds = ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY);
-    let model = ModelInfo::from_facts(facts, bounds, params.hint);
-    let hardware = HardwareFacts::from_snapshot(snapshot, thresholds);
+    let model = plugin::model_facts(facts, bounds, params.hint);
+    let hardware = plugin::hardware_facts(snapshot, thresholds);
+    // The batch phase starts where the context search ran; the host config is the one
+    // home of both numbers.
+    let batch_bounds = plugin::batch_bounds(
+        config.search_strategy.batch_adaptation.max_batch,
+        config.initial_batch(facts.size_class),
+    );
     let load = |name: &str| PluginRef::from_str(name).map_err(TuneFailure::PluginLoad);
     let context = plugins
         .load_context(
@@ -385,6 +390,7 @@ pub(crate) fn load_plugins(
             &config.batch_plugin_settings_json(),
             &hardware,
             &model,
+            &batch_bounds,
         )
         .map_err(TuneFailure::PluginLoad)?;
     Ok((context, batch))
