@@ -127,12 +127,15 @@ impl BatchScaler for GoldenBatch {
 }
 
 impl GoldenBatch {
-    /// The two interior points of the bracket.
+    /// The two interior points of the bracket, always distinct: on a narrow bracket
+    /// rounding can make them meet, and comparing a point with itself would drop the
+    /// upper side unseen.
     fn interior(&self) -> (usize, usize) {
         let width = (self.hi - self.lo) as f64;
         let c = self.hi - (width * INV_PHI).round() as usize;
         let d = self.lo + (width * INV_PHI).round() as usize;
-        (c.min(d), c.max(d))
+        let (c, d) = (c.min(d), c.max(d));
+        (c, if c == d { d + 1 } else { d })
     }
 
     fn next(&mut self) -> Option<usize> {
