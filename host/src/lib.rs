@@ -11,6 +11,7 @@ pub mod guard;
 pub mod hardware;
 pub mod lab;
 pub mod plugin;
+pub mod record;
 pub mod report;
 pub mod trial;
 pub mod tune;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ozone::backend::BackendSpec;
-use ozone::guard::Metric;
-use ozone::trial::{FailureKind, Phase, TrialRunner, Verdict};
+use ozone::record::{FailureKind, Metric, Phase, Verdict};
+use ozone::trial::TrialRunner;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]

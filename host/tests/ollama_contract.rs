@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ozone::backend::ollama::{OllamaClient, OllamaOptions};
-use ozone::trial::FailureKind;
+use ozone::record::FailureKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -6,7 +6,8 @@
 use ozone::backend::ollama::OllamaClient;
 use ozone::backend::BackendSpec;
 use ozone::hardware::SamplerOptions;
-use ozone::trial::{KvCacheType, Phase, TrialConfig, TrialRunner, TrialSettings, Verdict};
+use ozone::record::{KvCacheType, Phase, TrialConfig, Verdict};
+use ozone::trial::{TrialRunner, TrialSettings};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::trial::KvCacheType;
+use crate::record::KvCacheType;
 
 /// Size classes by parameter count: large ≥ 20e9, medium ≥ 3e9, small otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::trial::{Failure, FailureKind};
+use crate::record::{Failure, FailureKind};
 
 /// What to send: token ids when the server tokenized the prompt for us (exact length),
 /// text otherwise.

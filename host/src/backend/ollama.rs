@@ -14,7 +14,7 @@ use super::generation::{failure, Generation, GenerationError, ServerTimings, Str
 use super::http::{open_stream, read_json};
 use super::stream::looks_like_oom;
 use super::{BackendError, ModelFacts, SizeClass};
-use crate::trial::FailureKind;
+use crate::record::FailureKind;
 
 /// Base URL when neither `--ollama-url` nor `OLLAMA_HOST` says otherwise.
 pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
@@ -390,8 +390,8 @@ mod tests {
         assert_eq!(facts.key_length, Some(64));
         // 16 layers × 8 KV heads × (64 + 64) × 2 bytes = 32 KiB per token in f16.
         let kv = facts.kv_bytes_per_token(
-            crate::trial::KvCacheType::F16,
-            crate::trial::KvCacheType::F16,
+            crate::record::KvCacheType::F16,
+            crate::record::KvCacheType::F16,
         );
         assert_eq!(kv, Some(32_768));
     }

@@ -8,7 +8,7 @@ use super::generation::{failure, Generation, GenerationError, ServerTimings, Str
 use super::http::{open_stream, read_json};
 use super::stream::{looks_like_oom, parse_sse_line, SseLine};
 use super::{BackendError, ModelFacts, SizeClass};
-use crate::trial::FailureKind;
+use crate::record::FailureKind;
 
 /// A client for one OpenAI-compatible server and model.
 #[derive(Debug, Clone)]

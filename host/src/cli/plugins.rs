@@ -3,12 +3,11 @@
 use std::path::PathBuf;
 
 use crate::backend::SizeClass;
-use crate::guard::Metric;
 use crate::plugin::{
     ContextBounds, HardwareFacts, Headroom, ModelInfo, Outcome, PluginError, PluginHost, PluginRef,
     SandboxLimits, World, API_VERSION, BUILTINS,
 };
-use crate::trial::{FailureKind, KvCacheType, TrialConfig, Verdict};
+use crate::record::{FailureKind, KvCacheType, Metric, TrialConfig, Verdict};
 
 use super::{Exit, Failure};
 

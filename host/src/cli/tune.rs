@@ -10,8 +10,8 @@ use crate::backend::llama_server::{resolve_binary, watch_ctrl_c, LlamaServerSpec
 use crate::backend::{ollama::normalize_base_url, BackendSpec};
 use crate::config::{self, LoadedConfig};
 use crate::plugin::{PluginError, PluginHost, SandboxLimits};
+use crate::record::KvCacheType;
 use crate::report::{self, LogEvent};
-use crate::trial::KvCacheType;
 use crate::tune::presets::PresetName;
 use crate::tune::{self as tuning, RunParameters, TuneFailure, TuneJob, TuneResult};
 

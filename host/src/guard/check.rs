@@ -24,8 +24,8 @@
 //! A reading that is absent (could not be read) never breaches. Memory values and limits
 //! in a [`Breach`] are bytes.
 
-use super::{Breach, Metric, Thresholds};
-use crate::hardware::SamplePoint;
+use super::Thresholds;
+use crate::record::{Breach, Metric, SamplePoint};
 
 const MIB: u64 = 1024 * 1024;
 

@@ -158,8 +158,8 @@ pub fn totals(gpus: &[GpuInfo]) -> GpuTotals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guard::{Capacity, Guard, Metric, Thresholds};
-    use crate::hardware::SamplePoint;
+    use crate::guard::{Capacity, Guard, Thresholds};
+    use crate::record::{Metric, SamplePoint};
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -14,7 +14,6 @@ mod probe;
 pub(crate) mod process_tree;
 mod rocm_smi;
 mod sampler;
-mod series;
 mod snapshot;
 mod system;
 mod tool;
@@ -22,6 +21,5 @@ mod tool;
 pub use error::HardwareError;
 pub use probe::{probe, ProbeOptions};
 pub use sampler::{Sampler, SamplerOptions, TickTimes};
-pub use series::{Peaks, SamplePoint, SampleSeries};
 
 pub use snapshot::{CpuInfo, GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo, Source};

@@ -19,8 +19,9 @@ use tokio::sync::watch;
 
 use super::gpu_monitor::{self, GpuMonitor};
 use super::system::SystemReader;
-use super::{process_tree, HardwareError, Peaks, SamplePoint, SampleSeries};
-use crate::guard::{self, Breach, Capacity, Guard, Thresholds};
+use super::{process_tree, HardwareError};
+use crate::guard::{self, Capacity, Guard, Thresholds};
+use crate::record::{Breach, Peaks, SamplePoint, SampleSeries};
 
 /// How the sampler runs.
 #[derive(Debug, Clone)]

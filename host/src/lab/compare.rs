@@ -6,8 +6,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::plugin::{PluginHost, PluginRef};
+use crate::record::{FailureKind, Phase, Verdict};
 use crate::report::Limits;
-use crate::trial::{FailureKind, Phase, Verdict};
 use crate::tune::driver::{Driver, TrialBook, TuneError};
 use crate::tune::session::{load_plugins, plan};
 use crate::tune::TuneFailure;

@@ -20,8 +20,7 @@
 //! recorded run never reached shares nothing but the context curve's batch), so those
 //! answers are the roughest; `--json` shows each derivation.
 
-use crate::hardware::Peaks;
-use crate::trial::{Failure, Stats, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Failure, Peaks, Stats, TrialConfig, TrialRecord, Verdict};
 
 /// A trial as the profile answers it.
 #[derive(Debug, Clone)]
@@ -288,7 +287,7 @@ fn blend(
 mod tests {
     use super::*;
     use crate::lab::Profile;
-    use crate::trial::FailureKind;
+    use crate::record::FailureKind;
 
     /// The context-phase trials of a real run (16k demo model under 48 MiB).
     fn curve() -> Vec<TrialRecord> {

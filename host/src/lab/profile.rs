@@ -10,8 +10,8 @@ use crate::backend::ModelFacts;
 use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
+use crate::record::{Phase, TrialConfig, TrialRecord, Verdict};
 use crate::report::{self, Limits, LogEvent, PluginUse, RunStatus};
-use crate::trial::{Phase, TrialConfig, TrialRecord, Verdict};
 use crate::tune::session::effective_thresholds;
 use crate::tune::RunParameters;
 

@@ -3,7 +3,7 @@
 use crate::backend::{ModelFacts, SizeClass};
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
-use crate::trial::{FailureKind, KvCacheType, TrialConfig, TrialRecord, Verdict};
+use crate::record::{FailureKind, KvCacheType, TrialConfig, TrialRecord, Verdict};
 
 /// What a plugin is told about the machine (WIT `hardware-facts`). Bytes.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -193,8 +193,8 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hardware::{GpuInfo, GpuVendor, Measured, MemoryInfo, Peaks, Source};
-    use crate::trial::{Failure, Phase};
+    use crate::hardware::{GpuInfo, GpuVendor, Measured, MemoryInfo, Source};
+    use crate::record::{Failure, Peaks, Phase};
 
     const GIB: u64 = 1 << 30;
 
@@ -276,7 +276,7 @@ mod tests {
             },
             breach: None,
             failure: Some(Failure {
-                kind: FailureKind::ThresholdBreach(crate::guard::Metric::Vram),
+                kind: FailureKind::ThresholdBreach(crate::record::Metric::Vram),
                 message: "vram".into(),
             }),
             verdict: Verdict::Failed,
@@ -288,7 +288,7 @@ mod tests {
         assert_eq!(o.headroom.cpu_percent, None);
         assert_eq!(
             o.failure,
-            Some(FailureKind::ThresholdBreach(crate::guard::Metric::Vram))
+            Some(FailureKind::ThresholdBreach(crate::record::Metric::Vram))
         );
         assert_eq!(o.peak_gpu_memory_bytes, Some(22 * GIB));
     }

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::ModelFacts;
 use crate::config::Config;
-use crate::hardware::{HardwareSnapshot, SampleSeries};
-use crate::trial::{Phase, SampleRecord, TrialConfig, TrialRecord};
+use crate::hardware::HardwareSnapshot;
+use crate::record::{Phase, SampleRecord, SampleSeries, TrialConfig, TrialRecord};
 
 use super::Limits;
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::trial::{KvCacheType, Phase};
+use crate::record::{KvCacheType, Phase};
 use crate::tune::presets::{Preset, PresetName, Presets};
 
 use super::{render_summary_html, ReportError, RunSummary};

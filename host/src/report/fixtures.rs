@@ -6,13 +6,10 @@ use chrono::{TimeZone, Utc};
 
 use crate::backend::{ModelFacts, SizeClass};
 use crate::config::Config;
-use crate::guard::{Breach, Metric};
-use crate::hardware::{
-    CpuInfo, HardwareSnapshot, Measured, MemoryInfo, Peaks, SamplePoint, SampleSeries, Source,
-};
-use crate::trial::{
-    Failure, FailureKind, KvCacheType, Phase, SampleRecord, Stats, TrialConfig, TrialRecord,
-    Verdict,
+use crate::hardware::{CpuInfo, HardwareSnapshot, Measured, MemoryInfo, Source};
+use crate::record::{
+    Breach, Failure, FailureKind, KvCacheType, Metric, Peaks, Phase, SamplePoint, SampleRecord,
+    SampleSeries, Stats, TrialConfig, TrialRecord, Verdict,
 };
 
 use super::{PluginUse, RunStarted};

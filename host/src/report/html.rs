@@ -3,8 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::hardware::Peaks;
-use crate::trial::{Phase, Stats, TrialRecord, Verdict};
+use crate::record::{Peaks, Phase, Stats, TrialRecord, Verdict};
 use crate::tune::presets::{Preset, Presets};
 
 use super::svg::{Chart, Mark, Point, Series};

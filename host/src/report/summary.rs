@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::ModelFacts;
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::trial::{Phase, TrialRecord, Verdict};
+use crate::record::{Phase, TrialRecord, Verdict};
 use crate::tune::presets::{self, Presets};
 
 use super::{LogEvent, PluginUse, ReportError, RunStarted, RunStatus};

@@ -4,7 +4,7 @@ use std::path::Path;
 use chrono::{TimeZone, Utc};
 
 use super::*;
-use crate::trial::Phase;
+use crate::record::Phase;
 use crate::tune::presets::{PresetName, Presets};
 
 fn events() -> Vec<LogEvent> {
@@ -312,7 +312,7 @@ fn html_report_has_the_charts_and_the_presets_without_script() {
 fn only_one_stable_configuration_is_said_in_every_output() {
     let mut all = events();
     all.retain(|e| match e {
-        LogEvent::Trial(t) => t.verdict != crate::trial::Verdict::Stable || t.id == 3,
+        LogEvent::Trial(t) => t.verdict != crate::record::Verdict::Stable || t.id == 3,
         _ => true,
     });
     let summary = RunSummary::from_events(&all).unwrap();
@@ -338,7 +338,7 @@ fn only_one_stable_configuration_is_said_in_every_output() {
 fn nothing_stable_writes_no_deploy_files() {
     let mut all = events();
     all.retain(|e| match e {
-        LogEvent::Trial(t) => t.verdict != crate::trial::Verdict::Stable,
+        LogEvent::Trial(t) => t.verdict != crate::record::Verdict::Stable,
         _ => true,
     });
     let summary = RunSummary::from_events(&all).unwrap();

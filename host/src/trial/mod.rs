@@ -2,7 +2,6 @@
 //! watches; statistics and the stable/unstable verdict.
 
 mod prompt;
-mod record;
 mod requester;
 mod runner;
 mod settings;
@@ -11,8 +10,3 @@ mod summary;
 pub use runner::{TrialRun, TrialRunner};
 pub use settings::{AdaptiveTimeouts, TrialSettings};
 pub use summary::{summarize, verdict, Summary};
-
-pub use record::{
-    Failure, FailureKind, KvCacheType, Phase, SampleRecord, Stats, TrialConfig, TrialRecord,
-    Verdict,
-};

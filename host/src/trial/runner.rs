@@ -16,17 +16,18 @@ use tokio_util::sync::CancellationToken;
 use super::prompt::{target_prompt_tokens, text_prompt, token_prompt, FILLER};
 use super::requester::Requester;
 use super::summary::{summarize, verdict};
-use super::{
-    Failure, FailureKind, Phase, SampleRecord, TrialConfig, TrialRecord, TrialSettings, Verdict,
-};
+use super::TrialSettings;
 use crate::backend::llama_server::{LlamaServerSpec, ManagedServer};
 use crate::backend::ollama::{OllamaClient, OllamaOptions};
 use crate::backend::openai::OpenAiClient;
 use crate::backend::{
     gguf, BackendError, BackendSpec, Generation, GenerationRequest, ModelFacts, Prompt,
 };
-use crate::guard::Breach;
-use crate::hardware::{SampleSeries, Sampler, SamplerOptions};
+use crate::hardware::{Sampler, SamplerOptions};
+use crate::record::{
+    Breach, Failure, FailureKind, Phase, SampleRecord, SampleSeries, TrialConfig, TrialRecord,
+    Verdict,
+};
 
 /// Tokens of the warm-up request.
 const WARMUP_PROMPT_TOKENS: usize = 32;
@@ -816,7 +817,7 @@ mod tests {
             batch: 512,
             ubatch: 512,
             concurrency: 1,
-            kv_cache_type: super::super::KvCacheType::F16,
+            kv_cache_type: crate::record::KvCacheType::F16,
         };
         let cancel = CancellationToken::new();
         let run = runner.run(1, Phase::Context, &config, &cancel);

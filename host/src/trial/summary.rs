@@ -1,6 +1,7 @@
 //! From samples to a trial's statistics and verdict.
 
-use super::{Failure, SampleRecord, Stats, TrialSettings, Verdict};
+use super::TrialSettings;
+use crate::record::{Failure, SampleRecord, Stats, Verdict};
 
 /// The statistics of a trial's samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +99,7 @@ mod tests {
             Verdict::Failed
         );
         let f = Failure {
-            kind: crate::trial::FailureKind::Timeout,
+            kind: crate::record::FailureKind::Timeout,
             message: "x".into(),
         };
         let s = summarize(&[sample(true, 100.0)]);

@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{BatchScaler, ContextSearch, Outcome, PluginError};
+use crate::record::{KvCacheType, Phase, TrialConfig, TrialRecord, Verdict};
 use crate::report::Limits;
-use crate::trial::{KvCacheType, Phase, TrialConfig, TrialRecord, TrialRun, Verdict};
+use crate::trial::TrialRun;
 
 /// Most trials one phase may ask for: a plugin that never says "done" is stopped here.
 pub const MAX_TRIALS_PER_PHASE: usize = 32;
@@ -341,9 +342,8 @@ mod tests {
 
     use super::*;
     use crate::backend::{ModelFacts, SizeClass};
-    use crate::hardware::{Peaks, SampleSeries};
     use crate::plugin::{ContextBounds, HardwareFacts, ModelInfo, PluginHost, PluginRef};
-    use crate::trial::{Failure, FailureKind, Stats};
+    use crate::record::{Failure, FailureKind, Peaks, SampleSeries, Stats};
 
     const LIMIT: u32 = 100_000;
 

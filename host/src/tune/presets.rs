@@ -33,8 +33,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::PresetCategories;
-use crate::hardware::Peaks;
-use crate::trial::{Phase, Stats, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Peaks, Phase, Stats, TrialConfig, TrialRecord, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -18,11 +18,12 @@ use crate::plugin::{
     BatchScaler, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, PluginError, PluginHost,
     PluginRef,
 };
+use crate::record::{KvCacheType, Phase, TrialConfig, TrialRecord};
 use crate::report::{
     write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog, RunStarted,
     RunStatus, RunSummary,
 };
-use crate::trial::{KvCacheType, Phase, TrialConfig, TrialRecord, TrialRun, TrialRunner};
+use crate::trial::{TrialRun, TrialRunner};
 
 use super::driver::{Driver, Plan, TrialBook, TrialExecutor, TuneError, TuneObserver};
 use super::memory::{Key, Learned, Store};

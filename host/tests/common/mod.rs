@@ -12,7 +12,8 @@ use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
 use ozone::guard::Thresholds;
 use ozone::hardware::SamplerOptions;
-use ozone::trial::{KvCacheType, TrialConfig, TrialSettings};
+use ozone::record::{KvCacheType, TrialConfig};
+use ozone::trial::TrialSettings;
 
 /// The llama-server binary: `LLAMA_SERVER`, else the copy `.ci/install-llama-server`
 /// puts in the repository. Missing is a failure, never a skip.

@@ -17,7 +17,7 @@ mod tests {
 
     use super::*;
     use crate::backend::SizeClass;
-    use crate::trial::KvCacheType;
+    use crate::record::KvCacheType;
 
     fn temp_path(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ozone-gguf-{}", std::process::id()));

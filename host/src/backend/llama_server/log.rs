@@ -5,7 +5,7 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::stream::looks_like_oom;
-use crate::trial::{Failure, FailureKind};
+use crate::record::{Failure, FailureKind};
 
 /// Lines kept in memory; the trial record gets the last [`RECORD_LINES`].
 const KEPT_LINES: usize = 400;

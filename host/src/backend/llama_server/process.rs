@@ -11,7 +11,7 @@ use super::children::{register, signal_group, unregister};
 use super::client::LlamaClient;
 use super::command::{command_line, LlamaServerSpec};
 use super::log::{classify_exit, LogTail, RECORD_LINES};
-use crate::trial::{Failure, FailureKind, TrialConfig};
+use crate::record::{Failure, FailureKind, TrialConfig};
 
 /// How long SIGTERM gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);

@@ -1,9 +1,18 @@
-//! The data of a trial, exactly as written to the JSONL log (one `TrialRecord` a line).
+//! The data of a trial, exactly as written to the JSONL log (one `TrialRecord` a line):
+//! the configuration tried, its samples and statistics, the hardware peaks, the breach
+//! and the failure, the verdict.
+//!
+//! A leaf: plain data that imports nothing else of the crate, so that every layer (the
+//! backends that fail a trial, the guard that breaches one, the trial runner, the
+//! reports that read the log) can share one vocabulary.
+
+mod breach;
+mod series;
 
 use serde::{Deserialize, Serialize};
 
-use crate::guard::{Breach, Metric};
-use crate::hardware::Peaks;
+pub use breach::{Breach, Metric};
+pub use series::{Peaks, SamplePoint, SampleSeries};
 
 /// KV cache element type (`-ctk/-ctv`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
