@@ -5,7 +5,7 @@
 
 use ozone::backend::ollama::OllamaClient;
 use ozone::backend::BackendSpec;
-use ozone::hardware::SamplerOptions;
+use ozone::guard::SamplerOptions;
 use ozone::record::{KvCacheType, Phase, TrialConfig, Verdict};
 use ozone::trial::{TrialRunner, TrialSettings};
 use tokio_util::sync::CancellationToken;

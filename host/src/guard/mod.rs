@@ -1,18 +1,23 @@
-//! Safety thresholds, reserves and breach detection.
+//! Keeping a trial inside its limits: the 100 ms [`Sampler`] reads the hardware probes,
+//! checks every point against the [`Thresholds`] and, on a breach, kills the server.
 //!
-//! The sampler checks every sample against [`Thresholds`]; a breach is raised as a
-//! [`Breach`](crate::record::Breach) event that a running trial awaits so it can cancel within 200 ms.
-//! The exact rules (percent of total *or* reserve, whichever is tighter; the CPU grace
-//! period; absent readings never breach) are in [`Guard`]'s module, `guard/check.rs`;
-//! [`kill_tree`] is what the sampler does on a breach when asked to.
+//! A breach is raised as a [`Breach`](crate::record::Breach) event that a running trial
+//! awaits so it can cancel within 200 ms. The exact rules (percent of total *or* reserve,
+//! whichever is tighter; the CPU grace period; absent readings never breach) are in
+//! [`Guard`]'s module, `guard/check.rs`; [`kill_tree`] is what the sampler does on a
+//! breach when asked to.
 
 use serde::{Deserialize, Serialize};
 
 mod check;
+mod error;
 mod kill;
+mod sampler;
 
 pub use check::{first_breach, Capacity, Guard};
+pub use error::SamplerError;
 pub use kill::kill_tree;
+pub use sampler::{Sampler, SamplerOptions, TickTimes};
 
 /// Limits a trial must stay inside. Defaults are the product's documented defaults
 /// (`hardware_monitoring.safety_thresholds` and `.resource_headroom`).

@@ -23,7 +23,7 @@ use crate::backend::openai::OpenAiClient;
 use crate::backend::{
     gguf, BackendError, BackendSpec, Generation, GenerationRequest, ModelFacts, Prompt,
 };
-use crate::hardware::{Sampler, SamplerOptions};
+use crate::guard::{Sampler, SamplerOptions};
 use crate::record::{
     Breach, Failure, FailureKind, Phase, SampleRecord, SampleSeries, TrialConfig, TrialRecord,
     Verdict,

@@ -12,8 +12,8 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::llama_server::command_line;
 use crate::backend::{BackendError, BackendSpec, ModelFacts};
 use crate::config::Config;
-use crate::guard::Thresholds;
-use crate::hardware::{probe, HardwareSnapshot, ProbeOptions, SamplerOptions};
+use crate::guard::{SamplerOptions, Thresholds};
+use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::plugin::{
     BatchScaler, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, PluginError, PluginHost,
     PluginRef,

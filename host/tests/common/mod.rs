@@ -10,8 +10,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
-use ozone::guard::Thresholds;
-use ozone::hardware::SamplerOptions;
+use ozone::guard::{SamplerOptions, Thresholds};
 use ozone::record::{KvCacheType, TrialConfig};
 use ozone::trial::TrialSettings;
 
