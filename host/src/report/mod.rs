@@ -6,6 +6,8 @@
 //! `deploy/<model>.Modelfile`, `deploy/<model>.llama-server.sh`,
 //! `report/<model>_<ts>.html` (all by [`write_outputs`]).
 
+mod charts;
+mod escape;
 mod events;
 mod files;
 mod html;
