@@ -16,8 +16,9 @@ use ozone::backend::BackendSpec;
 use ozone::config::Config;
 use ozone::plugin::PluginHost;
 use ozone::record::KvCacheType;
+use ozone::session::{tune, TuneJob};
 use ozone::tune::presets::PresetName;
-use ozone::tune::{tune, RunParameters, TuneJob};
+use ozone::tune::RunParameters;
 use tokio_util::sync::CancellationToken;
 
 const BUDGET_MB: u64 = 48;

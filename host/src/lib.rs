@@ -13,5 +13,9 @@ pub mod lab;
 pub mod plugin;
 pub mod record;
 pub mod report;
+pub mod session;
 pub mod trial;
 pub mod tune;
+
+#[cfg(test)]
+mod fixtures;

@@ -12,8 +12,9 @@ use crate::config::{self, LoadedConfig};
 use crate::plugin::{PluginError, PluginHost, SandboxLimits};
 use crate::record::KvCacheType;
 use crate::report::{self, LogEvent};
+use crate::session::{self, TuneFailure, TuneJob, TuneResult};
 use crate::tune::presets::PresetName;
-use crate::tune::{self as tuning, RunParameters, TuneFailure, TuneJob, TuneResult};
+use crate::tune::RunParameters;
 
 /// Which inference server runs the trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -165,7 +166,7 @@ async fn run_async(args: Args) -> Result<(), Failure> {
         let plugins =
             PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Plugin)?;
         let model = job.model_source.clone();
-        match tuning::tune(job, &plugins, cancel.clone()).await {
+        match session::tune(job, &plugins, cancel.clone()).await {
             Ok(result) => {
                 if !args.json {
                     print_result(&result);

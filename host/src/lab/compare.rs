@@ -5,12 +5,11 @@ use std::str::FromStr;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::plugin::{PluginHost, PluginRef};
+use crate::plugin::{PluginError, PluginHost, PluginRef};
 use crate::record::{FailureKind, Phase, Verdict};
-use crate::report::Limits;
 use crate::tune::driver::{Driver, TrialBook, TuneError};
-use crate::tune::session::{load_plugins, plan};
-use crate::tune::TuneFailure;
+use crate::tune::plan::{load_plugins, plan};
+use crate::tune::Limits;
 
 use super::executor::{DecisionRecorder, ReplayExecutor, ReplayedTrial};
 use super::profile::{Decision, Profile};
@@ -180,11 +179,8 @@ pub fn replay_blocking(
     )))
 }
 
-fn load_error(e: TuneFailure) -> String {
-    match e {
-        TuneFailure::PluginLoad(e) => format!("could not load: {e}"),
-        other => other.to_string(),
-    }
+fn load_error(e: PluginError) -> String {
+    format!("could not load: {e}")
 }
 
 fn run_error(e: TuneError) -> String {

@@ -11,9 +11,9 @@ use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::record::{Phase, TrialConfig, TrialRecord, Verdict};
-use crate::report::{self, Limits, LogEvent, PluginUse, RunStatus};
-use crate::tune::session::effective_thresholds;
-use crate::tune::RunParameters;
+use crate::report::{self, LogEvent, PluginUse, RunStatus};
+use crate::tune::plan::effective_thresholds;
+use crate::tune::{Limits, RunParameters};
 
 use super::interpolate::{self, Answer};
 

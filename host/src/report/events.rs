@@ -21,8 +21,7 @@ use crate::backend::ModelFacts;
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
 use crate::record::{Phase, SampleRecord, SampleSeries, TrialConfig, TrialRecord};
-
-use super::Limits;
+use crate::tune::Limits;
 
 /// Version of the log format, written in `run_started`.
 pub const LOG_VERSION: u32 = 1;

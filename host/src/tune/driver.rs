@@ -12,8 +12,8 @@ use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{BatchScaler, ContextSearch, Outcome, PluginError};
 use crate::record::{KvCacheType, Phase, TrialConfig, TrialRecord, Verdict};
-use crate::report::Limits;
 use crate::trial::TrialRun;
+use crate::tune::Limits;
 
 /// Most trials one phase may ask for: a plugin that never says "done" is stopped here.
 pub const MAX_TRIALS_PER_PHASE: usize = 32;

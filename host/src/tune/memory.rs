@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::hardware::HardwareSnapshot;
-use crate::report::Limits;
+use crate::tune::Limits;
 
 /// Format version of `learned.json`.
 const STORE_VERSION: u32 = 1;
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn key_and_learned_come_from_the_run() {
-        let hw = crate::report::fixtures::hardware();
+        let hw = crate::fixtures::hardware();
         let k = Key::new(&hw, "sha256:5ab1d2c3");
         assert_eq!(k.hardware_fingerprint, hw.fingerprint());
         assert_eq!(k.ozone_version, env!("CARGO_PKG_VERSION"));

@@ -393,7 +393,7 @@ fn build(name: PresetName, c: &Candidate, all: &[Candidate], weights: Weights) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures;
+    use crate::fixtures;
 
     #[test]
     fn realistic_run_gives_three_distinct_presets() {
