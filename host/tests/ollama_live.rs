@@ -31,7 +31,7 @@ async fn live_ollama_trial() {
         ..TrialSettings::default()
     };
     let mut runner = TrialRunner::new(backend, settings, SamplerOptions::default());
-    let facts = runner.model_facts().await.expect("/api/show facts");
+    let facts = runner.spec().model_facts().await.expect("/api/show facts");
     assert!(
         facts.trained_context.is_some_and(|c| c >= 2048),
         "{facts:?}"

@@ -7,11 +7,16 @@ pub mod gguf;
 mod http;
 pub mod llama_server;
 pub mod ollama;
+mod open;
 pub mod openai;
+mod prompt;
+mod requester;
 mod spec;
 mod stream;
 
 pub use error::BackendError;
 pub use facts::{ModelFacts, SizeClass};
 pub use generation::{Generation, GenerationError, GenerationRequest, Prompt, ServerTimings};
+pub use open::{interrupted, timeout_failure, OpenFailure, OpenOptions, OpenServer, ServerOpener};
+pub use requester::Requester;
 pub use spec::BackendSpec;

@@ -1,6 +1,9 @@
-//! Which server a tune measures.
+//! Which server a tune measures, and what it says about the model.
 
 use super::llama_server::LlamaServerSpec;
+use super::ollama::OllamaClient;
+use super::openai::OpenAiClient;
+use super::{gguf, BackendError, ModelFacts};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendSpec {
@@ -24,6 +27,38 @@ impl BackendSpec {
             BackendSpec::LlamaServer(_) => "llama-server",
             BackendSpec::Ollama { .. } => "ollama",
             BackendSpec::OpenAi { .. } => "openai",
+        }
+    }
+
+    /// The model's facts: from the GGUF file with its sha256 (llama-server),
+    /// `/api/show` (Ollama), or `/v1/models` (OpenAI-compatible: little more than the
+    /// context). An unreachable server or unreadable model is an error here.
+    pub async fn model_facts(&self) -> Result<ModelFacts, BackendError> {
+        match self {
+            BackendSpec::LlamaServer(spec) => {
+                let path = spec.model.clone();
+                let read = move || -> Result<ModelFacts, gguf::GgufError> {
+                    let mut facts = gguf::read_facts(&path)?;
+                    facts.digest = Some(gguf::file_digest(&path)?);
+                    Ok(facts)
+                };
+                tokio::task::spawn_blocking(read)
+                    .await
+                    .map_err(|e| BackendError::Client(format!("GGUF reader task failed: {e}")))?
+                    .map_err(BackendError::from)
+            }
+            BackendSpec::Ollama { base_url, model } => {
+                OllamaClient::new(base_url, model).facts().await
+            }
+            BackendSpec::OpenAi {
+                base_url,
+                model,
+                api_key,
+            } => {
+                OpenAiClient::new(base_url, model, api_key.clone())
+                    .facts()
+                    .await
+            }
         }
     }
 }

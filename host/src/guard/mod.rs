@@ -11,11 +11,13 @@ use serde::{Deserialize, Serialize};
 
 mod check;
 mod error;
+mod interrupt;
 mod kill;
 mod sampler;
 
 pub use check::{first_breach, Capacity, Guard};
 pub use error::SamplerError;
+pub use interrupt::{guarded, Guarded};
 pub use kill::kill_tree;
 pub use sampler::{Sampler, SamplerOptions, TickTimes};
 

@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn a_guard_on_the_apu_fixture_sees_gtt_as_gpu_memory() {
         // 19.2 GiB of 64.5 GiB in use: fine at 90 %, a breach at 25 %.
-        let t = gpu_monitor::totals(&GpuMonitor::amd_sysfs_only(&&apu_fixture()).read());
+        let t = gpu_monitor::totals(&GpuMonitor::amd_sysfs_only(&apu_fixture()).read());
         let point = SamplePoint {
             gpu_mem_used_bytes: t.used_bytes,
             gpu_temp_c: t.hottest_c,

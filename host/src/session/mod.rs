@@ -89,14 +89,7 @@ pub async fn tune(
     let (mut log, started, book) = match &job.resume {
         Some(path) => resume_log(path)?,
         None => {
-            let facts = TrialRunner::new(
-                job.spec.clone(),
-                job.config.trial_settings(),
-                SamplerOptions::default(),
-            )
-            .model_facts()
-            .await
-            .map_err(|e| match job.spec {
+            let facts = job.spec.model_facts().await.map_err(|e| match job.spec {
                 BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
                 _ => TuneFailure::Server(e),
             })?;

@@ -1,9 +1,8 @@
 //! Trials: one configuration run for N samples against a real server while the sampler
 //! watches; statistics and the stable/unstable verdict.
 
-mod prompt;
-mod requester;
 mod runner;
+mod sampling;
 mod settings;
 mod summary;
 
