@@ -6,18 +6,18 @@
 
 use chrono::{TimeZone, Utc};
 
-use crate::backend::{ModelFacts, SizeClass};
+use crate::backend::{ModelMetadata, SizeClass};
 use crate::config::Config;
 use crate::hardware::{CpuInfo, HardwareSnapshot, Measured, MemoryInfo, Source};
 use crate::record::{
-    Breach, Failure, FailureKind, KvCacheType, Metric, Peaks, Phase, SamplePoint, SampleRecord,
-    SampleSeries, Stats, TrialConfig, TrialRecord, Verdict,
+    Breach, FailureKind, KvCacheType, Metric, Peaks, Phase, SamplePoint, SampleRecord,
+    SampleSeries, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict,
 };
 
 const MIB: u64 = 1 << 20;
 
-pub fn model() -> ModelFacts {
-    ModelFacts {
+pub fn model() -> ModelMetadata {
+    ModelMetadata {
         name: "qwen2.5-0.5b-instruct-q4_k_m".into(),
         architecture: Some("qwen2".into()),
         parameter_count: Some(494_032_768),
@@ -161,7 +161,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
         Outcome::Unstable(ok, d, t, p, rss) => {
             measured(&mut record, ok, d, t, p, rss);
             record.verdict = Verdict::Unstable;
-            record.failure = Some(Failure {
+            record.failure = Some(TrialFailure {
                 kind: FailureKind::Timeout,
                 message: format!("{} of 5 requests timed out", 5 - ok),
             });
@@ -179,7 +179,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
                 limit: (1536 * MIB) as f64,
                 at_ms: 8_300,
             };
-            record.failure = Some(Failure {
+            record.failure = Some(TrialFailure {
                 kind: FailureKind::ThresholdBreach(Metric::ProcessMemory),
                 message: breach.to_string(),
             });
@@ -187,7 +187,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
             record.duration_ms = 8_400;
         }
         Outcome::OutOfMemory => {
-            record.failure = Some(Failure {
+            record.failure = Some(TrialFailure {
                 kind: FailureKind::OutOfMemory,
                 message: "llama-server could not allocate the KV cache".into(),
             });

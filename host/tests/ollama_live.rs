@@ -31,7 +31,11 @@ async fn live_ollama_trial() {
         ..TrialSettings::default()
     };
     let mut runner = TrialRunner::new(backend, settings, SamplerOptions::default());
-    let facts = runner.spec().model_facts().await.expect("/api/show facts");
+    let facts = runner
+        .spec()
+        .model_metadata()
+        .await
+        .expect("/api/show facts");
     assert!(
         facts.trained_context.is_some_and(|c| c >= 2048),
         "{facts:?}"

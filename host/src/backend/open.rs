@@ -17,7 +17,7 @@ use super::prompt::{target_prompt_tokens, text_prompt, token_prompt, FILLER};
 use super::requester::Requester;
 use super::{BackendSpec, Generation, GenerationRequest, Prompt};
 use crate::guard::{guarded, Guarded};
-use crate::record::{Breach, Failure, FailureKind, TrialConfig};
+use crate::record::{Breach, FailureKind, TrialConfig, TrialFailure};
 
 /// Tokens of the warm-up request.
 const WARMUP_PROMPT_TOKENS: usize = 32;
@@ -48,13 +48,13 @@ pub struct OpenOptions {
 /// last lines it logged.
 #[derive(Debug, Clone)]
 pub struct OpenFailure {
-    pub failure: Failure,
+    pub failure: TrialFailure,
     pub granted_ctx: Option<u32>,
     pub log_tail: Vec<String>,
 }
 
 impl OpenFailure {
-    fn new(failure: Failure, log_tail: Vec<String>) -> Self {
+    fn new(failure: TrialFailure, log_tail: Vec<String>) -> Self {
         Self {
             failure,
             granted_ctx: None,
@@ -145,7 +145,7 @@ impl OpenServer {
     }
 
     /// The server's own exit, when it died (waits briefly for a crash to be visible).
-    pub async fn server_exit(&mut self) -> Option<Failure> {
+    pub async fn server_exit(&mut self) -> Option<TrialFailure> {
         let server = self.server.as_mut()?;
         let deadline = Instant::now() + EXIT_SETTLE;
         loop {
@@ -359,7 +359,7 @@ async fn warm(
     let requester = server.requester.clone();
     let work = tokio::time::timeout(request.timeout, requester.generate(request));
     let outcome = guarded(work, breaches, cancel).await;
-    let fail = |f: Failure, server: &OpenServer| OpenFailure::new(f, server.log_tail());
+    let fail = |f: TrialFailure, server: &OpenServer| OpenFailure::new(f, server.log_tail());
     match outcome {
         Guarded::Done(Ok(Ok(generation))) => Ok(generation),
         Guarded::Done(Ok(Err(f))) => {
@@ -407,26 +407,26 @@ fn check_granted(server: &OpenServer, config: &TrialConfig) -> Result<(), OpenFa
 }
 
 /// The failure of work cut short by Ctrl-C.
-pub fn interrupted() -> Failure {
+pub fn interrupted() -> TrialFailure {
     failure(FailureKind::ServerError, "interrupted")
 }
 
 /// A request that ran past its timeout.
-pub fn timeout_failure(timeout: Duration, what: &str) -> Failure {
+pub fn timeout_failure(timeout: Duration, what: &str) -> TrialFailure {
     failure(
         FailureKind::Timeout,
         format!("{what} ran past the {:.0} s timeout", timeout.as_secs_f64()),
     )
 }
 
-fn warmup_failure(f: Failure) -> Failure {
-    Failure {
+fn warmup_failure(f: TrialFailure) -> TrialFailure {
+    TrialFailure {
         message: format!("warm-up failed: {}", f.message),
         ..f
     }
 }
 
 /// Placeholder replaced by the breach itself when the record is built.
-fn interrupted_by_breach() -> Failure {
+fn interrupted_by_breach() -> TrialFailure {
     failure(FailureKind::ServerError, "stopped by a threshold breach")
 }

@@ -3,7 +3,7 @@
 use super::llama_server::LlamaServerSpec;
 use super::ollama::OllamaClient;
 use super::openai::OpenAiClient;
-use super::{gguf, BackendError, ModelFacts};
+use super::{gguf, BackendError, ModelMetadata};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendSpec {
@@ -33,12 +33,12 @@ impl BackendSpec {
     /// The model's facts: from the GGUF file with its sha256 (llama-server),
     /// `/api/show` (Ollama), or `/v1/models` (OpenAI-compatible: little more than the
     /// context). An unreachable server or unreadable model is an error here.
-    pub async fn model_facts(&self) -> Result<ModelFacts, BackendError> {
+    pub async fn model_metadata(&self) -> Result<ModelMetadata, BackendError> {
         match self {
             BackendSpec::LlamaServer(spec) => {
                 let path = spec.model.clone();
-                let read = move || -> Result<ModelFacts, gguf::GgufError> {
-                    let mut facts = gguf::read_facts(&path)?;
+                let read = move || -> Result<ModelMetadata, gguf::GgufError> {
+                    let mut facts = gguf::read_model_metadata(&path)?;
                     facts.digest = Some(gguf::file_digest(&path)?);
                     Ok(facts)
                 };
@@ -48,7 +48,7 @@ impl BackendSpec {
                     .map_err(BackendError::from)
             }
             BackendSpec::Ollama { base_url, model } => {
-                OllamaClient::new(base_url, model).facts().await
+                OllamaClient::new(base_url, model).model_metadata().await
             }
             BackendSpec::OpenAi {
                 base_url,
@@ -56,7 +56,7 @@ impl BackendSpec {
                 api_key,
             } => {
                 OpenAiClient::new(base_url, model, api_key.clone())
-                    .facts()
+                    .model_metadata()
                     .await
             }
         }

@@ -23,12 +23,12 @@ pub enum Exit {
 
 /// An error on its way to the user, with the exit code it maps to.
 #[derive(Debug)]
-pub struct Failure {
+pub struct CliError {
     pub exit: Exit,
     pub error: anyhow::Error,
 }
 
-impl Failure {
+impl CliError {
     pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
         Self {
             exit,
@@ -48,7 +48,7 @@ impl Failure {
     }
 }
 
-impl From<anyhow::Error> for Failure {
+impl From<anyhow::Error> for CliError {
     fn from(error: anyhow::Error) -> Self {
         Self::new(Exit::Internal, error)
     }
@@ -57,11 +57,11 @@ impl From<anyhow::Error> for Failure {
 /// Attaches an exit code to any error: `result.exit(Exit::BadInput)?`.
 #[allow(dead_code)] // used by the subcommands as they land
 pub trait ResultExt<T> {
-    fn exit(self, exit: Exit) -> Result<T, Failure>;
+    fn exit(self, exit: Exit) -> Result<T, CliError>;
 }
 
 impl<T, E: Into<anyhow::Error>> ResultExt<T> for Result<T, E> {
-    fn exit(self, exit: Exit) -> Result<T, Failure> {
-        self.map_err(|e| Failure::new(exit, e))
+    fn exit(self, exit: Exit) -> Result<T, CliError> {
+        self.map_err(|e| CliError::new(exit, e))
     }
 }

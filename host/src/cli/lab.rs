@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Exit, Failure, ResultExt};
+use super::{CliError, Exit, ResultExt};
 use crate::lab::{self, Profile};
 use crate::plugin::{PluginHost, SandboxLimits};
 
@@ -48,14 +48,14 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-pub fn run(command: Command) -> Result<(), Failure> {
+pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Profile(args) => profile(args),
         Command::Run(args) => compare(args),
     }
 }
 
-fn profile(args: ProfileArgs) -> Result<(), Failure> {
+fn profile(args: ProfileArgs) -> Result<(), CliError> {
     let profile = Profile::from_log(&args.log).exit(Exit::BadInput)?;
     profile.save(&args.output).exit(Exit::Internal)?;
     let stable = profile
@@ -69,7 +69,7 @@ fn profile(args: ProfileArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn compare(args: RunArgs) -> Result<(), Failure> {
+fn compare(args: RunArgs) -> Result<(), CliError> {
     let mut profiles = Vec::new();
     for path in &args.profiles {
         for file in profile_files(path).exit(Exit::BadInput)? {
@@ -115,7 +115,7 @@ fn compare(args: RunArgs) -> Result<(), Failure> {
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(Failure::new(
+        Err(CliError::new(
             Exit::Plugin,
             anyhow::anyhow!("{} run(s) erred: {}", failed.len(), failed.join(", ")),
         ))

@@ -9,7 +9,7 @@ use crate::plugin::{
 };
 use crate::record::{FailureKind, KvCacheType, Metric, TrialConfig, Verdict};
 
-use super::{Exit, Failure};
+use super::{CliError, Exit};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -46,7 +46,7 @@ pub struct CheckArgs {
     pub best_batch: u32,
 }
 
-pub fn run(command: Command) -> Result<(), Failure> {
+pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::List { files, config } => {
             let mut files = files;
@@ -57,13 +57,13 @@ pub fn run(command: Command) -> Result<(), Failure> {
     }
 }
 
-fn new_host() -> Result<PluginHost, Failure> {
+fn new_host() -> Result<PluginHost, CliError> {
     PluginHost::new(SandboxLimits::default(), PluginHost::default_cache_dir())
-        .map_err(|e| Failure::new(Exit::Internal, e))
+        .map_err(|e| CliError::new(Exit::Internal, e))
 }
 
 /// Bad input (the file is not a usable plugin) or a plugin breaking its contract.
-fn failure(error: PluginError) -> Failure {
+fn failure(error: PluginError) -> CliError {
     let exit = match error {
         PluginError::UnknownBuiltin(_)
         | PluginError::Read { .. }
@@ -75,12 +75,12 @@ fn failure(error: PluginError) -> Failure {
         PluginError::Engine(_) => Exit::Internal,
         _ => Exit::Plugin,
     };
-    Failure::new(exit, error)
+    CliError::new(exit, error)
 }
 
 /// Plugin files the effective configuration names (built-in names are listed anyway).
-fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Failure> {
-    let loaded = crate::config::load(config).map_err(|e| Failure::new(Exit::BadInput, e))?;
+fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, CliError> {
+    let loaded = crate::config::load(config).map_err(|e| CliError::new(Exit::BadInput, e))?;
     let ozone = &loaded.config.ozone;
     Ok([&ozone.context_strategy, &ozone.batch_strategy]
         .into_iter()
@@ -91,7 +91,7 @@ fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Fa
         .collect())
 }
 
-fn list(files: &[PathBuf]) -> Result<(), Failure> {
+fn list(files: &[PathBuf]) -> Result<(), CliError> {
     println!("{:<16} {:<18} {:<6} SOURCE", "NAME", "WORLD", "API");
     for builtin in BUILTINS {
         println!(
@@ -121,7 +121,7 @@ fn list(files: &[PathBuf]) -> Result<(), Failure> {
     first_error.map_or(Ok(()), |e| Err(failure(e)))
 }
 
-fn check(args: &CheckArgs) -> Result<(), Failure> {
+fn check(args: &CheckArgs) -> Result<(), CliError> {
     let plugin: PluginRef = args.plugin.parse().map_err(failure)?;
     let host = new_host()?;
     let world = host.inspect(&plugin).map_err(failure)?;
@@ -175,7 +175,7 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
         }
     };
     if trials >= MAX_TRIALS {
-        return Err(Failure::new(
+        return Err(CliError::new(
             Exit::Plugin,
             anyhow::anyhow!("plugin {plugin} did not finish within {MAX_TRIALS} trials"),
         ));

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::Failure;
+use super::CliError;
 use crate::hardware::{self, GpuInfo, HardwareSnapshot, Measured, ProbeOptions, Source};
 
 #[derive(Debug, clap::Args)]
@@ -53,7 +53,7 @@ pub struct Args {
     pub no_smi: bool,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let snapshot = hardware::probe(&ProbeOptions {
         sysfs_root: args.sysfs_root,
         use_smi_fallbacks: !args.no_smi,

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Exit, Failure, ResultExt};
+use super::{CliError, Exit, ResultExt};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -16,7 +16,7 @@ pub struct Args {
     pub output: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let contents = report::read_log_detailed(&args.log).exit(Exit::BadInput)?;
     if let Some(tail) = &contents.torn_tail {
         tracing::warn!(

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Exit, Failure, ResultExt};
+use super::{CliError, Exit, ResultExt};
 use crate::backend::llama_server::{resolve_binary, watch_ctrl_c, LlamaServerSpec};
 use crate::backend::{ollama::normalize_base_url, BackendSpec};
 use crate::config::{self, LoadedConfig};
@@ -132,7 +132,7 @@ Examples:
   ozone tune --resume ozone_results/logs/model_20261126T120000.jsonl
       Continue after Ctrl-C.";
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,7 +140,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     runtime.block_on(run_async(args))
 }
 
-async fn run_async(args: Args) -> Result<(), Failure> {
+async fn run_async(args: Args) -> Result<(), CliError> {
     let cancel = CancellationToken::new();
     watch_ctrl_c(cancel.clone());
 
@@ -157,7 +157,7 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     };
     let show_progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut summaries = Vec::new();
-    let mut worst: Option<Failure> = None;
+    let mut worst: Option<CliError> = None;
     for mut job in jobs {
         job.show_progress = show_progress;
         let limits = serde_json::from_str::<SandboxLimits>(&job.config.sandbox_json())
@@ -172,7 +172,7 @@ async fn run_async(args: Args) -> Result<(), Failure> {
                     print_result(&result);
                 }
                 if result.summary.limits.max_context.is_none() {
-                    worst.get_or_insert(Failure::new(
+                    worst.get_or_insert(CliError::new(
                         Exit::Internal,
                         anyhow::anyhow!("{model}: no configuration was stable (see the report)"),
                     ));
@@ -183,9 +183,9 @@ async fn run_async(args: Args) -> Result<(), Failure> {
                 let exit = exit_code(&failure);
                 let error = anyhow::anyhow!("{model}: {failure}");
                 if exit == Exit::Interrupted {
-                    return Err(Failure::new(exit, error));
+                    return Err(CliError::new(exit, error));
                 }
-                worst = Some(Failure::new(exit, error));
+                worst = Some(CliError::new(exit, error));
                 if args.models.len() <= 1 {
                     break;
                 }
@@ -206,7 +206,7 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     }
 }
 
-fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
+fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
     let mut loaded = config::load(args.config.as_deref()).exit(Exit::BadInput)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
@@ -254,7 +254,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
             crate::plugin::PluginRef::from_str(strategy)
         {
             if !path.is_file() {
-                return Err(Failure::new(
+                return Err(CliError::new(
                     Exit::BadInput,
                     anyhow::anyhow!("{flag}: plugin file {} does not exist", path.display()),
                 ));
@@ -264,7 +264,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
     Ok(loaded)
 }
 
-fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, Failure> {
+fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, CliError> {
     let params = RunParameters {
         kv_cache_type: match args.kv_cache_type.as_str() {
             "q8_0" => KvCacheType::Q8_0,
@@ -300,10 +300,10 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, F
 }
 
 /// A resumed run repeats the original's model, backend and flags from its log.
-fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
+fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
     let events = report::read_log(log).exit(Exit::BadInput)?;
     let Some(LogEvent::RunStarted(started)) = events.into_iter().next() else {
-        return Err(Failure::new(
+        return Err(CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
                 "{}: not an ozone tune log (no run_started line first)",
@@ -312,7 +312,7 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
         ));
     };
     let params = started.parameters.clone().ok_or_else(|| {
-        Failure::new(
+        CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
                 "{}: written by an ozone without resume support",
@@ -354,7 +354,7 @@ fn backend_spec(
     model: &str,
     params: &RunParameters,
     api_key: Option<String>,
-) -> Result<BackendSpec, Failure> {
+) -> Result<BackendSpec, CliError> {
     let choice = match choice {
         BackendChoice::Auto if model.ends_with(".gguf") || Path::new(model).is_file() => {
             BackendChoice::LlamaServer
@@ -366,7 +366,7 @@ fn backend_spec(
         BackendChoice::LlamaServer | BackendChoice::Auto => {
             let path = PathBuf::from(model);
             if !path.is_file() {
-                return Err(Failure::new(
+                return Err(CliError::new(
                     Exit::BadInput,
                     anyhow::anyhow!("model file {} does not exist", path.display()),
                 ));

@@ -20,7 +20,7 @@
 //! recorded run never reached shares nothing but the context curve's batch), so those
 //! answers are the roughest; `--json` shows each derivation.
 
-use crate::record::{Failure, Peaks, Stats, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Peaks, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict};
 
 /// A trial as the profile answers it.
 #[derive(Debug, Clone)]
@@ -209,7 +209,7 @@ fn failure_like(source: &TrialRecord, config: &TrialConfig, how: String) -> Answ
     record.config = config.clone();
     record.granted_ctx = None;
     if let Some(f) = &mut record.failure {
-        *f = Failure {
+        *f = TrialFailure {
             kind: f.kind,
             message: format!("interpolated: {how}; recorded: {}", f.message),
         };

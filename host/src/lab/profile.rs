@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::ModelFacts;
+use crate::backend::ModelMetadata;
 use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
@@ -64,7 +64,7 @@ pub struct Provenance {
 pub struct Profile {
     pub profile_version: u32,
     pub provenance: Provenance,
-    pub model: ModelFacts,
+    pub model: ModelMetadata,
     pub hardware: HardwareSnapshot,
     /// The recorded run's effective configuration (thresholds, plugin settings, plan).
     pub config: Config,

@@ -1,6 +1,6 @@
 //! Plain host-side mirrors of the WIT records, built from the host's own types.
 
-use crate::backend::{ModelFacts, SizeClass};
+use crate::backend::{ModelMetadata, SizeClass};
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::record::{FailureKind, KvCacheType, TrialConfig, TrialRecord, Verdict};
@@ -109,7 +109,7 @@ pub struct ModelInfo {
 
 impl ModelInfo {
     /// `trained_context` falls back to `bounds.max` when the model does not say.
-    pub fn from_facts(facts: &ModelFacts, bounds: ContextBounds, hint: Option<u32>) -> Self {
+    pub fn from_facts(facts: &ModelMetadata, bounds: ContextBounds, hint: Option<u32>) -> Self {
         Self {
             name: facts.name.clone(),
             parameter_count: facts.parameter_count,
@@ -194,7 +194,7 @@ impl Outcome {
 mod tests {
     use super::*;
     use crate::hardware::{GpuInfo, GpuVendor, Measured, MemoryInfo, Source};
-    use crate::record::{Failure, Peaks, Phase};
+    use crate::record::{Peaks, Phase, TrialFailure};
 
     const GIB: u64 = 1 << 30;
 
@@ -275,7 +275,7 @@ mod tests {
                 cpu_percent: None,
             },
             breach: None,
-            failure: Some(Failure {
+            failure: Some(TrialFailure {
                 kind: FailureKind::ThresholdBreach(crate::record::Metric::Vram),
                 message: "vram".into(),
             }),

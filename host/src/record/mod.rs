@@ -96,7 +96,7 @@ pub enum FailureKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Failure {
+pub struct TrialFailure {
     #[serde(flatten)]
     pub kind: FailureKind,
     /// One human line: what happened, with the figure that proves it.
@@ -199,7 +199,7 @@ pub struct TrialRecord {
     pub cv: Option<f64>,
     pub peaks: Peaks,
     pub breach: Option<Breach>,
-    pub failure: Option<Failure>,
+    pub failure: Option<TrialFailure>,
     pub verdict: Verdict,
     /// The server log's last lines, kept when the trial failed.
     pub server_log_tail: Vec<String>,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::ModelFacts;
+use crate::backend::ModelMetadata;
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
 use crate::record::{Phase, TrialRecord, Verdict};
@@ -64,7 +64,7 @@ impl Timings {
 pub struct RunSummary {
     pub ozone_version: String,
     pub model_source: String,
-    pub model: ModelFacts,
+    pub model: ModelMetadata,
     pub hardware: HardwareSnapshot,
     pub config: Config,
     pub backend: String,

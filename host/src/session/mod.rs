@@ -8,7 +8,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::llama_server::command_line;
-use crate::backend::{BackendError, BackendSpec, ModelFacts};
+use crate::backend::{BackendError, BackendSpec, ModelMetadata};
 use crate::config::Config;
 use crate::guard::SamplerOptions;
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
@@ -20,10 +20,10 @@ use crate::report::{
 };
 use crate::trial::{TrialRun, TrialRunner};
 use crate::tune::driver::{Driver, TrialBook, TrialExecutor, TuneError, TuneObserver};
-use crate::tune::memory::{Key, Learned, Store};
 use crate::tune::plan::{
     effective_thresholds, load_plugins, plan, set_aside_cpu_threshold, RunParameters,
 };
+use crate::tune::warm_start::{Key, Learned, WarmStartStore};
 
 use progress::PhaseProgress;
 
@@ -89,10 +89,14 @@ pub async fn tune(
     let (mut log, started, book) = match &job.resume {
         Some(path) => resume_log(path)?,
         None => {
-            let facts = job.spec.model_facts().await.map_err(|e| match job.spec {
-                BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
-                _ => TuneFailure::Server(e),
-            })?;
+            let facts = job
+                .spec
+                .model_metadata()
+                .await
+                .map_err(|e| match job.spec {
+                    BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
+                    _ => TuneFailure::Server(e),
+                })?;
             let mut params = job.params.clone();
             if !job.fresh && job.config.reuse_learned_configs() {
                 params.hint = remembered_limit(&snapshot, &facts, &job.config, &mut notes);
@@ -243,12 +247,12 @@ fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailur
 
 fn remembered_limit(
     snapshot: &HardwareSnapshot,
-    facts: &ModelFacts,
+    facts: &ModelMetadata,
     config: &Config,
     notes: &mut Vec<String>,
 ) -> Option<u32> {
     let digest = facts.digest.as_deref()?;
-    let store = Store::open_default().ok()?;
+    let store = WarmStartStore::open_default().ok()?;
     match store.lookup(&Key::new(snapshot, digest), config.learned_max_age()) {
         Ok(Some(learned)) => {
             let limit = learned.max_context?;
@@ -269,7 +273,7 @@ fn remember(snapshot: &HardwareSnapshot, summary: &RunSummary, notes: &mut Vec<S
     let Some(digest) = summary.model.digest.as_deref() else {
         return;
     };
-    let stored = Store::open_default().and_then(|store| {
+    let stored = WarmStartStore::open_default().and_then(|store| {
         store.remember(
             &Key::new(snapshot, digest),
             Learned::from_limits(&summary.model.name, &summary.limits),

@@ -18,7 +18,7 @@ use super::TrialSettings;
 use crate::backend::{interrupted, BackendSpec, OpenOptions, OpenServer, ServerOpener};
 use crate::guard::{guarded, Guarded, Sampler, SamplerOptions};
 use crate::record::{
-    Breach, Failure, FailureKind, Phase, SampleRecord, SampleSeries, TrialConfig, TrialRecord,
+    Breach, FailureKind, Phase, SampleRecord, SampleSeries, TrialConfig, TrialFailure, TrialRecord,
     Verdict,
 };
 
@@ -41,14 +41,14 @@ pub struct TrialRunner {
 struct Execution {
     samples: Vec<SampleRecord>,
     /// Why each failed sample failed, in order (the record keeps only the message).
-    sample_failures: Vec<Failure>,
-    failure: Option<Failure>,
+    sample_failures: Vec<TrialFailure>,
+    failure: Option<TrialFailure>,
     granted_ctx: Option<u32>,
     log_tail: Vec<String>,
 }
 
 impl Execution {
-    fn failed(failure: Failure, log_tail: Vec<String>) -> Self {
+    fn failed(failure: TrialFailure, log_tail: Vec<String>) -> Self {
         Self {
             samples: Vec::new(),
             sample_failures: Vec::new(),
@@ -59,8 +59,8 @@ impl Execution {
     }
 }
 
-fn failure(kind: FailureKind, message: impl Into<String>) -> Failure {
-    Failure {
+fn failure(kind: FailureKind, message: impl Into<String>) -> TrialFailure {
+    TrialFailure {
         kind,
         message: message.into(),
     }

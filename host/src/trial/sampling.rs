@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::TrialSettings;
 use crate::backend::{interrupted, timeout_failure, Generation, GenerationRequest, OpenServer};
 use crate::guard::{guarded, Guarded};
-use crate::record::{Breach, Failure, FailureKind, SampleRecord, TrialConfig};
+use crate::record::{Breach, FailureKind, SampleRecord, TrialConfig, TrialFailure};
 
 /// A prompt processed below this share of what was sent was truncated.
 const TRUNCATION_TOLERANCE: f64 = 0.9;
@@ -18,18 +18,18 @@ const TRUNCATION_TOLERANCE: f64 = 0.9;
 #[derive(Default)]
 pub(super) struct Sampled {
     pub samples: Vec<SampleRecord>,
-    pub sample_failures: Vec<Failure>,
-    pub trial_failure: Option<Failure>,
+    pub sample_failures: Vec<TrialFailure>,
+    pub trial_failure: Option<TrialFailure>,
     /// Kill the server rather than stop it gently (breach, Ctrl-C).
     pub kill: bool,
 }
 
 impl Sampled {
-    pub fn stopped(trial_failure: Option<Failure>) -> Self {
+    pub fn stopped(trial_failure: Option<TrialFailure>) -> Self {
         Self::default().stop(trial_failure)
     }
 
-    fn stop(mut self, trial_failure: Option<Failure>) -> Self {
+    fn stop(mut self, trial_failure: Option<TrialFailure>) -> Self {
         self.trial_failure = trial_failure;
         self.kill = true;
         self
@@ -83,7 +83,7 @@ pub(super) async fn sample(
                     } else {
                         check_truncation(&generation, server.target_tokens())
                     };
-                    check.map(|()| generation).map_err(|e| Failure {
+                    check.map(|()| generation).map_err(|e| TrialFailure {
                         kind: FailureKind::BadOutput,
                         message: e,
                     })
@@ -110,7 +110,7 @@ pub(super) async fn sample(
             }
         }
         if timeouts > settings.max_concurrent_timeouts {
-            let f = Failure {
+            let f = TrialFailure {
                 kind: FailureKind::Timeout,
                 message: format!(
                     "{timeouts} requests ran past the {:.0} s timeout (at most {} allowed)",
@@ -128,7 +128,7 @@ pub(super) async fn sample(
 /// What one stream of a wave returns: its sample index and the request's outcome.
 type StreamOutcome = (
     u32,
-    Result<Result<Generation, Failure>, tokio::time::error::Elapsed>,
+    Result<Result<Generation, TrialFailure>, tokio::time::error::Elapsed>,
 );
 
 /// Waits for every stream of a wave; results in sample order.
@@ -187,8 +187,8 @@ fn failed_sample(index: u32, error: String) -> SampleRecord {
     }
 }
 
-fn died_mid_trial(f: Failure) -> Failure {
-    Failure {
+fn died_mid_trial(f: TrialFailure) -> TrialFailure {
+    TrialFailure {
         message: format!("mid-trial: {}", f.message),
         ..f
     }

@@ -1,7 +1,7 @@
 //! From samples to a trial's statistics and verdict.
 
 use super::TrialSettings;
-use crate::record::{Failure, SampleRecord, Stats, Verdict};
+use crate::record::{SampleRecord, Stats, TrialFailure, Verdict};
 
 /// The statistics of a trial's samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -37,7 +37,7 @@ pub fn summarize(samples: &[SampleRecord]) -> Summary {
 /// A trial where no sample succeeded failed, with the first sample's failure.
 pub fn verdict(
     summary: &Summary,
-    trial_failure: Option<&Failure>,
+    trial_failure: Option<&TrialFailure>,
     settings: &TrialSettings,
 ) -> Verdict {
     if trial_failure.is_some() || summary.success_rate == 0.0 {
@@ -98,7 +98,7 @@ mod tests {
             verdict(&summarize(&[sample(false, 0.0)]), None, &settings),
             Verdict::Failed
         );
-        let f = Failure {
+        let f = TrialFailure {
             kind: crate::record::FailureKind::Timeout,
             message: "x".into(),
         };

@@ -7,9 +7,9 @@
 
 pub mod driver;
 mod limits;
-pub mod memory;
 pub mod plan;
 pub mod presets;
+pub mod warm_start;
 
 pub use limits::Limits;
 pub use plan::{RunParameters, CONTEXT_GRANULARITY};

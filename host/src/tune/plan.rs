@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::ModelFacts;
+use crate::backend::ModelMetadata;
 use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
@@ -85,7 +85,7 @@ pub fn load_plugins(
     config: &Config,
     snapshot: &HardwareSnapshot,
     thresholds: &Thresholds,
-    facts: &ModelFacts,
+    facts: &ModelMetadata,
     params: &RunParameters,
 ) -> Result<(ContextSearch, BatchScaler), PluginError> {
     let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
@@ -108,7 +108,7 @@ pub fn load_plugins(
 }
 
 /// What the driver is to do for a model: batch start, phases, concurrency ladder.
-pub fn plan(config: &Config, facts: &ModelFacts, params: &RunParameters) -> Plan {
+pub fn plan(config: &Config, facts: &ModelMetadata, params: &RunParameters) -> Plan {
     let settings = config.trial_settings();
     let initial_batch = config.initial_batch(facts.size_class);
     let max_batch = config.search_strategy.batch_adaptation.max_batch.max(1);
