@@ -15,7 +15,7 @@ mod interrupt;
 mod kill;
 mod sampler;
 
-pub use check::{first_breach, Capacity, Guard};
+pub use check::{first_breach, memory_limit_bytes, Capacity, Guard};
 pub use error::SamplerError;
 pub use interrupt::{guarded, Guarded};
 pub use kill::kill_tree;

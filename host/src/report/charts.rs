@@ -3,6 +3,7 @@
 
 use std::fmt::Write;
 
+use crate::guard::memory_limit_bytes;
 use crate::record::{Peaks, Phase, Stats, TrialRecord, Verdict};
 
 use super::svg::{Chart, Mark, Point, Series};
@@ -61,26 +62,24 @@ fn memory_axis(s: &RunSummary) -> MemoryAxis {
     }
 }
 
-/// The tighter of `percent` of `total` and `total` minus the reserve, in MiB.
+/// The guard's memory limit ([`memory_limit_bytes`]) in MiB, labelled with whichever of
+/// the percentage and the reserve set it.
 fn memory_limit(
     total_bytes: Option<u64>,
     percent: f64,
     reserve_mb: u64,
     what: &str,
 ) -> (Option<f64>, String) {
-    let Some(total) = total_bytes.map(|b| b as f64 / MIB) else {
+    let Some(total) = total_bytes else {
         return (None, String::new());
     };
-    let by_percent = total * percent / 100.0;
-    let by_reserve = total - reserve_mb as f64;
-    if by_reserve < by_percent {
-        (
-            Some(by_reserve.max(0.0)),
-            format!("{what} minus {reserve_mb} MiB reserve"),
-        )
+    let limit = memory_limit_bytes(total, percent, reserve_mb);
+    let label = if limit < memory_limit_bytes(total, percent, 0) {
+        format!("{what} minus {reserve_mb} MiB reserve")
     } else {
-        (Some(by_percent), format!("{percent} % of {what}"))
-    }
+        format!("{percent} % of {what}")
+    };
+    (Some(limit as f64 / MIB), label)
 }
 
 /// The report's four charts: context vs peak memory, throughput vs batch, throughput

@@ -3,6 +3,7 @@
 //! files, warm starts. Also picks a run up again from its log (`--resume`).
 
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
@@ -12,7 +13,7 @@ use crate::backend::{BackendError, BackendSpec, ModelMetadata};
 use crate::config::Config;
 use crate::guard::SamplerOptions;
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
-use crate::plugin::{PluginError, PluginHost};
+use crate::plugin::{PluginError, PluginHost, PluginRef};
 use crate::record::{Phase, TrialConfig, TrialRecord};
 use crate::report::{
     write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog, RunStarted,
@@ -294,7 +295,7 @@ fn plugin_uses(config: &Config) -> Vec<PluginUse> {
         role: role.into(),
         name: name.clone(),
         version: Some(crate::plugin::API_VERSION.to_string()),
-        builtin: !name.ends_with(".wasm"),
+        builtin: matches!(PluginRef::from_str(name), Ok(PluginRef::Builtin(_))),
     })
     .collect()
 }
@@ -360,5 +361,21 @@ impl TuneObserver for LogObserver<'_> {
 
     fn finished(&mut self) {
         self.progress.finish_phase();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_calls_a_plugin_built_in_by_the_loader_s_rule() {
+        let mut config = Config::default();
+        config.ozone.context_strategy = "binary-search".into();
+        config.ozone.batch_strategy = "plugins/my-scaler".into();
+        let uses = plugin_uses(&config);
+        assert!(uses[0].builtin);
+        // A path is a component file even without the `.wasm` suffix.
+        assert!(!uses[1].builtin);
     }
 }
