@@ -2,13 +2,18 @@
 
 use std::process::ExitCode;
 
+use crate::plugin::PluginError;
+
+/// `ozone --help`'s list; the README repeats these lines word for word (a test checks).
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    done
-  1    internal error or every trial failed
-  2    bad input: unreadable config, missing model file, bad flag value, invalid plugin
+  1    internal error, or no configuration was stable
+  2    bad input: unreadable config, missing model file, bad flag value, a plugin that
+       does not fit (unknown built-in, not a component, wrong world or API version,
+       settings it rejects)
   3    no inference server: llama-server not found or failed to start, Ollama unreachable
-  4    a plugin broke its sandbox or its contract
+  4    a plugin broke its sandbox or its contract (trap, fuel, memory, impossible value)
   130  interrupted (Ctrl-C); the log is flushed and `ozone tune --resume LOG` continues";
 
 /// Why `ozone` stopped, as a process exit code.
@@ -19,6 +24,33 @@ pub enum Exit {
     NoServer = 3,
     Plugin = 4,
     Interrupted = 130,
+}
+
+impl Exit {
+    /// The one mapping of plugin errors to exit codes, for every command (`tune`,
+    /// `plugins`, `lab`): a plugin that does not fit where it was asked for is bad
+    /// input; one that misbehaved once running broke its sandbox or contract.
+    pub fn of_plugin_error(error: &PluginError) -> Exit {
+        match error {
+            PluginError::UnknownBuiltin(_)
+            | PluginError::Read { .. }
+            | PluginError::NotAComponent { .. }
+            | PluginError::WrongApiVersion { .. }
+            | PluginError::WrongWorld { .. }
+            | PluginError::NotAStrategy { .. }
+            // The constructor refused the settings (or facts) it was given: the user's
+            // configuration is what to fix.
+            | PluginError::Rejected { .. } => Exit::BadInput,
+            PluginError::Instantiate { .. }
+            | PluginError::Budget { .. }
+            | PluginError::Memory { .. }
+            | PluginError::Trapped { .. }
+            | PluginError::Discarded { .. }
+            | PluginError::ContextOutOfRange { .. }
+            | PluginError::BatchOutOfRange { .. } => Exit::Plugin,
+            PluginError::Engine(_) => Exit::Internal,
+        }
+    }
 }
 
 /// An error on its way to the user, with the exit code it maps to.
@@ -34,6 +66,11 @@ impl CliError {
             exit,
             error: error.into(),
         }
+    }
+
+    /// A plugin error with its exit code ([`Exit::of_plugin_error`]).
+    pub fn plugin(error: PluginError) -> Self {
+        Self::new(Exit::of_plugin_error(&error), error)
     }
 
     /// Prints `error: <message>` (with its causes, cargo-style) and returns the code.
@@ -55,7 +92,6 @@ impl From<anyhow::Error> for CliError {
 }
 
 /// Attaches an exit code to any error: `result.exit(Exit::BadInput)?`.
-#[allow(dead_code)] // used by the subcommands as they land
 pub trait ResultExt<T> {
     fn exit(self, exit: Exit) -> Result<T, CliError>;
 }
@@ -63,5 +99,21 @@ pub trait ResultExt<T> {
 impl<T, E: Into<anyhow::Error>> ResultExt<T> for Result<T, E> {
     fn exit(self, exit: Exit) -> Result<T, CliError> {
         self.map_err(|e| CliError::new(exit, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_lists_the_exit_codes_as_help_does() {
+        let readme = include_str!("../../../README.md");
+        for line in EXIT_CODES_HELP.lines().skip(1) {
+            assert!(
+                readme.contains(line),
+                "README.md lacks this line of `ozone --help`'s exit codes:\n{line}"
+            );
+        }
     }
 }

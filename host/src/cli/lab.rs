@@ -30,8 +30,10 @@ Example:
   ozone lab run --strategy binary-search --strategy my_policy.wasm \\
       --profile examples/profiles/
 
-Exit codes: 0 all strategies completed; 2 bad profile or flag; 4 a strategy erred or
-broke its sandbox (the other strategies still run and are shown).")]
+Exit codes: 0 all strategies completed; 2 bad profile or flag, or a strategy that does
+not fit (unknown built-in, not a component, wrong world, settings it rejects); 4 a
+strategy broke its sandbox or contract. The other strategies still run and are shown;
+the code is the first failed run's.")]
 pub struct RunArgs {
     /// Context strategy: a built-in name (`binary-search`) or a component FILE.wasm.
     /// Repeat to compare several.
@@ -83,7 +85,8 @@ fn compare(args: RunArgs) -> Result<(), CliError> {
         let limits = serde_json::from_str::<SandboxLimits>(&profile.config.sandbox_json())
             .map_err(|e| anyhow::anyhow!("profile {name}: ozone.sandbox: {e}"))
             .exit(Exit::BadInput)?;
-        let host = PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Internal)?;
+        let host =
+            PluginHost::new(limits, PluginHost::default_cache_dir()).map_err(CliError::plugin)?;
         for strategy in &args.strategies {
             let replay = lab::replay_blocking(
                 &host,
@@ -107,19 +110,23 @@ fn compare(args: RunArgs) -> Result<(), CliError> {
         let rows: Vec<_> = replays.iter().map(|r| r.row()).collect();
         print!("{}", lab::render_table(&rows));
     }
-    let failed: Vec<String> = replays
+    let failed: Vec<&lab::Replay> = replays.iter().filter(|r| r.failed()).collect();
+    let Some(first) = failed.first() else {
+        return Ok(());
+    };
+    // The first failure's code, by the mapping `tune` and `plugins` use.
+    let exit = first
+        .plugin_error
+        .as_deref()
+        .map_or(Exit::Plugin, Exit::of_plugin_error);
+    let runs: Vec<String> = failed
         .iter()
-        .filter(|r| r.failed())
         .map(|r| format!("{} on {}", r.strategy, r.profile))
         .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::new(
-            Exit::Plugin,
-            anyhow::anyhow!("{} run(s) erred: {}", failed.len(), failed.join(", ")),
-        ))
-    }
+    Err(CliError::new(
+        exit,
+        anyhow::anyhow!("{} run(s) erred: {}", runs.len(), runs.join(", ")),
+    ))
 }
 
 /// A profile file, or every `*.profile.json` in a folder (sorted).

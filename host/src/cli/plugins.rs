@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crate::backend::SizeClass;
 use crate::plugin::{
-    ContextBounds, HardwareFacts, Headroom, ModelInfo, Outcome, PluginError, PluginHost, PluginRef,
+    ContextBounds, HardwareFacts, Headroom, ModelInfo, Outcome, PluginHost, PluginRef,
     SandboxLimits, World, API_VERSION, BUILTINS,
 };
 use crate::record::{FailureKind, KvCacheType, Metric, TrialConfig, Verdict};
@@ -59,23 +59,7 @@ pub fn run(command: Command) -> Result<(), CliError> {
 
 fn new_host() -> Result<PluginHost, CliError> {
     PluginHost::new(SandboxLimits::default(), PluginHost::default_cache_dir())
-        .map_err(|e| CliError::new(Exit::Internal, e))
-}
-
-/// Bad input (the file is not a usable plugin) or a plugin breaking its contract.
-fn failure(error: PluginError) -> CliError {
-    let exit = match error {
-        PluginError::UnknownBuiltin(_)
-        | PluginError::Read { .. }
-        | PluginError::NotAComponent { .. }
-        | PluginError::WrongApiVersion { .. }
-        | PluginError::WrongWorld { .. }
-        | PluginError::NotAStrategy { .. }
-        | PluginError::Rejected { .. } => Exit::BadInput,
-        PluginError::Engine(_) => Exit::Internal,
-        _ => Exit::Plugin,
-    };
-    CliError::new(exit, error)
+        .map_err(CliError::plugin)
 }
 
 /// Plugin files the effective configuration names (built-in names are listed anyway).
@@ -118,13 +102,13 @@ fn list(files: &[PathBuf]) -> Result<(), CliError> {
             }
         }
     }
-    first_error.map_or(Ok(()), |e| Err(failure(e)))
+    first_error.map_or(Ok(()), |e| Err(CliError::plugin(e)))
 }
 
 fn check(args: &CheckArgs) -> Result<(), CliError> {
-    let plugin: PluginRef = args.plugin.parse().map_err(failure)?;
+    let plugin: PluginRef = args.plugin.parse().map_err(CliError::plugin)?;
     let host = new_host()?;
-    let world = host.inspect(&plugin).map_err(failure)?;
+    let world = host.inspect(&plugin).map_err(CliError::plugin)?;
     println!("{plugin}: {world} plugin, API {API_VERSION}");
     let machine = Synthetic::new(args);
     let model = machine.model();
@@ -133,44 +117,50 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         World::Context => {
             let mut search = host
                 .load_context(&plugin, &args.settings, &hw, &model)
-                .map_err(failure)?;
+                .map_err(CliError::plugin)?;
             println!(
                 "simulated model: trained context {}, bounds {}..={} step {}; machine limit {} tokens",
                 model.trained_context, model.bounds.min, model.bounds.max, model.bounds.granularity, args.context_limit
             );
             let mut n = 0;
-            while let Some(ctx) = search.propose().map_err(failure)? {
+            while let Some(ctx) = search.propose().map_err(CliError::plugin)? {
                 n += 1;
                 let outcome = machine.context_trial(ctx);
                 println!("  trial {n:>2}: context {ctx:>7} → {}", describe(&outcome));
-                search.observe(&outcome).map_err(failure)?;
+                search.observe(&outcome).map_err(CliError::plugin)?;
                 if n >= MAX_TRIALS {
                     break;
                 }
             }
-            println!("best context: {}", show(search.best().map_err(failure)?));
+            println!(
+                "best context: {}",
+                show(search.best().map_err(CliError::plugin)?)
+            );
             n
         }
         World::Batch => {
             let mut scaler = host
                 .load_batch(&plugin, &args.settings, &hw, &model)
-                .map_err(failure)?;
+                .map_err(CliError::plugin)?;
             println!(
                 "simulated machine: throughput peaks at batch {}; host bound 1..={}",
                 args.best_batch,
                 scaler.max_batch()
             );
             let mut n = 0;
-            while let Some(batch) = scaler.propose().map_err(failure)? {
+            while let Some(batch) = scaler.propose().map_err(CliError::plugin)? {
                 n += 1;
                 let outcome = machine.batch_trial(batch);
                 println!("  trial {n:>2}: batch {batch:>5} → {}", describe(&outcome));
-                scaler.observe(&outcome).map_err(failure)?;
+                scaler.observe(&outcome).map_err(CliError::plugin)?;
                 if n >= MAX_TRIALS {
                     break;
                 }
             }
-            println!("best batch: {}", show(scaler.best().map_err(failure)?));
+            println!(
+                "best batch: {}",
+                show(scaler.best().map_err(CliError::plugin)?)
+            );
             n
         }
     };

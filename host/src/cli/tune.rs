@@ -9,10 +9,11 @@ use super::{CliError, Exit, ResultExt};
 use crate::backend::llama_server::{resolve_binary, watch_ctrl_c, LlamaServerSpec};
 use crate::backend::{ollama::normalize_base_url, BackendSpec};
 use crate::config::{self, LoadedConfig};
-use crate::plugin::{PluginError, PluginHost, SandboxLimits};
+use crate::plugin::{PluginHost, SandboxLimits};
 use crate::record::KvCacheType;
 use crate::report::{self, LogEvent};
 use crate::session::{self, TuneFailure, TuneJob, TuneResult};
+use crate::tune::driver::TuneError;
 use crate::tune::presets::PresetName;
 use crate::tune::RunParameters;
 
@@ -164,7 +165,7 @@ async fn run_async(args: Args) -> Result<(), CliError> {
             .map_err(|e| anyhow::anyhow!("ozone.sandbox: {e}"))
             .exit(Exit::BadInput)?;
         let plugins =
-            PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Plugin)?;
+            PluginHost::new(limits, PluginHost::default_cache_dir()).map_err(CliError::plugin)?;
         let model = job.model_source.clone();
         match session::tune(job, &plugins, cancel.clone()).await {
             Ok(result) => {
@@ -415,15 +416,10 @@ fn exit_code(failure: &TuneFailure) -> Exit {
     match failure {
         TuneFailure::Model(_) | TuneFailure::BadLog(_) => Exit::BadInput,
         TuneFailure::Server(_) => Exit::NoServer,
-        TuneFailure::PluginLoad(
-            PluginError::UnknownBuiltin(_)
-            | PluginError::Read { .. }
-            | PluginError::NotAComponent { .. }
-            | PluginError::WrongApiVersion { .. }
-            | PluginError::WrongWorld { .. }
-            | PluginError::NotAStrategy { .. },
-        ) => Exit::BadInput,
-        TuneFailure::PluginLoad(_) | TuneFailure::Plugin(_) => Exit::Plugin,
+        TuneFailure::PluginLoad(e) | TuneFailure::Plugin(TuneError::Plugin(e)) => {
+            Exit::of_plugin_error(e)
+        }
+        TuneFailure::Plugin(_) => Exit::Plugin,
         TuneFailure::Interrupted { .. } => Exit::Interrupted,
         TuneFailure::Output(_) | TuneFailure::Internal(_) => Exit::Internal,
     }
