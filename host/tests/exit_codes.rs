@@ -65,8 +65,8 @@ fn tune(s: &Setup, strategy: &str, config: &str) -> (i32, String) {
 /// `ozone lab run --strategy STRATEGY` on a shipped profile, with `plugin_settings`
 /// (JSON) as the recorded run's `ozone.plugin_settings`.
 fn lab(s: &Setup, strategy: &str, plugin_settings: &str) -> (i32, String) {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/profiles/demo-16k-48.profile.json");
+    let shipped =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles/demo-16k-48.profile.json");
     let mut profile: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(shipped).expect("shipped profile"))
             .expect("profile JSON");
@@ -134,14 +134,22 @@ fn a_plugin_of_the_wrong_world_is_bad_input_in_tune_and_lab() {
 #[test]
 fn settings_a_plugin_rejects_are_bad_input_everywhere() {
     let s = setup();
-    let tune_config = "ozone:\n  plugin_settings:\n    binary-search:\n      max_binary_iterations: many\n";
+    let tune_config =
+        "ozone:\n  plugin_settings:\n    binary-search:\n      max_binary_iterations: many\n";
     let settings = r#"{"max_binary_iterations": "many"}"#;
     for (command, (code, err)) in [
         ("tune", tune(&s, "binary-search", tune_config)),
-        ("plugins check", plugins_check(&s, "binary-search", settings)),
+        (
+            "plugins check",
+            plugins_check(&s, "binary-search", settings),
+        ),
         (
             "lab run",
-            lab(&s, "binary-search", &format!(r#"{{"binary-search": {settings}}}"#)),
+            lab(
+                &s,
+                "binary-search",
+                &format!(r#"{{"binary-search": {settings}}}"#),
+            ),
         ),
     ] {
         assert_eq!(code, BAD_INPUT, "{command}: {err}");

@@ -22,7 +22,8 @@ pub use kill::kill_tree;
 pub use sampler::{Sampler, SamplerOptions, TickTimes};
 
 /// Limits a trial must stay inside. Defaults are the product's documented defaults
-/// (`hardware_monitoring.safety_thresholds` and `.resource_headroom`).
+/// (`hardware_monitoring.safety_thresholds` and `.resource_headroom`); this is their
+/// one home, the configuration's defaults read them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Thresholds {
