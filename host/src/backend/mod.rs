@@ -19,4 +19,4 @@ pub use generation::{Generation, GenerationError, GenerationRequest, Prompt, Ser
 pub use metadata::{ModelMetadata, SizeClass};
 pub use open::{interrupted, timeout_failure, OpenFailure, OpenOptions, OpenServer, ServerOpener};
 pub use requester::Requester;
-pub use spec::BackendSpec;
+pub use spec::{BackendKind, BackendSpec};

@@ -1,5 +1,7 @@
 //! Which server a tune measures, and what it says about the model.
 
+use serde::{Deserialize, Serialize};
+
 use super::llama_server::LlamaServerSpec;
 use super::ollama::OllamaClient;
 use super::openai::OpenAiClient;
@@ -20,13 +22,42 @@ pub enum BackendSpec {
     },
 }
 
-impl BackendSpec {
-    /// Short name for logs and reports.
-    pub fn kind(&self) -> &'static str {
+/// Which kind of server, as the log records it (`"backend": "llama-server"`), so that
+/// `--resume` starts the same kind again: a name this build does not know is an error,
+/// never another backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum BackendKind {
+    #[serde(rename = "llama-server")]
+    LlamaServer,
+    #[serde(rename = "ollama")]
+    Ollama,
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+impl BackendKind {
+    /// The name in logs and reports.
+    pub fn as_str(self) -> &'static str {
         match self {
-            BackendSpec::LlamaServer(_) => "llama-server",
-            BackendSpec::Ollama { .. } => "ollama",
-            BackendSpec::OpenAi { .. } => "openai",
+            BackendKind::LlamaServer => "llama-server",
+            BackendKind::Ollama => "ollama",
+            BackendKind::OpenAi => "openai",
+        }
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl BackendSpec {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            BackendSpec::LlamaServer(_) => BackendKind::LlamaServer,
+            BackendSpec::Ollama { .. } => BackendKind::Ollama,
+            BackendSpec::OpenAi { .. } => BackendKind::OpenAi,
         }
     }
 
@@ -60,5 +91,24 @@ impl BackendSpec {
                     .await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_names_each_kind_and_refuses_one_it_does_not_know() {
+        for kind in [
+            BackendKind::LlamaServer,
+            BackendKind::Ollama,
+            BackendKind::OpenAi,
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+            assert_eq!(serde_json::from_str::<BackendKind>(&json).unwrap(), kind);
+        }
+        assert!(serde_json::from_str::<BackendKind>("\"vllm\"").is_err());
     }
 }

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CliError, Exit, ResultExt};
 use crate::backend::llama_server::{resolve_binary, watch_ctrl_c, LlamaServerSpec};
-use crate::backend::{ollama::normalize_base_url, BackendSpec};
+use crate::backend::{ollama::normalize_base_url, BackendKind, BackendSpec};
 use crate::config::{self, LoadedConfig};
 use crate::plugin::{PluginHost, SandboxLimits};
 use crate::record::KvCacheType;
@@ -321,10 +321,10 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
             ),
         )
     })?;
-    let backend = match started.backend.as_str() {
-        "ollama" => BackendChoice::Ollama,
-        "openai" => BackendChoice::Openai,
-        _ => BackendChoice::LlamaServer,
+    let backend = match started.backend {
+        BackendKind::LlamaServer => BackendChoice::LlamaServer,
+        BackendKind::Ollama => BackendChoice::Ollama,
+        BackendKind::OpenAi => BackendChoice::Openai,
     };
     let spec = backend_spec(
         backend,

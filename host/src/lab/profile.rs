@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::ModelMetadata;
+use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
@@ -55,7 +55,7 @@ pub struct Provenance {
     pub log: String,
     pub model_source: String,
     pub ozone_version: String,
-    pub backend: String,
+    pub backend: BackendKind,
     pub recorded_at: chrono::DateTime<chrono::Utc>,
 }
 

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::ModelMetadata;
+use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
 use crate::record::{Phase, SampleRecord, SampleSeries, TrialConfig, TrialRecord};
@@ -78,7 +78,7 @@ pub struct RunStarted {
     pub config: Config,
     pub plugins: Vec<PluginUse>,
     /// `llama-server`, `ollama` or `openai`.
-    pub backend: String,
+    pub backend: BackendKind,
     /// Versions of what the run used, by name (`llama-server`, …).
     #[serde(default)]
     pub versions: BTreeMap<String, String>,

@@ -127,7 +127,7 @@ fn header(h: &mut String, s: &RunSummary) {
             ),
         ),
         ("Machine", format!("{cpu}{cores}, {ram}, {gpus}")),
-        ("Backend", s.backend.clone()),
+        ("Backend", s.backend.to_string()),
         ("Plugins", plugins),
         ("Limits", thresholds_line(s)),
     ];

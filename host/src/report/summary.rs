@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::ModelMetadata;
+use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
 use crate::record::{Phase, TrialRecord, Verdict};
@@ -67,7 +67,7 @@ pub struct RunSummary {
     pub model: ModelMetadata,
     pub hardware: HardwareSnapshot,
     pub config: Config,
-    pub backend: String,
+    pub backend: BackendKind,
     pub plugins: Vec<PluginUse>,
     pub versions: BTreeMap<String, String>,
     pub status: RunStatus,
@@ -98,7 +98,7 @@ impl RunSummary {
             model: started.model.clone(),
             hardware: started.hardware.clone(),
             config: started.config.clone(),
-            backend: started.backend.clone(),
+            backend: started.backend,
             plugins: started.plugins.clone(),
             versions: started.versions.clone(),
             status,

@@ -4,6 +4,7 @@ use std::path::Path;
 use chrono::{TimeZone, Utc};
 
 use super::*;
+use crate::backend::BackendKind;
 use crate::fixtures;
 use crate::record::Phase;
 use crate::tune::presets::{PresetName, Presets};
@@ -397,7 +398,7 @@ pub(crate) fn run_started() -> RunStarted {
                 builtin: true,
             },
         ],
-        backend: "llama-server".into(),
+        backend: BackendKind::LlamaServer,
         versions: [("llama-server".to_string(), "b6500".to_string())]
             .into_iter()
             .collect(),

@@ -113,7 +113,7 @@ pub async fn tune(
                 hardware: snapshot.clone(),
                 config,
                 plugins: plugin_uses(&job.config),
-                backend: job.spec.kind().to_string(),
+                backend: job.spec.kind(),
                 versions: Default::default(),
                 parameters: Some(params),
                 started_at: Utc::now(),
