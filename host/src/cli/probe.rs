@@ -201,7 +201,7 @@ mod tests {
     fn table_shows_an_apu_with_its_sources() {
         let snapshot = hardware::probe(&ProbeOptions {
             sysfs_root: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("src/hardware/testdata/sysfs/apu-strix-halo"),
+                .join("tests/fixtures/hardware/sysfs/apu-strix-halo"),
             use_smi_fallbacks: false,
             ..ProbeOptions::default()
         });

@@ -285,7 +285,7 @@ mod tests {
     use std::path::Path;
 
     fn apu_fixture() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/hardware/testdata/sysfs/apu-strix-halo")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware/sysfs/apu-strix-halo")
     }
 
     #[test]

@@ -161,7 +161,7 @@ mod tests {
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/hardware/testdata/sysfs")
+            .join("tests/fixtures/hardware/sysfs")
             .join(name)
     }
 
@@ -184,7 +184,7 @@ mod tests {
 
     fn two_gpus_from_the_csv_fixture() -> Option<Vec<GpuInfo>> {
         Some(nvidia_smi::parse(include_str!(
-            "testdata/nvidia-smi/two-gpus.csv"
+            "../../tests/fixtures/hardware/nvidia-smi/two-gpus.csv"
         )))
     }
 
