@@ -6,11 +6,13 @@
 use std::time::{Duration, Instant};
 
 use ozone::guard::Thresholds;
-use ozone::hardware::{GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo, Peaks, Source};
+use ozone::hardware::{GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo, Source};
 use ozone::plugin::{
     self, ContextBounds, ModelFacts, PluginHost, PluginRef, SandboxLimits, Strategy, TrialOutcome,
 };
-use ozone::trial::{KvCacheType, Phase, SampleRecord, Stats, TrialConfig, TrialRecord, Verdict};
+use ozone::record::{
+    KvCacheType, Peaks, Phase, SampleRecord, Stats, TrialConfig, TrialRecord, Verdict,
+};
 use ozone_sdk::testing::ConcurrencyMachine;
 use ozone_sdk::{ConcurrencyOutcome, SizeClass, Slo, SloBound, SloMetric};
 

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
-use ozone::trial::{KvCacheType, Phase, TrialConfig, TrialRunner, TrialSettings, Verdict};
+use ozone::record::{KvCacheType, Phase, TrialConfig, Verdict};
+use ozone::trial::{TrialRunner, TrialSettings};
 use serde_json::Value;
 
 const OZONE: &str = env!("CARGO_BIN_EXE_ozone");

@@ -4,7 +4,7 @@ use super::error::error_chain;
 use super::generation::{failure, GenerationError};
 use super::stream::Lines;
 use super::BackendError;
-use crate::trial::FailureKind;
+use crate::record::FailureKind;
 
 /// A client that never reuses a connection. Inference servers close idle keep-alive
 /// connections on their own schedule, and a request sent on one the server is closing

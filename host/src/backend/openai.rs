@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 use super::generation::{failure, Generation, GenerationError, ServerTimings, StreamClock};
 use super::http::{open_stream, read_json};
 use super::stream::{looks_like_oom, parse_sse_line, SseLine};
-use super::{BackendError, ModelFacts, SizeClass};
-use crate::trial::FailureKind;
+use super::{BackendError, ModelMetadata, SizeClass};
+use crate::record::FailureKind;
 
 /// A client for one OpenAI-compatible server and model.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ impl OpenAiClient {
 
     /// What `/v1/models` says about the model: its context (`max_model_len` on vLLM,
     /// `meta.n_ctx_train` on llama-server) and parameter count where given.
-    pub async fn facts(&self) -> Result<ModelFacts, BackendError> {
+    pub async fn model_metadata(&self) -> Result<ModelMetadata, BackendError> {
         let url = format!("{}/v1/models", self.base);
         let mut request = self.http.get(&url);
         if let Some(key) = &self.api_key {
@@ -50,7 +50,7 @@ impl OpenAiClient {
             .map_err(|e| BackendError::unreachable(&url, &e))?;
         let models: Value =
             read_json(&url, response, |body| body.chars().take(300).collect()).await?;
-        Ok(facts_from_models(&self.model, &models))
+        Ok(metadata_from_models(&self.model, &models))
     }
 
     /// Streams one completion of `max_tokens` tokens, asking for usage in the last event.
@@ -114,7 +114,7 @@ impl OpenAiClient {
 }
 
 /// Facts from a `/v1/models` body: the entry named `model`, else the only entry.
-pub(crate) fn facts_from_models(model: &str, models: &Value) -> ModelFacts {
+pub(crate) fn metadata_from_models(model: &str, models: &Value) -> ModelMetadata {
     let entries = models
         .get("data")
         .and_then(Value::as_array)
@@ -131,7 +131,7 @@ pub(crate) fn facts_from_models(model: &str, models: &Value) -> ModelFacts {
     let num = |pointer: &str| entry?.pointer(pointer)?.as_u64();
     let to_u32 = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok());
     let params = num("/meta/n_params");
-    ModelFacts {
+    ModelMetadata {
         name: model.to_owned(),
         architecture: None,
         parameter_count: params,
@@ -241,14 +241,14 @@ mod tests {
         let vllm: Value =
             serde_json::from_str(include_str!("../../tests/fixtures/openai/models_vllm.json"))
                 .expect("fixture");
-        let facts = facts_from_models("Qwen/Qwen2.5-1.5B-Instruct", &vllm);
+        let facts = metadata_from_models("Qwen/Qwen2.5-1.5B-Instruct", &vllm);
         assert_eq!(facts.trained_context, Some(32768));
         let llama: Value = serde_json::from_str(include_str!(
             "../../tests/fixtures/openai/models_llama_server.json"
         ))
         .expect("fixture");
         // One model served: it is the one, whatever name the user gave.
-        let facts = facts_from_models("tiny", &llama);
+        let facts = metadata_from_models("tiny", &llama);
         assert_eq!(facts.trained_context, Some(32768));
         assert_eq!(facts.parameter_count, Some(94784));
     }

@@ -6,10 +6,10 @@ use ozone_sdk::testing::{self, BatchMachine, ConcurrencyMachine, MemoryMachine};
 use ozone_sdk::{self as sdk, ConcurrencyOutcome, Slo, TrialOutcome, Verdict};
 
 use crate::plugin::{
-    self, PluginError, PluginHost, PluginRef, SandboxLimits, Strategy, World, API_VERSION, BUILTINS,
+    self, PluginHost, PluginRef, SandboxLimits, Strategy, World, API_VERSION, BUILTINS,
 };
 
-use super::{Exit, Failure};
+use super::{CliError, Exit};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -50,7 +50,7 @@ pub struct CheckArgs {
     pub max_concurrency: u32,
 }
 
-pub fn run(command: Command) -> Result<(), Failure> {
+pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::List { files, config } => {
             let mut files = files;
@@ -61,30 +61,14 @@ pub fn run(command: Command) -> Result<(), Failure> {
     }
 }
 
-fn new_host() -> Result<PluginHost, Failure> {
+fn new_host() -> Result<PluginHost, CliError> {
     PluginHost::new(SandboxLimits::default(), PluginHost::default_cache_dir())
-        .map_err(|e| Failure::new(Exit::Internal, e))
-}
-
-/// Bad input (the file is not a usable plugin) or a plugin breaking its contract.
-fn failure(error: PluginError) -> Failure {
-    let exit = match error {
-        PluginError::UnknownBuiltin(_)
-        | PluginError::Read { .. }
-        | PluginError::NotAComponent { .. }
-        | PluginError::WrongApiVersion { .. }
-        | PluginError::WrongWorld { .. }
-        | PluginError::NotAStrategy { .. }
-        | PluginError::Rejected { .. } => Exit::BadInput,
-        PluginError::Engine(_) => Exit::Internal,
-        _ => Exit::Plugin,
-    };
-    Failure::new(exit, error)
+        .map_err(CliError::plugin)
 }
 
 /// Plugin files the effective configuration names (built-in names are listed anyway).
-fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Failure> {
-    let loaded = crate::config::load(config).map_err(|e| Failure::new(Exit::BadInput, e))?;
+fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, CliError> {
+    let loaded = crate::config::load(config).map_err(|e| CliError::new(Exit::BadInput, e))?;
     let ozone = &loaded.config.ozone;
     Ok([&ozone.context_strategy, &ozone.batch_strategy]
         .into_iter()
@@ -95,7 +79,7 @@ fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Fa
         .collect())
 }
 
-fn list(files: &[PathBuf]) -> Result<(), Failure> {
+fn list(files: &[PathBuf]) -> Result<(), CliError> {
     println!("{:<18} {:<20} {:<6} SOURCE", "NAME", "WORLD", "API");
     for builtin in BUILTINS {
         println!(
@@ -122,13 +106,13 @@ fn list(files: &[PathBuf]) -> Result<(), Failure> {
             }
         }
     }
-    first_error.map_or(Ok(()), |e| Err(failure(e)))
+    first_error.map_or(Ok(()), |e| Err(CliError::plugin(e)))
 }
 
-fn check(args: &CheckArgs) -> Result<(), Failure> {
-    let plugin: PluginRef = args.plugin.parse().map_err(failure)?;
+fn check(args: &CheckArgs) -> Result<(), CliError> {
+    let plugin: PluginRef = args.plugin.parse().map_err(CliError::plugin)?;
     let host = new_host()?;
-    let world = host.inspect(&plugin).map_err(failure)?;
+    let world = host.inspect(&plugin).map_err(CliError::plugin)?;
     println!("{plugin}: {world} plugin, API {API_VERSION}");
     let memory = MemoryMachine::with_context_limit(args.context_limit);
     let hw = memory.hardware();
@@ -138,7 +122,7 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
         World::Context => {
             let mut search = host
                 .load_context(&plugin, settings, &hw, &model)
-                .map_err(failure)?;
+                .map_err(CliError::plugin)?;
             let b = model.bounds;
             println!(
                 "simulated model: trained context {}, bounds {}..={} step {}; machine limit {} tokens",
@@ -166,7 +150,7 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
             };
             let mut scaler = host
                 .load_batch(&plugin, settings, &hw, &model, &bounds)
-                .map_err(failure)?;
+                .map_err(CliError::plugin)?;
             println!(
                 "simulated machine: throughput peaks at batch {}; batch bounds {}..={}, initial {}",
                 args.best_batch, bounds.min, bounds.max, bounds.initial
@@ -179,7 +163,7 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
             let slo = Slo::default();
             let mut search = host
                 .load_concurrency(&plugin, settings, &hw, &model, &bounds, &slo)
-                .map_err(failure)?;
+                .map_err(CliError::plugin)?;
             println!(
                 "simulated server: {} ms to first token per queued prompt, {} tok/s per stream, \
                  {} tok/s in all; bounds {}..={} streams, no SLO",
@@ -205,12 +189,12 @@ fn drive<S: Strategy>(
     what: &str,
     trial: impl Fn(u32) -> S::Outcome,
     describe: impl Fn(&S::Outcome) -> String,
-) -> Result<(), Failure> {
+) -> Result<(), CliError> {
     let mut n = 0;
-    while let Some(value) = plugin.propose().map_err(failure)? {
+    while let Some(value) = plugin.propose().map_err(CliError::plugin)? {
         n += 1;
         if n > MAX_TRIALS {
-            return Err(Failure::new(
+            return Err(CliError::new(
                 Exit::Plugin,
                 anyhow::anyhow!(
                     "plugin {} did not finish within {MAX_TRIALS} trials",
@@ -220,9 +204,9 @@ fn drive<S: Strategy>(
         }
         let outcome = trial(value);
         println!("  trial {n:>2}: {what} {value:>7} → {}", describe(&outcome));
-        plugin.observe(&outcome).map_err(failure)?;
+        plugin.observe(&outcome).map_err(CliError::plugin)?;
     }
-    let best = plugin.best().map_err(failure)?;
+    let best = plugin.best().map_err(CliError::plugin)?;
     println!(
         "best {what}: {}",
         best.map_or_else(|| "none".to_string(), |v| v.to_string())

@@ -5,15 +5,17 @@ use std::str::FromStr;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Exit, Failure, ResultExt};
+use super::{CliError, Exit, ResultExt};
 use crate::backend::llama_server::{resolve_binary, watch_ctrl_c, LlamaServerSpec};
-use crate::backend::{ollama::normalize_base_url, BackendSpec};
+use crate::backend::{ollama::normalize_base_url, BackendKind, BackendSpec};
 use crate::config::{self, LoadedConfig};
-use crate::plugin::{PluginError, PluginHost, SandboxLimits};
+use crate::plugin::{PluginHost, SandboxLimits};
+use crate::record::KvCacheType;
 use crate::report::{self, LogEvent};
-use crate::trial::KvCacheType;
+use crate::session::{self, TuneFailure, TuneJob, TuneResult};
+use crate::tune::driver::TuneError;
 use crate::tune::presets::PresetName;
-use crate::tune::{self as tuning, RunParameters, TuneFailure, TuneJob, TuneResult};
+use crate::tune::RunParameters;
 
 /// Which inference server runs the trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -131,7 +133,7 @@ Examples:
   ozone tune --resume ozone_results/logs/model_20261126T120000.jsonl
       Continue after Ctrl-C.";
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -139,7 +141,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     runtime.block_on(run_async(args))
 }
 
-async fn run_async(args: Args) -> Result<(), Failure> {
+async fn run_async(args: Args) -> Result<(), CliError> {
     let cancel = CancellationToken::new();
     watch_ctrl_c(cancel.clone());
 
@@ -156,22 +158,22 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     };
     let show_progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut summaries = Vec::new();
-    let mut worst: Option<Failure> = None;
+    let mut worst: Option<CliError> = None;
     for mut job in jobs {
         job.show_progress = show_progress;
         let limits = serde_json::from_str::<SandboxLimits>(&job.config.sandbox_json())
             .map_err(|e| anyhow::anyhow!("ozone.sandbox: {e}"))
             .exit(Exit::BadInput)?;
         let plugins =
-            PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Plugin)?;
+            PluginHost::new(limits, PluginHost::default_cache_dir()).map_err(CliError::plugin)?;
         let model = job.model_source.clone();
-        match tuning::tune(job, &plugins, cancel.clone()).await {
+        match session::tune(job, &plugins, cancel.clone()).await {
             Ok(result) => {
                 if !args.json {
                     print_result(&result);
                 }
                 if result.summary.limits.max_context.is_none() {
-                    worst.get_or_insert(Failure::new(
+                    worst.get_or_insert(CliError::new(
                         Exit::Internal,
                         anyhow::anyhow!("{model}: no configuration was stable (see the report)"),
                     ));
@@ -182,9 +184,9 @@ async fn run_async(args: Args) -> Result<(), Failure> {
                 let exit = exit_code(&failure);
                 let error = anyhow::anyhow!("{model}: {failure}");
                 if exit == Exit::Interrupted {
-                    return Err(Failure::new(exit, error));
+                    return Err(CliError::new(exit, error));
                 }
-                worst = Some(Failure::new(exit, error));
+                worst = Some(CliError::new(exit, error));
                 if args.models.len() <= 1 {
                     break;
                 }
@@ -205,7 +207,7 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     }
 }
 
-fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
+fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
     let mut loaded = config::load(args.config.as_deref()).exit(Exit::BadInput)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
@@ -253,7 +255,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
             crate::plugin::PluginRef::from_str(strategy)
         {
             if !path.is_file() {
-                return Err(Failure::new(
+                return Err(CliError::new(
                     Exit::BadInput,
                     anyhow::anyhow!("{flag}: plugin file {} does not exist", path.display()),
                 ));
@@ -263,7 +265,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
     Ok(loaded)
 }
 
-fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, Failure> {
+fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, CliError> {
     let params = RunParameters {
         kv_cache_type: match args.kv_cache_type.as_str() {
             "q8_0" => KvCacheType::Q8_0,
@@ -299,10 +301,10 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, F
 }
 
 /// A resumed run repeats the original's model, backend and flags from its log.
-fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
+fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
     let events = report::read_log(log).exit(Exit::BadInput)?;
     let Some(LogEvent::RunStarted(started)) = events.into_iter().next() else {
-        return Err(Failure::new(
+        return Err(CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
                 "{}: not an ozone tune log (no run_started line first)",
@@ -311,7 +313,7 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
         ));
     };
     let params = started.parameters.clone().ok_or_else(|| {
-        Failure::new(
+        CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
                 "{}: written by an ozone without resume support",
@@ -319,10 +321,10 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
             ),
         )
     })?;
-    let backend = match started.backend.as_str() {
-        "ollama" => BackendChoice::Ollama,
-        "openai" => BackendChoice::Openai,
-        _ => BackendChoice::LlamaServer,
+    let backend = match started.backend {
+        BackendKind::LlamaServer => BackendChoice::LlamaServer,
+        BackendKind::Ollama => BackendChoice::Ollama,
+        BackendKind::OpenAi => BackendChoice::Openai,
     };
     let spec = backend_spec(
         backend,
@@ -353,7 +355,7 @@ fn backend_spec(
     model: &str,
     params: &RunParameters,
     api_key: Option<String>,
-) -> Result<BackendSpec, Failure> {
+) -> Result<BackendSpec, CliError> {
     let choice = match choice {
         BackendChoice::Auto if model.ends_with(".gguf") || Path::new(model).is_file() => {
             BackendChoice::LlamaServer
@@ -365,7 +367,7 @@ fn backend_spec(
         BackendChoice::LlamaServer | BackendChoice::Auto => {
             let path = PathBuf::from(model);
             if !path.is_file() {
-                return Err(Failure::new(
+                return Err(CliError::new(
                     Exit::BadInput,
                     anyhow::anyhow!("model file {} does not exist", path.display()),
                 ));
@@ -414,15 +416,10 @@ fn exit_code(failure: &TuneFailure) -> Exit {
     match failure {
         TuneFailure::Model(_) | TuneFailure::BadLog(_) => Exit::BadInput,
         TuneFailure::Server(_) => Exit::NoServer,
-        TuneFailure::PluginLoad(
-            PluginError::UnknownBuiltin(_)
-            | PluginError::Read { .. }
-            | PluginError::NotAComponent { .. }
-            | PluginError::WrongApiVersion { .. }
-            | PluginError::WrongWorld { .. }
-            | PluginError::NotAStrategy { .. },
-        ) => Exit::BadInput,
-        TuneFailure::PluginLoad(_) | TuneFailure::Plugin(_) => Exit::Plugin,
+        TuneFailure::PluginLoad(e) | TuneFailure::Plugin(TuneError::Plugin(e)) => {
+            Exit::of_plugin_error(e)
+        }
+        TuneFailure::Plugin(_) => Exit::Plugin,
         TuneFailure::Interrupted { .. } => Exit::Interrupted,
         TuneFailure::Output(_) | TuneFailure::Internal(_) => Exit::Internal,
     }

@@ -7,10 +7,10 @@ use ozone_sdk::{
     SizeClass, Stage, Threshold, TrialConfig, TrialOutcome, Verdict,
 };
 
-use crate::backend;
-use crate::guard::{memory_limit_bytes, Metric, Thresholds};
+use crate::backend::{self, ModelMetadata};
+use crate::guard::{memory_limit_bytes, Thresholds};
 use crate::hardware::HardwareSnapshot;
-use crate::trial::{self, FailureKind, KvCacheType, TrialRecord};
+use crate::record::{self, FailureKind, KvCacheType, Metric, TrialRecord};
 
 /// The machine as probed, with the byte levels the memory thresholds breach at.
 pub fn hardware_facts(snapshot: &HardwareSnapshot, thresholds: &Thresholds) -> HardwareFacts {
@@ -40,11 +40,7 @@ pub fn hardware_facts(snapshot: &HardwareSnapshot, thresholds: &Thresholds) -> H
 /// The model as the backend describes it; `trained_context` falls back to `bounds.max`
 /// when the model does not say. KV bytes per token are at f16 (set the field again
 /// when tuning another `-ctk/-ctv`).
-pub fn model_facts(
-    model: &backend::ModelFacts,
-    bounds: ContextBounds,
-    hint: Option<u32>,
-) -> ModelFacts {
+pub fn model_facts(model: &ModelMetadata, bounds: ContextBounds, hint: Option<u32>) -> ModelFacts {
     ModelFacts {
         name: model.name.clone(),
         parameter_count: model.parameter_count,
@@ -133,11 +129,11 @@ fn size_class(class: backend::SizeClass) -> SizeClass {
     }
 }
 
-fn verdict(verdict: trial::Verdict) -> Verdict {
+fn verdict(verdict: record::Verdict) -> Verdict {
     match verdict {
-        trial::Verdict::Stable => Verdict::Stable,
-        trial::Verdict::Unstable => Verdict::Unstable,
-        trial::Verdict::Failed => Verdict::Failed,
+        record::Verdict::Stable => Verdict::Stable,
+        record::Verdict::Unstable => Verdict::Unstable,
+        record::Verdict::Failed => Verdict::Failed,
     }
 }
 
@@ -164,8 +160,8 @@ fn threshold(metric: Metric) -> Threshold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hardware::{GpuInfo, GpuVendor, Measured, MemoryInfo, Peaks, Source};
-    use crate::trial::{Phase, SampleRecord};
+    use crate::hardware::{GpuInfo, GpuVendor, Measured, MemoryInfo, Source};
+    use crate::record::{Peaks, Phase, SampleRecord, TrialFailure};
 
     const GIB: u64 = 1 << 30;
 
@@ -241,7 +237,7 @@ mod tests {
         let record = TrialRecord {
             id: 3,
             phase: Phase::Context,
-            config: trial::TrialConfig {
+            config: record::TrialConfig {
                 ctx: 65_536,
                 batch: 512,
                 ubatch: 512,
@@ -265,11 +261,11 @@ mod tests {
                 cpu_percent: None,
             },
             breach: None,
-            failure: Some(trial::Failure {
+            failure: Some(TrialFailure {
                 kind: FailureKind::ThresholdBreach(Metric::Vram),
                 message: "vram".into(),
             }),
-            verdict: trial::Verdict::Failed,
+            verdict: record::Verdict::Failed,
             server_log_tail: Vec::new(),
         };
         let o = trial_outcome(&record, &snapshot(), &Thresholds::default());
