@@ -158,6 +158,7 @@ fn summary_from_events_matches_the_run() {
             max_context: Some(20480),
             best_batch: Some(256),
             max_concurrency: Some(2),
+            ..Limits::default()
         }
     );
     assert!(matches!(summary.presets, Presets::Three { .. }));

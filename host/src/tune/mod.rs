@@ -11,5 +11,5 @@ pub mod plan;
 pub mod presets;
 pub mod warm_start;
 
-pub use limits::Limits;
+pub use limits::{Bound, LimitBounds, Limits};
 pub use plan::{RunParameters, CONTEXT_GRANULARITY};

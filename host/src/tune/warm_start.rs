@@ -283,6 +283,7 @@ mod tests {
             max_context: Some(20480),
             best_batch: Some(256),
             max_concurrency: Some(2),
+            ..Limits::default()
         };
         let l = Learned::from_limits("m", &limits);
         assert_eq!(
