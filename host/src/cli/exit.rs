@@ -7,7 +7,8 @@ Exit codes:
   0    done
   1    internal error or every trial failed
   2    bad input: unreadable config, missing model file, bad flag value, invalid plugin
-  3    no inference server: llama-server not found or failed to start, Ollama unreachable
+  3    no inference server: llama-server not found or failed to start, Ollama unreachable;
+       no scheduler: sbatch/scontrol not found or the Slurm controller not answering
   4    a plugin broke its sandbox or its contract
   130  interrupted (Ctrl-C); the log is flushed and `ozone tune --resume LOG` continues";
 

@@ -11,4 +11,6 @@ pub mod presets;
 mod progress;
 pub(crate) mod session;
 
-pub use session::{tune, RunParameters, TuneFailure, TuneJob, TuneResult, CONTEXT_GRANULARITY};
+pub use session::{
+    tune, RunParameters, TuneFailure, TuneJob, TuneResult, WarmStartSource, CONTEXT_GRANULARITY,
+};

@@ -68,6 +68,17 @@ pub struct TuneJob {
     pub show_progress: bool,
     /// `--resume`: the log to continue.
     pub resume: Option<PathBuf>,
+    /// `--warm-start-from DIR`: limits other machines found, tried before this
+    /// machine's own store.
+    pub shared_warm_start: Option<Box<dyn WarmStartSource>>,
+}
+
+/// Limits remembered somewhere else than this machine's store: a fleet's results
+/// directory (`crate::fleet::warm_start`).
+pub trait WarmStartSource: Send + Sync {
+    /// The context to try first for `key` under `config`'s limits, and a note saying
+    /// where it comes from; `None` when nothing comparable is known.
+    fn context_hint(&self, key: &Key, config: &Config) -> Option<(u32, String)>;
 }
 
 /// How a tune that did not complete ended; the CLI maps each to an exit code.
@@ -127,7 +138,10 @@ pub async fn tune(
                 _ => TuneFailure::Server(e),
             })?;
             let mut params = job.params.clone();
-            if !job.fresh && job.config.reuse_learned_configs() {
+            if !job.fresh {
+                params.hint = shared_hint(&job, &snapshot, &facts, &mut notes);
+            }
+            if !job.fresh && params.hint.is_none() && job.config.reuse_learned_configs() {
                 params.hint = remembered_limit(&snapshot, &facts, &job.config, &mut notes);
             }
             // The log and the report record the limits the trials were held to.
@@ -302,6 +316,22 @@ pub(crate) fn effective_thresholds(
     let mut config = config.clone();
     notes.extend(set_aside_cpu_threshold(&mut config, snapshot, params));
     config.thresholds()
+}
+
+/// The hint of `--warm-start-from` (asked for explicitly, so the config's
+/// `reuse_learned_configs` does not turn it off; `--fresh` does).
+fn shared_hint(
+    job: &TuneJob,
+    snapshot: &HardwareSnapshot,
+    facts: &ModelFacts,
+    notes: &mut Vec<String>,
+) -> Option<u32> {
+    let source = job.shared_warm_start.as_ref()?;
+    let key = Key::new(snapshot, facts.digest.as_deref()?);
+    let (limit, note) = source.context_hint(&key, &job.config)?;
+    tracing::info!("{note}");
+    notes.push(note);
+    Some(limit)
 }
 
 fn remembered_limit(
