@@ -94,3 +94,69 @@ fn same_memory_limits(a: &Thresholds, b: &Thresholds) -> bool {
         && a.ram_reserve_mb == b.ram_reserve_mb
         && a.process_memory_budget_mb == b.process_memory_budget_mb
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::report::{fixtures, RunStatus, RunSummary};
+
+    fn summary(ctx: u64) -> Value {
+        let s = RunSummary::new(
+            &fixtures::run_started(),
+            fixtures::trials(),
+            RunStatus::Completed,
+            None,
+            None,
+            None,
+        );
+        let mut v = serde_json::to_value(&s).unwrap();
+        v["limits"]["max_context"] = json!(ctx);
+        v
+    }
+
+    fn write(results: &Path, node: &str, summary: &Value) {
+        let dir = results.join(node).join("summaries");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("m.json"), summary.to_string()).unwrap();
+    }
+
+    #[test]
+    fn the_hint_is_the_median_of_matching_nodes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = fixtures::run_started();
+        let key = Key::new(&started.hardware, started.model.digest.as_deref().unwrap());
+        let config = started.config.clone();
+        let source = SharedResults::new(dir.path());
+        assert_eq!(source.context_hint(&key, &config), None);
+
+        write(dir.path(), "gpu01", &summary(20480));
+        write(dir.path(), "gpu02", &summary(20736));
+        // A broken node does not steer the median.
+        write(dir.path(), "gpu03", &summary(4096));
+        // Not comparable: another model, other hardware, another budget, not completed.
+        let mut other = summary(1024);
+        other["model"]["digest"] = json!("sha256:00");
+        write(dir.path(), "gpu04", &other);
+        let mut other = summary(1024);
+        other["hardware"]["memory"]["total_bytes"]["value"] = json!(16u64 << 30);
+        write(dir.path(), "gpu05", &other);
+        let mut other = summary(1024);
+        other["config"]["ozone"]["process_memory_budget_mb"] = json!(512);
+        write(dir.path(), "gpu06", &other);
+        let mut other = summary(1024);
+        other["status"] = json!("interrupted");
+        write(dir.path(), "gpu07", &other);
+
+        let mut found = source.matching_limits(&key, &config);
+        found.sort();
+        assert_eq!(
+            found,
+            [("gpu01".into(), 20480), ("gpu02".into(), 20736), ("gpu03".into(), 4096)]
+        );
+        let (hint, note) = source.context_hint(&key, &config).unwrap();
+        assert_eq!(hint, 20480);
+        assert!(note.contains("3 node(s)") && note.contains("4096, 20480, 20736"), "{note}");
+    }
+}
