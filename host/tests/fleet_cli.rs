@@ -26,8 +26,20 @@ fn dry_run_prints_the_script_and_how_to_submit_it_and_writes_nothing() {
     let results = dir.path().join("results");
     let results_arg = results.display().to_string();
     let out = ozone(&[
-        "fleet", "submit", "--dry-run", "--nodes", "3", "--partition", "gpu", "--gres", "gpu:1",
-        "--results", &results_arg, "/models/m.gguf", "--", "--skip-concurrency",
+        "fleet",
+        "submit",
+        "--dry-run",
+        "--nodes",
+        "3",
+        "--partition",
+        "gpu",
+        "--gres",
+        "gpu:1",
+        "--results",
+        &results_arg,
+        "/models/m.gguf",
+        "--",
+        "--skip-concurrency",
     ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
@@ -40,7 +52,10 @@ fn dry_run_prints_the_script_and_how_to_submit_it_and_writes_nothing() {
     ] {
         assert!(stdout.contains(line), "{line} in\n{stdout}");
     }
-    assert!(stdout.contains(&format!("{OZONE} tune --skip-concurrency \\\n")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{OZONE} tune --skip-concurrency \\\n")),
+        "{stdout}"
+    );
     assert!(stdout.contains("# Not submitted (--dry-run)"), "{stdout}");
     assert!(
         stdout.contains(&format!("\ncd {results_arg} && sbatch .fleet/submit-")),
@@ -56,7 +71,15 @@ fn without_sbatch_submit_says_what_is_missing_and_exits_3() {
     std::fs::create_dir(&empty_path).unwrap();
     let results = dir.path().join("results").display().to_string();
     let out = Command::new(OZONE)
-        .args(["fleet", "submit", "--nodes", "2", "--results", &results, "/models/m.gguf"])
+        .args([
+            "fleet",
+            "submit",
+            "--nodes",
+            "2",
+            "--results",
+            &results,
+            "/models/m.gguf",
+        ])
         .env("PATH", &empty_path)
         .output()
         .unwrap();
@@ -65,7 +88,9 @@ fn without_sbatch_submit_says_what_is_missing_and_exits_3() {
     let errors: Vec<&str> = stderr.lines().filter(|l| !l.contains(" WARN ")).collect();
     assert_eq!(errors.len(), 1, "one clear line: {stderr}");
     assert!(
-        errors[0].starts_with("error: sbatch not found on PATH: `ozone fleet submit` needs Slurm's client commands"),
+        errors[0].starts_with(
+            "error: sbatch not found on PATH: `ozone fleet submit` needs Slurm's client commands"
+        ),
         "{stderr}"
     );
     assert!(errors[0].contains("--dry-run"), "{stderr}");
@@ -78,11 +103,25 @@ fn an_unwritable_results_dir_is_refused_with_exit_2() {
     let file = dir.path().join("plain-file");
     std::fs::write(&file, "").unwrap();
     let results = file.join("results").display().to_string();
-    let out = ozone(&["fleet", "submit", "--nodes", "2", "--results", &results, "/models/m.gguf"]);
+    let out = ozone(&[
+        "fleet",
+        "submit",
+        "--nodes",
+        "2",
+        "--results",
+        &results,
+        "/models/m.gguf",
+    ]);
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(&format!("results directory {results}")), "{stderr}");
-    assert!(stderr.contains("on a filesystem every node sees"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("results directory {results}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("on a filesystem every node sees"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -90,18 +129,41 @@ fn tune_flags_are_checked_before_anything_is_submitted() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().display().to_string();
     for (flags, expected) in [
-        (vec!["--no-such-flag"], "unexpected argument '--no-such-flag'"),
+        (
+            vec!["--no-such-flag"],
+            "unexpected argument '--no-such-flag'",
+        ),
         (vec!["-o", "/tmp/x"], "tune flag -o: the fleet sets it"),
         (vec!["--samples", "many"], "invalid value 'many'"),
     ] {
-        let mut args = vec!["fleet", "submit", "--nodes", "1", "--results", &results, "m.gguf", "--"];
+        let mut args = vec![
+            "fleet",
+            "submit",
+            "--nodes",
+            "1",
+            "--results",
+            &results,
+            "m.gguf",
+            "--",
+        ];
         args.extend(flags);
         let out = ozone(&args);
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
         assert!(stderr.contains(expected), "{expected} in {stderr}");
     }
-    let out = ozone(&["fleet", "submit", "--nodes", "1", "--partition", "a b", "--dry-run", "--results", &results, "m.gguf"]);
+    let out = ozone(&[
+        "fleet",
+        "submit",
+        "--nodes",
+        "1",
+        "--partition",
+        "a b",
+        "--dry-run",
+        "--results",
+        &results,
+        "m.gguf",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("--partition \"a b\""));
 }
@@ -162,7 +224,10 @@ fn hostile_paths_reach_ozone_intact_and_run_nothing() {
         .output()
         .unwrap();
     let (stdout, stderr) = text(&run);
-    assert!(!canary.exists(), "the script executed part of a path:\n{script}");
+    assert!(
+        !canary.exists(),
+        "the script executed part of a path:\n{script}"
+    );
     // The real ozone read the config at its exact path (else: "config file … not
     // found") and names the exact model path.
     assert_eq!(run.status.code(), Some(2), "{stdout}\n{stderr}");
@@ -174,7 +239,10 @@ fn hostile_paths_reach_ozone_intact_and_run_nothing() {
     assert_eq!(std::fs::read_to_string(claim.join("task")).unwrap(), "0\n");
     assert_eq!(std::fs::read_to_string(claim.join("exit")).unwrap(), "2\n");
     assert!(
-        stdout.contains(&format!("tunes on n1 into {}", results.join("n1").display())),
+        stdout.contains(&format!(
+            "tunes on n1 into {}",
+            results.join("n1").display()
+        )),
         "{stdout}"
     );
 }
@@ -184,9 +252,22 @@ fn the_manifest_is_a_batch_v1_indexed_job() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("job.yaml");
     let out = ozone(&[
-        "fleet", "manifest", "--k8s", "--nodelist", "gpu-a1,gpu-a2", "--image",
-        "registry.example/ozone:0.1", "--results-claim", "ozone-results", "--gpus", "2",
-        "--shared-warm-start", "-o", path.to_str().unwrap(), "/results/models/m.gguf", "--",
+        "fleet",
+        "manifest",
+        "--k8s",
+        "--nodelist",
+        "gpu-a1,gpu-a2",
+        "--image",
+        "registry.example/ozone:0.1",
+        "--results-claim",
+        "ozone-results",
+        "--gpus",
+        "2",
+        "--shared-warm-start",
+        "-o",
+        path.to_str().unwrap(),
+        "/results/models/m.gguf",
+        "--",
         "--skip-concurrency",
     ]);
     assert!(out.status.success(), "{}", text(&out).1);
@@ -209,13 +290,24 @@ fn the_manifest_is_a_batch_v1_indexed_job() {
     assert_eq!(requirement.values.as_deref().unwrap(), ["gpu-a1", "gpu-a2"]);
     let container = &pod.containers[0];
     assert_eq!(
-        container.resources.as_ref().unwrap().limits.as_ref().unwrap()["nvidia.com/gpu"].0,
+        container
+            .resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap()["nvidia.com/gpu"]
+            .0,
         "2"
     );
     let args = container.args.as_deref().unwrap();
     assert_eq!(&args[..2], ["tune", "--skip-concurrency"]);
-    assert!(args.windows(2).any(|w| w == ["--output-dir", "/results/$(NODE_NAME)"]));
-    assert!(args.windows(2).any(|w| w == ["--warm-start-from", "/results"]));
+    assert!(args
+        .windows(2)
+        .any(|w| w == ["--output-dir", "/results/$(NODE_NAME)"]));
+    assert!(args
+        .windows(2)
+        .any(|w| w == ["--warm-start-from", "/results"]));
     assert_eq!(
         pod.volumes.unwrap()[0]
             .persistent_volume_claim
@@ -225,7 +317,18 @@ fn the_manifest_is_a_batch_v1_indexed_job() {
         "ozone-results"
     );
 
-    let bad = ozone(&["fleet", "manifest", "--k8s", "--nodelist", "a", "--image", "i", "--results-claim", "Bad_Claim", "m"]);
+    let bad = ozone(&[
+        "fleet",
+        "manifest",
+        "--k8s",
+        "--nodelist",
+        "a",
+        "--image",
+        "i",
+        "--results-claim",
+        "Bad_Claim",
+        "m",
+    ]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).1.contains("--results-claim"));
 }

@@ -54,7 +54,12 @@ pub struct SubmitArgs {
     #[arg(long, value_name = "P")]
     pub partition: Option<String>,
     /// Tune this many nodes, wherever Slurm has them free.
-    #[arg(long, value_name = "N", conflicts_with = "nodelist", required_unless_present = "nodelist")]
+    #[arg(
+        long,
+        value_name = "N",
+        conflicts_with = "nodelist",
+        required_unless_present = "nodelist"
+    )]
     pub nodes: Option<u32>,
     /// Tune exactly these nodes (`gpu01,gpu02` or `gpu[01-08]`), one task pinned to each.
     #[arg(long, value_name = "LIST")]
@@ -231,7 +236,10 @@ fn submit(args: SubmitArgs) -> Result<(), Failure> {
     if args.dry_run {
         let script = slurm::render(&plan).map_err(fail)?;
         print!("{script}");
-        println!("\n# Not submitted (--dry-run). It would be written to {} and submitted with:", plan.script_path().display());
+        println!(
+            "\n# Not submitted (--dry-run). It would be written to {} and submitted with:",
+            plan.script_path().display()
+        );
         for line in slurm::submission_commands(&plan).map_err(fail)? {
             println!("{line}");
         }
@@ -267,7 +275,10 @@ fn submit(args: SubmitArgs) -> Result<(), Failure> {
 fn check_tune_flags(flags: &[String], models: &[String]) -> Result<(), Failure> {
     for flag in flags {
         let name = flag.split('=').next().unwrap_or(flag);
-        if matches!(name, "-o" | "--output-dir" | "--resume" | "--warm-start-from") {
+        if matches!(
+            name,
+            "-o" | "--output-dir" | "--resume" | "--warm-start-from"
+        ) {
             return Err(bad_input(format!(
                 "tune flag {name}: the fleet sets it (each node writes DIR/<node>/; \
                  --shared-warm-start passes --warm-start-from)"
@@ -314,8 +325,7 @@ fn absolute(path: &Path) -> Result<PathBuf, Failure> {
 
 fn show_status(args: StatusArgs) -> Result<(), Failure> {
     let results = absolute(&args.results)?;
-    let status =
-        status::status(&results, args.job.as_deref(), !args.no_scheduler).map_err(fail)?;
+    let status = status::status(&results, args.job.as_deref(), !args.no_scheduler).map_err(fail)?;
     if args.json {
         println!(
             "{}",
@@ -379,7 +389,11 @@ fn manifest(args: ManifestArgs) -> Result<(), Failure> {
     match &args.output {
         Some(path) => {
             layout::write_atomically(path, yaml.as_bytes(), false).map_err(fail)?;
-            eprintln!("wrote {}: kubectl apply -f {}", path.display(), path.display());
+            eprintln!(
+                "wrote {}: kubectl apply -f {}",
+                path.display(),
+                path.display()
+            );
         }
         None => print!("{yaml}"),
     }

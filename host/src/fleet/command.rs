@@ -72,8 +72,18 @@ pub fn run(
             String::from_utf8_lossy(&text).into_owned()
         })
     };
-    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
@@ -133,14 +143,7 @@ mod tests {
     #[test]
     fn a_hung_command_is_killed_at_its_timeout() {
         let started = Instant::now();
-        let err = run(
-            "sleep",
-            &["30"],
-            None,
-            Duration::from_millis(300),
-            "",
-        )
-        .unwrap_err();
+        let err = run("sleep", &["30"], None, Duration::from_millis(300), "").unwrap_err();
         assert!(matches!(err, FleetError::ToolTimeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
         assert!(err.to_string().contains("`sleep 30`"), "{err}");
@@ -148,14 +151,7 @@ mod tests {
 
     #[test]
     fn a_missing_program_says_what_to_do() {
-        let err = run(
-            "ozone-no-such-tool",
-            &[],
-            None,
-            QUERY_TIMEOUT,
-            "install it",
-        )
-        .unwrap_err();
+        let err = run("ozone-no-such-tool", &[], None, QUERY_TIMEOUT, "install it").unwrap_err();
         assert!(err.is_scheduler_missing());
         assert_eq!(
             err.to_string(),

@@ -204,7 +204,10 @@ mod tests {
         let path = dir.path().join("a").join("script.sh");
         write_atomically(&path, b"#!/bin/bash\n", true).unwrap();
         write_atomically(&path, b"#!/bin/bash\necho 2\n", true).unwrap();
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "#!/bin/bash\necho 2\n");
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "#!/bin/bash\necho 2\n"
+        );
         let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())

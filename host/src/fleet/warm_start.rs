@@ -16,7 +16,7 @@ use crate::tune::memory::Key;
 use crate::tune::WarmStartSource;
 
 use super::layout;
-use super::report::{read_summaries, read_limit};
+use super::report::{read_limit, read_summaries};
 
 /// A fleet's results directory, read as a warm-start source.
 #[derive(Debug, Clone)]
@@ -153,10 +153,17 @@ mod tests {
         found.sort();
         assert_eq!(
             found,
-            [("gpu01".into(), 20480), ("gpu02".into(), 20736), ("gpu03".into(), 4096)]
+            [
+                ("gpu01".into(), 20480),
+                ("gpu02".into(), 20736),
+                ("gpu03".into(), 4096)
+            ]
         );
         let (hint, note) = source.context_hint(&key, &config).unwrap();
         assert_eq!(hint, 20480);
-        assert!(note.contains("3 node(s)") && note.contains("4096, 20480, 20736"), "{note}");
+        assert!(
+            note.contains("3 node(s)") && note.contains("4096, 20480, 20736"),
+            "{note}"
+        );
     }
 }

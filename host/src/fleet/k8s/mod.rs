@@ -12,10 +12,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, EnvVar, EnvVarSource, NodeAffinity, NodeSelector,
-    NodeSelectorRequirement, NodeSelectorTerm, ObjectFieldSelector,
-    PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity, PodSpec,
-    PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
+    Affinity, Container, EnvVar, EnvVarSource, NodeAffinity, NodeSelector, NodeSelectorRequirement,
+    NodeSelectorTerm, ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodAffinityTerm,
+    PodAntiAffinity, PodSpec, PodTemplateSpec, ResourceRequirements, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -77,7 +76,10 @@ impl ManifestPlan {
             ));
         }
         if !self.mount_path.starts_with('/') {
-            return bad(format!("--mount-path {:?}: must be absolute", self.mount_path));
+            return bad(format!(
+                "--mount-path {:?}: must be absolute",
+                self.mount_path
+            ));
         }
         if self.image.trim().is_empty() {
             return bad("--image: empty".into());
@@ -126,9 +128,8 @@ pub fn job(plan: &ManifestPlan) -> Result<Job, FleetError> {
         (NAME_LABEL.to_string(), "ozone-fleet".to_string()),
         (INSTANCE_LABEL.to_string(), plan.name.clone()),
     ]);
-    let gpus = (plan.gpus > 0).then(|| {
-        BTreeMap::from([(plan.gpu_resource.clone(), Quantity(plan.gpus.to_string()))])
-    });
+    let gpus = (plan.gpus > 0)
+        .then(|| BTreeMap::from([(plan.gpu_resource.clone(), Quantity(plan.gpus.to_string()))]));
     let container = Container {
         name: "ozone".into(),
         image: Some(plan.image.clone()),
@@ -311,12 +312,29 @@ mod tests {
             .unwrap()[0];
         assert_eq!(anti.topology_key, "kubernetes.io/hostname");
         let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
-        for (k, v) in anti.label_selector.as_ref().unwrap().match_labels.as_ref().unwrap() {
-            assert_eq!(pod_labels.get(k), Some(v), "the anti-affinity selects the Job's pods");
+        for (k, v) in anti
+            .label_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap()
+        {
+            assert_eq!(
+                pod_labels.get(k),
+                Some(v),
+                "the anti-affinity selects the Job's pods"
+            );
         }
 
         let container = &pod.containers[0];
-        let limits = container.resources.as_ref().unwrap().limits.as_ref().unwrap();
+        let limits = container
+            .resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap();
         assert_eq!(limits["nvidia.com/gpu"], Quantity("1".into()));
         let mount = &container.volume_mounts.as_ref().unwrap()[0];
         assert_eq!(mount.mount_path, "/results");
@@ -342,7 +360,13 @@ mod tests {
         let env = &container.env.as_ref().unwrap()[0];
         assert_eq!(env.name, "NODE_NAME");
         assert_eq!(
-            env.value_from.as_ref().unwrap().field_ref.as_ref().unwrap().field_path,
+            env.value_from
+                .as_ref()
+                .unwrap()
+                .field_ref
+                .as_ref()
+                .unwrap()
+                .field_path,
             "spec.nodeName"
         );
     }
@@ -356,15 +380,31 @@ mod tests {
         assert!(pod.containers[0].resources.is_none());
 
         for (mutate, flag) in [
-            (Box::new(|p: &mut ManifestPlan| p.name = "Ozone_Fleet".into()) as Box<dyn Fn(&mut ManifestPlan)>, "--name"),
-            (Box::new(|p: &mut ManifestPlan| p.results_claim = "a b".into()), "--results-claim"),
-            (Box::new(|p: &mut ManifestPlan| p.mount_path = "results".into()), "--mount-path"),
-            (Box::new(|p: &mut ManifestPlan| p.nodes.push("gpu-a1".into())), "--nodelist"),
+            (
+                Box::new(|p: &mut ManifestPlan| p.name = "Ozone_Fleet".into())
+                    as Box<dyn Fn(&mut ManifestPlan)>,
+                "--name",
+            ),
+            (
+                Box::new(|p: &mut ManifestPlan| p.results_claim = "a b".into()),
+                "--results-claim",
+            ),
+            (
+                Box::new(|p: &mut ManifestPlan| p.mount_path = "results".into()),
+                "--mount-path",
+            ),
+            (
+                Box::new(|p: &mut ManifestPlan| p.nodes.push("gpu-a1".into())),
+                "--nodelist",
+            ),
         ] {
             let mut p = plan();
             mutate(&mut p);
             let err = super::job(&p).unwrap_err();
-            assert!(err.is_bad_input() && err.to_string().starts_with(flag), "{err}");
+            assert!(
+                err.is_bad_input() && err.to_string().starts_with(flag),
+                "{err}"
+            );
         }
     }
 }

@@ -33,7 +33,11 @@ pub fn render_html(report: &FleetReport) -> String {
     );
 
     for (i, group) in report.groups.iter().enumerate() {
-        let class = if group.flagged() { " class=\"flagged\"" } else { "" };
+        let class = if group.flagged() {
+            " class=\"flagged\""
+        } else {
+            ""
+        };
         let _ = writeln!(
             h,
             "<section{class}><h2>Group {}: {} — {} node(s){}</h2>\n<p class=\"fp\">fingerprint <code>{}</code></p>",
@@ -85,7 +89,11 @@ pub fn render_html(report: &FleetReport) -> String {
         );
     }
     for line in &report.unreadable {
-        let _ = writeln!(h, "<p class=\"warn\">Unreadable summary: {}</p>", escape(line));
+        let _ = writeln!(
+            h,
+            "<p class=\"warn\">Unreadable summary: {}</p>",
+            escape(line)
+        );
     }
     let _ = write!(
         h,

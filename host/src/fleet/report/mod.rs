@@ -170,7 +170,9 @@ pub fn build(results: &Path) -> Result<FleetReport, FleetError> {
         }
         runs.extend(found);
     }
-    runs.sort_by(|a, b| (&a.fingerprint, &a.model, &a.node).cmp(&(&b.fingerprint, &b.model, &b.node)));
+    runs.sort_by(|a, b| {
+        (&a.fingerprint, &a.model, &a.node).cmp(&(&b.fingerprint, &b.model, &b.node))
+    });
     let groups = group(&runs);
     Ok(FleetReport {
         results: results.to_path_buf(),
@@ -244,7 +246,10 @@ fn node_summaries(node: &str, dir: &Path, unreadable: &mut Vec<String>) -> Vec<N
     for (path, s) in read_summaries(dir, unreadable) {
         let run = node_run(node, path, s);
         let key = run.model_key();
-        if latest.get(&key).is_none_or(|old| run.started_at > old.started_at) {
+        if latest
+            .get(&key)
+            .is_none_or(|old| run.started_at > old.started_at)
+        {
             latest.insert(key, run);
         }
     }
@@ -275,7 +280,9 @@ fn node_run(node: &str, path: PathBuf, s: SummaryFile) -> NodeRun {
 /// map beside the limits (`limits.bound_by.<name>`).
 pub(crate) fn read_limit(limits: &Value, name: &str) -> LimitCell {
     let v = &limits[name];
-    let value = v.as_u64().or_else(|| v.get("value").and_then(Value::as_u64));
+    let value = v
+        .as_u64()
+        .or_else(|| v.get("value").and_then(Value::as_u64));
     let bound = v
         .get("bound_by")
         .or_else(|| limits.get("bound_by").and_then(|b| b.get(name)));
@@ -348,7 +355,10 @@ pub fn machine(hw: &HardwareSnapshot) -> String {
 fn group(runs: &[NodeRun]) -> Vec<HardwareGroup> {
     let mut by_fingerprint: BTreeMap<&str, Vec<&NodeRun>> = BTreeMap::new();
     for run in runs {
-        by_fingerprint.entry(&run.fingerprint).or_default().push(run);
+        by_fingerprint
+            .entry(&run.fingerprint)
+            .or_default()
+            .push(run);
     }
     by_fingerprint
         .into_iter()
@@ -432,7 +442,10 @@ fn disagreement(limit: &str, runs: &[&NodeRun]) -> Option<Disagreement> {
     })
 }
 
-fn nodes_with(values: &BTreeMap<String, Option<u64>>, keep: impl Fn(&Option<u64>) -> bool) -> Vec<String> {
+fn nodes_with(
+    values: &BTreeMap<String, Option<u64>>,
+    keep: impl Fn(&Option<u64>) -> bool,
+) -> Vec<String> {
     values
         .iter()
         .filter(|(_, v)| keep(v))

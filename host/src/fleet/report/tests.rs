@@ -110,8 +110,16 @@ fn other_hardware_is_another_group_and_an_older_run_is_superseded() {
     assert_eq!(report.runs.len(), 2);
     assert_eq!(report.groups.len(), 2);
     assert_eq!(report.flagged_groups(), 0);
-    let h100 = report.groups.iter().find(|g| g.nodes == ["h100-1"]).unwrap();
-    assert!(h100.machine.ends_with("NVIDIA H100 80GB HBM3 80 GiB"), "{}", h100.machine);
+    let h100 = report
+        .groups
+        .iter()
+        .find(|g| g.nodes == ["h100-1"])
+        .unwrap();
+    assert!(
+        h100.machine.ends_with("NVIDIA H100 80GB HBM3 80 GiB"),
+        "{}",
+        h100.machine
+    );
     let gpu01 = report.runs.iter().find(|r| r.node == "gpu01").unwrap();
     assert_eq!(gpu01.limit("max_context"), Some(20480));
 }
@@ -127,12 +135,23 @@ fn bound_by_is_read_in_either_shape_and_nothing_stable_disagrees() {
     none["limits"] = json!({"max_context": null, "best_batch": null, "max_concurrency": null});
     none["presets"] = json!({"outcome": "no_stable_configuration"});
     write(dir.path(), "gpu02", "m_1.json", &none);
-    write(dir.path(), "gpu03", "m_1.json", &json!({"not": "a summary"}));
+    write(
+        dir.path(),
+        "gpu03",
+        "m_1.json",
+        &json!({"not": "a summary"}),
+    );
 
     let report = build(dir.path()).unwrap();
     let gpu01 = &report.runs[0];
-    assert_eq!(gpu01.limits["max_context"].bound_by.as_deref(), Some("memory"));
-    assert_eq!(gpu01.limits["best_batch"].bound_by.as_deref(), Some("instability"));
+    assert_eq!(
+        gpu01.limits["max_context"].bound_by.as_deref(),
+        Some("memory")
+    );
+    assert_eq!(
+        gpu01.limits["best_batch"].bound_by.as_deref(),
+        Some("instability")
+    );
     assert_eq!(gpu01.limits["max_concurrency"].bound_by, None);
     let messages: Vec<&str> = report.groups[0].models[0]
         .disagreements
@@ -144,10 +163,17 @@ fn bound_by_is_read_in_either_shape_and_nothing_stable_disagrees() {
         "{messages:?}"
     );
     assert_eq!(report.unreadable.len(), 1);
-    assert!(report.unreadable[0].contains("gpu03"), "{:?}", report.unreadable);
+    assert!(
+        report.unreadable[0].contains("gpu03"),
+        "{:?}",
+        report.unreadable
+    );
     assert_eq!(report.nodes_without_results, ["gpu03"]);
     let text = table(&report);
-    assert!(text.contains("20480 (memory)") && text.contains("256 (instability)"), "{text}");
+    assert!(
+        text.contains("20480 (memory)") && text.contains("256 (instability)"),
+        "{text}"
+    );
     assert!(text.contains("none stable"), "{text}");
 }
 
@@ -168,7 +194,10 @@ fn the_page_is_self_contained_and_escaped() {
     write(dir.path(), "gpu01", "m_1.json", &s);
     let html = render_html(&build(dir.path()).unwrap());
     assert!(html.starts_with("<!DOCTYPE html>"));
-    assert!(!html.contains("<script"), "no script, and user text escaped");
+    assert!(
+        !html.contains("<script"),
+        "no script, and user text escaped"
+    );
     assert!(html.contains("&lt;script&gt;"));
     assert!(!html.contains("src=\"http") && !html.contains("href=\"http"));
     assert!(html.contains("<svg"), "the context chart");

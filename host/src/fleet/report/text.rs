@@ -24,7 +24,11 @@ pub fn table(report: &FleetReport) -> String {
             group.machine,
             group.nodes.len(),
             if group.nodes.len() == 1 { "" } else { "s" },
-            if group.flagged() { "  ** FLAGGED **" } else { "" }
+            if group.flagged() {
+                "  ** FLAGGED **"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(out, "fingerprint {}", group.fingerprint);
         let runs: Vec<&NodeRun> = report

@@ -105,7 +105,9 @@ impl SlurmPlan {
             }
         }
         if self.max_running == Some(0) {
-            return Err(FleetError::BadInput("--max-running must be at least 1".into()));
+            return Err(FleetError::BadInput(
+                "--max-running must be at least 1".into(),
+            ));
         }
         Ok(())
     }

@@ -52,7 +52,10 @@ pub fn render(plan: &SlurmPlan) -> Result<String, FleetError> {
     }
 
     s.push_str("#SBATCH --job-name=ozone-fleet\n");
-    let throttle = plan.max_running.map(|k| format!("%{k}")).unwrap_or_default();
+    let throttle = plan
+        .max_running
+        .map(|k| format!("%{k}"))
+        .unwrap_or_default();
     let _ = writeln!(s, "#SBATCH --array=0-{}{throttle}", tasks - 1);
     s.push_str("#SBATCH --nodes=1\n#SBATCH --ntasks=1\n#SBATCH --exclusive\n");
     for (option, value) in [
@@ -151,13 +154,17 @@ pub fn submission_commands(plan: &SlurmPlan) -> Result<Vec<String>, FleetError> 
 fn word(value: &str) -> Result<String, FleetError> {
     shlex::try_quote(value)
         .map(|q| q.into_owned())
-        .map_err(|_| FleetError::BadInput(format!("{value:?}: a NUL byte cannot go into a shell script")))
+        .map_err(|_| {
+            FleetError::BadInput(format!(
+                "{value:?}: a NUL byte cannot go into a shell script"
+            ))
+        })
 }
 
 fn path_word(path: &Path) -> Result<String, FleetError> {
-    let text = path.to_str().ok_or_else(|| {
-        FleetError::BadInput(format!("{}: not valid UTF-8", path.display()))
-    })?;
+    let text = path
+        .to_str()
+        .ok_or_else(|| FleetError::BadInput(format!("{}: not valid UTF-8", path.display())))?;
     word(text)
 }
 
@@ -197,7 +204,11 @@ mod tests {
             results: PathBuf::from("/shared/ozone results"),
             ozone: PathBuf::from("/opt/ozone/bin/ozone"),
             models: vec!["/models/qwen2.5-7b-q4_k_m.gguf".into()],
-            tune_args: vec!["--memory-budget-mb".into(), "8192".into(), "--skip-concurrency".into()],
+            tune_args: vec![
+                "--memory-budget-mb".into(),
+                "8192".into(),
+                "--skip-concurrency".into(),
+            ],
             placement,
             partition: Some("gpu".into()),
             gres: Some("gpu:1".into()),
@@ -234,7 +245,10 @@ mod tests {
         );
         let script = render(&p).unwrap();
         assert!(script.contains("#SBATCH --array=0-1\n"), "{script}");
-        assert!(script.contains("#   scontrol release \"$job\"\n"), "{script}");
+        assert!(
+            script.contains("#   scontrol release \"$job\"\n"),
+            "{script}"
+        );
     }
 
     #[test]

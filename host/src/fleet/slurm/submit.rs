@@ -53,16 +53,22 @@ pub fn check_partition(name: &str) -> Result<(), FleetError> {
             message,
         });
     }
-    let known = command::run("sinfo", &["-h", "-o", "%R"], None, QUERY_TIMEOUT, CLIENT_HINT)
-        .ok()
-        .filter(|d| d.success)
-        .map(|d| {
-            let mut names: Vec<&str> = d.stdout.split_whitespace().collect();
-            names.sort_unstable();
-            names.dedup();
-            names.join(", ")
-        })
-        .unwrap_or_default();
+    let known = command::run(
+        "sinfo",
+        &["-h", "-o", "%R"],
+        None,
+        QUERY_TIMEOUT,
+        CLIENT_HINT,
+    )
+    .ok()
+    .filter(|d| d.success)
+    .map(|d| {
+        let mut names: Vec<&str> = d.stdout.split_whitespace().collect();
+        names.sort_unstable();
+        names.dedup();
+        names.join(", ")
+    })
+    .unwrap_or_default();
     Err(FleetError::BadInput(if known.is_empty() {
         format!("--partition {name}: no such partition ({message})")
     } else {
@@ -75,9 +81,8 @@ pub fn check_partition(name: &str) -> Result<(), FleetError> {
 pub fn expand_nodelist(list: &str) -> Result<Vec<String>, FleetError> {
     let nodes: Vec<String> = if list.contains('[') {
         let args = ["show", "hostnames", list];
-        let hint = format!(
-            "expanding {list} needs Slurm's scontrol; list the nodes with commas instead"
-        );
+        let hint =
+            format!("expanding {list} needs Slurm's scontrol; list the nodes with commas instead");
         let done = command::run("scontrol", &args, None, QUERY_TIMEOUT, &hint)?;
         if !done.success {
             return Err(FleetError::BadInput(format!(
@@ -100,7 +105,9 @@ pub fn expand_nodelist(list: &str) -> Result<Vec<String>, FleetError> {
         )));
     }
     if nodes.is_empty() {
-        return Err(FleetError::BadInput(format!("--nodelist {list:?}: no node")));
+        return Err(FleetError::BadInput(format!(
+            "--nodelist {list:?}: no node"
+        )));
     }
     Ok(nodes)
 }
@@ -204,7 +211,10 @@ fn pin(job: &str, nodes: &[String]) -> Result<(), FleetError> {
     } else {
         Err(FleetError::Scheduler {
             command: command::display("scontrol", &args),
-            message: format!("{} (the job is held: `scontrol release {job}`)", done.message()),
+            message: format!(
+                "{} (the job is held: `scontrol release {job}`)",
+                done.message()
+            ),
         })
     }
 }

@@ -276,7 +276,10 @@ fn unclaimed(
         (Some(s), _) if s.stage() == Stage::Waiting => (TaskState::Queued, s.reason.clone()),
         (Some(_), Some(other)) => (
             TaskState::Skipped,
-            format!("{} was taken by task {} of this job", other.node, other.task),
+            format!(
+                "{} was taken by task {} of this job",
+                other.node, other.task
+            ),
         ),
         (Some(s), None) if s.stage() == Stage::Running => {
             (TaskState::Running, "starting".to_string())
@@ -288,7 +291,10 @@ fn unclaimed(
                 s.describe(),
                 last_error_line(&output)
                     .map(|l| format!(": {l}"))
-                    .unwrap_or_else(|| format!(" before taking its node (see {})", output.display()))
+                    .unwrap_or_else(|| format!(
+                        " before taking its node (see {})",
+                        output.display()
+                    ))
             ),
         ),
     };
@@ -349,7 +355,11 @@ fn with_runs(lines: &str) -> String {
 /// else its last line.
 fn last_error_line(output: &Path) -> Option<String> {
     let text = std::fs::read_to_string(output).ok()?;
-    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     lines
         .iter()
         .rev()

@@ -85,7 +85,10 @@ pub fn node_runs(node_dir: &Path, since: Option<SystemTime>) -> Vec<RunProgress>
         .filter(|(modified, _)| since.is_none_or(|s| *modified >= s))
         .collect();
     found.sort();
-    found.into_iter().map(|(_, log)| read_progress(&log)).collect()
+    found
+        .into_iter()
+        .map(|(_, log)| read_progress(&log))
+        .collect()
 }
 
 /// What one log says. A log that cannot be read is a failed run saying why.

@@ -30,7 +30,8 @@ fn log(results: &Path, node: &str, trials: usize, end: Option<RunFinished>) {
         started.started_at,
     )
     .unwrap();
-    log.append(&LogEvent::RunStarted(Box::new(started))).unwrap();
+    log.append(&LogEvent::RunStarted(Box::new(started)))
+        .unwrap();
     for t in fixtures::trials().into_iter().take(trials) {
         log.append(&LogEvent::Decision {
             phase: t.phase,
@@ -76,7 +77,12 @@ fn each_task_reads_as_a_person_would_say_it() {
     let results = dir.path();
     // 0: done on gpu01. 1: running on gpu02 (3 trials logged, a fourth proposed).
     claim(results, "gpu01", 0, Some(0));
-    log(results, "gpu01", 12, Some(finished(RunStatus::Completed, None)));
+    log(
+        results,
+        "gpu01",
+        12,
+        Some(finished(RunStatus::Completed, None)),
+    );
     claim(results, "gpu02", 1, None);
     log(results, "gpu02", 3, None);
     // 4: the tune failed on gpu03, and said why in its log.
@@ -85,7 +91,10 @@ fn each_task_reads_as_a_person_would_say_it() {
         results,
         "gpu03",
         1,
-        Some(finished(RunStatus::Failed, Some("context plugin proposed 0"))),
+        Some(finished(
+            RunStatus::Failed,
+            Some("context plugin proposed 0"),
+        )),
     );
     // 5: killed by Slurm before `ozone tune` wrote its exit status.
     claim(results, "gpu04", 5, None);
@@ -126,7 +135,9 @@ fn each_task_reads_as_a_person_would_say_it() {
     assert_eq!(rows[0].0, Some("gpu01"));
     assert_eq!(rows[0].1, TaskState::Done);
     assert!(
-        rows[0].2.starts_with("qwen2.5-0.5b-instruct-q4_k_m: max context 20480"),
+        rows[0]
+            .2
+            .starts_with("qwen2.5-0.5b-instruct-q4_k_m: max context 20480"),
         "{}",
         rows[0].2
     );
@@ -163,9 +174,9 @@ fn each_task_reads_as_a_person_would_say_it() {
     );
     assert_eq!(rows[6].1, TaskState::Failed);
     assert!(
-        rows[6]
-            .2
-            .starts_with("FAILED (NonZeroExitCode), exit 2: error: /shared is not visible on gpu09"),
+        rows[6].2.starts_with(
+            "FAILED (NonZeroExitCode), exit 2: error: /shared is not visible on gpu09"
+        ),
         "{}",
         rows[6].2
     );
@@ -181,7 +192,9 @@ fn each_task_reads_as_a_person_would_say_it() {
     assert!(!status.finished());
     let text = table(&status);
     assert!(
-        text.starts_with("job 41: 8 task(s) — 1 done, 1 running, 1 queued, 3 failed, 1 skipped, 1 unknown"),
+        text.starts_with(
+            "job 41: 8 task(s) — 1 done, 1 running, 1 queued, 3 failed, 1 skipped, 1 unknown"
+        ),
         "{text}"
     );
 }
@@ -191,7 +204,12 @@ fn without_slurm_the_marks_and_logs_still_tell() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path();
     claim(results, "gpu01", 0, Some(0));
-    log(results, "gpu01", 12, Some(finished(RunStatus::Completed, None)));
+    log(
+        results,
+        "gpu01",
+        12,
+        Some(finished(RunStatus::Completed, None)),
+    );
     claim(results, "gpu02", 1, None);
     log(results, "gpu02", 2, None);
     let record = JobRecord {
@@ -211,7 +229,10 @@ fn without_slurm_the_marks_and_logs_still_tell() {
     .unwrap();
     let status = status(results, None, false).unwrap();
     assert_eq!(status.job.as_deref(), Some(JOB));
-    assert_eq!(status.note.as_deref(), Some("Slurm not asked (--no-scheduler)"));
+    assert_eq!(
+        status.note.as_deref(),
+        Some("Slurm not asked (--no-scheduler)")
+    );
     let states: Vec<TaskState> = status.tasks.iter().map(|t| t.state).collect();
     assert_eq!(states, [TaskState::Done, TaskState::Running]);
     assert_eq!(status.tasks[1].runs[0].trials, 2);
@@ -220,8 +241,18 @@ fn without_slurm_the_marks_and_logs_still_tell() {
 #[test]
 fn a_directory_without_jobs_lists_its_nodes_from_their_logs() {
     let dir = tempfile::tempdir().unwrap();
-    log(dir.path(), "gpu01", 12, Some(finished(RunStatus::Completed, None)));
-    log(dir.path(), "gpu02", 1, Some(finished(RunStatus::Interrupted, Some("interrupted"))));
+    log(
+        dir.path(),
+        "gpu01",
+        12,
+        Some(finished(RunStatus::Completed, None)),
+    );
+    log(
+        dir.path(),
+        "gpu02",
+        1,
+        Some(finished(RunStatus::Interrupted, Some("interrupted"))),
+    );
     let status = status(dir.path(), None, true).unwrap();
     assert_eq!(status.job, None);
     let rows: Vec<(Option<&str>, TaskState)> = status
@@ -231,7 +262,10 @@ fn a_directory_without_jobs_lists_its_nodes_from_their_logs() {
         .collect();
     assert_eq!(
         rows,
-        [(Some("gpu01"), TaskState::Done), (Some("gpu02"), TaskState::Failed)]
+        [
+            (Some("gpu01"), TaskState::Done),
+            (Some("gpu02"), TaskState::Failed)
+        ]
     );
     assert!(super::status(&dir.path().join("nope"), None, false)
         .unwrap_err()
