@@ -332,3 +332,31 @@ fn the_manifest_is_a_batch_v1_indexed_job() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad).1.contains("--results-claim"));
 }
+
+#[test]
+fn status_away_from_the_cluster_reads_the_results_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let claim = results.join("gpu01/.fleet/job-12");
+    std::fs::create_dir_all(&claim).unwrap();
+    std::fs::write(claim.join("task"), "0\n").unwrap();
+    std::fs::write(claim.join("exit"), "0\n").unwrap();
+    std::fs::create_dir_all(results.join(".fleet")).unwrap();
+    std::fs::write(
+        results.join(".fleet/job-12.json"),
+        r#"{"job_id":"12","scheduler":"slurm","submitted_at":"2026-12-01T10:00:00Z","tasks":1,"nodes":[],"models":["m.gguf"],"script":"/r/.fleet/submit.sh"}"#,
+    )
+    .unwrap();
+    let empty_path = dir.path().join("bin");
+    std::fs::create_dir(&empty_path).unwrap();
+    let out = Command::new(OZONE)
+        .args(["fleet", "status", "--results", results.to_str().unwrap()])
+        .env("PATH", &empty_path)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.starts_with("job 12: 1 task(s) — 1 done"), "{stdout}");
+    assert!(stdout.contains("note: scontrol not found here"), "{stdout}");
+    assert!(stdout.contains("0     gpu01  done"), "{stdout}");
+}

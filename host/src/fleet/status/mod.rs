@@ -107,9 +107,15 @@ pub fn status(
         return nodes_without_job(results);
     };
     let (slurm, note) = if ask_slurm {
-        match scheduler::query(&job)? {
-            Some(tasks) => (tasks, None),
-            None => (
+        match scheduler::query(&job) {
+            Ok(Some(tasks)) => (tasks, None),
+            // Away from the cluster the results directory still tells most of it.
+            Err(FleetError::ToolMissing { .. }) => (
+                Vec::new(),
+                Some("scontrol not found here: states come from the results directory".into()),
+            ),
+            Err(e) => return Err(e),
+            Ok(None) => (
                 Vec::new(),
                 Some(format!(
                     "Slurm no longer knows job {job} (finished jobs are kept for MinJobAge); \

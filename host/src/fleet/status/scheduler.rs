@@ -63,8 +63,7 @@ pub fn query(job: &str) -> Result<Option<Vec<SlurmTask>>, FleetError> {
         &args,
         None,
         QUERY_TIMEOUT,
-        "`ozone fleet status` reads job states with Slurm's scontrol; without it, states come \
-         from the results directory alone (use --no-scheduler)",
+        "`ozone fleet status` reads job states with Slurm's scontrol",
     )?;
     if done.success {
         return Ok(Some(parse(&done.stdout)));
