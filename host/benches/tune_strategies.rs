@@ -79,6 +79,7 @@ fn job(model: &Path, out: &Path, strategy: &str, settings: Option<serde_json::Va
         fresh: true,
         show_progress: false,
         resume: None,
+        shared_warm_start: None,
     }
 }
 

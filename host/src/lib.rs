@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod fleet;
 pub mod guard;
 pub mod hardware;
 pub mod lab;

@@ -12,7 +12,8 @@ Exit codes:
   2    bad input: unreadable config, missing model file, bad flag value, a plugin that
        does not fit (unknown built-in, not a component, wrong world or API version,
        settings it rejects)
-  3    no inference server: llama-server not found or failed to start, Ollama unreachable
+  3    no inference server: llama-server not found or failed to start, Ollama unreachable;
+       no scheduler: sbatch/scontrol not found or the Slurm controller not answering
   4    a plugin broke its sandbox or its contract (trap, fuel, memory, impossible value)
   130  interrupted (Ctrl-C); the log is flushed and `ozone tune --resume LOG` continues";
 

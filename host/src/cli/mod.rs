@@ -5,6 +5,7 @@
 mod config;
 mod demo_model;
 mod exit;
+mod fleet;
 mod lab;
 mod plugins;
 mod probe;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Compare strategies offline on profiles recorded by real tunes.
     #[command(subcommand)]
     Lab(lab::Command),
+    /// Tune every node of a cluster through Slurm (or Kubernetes) and compare them.
+    #[command(subcommand)]
+    Fleet(fleet::Command),
 }
 
 /// Entry point of the `ozone` binary.
@@ -67,6 +71,7 @@ pub fn main() -> ExitCode {
         Command::Config(cmd) => config::run(cmd),
         Command::DemoModel(args) => demo_model::run(args),
         Command::Lab(cmd) => lab::run(cmd),
+        Command::Fleet(cmd) => fleet::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -117,6 +117,13 @@ pub struct Args {
     /// Ignore what earlier runs on this machine learned about the model.
     #[arg(long)]
     pub fresh: bool,
+    /// Start from what other machines with the same hardware found for this model: DIR
+    /// is a fleet's results directory (`ozone fleet submit --results DIR`). The median of
+    /// their context limits is probed first, so an unchanged limit is confirmed in two
+    /// trials. Only results of the same hardware fingerprint, model digest, Ozone version
+    /// and memory limits count. `--fresh` turns it off.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub warm_start_from: Option<PathBuf>,
 }
 
 const TUNE_EXAMPLES: &str = "\
@@ -297,6 +304,10 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, C
         fresh: args.fresh,
         show_progress: false,
         resume: None,
+        shared_warm_start: args.warm_start_from.as_ref().map(|dir| {
+            Box::new(crate::fleet::warm_start::SharedResults::new(dir))
+                as Box<dyn crate::tune::WarmStartSource>
+        }),
     })
 }
 
@@ -347,6 +358,8 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
         fresh: args.fresh,
         show_progress: false,
         resume: Some(log.to_path_buf()),
+        // A resumed run replays the hint its log recorded.
+        shared_warm_start: None,
     })
 }
 

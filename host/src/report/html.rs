@@ -327,7 +327,9 @@ fn duration(ms: u64) -> String {
     }
 }
 
-const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;\
+/// The stylesheet of Ozone's HTML pages (also the fleet report's).
+pub const STYLE: &str =
+    "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;\
 padding:0 1em;color:#222}h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ddd;padding:3px 7px;\
 text-align:left;vertical-align:top}th{background:#f5f5f5}table.facts th{width:13em}\

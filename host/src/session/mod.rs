@@ -24,7 +24,7 @@ use crate::tune::driver::{Driver, TrialBook, TrialExecutor, TuneError, TuneObser
 use crate::tune::plan::{
     effective_thresholds, load_plugins, plan, set_aside_cpu_threshold, RunParameters,
 };
-use crate::tune::warm_start::{Key, Learned, WarmStartStore};
+use crate::tune::warm_start::{Key, Learned, WarmStartSource, WarmStartStore};
 
 use progress::PhaseProgress;
 
@@ -43,6 +43,9 @@ pub struct TuneJob {
     pub show_progress: bool,
     /// `--resume`: the log to continue.
     pub resume: Option<PathBuf>,
+    /// `--warm-start-from DIR`: limits other machines found, tried before this
+    /// machine's own store.
+    pub shared_warm_start: Option<Box<dyn WarmStartSource>>,
 }
 
 /// How a tune that did not complete ended; the CLI maps each to an exit code.
@@ -99,7 +102,10 @@ pub async fn tune(
                     _ => TuneFailure::Server(e),
                 })?;
             let mut params = job.params.clone();
-            if !job.fresh && job.config.reuse_learned_configs() {
+            if !job.fresh {
+                params.hint = shared_hint(&job, &snapshot, &facts, &mut notes);
+            }
+            if !job.fresh && params.hint.is_none() && job.config.reuse_learned_configs() {
                 params.hint = remembered_limit(&snapshot, &facts, &job.config, &mut notes);
             }
             // The log and the report record the limits the trials were held to.
@@ -244,6 +250,22 @@ fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailur
     })?;
     log.append(&LogEvent::Resumed { at: Utc::now() })?;
     Ok((log, started, TrialBook::from_records(trials)))
+}
+
+/// The hint of `--warm-start-from` (asked for explicitly, so the config's
+/// `reuse_learned_configs` does not turn it off; `--fresh` does).
+fn shared_hint(
+    job: &TuneJob,
+    snapshot: &HardwareSnapshot,
+    facts: &ModelMetadata,
+    notes: &mut Vec<String>,
+) -> Option<u32> {
+    let source = job.shared_warm_start.as_ref()?;
+    let key = Key::new(snapshot, facts.digest.as_deref()?);
+    let (limit, note) = source.context_hint(&key, &job.config)?;
+    tracing::info!("{note}");
+    notes.push(note);
+    Some(limit)
 }
 
 fn remembered_limit(

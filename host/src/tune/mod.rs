@@ -13,3 +13,4 @@ pub mod warm_start;
 
 pub use limits::{Bound, LimitBounds, Limits};
 pub use plan::{RunParameters, CONTEXT_GRANULARITY};
+pub use warm_start::WarmStartSource;

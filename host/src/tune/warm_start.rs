@@ -11,8 +11,17 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
 use crate::tune::Limits;
+
+/// Limits remembered somewhere else than this machine's store: a fleet's results
+/// directory (`crate::fleet`).
+pub trait WarmStartSource: Send + Sync {
+    /// The context to try first for `key` under `config`'s limits, and a note saying
+    /// where it comes from; `None` when nothing comparable is known.
+    fn context_hint(&self, key: &Key, config: &Config) -> Option<(u32, String)>;
+}
 
 /// Format version of `learned.json`.
 const STORE_VERSION: u32 = 1;
