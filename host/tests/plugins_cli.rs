@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use ozone_test_artifacts::{GOLDEN_BATCH, LEGACY_V0_1, MEMORY_MODEL, MISBEHAVING};
+use ozone_test_artifacts::{GOLDEN_BATCH, LEGACY_V0_1, LINEAR_SWEEP, MEMORY_MODEL, MISBEHAVING};
 
 fn ozone(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ozone"))
@@ -72,13 +72,18 @@ fn check_refuses_a_file_that_is_no_component_with_exit_code_2() {
 }
 
 /// golden-batch once proposed 416 against the host's 256: it now takes its bounds from
-/// the host, so its own README's command passes.
+/// the host, so its own README's command passes — as every example's does.
 #[test]
-fn check_passes_the_golden_batch_example_within_the_hosts_batch_bounds() {
+fn check_passes_every_example_within_the_hosts_bounds() {
     let (code, out, err) = ozone(&["plugins", "check", GOLDEN_BATCH]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("batch bounds 1..=256, initial 32"), "{out}");
     assert!(out.contains("best batch: 128"), "{out}");
+    for example in [MEMORY_MODEL, LINEAR_SWEEP] {
+        let (code, out, err) = ozone(&["plugins", "check", example]);
+        assert_eq!(code, 0, "{example}: {out}{err}");
+        assert!(out.contains("best context: "), "{out}");
+    }
 }
 
 #[test]
