@@ -19,6 +19,12 @@
 //! `cdylib`) and load it with `ozone tune --context-strategy target/…/my_plugin.wasm`.
 //! The contract is `wit/strategy.wit`, package `ozone:strategy@0.2.0` ([`API_VERSION`]).
 
+//!
+//! The author's guide follows (the crate's `README.md`; its Rust snippet is compiled as a
+//! doc test).
+//!
+#![doc = include_str!("../README.md")]
+
 // The generated bindings name paths `::ozone_sdk::…`, which must also resolve in here.
 extern crate self as ozone_sdk;
 
