@@ -14,4 +14,6 @@ mod stream;
 pub use error::BackendError;
 pub use facts::{ModelFacts, SizeClass};
 pub use generation::{Generation, GenerationError, GenerationRequest, Prompt, ServerTimings};
+pub use http::{DEFAULT_REQUEST_TIMEOUT, MAX_BODY_BYTES};
 pub use spec::BackendSpec;
+pub use stream::MAX_LINE_BYTES;
