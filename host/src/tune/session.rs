@@ -81,14 +81,28 @@ pub enum TuneFailure {
     PluginLoad(#[source] PluginError),
     #[error("{0}")]
     Plugin(#[source] TuneError),
-    #[error("interrupted; the log is complete up to the last finished trial. Continue with:\n  ozone tune --resume {}", .log.display())]
-    Interrupted { log: PathBuf },
+    #[error("{}", interrupted_message(.log.as_deref()))]
+    Interrupted {
+        /// The run's log, once it has one.
+        log: Option<PathBuf>,
+    },
     #[error(transparent)]
     Output(#[from] ReportError),
     #[error("{0}")]
     BadLog(String),
     #[error("{0}")]
     Internal(String),
+}
+
+fn interrupted_message(log: Option<&Path>) -> String {
+    match log {
+        Some(log) => format!(
+            "interrupted; the log is complete up to the last finished trial. Continue with:\n  \
+             ozone tune --resume {}",
+            log.display()
+        ),
+        None => "interrupted before the first trial; nothing was measured".to_string(),
+    }
 }
 
 /// What a finished run leaves behind.
@@ -108,24 +122,25 @@ pub async fn tune(
     cancel: CancellationToken,
 ) -> Result<TuneResult, TuneFailure> {
     let mut notes = Vec::new();
-    let snapshot = tokio::task::spawn_blocking(|| probe(&ProbeOptions::default()))
-        .await
+    let probing = tokio::task::spawn_blocking(|| probe(&ProbeOptions::default()));
+    let snapshot = until_cancelled(&cancel, probing)
+        .await?
         .map_err(|e| TuneFailure::Internal(format!("the hardware probe failed: {e}")))?;
 
     let (mut log, started, book) = match &job.resume {
         Some(path) => resume_log(path)?,
         None => {
-            let facts = TrialRunner::new(
+            let runner = TrialRunner::new(
                 job.spec.clone(),
                 job.config.trial_settings(),
                 SamplerOptions::default(),
-            )
-            .model_facts()
-            .await
-            .map_err(|e| match job.spec {
-                BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
-                _ => TuneFailure::Server(e),
-            })?;
+            );
+            let facts = until_cancelled(&cancel, runner.model_facts())
+                .await?
+                .map_err(|e| match job.spec {
+                    BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
+                    _ => TuneFailure::Server(e),
+                })?;
             let mut params = job.params.clone();
             if !job.fresh && job.config.reuse_learned_configs() {
                 params.hint = remembered_limit(&snapshot, &facts, &job.config, &mut notes);
@@ -208,7 +223,11 @@ pub async fn tune(
     }))?;
     match outcome {
         Ok(_) => {}
-        Err(TuneError::Interrupted) => return Err(TuneFailure::Interrupted { log: log_path }),
+        Err(TuneError::Interrupted) => {
+            return Err(TuneFailure::Interrupted {
+                log: Some(log_path),
+            })
+        }
         Err(e) => return Err(TuneFailure::Plugin(e)),
     }
 
@@ -242,6 +261,19 @@ pub async fn tune(
         notes,
         concurrency_skipped: params.skip_concurrency,
     })
+}
+
+/// `work`'s output, unless Ctrl-C or SIGTERM comes first (before the log exists, so
+/// there is nothing to resume).
+async fn until_cancelled<T>(
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, TuneFailure> {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(TuneFailure::Interrupted { log: None }),
+        out = work => Ok(out),
+    }
 }
 
 /// Reopens an interrupted run's log: its start line and every finished trial.
