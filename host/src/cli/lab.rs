@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Exit, Failure, ResultExt};
 use crate::lab::{self, Profile};
-use crate::plugin::{PluginHost, SandboxLimits};
+use crate::plugin::PluginHost;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -80,9 +80,7 @@ fn compare(args: RunArgs) -> Result<(), Failure> {
     let mut replays = Vec::new();
     for (name, profile) in &profiles {
         // The sandbox the recorded run gave its plugins (`ozone.sandbox`), as `ozone tune`.
-        let limits = serde_json::from_str::<SandboxLimits>(&profile.config.sandbox_json())
-            .map_err(|e| anyhow::anyhow!("profile {name}: ozone.sandbox: {e}"))
-            .exit(Exit::BadInput)?;
+        let limits = profile.config.ozone.sandbox.clone();
         let host = PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Internal)?;
         for strategy in &args.strategies {
             let replay = lab::replay_blocking(
