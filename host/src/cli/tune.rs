@@ -3,13 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use tokio_util::sync::CancellationToken;
-
 use super::{Exit, Failure, ResultExt};
-use crate::backend::llama_server::{resolve_binary, watch_ctrl_c, LlamaServerSpec};
+use crate::backend::llama_server::{resolve_binary, Interruption, LlamaServerSpec};
 use crate::backend::{ollama::normalize_base_url, BackendSpec};
 use crate::config::{self, LoadedConfig};
-use crate::plugin::{PluginError, PluginHost, SandboxLimits};
+use crate::plugin::{PluginError, PluginHost};
 use crate::report::{self, LogEvent};
 use crate::trial::KvCacheType;
 use crate::tune::presets::PresetName;
@@ -140,13 +138,15 @@ pub fn run(args: Args) -> Result<(), Failure> {
 }
 
 async fn run_async(args: Args) -> Result<(), Failure> {
-    let cancel = CancellationToken::new();
-    watch_ctrl_c(cancel.clone());
+    let interruption = Interruption::default();
+    interruption.watch().exit(Exit::Internal)?;
+    let cancel = interruption.token();
 
     let jobs = match &args.resume {
         Some(log) => vec![resume_job(&args, log)?],
         None => {
             let loaded = load_config(&args)?;
+            check_output_dir(&args.output_dir)?;
             let mut jobs = Vec::new();
             for model in &args.models {
                 jobs.push(new_job(&args, &loaded, model)?);
@@ -159,9 +159,7 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     let mut worst: Option<Failure> = None;
     for mut job in jobs {
         job.show_progress = show_progress;
-        let limits = serde_json::from_str::<SandboxLimits>(&job.config.sandbox_json())
-            .map_err(|e| anyhow::anyhow!("ozone.sandbox: {e}"))
-            .exit(Exit::BadInput)?;
+        let limits = job.config.ozone.sandbox.clone();
         let plugins =
             PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Plugin)?;
         let model = job.model_source.clone();
@@ -179,9 +177,15 @@ async fn run_async(args: Args) -> Result<(), Failure> {
                 summaries.push(result.summary);
             }
             Err(failure) => {
-                let exit = exit_code(&failure);
-                let error = anyhow::anyhow!("{model}: {failure}");
-                if exit == Exit::Interrupted {
+                let exit = exit_code(&failure, &interruption);
+                let text = failure.to_string();
+                // Most failures name the model already (a GGUF error names its path).
+                let error = if text.contains(&model) {
+                    anyhow::anyhow!(text)
+                } else {
+                    anyhow::anyhow!("{model}: {text}")
+                };
+                if matches!(exit, Exit::Interrupted | Exit::Terminated) {
                     return Err(Failure::new(exit, error));
                 }
                 worst = Some(Failure::new(exit, error));
@@ -245,22 +249,42 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
         }
     }
     // A plugin file must exist now, not after the model's facts are read.
-    for (strategy, flag) in [
-        (&loaded.config.ozone.context_strategy, "--context-strategy"),
-        (&loaded.config.ozone.batch_strategy, "--batch-strategy"),
-    ] {
+    for key in ["ozone.context_strategy", "ozone.batch_strategy"] {
+        let strategy = match key {
+            "ozone.context_strategy" => &loaded.config.ozone.context_strategy,
+            _ => &loaded.config.ozone.batch_strategy,
+        };
         if let Ok(crate::plugin::PluginRef::File(path)) =
             crate::plugin::PluginRef::from_str(strategy)
         {
             if !path.is_file() {
+                let from = match loaded.provenance(key) {
+                    config::Provenance::Flag(flag) => flag,
+                    config::Provenance::File(file) => format!("{}: {key}", file.display()),
+                    config::Provenance::Default => key.to_string(),
+                };
                 return Err(Failure::new(
                     Exit::BadInput,
-                    anyhow::anyhow!("{flag}: plugin file {} does not exist", path.display()),
+                    anyhow::anyhow!("{from}: plugin file {} does not exist", path.display()),
                 ));
             }
         }
     }
     Ok(loaded)
+}
+
+/// The output folder must exist (it is created) and take files, before anything is
+/// measured.
+fn check_output_dir(dir: &Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| tempfile::tempfile_in(dir).map(drop))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--output-dir {}: cannot write there: {e}; choose another folder with -o",
+                dir.display()
+            )
+        })
+        .exit(Exit::BadInput)
 }
 
 fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, Failure> {
@@ -354,6 +378,15 @@ fn backend_spec(
     params: &RunParameters,
     api_key: Option<String>,
 ) -> Result<BackendSpec, Failure> {
+    if Path::new(model).is_dir() {
+        return Err(Failure::new(
+            Exit::BadInput,
+            anyhow::anyhow!(
+                "model {model} is a directory: give the .gguf file in it (or, for an Ollama \
+                 model of that name, --backend ollama)"
+            ),
+        ));
+    }
     let choice = match choice {
         BackendChoice::Auto if model.ends_with(".gguf") || Path::new(model).is_file() => {
             BackendChoice::LlamaServer
@@ -410,7 +443,7 @@ fn preset_name(choice: PresetChoice) -> PresetName {
     }
 }
 
-fn exit_code(failure: &TuneFailure) -> Exit {
+fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
     match failure {
         TuneFailure::Model(_) | TuneFailure::BadLog(_) => Exit::BadInput,
         TuneFailure::Server(_) => Exit::NoServer,
@@ -423,6 +456,9 @@ fn exit_code(failure: &TuneFailure) -> Exit {
             | PluginError::NotAStrategy { .. },
         ) => Exit::BadInput,
         TuneFailure::PluginLoad(_) | TuneFailure::Plugin(_) => Exit::Plugin,
+        TuneFailure::Interrupted { .. } if interruption.signal() == Some(libc::SIGTERM) => {
+            Exit::Terminated
+        }
         TuneFailure::Interrupted { .. } => Exit::Interrupted,
         TuneFailure::Output(_) | TuneFailure::Internal(_) => Exit::Internal,
     }
