@@ -134,7 +134,10 @@ pub fn run(args: Args) -> Result<(), Failure> {
         .enable_all()
         .build()
         .exit(Exit::Internal)?;
-    runtime.block_on(run_async(args))
+    let result = runtime.block_on(run_async(args));
+    // A plugin compilation abandoned by Ctrl-C must not hold the exit.
+    runtime.shutdown_background();
+    result
 }
 
 async fn run_async(args: Args) -> Result<(), Failure> {
@@ -160,10 +163,11 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     for mut job in jobs {
         job.show_progress = show_progress;
         let limits = job.config.ozone.sandbox.clone();
-        let plugins =
-            PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Plugin)?;
+        let plugins = PluginHost::new(limits, PluginHost::default_cache_dir())
+            .map(std::sync::Arc::new)
+            .exit(Exit::Plugin)?;
         let model = job.model_source.clone();
-        match tuning::tune(job, &plugins, cancel.clone()).await {
+        match tuning::tune(job, plugins, cancel.clone()).await {
             Ok(result) => {
                 if !args.json {
                     print_result(&result);
@@ -178,12 +182,10 @@ async fn run_async(args: Args) -> Result<(), Failure> {
             }
             Err(failure) => {
                 let exit = exit_code(&failure, &interruption);
-                let text = failure.to_string();
-                // Most failures name the model already (a GGUF error names its path).
-                let error = if text.contains(&model) {
-                    anyhow::anyhow!(text)
-                } else {
-                    anyhow::anyhow!("{model}: {text}")
+                // A model error names the file already.
+                let error = match &failure {
+                    TuneFailure::Model(_) => anyhow::anyhow!("{failure}"),
+                    _ => anyhow::anyhow!("{model}: {failure}"),
                 };
                 if matches!(exit, Exit::Interrupted | Exit::Terminated) {
                     return Err(Failure::new(exit, error));

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -118,7 +119,7 @@ pub struct TuneResult {
 /// Runs one model's tune to the end (or to Ctrl-C through `cancel`).
 pub async fn tune(
     job: TuneJob,
-    plugins: &PluginHost,
+    plugins: Arc<PluginHost>,
     cancel: CancellationToken,
 ) -> Result<TuneResult, TuneFailure> {
     let mut notes = Vec::new();
@@ -127,8 +128,11 @@ pub async fn tune(
         .await?
         .map_err(|e| TuneFailure::Internal(format!("the hardware probe failed: {e}")))?;
 
-    let (mut log, started, book) = match &job.resume {
-        Some(path) => resume_log(path)?,
+    let (resumed, started, book) = match &job.resume {
+        Some(path) => {
+            let (log, started, book) = resume_log(path)?;
+            (Some(log), started, book)
+        }
         None => {
             let runner = TrialRunner::new(
                 job.spec.clone(),
@@ -161,9 +165,7 @@ pub async fn tune(
                 parameters: Some(params),
                 started_at: Utc::now(),
             };
-            let mut log = RunLog::create(&job.output_dir, &started.model.name, started.started_at)?;
-            log.append(&LogEvent::RunStarted(Box::new(started.clone())))?;
-            (log, started, TrialBook::default())
+            (None, started, TrialBook::default())
         }
     };
     let params = started
@@ -180,14 +182,42 @@ pub async fn tune(
     };
     let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler);
 
-    let (mut context, mut batch) = load_plugins(
-        plugins,
-        config,
-        &snapshot,
-        &thresholds,
-        &started.model,
-        &params,
-    )?;
+    // Loading compiles the plugins on a first run (seconds): a signal must not wait.
+    let loading = {
+        let (config, snapshot, thresholds) = (config.clone(), snapshot.clone(), thresholds.clone());
+        let (model, params) = (started.model.clone(), params.clone());
+        tokio::task::spawn_blocking(move || {
+            load_plugins(&plugins, &config, &snapshot, &thresholds, &model, &params)
+        })
+    };
+    let loaded = until_cancelled(&cancel, loading).await;
+    let mut log = match resumed {
+        Some(log) => log,
+        None => {
+            let mut log = RunLog::create(&job.output_dir, &started.model.name, started.started_at)?;
+            log.append(&LogEvent::RunStarted(Box::new(started.clone())))?;
+            log
+        }
+    };
+    let (mut context, mut batch) = match loaded {
+        Ok(Ok(plugins)) => plugins?,
+        Ok(Err(panic)) => {
+            return Err(TuneFailure::Internal(format!(
+                "loading the plugins failed: {panic}"
+            )))
+        }
+        Err(_interrupted) => {
+            log.append(&LogEvent::RunFinished(RunFinished {
+                status: RunStatus::Interrupted,
+                finished_at: Utc::now(),
+                limits: None,
+                message: Some("interrupted".into()),
+            }))?;
+            return Err(TuneFailure::Interrupted {
+                log: Some(log.path().to_path_buf()),
+            });
+        }
+    };
 
     let plan = plan(config, &started.model, &params);
     let mut observer = LogObserver {

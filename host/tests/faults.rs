@@ -1,0 +1,854 @@
+//! Ozone in hostile surroundings (issue 10): servers that accept and never answer, drip,
+//! flood, babble or fail mid-stream; wrapper scripts that start the real llama-server
+//! without `exec`; signals sent at chosen points; configs and models built to hurt.
+//!
+//! What users must see in every case: one clear line saying what is wrong, the
+//! documented exit code, no process left behind, nothing measured lost — and never a
+//! hang. Every test is bounded: `ozone` runs as a child with a deadline (see [`run`]),
+//! library calls run under a timeout, and no test waits on anything that may not come.
+//!
+//! The misbehaving HTTP servers are fakes (`hostile/mod.rs`): a real server cannot be
+//! made to misbehave on demand. Everything else is real: the `ozone` binary, a real
+//! llama-server on the generated tiny model, real signals.
+
+mod common;
+mod hostile;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use hostile::{Behaviour, HostileServer};
+use ozone::backend::llama_server::LlamaClient;
+use ozone::backend::ollama::{OllamaClient, OllamaOptions};
+use ozone::backend::openai::OpenAiClient;
+use ozone::backend::{BackendError, GenerationRequest, Prompt};
+use tokio_util::sync::CancellationToken;
+
+const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
+
+// ---------------------------------------------------------------------------------------
+// Running `ozone` as a child, never waiting on it unbounded.
+
+/// `ozone` with its warm-start store, plugin cache and config search inside `dir`.
+fn ozone(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(OZONE);
+    cmd.args(args)
+        .current_dir(dir)
+        .env("LLAMA_SERVER", common::llama_server())
+        .env("XDG_DATA_HOME", dir.join("data"))
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env("XDG_CONFIG_HOME", dir.join("config"))
+        .env("HOME", dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// What a finished `ozone` left.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    took: Duration,
+}
+
+impl Finished {
+    fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+
+    /// The `error:` lines of stderr.
+    fn errors(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .collect()
+    }
+}
+
+/// Waits for `child` at most `deadline`; a child still running then is killed and the
+/// test fails (it would have hung).
+fn finish(mut child: Child, started: Instant, deadline: Duration) -> Finished {
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ozone") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ozone still ran after {deadline:?} (a hang); stderr:\n{}",
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Finished {
+        status,
+        took: started.elapsed(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// Runs `ozone args` in `dir` to the end, within `deadline`.
+fn run(dir: &Path, args: &[&str], deadline: Duration) -> Finished {
+    let started = Instant::now();
+    let child = ozone(dir, args).spawn().expect("start ozone");
+    finish(child, started, deadline)
+}
+
+fn signal(child: &Child, signal: i32) {
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    unsafe { libc::kill(child.id() as i32, signal) };
+}
+
+/// A config for quick remote runs: one sample, short request deadlines, one small
+/// context step, no concurrency ladder, nothing remembered.
+const QUICK_CONFIG: &str = "\
+search_strategy:
+  initial_context_probe: 2048
+  max_binary_iterations: 1
+testing:
+  statistical_validation:
+    min_samples_per_config: 1
+  adaptive_timeouts:
+    base_timeout: 20
+    context_multiplier: 0
+    batch_multiplier: 0
+    min_timeout: 1
+    max_timeout: 20
+  concurrency_progression:
+    levels: [1]
+    stabilization_delay: 0
+hardware_monitoring:
+  safety_thresholds:
+    max_ram_percent: 100
+    max_cpu_percent: 100
+  resource_headroom:
+    ram_reserve_mb: 0
+learning_system:
+  configuration_learning:
+    hardware_profiles:
+      store_results: false
+      reuse_learned_configs: false
+ozone:
+  min_context: 2048
+  n_predict: 4
+";
+
+fn quick_config(dir: &Path) -> String {
+    let path = dir.join("quick.yaml");
+    std::fs::write(&path, QUICK_CONFIG).expect("write the config");
+    path.display().to_string()
+}
+
+/// `/v1/models` of a server serving one model with a 4096-token context.
+fn models_json() -> Behaviour {
+    Behaviour::Json(
+        r#"{"object":"list","data":[{"id":"m","object":"model","meta":{"n_ctx_train":4096}}]}"#
+            .into(),
+    )
+}
+
+/// Peak resident memory of a live process, from `/proc/<pid>/status`, in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb << 10)
+}
+
+// ---------------------------------------------------------------------------------------
+// 1, 11. Model-info requests: a deadline, a body cap, no hang.
+
+/// Every request that is not a generation, against one server.
+async fn info_requests(url: &str, timeout: Duration) -> Vec<(&'static str, BackendError)> {
+    let openai = OpenAiClient::new(url, "m", None).with_request_timeout(timeout);
+    let ollama = OllamaClient::new(url, "m").with_request_timeout(timeout);
+    let llama = LlamaClient::new(url.to_string()).with_request_timeout(timeout);
+    let (models, show, version, ps, props, tokenize) = tokio::join!(
+        openai.facts(),
+        ollama.facts(),
+        ollama.version(),
+        ollama.loaded(),
+        llama.granted_ctx(),
+        llama.tokenize("hello"),
+    );
+    vec![
+        ("/v1/models", models.map(drop)),
+        ("/api/show", show.map(drop)),
+        ("/api/version", version.map(drop)),
+        ("/api/ps", ps.map(drop)),
+        ("/props", props.map(drop)),
+        ("/tokenize", tokenize.map(drop)),
+    ]
+    .into_iter()
+    .map(|(path, result)| match result {
+        Ok(()) => panic!("{path} succeeded against a hostile server"),
+        Err(e) => (path, e),
+    })
+    .collect()
+}
+
+#[tokio::test]
+async fn info_requests_end_at_their_deadline_when_the_server_never_answers_or_drips() {
+    for behaviour in [Behaviour::Silent, Behaviour::Drip] {
+        let server = HostileServer::always(behaviour.clone());
+        let started = Instant::now();
+        let errors = tokio::time::timeout(
+            Duration::from_secs(20),
+            info_requests(&server.url, Duration::from_secs(1)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{behaviour:?}: requests still hung after 20 s"));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(5),
+            "{behaviour:?}: took {took:?}"
+        );
+        for (path, error) in errors {
+            assert!(
+                matches!(error, BackendError::Timeout { secs: 1, .. }),
+                "{behaviour:?} {path}: {error}"
+            );
+            let text = error.to_string();
+            assert!(
+                text.contains(path) && text.contains("did not answer within 1 s"),
+                "{text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn endless_bodies_stop_at_the_cap_and_garbage_is_an_error() {
+    let server = HostileServer::always(Behaviour::EndlessBody);
+    let errors = tokio::time::timeout(
+        Duration::from_secs(60),
+        info_requests(&server.url, Duration::from_secs(30)),
+    )
+    .await
+    .expect("an endless body is cut at the cap, not read to the deadline");
+    for (path, error) in errors {
+        let text = error.to_string();
+        assert!(
+            matches!(error, BackendError::TooLarge { .. })
+                && text.contains(path)
+                && text.contains("16 MiB"),
+            "{path}: {text}"
+        );
+    }
+
+    let server = HostileServer::always(Behaviour::Garbage);
+    let errors = tokio::time::timeout(
+        Duration::from_secs(20),
+        info_requests(&server.url, Duration::from_secs(5)),
+    )
+    .await
+    .expect("garbage is an error, not a hang");
+    for (path, error) in errors {
+        assert!(error.to_string().contains(path), "{path}: {error}");
+    }
+}
+
+#[test]
+fn a_tune_against_a_server_that_drips_ends_at_the_deadline_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HostileServer::always(Behaviour::Drip);
+    let out = run(
+        dir.path(),
+        &[
+            "tune",
+            "m",
+            "--backend",
+            "openai",
+            "--base-url",
+            &server.url,
+        ],
+        Duration::from_secs(90),
+    );
+    assert_eq!(out.code(), Some(3), "{}", out.stderr);
+    let errors = out.errors();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(
+        errors[0].contains("/v1/models did not answer within 30 s"),
+        "{}",
+        errors[0]
+    );
+    eprintln!("a dripping /v1/models ended the tune in {:?}", out.took);
+}
+
+// ---------------------------------------------------------------------------------------
+// 1, 12. Ctrl-C and SIGTERM stop a tune at once, whatever it waits on.
+
+/// Starts a tune against `server`, sends `sig` once `ready` says so, and returns how
+/// the run ended and how long after the signal.
+fn interrupt_tune(
+    dir: &Path,
+    server: &HostileServer,
+    sig: i32,
+    ready: impl Fn(&Path) -> bool,
+) -> (Finished, Duration) {
+    let config = quick_config(dir);
+    let started = Instant::now();
+    let child = ozone(
+        dir,
+        &[
+            "tune",
+            "m",
+            "--backend",
+            "openai",
+            "--base-url",
+            &server.url,
+            "--config",
+            &config,
+        ],
+    )
+    .spawn()
+    .expect("start ozone");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(dir) {
+        assert!(Instant::now() < deadline, "the tune never got ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, sig);
+    let signalled = Instant::now();
+    let out = finish(child, started, Duration::from_secs(90));
+    (out, signalled.elapsed())
+}
+
+#[test]
+fn ctrl_c_and_sigterm_stop_a_tune_waiting_for_model_facts() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = HostileServer::always(Behaviour::Silent);
+        // Past start-up: the probe and the request take well under 2 s to begin.
+        let begun = Instant::now();
+        let (out, after) = interrupt_tune(dir.path(), &server, sig, |_| {
+            begun.elapsed() > Duration::from_secs(2)
+        });
+        assert_eq!(out.code(), Some(code), "signal {sig}: {}", out.stderr);
+        assert!(
+            after < Duration::from_secs(3),
+            "exit {after:?} after signal {sig}"
+        );
+        assert!(
+            out.stderr.contains("interrupted before the first trial"),
+            "{}",
+            out.stderr
+        );
+        eprintln!("signal {sig} while waiting for /v1/models: exit {code} after {after:?}");
+    }
+}
+
+/// The run's log, once it exists.
+fn the_log(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir.join("ozone_results/logs"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+}
+
+fn log_events(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .expect("read the log")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+        .collect()
+}
+
+#[test]
+fn ctrl_c_and_sigterm_stop_a_trial_whose_stream_never_ends_a_line() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = HostileServer::start(|_, path| match path {
+            "/v1/models" => models_json(),
+            _ => Behaviour::DrippingLine,
+        });
+        // Signalled once the run has its log (the trial has begun).
+        let (out, after) = interrupt_tune(dir.path(), &server, sig, |d| the_log(d).is_some());
+        assert_eq!(out.code(), Some(code), "signal {sig}: {}", out.stderr);
+        assert!(
+            after < Duration::from_secs(3),
+            "exit {after:?} after signal {sig}"
+        );
+        let log = the_log(dir.path()).expect("the log");
+        let relative = log
+            .strip_prefix(dir.path())
+            .expect("under the run's folder");
+        assert!(
+            out.stderr
+                .contains(&format!("ozone tune --resume {}", relative.display())),
+            "a resume hint: {}",
+            out.stderr
+        );
+        let last = log_events(&log).pop().expect("a line");
+        assert_eq!(
+            (&last["event"], &last["status"]),
+            (
+                &serde_json::json!("run_finished"),
+                &serde_json::json!("interrupted")
+            )
+        );
+        eprintln!("signal {sig} during a dripping stream: exit {code} after {after:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2, 11. Streamed lines: capped, cut by the deadline and by cancellation.
+
+fn request(timeout: Duration) -> GenerationRequest {
+    GenerationRequest {
+        prompt: Prompt::Text("hello".into()),
+        n_predict: 4,
+        timeout,
+    }
+}
+
+#[tokio::test]
+async fn a_line_without_end_stops_at_the_cap_in_every_backend() {
+    let server = HostileServer::always(Behaviour::EndlessLine);
+    let llama = LlamaClient::new(server.url.clone());
+    let openai = OpenAiClient::new(&server.url, "m", None);
+    let ollama = OllamaClient::new(&server.url, "m");
+    let options = OllamaOptions::default();
+    let request = request(Duration::from_secs(60));
+    let started = Instant::now();
+    let (l, o, n) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(
+            llama.complete(&request),
+            openai.complete("hello", 4),
+            ollama.generate("hello", &options, "0"),
+        )
+    })
+    .await
+    .expect("an endless line is cut at the cap");
+    for (backend, result) in [("llama-server", l), ("openai", o), ("ollama", n)] {
+        let failure = result.expect_err("no generation from an endless line");
+        assert!(
+            failure
+                .message
+                .contains("longer than 16 MiB without a newline")
+                && failure.message.contains(&server.url),
+            "{backend}: {}",
+            failure.message
+        );
+    }
+    eprintln!(
+        "three endless lines cut at the cap in {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_dripping_line_is_cut_by_the_deadline_and_by_cancellation() {
+    let server = HostileServer::always(Behaviour::DrippingLine);
+    let openai = OpenAiClient::new(&server.url, "m", None);
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_secs(1), openai.complete("hello", 4)).await;
+    assert!(
+        outcome.is_err(),
+        "the request ended on its own: {outcome:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    let cancel = CancellationToken::new();
+    let cancelling = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancelling.cancel();
+    });
+    let started = Instant::now();
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        out = openai.complete("hello", 4) => panic!("ended on its own: {out:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn an_error_mid_stream_fails_the_request_with_the_servers_words() {
+    let server = HostileServer::always(Behaviour::ErrorMidStream);
+    let llama = LlamaClient::new(server.url.clone());
+    let openai = OpenAiClient::new(&server.url, "m", None);
+    let l = llama.complete(&request(Duration::from_secs(10))).await;
+    let o = openai.complete("hello", 4).await;
+    for (backend, result) in [("llama-server", l), ("openai", o)] {
+        let failure = result.expect_err("a failed stream is no generation");
+        assert!(
+            failure.message.contains("the slot crashed mid-stream"),
+            "{backend}: {}",
+            failure.message
+        );
+    }
+}
+
+#[test]
+fn a_tune_against_an_endless_stream_stays_bounded_in_memory_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = HostileServer::start(|_, path| match path {
+        "/v1/models" => models_json(),
+        _ => Behaviour::EndlessLine,
+    });
+    let config = quick_config(dir.path());
+    let started = Instant::now();
+    let child = ozone(
+        dir.path(),
+        &[
+            "tune",
+            "m",
+            "--backend",
+            "openai",
+            "--base-url",
+            &server.url,
+            "--config",
+            &config,
+        ],
+    )
+    .spawn()
+    .expect("start ozone");
+    // Sample the peak while it runs (the figure is gone once it exits).
+    let pid = child.id();
+    let watcher = std::thread::spawn(move || {
+        let mut peak = 0;
+        while let Some(rss) = peak_rss(pid) {
+            peak = peak.max(rss);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    });
+    let out = finish(child, started, Duration::from_secs(120));
+    let peak = watcher.join().unwrap_or(0);
+    assert_eq!(out.code(), Some(1), "nothing stable: {}", out.stderr);
+    let log = the_log(dir.path()).expect("the log");
+    let trials: Vec<_> = log_events(&log)
+        .into_iter()
+        .filter(|e| e["event"] == "trial")
+        .collect();
+    assert!(!trials.is_empty());
+    for t in &trials {
+        let message = t["failure"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("16 MiB"), "{message}");
+    }
+    assert!(
+        peak < 256 << 20,
+        "ozone peaked at {} MiB reading endless lines",
+        peak >> 20
+    );
+    eprintln!(
+        "endless stream: {} trials, ended in {:?}, peak RSS {} MiB",
+        trials.len(),
+        out.took,
+        peak >> 20
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 3, 14. Configs built to hurt: found at load, with the file's line and column.
+
+#[test]
+fn a_deeply_nested_config_is_refused_at_once_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deep.yaml");
+    let depth = 100_000;
+    std::fs::write(
+        &path,
+        format!(
+            "ozone:\n  sandbox: {}{}\n",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        ),
+    )
+    .unwrap();
+    let out = run(
+        dir.path(),
+        &["config", "show", "--config", path.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(
+        out.errors(),
+        [format!(
+            "error: {}:2:76: nested more than 64 levels deep; Ozone's settings nest five",
+            path.display()
+        )]
+    );
+}
+
+#[test]
+fn sandbox_settings_are_checked_at_load_with_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let zero = write("zero.yaml", "ozone:\n  sandbox:\n    stack_kb: 0\n");
+    let model = dir.path().join("m.gguf");
+    ozone::backend::gguf::write_tiny_model(&model, &Default::default()).unwrap();
+    let out = run(
+        dir.path(),
+        &["tune", model.to_str().unwrap(), "--config", &zero],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(
+        out.errors(),
+        [format!(
+            "error: {zero}:3:15: ozone.sandbox.stack_kb: must be in 1..=1024 KiB (a plugin runs \
+             on a host thread's stack), got 0"
+        )]
+    );
+
+    let typed = write("typed.yaml", "ozone:\n  sandbox:\n    memory_mb: lots\n");
+    let out = run(
+        dir.path(),
+        &["config", "show", "--config", &typed],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    let errors = out.errors();
+    assert!(
+        errors.len() == 1 && errors[0].starts_with(&format!("error: {typed}:3:16: ")),
+        "{errors:?}"
+    );
+
+    let unknown = write(
+        "unknown.yaml",
+        "ozone:\n  sandbox:\n    fuel: 5\n  plugin_settings:\n    nobody: {x: 1}\n",
+    );
+    let out = run(
+        dir.path(),
+        &["config", "show", "--config", &unknown],
+        Duration::from_secs(20),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "{unknown}:3:11: unknown key `ozone.sandbox.fuel` ignored"
+        )),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "{unknown}:5:13: `ozone.plugin_settings.nobody` ignored"
+        )),
+        "{}",
+        out.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 15. Smaller ones: each one line and exit 2.
+
+#[test]
+fn bad_models_and_output_dirs_are_one_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let folder = cwd.join("models");
+    std::fs::create_dir(&folder).unwrap();
+    let out = run(
+        cwd,
+        &["tune", folder.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(
+        out.errors(),
+        [format!(
+            "error: model {} is a directory: give the .gguf file in it (or, for an Ollama \
+             model of that name, --backend ollama)",
+            folder.display()
+        )]
+    );
+
+    let model = cwd.join("m.gguf");
+    ozone::backend::gguf::write_tiny_model(&model, &Default::default()).unwrap();
+    let blocker = cwd.join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let out_dir = blocker.join("results");
+    let out = run(
+        cwd,
+        &[
+            "tune",
+            model.to_str().unwrap(),
+            "-o",
+            out_dir.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    let errors = out.errors();
+    assert!(
+        errors.len() == 1
+            && errors[0].starts_with(&format!("error: --output-dir {}: ", out_dir.display())),
+        "{errors:?}"
+    );
+
+    // No architecture key: llama-server could not load it; refused before any trial.
+    let bytes = std::fs::read(&model).unwrap();
+    let key = b"general.architecture";
+    let at = bytes.windows(key.len()).position(|w| w == key).unwrap();
+    let mut renamed = bytes.clone();
+    renamed[at..at + key.len()].copy_from_slice(b"general.architectur_");
+    let no_arch = cwd.join("no-arch.gguf");
+    std::fs::write(&no_arch, renamed).unwrap();
+    let out = run(
+        cwd,
+        &["tune", no_arch.to_str().unwrap()],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    let errors = out.errors();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert_eq!(
+        errors[0].matches(no_arch.to_str().unwrap()).count(),
+        1,
+        "the path once: {}",
+        errors[0]
+    );
+    assert!(
+        errors[0].contains("no general.architecture"),
+        "{}",
+        errors[0]
+    );
+    assert!(!out.stderr.contains("caused by"), "{}", out.stderr);
+    assert!(!cwd.join("ozone_results/logs").exists(), "no trial ran");
+}
+
+#[test]
+fn a_plugin_file_missing_names_where_it_was_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.gguf");
+    ozone::backend::gguf::write_tiny_model(&model, &Default::default()).unwrap();
+    let config = dir.path().join("ozone.yaml");
+    std::fs::write(&config, "ozone:\n  context_strategy: ./gone.wasm\n").unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "tune",
+            model.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    assert_eq!(
+        out.errors(),
+        [format!(
+            "error: {}: ozone.context_strategy: plugin file ./gone.wasm does not exist",
+            config.display()
+        )]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 4, 12. No server outlives Ozone, even behind a wrapper that does not `exec`.
+
+/// A `--llama-server` that runs the real one as its child (no `exec`), as wrapper
+/// scripts that set up an environment often do.
+fn wrapper_script(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("llama-server-wrapper.sh");
+    let real = common::llama_server();
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\n# No exec: the real server is this shell's child.\n'{}' \"$@\"\nstatus=$?\nexit $status\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Live llama-server processes (the real binary, not the wrapper) serving `model`.
+fn real_servers(model: &Path) -> Vec<u32> {
+    common::processes_mentioning(&model.display().to_string())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "llama-server")
+        })
+        .collect()
+}
+
+fn wait_until(what: &str, within: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_behind_a_wrapper_dies_with_ozone_on_sigkill_and_sigterm() {
+    let _serial = common::serial().await;
+    for sig in [libc::SIGKILL, libc::SIGTERM] {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join(format!("wrapped-{sig}.gguf"));
+        ozone::backend::gguf::write_tiny_model(&model, &Default::default()).unwrap();
+        let wrapper = wrapper_script(dir.path());
+        let config = quick_config(dir.path());
+        let started = Instant::now();
+        let child = ozone(
+            dir.path(),
+            &[
+                "tune",
+                model.to_str().unwrap(),
+                "--llama-server",
+                wrapper.to_str().unwrap(),
+                "--config",
+                &config,
+            ],
+        )
+        .spawn()
+        .expect("start ozone");
+        wait_until("the real server started", Duration::from_secs(60), || {
+            !real_servers(&model).is_empty()
+        });
+        signal(&child, sig);
+        let signalled = Instant::now();
+        let out = finish(child, started, Duration::from_secs(60));
+        wait_until(
+            "every llama-server and wrapper gone",
+            Duration::from_secs(5),
+            || common::processes_mentioning(&model.display().to_string()).is_empty(),
+        );
+        eprintln!(
+            "signal {sig}: ozone and the wrapped server gone {:?} after it",
+            signalled.elapsed()
+        );
+        if sig == libc::SIGTERM {
+            assert_eq!(out.code(), Some(143), "{}", out.stderr);
+            assert!(out.stderr.contains("ozone tune --resume"), "{}", out.stderr);
+        }
+    }
+}
