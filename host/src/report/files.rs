@@ -21,6 +21,8 @@ pub struct OutputPaths {
     /// Absent when no command was given or no configuration was stable.
     pub llama_server_script: Option<PathBuf>,
     pub html: PathBuf,
+    /// Files not written, and why.
+    pub notes: Vec<String>,
 }
 
 /// Writes, under `out_dir`: `summaries/<model>_<ts>.json`, `defaults/<model>.yaml`,
@@ -62,15 +64,21 @@ pub fn write_outputs(
     let chosen = summary.presets.get(preset);
     let mut modelfile = None;
     let mut script = None;
+    let mut notes = Vec::new();
     if let Some(p) = chosen {
         let path = out_dir.join("deploy").join(format!("{model}.Modelfile"));
-        write(&path, &modelfile_text(summary, p))?;
-        modelfile = Some(path);
+        match modelfile_text(summary, p) {
+            Ok(text) => {
+                write(&path, &text)?;
+                modelfile = Some(path);
+            }
+            Err(why) => notes.push(format!("{} not written: {why}", path.display())),
+        }
         if let Some(command) = llama_command {
             let path = out_dir
                 .join("deploy")
                 .join(format!("{model}.llama-server.sh"));
-            write(&path, &launch_script(summary, p, command))?;
+            write(&path, &launch_script(summary, p, command)?)?;
             make_executable(&path)?;
             script = Some(path);
         }
@@ -86,6 +94,7 @@ pub fn write_outputs(
         modelfile,
         llama_server_script: script,
         html: html_path,
+        notes,
     })
 }
 
@@ -114,22 +123,43 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y%m%d_%H%M%S").to_string()
 }
 
-/// Quotes a word for a POSIX shell: plain words stay as they are, anything else is
-/// single-quoted with embedded quotes written `'\''`.
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+/// Quotes a word for a POSIX shell (with `shlex`): plain words stay as they are, anything
+/// else is quoted so that the shell reads back exactly the word, newlines, quotes, `$()`
+/// and backticks included. Only a NUL byte, which no program argument can hold, is refused.
+pub fn shell_quote(word: &str) -> Result<String, ReportError> {
+    shlex::try_quote(word)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| ReportError::Unquotable {
+            word: word.escape_debug().to_string(),
+        })
 }
 
-fn modelfile_text(summary: &RunSummary, p: &Preset) -> String {
-    format!(
+/// Text made safe for a comment line: control characters (a newline would end the
+/// comment and start a command) are written as escapes.
+fn comment(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A Modelfile takes its value to the end of the line, and reads a `"` as the start of
+/// a quoted string: a model path holding either cannot be written safely.
+fn modelfile_text(summary: &RunSummary, p: &Preset) -> Result<String, String> {
+    let from = &summary.model_source;
+    if from.chars().any(|c| c.is_control() || c == '"') || from.trim() != from {
+        return Err(format!(
+            "the model path {} holds a line break, a control character, a double quote or \
+             edge spaces, which a Modelfile line cannot carry; rename the file",
+            from.escape_debug()
+        ));
+    }
+    Ok(format!(
         "# Written by ozone {ver}: preset {name} for {model}, measured {at}.\n\
          # {figures}\n\
          FROM {from}\n\
@@ -137,18 +167,24 @@ fn modelfile_text(summary: &RunSummary, p: &Preset) -> String {
          PARAMETER num_batch {batch}\n",
         ver = summary.ozone_version,
         name = p.name,
-        model = summary.model.name,
+        model = comment(&summary.model.name),
         at = summary.started_at.format("%Y-%m-%d"),
         figures = figures_line(p),
-        from = summary.model_source,
         ctx = p.ctx,
         batch = p.config.batch,
-    )
+    ))
 }
 
-fn launch_script(summary: &RunSummary, p: &Preset, command: &[String]) -> String {
-    let words: Vec<String> = command.iter().map(|w| shell_quote(w)).collect();
-    format!(
+fn launch_script(
+    summary: &RunSummary,
+    p: &Preset,
+    command: &[String],
+) -> Result<String, ReportError> {
+    let words = command
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(format!(
         "#!/bin/sh\n\
          # Written by ozone {ver}: llama-server with preset {name} for {model}.\n\
          # {figures}\n\
@@ -156,10 +192,10 @@ fn launch_script(summary: &RunSummary, p: &Preset, command: &[String]) -> String
          exec {cmd} \"$@\"\n",
         ver = summary.ozone_version,
         name = p.name,
-        model = summary.model.name,
+        model = comment(&summary.model.name),
         figures = figures_line(p),
         cmd = words.join(" "),
-    )
+    ))
 }
 
 fn figures_line(p: &Preset) -> String {

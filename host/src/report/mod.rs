@@ -46,6 +46,8 @@ pub enum ReportError {
     },
     #[error("cannot encode {}: {message}", path.display())]
     Encode { path: PathBuf, message: String },
+    #[error("cannot write \"{word}\" into a shell script: it holds a NUL byte")]
+    Unquotable { word: String },
     #[error("the log has no run_started event: not an ozone trial log")]
     NoRunStarted,
 }

@@ -281,6 +281,7 @@ pub async fn tune(
         params.preset,
         llama_command.as_deref(),
     )?;
+    notes.extend(files.notes.iter().cloned());
     if config.store_learned_results() {
         remember(&snapshot, &summary, &mut notes);
     }
