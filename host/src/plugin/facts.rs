@@ -87,7 +87,7 @@ impl ContextBounds {
     }
 
     pub fn accepts(&self, ctx: u32) -> bool {
-        ctx >= self.min && ctx <= self.max && ctx % self.granularity == 0
+        ctx >= self.min && ctx <= self.max && ctx.is_multiple_of(self.granularity)
     }
 }
 
