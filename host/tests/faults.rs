@@ -998,3 +998,526 @@ async fn hostile_model_names_are_quoted_in_the_script_and_refused_by_the_modelfi
         out.stderr
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// 13. A server that can never start costs one trial, not a dozen minutes.
+
+#[test]
+fn a_server_that_cannot_start_stops_the_run_after_one_trial_with_exit_3() {
+    let fake =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fake/never-healthy-server");
+    for (binary, says) in [
+        (PathBuf::from("/bin/false"), "exited with code 1"),
+        (fake, "did not become healthy within 3 s"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let model = dir.path().join("m.gguf");
+        small_model(&model);
+        let config = dir.path().join("ozone.yaml");
+        std::fs::write(&config, format!("{QUICK_CONFIG}  health_timeout_s: 3\n")).unwrap();
+        let out = run(
+            dir.path(),
+            &[
+                "tune",
+                model.to_str().unwrap(),
+                "--llama-server",
+                binary.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.code(), Some(3), "{}: {}", binary.display(), out.stderr);
+        let errors = out.errors();
+        assert_eq!(errors.len(), 1, "{}", out.stderr);
+        assert!(
+            errors[0].contains("llama-server cannot start") && errors[0].contains(says),
+            "{}",
+            errors[0]
+        );
+        let log = the_log(dir.path()).expect("the log");
+        let trials = log_events(&log)
+            .into_iter()
+            .filter(|e| e["event"] == "trial")
+            .count();
+        assert_eq!(trials, 1, "one trial, then stop");
+        eprintln!("{}: exit 3 after {:?}", binary.display(), out.took);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 5, 6. Results: written whole or not at all; a run that found nothing keeps what an
+// earlier one found; `ozone report LOG` rebuilds every file.
+
+/// Every output file under `out`, by path relative to it, with its bytes (the log too).
+fn output_files(out: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut folders = vec![out.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(out).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    files
+}
+
+fn kinds(files: &std::collections::BTreeMap<PathBuf, Vec<u8>>) -> Vec<String> {
+    let mut kinds: Vec<String> = files
+        .keys()
+        .map(|p| {
+            let folder = p
+                .parent()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let kind = name
+                .rsplit_once('.')
+                .map_or(name.clone(), |(_, ext)| ext.to_string());
+            let kind = if name.ends_with(".llama-server.sh") {
+                "llama-server.sh".to_string()
+            } else {
+                kind
+            };
+            format!("{folder}/*.{kind}")
+        })
+        .collect();
+    kinds.sort();
+    kinds.dedup();
+    kinds
+}
+
+const ALL_OUTPUTS: [&str; 7] = [
+    "defaults/*.yaml",
+    "deploy/*.Modelfile",
+    "deploy/*.llama-server.sh",
+    "env/*.json",
+    "logs/*.jsonl",
+    "report/*.html",
+    "summaries/*.json",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_that_cannot_be_written_leave_the_run_resumable_and_report_rebuilds_them_all() {
+    let _serial = common::serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let model = cwd.join("m.gguf");
+    small_model(&model);
+    let config = one_trial_config(cwd);
+    // `report` is a file: the HTML report, written last, cannot be.
+    std::fs::create_dir_all(cwd.join("ozone_results")).unwrap();
+    std::fs::write(cwd.join("ozone_results/report"), "in the way").unwrap();
+    let args = [
+        "tune",
+        model.to_str().unwrap(),
+        "--config",
+        &config,
+        "--skip-concurrency",
+    ];
+    let out = run(cwd, &args, Duration::from_secs(120));
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    let errors = out.errors();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    let log = the_log(cwd).expect("the log");
+    let relative = log.strip_prefix(cwd).unwrap().display().to_string();
+    assert!(
+        errors[0].contains("ozone_results/report")
+            && errors[0].contains(&format!("ozone report {relative}")),
+        "{}",
+        errors[0]
+    );
+    let events = log_events(&log);
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event"] == "run_finished" && e["status"] == "completed"),
+        "a run whose outputs are missing is not completed"
+    );
+
+    // Out of the way, `ozone report` writes every file from the log alone.
+    std::fs::remove_file(cwd.join("ozone_results/report")).unwrap();
+    let report = run(cwd, &["report", &relative], Duration::from_secs(60));
+    assert_eq!(report.code(), Some(0), "{}", report.stderr);
+    let files = output_files(&cwd.join("ozone_results"));
+    assert_eq!(kinds(&files), ALL_OUTPUTS, "{:?}", files.keys());
+
+    // And `--resume` finishes the run without measuring anything again.
+    let trials_before = events.iter().filter(|e| e["event"] == "trial").count();
+    let resumed = run(
+        cwd,
+        &["tune", "--resume", &relative],
+        Duration::from_secs(120),
+    );
+    assert_eq!(resumed.code(), Some(0), "{}", resumed.stderr);
+    let events = log_events(&log);
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "trial").count(),
+        trials_before
+    );
+    let last = events.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["status"]),
+        (&"run_finished".into(), &"completed".into())
+    );
+}
+
+/// A folder where writing fails with "no space left": a 2 MiB tmpfs filled up (root),
+/// else a file-size limit of one byte on the writing process (`EFBIG`: the same "the
+/// write stopped half-way" from the writer's side).
+struct FullDisk {
+    mount: Option<PathBuf>,
+}
+
+impl FullDisk {
+    /// Mounts a small tmpfs on `dir` when this process may.
+    fn mount(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("no tmpfs here (not root?): a file-size limit stands in for a full disk");
+        }
+        Self {
+            mount: mounted.then(|| dir.to_path_buf()),
+        }
+    }
+
+    /// Fills the disk (tmpfs), or limits `cmd`'s file writes (no tmpfs).
+    fn fill(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        match &self.mount {
+            Some(dir) => {
+                let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+                let block = vec![0u8; 64 << 10];
+                while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+                let _ = std::io::Write::write_all(&mut filler, &[0u8; 4096][..]);
+            }
+            None => {
+                // SAFETY: setrlimit and signal are async-signal-safe.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        let one = libc::rlimit {
+                            rlim_cur: 1,
+                            rlim_max: 1,
+                        };
+                        libc::setrlimit(libc::RLIMIT_FSIZE, &one);
+                        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                        Ok(())
+                    });
+                }
+            }
+        }
+    }
+
+    fn empty(&self) {
+        if let Some(dir) = &self.mount {
+            let _ = std::fs::remove_file(dir.join("filler"));
+        }
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.mount {
+            let _ = Command::new("umount").arg(dir).status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_never_truncates_earlier_outputs() {
+    let _serial = common::serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let out_dir = cwd.join("ozone_results");
+    let disk = FullDisk::mount(&out_dir);
+    let model = cwd.join("m.gguf");
+    small_model(&model);
+    let config = one_trial_config(cwd);
+    let out = run(
+        cwd,
+        &[
+            "tune",
+            model.to_str().unwrap(),
+            "--config",
+            &config,
+            "--skip-concurrency",
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let before = output_files(&out_dir);
+    assert_eq!(kinds(&before), ALL_OUTPUTS);
+    let log = the_log(cwd).unwrap();
+
+    // Every file is written again, into a disk with no room.
+    let started = Instant::now();
+    let mut report = ozone(cwd, &["report", log.to_str().unwrap()]);
+    disk.fill(&mut report);
+    let failed = finish(report.spawn().unwrap(), started, Duration::from_secs(60));
+    disk.empty();
+    assert_eq!(failed.code(), Some(1), "{}", failed.stderr);
+    assert_eq!(failed.errors().len(), 1, "{}", failed.stderr);
+    let mut after = output_files(&out_dir);
+    after.remove(Path::new("filler"));
+    assert_eq!(
+        after.keys().collect::<Vec<_>>(),
+        before.keys().collect::<Vec<_>>(),
+        "no file lost, no temporary file left"
+    );
+    for (path, bytes) in &before {
+        assert!(after[path] == *bytes, "{} changed", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_finds_nothing_stable_keeps_what_an_earlier_run_found() {
+    let _serial = common::serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let model = cwd.join("m.gguf");
+    small_model(&model);
+    let config = cwd.join("remember.yaml");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(one_trial_config(cwd))
+            .unwrap()
+            .replace("store_results: false", "store_results: true")
+            .replace(
+                "reuse_learned_configs: false",
+                "reuse_learned_configs: true",
+            ),
+    )
+    .unwrap();
+    let tune = |extra: &[&str]| {
+        let mut args = vec![
+            "tune",
+            model.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--skip-concurrency",
+        ];
+        args.extend(extra);
+        run(cwd, &args, Duration::from_secs(120))
+    };
+    // 15: a minimum above the trained context is clamped, and the run says so.
+    let first = tune(&["--min-context", "4096"]);
+    assert_eq!(first.code(), Some(0), "{}", first.stderr);
+    assert!(
+        first.stderr.contains(
+            "note: min_context 4096 is above the model's trained context 2048: the search \
+             stays at or below 2048"
+        ),
+        "{}",
+        first.stderr
+    );
+    let kept = |files: &std::collections::BTreeMap<PathBuf, Vec<u8>>| {
+        files
+            .iter()
+            .filter(|(p, _)| p.starts_with("defaults") || p.starts_with("deploy"))
+            .map(|(p, b)| (p.clone(), b.clone()))
+            .collect::<Vec<_>>()
+    };
+    let good = kept(&output_files(&cwd.join("ozone_results")));
+    assert_eq!(good.len(), 3, "defaults, Modelfile, script");
+
+    // A budget no server fits in: every trial breaches, nothing is stable.
+    let second = tune(&["--memory-budget-mb", "1"]);
+    assert_eq!(second.code(), Some(1), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(
+            "nothing was stable: the earlier defaults, deploy files and warm-start limit are kept"
+        ),
+        "{}",
+        second.stderr
+    );
+    assert_eq!(kept(&output_files(&cwd.join("ozone_results"))), good);
+
+    // The warm start still knows the earlier limit.
+    let third = tune(&[]);
+    assert_eq!(third.code(), Some(0), "{}", third.stderr);
+    assert!(
+        third
+            .stderr
+            .contains("warm start: an earlier run on this machine found context 2048"),
+        "{}",
+        third.stderr
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 7, 8, 9, 15. `--resume`: one at a time, the same model, the same settings.
+
+/// Starts a tune of several trials and stops it with Ctrl-C after its first one, with
+/// the resume checks of `during` made while it still runs. Returns the log.
+fn interrupted_run(dir: &Path, model: &Path, server: &Path, during: impl FnOnce(&Path)) -> PathBuf {
+    let config = one_trial_config(dir);
+    let started = Instant::now();
+    let child = ozone(
+        dir,
+        &[
+            "tune",
+            model.to_str().unwrap(),
+            "--config",
+            &config,
+            "--llama-server",
+            server.to_str().unwrap(),
+            "--skip-concurrency",
+        ],
+    )
+    .spawn()
+    .expect("start ozone");
+    let one_trial = || {
+        the_log(dir).is_some_and(|log| {
+            std::fs::read_to_string(log).is_ok_and(|t| t.contains("\"event\":\"trial\""))
+        })
+    };
+    wait_until("a first trial", Duration::from_secs(120), one_trial);
+    let log = the_log(dir).unwrap();
+    during(&log);
+    signal(&child, libc::SIGINT);
+    let out = finish(child, started, Duration::from_secs(60));
+    assert_eq!(out.code(), Some(130), "{}", out.stderr);
+    log
+}
+
+fn refused(out: &Finished, says: &str) {
+    assert_eq!(out.code(), Some(2), "{}", out.stderr);
+    let errors = out.errors();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert!(errors[0].contains(says), "wanted {says:?} in {}", errors[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_takes_one_run_at_a_time_the_same_model_and_settings_and_a_moved_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let _serial = common::serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let model = cwd.join("m.gguf");
+    // Trained for 8192: the search takes several steps from 2048.
+    let spec = ozone::backend::gguf::TinyModelSpec {
+        trained_context: 8192,
+        ..Default::default()
+    };
+    ozone::backend::gguf::write_tiny_model(&model, &spec).unwrap();
+    let server = cwd.join("bin/llama-server");
+    std::fs::create_dir_all(server.parent().unwrap()).unwrap();
+    std::fs::write(
+        &server,
+        format!(
+            "#!/bin/sh\nexec '{}' \"$@\"\n",
+            common::llama_server().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&server, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // 7: the log of a live run is taken.
+    let log = interrupted_run(cwd, &model, &server, |log| {
+        let second = run(
+            cwd,
+            &["tune", "--resume", log.to_str().unwrap()],
+            Duration::from_secs(30),
+        );
+        refused(&second, "is in use by another ozone");
+    });
+    let log_arg = log.to_str().unwrap();
+    let resume = |extra: &[&str]| {
+        let mut args = vec!["tune", "--resume", log_arg];
+        args.extend(extra);
+        run(cwd, &args, Duration::from_secs(300))
+    };
+
+    // 9: settings that would change what the log measured are refused, by name.
+    for flags in [
+        &["--samples", "3"][..],
+        &["--memory-budget-mb", "64"],
+        &["-o", "elsewhere"],
+        &["--preset", "max_context"],
+    ] {
+        refused(
+            &resume(flags),
+            &format!("{} cannot change on --resume", flags[0]),
+        );
+    }
+
+    // 15: a log from a newer Ozone is not guessed at.
+    let newer = cwd.join("newer.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(
+        &newer,
+        text.replacen("\"log_version\":1", "\"log_version\":99", 1),
+    )
+    .unwrap();
+    for command in [
+        &["report", newer.to_str().unwrap()][..],
+        &["tune", "--resume", newer.to_str().unwrap()],
+    ] {
+        refused(
+            &run(cwd, command, Duration::from_secs(30)),
+            "log version 99: written by a newer ozone (this one reads version 1)",
+        );
+    }
+
+    // 8: a replaced model file is refused with both digests.
+    let original = std::fs::read(&model).unwrap();
+    let other = ozone::backend::gguf::TinyModelSpec {
+        seed: 7,
+        ..spec.clone()
+    };
+    ozone::backend::gguf::write_tiny_model(&model, &other).unwrap();
+    let out = resume(&[]);
+    refused(&out, "was replaced since the run started");
+    assert_eq!(
+        out.errors()[0].matches("sha256:").count(),
+        2,
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&model, &original).unwrap();
+
+    // 9: a moved binary: the old path is named as the log's, never as a flag's...
+    let moved = cwd.join("moved/llama-server");
+    std::fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    std::fs::rename(&server, &moved).unwrap();
+    let out = resume(&[]);
+    assert_eq!(out.code(), Some(3), "{}", out.stderr);
+    let errors = out.errors();
+    assert!(
+        errors.len() == 1
+            && errors[0].contains(&server.display().to_string())
+            && errors[0].contains("--llama-server PATH")
+            && !errors[0].contains("from --llama-server"),
+        "{}",
+        out.stderr
+    );
+    // ...and the new one is used.
+    let before: Vec<_> = log_events(&log)
+        .into_iter()
+        .filter(|e| e["event"] == "trial")
+        .map(|t| t["config"].clone())
+        .collect();
+    let out = resume(&["--llama-server", moved.to_str().unwrap()]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let after: Vec<_> = log_events(&log)
+        .into_iter()
+        .filter(|e| e["event"] == "trial")
+        .map(|t| t["config"].clone())
+        .collect();
+    assert_eq!(after[..before.len()], before[..]);
+    for (i, c) in after.iter().enumerate() {
+        assert!(!after[..i].contains(c), "trial {c} was measured twice");
+    }
+    common::assert_no_servers_left_for(&model);
+}
