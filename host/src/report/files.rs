@@ -1,4 +1,8 @@
 //! Writes the output files of a run (all but the log, which is written as the run goes).
+//!
+//! Every file is written whole or not at all: into a temporary file beside it, synced,
+//! then renamed over the old one. A full disk, a kill or a crash mid-write leaves the
+//! earlier version as it was.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +18,8 @@ use super::{render_summary_html, ReportError, RunSummary};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutputPaths {
     pub summary: PathBuf,
-    pub defaults: PathBuf,
+    /// Absent when no configuration was stable: an earlier run's presets are kept.
+    pub defaults: Option<PathBuf>,
     pub env: PathBuf,
     /// Absent when no configuration was stable.
     pub modelfile: Option<PathBuf>,
@@ -25,31 +30,50 @@ pub struct OutputPaths {
     pub notes: Vec<String>,
 }
 
-/// Writes, under `out_dir`: `summaries/<model>_<ts>.json`, `defaults/<model>.yaml`,
+/// Writes, under `out_dir`: `summaries/<run>.json`, `defaults/<model>.yaml`,
 /// `env/env_<ts>.json`, `deploy/<model>.Modelfile` (for `preset`),
 /// `deploy/<model>.llama-server.sh` (running `llama_command` exactly, when given) and
-/// `report/<model>_<ts>.html`. `<ts>` is the run's start, `%Y%m%d_%H%M%S` UTC.
+/// `report/<run>.html`. `<run>` is the name of the run's log without `.jsonl`
+/// (`<model>_<ts>`, with `_2`… for a second run in the same second); `<ts>` is the
+/// run's start, `%Y%m%d_%H%M%S` UTC.
 pub fn write_outputs(
     out_dir: &Path,
+    log: &Path,
     summary: &RunSummary,
     preset: PresetName,
     llama_command: Option<&[String]>,
 ) -> Result<OutputPaths, ReportError> {
     let model = file_stem(&summary.model.name);
     let ts = timestamp(summary.started_at);
+    let run = log
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("{model}_{ts}"));
+    // `<model>_<ts>_2` → `<ts>_2`: the environment file of each run stays its own.
+    let env_name = run
+        .strip_prefix(&format!("{model}_"))
+        .unwrap_or(&run)
+        .to_string();
 
-    let summary_path = out_dir.join("summaries").join(format!("{model}_{ts}.json"));
+    let summary_path = out_dir.join("summaries").join(format!("{run}.json"));
     write(&summary_path, &to_json(&summary_path, summary)?)?;
 
-    let defaults_path = out_dir.join("defaults").join(format!("{model}.yaml"));
-    let yaml =
-        serde_yaml::to_string(&DefaultsFile::new(summary)).map_err(|e| ReportError::Encode {
-            path: defaults_path.clone(),
-            message: e.to_string(),
+    // The defaults file and the deploy files are this model's current answer: a run
+    // that found nothing stable does not replace what an earlier one found.
+    let mut defaults = None;
+    if !matches!(summary.presets, Presets::NoStableConfiguration) {
+        let path = out_dir.join("defaults").join(format!("{model}.yaml"));
+        let yaml = serde_yaml::to_string(&DefaultsFile::new(summary)).map_err(|e| {
+            ReportError::Encode {
+                path: path.clone(),
+                message: e.to_string(),
+            }
         })?;
-    write(&defaults_path, &yaml)?;
+        write(&path, &yaml)?;
+        defaults = Some(path);
+    }
 
-    let env_path = out_dir.join("env").join(format!("env_{ts}.json"));
+    let env_path = out_dir.join("env").join(format!("env_{env_name}.json"));
     let env = EnvFile {
         ozone_version: &summary.ozone_version,
         written_at: Utc::now(),
@@ -78,18 +102,17 @@ pub fn write_outputs(
             let path = out_dir
                 .join("deploy")
                 .join(format!("{model}.llama-server.sh"));
-            write(&path, &launch_script(summary, p, command)?)?;
-            make_executable(&path)?;
+            write_file(&path, &launch_script(summary, p, command)?, 0o755)?;
             script = Some(path);
         }
     }
 
-    let html_path = out_dir.join("report").join(format!("{model}_{ts}.html"));
+    let html_path = out_dir.join("report").join(format!("{run}.html"));
     write(&html_path, &render_summary_html(summary))?;
 
     Ok(OutputPaths {
         summary: summary_path,
-        defaults: defaults_path,
+        defaults,
         env: env_path,
         modelfile,
         llama_server_script: script,
@@ -369,20 +392,29 @@ fn to_json(path: &Path, value: &impl Serialize) -> Result<String, ReportError> {
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), ReportError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
-    }
-    std::fs::write(path, contents).map_err(|e| ReportError::io(path, e))
+    write_file(path, contents, 0o644)
 }
 
-#[cfg(unix)]
-fn make_executable(path: &Path) -> Result<(), ReportError> {
+/// Writes `contents` to `path` whole or not at all (see the module comment). `mode`
+/// is the new file's permission bits, less the umask as for any new file.
+pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), ReportError> {
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| ReportError::io(path, e))
-}
-
-#[cfg(not(unix))]
-fn make_executable(_path: &Path) -> Result<(), ReportError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".ozone-")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| ReportError::io(path, e))?;
+    // A failure drops the temporary file, which deletes it.
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(|e| ReportError::io(path, e))?;
+    file.persist(path)
+        .map_err(|e| ReportError::io(path, e.error))?;
     Ok(())
 }

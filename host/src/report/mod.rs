@@ -48,6 +48,19 @@ pub enum ReportError {
     Encode { path: PathBuf, message: String },
     #[error("cannot write \"{word}\" into a shell script: it holds a NUL byte")]
     Unquotable { word: String },
+    #[error(
+        "{} is in use by another ozone: a run (or a --resume of it) is going on; wait for it \
+         to end, or stop it first",
+        path.display()
+    )]
+    InUse { path: PathBuf },
+    #[error(
+        "{}: log version {version}: written by a newer ozone (this one reads version {}); \
+         use that ozone to read or resume it",
+        path.display(),
+        LOG_VERSION
+    )]
+    NewerLog { path: PathBuf, version: u32 },
     #[error("the log has no run_started event: not an ozone trial log")]
     NoRunStarted,
 }

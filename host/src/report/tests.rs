@@ -194,8 +194,18 @@ fn every_output_file_is_written_and_parses() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let paths = write_outputs(dir.path(), &summary, PresetName::Balanced, Some(&command)).unwrap();
     let stem = "qwen2.5-0.5b-instruct-q4_k_m";
+    let log = dir
+        .path()
+        .join(format!("logs/{stem}_20261126_130005.jsonl"));
+    let paths = write_outputs(
+        dir.path(),
+        &log,
+        &summary,
+        PresetName::Balanced,
+        Some(&command),
+    )
+    .unwrap();
     assert_eq!(
         paths.summary,
         dir.path()
@@ -213,7 +223,8 @@ fn every_output_file_is_written_and_parses() {
     assert!(env["hardware"]["cpu"]["model"]["value"].is_string());
 
     let defaults: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&paths.defaults).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(paths.defaults.as_ref().unwrap()).unwrap())
+            .unwrap();
     assert_eq!(defaults["model"].as_str(), Some(stem));
     assert!(defaults["updated_at"].is_string());
     for (name, ctx) in [
@@ -320,9 +331,11 @@ fn only_one_stable_configuration_is_said_in_every_output() {
     let html = render_summary_html(&summary);
     assert!(html.contains("Only one configuration was stable"));
     let dir = tempfile::tempdir().unwrap();
-    let paths = write_outputs(dir.path(), &summary, PresetName::FastResponse, None).unwrap();
+    let log = dir.path().join("logs/run.jsonl");
+    let paths = write_outputs(dir.path(), &log, &summary, PresetName::FastResponse, None).unwrap();
     let defaults: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&paths.defaults).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(paths.defaults.as_ref().unwrap()).unwrap())
+            .unwrap();
     assert_eq!(
         defaults["presets"]["max_context"]["num_ctx"].as_u64(),
         Some(8192)
@@ -344,8 +357,13 @@ fn nothing_stable_writes_no_deploy_files() {
     let summary = RunSummary::from_events(&all).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cmd = vec!["llama-server".to_string()];
-    let paths = write_outputs(dir.path(), &summary, PresetName::Balanced, Some(&cmd)).unwrap();
+    let log = dir.path().join("logs/run.jsonl");
+    let paths =
+        write_outputs(dir.path(), &log, &summary, PresetName::Balanced, Some(&cmd)).unwrap();
+    // Nothing found: an earlier run's presets and deploy files are left alone.
     assert!(paths.modelfile.is_none() && paths.llama_server_script.is_none());
+    assert!(paths.defaults.is_none());
+    assert!(!dir.path().join("defaults").exists());
     let html = std::fs::read_to_string(&paths.html).unwrap();
     assert!(html.contains("No configuration was stable"));
 }

@@ -277,6 +277,7 @@ pub async fn tune(
     };
     let files = write_outputs(
         &job.output_dir,
+        &log_path,
         &summary,
         params.preset,
         llama_command.as_deref(),
