@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::{LlamaServerSpec, ManagedServer};
 use ozone::backend::{GenerationRequest, Prompt};
-use ozone::trial::{KvCacheType, Stats, TrialConfig};
+use ozone::record::{KvCacheType, Stats, TrialConfig};
 use tokio_util::sync::CancellationToken;
 
 const REQUESTS: usize = 20;

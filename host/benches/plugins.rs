@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use ozone::backend::SizeClass;
 use ozone::guard::Thresholds;
-use ozone::hardware::{GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo, Peaks, Source};
+use ozone::hardware::{GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo, Source};
 use ozone::plugin::{
     ContextBounds, HardwareFacts, ModelInfo, Outcome, PluginHost, PluginRef, SandboxLimits,
 };
-use ozone::trial::{KvCacheType, Phase, SampleRecord, Stats, TrialConfig, TrialRecord, Verdict};
+use ozone::record::{
+    KvCacheType, Peaks, Phase, SampleRecord, Stats, TrialConfig, TrialRecord, Verdict,
+};
 
 const GIB: u64 = 1 << 30;
 

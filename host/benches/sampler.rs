@@ -11,10 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[cfg(unix)]
-use ozone::guard::Thresholds;
+use ozone::guard::{Sampler, SamplerOptions, Thresholds};
 #[cfg(unix)]
-use ozone::hardware::{Sampler, SamplerOptions};
-
 #[cfg(not(unix))]
 fn main() {
     eprintln!("the sampler bench reads CPU time with getrusage: unix only");

@@ -15,9 +15,10 @@ use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
 use ozone::config::Config;
 use ozone::plugin::PluginHost;
-use ozone::trial::KvCacheType;
+use ozone::record::KvCacheType;
+use ozone::session::{tune, TuneJob};
 use ozone::tune::presets::PresetName;
-use ozone::tune::{tune, RunParameters, TuneJob};
+use ozone::tune::RunParameters;
 use tokio_util::sync::CancellationToken;
 
 const BUDGET_MB: u64 = 48;
@@ -84,6 +85,7 @@ fn job(model: &Path, out: &Path, strategy: &str, settings: Option<serde_json::Va
         fresh: true,
         show_progress: false,
         resume: None,
+        shared_warm_start: None,
     }
 }
 
@@ -140,19 +142,19 @@ async fn main() {
                 let context: Vec<_> = s
                     .trials
                     .iter()
-                    .filter(|t| t.phase == ozone::trial::Phase::Context)
+                    .filter(|t| t.phase == ozone::record::Phase::Context)
                     .collect();
                 let failed = context
                     .iter()
-                    .filter(|t| t.verdict != ozone::trial::Verdict::Stable)
+                    .filter(|t| t.verdict != ozone::record::Verdict::Stable)
                     .count();
                 let order: Vec<String> = context
                     .iter()
                     .map(|t| {
                         let v = match t.verdict {
-                            ozone::trial::Verdict::Stable => "S",
-                            ozone::trial::Verdict::Unstable => "U",
-                            ozone::trial::Verdict::Failed => "F",
+                            ozone::record::Verdict::Stable => "S",
+                            ozone::record::Verdict::Unstable => "U",
+                            ozone::record::Verdict::Failed => "F",
                         };
                         format!("{}{v}", t.config.ctx)
                     })

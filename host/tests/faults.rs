@@ -191,8 +191,8 @@ async fn info_requests(url: &str, timeout: Duration) -> Vec<(&'static str, Backe
     let ollama = OllamaClient::new(url, "m").with_request_timeout(timeout);
     let llama = LlamaClient::new(url.to_string()).with_request_timeout(timeout);
     let (models, show, version, ps, props, tokenize) = tokio::join!(
-        openai.facts(),
-        ollama.facts(),
+        openai.model_metadata(),
+        ollama.model_metadata(),
         ollama.version(),
         ollama.loaded(),
         llama.granted_ctx(),

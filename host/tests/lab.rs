@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use ozone::lab::{self, Profile, Replay};
-use ozone::trial::{FailureKind, TrialConfig, Verdict};
+use ozone::record::{FailureKind, TrialConfig, Verdict};
 
 fn profiles_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles")
@@ -325,11 +325,11 @@ fn a_batch_strategy_can_be_swapped_in() {
     assert!(run
         .decisions
         .iter()
-        .any(|d| d.phase == ozone::trial::Phase::Batch && d.plugin == golden));
+        .any(|d| d.phase == ozone::record::Phase::Batch && d.plugin == golden));
     // The context search is the recorded one; only the batch phase differs.
     let context = |ds: &[lab::Decision]| -> Vec<Option<u32>> {
         ds.iter()
-            .filter(|d| d.phase == ozone::trial::Phase::Context)
+            .filter(|d| d.phase == ozone::record::Phase::Context)
             .map(|d| d.proposed)
             .collect()
     };

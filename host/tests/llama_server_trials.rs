@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ozone::backend::BackendSpec;
-use ozone::guard::Metric;
-use ozone::trial::{FailureKind, Phase, TrialRunner, Verdict};
+use ozone::record::{FailureKind, Metric, Phase, Verdict};
+use ozone::trial::TrialRunner;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -285,7 +285,7 @@ async fn cancellation_stops_the_server_and_returns_promptly() {
 #[tokio::test]
 async fn model_facts_come_from_the_gguf_file() {
     let runner = TrialRunner::new(backend(&[]), settings(1), sampler(None));
-    let facts = runner.model_facts().await.expect("facts");
+    let facts = runner.spec().model_metadata().await.expect("facts");
     assert_eq!(facts.trained_context, Some(32768));
     assert_eq!(facts.architecture.as_deref(), Some("llama"));
 }
@@ -335,7 +335,7 @@ async fn openai_compatible_trial_against_llama_server_v1() {
         api_key: None,
     };
     let mut runner = TrialRunner::new(backend, settings(3), sampler(None));
-    let facts = runner.model_facts().await.expect("/v1/models");
+    let facts = runner.spec().model_metadata().await.expect("/v1/models");
     assert_eq!(facts.trained_context, Some(32768));
     let record = runner
         .run(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use ozone::backend::ollama::{OllamaClient, OllamaOptions};
-use ozone::trial::FailureKind;
+use ozone::record::FailureKind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -126,7 +126,7 @@ async fn error_line_mid_stream_is_classified() {
 async fn show_and_ps_through_http() {
     let (url, _) = replay(200, fixture("show.json")).await;
     let facts = OllamaClient::new(&url, "llama3.2:1b")
-        .facts()
+        .model_metadata()
         .await
         .expect("facts");
     assert_eq!(facts.trained_context, Some(131_072));

@@ -5,8 +5,9 @@
 
 use ozone::backend::ollama::OllamaClient;
 use ozone::backend::BackendSpec;
-use ozone::hardware::SamplerOptions;
-use ozone::trial::{KvCacheType, Phase, TrialConfig, TrialRunner, TrialSettings, Verdict};
+use ozone::guard::SamplerOptions;
+use ozone::record::{KvCacheType, Phase, TrialConfig, Verdict};
+use ozone::trial::{TrialRunner, TrialSettings};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -30,7 +31,11 @@ async fn live_ollama_trial() {
         ..TrialSettings::default()
     };
     let mut runner = TrialRunner::new(backend, settings, SamplerOptions::default());
-    let facts = runner.model_facts().await.expect("/api/show facts");
+    let facts = runner
+        .spec()
+        .model_metadata()
+        .await
+        .expect("/api/show facts");
     assert!(
         facts.trained_context.is_some_and(|c| c >= 2048),
         "{facts:?}"

@@ -75,7 +75,7 @@ fn probe_json_has_every_documented_field() {
 fn probe_table_reads_a_fixture_sysfs_tree() {
     let root = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/hardware/testdata/sysfs/discrete-rx7900xtx"
+        "/tests/fixtures/hardware/sysfs/discrete-rx7900xtx"
     );
     let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
         .args(["probe", "--no-smi", "--sysfs-root", root])

@@ -6,8 +6,8 @@
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use ozone::guard::{Metric, Thresholds};
-use ozone::hardware::{Sampler, SamplerOptions};
+use ozone::guard::{Sampler, SamplerOptions, Thresholds};
+use ozone::record::Metric;
 
 const MIB: u64 = 1024 * 1024;
 

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
-use ozone::trial::{KvCacheType, Phase, TrialConfig, TrialRunner, TrialSettings, Verdict};
+use ozone::record::{KvCacheType, Phase, TrialConfig, Verdict};
+use ozone::trial::{TrialRunner, TrialSettings};
 use serde_json::Value;
 
 const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
@@ -222,7 +223,7 @@ async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
     // An uninterrupted run.
     let output = tune(&s, "full");
     let summary: Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
-    let limit = summary["limits"]["max_context"]
+    let limit = summary["limits"]["max_context"]["value"]
         .as_u64()
         .expect("a stable context was found") as u32;
     assert_eq!(limit % GRANULARITY, 0);
@@ -336,7 +337,9 @@ async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
         assert!(!configs[..i].contains(c), "trial {c} was repeated");
     }
     let resumed_summary: Value = serde_json::from_slice(&resumed.stdout).unwrap();
-    let resumed_limit = resumed_summary["limits"]["max_context"].as_u64().unwrap() as u32;
+    let resumed_limit = resumed_summary["limits"]["max_context"]["value"]
+        .as_u64()
+        .unwrap() as u32;
     // Resume replays every finished trial; only the interrupted one is measured again,
     // and memory near the budget can land a step either way.
     assert!(
@@ -467,7 +470,9 @@ async fn a_second_run_starts_from_the_remembered_limit_unless_fresh() {
             String::from_utf8_lossy(&output.stderr)
         );
         let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
-        let limit = summary["limits"]["max_context"].as_u64().expect("a limit");
+        let limit = summary["limits"]["max_context"]["value"]
+            .as_u64()
+            .expect("a limit");
         (limit, only_file(&s.dir.path().join(out).join("logs")))
     };
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::trial::{Failure, FailureKind};
+use crate::record::{FailureKind, TrialFailure};
 
 /// What to send: token ids when the server tokenized the prompt for us (exact length),
 /// text otherwise.
@@ -84,10 +84,10 @@ impl Generation {
 }
 
 /// Why a request failed, classified for the trial record.
-pub type GenerationError = Failure;
+pub type GenerationError = TrialFailure;
 
 pub(crate) fn failure(kind: FailureKind, message: impl Into<String>) -> GenerationError {
-    Failure {
+    TrialFailure {
         kind,
         message: message.into(),
     }

@@ -7,7 +7,7 @@ use super::error::error_chain;
 use super::generation::{failure, GenerationError};
 use super::stream::Lines;
 use super::BackendError;
-use crate::trial::FailureKind;
+use crate::record::FailureKind;
 
 /// How long a request that is not a generation (model facts, `/props`, `/tokenize`,
 /// `/api/ps`) may take from connecting to the last byte of its body. A server that

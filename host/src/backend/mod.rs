@@ -1,19 +1,24 @@
 //! Inference servers: llama-server (managed), Ollama, OpenAI-compatible; model facts.
 
 mod error;
-mod facts;
 mod generation;
 pub mod gguf;
 mod http;
 pub mod llama_server;
+mod metadata;
 pub mod ollama;
+mod open;
 pub mod openai;
+mod prompt;
+mod requester;
 mod spec;
 mod stream;
 
 pub use error::BackendError;
-pub use facts::{ModelFacts, SizeClass};
 pub use generation::{Generation, GenerationError, GenerationRequest, Prompt, ServerTimings};
 pub use http::{DEFAULT_REQUEST_TIMEOUT, MAX_BODY_BYTES};
-pub use spec::BackendSpec;
+pub use metadata::{ModelMetadata, SizeClass};
+pub use open::{interrupted, timeout_failure, OpenFailure, OpenOptions, OpenServer, ServerOpener};
+pub use requester::Requester;
+pub use spec::{BackendKind, BackendSpec};
 pub use stream::MAX_LINE_BYTES;

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::generation::{failure, Generation, GenerationError, ServerTimings, StreamClock};
 use super::http::{fetch_json, open_stream, DEFAULT_REQUEST_TIMEOUT};
 use super::stream::looks_like_oom;
-use super::{BackendError, ModelFacts, SizeClass};
-use crate::trial::FailureKind;
+use super::{BackendError, ModelMetadata, SizeClass};
+use crate::record::FailureKind;
 
 /// Base URL when neither `--ollama-url` nor `OLLAMA_HOST` says otherwise.
 pub const DEFAULT_OLLAMA_URL: &str = "http://127.0.0.1:11434";
@@ -100,14 +100,15 @@ impl OllamaClient {
     }
 
     /// `POST /api/show` → model facts.
-    pub async fn facts(&self) -> Result<ModelFacts, BackendError> {
+    pub async fn model_metadata(&self) -> Result<ModelMetadata, BackendError> {
         let url = format!("{}/api/show", self.base);
         let request = self
             .http
             .post(&url)
             .json(&serde_json::json!({ "model": self.model }));
         let show: Value = fetch_json(request, &url, self.request_timeout, error_text).await?;
-        facts_from_show(&self.model, &show).map_err(|detail| BackendError::protocol(&url, detail))
+        metadata_from_show(&self.model, &show)
+            .map_err(|detail| BackendError::protocol(&url, detail))
     }
 
     /// `GET /api/ps`: the loaded copy of this client's model, if any.
@@ -273,7 +274,7 @@ pub(crate) fn parse_chunk(line: &str) -> Chunk {
 }
 
 /// Model facts from an `/api/show` body: `model_info` keys are GGUF metadata keys.
-pub(crate) fn facts_from_show(model: &str, show: &Value) -> Result<ModelFacts, String> {
+pub(crate) fn metadata_from_show(model: &str, show: &Value) -> Result<ModelMetadata, String> {
     let info = show
         .get("model_info")
         .and_then(Value::as_object)
@@ -298,7 +299,7 @@ pub(crate) fn facts_from_show(model: &str, show: &Value) -> Result<ModelFacts, S
         _ => None,
     };
     let size_class = params.map_or(SizeClass::Small, SizeClass::from_params);
-    Ok(ModelFacts {
+    Ok(ModelMetadata {
         name: model.to_owned(),
         architecture: arch,
         parameter_count: params,
@@ -374,7 +375,7 @@ mod tests {
     #[test]
     fn show_gives_model_facts() {
         let show: Value = serde_json::from_str(&fixture("show.json")).expect("fixture is JSON");
-        let facts = facts_from_show("llama3.2:1b", &show).expect("facts");
+        let facts = metadata_from_show("llama3.2:1b", &show).expect("facts");
         assert_eq!(facts.architecture.as_deref(), Some("llama"));
         assert_eq!(facts.parameter_count, Some(1_235_814_432));
         assert_eq!(facts.size_class, SizeClass::Small);
@@ -384,8 +385,8 @@ mod tests {
         assert_eq!(facts.key_length, Some(64));
         // 16 layers × 8 KV heads × (64 + 64) × 2 bytes = 32 KiB per token in f16.
         let kv = facts.kv_bytes_per_token(
-            crate::trial::KvCacheType::F16,
-            crate::trial::KvCacheType::F16,
+            crate::record::KvCacheType::F16,
+            crate::record::KvCacheType::F16,
         );
         assert_eq!(kv, Some(32_768));
     }

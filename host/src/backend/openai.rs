@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use super::http::{fetch_json, open_stream, DEFAULT_REQUEST_TIMEOUT};
 use super::stream::{looks_like_oom, parse_sse_line, SseLine};
-use super::{BackendError, ModelFacts, SizeClass};
-use crate::trial::FailureKind;
+use super::{BackendError, ModelMetadata, SizeClass};
+use crate::record::FailureKind;
 
 /// A client for one OpenAI-compatible server and model.
 #[derive(Debug, Clone)]
@@ -49,7 +49,7 @@ impl OpenAiClient {
 
     /// What `/v1/models` says about the model: its context (`max_model_len` on vLLM,
     /// `meta.n_ctx_train` on llama-server) and parameter count where given.
-    pub async fn facts(&self) -> Result<ModelFacts, BackendError> {
+    pub async fn model_metadata(&self) -> Result<ModelMetadata, BackendError> {
         let url = format!("{}/v1/models", self.base);
         let mut request = self.http.get(&url);
         if let Some(key) = &self.api_key {
@@ -59,7 +59,7 @@ impl OpenAiClient {
             body.chars().take(300).collect()
         })
         .await?;
-        Ok(facts_from_models(&self.model, &models))
+        Ok(metadata_from_models(&self.model, &models))
     }
 
     /// Streams one completion of `max_tokens` tokens, asking for usage in the last event.
@@ -121,7 +121,7 @@ impl OpenAiClient {
 }
 
 /// Facts from a `/v1/models` body: the entry named `model`, else the only entry.
-pub(crate) fn facts_from_models(model: &str, models: &Value) -> ModelFacts {
+pub(crate) fn metadata_from_models(model: &str, models: &Value) -> ModelMetadata {
     let entries = models
         .get("data")
         .and_then(Value::as_array)
@@ -138,7 +138,7 @@ pub(crate) fn facts_from_models(model: &str, models: &Value) -> ModelFacts {
     let num = |pointer: &str| entry?.pointer(pointer)?.as_u64();
     let to_u32 = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok());
     let params = num("/meta/n_params");
-    ModelFacts {
+    ModelMetadata {
         name: model.to_owned(),
         architecture: None,
         parameter_count: params,
@@ -248,14 +248,14 @@ mod tests {
         let vllm: Value =
             serde_json::from_str(include_str!("../../tests/fixtures/openai/models_vllm.json"))
                 .expect("fixture");
-        let facts = facts_from_models("Qwen/Qwen2.5-1.5B-Instruct", &vllm);
+        let facts = metadata_from_models("Qwen/Qwen2.5-1.5B-Instruct", &vllm);
         assert_eq!(facts.trained_context, Some(32768));
         let llama: Value = serde_json::from_str(include_str!(
             "../../tests/fixtures/openai/models_llama_server.json"
         ))
         .expect("fixture");
         // One model served: it is the one, whatever name the user gave.
-        let facts = facts_from_models("tiny", &llama);
+        let facts = metadata_from_models("tiny", &llama);
         assert_eq!(facts.trained_context, Some(32768));
         assert_eq!(facts.parameter_count, Some(94784));
     }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Exit, Failure, ResultExt};
+use super::{CliError, Exit, ResultExt};
 use crate::backend::gguf::{write_tiny_model, TinyModelSpec};
 
 /// The model has random weights and a printable-ASCII vocabulary: its answers are
@@ -25,7 +25,7 @@ pub struct Args {
     pub embedding: u32,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let spec = TinyModelSpec {
         trained_context: args.trained_context,
         block_count: args.layers,

@@ -2,13 +2,19 @@
 
 use std::process::ExitCode;
 
+use crate::plugin::PluginError;
+
+/// `ozone --help`'s list; the README repeats these lines word for word (a test checks).
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    done
-  1    internal error or every trial failed
-  2    bad input: unreadable config, missing model file, bad flag value, invalid plugin
-  3    no inference server: llama-server not found or failed to start, Ollama unreachable
-  4    a plugin broke its sandbox or its contract
+  1    internal error, or no configuration was stable
+  2    bad input: unreadable config, missing model file, bad flag value, a plugin that
+       does not fit (unknown built-in, not a component, wrong world or API version,
+       settings it rejects)
+  3    no inference server: llama-server not found or failed to start, Ollama unreachable;
+       no scheduler: sbatch/scontrol not found or the Slurm controller not answering
+  4    a plugin broke its sandbox or its contract (trap, fuel, memory, impossible value)
   130  interrupted (Ctrl-C); the log is flushed and `ozone tune --resume LOG` continues
   143  terminated (SIGTERM, as sent by `timeout`, systemd or CI): handled as Ctrl-C";
 
@@ -23,19 +29,51 @@ pub enum Exit {
     Terminated = 143,
 }
 
+impl Exit {
+    /// The one mapping of plugin errors to exit codes, for every command (`tune`,
+    /// `plugins`, `lab`): a plugin that does not fit where it was asked for is bad
+    /// input; one that misbehaved once running broke its sandbox or contract.
+    pub fn of_plugin_error(error: &PluginError) -> Exit {
+        match error {
+            PluginError::UnknownBuiltin(_)
+            | PluginError::Read { .. }
+            | PluginError::NotAComponent { .. }
+            | PluginError::WrongApiVersion { .. }
+            | PluginError::WrongWorld { .. }
+            | PluginError::NotAStrategy { .. }
+            // The constructor refused the settings (or facts) it was given: the user's
+            // configuration is what to fix.
+            | PluginError::Rejected { .. } => Exit::BadInput,
+            PluginError::Instantiate { .. }
+            | PluginError::Budget { .. }
+            | PluginError::Memory { .. }
+            | PluginError::Trapped { .. }
+            | PluginError::Discarded { .. }
+            | PluginError::ContextOutOfRange { .. }
+            | PluginError::BatchOutOfRange { .. } => Exit::Plugin,
+            PluginError::Engine(_) => Exit::Internal,
+        }
+    }
+}
+
 /// An error on its way to the user, with the exit code it maps to.
 #[derive(Debug)]
-pub struct Failure {
+pub struct CliError {
     pub exit: Exit,
     pub error: anyhow::Error,
 }
 
-impl Failure {
+impl CliError {
     pub fn new(exit: Exit, error: impl Into<anyhow::Error>) -> Self {
         Self {
             exit,
             error: error.into(),
         }
+    }
+
+    /// A plugin error with its exit code ([`Exit::of_plugin_error`]).
+    pub fn plugin(error: PluginError) -> Self {
+        Self::new(Exit::of_plugin_error(&error), error)
     }
 
     /// Prints `error: <message>` (with its causes, cargo-style) and returns the code.
@@ -63,21 +101,20 @@ impl Failure {
     }
 }
 
-impl From<anyhow::Error> for Failure {
+impl From<anyhow::Error> for CliError {
     fn from(error: anyhow::Error) -> Self {
         Self::new(Exit::Internal, error)
     }
 }
 
 /// Attaches an exit code to any error: `result.exit(Exit::BadInput)?`.
-#[allow(dead_code)] // used by the subcommands as they land
 pub trait ResultExt<T> {
-    fn exit(self, exit: Exit) -> Result<T, Failure>;
+    fn exit(self, exit: Exit) -> Result<T, CliError>;
 }
 
 impl<T, E: Into<anyhow::Error>> ResultExt<T> for Result<T, E> {
-    fn exit(self, exit: Exit) -> Result<T, Failure> {
-        self.map_err(|e| Failure::new(exit, e))
+    fn exit(self, exit: Exit) -> Result<T, CliError> {
+        self.map_err(|e| CliError::new(exit, e))
     }
 }
 
@@ -86,17 +123,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_readme_lists_the_exit_codes_as_help_does() {
+        let readme = include_str!("../../../README.md");
+        for line in EXIT_CODES_HELP.lines().skip(1) {
+            assert!(
+                readme.contains(line),
+                "README.md lacks this line of `ozone --help`'s exit codes:\n{line}"
+            );
+        }
+    }
+
+    #[test]
     fn a_cause_already_in_the_message_is_not_repeated() {
         #[derive(Debug, thiserror::Error)]
         #[error("reading the model: {0}")]
         struct Wrapper(#[source] std::io::Error);
         let io = std::io::Error::other("/m/x.gguf: permission denied");
-        let failure = Failure::new(Exit::BadInput, Wrapper(io));
+        let failure = CliError::new(Exit::BadInput, Wrapper(io));
         assert_eq!(
             failure.lines(),
             ["error: reading the model: /m/x.gguf: permission denied"]
         );
-        let failure = Failure::new(
+        let failure = CliError::new(
             Exit::Internal,
             anyhow::Error::new(std::io::Error::other("disk full")).context("writing the log"),
         );

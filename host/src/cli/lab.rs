@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Exit, Failure, ResultExt};
+use super::{CliError, Exit, ResultExt};
 use crate::lab::{self, Profile};
 use crate::plugin::PluginHost;
 
@@ -30,8 +30,10 @@ Example:
   ozone lab run --strategy binary-search --strategy my_policy.wasm \\
       --profile examples/profiles/
 
-Exit codes: 0 all strategies completed; 2 bad profile or flag; 4 a strategy erred or
-broke its sandbox (the other strategies still run and are shown).")]
+Exit codes: 0 all strategies completed; 2 bad profile or flag, or a strategy that does
+not fit (unknown built-in, not a component, wrong world, settings it rejects); 4 a
+strategy broke its sandbox or contract. The other strategies still run and are shown;
+the code is the first failed run's.")]
 pub struct RunArgs {
     /// Context strategy: a built-in name (`binary-search`) or a component FILE.wasm.
     /// Repeat to compare several.
@@ -48,14 +50,14 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-pub fn run(command: Command) -> Result<(), Failure> {
+pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Profile(args) => profile(args),
         Command::Run(args) => compare(args),
     }
 }
 
-fn profile(args: ProfileArgs) -> Result<(), Failure> {
+fn profile(args: ProfileArgs) -> Result<(), CliError> {
     let profile = Profile::from_log(&args.log).exit(Exit::BadInput)?;
     profile.save(&args.output).exit(Exit::Internal)?;
     let stable = profile
@@ -69,7 +71,7 @@ fn profile(args: ProfileArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn compare(args: RunArgs) -> Result<(), Failure> {
+fn compare(args: RunArgs) -> Result<(), CliError> {
     let mut profiles = Vec::new();
     for path in &args.profiles {
         for file in profile_files(path).exit(Exit::BadInput)? {
@@ -81,7 +83,8 @@ fn compare(args: RunArgs) -> Result<(), Failure> {
     for (name, profile) in &profiles {
         // The sandbox the recorded run gave its plugins (`ozone.sandbox`), as `ozone tune`.
         let limits = profile.config.ozone.sandbox.clone();
-        let host = PluginHost::new(limits, PluginHost::default_cache_dir()).exit(Exit::Internal)?;
+        let host =
+            PluginHost::new(limits, PluginHost::default_cache_dir()).map_err(CliError::plugin)?;
         for strategy in &args.strategies {
             let replay = lab::replay_blocking(
                 &host,
@@ -105,19 +108,23 @@ fn compare(args: RunArgs) -> Result<(), Failure> {
         let rows: Vec<_> = replays.iter().map(|r| r.row()).collect();
         print!("{}", lab::render_table(&rows));
     }
-    let failed: Vec<String> = replays
+    let failed: Vec<&lab::Replay> = replays.iter().filter(|r| r.failed()).collect();
+    let Some(first) = failed.first() else {
+        return Ok(());
+    };
+    // The first failure's code, by the mapping `tune` and `plugins` use.
+    let exit = first
+        .plugin_error
+        .as_deref()
+        .map_or(Exit::Plugin, Exit::of_plugin_error);
+    let runs: Vec<String> = failed
         .iter()
-        .filter(|r| r.failed())
         .map(|r| format!("{} on {}", r.strategy, r.profile))
         .collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            Exit::Plugin,
-            anyhow::anyhow!("{} run(s) erred: {}", failed.len(), failed.join(", ")),
-        ))
-    }
+    Err(CliError::new(
+        exit,
+        anyhow::anyhow!("{} run(s) erred: {}", runs.len(), runs.join(", ")),
+    ))
 }
 
 /// A profile file, or every `*.profile.json` in a folder (sorted).

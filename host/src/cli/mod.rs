@@ -2,20 +2,21 @@
 //!
 //! Each subcommand lives in its own file with an `Args` struct and a `run` function.
 
+mod config;
 mod demo_model;
 mod exit;
+mod fleet;
 mod lab;
 mod plugins;
 mod probe;
 mod report;
-mod settings;
 mod tune;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use exit::{Exit, Failure, ResultExt};
+pub use exit::{CliError, Exit, ResultExt};
 
 /// Finds, by real measurement, how far a local LLM can be pushed on this machine:
 /// the largest stable context, the best batch size, the concurrency it sustains —
@@ -47,12 +48,15 @@ pub enum Command {
     Report(report::Args),
     /// Show the effective configuration.
     #[command(subcommand)]
-    Config(settings::Command),
+    Config(config::Command),
     /// Write a tiny random GGUF model to try Ozone on, with nothing to download.
     DemoModel(demo_model::Args),
     /// Compare strategies offline on profiles recorded by real tunes.
     #[command(subcommand)]
     Lab(lab::Command),
+    /// Tune every node of a cluster through Slurm (or Kubernetes) and compare them.
+    #[command(subcommand)]
+    Fleet(fleet::Command),
 }
 
 /// Entry point of the `ozone` binary.
@@ -64,9 +68,10 @@ pub fn main() -> ExitCode {
         Command::Tune(args) => tune::run(*args),
         Command::Plugins(cmd) => plugins::run(cmd),
         Command::Report(args) => report::run(args),
-        Command::Config(cmd) => settings::run(cmd),
+        Command::Config(cmd) => config::run(cmd),
         Command::DemoModel(args) => demo_model::run(args),
         Command::Lab(cmd) => lab::run(cmd),
+        Command::Fleet(cmd) => fleet::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,14 +3,13 @@
 use std::path::PathBuf;
 
 use crate::backend::SizeClass;
-use crate::guard::Metric;
 use crate::plugin::{
-    ContextBounds, HardwareFacts, Headroom, ModelInfo, Outcome, PluginError, PluginHost, PluginRef,
+    ContextBounds, HardwareFacts, Headroom, ModelInfo, Outcome, PluginHost, PluginRef,
     SandboxLimits, World, API_VERSION, BUILTINS,
 };
-use crate::trial::{FailureKind, KvCacheType, TrialConfig, Verdict};
+use crate::record::{FailureKind, KvCacheType, Metric, TrialConfig, Verdict};
 
-use super::{Exit, Failure};
+use super::{CliError, Exit};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -47,7 +46,7 @@ pub struct CheckArgs {
     pub best_batch: u32,
 }
 
-pub fn run(command: Command) -> Result<(), Failure> {
+pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::List { files, config } => {
             let mut files = files;
@@ -58,30 +57,14 @@ pub fn run(command: Command) -> Result<(), Failure> {
     }
 }
 
-fn new_host() -> Result<PluginHost, Failure> {
+fn new_host() -> Result<PluginHost, CliError> {
     PluginHost::new(SandboxLimits::default(), PluginHost::default_cache_dir())
-        .map_err(|e| Failure::new(Exit::Internal, e))
-}
-
-/// Bad input (the file is not a usable plugin) or a plugin breaking its contract.
-fn failure(error: PluginError) -> Failure {
-    let exit = match error {
-        PluginError::UnknownBuiltin(_)
-        | PluginError::Read { .. }
-        | PluginError::NotAComponent { .. }
-        | PluginError::WrongApiVersion { .. }
-        | PluginError::WrongWorld { .. }
-        | PluginError::NotAStrategy { .. }
-        | PluginError::Rejected { .. } => Exit::BadInput,
-        PluginError::Engine(_) => Exit::Internal,
-        _ => Exit::Plugin,
-    };
-    Failure::new(exit, error)
+        .map_err(CliError::plugin)
 }
 
 /// Plugin files the effective configuration names (built-in names are listed anyway).
-fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Failure> {
-    let loaded = crate::config::load(config).map_err(|e| Failure::new(Exit::BadInput, e))?;
+fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, CliError> {
+    let loaded = crate::config::load(config).map_err(|e| CliError::new(Exit::BadInput, e))?;
     let ozone = &loaded.config.ozone;
     Ok([&ozone.context_strategy, &ozone.batch_strategy]
         .into_iter()
@@ -92,7 +75,7 @@ fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Fa
         .collect())
 }
 
-fn list(files: &[PathBuf]) -> Result<(), Failure> {
+fn list(files: &[PathBuf]) -> Result<(), CliError> {
     println!("{:<16} {:<18} {:<6} SOURCE", "NAME", "WORLD", "API");
     for builtin in BUILTINS {
         println!(
@@ -119,13 +102,13 @@ fn list(files: &[PathBuf]) -> Result<(), Failure> {
             }
         }
     }
-    first_error.map_or(Ok(()), |e| Err(failure(e)))
+    first_error.map_or(Ok(()), |e| Err(CliError::plugin(e)))
 }
 
-fn check(args: &CheckArgs) -> Result<(), Failure> {
-    let plugin: PluginRef = args.plugin.parse().map_err(failure)?;
+fn check(args: &CheckArgs) -> Result<(), CliError> {
+    let plugin: PluginRef = args.plugin.parse().map_err(CliError::plugin)?;
     let host = new_host()?;
-    let world = host.inspect(&plugin).map_err(failure)?;
+    let world = host.inspect(&plugin).map_err(CliError::plugin)?;
     println!("{plugin}: {world} plugin, API {API_VERSION}");
     let machine = Synthetic::new(args);
     let model = machine.model();
@@ -134,49 +117,55 @@ fn check(args: &CheckArgs) -> Result<(), Failure> {
         World::Context => {
             let mut search = host
                 .load_context(&plugin, &args.settings, &hw, &model)
-                .map_err(failure)?;
+                .map_err(CliError::plugin)?;
             println!(
                 "simulated model: trained context {}, bounds {}..={} step {}; machine limit {} tokens",
                 model.trained_context, model.bounds.min, model.bounds.max, model.bounds.granularity, args.context_limit
             );
             let mut n = 0;
-            while let Some(ctx) = search.propose().map_err(failure)? {
+            while let Some(ctx) = search.propose().map_err(CliError::plugin)? {
                 n += 1;
                 let outcome = machine.context_trial(ctx);
                 println!("  trial {n:>2}: context {ctx:>7} → {}", describe(&outcome));
-                search.observe(&outcome).map_err(failure)?;
+                search.observe(&outcome).map_err(CliError::plugin)?;
                 if n >= MAX_TRIALS {
                     break;
                 }
             }
-            println!("best context: {}", show(search.best().map_err(failure)?));
+            println!(
+                "best context: {}",
+                show(search.best().map_err(CliError::plugin)?)
+            );
             n
         }
         World::Batch => {
             let mut scaler = host
                 .load_batch(&plugin, &args.settings, &hw, &model)
-                .map_err(failure)?;
+                .map_err(CliError::plugin)?;
             println!(
                 "simulated machine: throughput peaks at batch {}; host bound 1..={}",
                 args.best_batch,
                 scaler.max_batch()
             );
             let mut n = 0;
-            while let Some(batch) = scaler.propose().map_err(failure)? {
+            while let Some(batch) = scaler.propose().map_err(CliError::plugin)? {
                 n += 1;
                 let outcome = machine.batch_trial(batch);
                 println!("  trial {n:>2}: batch {batch:>5} → {}", describe(&outcome));
-                scaler.observe(&outcome).map_err(failure)?;
+                scaler.observe(&outcome).map_err(CliError::plugin)?;
                 if n >= MAX_TRIALS {
                     break;
                 }
             }
-            println!("best batch: {}", show(scaler.best().map_err(failure)?));
+            println!(
+                "best batch: {}",
+                show(scaler.best().map_err(CliError::plugin)?)
+            );
             n
         }
     };
     if trials >= MAX_TRIALS {
-        return Err(Failure::new(
+        return Err(CliError::new(
             Exit::Plugin,
             anyhow::anyhow!("plugin {plugin} did not finish within {MAX_TRIALS} trials"),
         ));

@@ -37,7 +37,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::Failure;
+use super::CliError;
 use crate::hardware::{self, GpuInfo, HardwareSnapshot, Measured, ProbeOptions, Source};
 
 #[derive(Debug, clap::Args)]
@@ -53,7 +53,7 @@ pub struct Args {
     pub no_smi: bool,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let snapshot = hardware::probe(&ProbeOptions {
         sysfs_root: args.sysfs_root,
         use_smi_fallbacks: !args.no_smi,
@@ -201,7 +201,7 @@ mod tests {
     fn table_shows_an_apu_with_its_sources() {
         let snapshot = hardware::probe(&ProbeOptions {
             sysfs_root: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("src/hardware/testdata/sysfs/apu-strix-halo"),
+                .join("tests/fixtures/hardware/sysfs/apu-strix-halo"),
             use_smi_fallbacks: false,
             ..ProbeOptions::default()
         });

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Exit, Failure, ResultExt};
+use super::{CliError, Exit, ResultExt};
 use crate::report;
 
 #[derive(Debug, clap::Args)]
@@ -16,7 +16,7 @@ pub struct Args {
     pub output: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let contents = report::read_log_detailed(&args.log).exit(Exit::BadInput)?;
     if let Some(tail) = &contents.torn_tail {
         tracing::warn!(
@@ -82,11 +82,13 @@ mod tests {
 
     #[test]
     fn renders_a_logged_run_and_rejects_a_non_log() {
-        use crate::report::{fixtures, LogEvent, RunLog};
+        use crate::fixtures;
+        use crate::report::tests::run_started;
+        use crate::report::{LogEvent, RunLog};
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("logs").join("run.jsonl");
         let mut log = RunLog::create_at(&log_path).unwrap();
-        log.append(&LogEvent::RunStarted(Box::new(fixtures::run_started())))
+        log.append(&LogEvent::RunStarted(Box::new(run_started())))
             .unwrap();
         for t in fixtures::trials() {
             log.append(&LogEvent::Trial(Box::new(t))).unwrap();

@@ -3,15 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use super::{Exit, Failure, ResultExt};
+use super::{CliError, Exit, ResultExt};
 use crate::backend::llama_server::{resolve_binary, Interruption, LlamaServerSpec};
-use crate::backend::{ollama::normalize_base_url, BackendSpec};
+use crate::backend::{ollama::normalize_base_url, BackendKind, BackendSpec};
 use crate::config::{self, LoadedConfig};
-use crate::plugin::{PluginError, PluginHost};
+use crate::plugin::PluginHost;
+use crate::record::KvCacheType;
 use crate::report::{self, LogEvent};
-use crate::trial::KvCacheType;
+use crate::session::{self, TuneFailure, TuneJob, TuneResult};
+use crate::tune::driver::TuneError;
 use crate::tune::presets::PresetName;
-use crate::tune::{self as tuning, RunParameters, TuneFailure, TuneJob, TuneResult};
+use crate::tune::RunParameters;
 
 /// Which inference server runs the trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -113,6 +115,13 @@ pub struct Args {
     /// Ignore what earlier runs on this machine learned about the model.
     #[arg(long)]
     pub fresh: bool,
+    /// Start from what other machines with the same hardware found for this model: DIR
+    /// is a fleet's results directory (`ozone fleet submit --results DIR`). The median of
+    /// their context limits is probed first, so an unchanged limit is confirmed in two
+    /// trials. Only results of the same hardware fingerprint, model digest, Ozone version
+    /// and memory limits count. `--fresh` turns it off.
+    #[arg(long, value_name = "DIR", conflicts_with = "resume")]
+    pub warm_start_from: Option<PathBuf>,
 }
 
 const TUNE_EXAMPLES: &str = "\
@@ -129,7 +138,7 @@ Examples:
   ozone tune --resume ozone_results/logs/model_20261126T120000.jsonl
       Continue after Ctrl-C.";
 
-pub fn run(args: Args) -> Result<(), Failure> {
+pub fn run(args: Args) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,7 +149,7 @@ pub fn run(args: Args) -> Result<(), Failure> {
     result
 }
 
-async fn run_async(args: Args) -> Result<(), Failure> {
+async fn run_async(args: Args) -> Result<(), CliError> {
     let interruption = Interruption::default();
     interruption.watch().exit(Exit::Internal)?;
     let cancel = interruption.token();
@@ -159,21 +168,21 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     };
     let show_progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut summaries = Vec::new();
-    let mut worst: Option<Failure> = None;
+    let mut worst: Option<CliError> = None;
     for mut job in jobs {
         job.show_progress = show_progress;
         let limits = job.config.ozone.sandbox.clone();
         let plugins = PluginHost::new(limits, PluginHost::default_cache_dir())
             .map(std::sync::Arc::new)
-            .exit(Exit::Plugin)?;
+            .map_err(CliError::plugin)?;
         let model = job.model_source.clone();
-        match tuning::tune(job, plugins, cancel.clone()).await {
+        match session::tune(job, plugins, cancel.clone()).await {
             Ok(result) => {
                 if !args.json {
                     print_result(&result);
                 }
                 if result.summary.limits.max_context.is_none() {
-                    worst.get_or_insert(Failure::new(
+                    worst.get_or_insert(CliError::new(
                         Exit::Internal,
                         anyhow::anyhow!("{model}: no configuration was stable (see the report)"),
                     ));
@@ -188,9 +197,9 @@ async fn run_async(args: Args) -> Result<(), Failure> {
                     _ => anyhow::anyhow!("{model}: {failure}"),
                 };
                 if matches!(exit, Exit::Interrupted | Exit::Terminated) {
-                    return Err(Failure::new(exit, error));
+                    return Err(CliError::new(exit, error));
                 }
-                worst = Some(Failure::new(exit, error));
+                worst = Some(CliError::new(exit, error));
                 if args.models.len() <= 1 {
                     break;
                 }
@@ -211,7 +220,7 @@ async fn run_async(args: Args) -> Result<(), Failure> {
     }
 }
 
-fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
+fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
     let mut loaded = config::load(args.config.as_deref()).exit(Exit::BadInput)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
@@ -265,7 +274,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
                     config::Provenance::File(file) => format!("{}: {key}", file.display()),
                     config::Provenance::Default => key.to_string(),
                 };
-                return Err(Failure::new(
+                return Err(CliError::new(
                     Exit::BadInput,
                     anyhow::anyhow!("{from}: plugin file {} does not exist", path.display()),
                 ));
@@ -277,7 +286,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, Failure> {
 
 /// The output folder must exist (it is created) and take files, before anything is
 /// measured.
-fn check_output_dir(dir: &Path) -> Result<(), Failure> {
+fn check_output_dir(dir: &Path) -> Result<(), CliError> {
     std::fs::create_dir_all(dir)
         .and_then(|()| tempfile::tempfile_in(dir).map(drop))
         .map_err(|e| {
@@ -289,7 +298,7 @@ fn check_output_dir(dir: &Path) -> Result<(), Failure> {
         .exit(Exit::BadInput)
 }
 
-fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, Failure> {
+fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, CliError> {
     let params = RunParameters {
         kv_cache_type: match args.kv_cache_type.as_str() {
             "q8_0" => KvCacheType::Q8_0,
@@ -321,14 +330,18 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, F
         fresh: args.fresh,
         show_progress: false,
         resume: None,
+        shared_warm_start: args.warm_start_from.as_ref().map(|dir| {
+            Box::new(crate::fleet::warm_start::SharedResults::new(dir))
+                as Box<dyn crate::tune::WarmStartSource>
+        }),
     })
 }
 
 /// A resumed run repeats the original's model, backend and flags from its log.
-fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
+fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
     let events = report::read_log(log).exit(Exit::BadInput)?;
     let Some(LogEvent::RunStarted(started)) = events.into_iter().next() else {
-        return Err(Failure::new(
+        return Err(CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
                 "{}: not an ozone tune log (no run_started line first)",
@@ -337,7 +350,7 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
         ));
     };
     let params = started.parameters.clone().ok_or_else(|| {
-        Failure::new(
+        CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
                 "{}: written by an ozone without resume support",
@@ -345,10 +358,10 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
             ),
         )
     })?;
-    let backend = match started.backend.as_str() {
-        "ollama" => BackendChoice::Ollama,
-        "openai" => BackendChoice::Openai,
-        _ => BackendChoice::LlamaServer,
+    let backend = match started.backend {
+        BackendKind::LlamaServer => BackendChoice::LlamaServer,
+        BackendKind::Ollama => BackendChoice::Ollama,
+        BackendKind::OpenAi => BackendChoice::Openai,
     };
     let spec = backend_spec(
         backend,
@@ -371,6 +384,8 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, Failure> {
         fresh: args.fresh,
         show_progress: false,
         resume: Some(log.to_path_buf()),
+        // A resumed run replays the hint its log recorded.
+        shared_warm_start: None,
     })
 }
 
@@ -379,9 +394,9 @@ fn backend_spec(
     model: &str,
     params: &RunParameters,
     api_key: Option<String>,
-) -> Result<BackendSpec, Failure> {
+) -> Result<BackendSpec, CliError> {
     if Path::new(model).is_dir() {
-        return Err(Failure::new(
+        return Err(CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
                 "model {model} is a directory: give the .gguf file in it (or, for an Ollama \
@@ -400,7 +415,7 @@ fn backend_spec(
         BackendChoice::LlamaServer | BackendChoice::Auto => {
             let path = PathBuf::from(model);
             if !path.is_file() {
-                return Err(Failure::new(
+                return Err(CliError::new(
                     Exit::BadInput,
                     anyhow::anyhow!("model file {} does not exist", path.display()),
                 ));
@@ -449,15 +464,10 @@ fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
     match failure {
         TuneFailure::Model(_) | TuneFailure::BadLog(_) => Exit::BadInput,
         TuneFailure::Server(_) => Exit::NoServer,
-        TuneFailure::PluginLoad(
-            PluginError::UnknownBuiltin(_)
-            | PluginError::Read { .. }
-            | PluginError::NotAComponent { .. }
-            | PluginError::WrongApiVersion { .. }
-            | PluginError::WrongWorld { .. }
-            | PluginError::NotAStrategy { .. },
-        ) => Exit::BadInput,
-        TuneFailure::PluginLoad(_) | TuneFailure::Plugin(_) => Exit::Plugin,
+        TuneFailure::PluginLoad(e) | TuneFailure::Plugin(TuneError::Plugin(e)) => {
+            Exit::of_plugin_error(e)
+        }
+        TuneFailure::Plugin(_) => Exit::Plugin,
         TuneFailure::Interrupted { .. } if interruption.signal() == Some(libc::SIGTERM) => {
             Exit::Terminated
         }

@@ -1,12 +1,14 @@
 //! What the rest of Ozone takes from the configuration: guard thresholds, trial settings,
 //! plugin settings, sampler and learning switches.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
 use super::{Config, LoadedConfig};
 use crate::guard::Thresholds;
+use crate::plugin::PluginRef;
 use crate::trial::TrialSettings;
 
 impl Config {
@@ -128,16 +130,15 @@ impl Config {
 }
 
 /// The name a plugin's settings are filed under: a built-in name as it is, the file stem
-/// for a path to a component (`./my-search.wasm` → `my-search`).
+/// for a path to a component (`./my-search.wasm` → `my-search`). Which is which is
+/// [`PluginRef`]'s rule.
 pub fn plugin_name(strategy: &str) -> String {
-    let looks_like_path = strategy.contains('/') || strategy.ends_with(".wasm");
-    if looks_like_path {
-        std::path::Path::new(strategy)
+    match PluginRef::from_str(strategy) {
+        Ok(PluginRef::File(path)) => path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| strategy.to_string())
-    } else {
-        strategy.to_string()
+            .unwrap_or_else(|| strategy.to_string()),
+        _ => strategy.to_string(),
     }
 }
 

@@ -1,13 +1,15 @@
 //! The typed configuration: the original `o3_ai_config.yaml` layout plus Ozone's own
 //! `ozone:` section. Every field has the product's documented default, so a partial file
-//! (or none) is complete after loading.
+//! (or none) is complete after loading. Defaults of what the guard and the trial runner
+//! use are theirs ([`Thresholds`], [`TrialSettings`]); the file only names them.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::guard::Thresholds;
 use crate::plugin::SandboxLimits;
-use crate::trial::AdaptiveTimeouts;
+use crate::trial::{AdaptiveTimeouts, TrialSettings};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -262,10 +264,11 @@ pub struct StatisticalValidation {
 
 impl Default for StatisticalValidation {
     fn default() -> Self {
+        let t = TrialSettings::default();
         Self {
-            min_samples_per_config: 5,
-            confidence_threshold: 0.85,
-            variance_tolerance: 0.15,
+            min_samples_per_config: t.samples,
+            confidence_threshold: t.confidence_threshold,
+            variance_tolerance: t.variance_tolerance,
         }
     }
 }
@@ -281,10 +284,11 @@ pub struct ConcurrencyProgression {
 
 impl Default for ConcurrencyProgression {
     fn default() -> Self {
+        let t = TrialSettings::default();
         Self {
-            levels: vec![1, 2, 4, 8],
-            stabilization_delay: 2.0,
-            max_concurrent_timeouts: 2,
+            levels: t.concurrency_levels,
+            stabilization_delay: t.stabilization_delay_s,
+            max_concurrent_timeouts: t.max_concurrent_timeouts,
         }
     }
 }
@@ -332,11 +336,12 @@ pub struct SafetyThresholds {
 
 impl Default for SafetyThresholds {
     fn default() -> Self {
+        let t = Thresholds::default();
         Self {
-            max_vram_percent: 90.0,
-            max_ram_percent: 85.0,
-            max_temperature_c: 85.0,
-            max_cpu_percent: 90.0,
+            max_vram_percent: t.max_vram_percent,
+            max_ram_percent: t.max_ram_percent,
+            max_temperature_c: t.max_temperature_c,
+            max_cpu_percent: t.max_cpu_percent,
         }
     }
 }
@@ -352,9 +357,10 @@ pub struct ResourceHeadroom {
 
 impl Default for ResourceHeadroom {
     fn default() -> Self {
+        let t = Thresholds::default();
         Self {
-            vram_reserve_mb: 4096,
-            ram_reserve_mb: 4096,
+            vram_reserve_mb: t.vram_reserve_mb,
+            ram_reserve_mb: t.ram_reserve_mb,
             context_scaling_factor: 1.0,
         }
     }
@@ -437,16 +443,17 @@ pub struct OzoneSettings {
 
 impl Default for OzoneSettings {
     fn default() -> Self {
+        let (thresholds, trials) = (Thresholds::default(), TrialSettings::default());
         Self {
             context_strategy: "binary-search".into(),
             batch_strategy: "batch-scaler".into(),
             min_context: 2048,
-            fill_ratio: 0.9,
-            n_predict: 64,
-            process_memory_budget_mb: None,
-            cpu_grace_ms: 5000,
-            warmup: true,
-            health_timeout_s: 120.0,
+            fill_ratio: trials.fill_ratio,
+            n_predict: trials.n_predict,
+            process_memory_budget_mb: thresholds.process_memory_budget_mb,
+            cpu_grace_ms: thresholds.cpu_grace_ms,
+            warmup: trials.warmup,
+            health_timeout_s: trials.health_timeout_s,
             sandbox: SandboxLimits::default(),
             plugin_settings: BTreeMap::new(),
         }

@@ -338,6 +338,9 @@ ozone:
     assert_eq!(batch["scale_up_factor"], 2.0);
     assert_eq!(batch["initial_batch_small"], 64);
     assert_eq!(plugin_name("binary-search"), "binary-search");
+    // Files by PluginRef's rule: a `.wasm` name, or any path.
+    assert_eq!(plugin_name("./strategies/my-search.wasm"), "my-search");
+    assert_eq!(plugin_name("strategies/my-search"), "my-search");
 }
 
 #[test]

@@ -24,8 +24,8 @@
 //! A reading that is absent (could not be read) never breaches. Memory values and limits
 //! in a [`Breach`] are bytes.
 
-use super::{Breach, Metric, Thresholds};
-use crate::hardware::SamplePoint;
+use super::Thresholds;
+use crate::record::{Breach, Metric, SamplePoint};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -70,7 +70,7 @@ impl Guard {
     /// Effective GPU memory limit in bytes (see the module doc), if the total is known.
     pub fn vram_limit_bytes(&self) -> Option<u64> {
         self.capacity.gpu_mem_total_bytes.map(|total| {
-            memory_limit(
+            memory_limit_bytes(
                 total,
                 self.thresholds.max_vram_percent,
                 self.thresholds.vram_reserve_mb,
@@ -81,7 +81,7 @@ impl Guard {
     /// Effective RAM limit in bytes (see the module doc), if the total is known.
     pub fn ram_limit_bytes(&self) -> Option<u64> {
         self.capacity.ram_total_bytes.map(|total| {
-            memory_limit(
+            memory_limit_bytes(
                 total,
                 self.thresholds.max_ram_percent,
                 self.thresholds.ram_reserve_mb,
@@ -143,10 +143,15 @@ impl Guard {
     }
 }
 
-/// `min(total × percent / 100, total − reserve)`, in bytes.
-fn memory_limit(total: u64, percent: f64, reserve_mb: u64) -> u64 {
-    let by_percent = (total as f64 * percent / 100.0).max(0.0) as u64;
-    let by_reserve = total.saturating_sub(reserve_mb.saturating_mul(MIB));
+/// The byte level a memory threshold breaches above: `min(total × max_percent / 100,
+/// total − reserve_mb MiB)`, so whichever of the percentage and the reserve is stricter
+/// wins. Saturating: a reserve at or above the total gives 0, a negative or NaN percent
+/// gives 0, a percent above 100 is capped by the total. The one rule for the guard, the
+/// plugins' `hardware-facts` and the report's limit line.
+pub fn memory_limit_bytes(total_bytes: u64, max_percent: f64, reserve_mb: u64) -> u64 {
+    // `as` saturates (NaN → 0); `max(0.0)` keeps a negative percent at 0.
+    let by_percent = (total_bytes as f64 * max_percent / 100.0).max(0.0) as u64;
+    let by_reserve = total_bytes.saturating_sub(reserve_mb.saturating_mul(MIB));
     by_percent.min(by_reserve)
 }
 
@@ -165,6 +170,23 @@ mod tests {
     use super::*;
 
     const GIB: u64 = 1024 * MIB;
+
+    #[test]
+    fn memory_limit_is_the_stricter_of_percent_and_reserve_and_saturates() {
+        // 24 GiB at 90 % = 21.6 GiB; minus a 4 GiB reserve = 20 GiB: the reserve wins.
+        assert_eq!(memory_limit_bytes(24 * GIB, 90.0, 4096), 20 * GIB);
+        // 64 GiB at 85 % = 54.4 GiB; minus 4 GiB = 60 GiB: the percentage wins.
+        let percent = (64.0 * GIB as f64 * 0.85) as u64;
+        assert_eq!(memory_limit_bytes(64 * GIB, 85.0, 4096), percent);
+        // A reserve at or beyond the total, even one that overflows in bytes: 0.
+        assert_eq!(memory_limit_bytes(GIB, 90.0, 1024), 0);
+        assert_eq!(memory_limit_bytes(GIB, 90.0, u64::MAX), 0);
+        // Percentages outside 0..=100 never give more than the total or less than 0.
+        assert_eq!(memory_limit_bytes(GIB, 250.0, 0), GIB);
+        assert_eq!(memory_limit_bytes(GIB, -5.0, 0), 0);
+        assert_eq!(memory_limit_bytes(GIB, f64::NAN, 0), 0);
+        assert_eq!(memory_limit_bytes(u64::MAX, 100.0, 0), u64::MAX);
+    }
 
     fn at(t_ms: u64) -> SamplePoint {
         SamplePoint {

@@ -1,21 +1,29 @@
-//! Safety thresholds, reserves and breach detection.
+//! Keeping a trial inside its limits: the 100 ms [`Sampler`] reads the hardware probes,
+//! checks every point against the [`Thresholds`] and, on a breach, kills the server.
 //!
-//! The sampler checks every sample against [`Thresholds`]; a breach is raised as a
-//! [`Breach`] event that a running trial awaits so it can cancel within 200 ms.
-//! The exact rules (percent of total *or* reserve, whichever is tighter; the CPU grace
-//! period; absent readings never breach) are in [`Guard`]'s module, `guard/check.rs`;
-//! [`kill_tree`] is what the sampler does on a breach when asked to.
+//! A breach is raised as a [`Breach`](crate::record::Breach) event that a running trial
+//! awaits so it can cancel within 200 ms. The exact rules (percent of total *or* reserve,
+//! whichever is tighter; the CPU grace period; absent readings never breach) are in
+//! [`Guard`]'s module, `guard/check.rs`; [`kill_tree`] is what the sampler does on a
+//! breach when asked to.
 
 use serde::{Deserialize, Serialize};
 
 mod check;
+mod error;
+mod interrupt;
 mod kill;
+mod sampler;
 
-pub use check::{first_breach, Capacity, Guard};
+pub use check::{first_breach, memory_limit_bytes, Capacity, Guard};
+pub use error::SamplerError;
+pub use interrupt::{guarded, Guarded};
 pub use kill::kill_tree;
+pub use sampler::{Sampler, SamplerOptions, TickTimes};
 
 /// Limits a trial must stay inside. Defaults are the product's documented defaults
-/// (`hardware_monitoring.safety_thresholds` and `.resource_headroom`).
+/// (`hardware_monitoring.safety_thresholds` and `.resource_headroom`); this is their
+/// one home, the configuration's defaults read them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Thresholds {
@@ -44,66 +52,6 @@ impl Default for Thresholds {
             ram_reserve_mb: 4096,
             process_memory_budget_mb: None,
             cpu_grace_ms: 5000,
-        }
-    }
-}
-
-/// Which limit was crossed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Metric {
-    Vram,
-    Ram,
-    Temperature,
-    Cpu,
-    ProcessMemory,
-}
-
-impl std::fmt::Display for Metric {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Metric::Vram => "vram",
-            Metric::Ram => "ram",
-            Metric::Temperature => "temperature",
-            Metric::Cpu => "cpu",
-            Metric::ProcessMemory => "process-memory",
-        })
-    }
-}
-
-/// A threshold breach: which metric, the value seen, the limit, and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Breach {
-    pub metric: Metric,
-    /// Value seen, in the metric's unit (bytes for memory, °C, percent).
-    pub value: f64,
-    /// The limit it crossed, same unit.
-    pub limit: f64,
-    /// Milliseconds since the sampler started.
-    pub at_ms: u64,
-}
-
-impl std::fmt::Display for Breach {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.metric {
-            Metric::Vram | Metric::Ram | Metric::ProcessMemory => write!(
-                f,
-                "{} reached {:.1} MiB, limit {:.1} MiB (at {} ms)",
-                self.metric,
-                self.value / 1048576.0,
-                self.limit / 1048576.0,
-                self.at_ms
-            ),
-            Metric::Temperature => write!(
-                f,
-                "temperature reached {:.0} °C, limit {:.0} °C (at {} ms)",
-                self.value, self.limit, self.at_ms
-            ),
-            Metric::Cpu => write!(
-                f,
-                "cpu reached {:.0} %, limit {:.0} % (at {} ms)",
-                self.value, self.limit, self.at_ms
-            ),
         }
     }
 }

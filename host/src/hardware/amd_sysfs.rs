@@ -139,7 +139,7 @@ mod tests {
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/hardware/testdata/sysfs")
+            .join("tests/fixtures/hardware/sysfs")
             .join(name)
     }
 

@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn parses_real_proc_stat() {
-        let t = parse(include_str!("testdata/proc/stat")).expect("parsed");
+        let t = parse(include_str!("../../tests/fixtures/hardware/proc/stat")).expect("parsed");
         // cpu  1045127 2360 312873 15520337 21391 0 9650 0 0 0
         assert_eq!(t.total, 1045127 + 2360 + 312873 + 15520337 + 21391 + 9650);
         assert_eq!(t.busy, 1045127 + 2360 + 312873 + 9650);

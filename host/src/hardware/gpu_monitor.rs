@@ -158,12 +158,10 @@ pub fn totals(gpus: &[GpuInfo]) -> GpuTotals {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::guard::{Capacity, Guard, Metric, Thresholds};
-    use crate::hardware::SamplePoint;
 
     fn fixture(name: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("src/hardware/testdata/sysfs")
+            .join("tests/fixtures/hardware/sysfs")
             .join(name)
     }
 
@@ -184,34 +182,9 @@ mod tests {
         assert_eq!(t.total_bytes, Some(25_753_026_560));
     }
 
-    #[test]
-    fn a_guard_on_the_apu_fixture_sees_gtt_as_gpu_memory() {
-        // 19.2 GiB of 64.5 GiB in use: fine at 90 %, a breach at 25 %.
-        let t = totals(&GpuMonitor::amd_sysfs_only(&fixture("apu-strix-halo")).read());
-        let point = SamplePoint {
-            gpu_mem_used_bytes: t.used_bytes,
-            gpu_temp_c: t.hottest_c,
-            ..SamplePoint::default()
-        };
-        let capacity = Capacity {
-            gpu_mem_total_bytes: t.total_bytes,
-            ram_total_bytes: None,
-        };
-        assert_eq!(
-            Guard::new(Thresholds::default(), capacity).check(&point),
-            None
-        );
-        let tight = Thresholds {
-            max_vram_percent: 25.0,
-            ..Thresholds::default()
-        };
-        let breach = Guard::new(tight, capacity).check(&point).expect("breach");
-        assert_eq!(breach.metric, Metric::Vram);
-    }
-
     fn two_gpus_from_the_csv_fixture() -> Option<Vec<GpuInfo>> {
         Some(nvidia_smi::parse(include_str!(
-            "testdata/nvidia-smi/two-gpus.csv"
+            "../../tests/fixtures/hardware/nvidia-smi/two-gpus.csv"
         )))
     }
 

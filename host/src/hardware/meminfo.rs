@@ -41,7 +41,7 @@ mod tests {
 
     #[test]
     fn parses_real_meminfo() {
-        let text = include_str!("testdata/proc/meminfo");
+        let text = include_str!("../../tests/fixtures/hardware/proc/meminfo");
         let m = parse(text).expect("parsed");
         assert_eq!(m.total_bytes, 24_601_372 * 1024);
         assert_eq!(m.available_bytes, 23_189_912 * 1024);

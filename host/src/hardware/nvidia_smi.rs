@@ -67,7 +67,9 @@ mod tests {
 
     #[test]
     fn two_gpus_with_not_available_fields() {
-        let gpus = parse(include_str!("testdata/nvidia-smi/two-gpus.csv"));
+        let gpus = parse(include_str!(
+            "../../tests/fixtures/hardware/nvidia-smi/two-gpus.csv"
+        ));
         assert_eq!(gpus.len(), 2);
         let h100 = &gpus[0];
         assert_eq!(

@@ -109,7 +109,7 @@ mod tests {
     fn probe_of_an_apu_fixture_reports_unified_memory() {
         let opts = ProbeOptions {
             sysfs_root: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("src/hardware/testdata/sysfs/apu-strix-halo"),
+                .join("tests/fixtures/hardware/sysfs/apu-strix-halo"),
             use_smi_fallbacks: false,
             ..ProbeOptions::default()
         };

@@ -104,7 +104,9 @@ mod tests {
 
     #[test]
     fn vram_csv_field_two_is_used_bytes() {
-        let vram = parse_vram(include_str!("testdata/rocm-smi/showmeminfo-vram.csv"));
+        let vram = parse_vram(include_str!(
+            "../../tests/fixtures/hardware/rocm-smi/showmeminfo-vram.csv"
+        ));
         assert_eq!(vram.len(), 2);
         assert_eq!(vram["card0"], (Some(25_753_026_560), Some(1_365_958_656)));
         assert_eq!(vram["card1"], (Some(17_163_091_968), Some(10_526_720)));
@@ -113,17 +115,23 @@ mod tests {
     #[test]
     fn showmemuse_percentages_are_not_bytes() {
         // Same position, different meaning: no byte column, so nothing is read.
-        let vram = parse_vram(include_str!("testdata/rocm-smi/showmemuse.csv"));
+        let vram = parse_vram(include_str!(
+            "../../tests/fixtures/hardware/rocm-smi/showmemuse.csv"
+        ));
         assert_eq!(vram["card0"], (None, None));
     }
 
     #[test]
     fn temperatures_use_the_edge_sensor() {
-        let temps = parse_temperature(include_str!("testdata/rocm-smi/showtemp.csv"));
+        let temps = parse_temperature(include_str!(
+            "../../tests/fixtures/hardware/rocm-smi/showtemp.csv"
+        ));
         assert_eq!(temps["card0"], 45.0);
         assert_eq!(temps["card1"], 39.0);
         let gpus = merge(
-            &parse_vram(include_str!("testdata/rocm-smi/showmeminfo-vram.csv")),
+            &parse_vram(include_str!(
+                "../../tests/fixtures/hardware/rocm-smi/showmeminfo-vram.csv"
+            )),
             &temps,
         );
         assert_eq!(gpus[1].index, 1);

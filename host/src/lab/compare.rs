@@ -1,16 +1,16 @@
 //! Runs strategies through profiles with the tune driver and tabulates how each did.
 
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::plugin::{PluginHost, PluginRef};
-use crate::report::Limits;
-use crate::trial::{FailureKind, Phase, Verdict};
+use crate::plugin::{PluginError, PluginHost, PluginRef};
+use crate::record::{FailureKind, Phase, Verdict};
 use crate::tune::driver::{Driver, TrialBook, TuneError};
-use crate::tune::session::{load_plugins, plan};
-use crate::tune::TuneFailure;
+use crate::tune::plan::{load_plugins, plan};
+use crate::tune::Limits;
 
 use super::executor::{DecisionRecorder, ReplayExecutor, ReplayedTrial};
 use super::profile::{Decision, Profile};
@@ -26,6 +26,9 @@ pub struct Replay {
     pub limits: Option<Limits>,
     /// Why the run stopped early: the plugin's error (sandbox, contract) or its load.
     pub error: Option<String>,
+    /// The plugin error behind `error`, when a plugin's was (the CLI's exit code).
+    #[serde(skip)]
+    pub plugin_error: Option<Arc<PluginError>>,
     pub trials: Vec<ReplayedTrial>,
     pub decisions: Vec<Decision>,
     /// The profile's largest recorded stable context.
@@ -117,6 +120,7 @@ pub async fn replay(
         batch_strategy: config.ozone.batch_strategy.clone(),
         limits: None,
         error: None,
+        plugin_error: None,
         trials: Vec::new(),
         decisions: Vec::new(),
         true_limit: profile.true_limit(),
@@ -133,7 +137,8 @@ pub async fn replay(
     let (mut context, mut batch) = match loaded {
         Ok(pair) => pair,
         Err(e) => {
-            replay.error = Some(load_error(e));
+            replay.error = Some(load_error(&e));
+            replay.plugin_error = Some(Arc::new(e));
             return replay;
         }
     };
@@ -153,7 +158,11 @@ pub async fn replay(
     let outcome = driver.run(&plan, &mut context, &mut batch).await;
     match outcome {
         Ok(limits) => replay.limits = Some(limits),
-        Err(e) => replay.error = Some(run_error(e)),
+        Err(TuneError::Plugin(e)) => {
+            replay.error = Some(e.to_string());
+            replay.plugin_error = Some(Arc::new(e));
+        }
+        Err(e) => replay.error = Some(e.to_string()),
     }
     replay.trials = executor.trials;
     replay.decisions = observer.decisions;
@@ -180,18 +189,8 @@ pub fn replay_blocking(
     )))
 }
 
-fn load_error(e: TuneFailure) -> String {
-    match e {
-        TuneFailure::PluginLoad(e) => format!("could not load: {e}"),
-        other => other.to_string(),
-    }
-}
-
-fn run_error(e: TuneError) -> String {
-    match e {
-        TuneError::Plugin(e) => e.to_string(),
-        other => other.to_string(),
-    }
+fn load_error(e: &PluginError) -> String {
+    format!("could not load: {e}")
 }
 
 /// A built-in's name, or a component file's stem (`…/memory_model.wasm` → `memory_model`).

@@ -3,8 +3,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::hardware::SampleSeries;
-use crate::trial::{FailureKind, Phase, TrialConfig, TrialRun, Verdict};
+use crate::record::{FailureKind, Phase, SampleSeries, TrialConfig, Verdict};
+use crate::trial::TrialRun;
 use crate::tune::driver::{TrialExecutor, TuneError, TuneObserver};
 
 use super::profile::{Decision, Profile};

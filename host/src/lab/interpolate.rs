@@ -20,8 +20,7 @@
 //! recorded run never reached shares nothing but the context curve's batch), so those
 //! answers are the roughest; `--json` shows each derivation.
 
-use crate::hardware::Peaks;
-use crate::trial::{Failure, Stats, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Peaks, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict};
 
 /// A trial as the profile answers it.
 #[derive(Debug, Clone)]
@@ -210,7 +209,7 @@ fn failure_like(source: &TrialRecord, config: &TrialConfig, how: String) -> Answ
     record.config = config.clone();
     record.granted_ctx = None;
     if let Some(f) = &mut record.failure {
-        *f = Failure {
+        *f = TrialFailure {
             kind: f.kind,
             message: format!("interpolated: {how}; recorded: {}", f.message),
         };
@@ -288,7 +287,7 @@ fn blend(
 mod tests {
     use super::*;
     use crate::lab::Profile;
-    use crate::trial::FailureKind;
+    use crate::record::FailureKind;
 
     /// The context-phase trials of a real run (16k demo model under 48 MiB).
     fn curve() -> Vec<TrialRecord> {

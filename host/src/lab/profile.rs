@@ -6,14 +6,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::ModelFacts;
+use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
-use crate::report::{self, Limits, LogEvent, PluginUse, RunStatus};
-use crate::trial::{Phase, TrialConfig, TrialRecord, Verdict};
-use crate::tune::session::effective_thresholds;
-use crate::tune::RunParameters;
+use crate::record::{Phase, TrialConfig, TrialRecord, Verdict};
+use crate::report::{self, LogEvent, PluginUse, RunStatus};
+use crate::tune::plan::effective_thresholds;
+use crate::tune::{Limits, RunParameters};
 
 use super::interpolate::{self, Answer};
 
@@ -55,7 +55,7 @@ pub struct Provenance {
     pub log: String,
     pub model_source: String,
     pub ozone_version: String,
-    pub backend: String,
+    pub backend: BackendKind,
     pub recorded_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -64,7 +64,7 @@ pub struct Provenance {
 pub struct Profile {
     pub profile_version: u32,
     pub provenance: Provenance,
-    pub model: ModelFacts,
+    pub model: ModelMetadata,
     pub hardware: HardwareSnapshot,
     /// The recorded run's effective configuration (thresholds, plugin settings, plan).
     pub config: Config,

@@ -2,8 +2,7 @@
 //! and the conversions from the host's plain facts to the generated records.
 
 use crate::backend::SizeClass;
-use crate::guard::Metric;
-use crate::trial::{FailureKind, Verdict};
+use crate::record::{FailureKind, Metric, Verdict};
 
 use super::facts::{HardwareFacts, ModelInfo, Outcome};
 

@@ -1,9 +1,9 @@
 //! Plain host-side mirrors of the WIT records, built from the host's own types.
 
-use crate::backend::{ModelFacts, SizeClass};
-use crate::guard::Thresholds;
+use crate::backend::{ModelMetadata, SizeClass};
+use crate::guard::{memory_limit_bytes, Thresholds};
 use crate::hardware::HardwareSnapshot;
-use crate::trial::{FailureKind, KvCacheType, TrialConfig, TrialRecord, Verdict};
+use crate::record::{FailureKind, KvCacheType, TrialConfig, TrialRecord, Verdict};
 
 /// What a plugin is told about the machine (WIT `hardware-facts`). Bytes.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -23,13 +23,6 @@ pub struct HardwareFacts {
     pub logical_cores: Option<u32>,
 }
 
-/// The byte level a memory threshold breaches at: the percentage cap or the reserve,
-/// whichever is stricter.
-fn memory_limit(total: u64, max_percent: f64, reserve_mb: u64) -> u64 {
-    let by_percent = (total as f64 * max_percent / 100.0) as u64;
-    by_percent.min(total.saturating_sub(reserve_mb << 20))
-}
-
 impl HardwareFacts {
     pub fn from_snapshot(snapshot: &HardwareSnapshot, thresholds: &Thresholds) -> Self {
         let gpu_total = snapshot.gpu_memory_total_bytes();
@@ -38,12 +31,14 @@ impl HardwareFacts {
             gpu_count: snapshot.gpus.len() as u32,
             gpu_memory_total_bytes: gpu_total,
             gpu_memory_free_bytes: snapshot.gpu_memory_free_bytes(),
-            gpu_memory_limit_bytes: gpu_total
-                .map(|t| memory_limit(t, thresholds.max_vram_percent, thresholds.vram_reserve_mb)),
+            gpu_memory_limit_bytes: gpu_total.map(|t| {
+                memory_limit_bytes(t, thresholds.max_vram_percent, thresholds.vram_reserve_mb)
+            }),
             ram_total_bytes: ram_total,
             ram_available_bytes: snapshot.memory.available_bytes.map(|m| m.value),
-            ram_limit_bytes: ram_total
-                .map(|t| memory_limit(t, thresholds.max_ram_percent, thresholds.ram_reserve_mb)),
+            ram_limit_bytes: ram_total.map(|t| {
+                memory_limit_bytes(t, thresholds.max_ram_percent, thresholds.ram_reserve_mb)
+            }),
             process_memory_budget_bytes: thresholds.process_memory_budget_mb.map(|mb| mb << 20),
             unified_memory: snapshot.unified_memory(),
             logical_cores: snapshot.cpu.logical_cores.map(|m| m.value),
@@ -109,7 +104,7 @@ pub struct ModelInfo {
 
 impl ModelInfo {
     /// `trained_context` falls back to `bounds.max` when the model does not say.
-    pub fn from_facts(facts: &ModelFacts, bounds: ContextBounds, hint: Option<u32>) -> Self {
+    pub fn from_facts(facts: &ModelMetadata, bounds: ContextBounds, hint: Option<u32>) -> Self {
         Self {
             name: facts.name.clone(),
             parameter_count: facts.parameter_count,
@@ -193,8 +188,8 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hardware::{GpuInfo, GpuVendor, Measured, MemoryInfo, Peaks, Source};
-    use crate::trial::{Failure, Phase};
+    use crate::hardware::{GpuInfo, GpuVendor, Measured, MemoryInfo, Source};
+    use crate::record::{Peaks, Phase, TrialFailure};
 
     const GIB: u64 = 1 << 30;
 
@@ -275,8 +270,8 @@ mod tests {
                 cpu_percent: None,
             },
             breach: None,
-            failure: Some(Failure {
-                kind: FailureKind::ThresholdBreach(crate::guard::Metric::Vram),
+            failure: Some(TrialFailure {
+                kind: FailureKind::ThresholdBreach(crate::record::Metric::Vram),
                 message: "vram".into(),
             }),
             verdict: Verdict::Failed,
@@ -288,7 +283,7 @@ mod tests {
         assert_eq!(o.headroom.cpu_percent, None);
         assert_eq!(
             o.failure,
-            Some(FailureKind::ThresholdBreach(crate::guard::Metric::Vram))
+            Some(FailureKind::ThresholdBreach(crate::record::Metric::Vram))
         );
         assert_eq!(o.peak_gpu_memory_bytes, Some(22 * GIB));
     }

@@ -1,7 +1,7 @@
 //! The events of a trial log: one JSON object a line, tagged by `"event"`.
 //!
 //! ```text
-//! {"event":"run_started","log_version":1,"ozone_version":"0.1.0","model_source":"m.gguf","model":{…ModelFacts},"hardware":{…HardwareSnapshot},"config":{…Config},"plugins":[{"role":"context","name":"binary-search","version":"0.1.0","builtin":true}],"backend":"llama-server","versions":{"llama-server":"b6500"},"started_at":"2026-11-26T13:00:05Z"}
+//! {"event":"run_started","log_version":1,"ozone_version":"0.1.0","model_source":"m.gguf","model":{…ModelMetadata},"hardware":{…HardwareSnapshot},"config":{…Config},"plugins":[{"role":"context","name":"binary-search","version":"0.1.0","builtin":true}],"backend":"llama-server","versions":{"llama-server":"b6500"},"started_at":"2026-11-26T13:00:05Z"}
 //! {"event":"decision","phase":"context","plugin":"binary-search","proposed":32768}
 //! {"event":"sample","trial_id":1,"config":{"ctx":32768,…},"sample":{"index":0,"ok":true,"ttft_ms":…}}
 //! {"event":"trial","id":1,"phase":"context","config":{"ctx":32768,…},…every TrialRecord field, samples included}
@@ -17,12 +17,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::ModelFacts;
+use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
-use crate::hardware::{HardwareSnapshot, SampleSeries};
-use crate::trial::{Phase, SampleRecord, TrialConfig, TrialRecord};
-
-use super::Limits;
+use crate::hardware::HardwareSnapshot;
+use crate::record::{Phase, SampleRecord, SampleSeries, TrialConfig, TrialRecord};
+use crate::tune::Limits;
 
 /// Version of the log format, written in `run_started`.
 pub const LOG_VERSION: u32 = 1;
@@ -73,13 +72,13 @@ pub struct RunStarted {
     pub ozone_version: String,
     /// The model as given on the command line: a `.gguf` path or an Ollama tag.
     pub model_source: String,
-    pub model: ModelFacts,
+    pub model: ModelMetadata,
     pub hardware: HardwareSnapshot,
     /// The effective configuration.
     pub config: Config,
     pub plugins: Vec<PluginUse>,
     /// `llama-server`, `ollama` or `openai`.
-    pub backend: String,
+    pub backend: BackendKind,
     /// Versions of what the run used, by name (`llama-server`, …).
     #[serde(default)]
     pub versions: BTreeMap<String, String>,

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::trial::{KvCacheType, Phase};
+use crate::backend::BackendKind;
+use crate::record::{KvCacheType, Phase};
 use crate::tune::presets::{Preset, PresetName, Presets};
 
 use super::{render_summary_html, ReportError, RunSummary};
@@ -77,7 +78,7 @@ pub fn write_outputs(
     let env = EnvFile {
         ozone_version: &summary.ozone_version,
         written_at: Utc::now(),
-        backend: &summary.backend,
+        backend: summary.backend,
         versions: &summary.versions,
         plugins: &summary.plugins,
         hardware: &summary.hardware,
@@ -369,7 +370,7 @@ impl DefaultsFile {
 struct EnvFile<'a> {
     ozone_version: &'a str,
     written_at: DateTime<Utc>,
-    backend: &'a str,
+    backend: BackendKind,
     versions: &'a std::collections::BTreeMap<String, String>,
     plugins: &'a [super::PluginUse],
     hardware_fingerprint: String,

@@ -3,11 +3,11 @@
 
 use std::fmt::Write;
 
-use crate::hardware::Peaks;
-use crate::trial::{Phase, Stats, TrialRecord, Verdict};
+use crate::record::{Peaks, Stats, Verdict};
 use crate::tune::presets::{Preset, Presets};
 
-use super::svg::{Chart, Mark, Point, Series};
+use super::charts::charts;
+use super::escape::escape;
 use super::{LogEvent, ReportError, RunSummary};
 
 const MIB: f64 = 1048576.0;
@@ -127,7 +127,7 @@ fn header(h: &mut String, s: &RunSummary) {
             ),
         ),
         ("Machine", format!("{cpu}{cores}, {ram}, {gpus}")),
-        ("Backend", s.backend.clone()),
+        ("Backend", s.backend.to_string()),
         ("Plugins", plugins),
         ("Limits", thresholds_line(s)),
     ];
@@ -286,14 +286,6 @@ fn verdict_class(v: Verdict) -> &'static str {
     }
 }
 
-fn mark(v: Verdict) -> Mark {
-    match v {
-        Verdict::Stable => Mark::Stable,
-        Verdict::Unstable => Mark::Unstable,
-        Verdict::Failed => Mark::Failed,
-    }
-}
-
 fn stats(s: Option<&Stats>, decimals: usize) -> String {
     match s {
         Some(s) => format!(
@@ -335,250 +327,9 @@ fn duration(ms: u64) -> String {
     }
 }
 
-fn trial_label(t: &TrialRecord) -> String {
-    let mut label = format!("trial {}: {} — {:?}", t.id, t.config, t.verdict);
-    if let Some(f) = &t.failure {
-        let _ = write!(label, " ({})", f.message);
-    }
-    label
-}
-
-/// Which memory the context chart shows and the line it must stay under.
-struct MemoryAxis {
-    name: &'static str,
-    read: fn(&Peaks) -> Option<u64>,
-    limit_mib: Option<f64>,
-    limit_label: String,
-}
-
-fn memory_axis(s: &RunSummary) -> MemoryAxis {
-    let t = s.config.thresholds();
-    if let Some(budget) = t.process_memory_budget_mb {
-        return MemoryAxis {
-            name: "server process memory",
-            read: |p| p.process_rss_bytes,
-            limit_mib: Some(budget as f64),
-            limit_label: format!("budget {budget} MiB"),
-        };
-    }
-    let has_gpu = s
-        .trials
-        .iter()
-        .any(|t| t.peaks.gpu_mem_used_bytes.is_some());
-    if has_gpu {
-        let total = s.hardware.gpu_memory_total_bytes();
-        let (limit, label) =
-            memory_limit(total, t.max_vram_percent, t.vram_reserve_mb, "GPU memory");
-        return MemoryAxis {
-            name: "GPU memory",
-            read: |p| p.gpu_mem_used_bytes,
-            limit_mib: limit,
-            limit_label: label,
-        };
-    }
-    let total = s.hardware.memory.total_bytes.map(|m| m.value);
-    let (limit, label) = memory_limit(total, t.max_ram_percent, t.ram_reserve_mb, "RAM");
-    MemoryAxis {
-        name: "RAM in use",
-        read: |p| p.ram_used_bytes,
-        limit_mib: limit,
-        limit_label: label,
-    }
-}
-
-/// The tighter of `percent` of `total` and `total` minus the reserve, in MiB.
-fn memory_limit(
-    total_bytes: Option<u64>,
-    percent: f64,
-    reserve_mb: u64,
-    what: &str,
-) -> (Option<f64>, String) {
-    let Some(total) = total_bytes.map(|b| b as f64 / MIB) else {
-        return (None, String::new());
-    };
-    let by_percent = total * percent / 100.0;
-    let by_reserve = total - reserve_mb as f64;
-    if by_reserve < by_percent {
-        (
-            Some(by_reserve.max(0.0)),
-            format!("{what} minus {reserve_mb} MiB reserve"),
-        )
-    } else {
-        (Some(by_percent), format!("{percent} % of {what}"))
-    }
-}
-
-fn charts(s: &RunSummary) -> Vec<Chart> {
-    let axis = memory_axis(s);
-    let memory = Chart {
-        title: format!("Context vs peak {}", axis.name),
-        x_label: "context (tokens, log scale)".into(),
-        y_label: format!("peak {} (MiB)", axis.name),
-        log2_x: true,
-        series: vec![Series {
-            name: "trials".into(),
-            color: "#444",
-            connect: false,
-            points: s
-                .trials
-                .iter()
-                .map(|t| {
-                    let y = (axis.read)(&t.peaks).map(|b| b as f64 / MIB);
-                    let mut label = trial_label(t);
-                    match y {
-                        Some(mib) => label.push_str(&format!(", peak {mib:.0} MiB")),
-                        None => label.push_str(", no memory reading (drawn on the axis)"),
-                    }
-                    Point {
-                        x: f64::from(t.config.ctx),
-                        y,
-                        err: None,
-                        mark: mark(t.verdict),
-                        label,
-                    }
-                })
-                .collect(),
-        }],
-        limit: axis.limit_mib.map(|v| (v, axis.limit_label.clone())),
-    };
-
-    // Throughput vs batch at the context the batch phase ran at.
-    let batch_ctx = s
-        .trials
-        .iter()
-        .find(|t| t.phase == Phase::Batch)
-        .map(|t| t.config.ctx)
-        .or(s.limits.max_context);
-    let batch_trials: Vec<&TrialRecord> = s
-        .trials
-        .iter()
-        .filter(|t| {
-            t.config.concurrency == 1
-                && Some(t.config.ctx) == batch_ctx
-                && t.phase != Phase::Concurrency
-        })
-        .collect();
-    let batch = Chart {
-        title: format!(
-            "Throughput vs batch{}",
-            batch_ctx.map(|c| format!(" (ctx {c})")).unwrap_or_default()
-        ),
-        x_label: "batch (log scale)".into(),
-        y_label: "decode tokens/s".into(),
-        log2_x: true,
-        series: vec![Series {
-            name: "decode tok/s".into(),
-            color: "#1d6fa5",
-            connect: true,
-            points: batch_trials
-                .iter()
-                .map(|t| measure_point(t, f64::from(t.config.batch), t.decode_tps.as_ref()))
-                .collect(),
-        }],
-        limit: None,
-    };
-
-    // Concurrency ladder: its trials plus the single-stream trial they started from.
-    let ladder: Vec<&TrialRecord> = {
-        let conc: Vec<&TrialRecord> = s
-            .trials
-            .iter()
-            .filter(|t| t.phase == Phase::Concurrency)
-            .collect();
-        let base = conc.first().and_then(|c| {
-            s.trials.iter().rev().find(|t| {
-                t.config.concurrency == 1
-                    && t.config.ctx == c.config.ctx
-                    && t.config.batch == c.config.batch
-                    && t.phase != Phase::Concurrency
-            })
-        });
-        base.into_iter().chain(conc).collect()
-    };
-    let aggregate = |t: &TrialRecord| {
-        t.decode_tps.as_ref().map(|d| Stats {
-            mean: d.mean * f64::from(t.config.concurrency),
-            stddev: d.stddev * f64::from(t.config.concurrency),
-            ..d.clone()
-        })
-    };
-    let throughput = Chart {
-        title: "Throughput vs concurrency".into(),
-        x_label: "concurrent streams (log scale)".into(),
-        y_label: "decode tokens/s".into(),
-        log2_x: true,
-        series: vec![
-            Series {
-                name: "per stream".into(),
-                color: "#1d6fa5",
-                connect: true,
-                points: ladder
-                    .iter()
-                    .map(|t| {
-                        measure_point(t, f64::from(t.config.concurrency), t.decode_tps.as_ref())
-                    })
-                    .collect(),
-            },
-            Series {
-                name: "all streams".into(),
-                color: "#7b3fa0",
-                connect: true,
-                points: ladder
-                    .iter()
-                    .map(|t| {
-                        measure_point(t, f64::from(t.config.concurrency), aggregate(t).as_ref())
-                    })
-                    .collect(),
-            },
-        ],
-        limit: None,
-    };
-    let ttft = Chart {
-        title: "TTFT vs concurrency".into(),
-        x_label: "concurrent streams (log scale)".into(),
-        y_label: "time to first token (ms)".into(),
-        log2_x: true,
-        series: vec![Series {
-            name: "TTFT".into(),
-            color: "#b5562b",
-            connect: true,
-            points: ladder
-                .iter()
-                .map(|t| measure_point(t, f64::from(t.config.concurrency), t.ttft_ms.as_ref()))
-                .collect(),
-        }],
-        limit: None,
-    };
-    vec![memory, batch, throughput, ttft]
-}
-
-fn measure_point(t: &TrialRecord, x: f64, s: Option<&Stats>) -> Point {
-    Point {
-        x,
-        y: s.map(|s| s.mean),
-        err: s.map(|s| s.stddev),
-        mark: mark(t.verdict),
-        label: trial_label(t),
-    }
-}
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;\
+/// The stylesheet of Ozone's HTML pages (also the fleet report's).
+pub const STYLE: &str =
+    "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1400px;\
 padding:0 1em;color:#222}h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ddd;padding:3px 7px;\
 text-align:left;vertical-align:top}th{background:#f5f5f5}table.facts th{width:13em}\

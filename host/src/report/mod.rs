@@ -6,6 +6,8 @@
 //! `deploy/<model>.Modelfile`, `deploy/<model>.llama-server.sh`,
 //! `report/<model>_<ts>.html` (all by [`write_outputs`]).
 
+mod charts;
+mod escape;
 mod events;
 mod files;
 mod html;
@@ -15,17 +17,17 @@ mod svg;
 mod text;
 
 #[cfg(test)]
-pub(crate) mod fixtures;
-#[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use escape::escape;
 pub use events::{LogEvent, PluginUse, RunFinished, RunStarted, RunStatus, LOG_VERSION};
 pub use files::{file_stem, shell_quote, timestamp, write_outputs, OutputPaths};
-pub use html::{render_html, render_summary_html};
+pub use html::{render_html, render_summary_html, STYLE};
 pub use log::{log_path, read_log, read_log_detailed, LogContents, RunLog};
-pub use summary::{Limits, PhaseTiming, RunSummary, Timings};
+pub use summary::{PhaseTiming, RunSummary, Timings};
+pub use svg::{Chart, Mark, Point, Series};
 pub use text::presets_table;
 
 /// Default output directory.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::html::escape;
+use super::escape::escape;
 
 /// How a point is drawn: by the verdict of its trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

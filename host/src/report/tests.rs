@@ -4,11 +4,14 @@ use std::path::Path;
 use chrono::{TimeZone, Utc};
 
 use super::*;
-use crate::trial::Phase;
+use crate::backend::BackendKind;
+use crate::fixtures;
+use crate::record::Phase;
 use crate::tune::presets::{PresetName, Presets};
+use crate::tune::Limits;
 
 fn events() -> Vec<LogEvent> {
-    let mut events = vec![LogEvent::RunStarted(Box::new(fixtures::run_started()))];
+    let mut events = vec![LogEvent::RunStarted(Box::new(run_started()))];
     for t in fixtures::trials() {
         events.push(LogEvent::Decision {
             phase: t.phase,
@@ -53,7 +56,7 @@ fn write_log(path: &Path, events: &[LogEvent]) {
 #[test]
 fn log_round_trips_every_event() {
     let dir = tempfile::tempdir().unwrap();
-    let started = fixtures::run_started();
+    let started = run_started();
     let mut log = RunLog::create(dir.path(), &started.model.name, started.started_at).unwrap();
     assert_eq!(
         log.path(),
@@ -155,6 +158,7 @@ fn summary_from_events_matches_the_run() {
             max_context: Some(20480),
             best_batch: Some(256),
             max_concurrency: Some(2),
+            ..Limits::default()
         }
     );
     assert!(matches!(summary.presets, Presets::Three { .. }));
@@ -323,7 +327,7 @@ fn html_report_has_the_charts_and_the_presets_without_script() {
 fn only_one_stable_configuration_is_said_in_every_output() {
     let mut all = events();
     all.retain(|e| match e {
-        LogEvent::Trial(t) => t.verdict != crate::trial::Verdict::Stable || t.id == 3,
+        LogEvent::Trial(t) => t.verdict != crate::record::Verdict::Stable || t.id == 3,
         _ => true,
     });
     let summary = RunSummary::from_events(&all).unwrap();
@@ -351,7 +355,7 @@ fn only_one_stable_configuration_is_said_in_every_output() {
 fn nothing_stable_writes_no_deploy_files() {
     let mut all = events();
     all.retain(|e| match e {
-        LogEvent::Trial(t) => t.verdict != crate::trial::Verdict::Stable,
+        LogEvent::Trial(t) => t.verdict != crate::record::Verdict::Stable,
         _ => true,
     });
     let summary = RunSummary::from_events(&all).unwrap();
@@ -391,4 +395,36 @@ fn without_a_budget_the_memory_chart_shows_ram_against_the_tighter_limit() {
     assert!(html.contains("Context vs peak RAM in use"));
     // 8 GiB: 85 % is 6963 MiB, minus the 4096 MiB reserve is 4096 MiB: the reserve wins.
     assert!(html.contains("RAM minus 4096 MiB reserve"));
+}
+
+/// The fixture run's start line (see [`crate::fixtures`]).
+pub(crate) fn run_started() -> RunStarted {
+    RunStarted {
+        log_version: super::LOG_VERSION,
+        ozone_version: "0.1.0".into(),
+        model_source: "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf".into(),
+        model: fixtures::model(),
+        hardware: fixtures::hardware(),
+        config: fixtures::config(),
+        plugins: vec![
+            PluginUse {
+                role: "context".into(),
+                name: "binary-search".into(),
+                version: Some("0.1.0".into()),
+                builtin: true,
+            },
+            PluginUse {
+                role: "batch".into(),
+                name: "batch-scaler".into(),
+                version: Some("0.1.0".into()),
+                builtin: true,
+            },
+        ],
+        backend: BackendKind::LlamaServer,
+        versions: [("llama-server".to_string(), "b6500".to_string())]
+            .into_iter()
+            .collect(),
+        parameters: None,
+        started_at: Utc.with_ymd_and_hms(2026, 11, 26, 13, 0, 5).unwrap(),
+    }
 }

@@ -89,11 +89,13 @@ impl OutputPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{fixtures, RunStatus};
+    use crate::fixtures;
+    use crate::report::tests::run_started;
+    use crate::report::RunStatus;
 
     #[test]
     fn table_lists_each_preset_with_its_evidence() {
-        let started = fixtures::run_started();
+        let started = run_started();
         let s = RunSummary::new(
             &started,
             fixtures::trials(),

@@ -1,5 +1,6 @@
 //! How trials are run: samples, stability criteria, concurrency ladder, timeouts.
-//! Defaults are the product's documented defaults (`testing.*` in the config).
+//! Defaults are the product's documented defaults (`testing.*` in the config); this is
+//! their one home, the configuration's defaults read them.
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! From samples to a trial's statistics and verdict.
 
-use super::{Failure, SampleRecord, Stats, TrialSettings, Verdict};
+use super::TrialSettings;
+use crate::record::{SampleRecord, Stats, TrialFailure, Verdict};
 
 /// The statistics of a trial's samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +37,7 @@ pub fn summarize(samples: &[SampleRecord]) -> Summary {
 /// A trial where no sample succeeded failed, with the first sample's failure.
 pub fn verdict(
     summary: &Summary,
-    trial_failure: Option<&Failure>,
+    trial_failure: Option<&TrialFailure>,
     settings: &TrialSettings,
 ) -> Verdict {
     if trial_failure.is_some() || summary.success_rate == 0.0 {
@@ -97,8 +98,8 @@ mod tests {
             verdict(&summarize(&[sample(false, 0.0)]), None, &settings),
             Verdict::Failed
         );
-        let f = Failure {
-            kind: crate::trial::FailureKind::Timeout,
+        let f = TrialFailure {
+            kind: crate::record::FailureKind::Timeout,
             message: "x".into(),
         };
         let s = summarize(&[sample(true, 100.0)]);

@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{BatchScaler, ContextSearch, Outcome, PluginError};
-use crate::report::Limits;
-use crate::trial::{KvCacheType, Phase, TrialConfig, TrialRecord, TrialRun, Verdict};
+use crate::record::{KvCacheType, Phase, TrialConfig, TrialRecord, Verdict};
+use crate::trial::TrialRun;
+use crate::tune::Limits;
 
 /// Most trials one phase may ask for: a plugin that never says "done" is stopped here.
 pub const MAX_TRIALS_PER_PHASE: usize = 32;
@@ -340,10 +341,9 @@ mod tests {
     //! the real built-in components.
 
     use super::*;
-    use crate::backend::{ModelFacts, SizeClass};
-    use crate::hardware::{Peaks, SampleSeries};
+    use crate::backend::{ModelMetadata, SizeClass};
     use crate::plugin::{ContextBounds, HardwareFacts, ModelInfo, PluginHost, PluginRef};
-    use crate::trial::{Failure, FailureKind, Stats};
+    use crate::record::{FailureKind, Peaks, SampleSeries, Stats, TrialFailure};
 
     const LIMIT: u32 = 100_000;
 
@@ -379,7 +379,7 @@ mod tests {
                     cv: fits.then_some(0.0),
                     peaks: Peaks::default(),
                     breach: None,
-                    failure: (!fits).then(|| Failure {
+                    failure: (!fits).then(|| TrialFailure {
                         kind: FailureKind::OutOfMemory,
                         message: "synthetic".into(),
                     }),
@@ -413,7 +413,7 @@ mod tests {
         // A shared cache: compiling the components once is enough for every test.
         let cache = std::env::temp_dir().join("ozone-driver-tests-components");
         let host = PluginHost::new(Default::default(), Some(cache)).expect("engine");
-        let facts = ModelFacts {
+        let facts = ModelMetadata {
             name: "synthetic".into(),
             architecture: Some("llama".into()),
             parameter_count: Some(1_000_000_000),

@@ -1,14 +1,16 @@
-//! The orchestration of one `ozone tune`: probe, facts, context search, batch scaling,
-//! concurrency, presets, outputs.
+//! The search itself, apart from the real world: the driver's loop (plugins propose,
+//! trials run, outcomes go back), the plan it follows, the limits it finds, the presets
+//! derived from its trials and the warm-start store.
 //!
-//! [`driver`] is the loop itself (plugins propose, trials run, outcomes go back), apart
-//! from where trials come from; [`session`] puts a real server, the log and the output
-//! files around it.
+//! [`driver`] knows nothing about servers: a [`driver::TrialExecutor`] runs trials
+//! (`crate::session` on a real server, `crate::lab` from a recorded profile).
 
 pub mod driver;
-pub mod memory;
+mod limits;
+pub mod plan;
 pub mod presets;
-mod progress;
-pub(crate) mod session;
+pub mod warm_start;
 
-pub use session::{tune, RunParameters, TuneFailure, TuneJob, TuneResult, CONTEXT_GRANULARITY};
+pub use limits::{Bound, LimitBounds, Limits};
+pub use plan::{RunParameters, CONTEXT_GRANULARITY};
+pub use warm_start::WarmStartSource;

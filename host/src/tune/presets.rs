@@ -33,8 +33,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::PresetCategories;
-use crate::hardware::Peaks;
-use crate::trial::{Phase, Stats, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Peaks, Phase, Stats, TrialConfig, TrialRecord, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -394,7 +393,7 @@ fn build(name: PresetName, c: &Candidate, all: &[Candidate], weights: Weights) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures;
+    use crate::fixtures;
 
     #[test]
     fn realistic_run_gives_three_distinct_presets() {

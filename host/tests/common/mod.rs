@@ -10,9 +10,9 @@ use tokio::sync::{Mutex, MutexGuard};
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
-use ozone::guard::Thresholds;
-use ozone::hardware::SamplerOptions;
-use ozone::trial::{KvCacheType, TrialConfig, TrialSettings};
+use ozone::guard::{SamplerOptions, Thresholds};
+use ozone::record::{KvCacheType, TrialConfig};
+use ozone::trial::TrialSettings;
 
 /// The llama-server binary: `LLAMA_SERVER`, else the copy `.ci/install-llama-server`
 /// puts in the repository. Missing is a failure, never a skip.

@@ -6,12 +6,11 @@
 use std::path::PathBuf;
 
 use ozone::backend::SizeClass;
-use ozone::guard::Metric;
 use ozone::plugin::{
     BatchScaler, ContextBounds, ContextSearch, HardwareFacts, Headroom, ModelInfo, Outcome,
     PluginError, PluginHost, PluginRef, SandboxLimits,
 };
-use ozone::trial::{FailureKind, KvCacheType, TrialConfig, Verdict};
+use ozone::record::{FailureKind, KvCacheType, Metric, TrialConfig, Verdict};
 
 /// A host sharing one compiled-component cache across the test binaries, so each
 /// component is compiled once (cranelift is slow in debug builds).

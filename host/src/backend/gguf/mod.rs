@@ -1,4 +1,4 @@
-//! GGUF files: the metadata reader behind [`ModelFacts`](super::ModelFacts), and a small
+//! GGUF files: the metadata reader behind [`ModelMetadata`](super::ModelMetadata), and a small
 //! writer used to generate the tiny test model.
 
 mod format;
@@ -7,7 +7,9 @@ mod tiny;
 mod writer;
 
 pub use format::{GgmlType, GgufValue};
-pub use reader::{file_digest, read_facts, read_metadata, GgufError, GgufMetadata, TensorInfo};
+pub use reader::{
+    file_digest, read_metadata, read_model_metadata, GgufError, GgufMetadata, TensorInfo,
+};
 pub use tiny::{write_tiny_model, TinyModelError, TinyModelSpec};
 pub use writer::GgufWriter;
 
@@ -17,7 +19,7 @@ mod tests {
 
     use super::*;
     use crate::backend::SizeClass;
-    use crate::trial::KvCacheType;
+    use crate::record::KvCacheType;
 
     fn temp_path(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("ozone-gguf-{}", std::process::id()));
@@ -36,7 +38,7 @@ mod tests {
     fn tiny_model_facts_round_trip() {
         let (path, bytes) = tiny("facts.gguf");
         let spec = TinyModelSpec::default();
-        let facts = read_facts(&path).expect("facts");
+        let facts = read_model_metadata(&path).expect("facts");
         assert_eq!(facts.name, "facts");
         assert_eq!(facts.architecture.as_deref(), Some("llama"));
         assert_eq!(facts.trained_context, Some(spec.trained_context));
@@ -77,7 +79,9 @@ mod tests {
     fn bad_magic_names_the_file() {
         let path = temp_path("not-a-model.gguf");
         std::fs::write(&path, b"PK\x03\x04 this is a zip").expect("write");
-        let err = read_facts(&path).expect_err("must fail").to_string();
+        let err = read_model_metadata(&path)
+            .expect_err("must fail")
+            .to_string();
         assert!(
             err.contains("not-a-model.gguf") && err.contains("not a GGUF"),
             "{err}"
@@ -90,7 +94,9 @@ mod tests {
         bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
         let path = temp_path("v1.gguf");
         std::fs::write(&path, &bytes).expect("write");
-        let err = read_facts(&path).expect_err("must fail").to_string();
+        let err = read_model_metadata(&path)
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("unsupported GGUF version 1"), "{err}");
     }
 
@@ -100,7 +106,9 @@ mod tests {
         for cut in [6, 100, 2000, bytes.len() - 1000] {
             let path = temp_path(&format!("cut-{cut}.gguf"));
             std::fs::write(&path, &bytes[..cut]).expect("write");
-            let err = read_facts(&path).expect_err("must fail").to_string();
+            let err = read_model_metadata(&path)
+                .expect_err("must fail")
+                .to_string();
             assert!(err.contains("is truncated"), "cut at {cut}: {err}");
             assert!(err.contains(&format!("cut-{cut}.gguf")), "{err}");
         }
@@ -119,7 +127,7 @@ mod tests {
         renamed[at..at + key.len()].copy_from_slice(b"general.architectur_");
         let path = temp_path("no-arch.gguf");
         std::fs::write(&path, &renamed).expect("write");
-        let err = read_facts(&path).expect_err("must fail").to_string();
+        let err = read_model_metadata(&path).expect_err("must fail").to_string();
         assert!(
             err.contains("no-arch.gguf") && err.contains("no general.architecture"),
             "{err}"
@@ -128,7 +136,7 @@ mod tests {
 
     #[test]
     fn missing_file_names_the_path() {
-        let err = read_facts(&temp_path("absent.gguf"))
+        let err = read_model_metadata(&temp_path("absent.gguf"))
             .expect_err("must fail")
             .to_string();
         assert!(err.contains("absent.gguf"), "{err}");

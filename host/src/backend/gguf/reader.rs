@@ -1,5 +1,5 @@
 //! Reads a GGUF file's header, metadata and tensor table (never the weights) and turns
-//! them into [`ModelFacts`].
+//! them into [`ModelMetadata`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -7,7 +7,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::format::{tag, GgufValue, DEFAULT_ALIGNMENT, MAGIC, SUPPORTED_VERSIONS};
-use crate::backend::{ModelFacts, SizeClass};
+use crate::backend::{ModelMetadata, SizeClass};
 
 /// Numeric arrays up to this length are kept (per-layer head counts); longer ones and all
 /// string arrays (vocabularies) are skipped.
@@ -123,7 +123,7 @@ impl GgufMetadata {
     }
 
     /// The facts Ozone plans with.
-    pub fn facts(&self) -> ModelFacts {
+    pub fn model_metadata(&self) -> ModelMetadata {
         let arch = self.architecture().map(str::to_owned);
         let key = |suffix: &str| format!("{}.{suffix}", arch.as_deref().unwrap_or("llama"));
         let to_u32 = |v: Option<u64>| v.and_then(|v| u32::try_from(v).ok());
@@ -139,7 +139,7 @@ impl GgufMetadata {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| self.path.display().to_string());
-        ModelFacts {
+        ModelMetadata {
             name,
             architecture: arch.clone(),
             parameter_count: Some(params),
@@ -184,14 +184,14 @@ pub fn file_digest(path: &Path) -> Result<String, GgufError> {
 }
 
 /// Reads the model facts of a GGUF file (without the digest: see [`file_digest`]).
-pub fn read_facts(path: &Path) -> Result<ModelFacts, GgufError> {
+pub fn read_model_metadata(path: &Path) -> Result<ModelMetadata, GgufError> {
     let metadata = read_metadata(path)?;
     if metadata.architecture().is_none() {
         return Err(GgufError::NoArchitecture {
             path: path.to_owned(),
         });
     }
-    Ok(metadata.facts())
+    Ok(metadata.model_metadata())
 }
 
 /// Reads header, metadata and tensor table of a GGUF file.

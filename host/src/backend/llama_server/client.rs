@@ -11,7 +11,7 @@ use crate::backend::generation::{
 use crate::backend::http::{fetch_json, open_stream, DEFAULT_REQUEST_TIMEOUT};
 use crate::backend::stream::{looks_like_oom, parse_sse_line, SseLine};
 use crate::backend::BackendError;
-use crate::trial::FailureKind;
+use crate::record::FailureKind;
 
 /// A client for one llama-server.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::trial::TrialConfig;
+use crate::record::TrialConfig;
 
 /// How to run llama-server, apart from the configuration under test.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +61,7 @@ pub fn command_line(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trial::KvCacheType;
+    use crate::record::KvCacheType;
 
     #[test]
     fn command_line_multiplies_context_by_slots() {

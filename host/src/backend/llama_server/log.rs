@@ -5,7 +5,7 @@ use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 
 use crate::backend::stream::looks_like_oom;
-use crate::trial::{Failure, FailureKind};
+use crate::record::{FailureKind, TrialFailure};
 
 /// Lines kept in memory; the trial record gets the last [`RECORD_LINES`].
 const KEPT_LINES: usize = 400;
@@ -37,7 +37,7 @@ impl LogTail {
 
 /// Classifies a server that exited on its own: out of memory when the log says so,
 /// otherwise a server error naming the exit code or signal.
-pub fn classify_exit(log: &[String], status: Option<ExitStatus>) -> Failure {
+pub fn classify_exit(log: &[String], status: Option<ExitStatus>) -> TrialFailure {
     use std::os::unix::process::ExitStatusExt;
     let how = match status {
         Some(s) => match (s.code(), s.signal()) {
@@ -48,7 +48,7 @@ pub fn classify_exit(log: &[String], status: Option<ExitStatus>) -> Failure {
         None => "stopped answering".to_owned(),
     };
     if let Some(line) = log.iter().rev().find(|l| looks_like_oom(l)) {
-        return Failure {
+        return TrialFailure {
             kind: FailureKind::OutOfMemory,
             message: format!("llama-server {how}, out of memory: {}", line.trim()),
         };
@@ -59,7 +59,7 @@ pub fn classify_exit(log: &[String], status: Option<ExitStatus>) -> Failure {
         .find(|l| l.contains("error") || l.contains("failed"))
         .map(|l| format!(": {}", l.trim()))
         .unwrap_or_default();
-    Failure {
+    TrialFailure {
         kind: FailureKind::ServerError,
         message: format!("llama-server {how}{hint}"),
     }

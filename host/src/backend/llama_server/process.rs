@@ -12,7 +12,7 @@ use super::client::LlamaClient;
 use super::command::{command_line, LlamaServerSpec};
 use super::log::{classify_exit, LogTail, RECORD_LINES};
 use super::supervisor;
-use crate::trial::{Failure, FailureKind, TrialConfig};
+use crate::record::{FailureKind, TrialConfig, TrialFailure};
 
 /// How long SIGTERM gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -23,7 +23,7 @@ const PORT_TRIES: usize = 3;
 /// A server that did not come up: why, and what it logged.
 #[derive(Debug, Clone)]
 pub struct StartFailure {
-    pub failure: Failure,
+    pub failure: TrialFailure,
     pub log_tail: Vec<String>,
     /// The command that was run, for the user to reproduce.
     pub command: Vec<String>,
@@ -77,7 +77,7 @@ impl ManagedServer {
         on_spawn: &(dyn Fn(u32) + Send + Sync),
     ) -> Result<Self, StartFailure> {
         let mut command = command_line(spec, config);
-        let fail = |f: Failure, log: Vec<String>, command: &[String]| StartFailure {
+        let fail = |f: TrialFailure, log: Vec<String>, command: &[String]| StartFailure {
             failure: f,
             log_tail: log,
             command: command.to_vec(),
@@ -142,7 +142,7 @@ impl ManagedServer {
         &mut self,
         timeout: Duration,
         cancel: &CancellationToken,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), TrialFailure> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(f) = self.exited().await {
@@ -168,7 +168,7 @@ impl ManagedServer {
     }
 
     /// `Some(classification)` when the process has exited on its own.
-    pub async fn exited(&mut self) -> Option<Failure> {
+    pub async fn exited(&mut self) -> Option<TrialFailure> {
         match self.child.try_wait() {
             Ok(Some(status)) => {
                 unregister(self.pid);
@@ -251,8 +251,8 @@ impl Drop for ManagedServer {
     }
 }
 
-fn failure(kind: FailureKind, message: impl Into<String>) -> Failure {
-    Failure {
+fn failure(kind: FailureKind, message: impl Into<String>) -> TrialFailure {
+    TrialFailure {
         kind,
         message: message.into(),
     }

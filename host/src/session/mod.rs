@@ -1,60 +1,35 @@
-//! One model's tune from start to files: probe, facts, plugins, the driver's loop, the
-//! log, presets and outputs. Also picks a run up again from its log (`--resume`).
+//! One model's tune from start to files, the real world around the driver: probe, model
+//! facts, plugins, the trial runner on a real server, the JSONL log, presets and output
+//! files, warm starts. Also picks a run up again from its log (`--resume`).
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::llama_server::command_line;
-use crate::backend::{BackendError, BackendSpec, ModelFacts};
+use crate::backend::{BackendError, BackendSpec, ModelMetadata};
 use crate::config::Config;
-use crate::guard::Thresholds;
-use crate::hardware::{probe, HardwareSnapshot, ProbeOptions, SamplerOptions};
-use crate::plugin::{
-    BatchScaler, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, PluginError, PluginHost,
-    PluginRef,
-};
+use crate::guard::SamplerOptions;
+use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
+use crate::plugin::{PluginError, PluginHost, PluginRef};
+use crate::record::{Phase, TrialConfig, TrialRecord};
 use crate::report::{
     write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog, RunStarted,
     RunStatus, RunSummary,
 };
-use crate::trial::{KvCacheType, Phase, TrialConfig, TrialRecord, TrialRun, TrialRunner};
+use crate::trial::{TrialRun, TrialRunner};
+use crate::tune::driver::{Driver, TrialBook, TrialExecutor, TuneError, TuneObserver};
+use crate::tune::plan::{
+    effective_thresholds, load_plugins, plan, set_aside_cpu_threshold, RunParameters,
+};
+use crate::tune::warm_start::{Key, Learned, WarmStartSource, WarmStartStore};
 
-use super::driver::{Driver, Plan, TrialBook, TrialExecutor, TuneError, TuneObserver};
-use super::memory::{Key, Learned, Store};
-use super::presets::PresetName;
-use super::progress::PhaseProgress;
+use progress::PhaseProgress;
 
-/// Every proposal is a multiple of this many tokens.
-pub const CONTEXT_GRANULARITY: u32 = 256;
-/// Used as the search's ceiling when the server does not say what the model was trained
-/// for (OpenAI-compatible servers).
-const UNKNOWN_TRAINED_CONTEXT: u32 = 131_072;
-
-/// What the command line fixed for a run, kept in its log so `--resume` repeats it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunParameters {
-    pub kv_cache_type: KvCacheType,
-    /// llama-server `-ngl`.
-    pub gpu_layers: u32,
-    /// llama-server `-fa`.
-    pub flash_attn: String,
-    /// llama-server `-t`.
-    pub threads: Option<u32>,
-    pub llama_server: Option<PathBuf>,
-    pub ollama_url: Option<String>,
-    pub base_url: Option<String>,
-    pub skip_concurrency: bool,
-    pub preset: PresetName,
-    /// The warm-start hint the context plugin was given, so a resumed run replays the
-    /// same proposals.
-    pub hint: Option<u32>,
-}
+mod progress;
 
 /// One model's run, as prepared by the command line.
 pub struct TuneJob {
@@ -69,6 +44,9 @@ pub struct TuneJob {
     pub show_progress: bool,
     /// `--resume`: the log to continue.
     pub resume: Option<PathBuf>,
+    /// `--warm-start-from DIR`: limits other machines found, tried before this
+    /// machine's own store.
+    pub shared_warm_start: Option<Box<dyn WarmStartSource>>,
 }
 
 /// How a tune that did not complete ended; the CLI maps each to an exit code.
@@ -134,19 +112,17 @@ pub async fn tune(
             (Some(log), started, book)
         }
         None => {
-            let runner = TrialRunner::new(
-                job.spec.clone(),
-                job.config.trial_settings(),
-                SamplerOptions::default(),
-            );
-            let facts = until_cancelled(&cancel, runner.model_facts())
+            let facts = until_cancelled(&cancel, job.spec.model_metadata())
                 .await?
                 .map_err(|e| match job.spec {
                     BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
                     _ => TuneFailure::Server(e),
                 })?;
             let mut params = job.params.clone();
-            if !job.fresh && job.config.reuse_learned_configs() {
+            if !job.fresh {
+                params.hint = shared_hint(&job, &snapshot, &facts, &mut notes);
+            }
+            if !job.fresh && params.hint.is_none() && job.config.reuse_learned_configs() {
                 params.hint = remembered_limit(&snapshot, &facts, &job.config, &mut notes);
             }
             // The log and the report record the limits the trials were held to.
@@ -160,7 +136,7 @@ pub async fn tune(
                 hardware: snapshot.clone(),
                 config,
                 plugins: plugin_uses(&job.config),
-                backend: job.spec.kind().to_string(),
+                backend: job.spec.kind(),
                 versions: Default::default(),
                 parameters: Some(params),
                 started_at: Utc::now(),
@@ -200,7 +176,7 @@ pub async fn tune(
         }
     };
     let (mut context, mut batch) = match loaded {
-        Ok(Ok(plugins)) => plugins?,
+        Ok(Ok(plugins)) => plugins.map_err(TuneFailure::PluginLoad)?,
         Ok(Err(panic)) => {
             return Err(TuneFailure::Internal(format!(
                 "loading the plugins failed: {panic}"
@@ -337,45 +313,30 @@ fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailur
     Ok((log, started, TrialBook::from_records(trials)))
 }
 
-/// The CPU threshold guards GPU inference against a runaway host; when the model runs
-/// on the CPU, saturating it is the work itself, so the threshold is raised to 100 %
-/// (never crossed) in the run's effective configuration, and the user told.
-fn set_aside_cpu_threshold(
-    config: &mut Config,
+/// The hint of `--warm-start-from` (asked for explicitly, so the config's
+/// `reuse_learned_configs` does not turn it off; `--fresh` does).
+fn shared_hint(
+    job: &TuneJob,
     snapshot: &HardwareSnapshot,
-    params: &RunParameters,
-) -> Option<String> {
-    let limit = &mut config.hardware_monitoring.safety_thresholds.max_cpu_percent;
-    let cpu_inference = snapshot.gpus.is_empty() || params.gpu_layers == 0;
-    (cpu_inference && *limit < 100.0).then(|| {
-        let note = format!(
-            "max_cpu_percent {limit} not applied: inference runs on the CPU here, and saturating it is the work itself"
-        );
-        *limit = 100.0;
-        note
-    })
-}
-
-/// The thresholds trials of this run are held to (see [`set_aside_cpu_threshold`]).
-pub(crate) fn effective_thresholds(
-    config: &Config,
-    snapshot: &HardwareSnapshot,
-    params: &RunParameters,
+    facts: &ModelMetadata,
     notes: &mut Vec<String>,
-) -> Thresholds {
-    let mut config = config.clone();
-    notes.extend(set_aside_cpu_threshold(&mut config, snapshot, params));
-    config.thresholds()
+) -> Option<u32> {
+    let source = job.shared_warm_start.as_ref()?;
+    let key = Key::new(snapshot, facts.digest.as_deref()?);
+    let (limit, note) = source.context_hint(&key, &job.config)?;
+    tracing::info!("{note}");
+    notes.push(note);
+    Some(limit)
 }
 
 fn remembered_limit(
     snapshot: &HardwareSnapshot,
-    facts: &ModelFacts,
+    facts: &ModelMetadata,
     config: &Config,
     notes: &mut Vec<String>,
 ) -> Option<u32> {
     let digest = facts.digest.as_deref()?;
-    let store = Store::open_default().ok()?;
+    let store = WarmStartStore::open_default().ok()?;
     match store.lookup(&Key::new(snapshot, digest), config.learned_max_age()) {
         Ok(Some(learned)) => {
             let limit = learned.max_context?;
@@ -396,7 +357,7 @@ fn remember(snapshot: &HardwareSnapshot, summary: &RunSummary, notes: &mut Vec<S
     let Some(digest) = summary.model.digest.as_deref() else {
         return;
     };
-    let stored = Store::open_default().and_then(|store| {
+    let stored = WarmStartStore::open_default().and_then(|store| {
         store.remember(
             &Key::new(snapshot, digest),
             Learned::from_limits(&summary.model.name, &summary.limits),
@@ -417,64 +378,9 @@ fn plugin_uses(config: &Config) -> Vec<PluginUse> {
         role: role.into(),
         name: name.clone(),
         version: Some(crate::plugin::API_VERSION.to_string()),
-        builtin: !name.ends_with(".wasm"),
+        builtin: matches!(PluginRef::from_str(name), Ok(PluginRef::Builtin(_))),
     })
     .collect()
-}
-
-pub(crate) fn load_plugins(
-    plugins: &PluginHost,
-    config: &Config,
-    snapshot: &HardwareSnapshot,
-    thresholds: &Thresholds,
-    facts: &ModelFacts,
-    params: &RunParameters,
-) -> Result<(ContextSearch, BatchScaler), TuneFailure> {
-    let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
-    let bounds = ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY);
-    let model = ModelInfo::from_facts(facts, bounds, params.hint);
-    let hardware = HardwareFacts::from_snapshot(snapshot, thresholds);
-    let load = |name: &str| PluginRef::from_str(name).map_err(TuneFailure::PluginLoad);
-    let context = plugins
-        .load_context(
-            &load(&config.ozone.context_strategy)?,
-            &config.context_plugin_settings_json(),
-            &hardware,
-            &model,
-        )
-        .map_err(TuneFailure::PluginLoad)?;
-    let batch = plugins
-        .load_batch(
-            &load(&config.ozone.batch_strategy)?,
-            &config.batch_plugin_settings_json(),
-            &hardware,
-            &model,
-        )
-        .map_err(TuneFailure::PluginLoad)?;
-    Ok((context, batch))
-}
-
-pub(crate) fn plan(config: &Config, facts: &ModelFacts, params: &RunParameters) -> Plan {
-    let settings = config.trial_settings();
-    let initial_batch = config.initial_batch(facts.size_class);
-    let max_batch = config.search_strategy.batch_adaptation.max_batch.max(1);
-    let doublings = (f64::from(max_batch) / f64::from(initial_batch.max(1)))
-        .log2()
-        .ceil()
-        .max(0.0) as usize;
-    Plan {
-        initial_batch,
-        batch_scaling: config.batch_adaptation_enabled(),
-        kv_cache_type: params.kv_cache_type,
-        concurrency_levels: if params.skip_concurrency {
-            Vec::new()
-        } else {
-            settings.concurrency_levels.clone()
-        },
-        stabilization_delay: Duration::from_secs_f64(settings.stabilization_delay_s.max(0.0)),
-        estimated_context_trials: config.search_strategy.max_binary_iterations as usize + 1,
-        estimated_batch_trials: doublings + 1,
-    }
 }
 
 /// Runs trials on the real server.
@@ -538,5 +444,21 @@ impl TuneObserver for LogObserver<'_> {
 
     fn finished(&mut self) {
         self.progress.finish_phase();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_calls_a_plugin_built_in_by_the_loader_s_rule() {
+        let mut config = Config::default();
+        config.ozone.context_strategy = "binary-search".into();
+        config.ozone.batch_strategy = "plugins/my-scaler".into();
+        let uses = plugin_uses(&config);
+        assert!(uses[0].builtin);
+        // A path is a component file even without the `.wasm` suffix.
+        assert!(!uses[1].builtin);
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::trial::KvCacheType;
+use crate::record::KvCacheType;
 
 /// Size classes by parameter count: large ≥ 20e9, medium ≥ 3e9, small otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,7 +26,7 @@ impl SizeClass {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelFacts {
+pub struct ModelMetadata {
     /// Display name: file stem for a GGUF file, the tag for Ollama.
     pub name: String,
     /// `general.architecture`, e.g. `llama`.
@@ -48,7 +48,7 @@ pub struct ModelFacts {
     pub digest: Option<String>,
 }
 
-impl ModelFacts {
+impl ModelMetadata {
     /// KV cache bytes one token costs: Σlayers head_count_kv × (key_len × B(ctk) +
     /// value_len × B(ctv)). `None` when a needed fact is unknown.
     pub fn kv_bytes_per_token(&self, ctk: KvCacheType, ctv: KvCacheType) -> Option<u64> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::trial::{Phase, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Phase, TrialConfig, TrialRecord, Verdict};
 
 pub struct PhaseProgress {
     enabled: bool,

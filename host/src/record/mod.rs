@@ -1,9 +1,18 @@
-//! The data of a trial, exactly as written to the JSONL log (one `TrialRecord` a line).
+//! The data of a trial, exactly as written to the JSONL log (one `TrialRecord` a line):
+//! the configuration tried, its samples and statistics, the hardware peaks, the breach
+//! and the failure, the verdict.
+//!
+//! A leaf: plain data that imports nothing else of the crate, so that every layer (the
+//! backends that fail a trial, the guard that breaches one, the trial runner, the
+//! reports that read the log) can share one vocabulary.
+
+mod breach;
+mod series;
 
 use serde::{Deserialize, Serialize};
 
-use crate::guard::{Breach, Metric};
-use crate::hardware::Peaks;
+pub use breach::{Breach, Metric};
+pub use series::{Peaks, SamplePoint, SampleSeries};
 
 /// KV cache element type (`-ctk/-ctv`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -87,7 +96,7 @@ pub enum FailureKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Failure {
+pub struct TrialFailure {
     #[serde(flatten)]
     pub kind: FailureKind,
     /// One human line: what happened, with the figure that proves it.
@@ -190,7 +199,7 @@ pub struct TrialRecord {
     pub cv: Option<f64>,
     pub peaks: Peaks,
     pub breach: Option<Breach>,
-    pub failure: Option<Failure>,
+    pub failure: Option<TrialFailure>,
     pub verdict: Verdict,
     /// The server log's last lines, kept when the trial failed.
     pub server_log_tail: Vec<String>,

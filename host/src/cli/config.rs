@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{Exit, Failure, ResultExt};
+use super::{CliError, Exit, ResultExt};
 use crate::config::{self, ConfigEntry, LoadedConfig, Usage};
 
 #[derive(Debug, clap::Subcommand)]
@@ -24,7 +24,7 @@ pub struct ShowArgs {
     pub json: bool,
 }
 
-pub fn run(command: Command) -> Result<(), Failure> {
+pub fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Show(args) => show(args),
     }
@@ -38,7 +38,7 @@ struct ShowJson<'a> {
     entries: Vec<ConfigEntry>,
 }
 
-fn show(args: ShowArgs) -> Result<(), Failure> {
+fn show(args: ShowArgs) -> Result<(), CliError> {
     let loaded = config::load(args.config.as_deref()).exit(Exit::BadInput)?;
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::gpu_monitor::{self, GpuMonitor};
-use super::system::SystemReader;
-use super::{process_tree, HardwareError, Peaks, SamplePoint, SampleSeries};
-use crate::guard::{self, Breach, Capacity, Guard, Thresholds};
+use super::{kill_tree, Capacity, Guard, SamplerError, Thresholds};
+use crate::hardware::gpu_monitor::{self, GpuMonitor};
+use crate::hardware::process_tree;
+use crate::hardware::system::SystemReader;
+use crate::record::{Breach, Peaks, SamplePoint, SampleSeries};
 
 /// How the sampler runs.
 #[derive(Debug, Clone)]
@@ -71,9 +72,9 @@ pub struct Sampler {
 
 impl Sampler {
     /// Starts sampling on a new thread. The first point is taken at once.
-    pub fn start(opts: SamplerOptions) -> Result<Sampler, HardwareError> {
+    pub fn start(opts: SamplerOptions) -> Result<Sampler, SamplerError> {
         if opts.interval.is_zero() {
-            return Err(HardwareError::ZeroInterval);
+            return Err(SamplerError::ZeroInterval);
         }
         let watched = Arc::new(AtomicU32::new(0));
         let (breach_tx, _) = watch::channel(None);
@@ -89,7 +90,7 @@ impl Sampler {
         let thread = std::thread::Builder::new()
             .name("ozone-sampler".into())
             .spawn(move || worker.run())
-            .map_err(HardwareError::SpawnThread)?;
+            .map_err(SamplerError::SpawnThread)?;
         Ok(Sampler {
             watched,
             breach_tx,
@@ -231,7 +232,7 @@ impl Worker {
         // Publish first so a trial sees why its requests are about to fail.
         self.breach_tx.send_replace(Some(breach));
         if self.opts.kill_on_breach && pid != 0 {
-            let killed = guard::kill_tree(&self.opts.proc_root, pid);
+            let killed = kill_tree(&self.opts.proc_root, pid);
             tracing::debug!("killed {killed} process(es) of the tree rooted at pid {pid}");
         }
     }
@@ -280,7 +281,37 @@ impl WatchedProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Metric;
     use std::path::Path;
+
+    fn apu_fixture() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hardware/sysfs/apu-strix-halo")
+    }
+
+    #[test]
+    fn a_guard_on_the_apu_fixture_sees_gtt_as_gpu_memory() {
+        // 19.2 GiB of 64.5 GiB in use: fine at 90 %, a breach at 25 %.
+        let t = gpu_monitor::totals(&GpuMonitor::amd_sysfs_only(&apu_fixture()).read());
+        let point = SamplePoint {
+            gpu_mem_used_bytes: t.used_bytes,
+            gpu_temp_c: t.hottest_c,
+            ..SamplePoint::default()
+        };
+        let capacity = Capacity {
+            gpu_mem_total_bytes: t.total_bytes,
+            ram_total_bytes: None,
+        };
+        assert_eq!(
+            Guard::new(Thresholds::default(), capacity).check(&point),
+            None
+        );
+        let tight = Thresholds {
+            max_vram_percent: 25.0,
+            ..Thresholds::default()
+        };
+        let breach = Guard::new(tight, capacity).check(&point).expect("breach");
+        assert_eq!(breach.metric, Metric::Vram);
+    }
 
     #[test]
     fn sampler_can_be_shared_between_tasks() {
@@ -318,7 +349,7 @@ mod tests {
         };
         assert!(matches!(
             Sampler::start(opts),
-            Err(HardwareError::ZeroInterval)
+            Err(SamplerError::ZeroInterval)
         ));
     }
 
@@ -339,8 +370,7 @@ mod tests {
     #[test]
     fn gpu_readings_come_from_the_configured_sysfs_root() {
         let sampler = Sampler::start(SamplerOptions {
-            sysfs_root: Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("src/hardware/testdata/sysfs/apu-strix-halo"),
+            sysfs_root: apu_fixture(),
             interval: Duration::from_millis(20),
             ..SamplerOptions::default()
         })

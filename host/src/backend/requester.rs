@@ -1,14 +1,14 @@
-//! One request of a trial, sent to whichever backend is being measured.
+//! One generation request, sent to whichever backend is being measured.
 
-use crate::backend::llama_server::LlamaClient;
-use crate::backend::ollama::{OllamaClient, OllamaOptions};
-use crate::backend::openai::OpenAiClient;
-use crate::backend::{Generation, GenerationError, GenerationRequest, Prompt};
+use super::llama_server::LlamaClient;
+use super::ollama::{OllamaClient, OllamaOptions};
+use super::openai::OpenAiClient;
+use super::{Generation, GenerationError, GenerationRequest, Prompt};
 
 /// A cloneable handle that sends one generation request (each concurrent stream of a
 /// trial runs on its own task with its own clone).
 #[derive(Debug, Clone)]
-pub(crate) enum Requester {
+pub enum Requester {
     Llama(LlamaClient),
     Ollama(OllamaClient, OllamaOptions),
     OpenAi(OpenAiClient),
@@ -18,7 +18,7 @@ pub(crate) enum Requester {
 const OLLAMA_KEEP_ALIVE: &str = "5m";
 
 impl Requester {
-    pub(crate) async fn generate(
+    pub async fn generate(
         &self,
         request: &GenerationRequest,
     ) -> Result<Generation, GenerationError> {

@@ -4,7 +4,7 @@
 //! tiny test model included). Each sample starts at a different point of the filler so
 //! that no server can serve a sample's prefill from a cache of the previous one.
 
-use crate::backend::Prompt;
+use super::Prompt;
 
 pub(crate) const FILLER: &str = "The river leaves the mountains in the early spring and carries \
 the melted snow across the wide valley, past farms where people plant barley, oats and beans. \

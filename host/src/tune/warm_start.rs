@@ -11,8 +11,17 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::report::Limits;
+use crate::tune::Limits;
+
+/// Limits remembered somewhere else than this machine's store: a fleet's results
+/// directory (`crate::fleet`).
+pub trait WarmStartSource: Send + Sync {
+    /// The context to try first for `key` under `config`'s limits, and a note saying
+    /// where it comes from; `None` when nothing comparable is known.
+    fn context_hint(&self, key: &Key, config: &Config) -> Option<(u32, String)>;
+}
 
 /// Format version of `learned.json`.
 const STORE_VERSION: u32 = 1;
@@ -89,11 +98,11 @@ pub enum MemoryError {
 
 /// The store at one path.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct WarmStartStore {
     path: PathBuf,
 }
 
-impl Store {
+impl WarmStartStore {
     /// The store at `path` (tests, `--learned-store`).
     pub fn at(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
@@ -106,7 +115,7 @@ impl Store {
             .ok_or(MemoryError::NoDataDir)
     }
 
-    /// The store at [`Store::default_path`].
+    /// The store at [`WarmStartStore::default_path`].
     pub fn open_default() -> Result<Self, MemoryError> {
         Self::default_path().map(Self::at)
     }
@@ -232,7 +241,7 @@ mod tests {
     #[test]
     fn remembers_and_finds_by_exact_key() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::at(dir.path().join("nested").join("learned.json"));
+        let store = WarmStartStore::at(dir.path().join("nested").join("learned.json"));
         assert_eq!(store.lookup(&key("0.1.0"), None).unwrap(), None);
         store.remember(&key("0.1.0"), learned(20480, 0)).unwrap();
         store.remember(&key("0.2.0"), learned(16384, 0)).unwrap();
@@ -275,7 +284,7 @@ mod tests {
 
     #[test]
     fn key_and_learned_come_from_the_run() {
-        let hw = crate::report::fixtures::hardware();
+        let hw = crate::fixtures::hardware();
         let k = Key::new(&hw, "sha256:5ab1d2c3");
         assert_eq!(k.hardware_fingerprint, hw.fingerprint());
         assert_eq!(k.ozone_version, env!("CARGO_PKG_VERSION"));
@@ -283,6 +292,7 @@ mod tests {
             max_context: Some(20480),
             best_batch: Some(256),
             max_concurrency: Some(2),
+            ..Limits::default()
         };
         let l = Learned::from_limits("m", &limits);
         assert_eq!(
@@ -294,7 +304,7 @@ mod tests {
     #[test]
     fn old_results_are_not_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::at(dir.path().join("learned.json"));
+        let store = WarmStartStore::at(dir.path().join("learned.json"));
         store.remember(&key("0.1.0"), learned(20480, 10)).unwrap();
         let week = Some(chrono::Duration::days(7));
         assert_eq!(store.lookup(&key("0.1.0"), week).unwrap(), None);
@@ -306,7 +316,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("learned.json");
         std::fs::write(&path, "{\"version\": 1, \"entries\": [").unwrap();
-        let err = Store::at(&path).lookup(&key("0.1.0"), None).unwrap_err();
+        let err = WarmStartStore::at(&path)
+            .lookup(&key("0.1.0"), None)
+            .unwrap_err();
         assert!(matches!(err, MemoryError::Corrupt { .. }));
         assert!(err.to_string().contains("learned.json"), "{err}");
     }

@@ -1,26 +1,23 @@
-//! A realistic tuning run for tests: a 0.5B model on a 2-core CPU machine under a
-//! 1536 MiB process-memory budget. Context search (with a breach and an out-of-memory
-//! failure), batch scaling at the found context, a concurrency ladder that breaks at 4.
+//! Test data, compiled for unit tests only: a realistic tuning run, a 0.5B model on a
+//! 2-core CPU machine under a 1536 MiB process-memory budget. Context search (with a
+//! breach and an out-of-memory failure), batch scaling at the found context, a
+//! concurrency ladder that breaks at 4. The run's log start line is
+//! `report::tests::run_started` (the log's types are the report's).
 
 use chrono::{TimeZone, Utc};
 
-use crate::backend::{ModelFacts, SizeClass};
+use crate::backend::{ModelMetadata, SizeClass};
 use crate::config::Config;
-use crate::guard::{Breach, Metric};
-use crate::hardware::{
-    CpuInfo, HardwareSnapshot, Measured, MemoryInfo, Peaks, SamplePoint, SampleSeries, Source,
+use crate::hardware::{CpuInfo, HardwareSnapshot, Measured, MemoryInfo, Source};
+use crate::record::{
+    Breach, FailureKind, KvCacheType, Metric, Peaks, Phase, SamplePoint, SampleRecord,
+    SampleSeries, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict,
 };
-use crate::trial::{
-    Failure, FailureKind, KvCacheType, Phase, SampleRecord, Stats, TrialConfig, TrialRecord,
-    Verdict,
-};
-
-use super::{PluginUse, RunStarted};
 
 const MIB: u64 = 1 << 20;
 
-pub fn model() -> ModelFacts {
-    ModelFacts {
+pub fn model() -> ModelMetadata {
+    ModelMetadata {
         name: "qwen2.5-0.5b-instruct-q4_k_m".into(),
         architecture: Some("qwen2".into()),
         parameter_count: Some(494_032_768),
@@ -64,37 +61,6 @@ pub fn config() -> Config {
     let mut c = Config::default();
     c.ozone.process_memory_budget_mb = Some(1536);
     c
-}
-
-pub fn run_started() -> RunStarted {
-    RunStarted {
-        log_version: super::LOG_VERSION,
-        ozone_version: "0.1.0".into(),
-        model_source: "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf".into(),
-        model: model(),
-        hardware: hardware(),
-        config: config(),
-        plugins: vec![
-            PluginUse {
-                role: "context".into(),
-                name: "binary-search".into(),
-                version: Some("0.1.0".into()),
-                builtin: true,
-            },
-            PluginUse {
-                role: "batch".into(),
-                name: "batch-scaler".into(),
-                version: Some("0.1.0".into()),
-                builtin: true,
-            },
-        ],
-        backend: "llama-server".into(),
-        versions: [("llama-server".to_string(), "b6500".to_string())]
-            .into_iter()
-            .collect(),
-        parameters: None,
-        started_at: Utc.with_ymd_and_hms(2026, 11, 26, 13, 0, 5).unwrap(),
-    }
 }
 
 /// How a fixture trial ends.
@@ -195,7 +161,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
         Outcome::Unstable(ok, d, t, p, rss) => {
             measured(&mut record, ok, d, t, p, rss);
             record.verdict = Verdict::Unstable;
-            record.failure = Some(Failure {
+            record.failure = Some(TrialFailure {
                 kind: FailureKind::Timeout,
                 message: format!("{} of 5 requests timed out", 5 - ok),
             });
@@ -213,7 +179,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
                 limit: (1536 * MIB) as f64,
                 at_ms: 8_300,
             };
-            record.failure = Some(Failure {
+            record.failure = Some(TrialFailure {
                 kind: FailureKind::ThresholdBreach(Metric::ProcessMemory),
                 message: breach.to_string(),
             });
@@ -221,7 +187,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
             record.duration_ms = 8_400;
         }
         Outcome::OutOfMemory => {
-            record.failure = Some(Failure {
+            record.failure = Some(TrialFailure {
                 kind: FailureKind::OutOfMemory,
                 message: "llama-server could not allocate the KV cache".into(),
             });

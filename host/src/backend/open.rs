@@ -1,0 +1,432 @@
+//! Opening a server for one trial configuration, per backend: llama-server is started
+//! and the filler tokenized in the model's own tokens; Ollama is loaded with the
+//! configuration's options; an OpenAI-compatible server is calibrated (characters per
+//! token). Every step can be cut short by a threshold breach or Ctrl-C.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::generation::failure;
+use super::llama_server::{LlamaServerSpec, ManagedServer};
+use super::ollama::{OllamaClient, OllamaOptions};
+use super::openai::OpenAiClient;
+use super::prompt::{target_prompt_tokens, text_prompt, token_prompt, FILLER};
+use super::requester::Requester;
+use super::{BackendSpec, Generation, GenerationRequest, Prompt};
+use crate::guard::{guarded, Guarded};
+use crate::record::{Breach, FailureKind, TrialConfig, TrialFailure};
+
+/// Tokens of the warm-up request.
+const WARMUP_PROMPT_TOKENS: usize = 32;
+const WARMUP_PREDICT: u32 = 4;
+/// Characters of the calibration prompt (Ollama, OpenAI): short enough never to be
+/// truncated, long enough for a steady characters-per-token ratio.
+const CALIBRATION_CHARS: usize = 2000;
+/// How long a failed request waits for a crashing server to be seen as exited.
+const EXIT_SETTLE: Duration = Duration::from_millis(500);
+
+/// How a trial wants its server opened.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// How long a server may take to load and answer `/health`.
+    pub health_timeout: Duration,
+    /// Share of the context the prompt fills.
+    pub fill_ratio: f64,
+    /// Tokens generated per request.
+    pub n_predict: u32,
+    /// One unmeasured request before the samples (llama-server; the others always send
+    /// their calibration request).
+    pub warmup: bool,
+    /// Timeout of the warm-up or calibration request.
+    pub request_timeout: Duration,
+}
+
+/// A server that could not be opened: why, the context it granted if it said, and the
+/// last lines it logged.
+#[derive(Debug, Clone)]
+pub struct OpenFailure {
+    pub failure: TrialFailure,
+    pub granted_ctx: Option<u32>,
+    pub log_tail: Vec<String>,
+}
+
+impl OpenFailure {
+    fn new(failure: TrialFailure, log_tail: Vec<String>) -> Self {
+        Self {
+            failure,
+            granted_ctx: None,
+            log_tail,
+        }
+    }
+}
+
+/// Opens servers of one backend. Keeps what it learnt about the model's tokenizer
+/// between trials.
+#[derive(Debug)]
+pub struct ServerOpener {
+    spec: BackendSpec,
+    /// llama-server: the filler in the model's own tokens.
+    filler_tokens: Option<Arc<Vec<u32>>>,
+    /// Ollama, OpenAI: characters per token, learnt from the server's counts.
+    chars_per_token: Option<f64>,
+}
+
+/// A server ready for samples under one configuration.
+pub struct OpenServer {
+    server: Option<ManagedServer>,
+    requester: Requester,
+    granted_ctx: Option<u32>,
+    /// Prompt tokens each sample should carry.
+    target_tokens: u32,
+    prompt: PromptSource,
+}
+
+enum PromptSource {
+    Tokens(Arc<Vec<u32>>),
+    Text { chars_per_token: f64 },
+}
+
+impl OpenServer {
+    /// The prompt of sample `index`: same length, different start (no cache hits).
+    pub fn prompt(&self, index: u32) -> Prompt {
+        let offset = index as usize * 97;
+        match &self.prompt {
+            // llama-server adds no BOS to a token-array prompt: the count is exact.
+            PromptSource::Tokens(filler) => {
+                token_prompt(filler, self.target_tokens as usize, offset)
+            }
+            PromptSource::Text { chars_per_token } => {
+                let chars = (f64::from(self.target_tokens) * chars_per_token).round() as usize;
+                Prompt::Text(text_prompt(chars.max(1), offset))
+            }
+        }
+    }
+
+    /// A handle that sends one request; clone it for each concurrent stream.
+    pub fn requester(&self) -> Requester {
+        self.requester.clone()
+    }
+
+    /// Prompt tokens each sample aims for.
+    pub fn target_tokens(&self) -> u32 {
+        self.target_tokens
+    }
+
+    /// The context the server granted, when it says (llama-server, Ollama).
+    pub fn granted_ctx(&self) -> Option<u32> {
+        self.granted_ctx
+    }
+
+    /// Whether the server's token counts are exact (llama-server, fed token ids): every
+    /// prompt token and every generated token can then be checked.
+    pub fn exact_counts(&self) -> bool {
+        self.server.is_some()
+    }
+
+    pub fn log_tail(&self) -> Vec<String> {
+        self.server
+            .as_ref()
+            .map(ManagedServer::log_tail)
+            .unwrap_or_default()
+    }
+
+    /// Stops a server Ozone started: `fast` kills it at once (breach, Ctrl-C).
+    pub async fn close(&mut self, fast: bool) {
+        if let Some(server) = &mut self.server {
+            if fast {
+                server.kill().await;
+            } else {
+                server.stop().await;
+            }
+        }
+    }
+
+    /// The server's own exit, when it died (waits briefly for a crash to be visible).
+    pub async fn server_exit(&mut self) -> Option<TrialFailure> {
+        let server = self.server.as_mut()?;
+        let deadline = Instant::now() + EXIT_SETTLE;
+        loop {
+            if let Some(f) = server.exited().await {
+                return Some(f);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl ServerOpener {
+    pub fn new(spec: BackendSpec) -> Self {
+        Self {
+            spec,
+            filler_tokens: None,
+            chars_per_token: None,
+        }
+    }
+
+    pub fn spec(&self) -> &BackendSpec {
+        &self.spec
+    }
+
+    /// Starts (llama-server) or loads (Ollama) the configuration and prepares prompts.
+    /// `watch_pid` gets a started server's process id as soon as it exists.
+    pub async fn open(
+        &mut self,
+        config: &TrialConfig,
+        options: &OpenOptions,
+        watch_pid: &(dyn Fn(u32) + Send + Sync),
+        breaches: &mut watch::Receiver<Option<Breach>>,
+        cancel: &CancellationToken,
+    ) -> Result<OpenServer, OpenFailure> {
+        let spec = self.spec.clone();
+        match &spec {
+            BackendSpec::LlamaServer(spec) => {
+                self.open_llama(spec, config, options, watch_pid, breaches, cancel)
+                    .await
+            }
+            BackendSpec::Ollama { base_url, model } => {
+                let client = OllamaClient::new(base_url, model);
+                let ollama_options = OllamaOptions {
+                    num_ctx: config.ctx,
+                    num_batch: config.batch,
+                    num_predict: options.n_predict,
+                    num_thread: None,
+                    num_gpu: None,
+                };
+                let requester = Requester::Ollama(client.clone(), ollama_options);
+                let mut server = self
+                    .open_remote(requester, config, options, breaches, cancel)
+                    .await?;
+                // Ollama clamps num_ctx to the trained context: see what it loaded.
+                if let Ok(Some(loaded)) = client.loaded().await {
+                    server.granted_ctx = loaded.context_length;
+                }
+                check_granted(&server, config)?;
+                Ok(server)
+            }
+            BackendSpec::OpenAi {
+                base_url,
+                model,
+                api_key,
+            } => {
+                let requester =
+                    Requester::OpenAi(OpenAiClient::new(base_url, model, api_key.clone()));
+                self.open_remote(requester, config, options, breaches, cancel)
+                    .await
+            }
+        }
+    }
+
+    async fn open_llama(
+        &mut self,
+        spec: &LlamaServerSpec,
+        config: &TrialConfig,
+        options: &OpenOptions,
+        watch_pid: &(dyn Fn(u32) + Send + Sync),
+        breaches: &mut watch::Receiver<Option<Breach>>,
+        cancel: &CancellationToken,
+    ) -> Result<OpenServer, OpenFailure> {
+        let start = ManagedServer::start(spec, config, options.health_timeout, cancel, watch_pid);
+        let server = match guarded(start, breaches, cancel).await {
+            Guarded::Done(Ok(server)) => server,
+            Guarded::Done(Err(start_failure)) => {
+                let f = if cancel.is_cancelled() {
+                    interrupted()
+                } else {
+                    start_failure.failure
+                };
+                return Err(OpenFailure::new(f, start_failure.log_tail));
+            }
+            // The dropped start future killed the server.
+            Guarded::Breach => return Err(OpenFailure::new(interrupted_by_breach(), Vec::new())),
+            Guarded::Interrupted => return Err(OpenFailure::new(interrupted(), Vec::new())),
+        };
+
+        let filler = match &self.filler_tokens {
+            Some(f) => Arc::clone(f),
+            None => match server.client().tokenize(FILLER).await {
+                Ok(tokens) if !tokens.is_empty() => {
+                    let tokens = Arc::new(tokens);
+                    self.filler_tokens = Some(Arc::clone(&tokens));
+                    tokens
+                }
+                Ok(_) => {
+                    let log = server.log_tail();
+                    return Err(OpenFailure::new(
+                        failure(
+                            FailureKind::BadOutput,
+                            "llama-server tokenized the filler text to nothing",
+                        ),
+                        log,
+                    ));
+                }
+                Err(e) => {
+                    let log = server.log_tail();
+                    return Err(OpenFailure::new(
+                        failure(
+                            FailureKind::ServerError,
+                            format!("cannot tokenize the prompt: {e}"),
+                        ),
+                        log,
+                    ));
+                }
+            },
+        };
+        // With -kvu the slot may address the whole cache; the share per slot is ctx.
+        let granted_ctx = server.granted_ctx().map(|g| g.min(config.ctx));
+        let usable = granted_ctx.unwrap_or(config.ctx);
+        let server = OpenServer {
+            requester: Requester::Llama(server.client().clone()),
+            granted_ctx,
+            target_tokens: target_prompt_tokens(usable, options.fill_ratio, options.n_predict),
+            prompt: PromptSource::Tokens(Arc::clone(&filler)),
+            server: Some(server),
+        };
+        let mut server = match check_granted(&server, config) {
+            Ok(()) => server,
+            Err(mut open_failure) => {
+                let mut server = server;
+                open_failure.log_tail = server.log_tail();
+                server.close(false).await;
+                return Err(open_failure);
+            }
+        };
+
+        if options.warmup {
+            let request = GenerationRequest {
+                prompt: token_prompt(&filler, WARMUP_PROMPT_TOKENS, 0),
+                n_predict: WARMUP_PREDICT,
+                timeout: options.request_timeout,
+            };
+            warm(&mut server, &request, breaches, cancel).await?;
+        }
+        Ok(server)
+    }
+
+    /// Ollama and OpenAI-compatible servers: a calibration request (which also warms the
+    /// model up, and for Ollama loads it with the configuration's options) measures how
+    /// many characters the model's tokens hold.
+    async fn open_remote(
+        &mut self,
+        requester: Requester,
+        config: &TrialConfig,
+        options: &OpenOptions,
+        breaches: &mut watch::Receiver<Option<Breach>>,
+        cancel: &CancellationToken,
+    ) -> Result<OpenServer, OpenFailure> {
+        let target_tokens = target_prompt_tokens(config.ctx, options.fill_ratio, options.n_predict);
+        let mut server = OpenServer {
+            server: None,
+            requester,
+            granted_ctx: None,
+            target_tokens,
+            prompt: PromptSource::Text {
+                chars_per_token: 1.0,
+            },
+        };
+        // At least one character per token: a calibration prompt of `chars` characters
+        // holds at most `chars` tokens and cannot overflow the target.
+        let chars = CALIBRATION_CHARS.min(target_tokens as usize).max(1);
+        let request = GenerationRequest {
+            prompt: Prompt::Text(text_prompt(chars, 0)),
+            n_predict: WARMUP_PREDICT,
+            timeout: options.request_timeout,
+        };
+        let generation = warm(&mut server, &request, breaches, cancel).await?;
+        let ratio = generation
+            .prompt_tokens
+            .filter(|n| *n > 0)
+            .map(|n| chars as f64 / f64::from(n));
+        let chars_per_token = ratio.or(self.chars_per_token).unwrap_or(4.0);
+        self.chars_per_token = Some(chars_per_token);
+        server.prompt = PromptSource::Text { chars_per_token };
+        Ok(server)
+    }
+}
+
+/// One unmeasured request; its failure fails the trial.
+async fn warm(
+    server: &mut OpenServer,
+    request: &GenerationRequest,
+    breaches: &mut watch::Receiver<Option<Breach>>,
+    cancel: &CancellationToken,
+) -> Result<Generation, OpenFailure> {
+    let requester = server.requester.clone();
+    let work = tokio::time::timeout(request.timeout, requester.generate(request));
+    let outcome = guarded(work, breaches, cancel).await;
+    let fail = |f: TrialFailure, server: &OpenServer| OpenFailure::new(f, server.log_tail());
+    match outcome {
+        Guarded::Done(Ok(Ok(generation))) => Ok(generation),
+        Guarded::Done(Ok(Err(f))) => {
+            let f = server.server_exit().await.unwrap_or(f);
+            let open_failure = fail(warmup_failure(f), server);
+            server.close(false).await;
+            Err(open_failure)
+        }
+        Guarded::Done(Err(_)) => {
+            let open_failure = fail(
+                timeout_failure(request.timeout, "the warm-up request"),
+                server,
+            );
+            server.close(false).await;
+            Err(open_failure)
+        }
+        Guarded::Breach => {
+            let open_failure = fail(interrupted_by_breach(), server);
+            server.close(true).await;
+            Err(open_failure)
+        }
+        Guarded::Interrupted => {
+            server.close(true).await;
+            Err(fail(interrupted(), server))
+        }
+    }
+}
+
+fn check_granted(server: &OpenServer, config: &TrialConfig) -> Result<(), OpenFailure> {
+    match server.granted_ctx {
+        Some(granted) if granted < config.ctx => Err(OpenFailure {
+            failure: failure(
+                FailureKind::ServerError,
+                format!(
+                    "the server granted a context of {granted} tokens, not the {} asked \
+                     (beyond the model's trained context?)",
+                    config.ctx
+                ),
+            ),
+            granted_ctx: Some(granted),
+            log_tail: server.log_tail(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The failure of work cut short by Ctrl-C.
+pub fn interrupted() -> TrialFailure {
+    failure(FailureKind::ServerError, "interrupted")
+}
+
+/// A request that ran past its timeout.
+pub fn timeout_failure(timeout: Duration, what: &str) -> TrialFailure {
+    failure(
+        FailureKind::Timeout,
+        format!("{what} ran past the {:.0} s timeout", timeout.as_secs_f64()),
+    )
+}
+
+fn warmup_failure(f: TrialFailure) -> TrialFailure {
+    TrialFailure {
+        message: format!("warm-up failed: {}", f.message),
+        ..f
+    }
+}
+
+/// Placeholder replaced by the breach itself when the record is built.
+fn interrupted_by_breach() -> TrialFailure {
+    failure(FailureKind::ServerError, "stopped by a threshold breach")
+}

@@ -1,0 +1,63 @@
+//! A threshold breach, as the guard raises it and a trial records it.
+
+use serde::{Deserialize, Serialize};
+
+/// Which limit was crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    Vram,
+    Ram,
+    Temperature,
+    Cpu,
+    ProcessMemory,
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Metric::Vram => "vram",
+            Metric::Ram => "ram",
+            Metric::Temperature => "temperature",
+            Metric::Cpu => "cpu",
+            Metric::ProcessMemory => "process-memory",
+        })
+    }
+}
+
+/// A threshold breach: which metric, the value seen, the limit, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Breach {
+    pub metric: Metric,
+    /// Value seen, in the metric's unit (bytes for memory, °C, percent).
+    pub value: f64,
+    /// The limit it crossed, same unit.
+    pub limit: f64,
+    /// Milliseconds since the sampler started.
+    pub at_ms: u64,
+}
+
+impl std::fmt::Display for Breach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.metric {
+            Metric::Vram | Metric::Ram | Metric::ProcessMemory => write!(
+                f,
+                "{} reached {:.1} MiB, limit {:.1} MiB (at {} ms)",
+                self.metric,
+                self.value / 1048576.0,
+                self.limit / 1048576.0,
+                self.at_ms
+            ),
+            Metric::Temperature => write!(
+                f,
+                "temperature reached {:.0} °C, limit {:.0} °C (at {} ms)",
+                self.value, self.limit, self.at_ms
+            ),
+            Metric::Cpu => write!(
+                f,
+                "cpu reached {:.0} %, limit {:.0} % (at {} ms)",
+                self.value, self.limit, self.at_ms
+            ),
+        }
+    }
+}

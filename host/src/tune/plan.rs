@@ -1,0 +1,132 @@
+//! What a run is set to do, from the configuration, the model and the command line: the
+//! driver's [`Plan`], the plugins it drives, the thresholds its trials are held to.
+//! `ozone tune` and the strategy lab derive them the same way.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::ModelMetadata;
+use crate::config::Config;
+use crate::guard::Thresholds;
+use crate::hardware::HardwareSnapshot;
+use crate::plugin::{
+    BatchScaler, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, PluginError, PluginHost,
+    PluginRef,
+};
+use crate::record::KvCacheType;
+
+use super::driver::Plan;
+use super::presets::PresetName;
+
+/// Every proposal is a multiple of this many tokens.
+pub const CONTEXT_GRANULARITY: u32 = 256;
+/// Used as the search's ceiling when the server does not say what the model was trained
+/// for (OpenAI-compatible servers).
+const UNKNOWN_TRAINED_CONTEXT: u32 = 131_072;
+
+/// What the command line fixed for a run, kept in its log so `--resume` repeats it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunParameters {
+    pub kv_cache_type: KvCacheType,
+    /// llama-server `-ngl`.
+    pub gpu_layers: u32,
+    /// llama-server `-fa`.
+    pub flash_attn: String,
+    /// llama-server `-t`.
+    pub threads: Option<u32>,
+    pub llama_server: Option<PathBuf>,
+    pub ollama_url: Option<String>,
+    pub base_url: Option<String>,
+    pub skip_concurrency: bool,
+    pub preset: PresetName,
+    /// The warm-start hint the context plugin was given, so a resumed run replays the
+    /// same proposals.
+    pub hint: Option<u32>,
+}
+
+/// The CPU threshold guards GPU inference against a runaway host; when the model runs
+/// on the CPU, saturating it is the work itself, so the threshold is raised to 100 %
+/// (never crossed) in the run's effective configuration, and the user told.
+pub fn set_aside_cpu_threshold(
+    config: &mut Config,
+    snapshot: &HardwareSnapshot,
+    params: &RunParameters,
+) -> Option<String> {
+    let limit = &mut config.hardware_monitoring.safety_thresholds.max_cpu_percent;
+    let cpu_inference = snapshot.gpus.is_empty() || params.gpu_layers == 0;
+    (cpu_inference && *limit < 100.0).then(|| {
+        let note = format!(
+            "max_cpu_percent {limit} not applied: inference runs on the CPU here, and saturating it is the work itself"
+        );
+        *limit = 100.0;
+        note
+    })
+}
+
+/// The thresholds trials of this run are held to (see [`set_aside_cpu_threshold`]).
+pub fn effective_thresholds(
+    config: &Config,
+    snapshot: &HardwareSnapshot,
+    params: &RunParameters,
+    notes: &mut Vec<String>,
+) -> Thresholds {
+    let mut config = config.clone();
+    notes.extend(set_aside_cpu_threshold(&mut config, snapshot, params));
+    config.thresholds()
+}
+
+/// The run's context and batch plugins, loaded with what they are told about the
+/// machine and the model.
+pub fn load_plugins(
+    plugins: &PluginHost,
+    config: &Config,
+    snapshot: &HardwareSnapshot,
+    thresholds: &Thresholds,
+    facts: &ModelMetadata,
+    params: &RunParameters,
+) -> Result<(ContextSearch, BatchScaler), PluginError> {
+    let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
+    let bounds = ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY);
+    let model = ModelInfo::from_facts(facts, bounds, params.hint);
+    let hardware = HardwareFacts::from_snapshot(snapshot, thresholds);
+    let context = plugins.load_context(
+        &PluginRef::from_str(&config.ozone.context_strategy)?,
+        &config.context_plugin_settings_json(),
+        &hardware,
+        &model,
+    )?;
+    let batch = plugins.load_batch(
+        &PluginRef::from_str(&config.ozone.batch_strategy)?,
+        &config.batch_plugin_settings_json(),
+        &hardware,
+        &model,
+    )?;
+    Ok((context, batch))
+}
+
+/// What the driver is to do for a model: batch start, phases, concurrency ladder.
+pub fn plan(config: &Config, facts: &ModelMetadata, params: &RunParameters) -> Plan {
+    let settings = config.trial_settings();
+    let initial_batch = config.initial_batch(facts.size_class);
+    let max_batch = config.search_strategy.batch_adaptation.max_batch.max(1);
+    let doublings = (f64::from(max_batch) / f64::from(initial_batch.max(1)))
+        .log2()
+        .ceil()
+        .max(0.0) as usize;
+    Plan {
+        initial_batch,
+        batch_scaling: config.batch_adaptation_enabled(),
+        kv_cache_type: params.kv_cache_type,
+        concurrency_levels: if params.skip_concurrency {
+            Vec::new()
+        } else {
+            settings.concurrency_levels.clone()
+        },
+        stabilization_delay: Duration::from_secs_f64(settings.stabilization_delay_s.max(0.0)),
+        estimated_context_trials: config.search_strategy.max_binary_iterations as usize + 1,
+        estimated_batch_trials: doublings + 1,
+    }
+}
