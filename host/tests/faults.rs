@@ -1443,7 +1443,7 @@ async fn resume_takes_one_run_at_a_time_the_same_model_and_settings_and_a_moved_
     for flags in [
         &["--samples", "3"][..],
         &["--memory-budget-mb", "64"],
-        &["-o", "elsewhere"],
+        &["--output-dir", "elsewhere"],
         &["--preset", "max_context"],
     ] {
         refused(

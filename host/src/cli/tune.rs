@@ -9,7 +9,7 @@ use crate::backend::{ollama::normalize_base_url, BackendKind, BackendSpec};
 use crate::config::{self, LoadedConfig};
 use crate::plugin::PluginHost;
 use crate::record::KvCacheType;
-use crate::report::{self, LogEvent};
+use crate::report::{self, LogEvent, ReportError};
 use crate::session::{self, TuneFailure, TuneJob, TuneResult};
 use crate::tune::driver::TuneError;
 use crate::tune::presets::PresetName;
@@ -122,7 +122,23 @@ pub struct Args {
     /// and memory limits count. `--fresh` turns it off.
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub warm_start_from: Option<PathBuf>,
+    /// The flags given on the command line (clap ids), as opposed to left at their
+    /// defaults: `--resume` refuses those that would change the logged run.
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
+
+/// What `--resume` takes from its command line: where the llama-server binary is now
+/// (a moved binary), the API key (never logged), and how the result is shown. Every
+/// other flag would change what the log measured, and is refused by name.
+const RESUME_TAKES: [&str; 6] = [
+    "resume",
+    "llama_server",
+    "api_key",
+    "json",
+    "verbose",
+    "quiet",
+];
 
 const TUNE_EXAMPLES: &str = "\
 Examples:
@@ -193,7 +209,9 @@ async fn run_async(args: Args) -> Result<(), CliError> {
                 let exit = exit_code(&failure, &interruption);
                 // A model error names the file already.
                 let error = match &failure {
-                    TuneFailure::Model(_) => anyhow::anyhow!("{failure}"),
+                    TuneFailure::Model(_) | TuneFailure::ModelChanged { .. } => {
+                        anyhow::anyhow!("{failure}")
+                    }
                     _ => anyhow::anyhow!("{model}: {failure}"),
                 };
                 if matches!(exit, Exit::Interrupted | Exit::Terminated) {
@@ -339,6 +357,21 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, C
 
 /// A resumed run repeats the original's model, backend and flags from its log.
 fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
+    if let Some(flag) = args
+        .given
+        .iter()
+        .find(|id| !RESUME_TAKES.contains(&id.as_str()))
+    {
+        return Err(CliError::new(
+            Exit::BadInput,
+            anyhow::anyhow!(
+                "--{} cannot change on --resume: the run goes on with the settings {} \
+                 recorded; start a new run to use others",
+                flag.replace('_', "-"),
+                log.display()
+            ),
+        ));
+    }
     let events = report::read_log(log).exit(Exit::BadInput)?;
     let Some(LogEvent::RunStarted(started)) = events.into_iter().next() else {
         return Err(CliError::new(
@@ -349,7 +382,7 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
             ),
         ));
     };
-    let params = started.parameters.clone().ok_or_else(|| {
+    let mut params = started.parameters.clone().ok_or_else(|| {
         CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
@@ -358,6 +391,22 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
             ),
         )
     })?;
+    match (&args.llama_server, &params.llama_server) {
+        // A binary that moved: where it is now.
+        (Some(now), _) => params.llama_server = Some(now.clone()),
+        (None, Some(then)) if resolve_binary(Some(then)).is_err() => {
+            return Err(CliError::new(
+                Exit::NoServer,
+                anyhow::anyhow!(
+                    "the llama-server binary {} that {} ran is gone or not executable; pass \
+                     --llama-server PATH to resume with it where it is now",
+                    then.display(),
+                    log.display()
+                ),
+            ));
+        }
+        _ => {}
+    }
     let backend = match started.backend {
         BackendKind::LlamaServer => BackendChoice::LlamaServer,
         BackendKind::Ollama => BackendChoice::Ollama,
@@ -462,8 +511,14 @@ fn preset_name(choice: PresetChoice) -> PresetName {
 
 fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
     match failure {
-        TuneFailure::Model(_) | TuneFailure::BadLog(_) => Exit::BadInput,
-        TuneFailure::Server(_) => Exit::NoServer,
+        TuneFailure::Model(_) | TuneFailure::BadLog(_) | TuneFailure::ModelChanged { .. } => {
+            Exit::BadInput
+        }
+        // A log held by another run, from a newer ozone, or not a log at all.
+        TuneFailure::Output(
+            ReportError::InUse { .. } | ReportError::NewerLog { .. } | ReportError::BadLine { .. },
+        ) => Exit::BadInput,
+        TuneFailure::Server(_) | TuneFailure::ServerCannotStart(_) => Exit::NoServer,
         TuneFailure::PluginLoad(e) | TuneFailure::Plugin(TuneError::Plugin(e)) => {
             Exit::of_plugin_error(e)
         }
@@ -472,7 +527,9 @@ fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
             Exit::Terminated
         }
         TuneFailure::Interrupted { .. } => Exit::Interrupted,
-        TuneFailure::Output(_) | TuneFailure::Internal(_) => Exit::Internal,
+        TuneFailure::Output(_) | TuneFailure::Outputs { .. } | TuneFailure::Internal(_) => {
+            Exit::Internal
+        }
     }
 }
 

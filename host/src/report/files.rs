@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::backend::llama_server::command_line;
 use crate::backend::BackendKind;
 use crate::record::{KvCacheType, Phase};
 use crate::tune::presets::{Preset, PresetName, Presets};
 
-use super::{render_summary_html, ReportError, RunSummary};
+use super::{render_summary_html, ReportError, RunStarted, RunSummary};
 
 /// Where [`write_outputs`] put each file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -31,17 +32,54 @@ pub struct OutputPaths {
     pub notes: Vec<String>,
 }
 
+/// Every output file of a run, from what its log records: `summary`, the start line
+/// (the deploy files' preset, how the server ran) and `server_binary`, the llama-server
+/// the trials ran. A tune writes them as it ends; `ozone report LOG` writes them again
+/// from the log alone. `measured`: the run got to the end of its measurement — an
+/// interrupted one writes no defaults or deploy files, which are the model's answer.
+pub fn write_run_outputs(
+    out_dir: &Path,
+    log: &Path,
+    started: &RunStarted,
+    server_binary: Option<&Path>,
+    summary: &RunSummary,
+    measured: bool,
+) -> Result<OutputPaths, ReportError> {
+    let params = started.parameters.as_ref();
+    let preset = params.map_or(PresetName::Balanced, |p| p.preset);
+    let command = match (started.backend, params, server_binary) {
+        (BackendKind::LlamaServer, Some(params), Some(binary)) => {
+            summary.presets.get(preset).map(|p| {
+                let spec =
+                    params.llama_spec(binary.to_path_buf(), PathBuf::from(&started.model_source));
+                let mut command = command_line(&spec, &p.config);
+                command.extend(["--host", "127.0.0.1", "--port", "8080"].map(String::from));
+                command
+            })
+        }
+        _ => None,
+    };
+    write_outputs(
+        out_dir,
+        log,
+        summary,
+        measured.then_some(preset),
+        command.as_deref(),
+    )
+}
+
 /// Writes, under `out_dir`: `summaries/<run>.json`, `defaults/<model>.yaml`,
 /// `env/env_<ts>.json`, `deploy/<model>.Modelfile` (for `preset`),
 /// `deploy/<model>.llama-server.sh` (running `llama_command` exactly, when given) and
 /// `report/<run>.html`. `<run>` is the name of the run's log without `.jsonl`
 /// (`<model>_<ts>`, with `_2`… for a second run in the same second); `<ts>` is the
-/// run's start, `%Y%m%d_%H%M%S` UTC.
+/// run's start, `%Y%m%d_%H%M%S` UTC. Without a `preset` (a run that did not measure to
+/// the end) the defaults and deploy files are not written.
 pub fn write_outputs(
     out_dir: &Path,
     log: &Path,
     summary: &RunSummary,
-    preset: PresetName,
+    preset: Option<PresetName>,
     llama_command: Option<&[String]>,
 ) -> Result<OutputPaths, ReportError> {
     let model = file_stem(&summary.model.name);
@@ -62,7 +100,7 @@ pub fn write_outputs(
     // The defaults file and the deploy files are this model's current answer: a run
     // that found nothing stable does not replace what an earlier one found.
     let mut defaults = None;
-    if !matches!(summary.presets, Presets::NoStableConfiguration) {
+    if preset.is_some() && !matches!(summary.presets, Presets::NoStableConfiguration) {
         let path = out_dir.join("defaults").join(format!("{model}.yaml"));
         let yaml = serde_yaml::to_string(&DefaultsFile::new(summary)).map_err(|e| {
             ReportError::Encode {
@@ -86,7 +124,7 @@ pub fn write_outputs(
     };
     write(&env_path, &to_json(&env_path, &env)?)?;
 
-    let chosen = summary.presets.get(preset);
+    let chosen = preset.and_then(|p| summary.presets.get(p));
     let mut modelfile = None;
     let mut script = None;
     let mut notes = Vec::new();
@@ -398,7 +436,7 @@ fn write(path: &Path, contents: &str) -> Result<(), ReportError> {
 
 /// Writes `contents` to `path` whole or not at all (see the module comment). `mode`
 /// is the new file's permission bits, less the umask as for any new file.
-pub(crate) fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), ReportError> {
+pub fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), ReportError> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = path

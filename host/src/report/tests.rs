@@ -105,6 +105,7 @@ fn torn_last_line_is_skipped_and_cut_on_resume() {
     let (mut log, before) = RunLog::open_append(&path).unwrap();
     assert_eq!(before, all[..5].to_vec());
     let resumed = LogEvent::Resumed {
+        server_binary: None,
         at: Utc.with_ymd_and_hms(2026, 11, 26, 14, 0, 0).unwrap(),
     };
     log.append(&resumed).unwrap();
@@ -206,7 +207,7 @@ fn every_output_file_is_written_and_parses() {
         dir.path(),
         &log,
         &summary,
-        PresetName::Balanced,
+        Some(PresetName::Balanced),
         Some(&command),
     )
     .unwrap();
@@ -336,7 +337,14 @@ fn only_one_stable_configuration_is_said_in_every_output() {
     assert!(html.contains("Only one configuration was stable"));
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("logs/run.jsonl");
-    let paths = write_outputs(dir.path(), &log, &summary, PresetName::FastResponse, None).unwrap();
+    let paths = write_outputs(
+        dir.path(),
+        &log,
+        &summary,
+        Some(PresetName::FastResponse),
+        None,
+    )
+    .unwrap();
     let defaults: serde_yaml::Value =
         serde_yaml::from_str(&std::fs::read_to_string(paths.defaults.as_ref().unwrap()).unwrap())
             .unwrap();
@@ -362,8 +370,14 @@ fn nothing_stable_writes_no_deploy_files() {
     let dir = tempfile::tempdir().unwrap();
     let cmd = vec!["llama-server".to_string()];
     let log = dir.path().join("logs/run.jsonl");
-    let paths =
-        write_outputs(dir.path(), &log, &summary, PresetName::Balanced, Some(&cmd)).unwrap();
+    let paths = write_outputs(
+        dir.path(),
+        &log,
+        &summary,
+        Some(PresetName::Balanced),
+        Some(&cmd),
+    )
+    .unwrap();
     // Nothing found: an earlier run's presets and deploy files are left alone.
     assert!(paths.modelfile.is_none() && paths.llama_server_script.is_none());
     assert!(paths.defaults.is_none());
@@ -425,6 +439,7 @@ pub(crate) fn run_started() -> RunStarted {
             .into_iter()
             .collect(),
         parameters: None,
+        server_binary: None,
         started_at: Utc.with_ymd_and_hms(2026, 11, 26, 13, 0, 5).unwrap(),
     }
 }

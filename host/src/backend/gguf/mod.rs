@@ -127,7 +127,9 @@ mod tests {
         renamed[at..at + key.len()].copy_from_slice(b"general.architectur_");
         let path = temp_path("no-arch.gguf");
         std::fs::write(&path, &renamed).expect("write");
-        let err = read_model_metadata(&path).expect_err("must fail").to_string();
+        let err = read_model_metadata(&path)
+            .expect_err("must fail")
+            .to_string();
         assert!(
             err.contains("no-arch.gguf") && err.contains("no general.architecture"),
             "{err}"
