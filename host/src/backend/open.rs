@@ -207,8 +207,15 @@ impl ServerOpener {
                     .open_remote(requester, config, options, breaches, cancel)
                     .await?;
                 // Ollama clamps num_ctx to the trained context: see what it loaded.
-                if let Ok(Some(loaded)) = client.loaded().await {
-                    server.granted_ctx = loaded.context_length;
+                match guarded(client.loaded(), breaches, cancel).await {
+                    Guarded::Done(Ok(Some(loaded))) => server.granted_ctx = loaded.context_length,
+                    Guarded::Done(_) => {}
+                    Guarded::Breach => {
+                        return Err(OpenFailure::new(interrupted_by_breach(), Vec::new()))
+                    }
+                    Guarded::Interrupted => {
+                        return Err(OpenFailure::new(interrupted(), Vec::new()))
+                    }
                 }
                 check_granted(&server, config)?;
                 Ok(server)
