@@ -28,17 +28,27 @@ use tokio_util::sync::CancellationToken;
 
 const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 
+/// A run that has not ended (or not reached the point a test waits for) by now hangs:
+/// the deadline that turns a hang into a failure. Generous on purpose — it bounds, it
+/// does not measure; what must be quick is asserted on its own, in seconds.
+const RUN_ENDS: Duration = Duration::from_secs(300);
+
 // ---------------------------------------------------------------------------------------
 // Running `ozone` as a child, never waiting on it unbounded.
 
-/// `ozone` with its warm-start store, plugin cache and config search inside `dir`.
+/// `ozone` with its warm-start store and config search inside `dir`. The compiled
+/// plugins are shared by every test of this file: compiling them is not what is tested,
+/// and it costs a minute of a busy 2-core machine in a debug build.
 fn ozone(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(OZONE);
     cmd.args(args)
         .current_dir(dir)
         .env("LLAMA_SERVER", common::llama_server())
         .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .env(
+            "XDG_CACHE_HOME",
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("faults-cache"),
+        )
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .env("HOME", dir)
         .env_remove("RUST_LOG")
@@ -330,14 +340,14 @@ fn interrupt_tune(
     )
     .spawn()
     .expect("start ozone");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + RUN_ENDS;
     while !ready(dir) {
         assert!(Instant::now() < deadline, "the tune never got ready");
         std::thread::sleep(Duration::from_millis(50));
     }
     signal(&child, sig);
     let signalled = Instant::now();
-    let out = finish(child, started, Duration::from_secs(90));
+    let out = finish(child, started, RUN_ENDS);
     (out, signalled.elapsed())
 }
 
@@ -542,7 +552,7 @@ fn a_tune_against_an_endless_stream_stays_bounded_in_memory_and_time() {
         }
         peak
     });
-    let out = finish(child, started, Duration::from_secs(120));
+    let out = finish(child, started, RUN_ENDS);
     let peak = watcher.join().unwrap_or(0);
     assert_eq!(out.code(), Some(1), "nothing stable: {}", out.stderr);
     let log = the_log(dir.path()).expect("the log");
@@ -832,12 +842,12 @@ async fn a_server_behind_a_wrapper_dies_with_ozone_on_sigkill_and_sigterm() {
         )
         .spawn()
         .expect("start ozone");
-        wait_until("the real server started", Duration::from_secs(60), || {
+        wait_until("the real server started", RUN_ENDS, || {
             !real_servers(&model).is_empty()
         });
         signal(&child, sig);
         let signalled = Instant::now();
-        let out = finish(child, started, Duration::from_secs(60));
+        let out = finish(child, started, RUN_ENDS);
         wait_until(
             "every llama-server and wrapper gone",
             Duration::from_secs(5),
@@ -914,7 +924,7 @@ async fn hostile_model_names_are_quoted_in_the_script_and_refused_by_the_modelfi
         &config,
         "--skip-concurrency",
     ]);
-    let out = run(cwd, &args, Duration::from_secs(300));
+    let out = run(cwd, &args, RUN_ENDS);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
 
     std::fs::write(
@@ -1025,7 +1035,7 @@ fn a_server_that_cannot_start_stops_the_run_after_one_trial_with_exit_3() {
                 "--config",
                 config.to_str().unwrap(),
             ],
-            Duration::from_secs(60),
+            RUN_ENDS,
         );
         assert_eq!(out.code(), Some(3), "{}: {}", binary.display(), out.stderr);
         let errors = out.errors();
@@ -1120,7 +1130,7 @@ async fn outputs_that_cannot_be_written_leave_the_run_resumable_and_report_rebui
         &config,
         "--skip-concurrency",
     ];
-    let out = run(cwd, &args, Duration::from_secs(120));
+    let out = run(cwd, &args, RUN_ENDS);
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
     let errors = out.errors();
     assert_eq!(errors.len(), 1, "{}", out.stderr);
@@ -1149,11 +1159,7 @@ async fn outputs_that_cannot_be_written_leave_the_run_resumable_and_report_rebui
 
     // And `--resume` finishes the run without measuring anything again.
     let trials_before = events.iter().filter(|e| e["event"] == "trial").count();
-    let resumed = run(
-        cwd,
-        &["tune", "--resume", &relative],
-        Duration::from_secs(120),
-    );
+    let resumed = run(cwd, &["tune", "--resume", &relative], RUN_ENDS);
     assert_eq!(resumed.code(), Some(0), "{}", resumed.stderr);
     let events = log_events(&log);
     assert_eq!(
@@ -1253,7 +1259,7 @@ async fn a_full_disk_never_truncates_earlier_outputs() {
             &config,
             "--skip-concurrency",
         ],
-        Duration::from_secs(120),
+        RUN_ENDS,
     );
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
     let before = output_files(&out_dir);
@@ -1308,7 +1314,7 @@ async fn a_run_that_finds_nothing_stable_keeps_what_an_earlier_run_found() {
             "--skip-concurrency",
         ];
         args.extend(extra);
-        run(cwd, &args, Duration::from_secs(120))
+        run(cwd, &args, RUN_ENDS)
     };
     // 15: a minimum above the trained context is clamped, and the run says so.
     let first = tune(&["--min-context", "4096"]);
@@ -1382,11 +1388,11 @@ fn interrupted_run(dir: &Path, model: &Path, server: &Path, during: impl FnOnce(
             std::fs::read_to_string(log).is_ok_and(|t| t.contains("\"event\":\"trial\""))
         })
     };
-    wait_until("a first trial", Duration::from_secs(120), one_trial);
+    wait_until("a first trial", RUN_ENDS, one_trial);
     let log = the_log(dir).unwrap();
     during(&log);
     signal(&child, libc::SIGINT);
-    let out = finish(child, started, Duration::from_secs(60));
+    let out = finish(child, started, RUN_ENDS);
     assert_eq!(out.code(), Some(130), "{}", out.stderr);
     log
 }
@@ -1436,7 +1442,7 @@ async fn resume_takes_one_run_at_a_time_the_same_model_and_settings_and_a_moved_
     let resume = |extra: &[&str]| {
         let mut args = vec!["tune", "--resume", log_arg];
         args.extend(extra);
-        run(cwd, &args, Duration::from_secs(300))
+        run(cwd, &args, RUN_ENDS)
     };
 
     // 9: settings that would change what the log measured are refused, by name.
