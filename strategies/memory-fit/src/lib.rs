@@ -1,64 +1,72 @@
 //! `memory-fit`: a predictive context search, built into Ozone beside `binary-search`.
 //!
-//! Peak memory grows about linearly with the context (the KV cache, plus buffers sized
-//! by it). Each screen reports the peak of the *binding* memory and the headroom left to
-//! its limit; a line through those readings says where the headroom runs out, so the
-//! search can aim just below that instead of halving its way there.
+//! Peak memory grows linearly with the context (the KV cache, plus buffers sized by it:
+//! a sweep of the generated model's screens from 1024 to 16384 tokens fits a line to
+//! within 0.22 MiB). Each trial reports the peak of the *binding* memory and the
+//! headroom left to its limit; a line through those readings says where the headroom
+//! runs out, so the search aims just below that instead of halving its way there, then
+//! bisects what is left.
 //!
 //! # Semantics
 //!
 //! Settings (the plugin's section, `ozone.plugin_settings.memory-fit`; missing keys take
 //! these defaults, unknown keys — e.g. the `search_strategy` ones it is also handed —
-//! are ignored, a wrong type is an error):
-//! - `margin` (0.02): the share of the binding limit kept free when aiming, while the fit
-//!   has not yet been checked against a later reading (afterwards the fit's own largest
-//!   error is kept free). 2 % is twice the spread of re-measured peaks of one context in
-//!   the shipped profiles (±0.5 MiB of 48 MiB, resident memory sampled every 100 ms);
-//!   0 ≤ margin ≤ 0.5.
-//! - `max_iterations` (12): the most trials the search asks for, repeats included (≥ 1).
-//! - `growth_factor` (2.0): how far to grow when memory tells nothing (no readings, or a
-//!   flat or falling slope), like `binary-search`'s `binary_search_factor` (> 1).
+//! are ignored, a wrong type or a value out of range is an error):
+//! - `margin` (0.0025, 0 ..= 0.5): the noise of one memory reading assumed before the fit
+//!   has been checked, as a share of the binding limit (0.12 MiB of a 48 MiB budget;
+//!   the largest miss of the line on later readings replaces it). The safety margin is
+//!   that noise widened by how far the line is carried beyond its readings.
+//! - `max_iterations` (12, ≥ 1): the most trials the search asks for, repeats included.
+//! - `growth_factor` (2.0, > 1): how far to grow when memory tells nothing (no readings,
+//!   or a flat or falling slope), like `binary-search`'s `binary_search_factor`.
+//! - `prior_reach` (0.5, 0 < r ≤ 1): how far toward the KV prior's limit the second point
+//!   goes. Lower it where memory grows more than twice as fast as the KV cache
+//!   (attention buffers without flash attention on models with few KV heads).
 //!
 //! Every proposal is a multiple of `bounds.granularity` inside the bounds.
 //!
 //! 1. **Binding memory.** Watched: the GPU-memory budget and the process budget when
 //!    set, the GPU when there is one; RAM when nothing else is (or the GPU shares it).
-//!    One line is fitted per watched memory; the one that runs out first binds.
+//!    One line per watched memory; the one that runs out first binds.
 //! 2. **First point**: the warm-start hint, else `bounds.min` (cheap, and it measures the
 //!    fixed cost). A stable hint is followed by the step above it: an unchanged limit is
 //!    confirmed in two trials.
-//! 3. **Second point**, while only one reading (or only close ones) exists: a quarter of
-//!    the way to where the model's `kv-bytes-per-token` says the headroom runs out. The
-//!    KV cache is a lower bound on the real growth (buffers grow with the context too:
-//!    3.6× it on the generated model's resident memory), so this stays inside the limit
-//!    unless memory grows more than 4× faster than the cache alone. Without that prior:
-//!    `growth_factor` × the largest stable context.
-//! 4. **Aim**: with a measured slope (least squares over readings spanning at least
-//!    4 steps and a quarter of the largest context), the limit is the reading nearest to
-//!    it plus its headroom over the slope; the proposal is that limit less the expected
-//!    error (see `margin`), aligned down. If that is not above the largest stable context,
-//!    the limit itself (at least one step up). The measured slope always wins over the
-//!    prior. A flat or falling slope: `growth_factor` growth. Two single steps in a row
-//!    that were both stable (the fit keeps under-reaching): a `growth_factor` jump.
-//! 5. **Refine** once something failed, inside the bracket (largest stable context below
-//!    the smallest failure, `ozone_sdk::bisect::Bracket`): at the aim when the fit puts
-//!    the limit inside it; at the midpoint when the fit is refuted (it put the limit at or
-//!    above the failure), when there is no fit, or after two guided steps that did not
-//!    close the bracket.
-//! 6. **Noise.** A failure of any kind is a wall at its context (timeouts and server errors
-//!    too, but only memory readings of trials that ran feed the fit; a breach's peak is
-//!    where the guard stopped it, not a reading). An *unstable* trial above a stable one
-//!    (or at `bounds.min`) is measured once more (proposing it again asks the host for a
-//!    repeat); the repeat's verdict stands. A stable context above a failure stays out of
-//!    the bracket.
+//! 3. **Second point**, while the slope is unknown: `prior_reach` of the way to where
+//!    `kv-bytes-per-token` says the headroom runs out (at least 4 steps up). The KV cache
+//!    is a lower bound on the growth; in host memory one cache per request of the trial
+//!    counts, as llama-server keeps each finished request's cache in RAM. Measured on
+//!    the generated model: 1.5× the prior in one-request screens, 1.1× in 5-sample
+//!    trials. Without a prior: `growth_factor` × the largest stable context.
+//! 4. **Aim**: the slope is the least-squares line through the search's own stable
+//!    readings, *measured* once they span 4 steps and rise by 4× the noise (the prior
+//!    is never the answer: it only picks the second point), *flat* when memory fell or
+//!    rose less than the noise (then `growth_factor` growth). The limit is where the line
+//!    meets the limit; the proposal is that less the margin (less one step: aligning
+//!    down keeps up to a step free, and one step over the limit costs nothing a proof
+//!    does not — a failure one step above the answer is needed anyway), aligned down; if
+//!    that is not above the largest stable context, the limit itself. Never less than
+//!    one step above the largest stable context; after two such steps held in a row,
+//!    the step doubles.
+//! 5. **Refine** once something failed, inside the bracket (the largest stable context
+//!    below the smallest failure; `ozone_sdk::bisect::Bracket`): at the aim when the line
+//!    puts the limit inside it; one step below a memory failure that the line put at most
+//!    a margin and a step below its limit (once in a row); otherwise, or without a line,
+//!    the midpoint.
+//! 6. **Noise.** Any failure is a wall at its context, but only stable trials feed the
+//!    line (a breach's peak is where the guard stopped it; a timeout never reached its
+//!    peak). An *unstable* trial above a stable one (or at `bounds.min`) is measured once
+//!    more (proposing it again asks the host for a repeat); the repeat's verdict stands.
+//!    A stable context above a failure stays out of the bracket.
 //! 7. **Stop** when no aligned value is left between the largest stable and the smallest
 //!    failed context, when the largest stable is `bounds.max` (the trained context binds),
 //!    when `bounds.min` failed, or after `max_iterations`.
 //!
 //! `best()` is the largest stable context below the smallest failure. An outcome of stage
 //! `verify` that is not the pending proposal is the host's verification of `best`: when
-//! it is not stable, that context counts as failed and the search goes on. `propose()`
-//! asked twice before `observe()` answers the same value.
+//! it is not stable, that context counts as failed and the search goes on (verifications
+//! run more requests, so their readings stay out of the line). `propose()` asked twice
+//! before `observe()` answers the same value. Every proposal is logged (debug) with its
+//! reason and the line's limit.
 
 mod ledger;
 mod memory;
