@@ -10,9 +10,9 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{CliError, Exit, ResultExt};
-use crate::backend::llama_server::{resolve_binary, watch_ctrl_c, LlamaServerSpec};
+use crate::backend::llama_server::{resolve_binary, Interruption, LlamaServerSpec};
 use crate::backend::BackendSpec;
-use crate::config::{self, plugin_name, LoadedConfig};
+use crate::config::{self, plugin_name, LoadedConfig, Provenance as ConfigProvenance};
 use crate::guard::SamplerOptions;
 use crate::hardware::{probe, ProbeOptions};
 use crate::lab::record::{self, Bench, RecordSettings};
@@ -50,7 +50,7 @@ Example:
   ozone lab record model.gguf --memory-budget-mb 48 -o model-48.profile.json
 
 Exit codes: 0 recorded; 2 bad flag, config or model file; 3 no llama-server;
-130 interrupted (what was measured so far is written, marked partial).")]
+130 interrupted, 143 terminated (what was measured so far is written, marked partial).")]
 pub struct RecordArgs {
     /// The model: a `.gguf` file (llama-server).
     #[arg(value_name = "MODEL.gguf")]
@@ -316,8 +316,9 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
         settings.min_context
     );
 
-    let cancel = CancellationToken::new();
-    watch_ctrl_c(cancel.clone());
+    let interruption = Interruption::default();
+    interruption.watch().exit(Exit::Internal)?;
+    let cancel = interruption.token();
     let mut count = 0;
     let mut progress = |stage: Stage, t: &TrialRecord| {
         count += 1;
@@ -382,8 +383,13 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
                 .to_string())
     );
     if interrupted {
+        let exit = if interruption.signal() == Some(libc::SIGTERM) {
+            Exit::Terminated
+        } else {
+            Exit::Interrupted
+        };
         return Err(CliError::new(
-            Exit::Interrupted,
+            exit,
             anyhow::anyhow!("interrupted; the points measured so far are in {summary}"),
         ));
     }
@@ -505,16 +511,9 @@ fn compare(args: RunArgs) -> Result<(), CliError> {
         tracing::warn!("{warning}");
     }
     // The user's file, when there is one, overrides the profiles' plugin configuration.
-    let (user, user_sandbox) = match &loaded.source {
-        Some(_) => {
-            let sandbox = &loaded.config.ozone.sandbox;
-            let set = sandbox.as_object().is_some_and(|o| !o.is_empty());
-            (
-                PluginConfig::from_config(&loaded.config),
-                set.then(|| loaded.config.sandbox_json()),
-            )
-        }
-        None => (PluginConfig::default(), None),
+    let user = match &loaded.source {
+        Some(_) => PluginConfig::from_config(&loaded.config),
+        None => PluginConfig::default(),
     };
     let batch_strategy = args
         .batch_strategy
@@ -533,22 +532,17 @@ fn compare(args: RunArgs) -> Result<(), CliError> {
         .build()
         .exit(Exit::Internal)?;
     // One plugin host per distinct sandbox: compiled components are reused across runs.
-    let mut hosts: Vec<(String, PluginHost)> = Vec::new();
+    let mut hosts: Vec<(SandboxLimits, PluginHost)> = Vec::new();
     let started = Instant::now();
     let mut replays = Vec::new();
     for (name, profile) in &profiles {
-        // The sandbox the recording gave its plugins (`ozone.sandbox`), unless the user's
-        // configuration sets one.
-        let sandbox = user_sandbox
-            .clone()
-            .unwrap_or_else(|| profile.config.sandbox_json());
+        // The sandbox the recording gave its plugins (`ozone.sandbox`), with the keys the
+        // user's configuration sets.
+        let sandbox = sandbox_for(&loaded, &profile.config.ozone.sandbox);
         let host = match hosts.iter().position(|(s, _)| *s == sandbox) {
             Some(i) => &hosts[i].1,
             None => {
-                let limits = serde_json::from_str::<SandboxLimits>(&sandbox)
-                    .map_err(|e| anyhow::anyhow!("profile {name}: ozone.sandbox: {e}"))
-                    .exit(Exit::BadInput)?;
-                let host = PluginHost::new(limits, PluginHost::default_cache_dir())
+                let host = PluginHost::new(sandbox.clone(), PluginHost::default_cache_dir())
                     .map_err(CliError::plugin)?;
                 hosts.push((sandbox, host));
                 &hosts[hosts.len() - 1].1
@@ -596,6 +590,23 @@ fn compare(args: RunArgs) -> Result<(), CliError> {
         exit,
         anyhow::anyhow!("{} run(s) erred: {}", failed.len(), runs.join(", ")),
     ))
+}
+
+/// `recorded` with every `ozone.sandbox` key the user's configuration file sets.
+fn sandbox_for(loaded: &LoadedConfig, recorded: &SandboxLimits) -> SandboxLimits {
+    let from_file = |key: &str| matches!(loaded.provenance(key), ConfigProvenance::File(_));
+    let user = &loaded.config.ozone.sandbox;
+    let mut limits = recorded.clone();
+    if from_file("ozone.sandbox.fuel_per_call") {
+        limits.fuel_per_call = user.fuel_per_call;
+    }
+    if from_file("ozone.sandbox.memory_mb") {
+        limits.memory_mb = user.memory_mb;
+    }
+    if from_file("ozone.sandbox.stack_kb") {
+        limits.stack_kb = user.stack_kb;
+    }
+    limits
 }
 
 /// A profile file, or every `*.profile.json` in a folder (sorted).

@@ -211,9 +211,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         tracing::warn!("{warning}");
     }
     let config = &loaded.config;
-    let limits = serde_json::from_str::<SandboxLimits>(&config.sandbox_json())
-        .map_err(|e| anyhow::anyhow!("ozone.sandbox: {e}"))
-        .exit(Exit::BadInput)?;
+    let limits = config.ozone.sandbox.clone();
     if let Some(source) = &loaded.source {
         println!(
             "configuration {}: sandbox {} fuel per call, {} MiB, {} KiB stack",
