@@ -13,6 +13,14 @@ use ozone::lab::{self, Method, PluginConfig, Profile, Replay, Source, Variant};
 use ozone::record::{FailureKind, Phase, TrialConfig, Verdict};
 use ozone_test_artifacts::{GOLDEN_BATCH, LINEAR_SWEEP, MISBEHAVING};
 
+/// Shipped profiles the tests single out: the demo model trained for 16k under a 35 MiB
+/// budget (breaches, every ladder), under 33 MiB (the tightest), trained for 32k, and
+/// trained for 8k without a budget (the trained context binds).
+const DENSE: &str = "demo-16k-35";
+const TIGHT: &str = "demo-16k-33";
+const LONG: &str = "demo-32k-36";
+const UNBUDGETED: &str = "demo-8k";
+
 fn profiles_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles")
 }
@@ -104,7 +112,7 @@ fn every_shipped_profile_was_recorded_and_says_how() {
 fn strategies_answer_within_one_step_of_the_true_limit_from_measured_points() {
     for (name, p) in shipped() {
         let truth = p.true_limit().expect("true limit");
-        for strategy in ["binary-search", LINEAR_SWEEP] {
+        for strategy in ["binary-search", "memory-fit", LINEAR_SWEEP] {
             for seed in 0..5 {
                 let run = replay_seed(&p, &Variant::new(strategy), seed);
                 assert_eq!(run.error, None, "{name} {strategy}");
@@ -132,7 +140,7 @@ fn strategies_answer_within_one_step_of_the_true_limit_from_measured_points() {
 
 #[test]
 fn nothing_beyond_the_measured_range_is_invented() {
-    let p = profile("demo-16k-48");
+    let p = profile(DENSE);
     let (lo, hi) = p.measured_contexts().expect("context line");
     let base = TrialConfig {
         ctx: hi + p.granularity,
@@ -181,7 +189,7 @@ fn nothing_beyond_the_measured_range_is_invented() {
 
 #[test]
 fn between_measured_points_answers_are_interpolated_monotonically_and_flagged() {
-    let p = profile("demo-16k-48");
+    let p = profile(DENSE);
     let answers = lab::Answerer::new(&p);
     let base = p
         .points
@@ -235,7 +243,7 @@ fn between_measured_points_answers_are_interpolated_monotonically_and_flagged() 
 
 #[test]
 fn seeds_replay_the_recorded_noise_and_the_same_seed_the_same_run() {
-    let p = profile("demo-16k-48");
+    let p = profile(DENSE);
     let repeated = p
         .points
         .iter()
@@ -311,7 +319,7 @@ fn lab_profile_writes_a_log_s_profile_that_loads_again() {
 
 #[test]
 fn a_strategy_that_breaks_its_sandbox_is_reported_and_the_others_complete() {
-    let mut profile = profile("demo-16k-44");
+    let mut profile = profile(TIGHT);
     profile
         .config
         .ozone
@@ -341,7 +349,7 @@ fn lab_run_exits_non_zero_on_an_erring_strategy_and_still_shows_the_others() {
         .args(["--strategy", MISBEHAVING])
         .args(["--strategy", LINEAR_SWEEP])
         .arg("--profile")
-        .arg(profiles_dir().join("demo-16k-56.profile.json"))
+        .arg(profiles_dir().join(format!("{UNBUDGETED}.profile.json")))
         .output()
         .expect("run ozone");
     assert_eq!(output.status.code(), Some(4), "{output:?}");
@@ -362,7 +370,7 @@ fn lab_run_exits_as_tune_does_for_a_plugin_that_does_not_fit() {
     for strategy in ["no-such-builtin", GOLDEN_BATCH] {
         let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
             .args(["lab", "run", "--strategy", strategy, "--profile"])
-            .arg(profiles_dir().join("demo-16k-56.profile.json"))
+            .arg(profiles_dir().join(format!("{UNBUDGETED}.profile.json")))
             .output()
             .expect("run ozone");
         assert_eq!(output.status.code(), Some(2), "{strategy}: {output:?}");
@@ -383,7 +391,7 @@ fn settings_variants_are_rows_and_ozone_yaml_plugin_settings_apply() {
                 LINEAR_SWEEP,
                 "--profile",
             ])
-            .arg(profiles_dir().join("demo-16k-56.profile.json"))
+            .arg(profiles_dir().join(format!("{UNBUDGETED}.profile.json")))
             .args(args)
             .output()
             .expect("run ozone");
@@ -484,7 +492,7 @@ fn bad_profiles_and_logs_are_named() {
 
 #[test]
 fn failure_kinds_are_counted_apart_and_time_is_the_recorded_durations() {
-    let profile = profile("demo-16k-48");
+    let profile = profile(DENSE);
     let run = replay(&profile, "binary-search");
     let figures = run.figures();
     let breaches = run
@@ -493,14 +501,14 @@ fn failure_kinds_are_counted_apart_and_time_is_the_recorded_durations() {
         .filter(|t| matches!(t.failure, Some(FailureKind::ThresholdBreach(_))))
         .count();
     assert_eq!(figures.breaches, breaches);
-    assert!(figures.breaches > 0, "the 48 MiB budget was breached");
+    assert!(figures.breaches > 0, "the 35 MiB budget was breached");
     let ms: u64 = run.trials.iter().map(|t| t.duration_ms).sum();
     assert!((figures.simulated_s - ms as f64 / 1000.0).abs() < 1e-9);
 }
 
 #[test]
 fn a_batch_strategy_can_be_swapped_in() {
-    let profile = profile("demo-32k-56");
+    let profile = profile(LONG);
     let variant = Variant {
         batch_strategy: Some(GOLDEN_BATCH.to_string()),
         ..Variant::new("binary-search")

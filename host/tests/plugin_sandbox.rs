@@ -329,7 +329,11 @@ fn every_builtin_is_a_component_of_its_world_at_this_version() {
     }
     let mut worlds: Vec<World> = BUILTINS.iter().map(|b| b.world).collect();
     worlds.dedup();
-    assert_eq!(worlds, World::ALL, "built-ins for every world, grouped by world");
+    assert_eq!(
+        worlds,
+        World::ALL,
+        "built-ins for every world, grouped by world"
+    );
 }
 
 /// The message a plugin built for 0.1.0 gets, whichever kind of plugin is asked for.
