@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ozone::backend::BackendSpec;
-use ozone::record::{FailureKind, Metric, Phase, Verdict};
+use ozone::record::{FailureKind, Metric, Phase, Stage, Verdict};
 use ozone::trial::TrialRunner;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,7 @@ async fn trial_at_4096_measures_five_samples_with_server_counts() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(4096, 1),
             &CancellationToken::new(),
         )
@@ -67,6 +68,7 @@ async fn concurrency_levels_run_simultaneous_streams() {
             .run(
                 id,
                 Phase::Concurrency,
+                Stage::Verify,
                 &config(2048, c),
                 &CancellationToken::new(),
             )
@@ -107,6 +109,7 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -120,6 +123,7 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(8192, 1),
             &CancellationToken::new(),
         )
@@ -178,7 +182,7 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
         pid
     });
     let run = runner
-        .run(1, Phase::Context, &config(8192, 1), &cancel)
+        .run(1, Phase::Context, Stage::Verify, &config(8192, 1), &cancel)
         .await
         .record;
     let pid = killer.await.expect("killer task");
@@ -202,6 +206,7 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -228,6 +233,7 @@ async fn server_that_never_gets_healthy_times_out() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -266,7 +272,7 @@ async fn cancellation_stops_the_server_and_returns_promptly() {
     });
     let started = Instant::now();
     let run = runner
-        .run(1, Phase::Context, &config(8192, 1), &cancel)
+        .run(1, Phase::Context, Stage::Verify, &config(8192, 1), &cancel)
         .await
         .record;
     assert!(
@@ -295,7 +301,7 @@ async fn dropping_a_running_trial_kills_its_server() {
     let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(20), sampler(None));
     let (config, cancel) = (config(8192, 1), CancellationToken::new());
-    let run = runner.run(1, Phase::Context, &config, &cancel);
+    let run = runner.run(1, Phase::Context, Stage::Verify, &config, &cancel);
     let outcome = tokio::time::timeout(Duration::from_millis(2500), run).await;
     assert!(outcome.is_err(), "the trial should still have been running");
     // SIGKILL is delivered asynchronously: give the kernel a moment.
@@ -341,6 +347,7 @@ async fn openai_compatible_trial_against_llama_server_v1() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -392,6 +399,7 @@ async fn allocation_failure_at_load_is_out_of_memory() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -409,6 +417,7 @@ async fn allocation_failure_at_load_is_out_of_memory() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(32768, 1),
             &CancellationToken::new(),
         )
