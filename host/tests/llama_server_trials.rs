@@ -60,6 +60,66 @@ async fn trial_at_4096_measures_five_samples_with_server_counts() {
 }
 
 #[tokio::test]
+async fn a_screen_is_one_request_that_fills_the_context() {
+    let _serial = serial().await;
+    let mut runner = TrialRunner::new(backend(&[]), settings(5), sampler(None));
+    let mut heard = Vec::new();
+    let run = runner
+        .run_reporting(
+            1,
+            Phase::Context,
+            Stage::Screen,
+            &config(4096, 1),
+            &CancellationToken::new(),
+            &mut |s| heard.push(s.clone()),
+        )
+        .await;
+    let r = &run.record;
+    assert_eq!(r.verdict, Verdict::Stable, "{:?}", r.failure);
+    assert_eq!(r.stage, Stage::Screen);
+    assert_eq!(r.samples.len(), 1, "one request, not min_samples");
+    assert_eq!(r.samples[0].prompt_tokens, Some(3686), "90 % of 4096");
+    assert_eq!(r.stopped_early, None);
+    assert!(r.peaks.process_rss_bytes.is_some(), "the guard watched it");
+    assert_eq!(heard, r.samples, "the sample was handed out as it finished");
+    assert_no_servers_left();
+}
+
+/// Early verdict: the server is made to fail every request deterministically (it is
+/// asked for more tokens than the context holds, so it stops short), and with 5 samples
+/// and an 85 % threshold the first failure settles the verdict.
+#[tokio::test]
+async fn a_trial_whose_first_sample_fails_ends_before_the_second_request() {
+    let _serial = serial().await;
+    let mut settings = settings(5);
+    settings.n_predict = 4096;
+    let mut runner = TrialRunner::new(backend(&[]), settings, sampler(None));
+    let mut heard = 0;
+    let run = runner
+        .run_reporting(
+            1,
+            Phase::Context,
+            Stage::Verify,
+            &config(2048, 1),
+            &CancellationToken::new(),
+            &mut |_| heard += 1,
+        )
+        .await;
+    let r = &run.record;
+    assert_eq!(r.verdict, Verdict::Failed, "{:#?}", r.samples);
+    assert_eq!(r.samples.len(), 1, "{:#?}", r.samples);
+    assert_eq!(heard, 1, "no second request was sent");
+    assert!(!r.samples[0].ok);
+    assert_eq!(
+        r.stopped_early.as_deref(),
+        Some("stopped after sample 1 of 5: 1 failure makes 85 % unreachable")
+    );
+    let failure = r.failure.as_ref().expect("the sample's failure");
+    assert_eq!(failure.kind, FailureKind::BadOutput, "{failure:?}");
+    assert_no_servers_left();
+}
+
+#[tokio::test]
 async fn concurrency_levels_run_simultaneous_streams() {
     let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(4), sampler(None));
