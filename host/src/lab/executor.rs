@@ -65,6 +65,7 @@ impl TrialExecutor for ReplayExecutor<'_> {
         TrialRun {
             record,
             series: SampleSeries::default(),
+            server_cannot_start: false,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::llama_server::LlamaServerSpec;
 use crate::backend::ModelMetadata;
 use crate::config::Config;
 use crate::guard::Thresholds;
@@ -44,6 +45,22 @@ pub struct RunParameters {
     /// The warm-start hint the context plugin was given, so a resumed run replays the
     /// same proposals.
     pub hint: Option<u32>,
+}
+
+impl RunParameters {
+    /// How llama-server runs `model` with `binary` under these parameters: the one
+    /// place a run's server flags are turned into a spec (trials, the deploy script,
+    /// `ozone report`).
+    pub fn llama_spec(&self, binary: PathBuf, model: PathBuf) -> LlamaServerSpec {
+        LlamaServerSpec {
+            binary,
+            model,
+            gpu_layers: Some(self.gpu_layers),
+            flash_attn: Some(self.flash_attn.clone()),
+            threads: self.threads,
+            extra_args: Vec::new(),
+        }
+    }
 }
 
 /// The CPU threshold guards GPU inference against a runaway host; when the model runs
