@@ -7,8 +7,8 @@ use ozone_sdk::Stage;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::record::{FailureKind, Phase, SampleSeries, TrialConfig, Verdict};
-use crate::trial::TrialRun;
+use crate::record::{FailureKind, Phase, SampleSeries, Stage, TrialConfig, Verdict};
+use crate::trial::{OnSample, TrialRun};
 use crate::tune::driver::{TrialExecutor, TuneError, TuneObserver};
 
 use super::answer::{Answerer, Request, Source};
@@ -61,8 +61,10 @@ impl TrialExecutor for ReplayExecutor<'_> {
         &mut self,
         id: u32,
         phase: Phase,
+        stage: Stage,
         config: &TrialConfig,
         _cancel: &CancellationToken,
+        _on_sample: OnSample<'_>,
     ) -> TrialRun {
         let stage = stage_of(phase);
         let asked = self.asked.entry((config.clone(), stage)).or_default();
@@ -76,6 +78,7 @@ impl TrialExecutor for ReplayExecutor<'_> {
         let mut record = answer.record;
         record.id = id;
         record.phase = phase;
+        record.stage = stage;
         self.trials.push(ReplayedTrial {
             id,
             phase,
@@ -105,7 +108,7 @@ impl TuneObserver for DecisionRecorder {
         Ok(())
     }
 
-    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>) {
+    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>, _stage: Stage) {
         self.decisions.push(Decision {
             phase,
             plugin: plugin.to_string(),

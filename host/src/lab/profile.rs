@@ -194,6 +194,7 @@ impl Profile {
                     phase,
                     plugin,
                     proposed,
+                    ..
                 } => decisions.push(Decision {
                     phase,
                     plugin,
