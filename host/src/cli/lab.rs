@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
-use ozone_sdk::Stage;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +17,7 @@ use crate::hardware::{probe, ProbeOptions};
 use crate::lab::record::{self, Bench, RecordSettings};
 use crate::lab::{self, Method, PluginConfig, Profile, Provenance, Variant};
 use crate::plugin::{PluginHost, SandboxLimits};
-use crate::record::{Phase, TrialConfig, TrialRecord};
+use crate::record::{Phase, Stage, TrialConfig, TrialRecord};
 use crate::trial::TrialRunner;
 use crate::tune::plan::{effective_thresholds, set_aside_cpu_threshold, CONTEXT_GRANULARITY};
 use crate::tune::presets::PresetName;
@@ -181,10 +180,7 @@ fn profile(args: ProfileArgs) -> Result<(), CliError> {
 }
 
 /// Screens and verifications on a real llama-server, through the trial runner.
-struct RunnerBench {
-    screen: TrialRunner,
-    verify: TrialRunner,
-}
+struct RunnerBench(TrialRunner);
 
 impl Bench for RunnerBench {
     async fn measure(
@@ -195,11 +191,7 @@ impl Bench for RunnerBench {
         config: &TrialConfig,
         cancel: &CancellationToken,
     ) -> TrialRecord {
-        let runner = match stage {
-            Stage::Screen => &mut self.screen,
-            Stage::Verify => &mut self.verify,
-        };
-        runner.run(id, phase, config, cancel).await.record
+        self.0.run(id, phase, stage, config, cancel).await.record
     }
 }
 
@@ -268,13 +260,11 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
         ..SamplerOptions::default()
     };
     let verify_settings = config.trial_settings();
-    // A screen is a trial of one sample: the warm-up and one full fill.
-    let mut screen_settings = verify_settings.clone();
-    screen_settings.samples = 1;
-    let mut bench = RunnerBench {
-        screen: TrialRunner::new(spec.clone(), screen_settings, sampler.clone()),
-        verify: TrialRunner::new(spec.clone(), verify_settings.clone(), sampler),
-    };
+    let mut bench = RunnerBench(TrialRunner::new(
+        spec.clone(),
+        verify_settings.clone(),
+        sampler,
+    ));
     let trained = facts.trained_context.unwrap_or(131_072);
     let initial_batch = config.initial_batch(facts.size_class);
     let settings = RecordSettings {

@@ -23,10 +23,11 @@
 
 use std::collections::BTreeMap;
 
-use ozone_sdk::Stage;
 use serde::Serialize;
 
-use crate::record::{FailureKind, Peaks, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict};
+use crate::record::{
+    FailureKind, Peaks, Stage, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict,
+};
 
 use super::profile::{Point, Profile};
 
@@ -254,6 +255,7 @@ impl<'p> Answerer<'p> {
             record: TrialRecord {
                 id: 0,
                 phase: crate::record::Phase::Context,
+                stage: req.stage,
                 config: c.clone(),
                 started_at: self.profile.provenance.recorded_at,
                 duration_ms: 0,
@@ -271,6 +273,7 @@ impl<'p> Answerer<'p> {
                     message: why.clone(),
                 }),
                 verdict: Verdict::Failed,
+                stopped_early: None,
                 server_log_tail: Vec::new(),
             },
             source: Source::NotRecorded { why },

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use ozone_sdk::Stage;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
@@ -27,12 +26,6 @@ pub struct ReplayedTrial {
     pub duration_ms: u64,
     /// Measured, derived, interpolated or not recorded (with how).
     pub source: Source,
-}
-
-/// The stage the driver runs a phase's trials at: today every trial of `ozone tune` is
-/// a full statistical trial (a verification).
-pub fn stage_of(_phase: Phase) -> Stage {
-    Stage::Verify
 }
 
 /// Replays a profile: every trial a measured point, or a flagged answer.
@@ -66,7 +59,6 @@ impl TrialExecutor for ReplayExecutor<'_> {
         _cancel: &CancellationToken,
         _on_sample: OnSample<'_>,
     ) -> TrialRun {
-        let stage = stage_of(phase);
         let asked = self.asked.entry((config.clone(), stage)).or_default();
         let answer = self.answers.answer(Request {
             config,
@@ -108,11 +100,12 @@ impl TuneObserver for DecisionRecorder {
         Ok(())
     }
 
-    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>, _stage: Stage) {
+    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>, stage: Stage) {
         self.decisions.push(Decision {
             phase,
             plugin: plugin.to_string(),
             proposed,
+            stage: Some(stage),
         });
     }
 }

@@ -19,7 +19,7 @@ pub use compare::{
     render_table, replay, replay_blocking, rows, Figures, PluginConfig, Replay, Row, Spread,
     Variant,
 };
-pub use executor::{stage_of, ReplayExecutor, ReplayedTrial};
+pub use executor::{ReplayExecutor, ReplayedTrial};
 pub use profile::{
     Decision, Method, Point, Profile, ProfileError, Provenance, RecordPlan, PROFILE_VERSION,
 };

@@ -8,14 +8,13 @@
 
 use std::path::{Path, PathBuf};
 
-use ozone_sdk::Stage;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
-use crate::record::{Phase, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Phase, Stage, TrialConfig, TrialRecord, Verdict};
 use crate::report::{self, LogEvent, PluginUse, RunStatus};
 use crate::tune::plan::{effective_thresholds, CONTEXT_GRANULARITY};
 use crate::tune::{Limits, RunParameters};
@@ -49,6 +48,9 @@ pub struct Decision {
     pub phase: Phase,
     pub plugin: String,
     pub proposed: Option<u32>,
+    /// The stage the proposal was measured at (absent in logs from before stages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
 }
 
 /// How a profile was made.
@@ -194,18 +196,20 @@ impl Profile {
                     phase,
                     plugin,
                     proposed,
-                    ..
+                    stage,
                 } => decisions.push(Decision {
                     phase,
                     plugin,
                     proposed,
+                    stage,
                 }),
                 LogEvent::Trial(t) => {
                     let mut t = *t;
                     // Server log lines would make a profile hundreds of KB; the samples
                     // stay (they are the noise a replay draws from).
                     t.server_log_tail.clear();
-                    match trials.iter_mut().find(|r| r.config == t.config) {
+                    // A trial run again after --resume replaces the one it redoes.
+                    match trials.iter_mut().find(|r| r.id == t.id) {
                         Some(r) => *r = t,
                         None => trials.push(t),
                     }
@@ -242,7 +246,7 @@ impl Profile {
             config: started.config,
             parameters,
             granularity: CONTEXT_GRANULARITY,
-            points: verified_points(trials),
+            points: points_of(trials),
             recorded_run: Some(RecordedRun {
                 plugins: started.plugins,
                 decisions,
@@ -308,7 +312,7 @@ impl Profile {
             config: v1.config,
             parameters: v1.parameters,
             granularity: CONTEXT_GRANULARITY,
-            points: verified_points(v1.trials),
+            points: points_of(v1.trials),
             recorded_run: Some(RecordedRun {
                 plugins: v1.plugins,
                 decisions: v1.decisions,
@@ -456,15 +460,23 @@ impl Profile {
     }
 }
 
-/// A tune's trials as points: every trial a verification (a tune ran full trials), each
-/// configuration once (the last measurement wins, as in the run's own book).
-fn verified_points(trials: Vec<TrialRecord>) -> Vec<Point> {
-    trials
-        .into_iter()
-        .map(|t| Point {
-            config: t.config.clone(),
-            stage: Stage::Verify,
-            runs: vec![t],
-        })
-        .collect()
+/// A tune's trials as points, each configuration and stage once with its measurements
+/// in the order the run took them (logs from before stages hold verifications only): a
+/// replay with seed 0 asks them in the same order.
+fn points_of(trials: Vec<TrialRecord>) -> Vec<Point> {
+    let mut points: Vec<Point> = Vec::new();
+    for t in trials {
+        match points
+            .iter_mut()
+            .find(|p| p.stage == t.stage && p.config == t.config)
+        {
+            Some(p) => p.runs.push(t),
+            None => points.push(Point {
+                config: t.config.clone(),
+                stage: t.stage,
+                runs: vec![t],
+            }),
+        }
+    }
+    points
 }

@@ -20,10 +20,9 @@
 
 use std::future::Future;
 
-use ozone_sdk::Stage;
 use tokio_util::sync::CancellationToken;
 
-use crate::record::{KvCacheType, Phase, TrialConfig, TrialRecord, Verdict};
+use crate::record::{KvCacheType, Phase, Stage, TrialConfig, TrialRecord, Verdict};
 
 use super::profile::{Point, RecordPlan};
 
@@ -370,6 +369,7 @@ mod tests {
             TrialRecord {
                 id,
                 phase,
+                stage,
                 config: config.clone(),
                 started_at: chrono::Utc::now(),
                 duration_ms: 1000,
@@ -390,6 +390,7 @@ mod tests {
                     message: "simulated".into(),
                 }),
                 verdict,
+                stopped_early: None,
                 server_log_tail: vec!["dropped".into()],
             }
         }
