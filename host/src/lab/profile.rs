@@ -226,6 +226,14 @@ impl Profile {
         let limits = finished
             .filter(|f| f.status == RunStatus::Completed)
             .and_then(|f| f.limits);
+        let mut config = started.config;
+        // A log from before stages measured every proposal with a full trial: it replays
+        // that way.
+        if trials.iter().all(|t| t.stage == Stage::Verify)
+            && decisions.iter().all(|d: &Decision| d.stage.is_none())
+        {
+            config.ozone.screen_trials = false;
+        }
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -238,12 +246,12 @@ impl Profile {
                 ozone_version: started.ozone_version,
                 backend: started.backend,
                 machine: started.hardware.hostname.clone(),
-                memory_budget_mb: started.config.ozone.process_memory_budget_mb,
+                memory_budget_mb: config.ozone.process_memory_budget_mb,
                 recorded_at: started.started_at,
             },
             model: started.model,
             hardware: started.hardware,
-            config: started.config,
+            config,
             parameters,
             granularity: CONTEXT_GRANULARITY,
             points: points_of(trials),
@@ -294,6 +302,9 @@ impl Profile {
     }
 
     fn from_v1(v1: ProfileV1) -> Self {
+        // Version 1 came from logs before stages: every proposal a full trial.
+        let mut config = v1.config;
+        config.ozone.screen_trials = false;
         Profile {
             profile_version: PROFILE_VERSION,
             provenance: Provenance {
@@ -304,12 +315,12 @@ impl Profile {
                 ozone_version: v1.provenance.ozone_version,
                 backend: v1.provenance.backend,
                 machine: v1.hardware.hostname.clone(),
-                memory_budget_mb: v1.config.ozone.process_memory_budget_mb,
+                memory_budget_mb: config.ozone.process_memory_budget_mb,
                 recorded_at: v1.provenance.recorded_at,
             },
             model: v1.model,
             hardware: v1.hardware,
-            config: v1.config,
+            config,
             parameters: v1.parameters,
             granularity: CONTEXT_GRANULARITY,
             points: points_of(v1.trials),
