@@ -5,7 +5,7 @@
 //! Prints, per strategy, how long one full replay takes on a shipped profile (plugin
 //! instantiation, context search, batch scaling and concurrency ladder, all answered
 //! from the profile) and the replays per second that makes; the comparison table of
-//! binary-search, memory-model and linear-sweep on every shipped profile over 20 seeds
+//! binary-search, memory-fit, memory-model and linear-sweep on every shipped profile over 20 seeds
 //! (`ozone lab run --repeats 20`); and the time of a sweep of a few hundred settings
 //! variants of linear-sweep over every shipped profile.
 
@@ -32,6 +32,7 @@ fn main() {
         .collect();
     let strategies = [
         "binary-search".to_string(),
+        "memory-fit".to_string(),
         ozone_test_artifacts::MEMORY_MODEL.to_string(),
         ozone_test_artifacts::LINEAR_SWEEP.to_string(),
     ];

@@ -13,12 +13,12 @@ use ozone::lab::{self, Method, PluginConfig, Profile, Replay, Source, Variant};
 use ozone::record::{FailureKind, Phase, Stage, TrialConfig, Verdict};
 use ozone_test_artifacts::{GOLDEN_BATCH, LINEAR_SWEEP, MISBEHAVING};
 
-/// Shipped profiles the tests single out: the demo model trained for 16k under a 35 MiB
-/// budget (breaches, every ladder) and under 37 MiB, trained for 32k under 38 MiB, and
+/// Shipped profiles the tests single out: the demo model trained for 16k under a 34 MiB
+/// budget (breaches, every ladder) and under 32 MiB, trained for 32k under 36 MiB, and
 /// trained for 8k without a budget (the trained context binds).
-const DENSE: &str = "demo-16k-35";
-const WIDE: &str = "demo-16k-37";
-const LONG: &str = "demo-32k-38";
+const DENSE: &str = "demo-16k-34";
+const TIGHT: &str = "demo-16k-32";
+const LONG: &str = "demo-32k-36";
 const UNBUDGETED: &str = "demo-8k";
 
 fn profiles_dir() -> PathBuf {
@@ -333,7 +333,7 @@ fn lab_profile_writes_a_log_s_profile_that_loads_again() {
 
 #[test]
 fn a_strategy_that_breaks_its_sandbox_is_reported_and_the_others_complete() {
-    let mut profile = profile(WIDE);
+    let mut profile = profile(TIGHT);
     profile
         .config
         .ozone
@@ -515,7 +515,7 @@ fn failure_kinds_are_counted_apart_and_time_is_the_recorded_durations() {
         .filter(|t| matches!(t.failure, Some(FailureKind::ThresholdBreach(_))))
         .count();
     assert_eq!(figures.breaches, breaches);
-    assert!(figures.breaches > 0, "the 35 MiB budget was breached");
+    assert!(figures.breaches > 0, "the 34 MiB budget was breached");
     let ms: u64 = run.trials.iter().map(|t| t.duration_ms).sum();
     assert!((figures.simulated_s - ms as f64 / 1000.0).abs() < 1e-9);
 }

@@ -345,6 +345,7 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
             machine: snapshot.hostname.clone(),
             memory_budget_mb: config.ozone.process_memory_budget_mb,
             recorded_at: chrono::Utc::now(),
+            server_env: lab::profile::server_env(),
         },
         model: facts,
         hardware: snapshot,

@@ -6,6 +6,7 @@
 //! batch and concurrency ladders: see [`super::record`]) and `ozone lab profile LOG`
 //! (the trials one `ozone tune` ran, with its decisions, to replay that run).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -97,6 +98,18 @@ pub struct Provenance {
     /// `--memory-budget-mb` of the recording, if any.
     pub memory_budget_mb: Option<u64>,
     pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// Variables of the recording's environment that change what llama-server does
+    /// (`LLAMA_ARG_*`, `MALLOC_*`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub server_env: BTreeMap<String, String>,
+}
+
+/// The variables of this process's environment that llama-server (its `LLAMA_ARG_*`
+/// options) or its allocator (`MALLOC_*`) read.
+pub fn server_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("LLAMA_ARG_") || k.starts_with("MALLOC_"))
+        .collect()
 }
 
 /// One configuration at one stage, with every measurement of it, in the order taken.
@@ -248,6 +261,7 @@ impl Profile {
                 machine: started.hardware.hostname.clone(),
                 memory_budget_mb: config.ozone.process_memory_budget_mb,
                 recorded_at: started.started_at,
+                server_env: BTreeMap::new(),
             },
             model: started.model,
             hardware: started.hardware,
@@ -317,6 +331,7 @@ impl Profile {
                 machine: v1.hardware.hostname.clone(),
                 memory_budget_mb: config.ozone.process_memory_budget_mb,
                 recorded_at: v1.provenance.recorded_at,
+                server_env: BTreeMap::new(),
             },
             model: v1.model,
             hardware: v1.hardware,
