@@ -207,7 +207,7 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let command: Vec<String> = std::env::args().collect();
     let loaded = record_config(&args)?;
-    if args.step == 0 || args.step % CONTEXT_GRANULARITY != 0 {
+    if args.step == 0 || !args.step.is_multiple_of(CONTEXT_GRANULARITY) {
         return Err(CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
