@@ -108,32 +108,62 @@ fn every_shipped_profile_was_recorded_and_says_how() {
     }));
 }
 
+/// Every answer lies within one step of the true limit and rests on a measured trial.
+/// A seed may draw an unstable one of the recorded verifications at the limit (they are
+/// the machine's noise), and three refuted verifications publish nothing, as a real tune
+/// would: such a run must rest on measured verifications only, and most seeds answer.
 #[test]
 fn strategies_answer_within_one_step_of_the_true_limit_from_measured_points() {
+    const SEEDS: u64 = 6;
     for (name, p) in shipped() {
         let truth = p.true_limit().expect("true limit");
         for strategy in ["binary-search", "memory-fit", LINEAR_SWEEP] {
-            for seed in 0..5 {
+            let mut answered = 0;
+            for seed in 0..SEEDS {
                 let run = replay_seed(&p, &Variant::new(strategy), seed);
                 assert_eq!(run.error, None, "{name} {strategy}");
-                let got = answer(&run).unwrap_or_else(|| panic!("{name} {strategy}: no answer"));
+                let context = |stage: Stage| {
+                    run.trials
+                        .iter()
+                        .filter(move |t| t.phase == Phase::Context && t.stage == stage)
+                };
+                let Some(got) = answer(&run) else {
+                    let refuted: Vec<_> = context(Stage::Verify).collect();
+                    assert!(
+                        refuted.len() == 3
+                            && refuted.iter().all(|t| {
+                                t.verdict != Verdict::Stable
+                                    && matches!(
+                                        t.source,
+                                        Source::Measured { .. } | Source::Derived { .. }
+                                    )
+                            }),
+                        "{name} {strategy} seed {seed}: nothing published: {refuted:#?}"
+                    );
+                    continue;
+                };
+                answered += 1;
                 assert!(
                     got.abs_diff(truth) <= p.granularity,
                     "{name} {strategy} seed {seed}: answered {got}, true limit {truth}: {:#?}",
                     run.trials
                 );
-                // The answer rests on a measured or interpolated trial, never on one
-                // outside the recording.
-                let at_answer = run
-                    .trials
-                    .iter()
-                    .filter(|t| t.phase == Phase::Context && t.config.ctx == got)
-                    .collect::<Vec<_>>();
+                // The answer rests on a stable verification, never on a trial outside
+                // the recording.
+                let verified: Vec<_> = context(Stage::Verify)
+                    .filter(|t| t.config.ctx == got)
+                    .collect();
                 assert!(
-                    !at_answer.is_empty() && at_answer.iter().all(|t| !t.source.is_not_recorded()),
-                    "{name} {strategy}: {at_answer:?}"
+                    verified
+                        .iter()
+                        .any(|t| t.verdict == Verdict::Stable && !t.source.is_not_recorded()),
+                    "{name} {strategy} seed {seed}: {verified:#?}"
                 );
             }
+            assert!(
+                2 * answered > SEEDS,
+                "{name} {strategy}: {answered} of {SEEDS} seeds answered"
+            );
         }
     }
 }

@@ -12,8 +12,14 @@
 //! (true; false measures every step up to the trained context, as the fixed context
 //! lists of older tuners did, and answers the largest stable one, without refining).
 //! The host allows 32 trials per phase: above 128k of trained context, use a larger step.
+//!
+//! The host screens each proposal (one full fill) and then verifies the answer with a
+//! full statistical trial. A verification that was not stable withdraws that context and
+//! every stable one above it: the next answer is the largest stable context below it.
 
-use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, TrialOutcome};
+use ozone_sdk::{
+    settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, Stage, TrialOutcome,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -44,7 +50,8 @@ pub struct LinearSweep {
     /// The context proposed and not yet observed.
     pending: Option<u32>,
     last_tried: Option<u32>,
-    best: Option<u32>,
+    /// Every context measured stable and not withdrawn by a failed verification.
+    stable: Vec<u32>,
     done: bool,
 }
 
@@ -67,7 +74,7 @@ impl ContextSearch for LinearSweep {
             bounds: model.bounds,
             pending: None,
             last_tried: None,
-            best: None,
+            stable: Vec::new(),
             done: false,
         })
     }
@@ -81,10 +88,16 @@ impl ContextSearch for LinearSweep {
 
     fn observe(&mut self, outcome: &TrialOutcome) {
         let ctx = outcome.config.ctx;
+        if outcome.stage == Stage::Verify && !outcome.is_stable() {
+            // The answer did not verify: neither it nor anything above it stands.
+            self.stable.retain(|&c| c < ctx);
+            self.done = true;
+            return;
+        }
         self.pending = None;
         self.last_tried = Some(ctx);
         if outcome.is_stable() {
-            self.best = Some(self.best.map_or(ctx, |b| b.max(ctx)));
+            self.stable.push(ctx);
         } else if self.stop_at_first_failure {
             if self.refine && self.first_failure.is_none() {
                 // The coarse pass is over: walk up again from the last stable context.
@@ -96,7 +109,7 @@ impl ContextSearch for LinearSweep {
     }
 
     fn best(&self) -> Option<u32> {
-        self.best
+        self.stable.iter().copied().max()
     }
 }
 
@@ -104,7 +117,7 @@ impl LinearSweep {
     fn next(&self) -> Option<u32> {
         if let Some(failed) = self.first_failure {
             let g = self.bounds.granularity.max(1);
-            let next = self.best.map_or(self.bounds.min, |b| b + g);
+            let next = self.best().map_or(self.bounds.min, |b| b + g);
             return (next < failed).then_some(next);
         }
         let next = match self.last_tried {

@@ -76,3 +76,21 @@ fn can_measure_every_step_like_a_fixed_context_list() {
     );
     assert_eq!(run.best, Some(12_288));
 }
+
+#[test]
+fn a_failed_verification_withdraws_the_answer_and_all_above_it() {
+    use ozone_sdk::{ContextSearch, Stage};
+    let machine = MemoryMachine::with_context_limit(13_000);
+    let mut search =
+        LinearSweep::new("{}", &machine.hardware(), &testing::model(32_768)).expect("settings");
+    while let Some(ctx) = search.propose() {
+        search.observe(&machine.context_trial(ctx));
+    }
+    assert_eq!(search.best(), Some(12_800));
+    let mut refuted = machine.context_trial(12_800);
+    refuted.stage = Stage::Verify;
+    refuted.verdict = ozone_sdk::Verdict::Unstable;
+    search.observe(&refuted);
+    assert_eq!(search.propose(), None);
+    assert_eq!(search.best(), Some(12_544));
+}
