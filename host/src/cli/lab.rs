@@ -36,8 +36,9 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 What it measures (a profile holds only measured points):
-  1. a screen (warm-up + one full fill) at every --step from --min-context up, until
-     --stop-after screens in a row were not stable, or the trained context;
+  1. a screen (one request that fills the context) at every --step from --min-context
+     up, until --stop-after screens in a row were not stable, or the trained context
+     (then the trained context once);
   2. the last stable screen and the first failure after it, screened --repeats times;
   3. --repeats verifications (full statistical trials) at the smallest context, the
      middle, and the two largest stable screens (stepping down until one is mostly

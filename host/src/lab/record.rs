@@ -5,7 +5,8 @@
 //! 1. **Sweep**: a screen (warm-up + one full fill) at every `step` from the smallest
 //!    context up, at the context search's batch and one stream, until
 //!    `stop_after_failures` screens in a row were not stable (the first sustained
-//!    failure and the steps past it) or the trained context.
+//!    failure and the steps past it) or the trained context; then the trained context
+//!    itself, once, if the sweep stopped below it.
 //! 2. **The boundary**: the last stable screen before that run of failures (`L`) and the
 //!    first failure after it, each screened `repeats` times in all: how sharp the edge is.
 //! 3. **Verifications** (the full statistical trial), `repeats` each, at the smallest
@@ -130,6 +131,12 @@ impl<B: Bench> Recorder<'_, B> {
                 break;
             }
             ctx += step;
+        }
+        // The trained context, once, when the sweep stopped below it: the first proposal
+        // of many searches, and the top of the range the lab answers within (what lies
+        // between the last failures and it is answered from them, never extrapolated).
+        if screened.last().is_some_and(|&(c, _)| c < s.max_context) {
+            self.screen(s.max_context).await?;
         }
 
         // 2. The boundary: the last stable screen before the final run of failures.
@@ -449,8 +456,10 @@ mod tests {
             .filter(|(s, c)| *s == Stage::Screen && c.concurrency == 1)
             .map(|(_, c)| c.ctx)
             .collect();
-        // 2048, 2304, … 9984 stable; 10240, 10496, 10752 fail; then the edge repeats.
-        let sweep: Vec<u32> = (2048..=10_752).step_by(256).collect();
+        // 2048, 2304, … 9984 stable; 10240, 10496, 10752 fail; the trained context
+        // once; then the edge repeats.
+        let mut sweep: Vec<u32> = (2048..=10_752).step_by(256).collect();
+        sweep.push(16_384);
         assert_eq!(&screens[..sweep.len()], &sweep[..]);
         let edge = |ctx| {
             points
