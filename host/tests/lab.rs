@@ -82,17 +82,36 @@ fn every_shipped_profile_was_recorded_and_says_how() {
         assert!(command.iter().any(|a| a == "record"), "{name}: {command:?}");
         assert_eq!(plan.step, p.granularity, "{name}");
         assert!(p.true_limit().is_some(), "{name}: no true limit");
-        // Screens at every step from the smallest context to past the limit.
-        let (lo, hi) = p.measured_contexts().expect("a context line");
+        // Screens at every step from the smallest context to past the limit, then
+        // (when the sweep stopped below it) the trained context.
         let batch = p.context_batch();
-        for ctx in (lo..=hi).step_by(p.granularity as usize) {
-            assert!(
-                p.points
-                    .iter()
-                    .any(|pt| pt.config.ctx == ctx && pt.config.batch == batch),
-                "{name}: context {ctx} not screened"
-            );
-        }
+        let mut screened: Vec<u32> = p
+            .points
+            .iter()
+            .filter(|pt| {
+                pt.stage == Stage::Screen && pt.config.batch == batch && pt.config.concurrency == 1
+            })
+            .map(|pt| pt.config.ctx)
+            .collect();
+        screened.sort_unstable();
+        let trained = p.model.trained_context.expect("trained context");
+        assert_eq!(screened.last(), Some(&trained), "{name}");
+        let reached =
+            screened.len() >= 2 && screened[screened.len() - 2] + p.granularity == trained;
+        let sweep = if reached {
+            &screened[..]
+        } else {
+            &screened[..screened.len() - 1]
+        };
+        assert!(
+            sweep.windows(2).all(|w| w[1] - w[0] == p.granularity),
+            "{name}: {screened:?}"
+        );
+        let top = *sweep.last().expect("a sweep");
+        assert!(
+            top == trained || top > p.true_limit().unwrap_or(0),
+            "{name}: the sweep stops past the limit"
+        );
         assert_eq!(
             p.provenance.memory_budget_mb, p.config.ozone.process_memory_budget_mb,
             "{name}"
