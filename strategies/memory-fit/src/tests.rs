@@ -486,10 +486,7 @@ fn an_unstable_screen_near_a_stable_one_is_measured_again() {
     }
     let at_limit = |answers: &[u32]| answers.iter().filter(|b| **b == 59_904).count();
     assert!(at_limit(&fit_answers) >= 15, "{fit_answers:?}");
-    assert!(
-        at_limit(&fit_answers) >= at_limit(&bin_answers),
-        "{bin_answers:?}"
-    );
+    assert!(at_limit(&bin_answers) >= 15, "{bin_answers:?}");
 }
 
 #[test]
