@@ -150,6 +150,11 @@ fn a_recorded_profile_replays_the_real_tune_it_stands_for() {
             }
         }
         let lab_answer = replay.limits.as_ref().and_then(|l| l.max_context);
+        eprintln!(
+            "{mode}: real {real_answer:?} after {} context trials, lab {lab_answer:?} after {}",
+            real_trials.len(),
+            replayed.len()
+        );
         let agree = match (*real_answer, lab_answer) {
             (Some(r), Some(l)) => r.abs_diff(l) <= STEP,
             (r, l) => r == l,
