@@ -17,6 +17,8 @@ mod stream;
 pub use error::BackendError;
 pub use generation::{Generation, GenerationError, GenerationRequest, Prompt, ServerTimings};
 pub use metadata::{ModelMetadata, SizeClass};
-pub use open::{interrupted, timeout_failure, OpenFailure, OpenOptions, OpenServer, ServerOpener};
+pub use open::{
+    interrupted, timeout_failure, OpenFailure, OpenOptions, OpenServer, Prompts, ServerOpener,
+};
 pub use requester::Requester;
 pub use spec::{BackendKind, BackendSpec};

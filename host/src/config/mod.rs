@@ -11,6 +11,7 @@ mod error;
 mod locate;
 mod provenance;
 mod schema;
+mod slo;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,9 +25,10 @@ pub use schema::{
     BalancedCategory, BatchAdaptation, ConcurrencyProgression, Config, ConfigurationLearning,
     FastResponseCategory, HardwareMonitoring, HardwareProfiles, LearningSystem, MaxContextCategory,
     OzoneSettings, PeakDetection, PresetCategories, ResourceHeadroom, SafetyThresholds,
-    SearchStrategy, StatisticalValidation, Testing, INFORMATIONAL_KEYS, PASSTHROUGH_SECTIONS,
-    UNUSED_SECTIONS,
+    SearchStrategy, StatisticalValidation, Testing, DEFAULT_MAX_CONCURRENCY, INFORMATIONAL_KEYS,
+    PASSTHROUGH_SECTIONS, UNUSED_SECTIONS,
 };
+pub use slo::{parse_slo, slo_text};
 
 /// Name of the config file looked for in the working directory and the user config dir.
 pub const FILE_NAME: &str = "ozone.yaml";

@@ -6,6 +6,7 @@
 //! {"event":"sample","trial_id":1,"config":{"ctx":32768,…},"sample":{"index":0,"ok":true,"ttft_ms":…}}
 //! {"event":"trial","id":1,"phase":"context","config":{"ctx":32768,…},…every TrialRecord field, samples included}
 //! {"event":"series","trial_id":1,"series":{"interval_ms":100,"points":[…],"peaks":{…}}}
+//! {"event":"note","phase":"concurrency","message":"llama-server ran each level of N streams with -np N slots …"}
 //! {"event":"resumed","at":"2026-11-26T14:00:00Z"}
 //! {"event":"run_finished","status":"completed","finished_at":"…","limits":{"max_context":20480,"best_batch":256,"max_concurrency":2},"message":null}
 //! ```
@@ -51,6 +52,8 @@ pub enum LogEvent {
         plugin: String,
         proposed: Option<u32>,
     },
+    /// What the run says about a phase as it starts (how the server runs its trials).
+    Note { phase: Phase, message: String },
     /// Last line of a run.
     RunFinished(RunFinished),
 }
@@ -58,7 +61,7 @@ pub enum LogEvent {
 /// A strategy plugin a run used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginUse {
-    /// `context` or `batch`.
+    /// `context`, `batch` or `concurrency`.
     pub role: String,
     pub name: String,
     pub version: Option<String>,

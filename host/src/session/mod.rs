@@ -9,15 +9,15 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::llama_server::command_line;
-use crate::backend::{BackendError, BackendSpec, ModelMetadata};
+use crate::backend::{BackendError, BackendKind, BackendSpec, ModelMetadata};
 use crate::config::Config;
 use crate::guard::SamplerOptions;
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::plugin::{PluginError, PluginHost, PluginRef};
 use crate::record::{Phase, TrialConfig, TrialRecord};
 use crate::report::{
-    write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog, RunStarted,
-    RunStatus, RunSummary,
+    server_note, write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog,
+    RunStarted, RunStatus, RunSummary,
 };
 use crate::trial::{TrialRun, TrialRunner};
 use crate::tune::driver::{Driver, TrialBook, TrialExecutor, TuneError, TuneObserver};
@@ -76,7 +76,6 @@ pub struct TuneResult {
     pub files: OutputPaths,
     /// Remembered-result notes and the like, for the user.
     pub notes: Vec<String>,
-    pub concurrency_skipped: bool,
 }
 
 /// Runs one model's tune to the end (or to Ctrl-C through `cancel`).
@@ -143,7 +142,7 @@ pub async fn tune(
     };
     let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler);
 
-    let (mut context, mut batch) = load_plugins(
+    let mut strategies = load_plugins(
         plugins,
         config,
         &snapshot,
@@ -157,6 +156,7 @@ pub async fn tune(
     let mut observer = LogObserver {
         log: &mut log,
         progress: PhaseProgress::new(job.show_progress),
+        backend: started.backend,
     };
     let mut executor = RunnerExecutor(&mut runner);
     let mut driver = Driver {
@@ -167,7 +167,7 @@ pub async fn tune(
         thresholds: &thresholds,
         cancel: cancel.clone(),
     };
-    let outcome = driver.run(&plan, &mut context, &mut batch).await;
+    let outcome = driver.run(&plan, &mut strategies).await;
     driver.observer.finished();
     let trials = driver.book.records().to_vec();
     drop(driver);
@@ -192,7 +192,7 @@ pub async fn tune(
     }
 
     let summary = RunSummary::new(&started, trials, status, Some(finished_at), limits, message);
-    let llama_command = match (&job.spec, summary.presets.get(params.preset)) {
+    let llama_command = match (&job.spec, summary.preset(params.preset)) {
         (BackendSpec::LlamaServer(spec), Some(preset)) => {
             let mut cmd = command_line(spec, &preset.config);
             cmd.extend([
@@ -219,7 +219,6 @@ pub async fn tune(
         log: log_path,
         files,
         notes,
-        concurrency_skipped: params.skip_concurrency,
     })
 }
 
@@ -311,6 +310,7 @@ fn plugin_uses(config: &Config) -> Vec<PluginUse> {
     [
         ("context", &config.ozone.context_strategy),
         ("batch", &config.ozone.batch_strategy),
+        ("concurrency", &config.ozone.concurrency_strategy),
     ]
     .into_iter()
     .map(|(role, name)| PluginUse {
@@ -341,11 +341,21 @@ impl TrialExecutor for RunnerExecutor<'_> {
 struct LogObserver<'a> {
     log: &'a mut RunLog,
     progress: PhaseProgress,
+    backend: BackendKind,
 }
 
 impl TuneObserver for LogObserver<'_> {
     fn phase_started(&mut self, phase: Phase, estimated_trials: usize) {
         self.progress.phase_started(phase, estimated_trials);
+        if phase == Phase::Concurrency {
+            // How the levels are served decides what they mean: say it in the log and
+            // on the console.
+            let message = server_note(self.backend);
+            self.progress.note(&message);
+            if let Err(e) = self.log.append(&LogEvent::Note { phase, message }) {
+                tracing::warn!("{e}");
+            }
+        }
     }
 
     fn trial_started(&mut self, _id: u32, _phase: Phase, config: &TrialConfig) {

@@ -1,6 +1,8 @@
-//! The measured samples of a trial: waves of `concurrency` simultaneous requests, each
+//! The measured samples of a context or batch trial: waves of `concurrency` simultaneous
+//! requests (one, in every trial the driver runs outside the concurrency phase), each
 //! output checked against what was asked (whole prompt processed, every token
-//! generated), timeouts counted, a server that died mid-trial noticed.
+//! generated), timeouts counted, a server that died mid-trial noticed. Concurrency
+//! levels are a closed loop instead (`closed_loop.rs`), with the same checks.
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -29,7 +31,7 @@ impl Sampled {
         Self::default().stop(trial_failure)
     }
 
-    fn stop(mut self, trial_failure: Option<TrialFailure>) -> Self {
+    pub fn stop(mut self, trial_failure: Option<TrialFailure>) -> Self {
         self.trial_failure = trial_failure;
         self.kill = true;
         self
@@ -76,29 +78,19 @@ pub(super) async fn sample(
 
         let mut wave_failed = false;
         for (index, outcome) in results {
-            let checked = match outcome {
-                Ok(Ok(generation)) => {
-                    let check = if exact_counts {
-                        check_counts(&generation, server.target_tokens(), n_predict)
-                    } else {
-                        check_truncation(&generation, server.target_tokens())
-                    };
-                    check.map(|()| generation).map_err(|e| TrialFailure {
-                        kind: FailureKind::BadOutput,
-                        message: e,
-                    })
-                }
-                Ok(Err(f)) => Err(f),
-                Err(_) => {
-                    timeouts += 1;
-                    Err(timeout_failure(timeout, "the request"))
-                }
-            };
+            let timed_out = outcome.is_err();
+            let checked = outcome
+                .map_err(|_| timeout_failure(timeout, "the request"))
+                .and_then(|generated| {
+                    checked(generated, exact_counts, server.target_tokens(), n_predict)
+                });
+            timeouts += u32::from(timed_out);
             match checked {
-                Ok(generation) => out.samples.push(sample_record(index, &generation)),
+                Ok(generation) => out.samples.push(sample_record(index, None, &generation)),
                 Err(f) => {
                     wave_failed = true;
-                    out.samples.push(failed_sample(index, f.message.clone()));
+                    out.samples
+                        .push(failed_sample(index, None, f.message.clone()));
                     out.sample_failures.push(f);
                 }
             }
@@ -144,6 +136,27 @@ async fn collect(streams: &mut JoinSet<StreamOutcome>) -> Vec<StreamOutcome> {
     results
 }
 
+/// A request's outcome, its output checked against what was asked: with exact counts
+/// (llama-server fed token ids) every prompt token and every generated token, else the
+/// prompt's length.
+pub(super) fn checked(
+    generated: Result<Generation, TrialFailure>,
+    exact_counts: bool,
+    target_tokens: u32,
+    n_predict: u32,
+) -> Result<Generation, TrialFailure> {
+    let generation = generated?;
+    let check = if exact_counts {
+        check_counts(&generation, target_tokens, n_predict)
+    } else {
+        check_truncation(&generation, target_tokens)
+    };
+    check.map(|()| generation).map_err(|e| TrialFailure {
+        kind: FailureKind::BadOutput,
+        message: e,
+    })
+}
+
 /// llama-server counts are exact: the prompt must be whole and every token generated.
 fn check_counts(g: &Generation, target_tokens: u32, n_predict: u32) -> Result<(), String> {
     check_truncation(g, target_tokens)?;
@@ -164,9 +177,10 @@ fn check_truncation(g: &Generation, target_tokens: u32) -> Result<(), String> {
     }
 }
 
-fn sample_record(index: u32, g: &Generation) -> SampleRecord {
+pub(super) fn sample_record(index: u32, stream: Option<u32>, g: &Generation) -> SampleRecord {
     SampleRecord {
         index,
+        stream,
         ok: true,
         ttft_ms: Some(g.ttft.as_secs_f64() * 1000.0),
         prefill_tps: g.prefill_tps(),
@@ -174,20 +188,23 @@ fn sample_record(index: u32, g: &Generation) -> SampleRecord {
         prompt_tokens: g.prompt_tokens,
         completion_tokens: g.completion_tokens,
         total_ms: Some(g.total.as_secs_f64() * 1000.0),
+        server_prompt_ms: g.server.prompt_ms,
+        server_predicted_ms: g.server.predicted_ms,
         error: None,
     }
 }
 
-fn failed_sample(index: u32, error: String) -> SampleRecord {
+pub(super) fn failed_sample(index: u32, stream: Option<u32>, error: String) -> SampleRecord {
     SampleRecord {
         index,
+        stream,
         ok: false,
         error: Some(error),
         ..SampleRecord::default()
     }
 }
 
-fn died_mid_trial(f: TrialFailure) -> TrialFailure {
+pub(super) fn died_mid_trial(f: TrialFailure) -> TrialFailure {
     TrialFailure {
         message: format!("mid-trial: {}", f.message),
         ..f

@@ -6,9 +6,11 @@
 //! {…}}` — so `limits.max_context.bound_by` answers "why not more?". Logs written before
 //! bounds existed hold plain numbers; they still read.
 
+use ozone_sdk::SloMetric;
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Metric, Phase, TrialRecord, Verdict};
+use crate::plugin::ConcurrencyOutcome;
+use crate::record::{FailureKind, Metric, Phase, TrialRecord, Verdict};
 
 /// The limits a run found.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -82,12 +84,22 @@ pub enum Bound {
     /// The search's upper bound (`max_batch`, `max_concurrency`) was reached, everything
     /// passing.
     Cap { cap: u32 },
-    /// The service-level objective missed at the next level: which bound, what was measured.
+    /// A threshold that is not memory (temperature, CPU) was crossed at the next value:
+    /// the value seen against the limit, in the metric's unit.
+    Threshold {
+        at: u32,
+        trial_id: u32,
+        threshold: Metric,
+        value: Option<f64>,
+        limit: Option<f64>,
+    },
+    /// The service-level objective missed at the next level: the first bound that missed
+    /// and what was measured (absent: it could not be measured, which misses too).
     Slo {
         at: u32,
         trial_id: u32,
-        metric: String,
-        measured: f64,
+        metric: SloMetric,
+        measured: Option<f64>,
         bound: f64,
     },
     /// The phase did not run, and why (no stable context, `--skip-concurrency`, …).
@@ -105,8 +117,209 @@ impl Bound {
             Bound::ServerError { .. } => "server error",
             Bound::Throughput { .. } => "throughput",
             Bound::Cap { .. } => "cap",
+            Bound::Threshold { .. } => "threshold",
             Bound::Slo { .. } => "slo",
             Bound::NotRun { .. } => "not run",
+        }
+    }
+}
+
+impl Bound {
+    /// Why the trial of value `at` did not pass as a trial: its failure (memory, a
+    /// threshold, time, a server error) or its instability. `None` for a stable trial.
+    pub fn from_trial(at: u32, t: &TrialRecord) -> Option<Bound> {
+        let trial_id = t.id;
+        if t.verdict == Verdict::Unstable {
+            return Some(Bound::Instability {
+                at,
+                trial_id,
+                success_rate: t.success_rate,
+                cv: t.cv,
+            });
+        }
+        let failure = t
+            .failure
+            .as_ref()
+            .filter(|_| t.verdict == Verdict::Failed)?;
+        let breach = t.breach.as_ref();
+        Some(match failure.kind {
+            FailureKind::OutOfMemory => Bound::Memory {
+                at,
+                trial_id,
+                threshold: None,
+                peak_bytes: None,
+                limit_bytes: None,
+            },
+            FailureKind::ThresholdBreach(m @ (Metric::Temperature | Metric::Cpu)) => {
+                Bound::Threshold {
+                    at,
+                    trial_id,
+                    threshold: m,
+                    value: breach.map(|b| b.value),
+                    limit: breach.map(|b| b.limit),
+                }
+            }
+            FailureKind::ThresholdBreach(m) => Bound::Memory {
+                at,
+                trial_id,
+                threshold: Some(m),
+                peak_bytes: breach.map(|b| b.value as u64),
+                limit_bytes: breach.map(|b| b.limit as u64),
+            },
+            FailureKind::Timeout => Bound::Time {
+                at,
+                trial_id,
+                timeout_s: None,
+                message: failure.message.clone(),
+            },
+            FailureKind::ServerError | FailureKind::BadOutput => Bound::ServerError {
+                at,
+                trial_id,
+                message: failure.message.clone(),
+                log_tail: t.server_log_tail.clone(),
+            },
+        })
+    }
+
+    /// Why a concurrency level did not pass: the trial's own failure or instability,
+    /// else the first bound of the objective that missed. `None` for a level that passed.
+    pub fn from_level(t: &TrialRecord, outcome: &ConcurrencyOutcome) -> Option<Bound> {
+        let at = t.config.concurrency;
+        Bound::from_trial(at, t).or_else(|| {
+            outcome.slo_missed.first().map(|miss| Bound::Slo {
+                at,
+                trial_id: t.id,
+                metric: miss.metric,
+                measured: miss.measured,
+                bound: miss.bound,
+            })
+        })
+    }
+
+    /// What ended a concurrency search whose plugin settled on `best`, given every level
+    /// it measured: the lowest level above `best` that did not pass; with none, the top
+    /// of what was tried (`max_concurrency`, or the plugin's last level) as a cap.
+    pub fn of_concurrency(
+        best: Option<u32>,
+        levels: &[(TrialRecord, ConcurrencyOutcome)],
+    ) -> Bound {
+        let floor = best.unwrap_or(0);
+        let first_miss = levels
+            .iter()
+            .filter(|(t, o)| t.config.concurrency > floor && !o.passed())
+            .min_by_key(|(t, _)| t.config.concurrency)
+            .and_then(|(t, o)| Bound::from_level(t, o));
+        if let Some(bound) = first_miss {
+            return bound;
+        }
+        match levels.iter().map(|(t, _)| t.config.concurrency).max() {
+            Some(top) => Bound::Cap {
+                cap: top.max(floor),
+            },
+            None => Bound::NotRun {
+                reason: "the concurrency plugin proposed no level".into(),
+            },
+        }
+    }
+}
+
+/// The bound in one line for people: `slo at 8: ttft-p95 2345 ms > 2000 ms (trial 12)`.
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MIB: f64 = 1048576.0;
+        let kind = self.kind();
+        match self {
+            Bound::Memory {
+                at,
+                trial_id,
+                threshold,
+                peak_bytes,
+                limit_bytes,
+            } => match (threshold, peak_bytes, limit_bytes) {
+                (Some(m), Some(peak), Some(limit)) => write!(
+                    f,
+                    "{kind} at {at}: {m} peaked at {:.1} MiB, limit {:.1} MiB (trial {trial_id})",
+                    *peak as f64 / MIB,
+                    *limit as f64 / MIB
+                ),
+                (Some(m), ..) => write!(f, "{kind} at {at}: {m} threshold (trial {trial_id})"),
+                (None, ..) => write!(f, "{kind} at {at}: out of memory (trial {trial_id})"),
+            },
+            Bound::Time {
+                at,
+                trial_id,
+                message,
+                ..
+            }
+            | Bound::ServerError {
+                at,
+                trial_id,
+                message,
+                ..
+            } => write!(f, "{kind} at {at}: {message} (trial {trial_id})"),
+            Bound::Instability {
+                at,
+                trial_id,
+                success_rate,
+                cv,
+            } => {
+                write!(
+                    f,
+                    "{kind} at {at}: {:.0} % of requests succeeded",
+                    success_rate * 100.0
+                )?;
+                if let Some(cv) = cv {
+                    write!(f, ", throughput varied {:.0} %", cv * 100.0)?;
+                }
+                write!(f, " (trial {trial_id})")
+            }
+            Bound::TrainedContext { trained_context } => {
+                write!(f, "{kind}: the model was trained for {trained_context}")
+            }
+            Bound::Throughput {
+                at,
+                trial_id,
+                best_tps,
+                next_tps,
+            } => write!(
+                f,
+                "{kind}: {at} decoded {next_tps:.1} tok/s, not more than {best_tps:.1} (trial {trial_id})"
+            ),
+            Bound::Cap { cap } => write!(f, "{kind}: {cap}, the most tried, passed"),
+            Bound::Threshold {
+                at,
+                trial_id,
+                threshold,
+                value,
+                limit,
+            } => match (value, limit) {
+                (Some(v), Some(l)) => write!(
+                    f,
+                    "{kind} at {at}: {threshold} reached {v:.0}, limit {l:.0} (trial {trial_id})"
+                ),
+                _ => write!(f, "{kind} at {at}: {threshold} (trial {trial_id})"),
+            },
+            Bound::Slo {
+                at,
+                trial_id,
+                metric,
+                measured,
+                bound,
+            } => {
+                let unit = if metric.is_floor() { " tok/s" } else { " ms" };
+                let (sign, digits) = if metric.is_floor() { ("<", 1) } else { (">", 0) };
+                match measured {
+                    Some(m) => write!(
+                        f,
+                        "{kind} at {at}: {metric} {m:.digits$}{unit} {sign} {bound}{unit} (trial {trial_id})"
+                    ),
+                    None => write!(
+                        f,
+                        "{kind} at {at}: {metric} not measured, bound {bound}{unit} (trial {trial_id})"
+                    ),
+                }
+            }
+            Bound::NotRun { reason } => write!(f, "{kind}: {reason}"),
         }
     }
 }
