@@ -468,6 +468,46 @@ mod tests {
     }
 
     #[test]
+    fn an_objective_bound_names_the_metric_and_the_figure_missed() {
+        let limits = Limits {
+            max_concurrency: Some(4),
+            bounds: LimitBounds {
+                max_concurrency: Some(Bound::Slo {
+                    at: 5,
+                    trial_id: 12,
+                    metric: SloMetric::TtftP95,
+                    measured: Some(2345.6),
+                    bound: 2000.0,
+                }),
+                ..LimitBounds::default()
+            },
+            ..Limits::default()
+        };
+        let json = serde_json::to_value(&limits).unwrap();
+        let c = &json["max_concurrency"];
+        assert_eq!(
+            (c["value"].clone(), c["bound_by"].clone()),
+            (4.into(), "slo".into())
+        );
+        assert_eq!(c["evidence"]["metric"], "ttft-p95");
+        assert_eq!(c["evidence"]["measured"], 2345.6);
+        assert_eq!(serde_json::from_value::<Limits>(json).unwrap(), limits);
+        let text = limits.bounds.max_concurrency.as_ref().unwrap().to_string();
+        assert_eq!(text, "slo at 5: ttft-p95 2346 ms > 2000 ms (trial 12)");
+        let floor = Bound::Slo {
+            at: 9,
+            trial_id: 3,
+            metric: SloMetric::DecodeMin,
+            measured: None,
+            bound: 10.0,
+        };
+        assert_eq!(
+            floor.to_string(),
+            "slo at 9: decode-min not measured, bound 10 tok/s (trial 3)"
+        );
+    }
+
+    #[test]
     fn old_logs_with_bare_numbers_still_read() {
         let old = r#"{"max_context":20480,"best_batch":256,"max_concurrency":null}"#;
         let limits: Limits = serde_json::from_str(old).unwrap();
