@@ -15,6 +15,7 @@
 //! `LLAMA_SERVER=$(.ci/install-llama-server) cargo bench -p ozone --bench concurrency`
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
@@ -23,7 +24,7 @@ use ozone::backend::BackendSpec;
 use ozone::config::{parse_slo, Config};
 use ozone::guard::{SamplerOptions, Thresholds};
 use ozone::plugin::PluginHost;
-use ozone::record::{nearest_rank, KvCacheType, Phase, SampleRecord, TrialConfig};
+use ozone::record::{nearest_rank, KvCacheType, Phase, SampleRecord, Stage, TrialConfig};
 use ozone::session::{tune, TuneJob};
 use ozone::trial::{TrialRunner, TrialSettings};
 use ozone::tune::presets::PresetName;
@@ -137,7 +138,7 @@ async fn main() {
         ..TinyModelSpec::default()
     };
     write_tiny_model(&model, &tiny).expect("write the model");
-    let plugins = PluginHost::new(Default::default(), None).expect("plugin host");
+    let plugins = Arc::new(PluginHost::new(Default::default(), None).expect("plugin host"));
     println!(
         "llama-server {}, generated model, ctx {CTX}, batch {BATCH}, {REQUESTS_PER_STREAM} \
          requests per stream after one warm-up, {N_PREDICT} tokens each",
@@ -180,7 +181,7 @@ async fn main() {
             .join(label.replace(|c: char| !c.is_alphanumeric(), "_"));
         let result = match tune(
             job(&model, &out, config(cap, &slo)),
-            &plugins,
+            plugins.clone(),
             CancellationToken::new(),
         )
         .await
@@ -266,7 +267,9 @@ async fn main() {
         };
         let cpu_before = own_cpu_ms();
         let started = Instant::now();
-        let run = runner.run(id, Phase::Concurrency, &config, &cancel).await;
+        let run = runner
+            .run(id, Phase::Concurrency, Stage::Verify, &config, &cancel)
+            .await;
         let (cpu, wall) = (own_cpu_ms() - cpu_before, started.elapsed());
         let r = &run.record;
         let samples = &r.samples;

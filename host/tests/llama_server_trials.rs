@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ozone::backend::BackendSpec;
-use ozone::record::{FailureKind, Metric, Phase, Verdict};
+use ozone::record::{FailureKind, Metric, Phase, Stage, Verdict};
 use ozone::trial::{TrialRunner, TrialSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +20,7 @@ async fn trial_at_4096_measures_five_samples_with_server_counts() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(4096, 1),
             &CancellationToken::new(),
         )
@@ -58,6 +59,66 @@ async fn trial_at_4096_measures_five_samples_with_server_counts() {
     assert_no_servers_left();
 }
 
+#[tokio::test]
+async fn a_screen_is_one_request_that_fills_the_context() {
+    let _serial = serial().await;
+    let mut runner = TrialRunner::new(backend(&[]), settings(5), sampler(None));
+    let mut heard = Vec::new();
+    let run = runner
+        .run_reporting(
+            1,
+            Phase::Context,
+            Stage::Screen,
+            &config(4096, 1),
+            &CancellationToken::new(),
+            &mut |s| heard.push(s.clone()),
+        )
+        .await;
+    let r = &run.record;
+    assert_eq!(r.verdict, Verdict::Stable, "{:?}", r.failure);
+    assert_eq!(r.stage, Stage::Screen);
+    assert_eq!(r.samples.len(), 1, "one request, not min_samples");
+    assert_eq!(r.samples[0].prompt_tokens, Some(3686), "90 % of 4096");
+    assert_eq!(r.stopped_early, None);
+    assert!(r.peaks.process_rss_bytes.is_some(), "the guard watched it");
+    assert_eq!(heard, r.samples, "the sample was handed out as it finished");
+    assert_no_servers_left();
+}
+
+/// Early verdict: the server is made to fail every request deterministically (it is
+/// asked for more tokens than the context holds, so it stops short), and with 5 samples
+/// and an 85 % threshold the first failure settles the verdict.
+#[tokio::test]
+async fn a_trial_whose_first_sample_fails_ends_before_the_second_request() {
+    let _serial = serial().await;
+    let mut settings = settings(5);
+    settings.n_predict = 4096;
+    let mut runner = TrialRunner::new(backend(&[]), settings, sampler(None));
+    let mut heard = 0;
+    let run = runner
+        .run_reporting(
+            1,
+            Phase::Context,
+            Stage::Verify,
+            &config(2048, 1),
+            &CancellationToken::new(),
+            &mut |_| heard += 1,
+        )
+        .await;
+    let r = &run.record;
+    assert_eq!(r.verdict, Verdict::Failed, "{:#?}", r.samples);
+    assert_eq!(r.samples.len(), 1, "{:#?}", r.samples);
+    assert_eq!(heard, 1, "no second request was sent");
+    assert!(!r.samples[0].ok);
+    assert_eq!(
+        r.stopped_early.as_deref(),
+        Some("stopped after sample 1 of 5: 1 failure makes 85 % unreachable")
+    );
+    let failure = r.failure.as_ref().expect("the sample's failure");
+    assert_eq!(failure.kind, FailureKind::BadOutput, "{failure:?}");
+    assert_no_servers_left();
+}
+
 /// A concurrency level is a closed loop: N streams, each sending its next request when
 /// the previous one finished, `requests_per_stream` measured after one warm-up each.
 #[tokio::test]
@@ -73,6 +134,7 @@ async fn concurrency_levels_run_closed_loops_of_streams() {
             .run(
                 id,
                 Phase::Concurrency,
+                Stage::Verify,
                 &config(2048, c),
                 &CancellationToken::new(),
             )
@@ -135,6 +197,44 @@ async fn concurrency_levels_run_closed_loops_of_streams() {
     assert_no_servers_left();
 }
 
+/// A level stops early as any trial does: every request fails (more tokens asked than
+/// the context holds), and the first failure — a warm-up's, which counts as a sample —
+/// leaves 85 % unreachable, so no measured request is waited for.
+#[tokio::test]
+async fn a_concurrency_level_that_cannot_be_stable_stops_at_its_first_failure() {
+    let _serial = serial().await;
+    let settings = TrialSettings {
+        requests_per_stream: 2,
+        n_predict: 4096,
+        ..settings(4)
+    };
+    let mut runner = TrialRunner::new(backend(&[]), settings, sampler(None));
+    let mut heard = 0;
+    let run = runner
+        .run_reporting(
+            1,
+            Phase::Concurrency,
+            Stage::Verify,
+            &config(2048, 2),
+            &CancellationToken::new(),
+            &mut |_| heard += 1,
+        )
+        .await;
+    let r = &run.record;
+    assert_eq!(r.verdict, Verdict::Failed, "{:#?}", r.samples);
+    assert_eq!(r.samples.len(), 1, "{:#?}", r.samples);
+    assert_eq!(heard, 1);
+    let error = r.samples[0].error.as_deref().unwrap_or("");
+    assert!(error.starts_with("warm-up request: "), "{error}");
+    assert_eq!(
+        r.stopped_early.as_deref(),
+        Some("stopped after sample 1 of 5: 1 failure makes 85 % unreachable")
+    );
+    let f = r.concurrency.as_ref().expect("a level's figures");
+    assert_eq!(f.latency.ttft_p95_ms, None, "nothing measured");
+    assert_no_servers_left();
+}
+
 #[tokio::test]
 async fn server_memory_over_the_budget_is_a_threshold_breach() {
     let _serial = serial().await;
@@ -150,6 +250,7 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -163,6 +264,7 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(8192, 1),
             &CancellationToken::new(),
         )
@@ -221,7 +323,7 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
         pid
     });
     let run = runner
-        .run(1, Phase::Context, &config(8192, 1), &cancel)
+        .run(1, Phase::Context, Stage::Verify, &config(8192, 1), &cancel)
         .await
         .record;
     let pid = killer.await.expect("killer task");
@@ -245,6 +347,7 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -271,6 +374,7 @@ async fn server_that_never_gets_healthy_times_out() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -309,7 +413,7 @@ async fn cancellation_stops_the_server_and_returns_promptly() {
     });
     let started = Instant::now();
     let run = runner
-        .run(1, Phase::Context, &config(8192, 1), &cancel)
+        .run(1, Phase::Context, Stage::Verify, &config(8192, 1), &cancel)
         .await
         .record;
     assert!(
@@ -338,7 +442,7 @@ async fn dropping_a_running_trial_kills_its_server() {
     let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(20), sampler(None));
     let (config, cancel) = (config(8192, 1), CancellationToken::new());
-    let run = runner.run(1, Phase::Context, &config, &cancel);
+    let run = runner.run(1, Phase::Context, Stage::Verify, &config, &cancel);
     let outcome = tokio::time::timeout(Duration::from_millis(2500), run).await;
     assert!(outcome.is_err(), "the trial should still have been running");
     // SIGKILL is delivered asynchronously: give the kernel a moment.
@@ -384,6 +488,7 @@ async fn openai_compatible_trial_against_llama_server_v1() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -435,6 +540,7 @@ async fn allocation_failure_at_load_is_out_of_memory() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -452,6 +558,7 @@ async fn allocation_failure_at_load_is_out_of_memory() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(32768, 1),
             &CancellationToken::new(),
         )

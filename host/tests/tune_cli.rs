@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
-use ozone::record::{KvCacheType, Phase, TrialConfig, Verdict};
+use ozone::record::{KvCacheType, Phase, Stage, TrialConfig, Verdict};
 use ozone::trial::{TrialRunner, TrialSettings};
 use serde_json::Value;
 
@@ -155,7 +155,9 @@ async fn swept_limit(model: &Path, around: u32) -> u32 {
             concurrency: 1,
             kv_cache_type: KvCacheType::F16,
         };
-        let run = runner.run(id, Phase::Context, &config, &cancel).await;
+        let run = runner
+            .run(id, Phase::Context, Stage::Verify, &config, &cancel)
+            .await;
         if run.record.verdict != Verdict::Stable {
             break;
         }

@@ -103,6 +103,7 @@ impl Profile {
                     phase,
                     plugin,
                     proposed,
+                    ..
                 } => decisions.push(Decision {
                     phase,
                     plugin,

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::guard::memory_limit_bytes;
 use crate::plugin::SloMetric;
-use crate::record::{Peaks, Phase, Stats, TrialRecord, Verdict};
+use crate::record::{Peaks, Phase, Stage, Stats, TrialRecord, Verdict};
 
 use super::svg::{Chart, Mark, Point, Series};
 use super::{Level, RunSummary};
@@ -13,7 +13,10 @@ use super::{Level, RunSummary};
 const MIB: f64 = 1048576.0;
 
 fn trial_label(t: &TrialRecord) -> String {
-    let mut label = format!("trial {}: {} — {:?}", t.id, t.config, t.verdict);
+    let mut label = format!(
+        "trial {} ({}): {} — {:?}",
+        t.id, t.stage, t.config, t.verdict
+    );
     if let Some(f) = &t.failure {
         let _ = write!(label, " ({})", f.message);
     }
@@ -138,6 +141,7 @@ pub(super) fn charts(s: &RunSummary) -> Vec<Chart> {
             t.config.concurrency == 1
                 && Some(t.config.ctx) == batch_ctx
                 && t.phase != Phase::Concurrency
+                && t.stage == Stage::Verify
         })
         .collect();
     let batch = Chart {

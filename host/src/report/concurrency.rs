@@ -8,7 +8,7 @@ use crate::config::slo_text;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{concurrency_outcome, slo_verdict, Slo};
-use crate::record::{ConcurrencyFigures, Phase, TrialRecord, Verdict};
+use crate::record::{ConcurrencyFigures, Phase, Stage, TrialRecord, Verdict};
 use crate::trial::figures_of;
 use crate::tune::{Bound, Limits};
 
@@ -22,7 +22,7 @@ pub struct ConcurrencySummary {
     /// start needs to be told).
     pub server: Option<String>,
     /// Every level measured, by streams: the concurrency phase's trials and level 1
-    /// when an earlier phase had measured it.
+    /// when an earlier phase had verified it (screens are never levels).
     pub levels: Vec<Level>,
 }
 
@@ -64,6 +64,7 @@ impl ConcurrencySummary {
             for t in trials
                 .iter()
                 .filter(|t| (t.config.ctx, t.config.batch) == (ctx, batch))
+                .filter(|t| t.stage == Stage::Verify)
             {
                 let figures = figures_of(t);
                 let outcome = concurrency_outcome(t, &figures, hardware, thresholds, slo);

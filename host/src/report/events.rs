@@ -2,18 +2,35 @@
 //!
 //! ```text
 //! {"event":"run_started","log_version":1,"ozone_version":"0.1.0","model_source":"m.gguf","model":{…ModelMetadata},"hardware":{…HardwareSnapshot},"config":{…Config},"plugins":[{"role":"context","name":"binary-search","version":"0.1.0","builtin":true}],"backend":"llama-server","versions":{"llama-server":"b6500"},"started_at":"2026-11-26T13:00:05Z"}
-//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":32768}
-//! {"event":"sample","trial_id":1,"config":{"ctx":32768,…},"sample":{"index":0,"ok":true,"ttft_ms":…}}
-//! {"event":"trial","id":1,"phase":"context","config":{"ctx":32768,…},…every TrialRecord field, samples included}
+//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":32768,"stage":"screen"}
+//! {"event":"sample","trial_id":1,"stage":"screen","config":{"ctx":32768,…},"sample":{"index":0,"ok":true,"ttft_ms":…}}
+//! {"event":"trial","id":1,"phase":"context","stage":"screen","config":{"ctx":32768,…},…every TrialRecord field, samples included}
 //! {"event":"series","trial_id":1,"series":{"interval_ms":100,"points":[…],"peaks":{…}}}
+//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":null}
+//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":9728,"stage":"verify"}
 //! {"event":"note","phase":"concurrency","message":"llama-server ran each level of N streams with -np N slots …"}
 //! {"event":"resumed","at":"2026-11-26T14:00:00Z"}
-//! {"event":"run_finished","status":"completed","finished_at":"…","limits":{"max_context":20480,"best_batch":256,"max_concurrency":2},"message":null}
+//! {"event":"run_finished","status":"completed","finished_at":"…","limits":{"max_context":{"value":9728,"bound_by":"memory","evidence":{…}},…},"message":null}
 //! ```
+//!
+//! - `decision`: a plugin's proposal and the stage it is measured at; `proposed: null`
+//!   is the plugin saying it is done. In the context phase a `verify` decision after the
+//!   plugin is done is its `best()`, about to be verified.
+//! - `sample`: one finished request of the running trial, written (and flushed) the
+//!   moment it finished, before its trial's `trial` line: a crash mid-trial loses no
+//!   measured sample, and `ozone report` on a running log shows the trial in progress
+//!   (samples after the last `trial` line). The `trial` line repeats every sample.
+//! - `trial`: a finished trial (`stage` screen or verify; logs written before stages
+//!   existed have none and read as verify; `stopped_early` says why a trial ended
+//!   before all its samples ran; a concurrency level's figures and objective verdict
+//!   in `concurrency`).
+//! - `note`: what the run says about a phase as it starts (how the server runs the
+//!   concurrency levels).
 //!
 //! Readers skip a torn last line (a crash mid-write) and reject any other bad line.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -21,7 +38,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::record::{Phase, SampleRecord, SampleSeries, TrialConfig, TrialRecord};
+use crate::record::{Phase, SampleRecord, SampleSeries, Stage, TrialConfig, TrialRecord};
 use crate::tune::Limits;
 
 /// Version of the log format, written in `run_started`.
@@ -34,11 +51,20 @@ pub enum LogEvent {
     /// First line of a run.
     RunStarted(Box<RunStarted>),
     /// A `--resume` picked the run up again.
-    Resumed { at: DateTime<Utc> },
+    Resumed {
+        at: DateTime<Utc>,
+        /// The llama-server binary the resumed trials run, when it is not the one the
+        /// run started with (moved, `--llama-server`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_binary: Option<PathBuf>,
+    },
     /// One sample, logged as soon as it finishes (before its trial's `trial` line), so a
-    /// crash mid-trial loses nothing measured. Readers rebuild from `trial` lines only.
+    /// crash mid-trial loses nothing measured. Finished trials are rebuilt from `trial`
+    /// lines; samples after the last one are the trial in progress.
     Sample {
         trial_id: u32,
+        #[serde(default)]
+        stage: Stage,
         config: TrialConfig,
         sample: SampleRecord,
     },
@@ -46,11 +72,15 @@ pub enum LogEvent {
     Trial(Box<TrialRecord>),
     /// The sampler's series of a trial (written after its `trial` line).
     Series { trial_id: u32, series: SampleSeries },
-    /// A plugin's proposal (`proposed: null` = the plugin is done).
+    /// A plugin's proposal and the stage it is measured at (`proposed: null` = the
+    /// plugin is done); in the context phase, a `verify` decision is the plugin's
+    /// `best()` about to be verified.
     Decision {
         phase: Phase,
         plugin: String,
         proposed: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage: Option<Stage>,
     },
     /// What the run says about a phase as it starts (how the server runs its trials).
     Note { phase: Phase, message: String },
@@ -89,7 +119,30 @@ pub struct RunStarted {
     /// `--resume` repeats the run exactly.
     #[serde(default)]
     pub parameters: Option<crate::tune::RunParameters>,
+    /// The llama-server binary the trials ran, resolved from `--llama-server`,
+    /// `LLAMA_SERVER` or `PATH`: the deploy script runs it, and `ozone report` writes
+    /// that script again from the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_binary: Option<PathBuf>,
     pub started_at: DateTime<Utc>,
+}
+
+impl RunStarted {
+    /// The llama-server binary the run's latest trials ran: a `--resume` that moved it
+    /// says so in its `resumed` line.
+    pub fn server_binary_in(&self, events: &[LogEvent]) -> Option<PathBuf> {
+        events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                LogEvent::Resumed {
+                    server_binary: Some(binary),
+                    ..
+                } => Some(binary.clone()),
+                _ => None,
+            })
+            .or_else(|| self.server_binary.clone())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

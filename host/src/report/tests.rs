@@ -17,11 +17,13 @@ fn events() -> Vec<LogEvent> {
             phase: t.phase,
             plugin: "binary-search".into(),
             proposed: Some(t.config.ctx),
+            stage: Some(crate::record::Stage::Verify),
         });
         let id = t.id;
         for sample in &t.samples {
             events.push(LogEvent::Sample {
                 trial_id: id,
+                stage: t.stage,
                 config: t.config.clone(),
                 sample: sample.clone(),
             });
@@ -36,6 +38,7 @@ fn events() -> Vec<LogEvent> {
         phase: Phase::Context,
         plugin: "binary-search".into(),
         proposed: None,
+        stage: None,
     });
     events.push(LogEvent::RunFinished(RunFinished {
         status: RunStatus::Completed,
@@ -105,6 +108,7 @@ fn torn_last_line_is_skipped_and_cut_on_resume() {
     let (mut log, before) = RunLog::open_append(&path).unwrap();
     assert_eq!(before, all[..5].to_vec());
     let resumed = LogEvent::Resumed {
+        server_binary: None,
         at: Utc.with_ymd_and_hms(2026, 11, 26, 14, 0, 0).unwrap(),
     };
     log.append(&resumed).unwrap();
@@ -198,8 +202,18 @@ fn every_output_file_is_written_and_parses() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let paths = write_outputs(dir.path(), &summary, PresetName::Balanced, Some(&command)).unwrap();
     let stem = "qwen2.5-0.5b-instruct-q4_k_m";
+    let log = dir
+        .path()
+        .join(format!("logs/{stem}_20261126_130005.jsonl"));
+    let paths = write_outputs(
+        dir.path(),
+        &log,
+        &summary,
+        Some(PresetName::Balanced),
+        Some(&command),
+    )
+    .unwrap();
     assert_eq!(
         paths.summary,
         dir.path()
@@ -217,7 +231,8 @@ fn every_output_file_is_written_and_parses() {
     assert!(env["hardware"]["cpu"]["model"]["value"].is_string());
 
     let defaults: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&paths.defaults).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(paths.defaults.as_ref().unwrap()).unwrap())
+            .unwrap();
     assert_eq!(defaults["model"].as_str(), Some(stem));
     assert!(defaults["updated_at"].is_string());
     for (name, ctx) in [
@@ -254,10 +269,10 @@ fn every_output_file_is_written_and_parses() {
     let script_path = paths.llama_server_script.as_ref().unwrap();
     let script = std::fs::read_to_string(script_path).unwrap();
     assert!(script.starts_with("#!/bin/sh\n"));
-    assert!(script.contains(
-        "exec '/opt/llama server/llama-server' -m '/models/it'\\''s here.gguf' -c 8192 -b 64 \
-         --host 127.0.0.1 \"$@\"\n"
-    ));
+    assert!(
+        script.contains(" -c 8192 -b 64 --host 127.0.0.1 \"$@\"\n"),
+        "{script}"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -271,7 +286,7 @@ fn every_output_file_is_written_and_parses() {
             "printf '%s\\n' {}",
             command
                 .iter()
-                .map(|w| shell_quote(w))
+                .map(|w| shell_quote(w).unwrap())
                 .collect::<Vec<_>>()
                 .join(" ")
         ))
@@ -305,7 +320,9 @@ fn html_report_has_the_charts_and_the_presets_without_script() {
     }
     // The budget line and every trial on the memory chart, marked by verdict.
     assert!(html.contains("budget 1536 MiB"));
-    assert!(html.contains("<title>trial 5: ctx 24576 batch 64 ubatch 64 x1 kv f16 — Failed"));
+    assert!(
+        html.contains("<title>trial 5 (verify): ctx 24576 batch 64 ubatch 64 x1 kv f16 — Failed")
+    );
     assert!(html.contains("<title>trial 10: 4 streams — Unstable"));
     for preset in ["max_context", "balanced", "fast_response", "serving"] {
         assert!(html.contains(&format!("<td>{preset}</td>")), "{preset}");
@@ -386,9 +403,18 @@ fn only_one_stable_configuration_is_said_in_every_output() {
     let html = render_summary_html(&summary);
     assert!(html.contains("Only one configuration was stable"));
     let dir = tempfile::tempdir().unwrap();
-    let paths = write_outputs(dir.path(), &summary, PresetName::FastResponse, None).unwrap();
+    let log = dir.path().join("logs/run.jsonl");
+    let paths = write_outputs(
+        dir.path(),
+        &log,
+        &summary,
+        Some(PresetName::FastResponse),
+        None,
+    )
+    .unwrap();
     let defaults: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&paths.defaults).unwrap()).unwrap();
+        serde_yaml::from_str(&std::fs::read_to_string(paths.defaults.as_ref().unwrap()).unwrap())
+            .unwrap();
     assert_eq!(
         defaults["presets"]["max_context"]["num_ctx"].as_u64(),
         Some(8192)
@@ -410,8 +436,19 @@ fn nothing_stable_writes_no_deploy_files() {
     let summary = RunSummary::from_events(&all).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cmd = vec!["llama-server".to_string()];
-    let paths = write_outputs(dir.path(), &summary, PresetName::Balanced, Some(&cmd)).unwrap();
+    let log = dir.path().join("logs/run.jsonl");
+    let paths = write_outputs(
+        dir.path(),
+        &log,
+        &summary,
+        Some(PresetName::Balanced),
+        Some(&cmd),
+    )
+    .unwrap();
+    // Nothing found: an earlier run's presets and deploy files are left alone.
     assert!(paths.modelfile.is_none() && paths.llama_server_script.is_none());
+    assert!(paths.defaults.is_none());
+    assert!(!dir.path().join("defaults").exists());
     let html = std::fs::read_to_string(&paths.html).unwrap();
     assert!(html.contains("No configuration was stable"));
 }
@@ -421,9 +458,12 @@ fn file_stems_are_safe() {
     assert_eq!(file_stem("llama3.1:8b-instruct"), "llama3.1_8b-instruct");
     assert_eq!(file_stem("hf.co/org/model:Q4"), "hf.co_org_model_Q4");
     assert_eq!(file_stem("::"), "model");
-    assert_eq!(shell_quote("plain-word_1.gguf"), "plain-word_1.gguf");
-    assert_eq!(shell_quote(""), "''");
-    assert_eq!(shell_quote("a b"), "'a b'");
+    assert_eq!(
+        shell_quote("plain-word_1.gguf").unwrap(),
+        "plain-word_1.gguf"
+    );
+    assert_eq!(shell_quote("").unwrap(), "''");
+    assert!(shell_quote("a\0b").is_err());
 }
 
 #[test]
@@ -467,6 +507,41 @@ pub(crate) fn run_started() -> RunStarted {
             .into_iter()
             .collect(),
         parameters: None,
+        server_binary: None,
         started_at: Utc.with_ymd_and_hms(2026, 11, 26, 13, 0, 5).unwrap(),
     }
+}
+
+#[test]
+fn a_running_log_shows_the_trial_in_progress() {
+    let mut events: Vec<LogEvent> = events()
+        .into_iter()
+        .filter(|e| !matches!(e, LogEvent::RunFinished(_)))
+        .collect();
+    let config = crate::fixtures::trials()[0].config.clone();
+    let sample = crate::record::SampleRecord {
+        index: 0,
+        ok: false,
+        error: Some("the request ran past the 89 s timeout".into()),
+        ..Default::default()
+    };
+    events.push(LogEvent::Sample {
+        trial_id: 11,
+        stage: crate::record::Stage::Screen,
+        config: config.clone(),
+        sample,
+    });
+    let s = RunSummary::from_events(&events).unwrap();
+    assert_eq!(s.status, RunStatus::Unfinished);
+    let p = s.in_progress.as_ref().expect("trial 11 in progress");
+    assert_eq!(
+        (p.trial_id, p.stage, p.samples.len()),
+        (11, crate::record::Stage::Screen, 1)
+    );
+    let html = render_summary_html(&s);
+    assert!(html.contains("In progress: trial 11 (screen)"), "{html}");
+    assert!(html.contains("ran past the 89 s timeout"));
+    // Finished trials' samples are not "in progress".
+    let done = RunSummary::from_events(&events[..events.len() - 1]).unwrap();
+    assert_eq!(done.in_progress, None);
 }

@@ -5,8 +5,10 @@
 //! spread out as real users would), though a failed one still counts as a failure.
 //!
 //! Every request is checked as a sample is (`sampling.rs`): whole prompt, every token.
-//! A server that dies stops the loop; so do more timeouts than allowed, a breach and
-//! Ctrl-C (the in-flight requests are dropped with their tasks).
+//! A server that dies stops the loop; so do more timeouts than allowed, a breach,
+//! Ctrl-C, and (as for any trial) failures enough that the level can no longer be
+//! stable — its objective cannot pass then either (the in-flight requests are dropped
+//! with their tasks, the reason is the record's `stopped_early`).
 
 use std::time::{Duration, Instant};
 
@@ -14,11 +16,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::sampling::{checked, died_mid_trial, failed_sample, sample_record, Sampled};
-use super::TrialSettings;
+use super::sampling::{checked, died_mid_trial, failed_sample, sample_record, Sampled, Tally};
+use super::{OnSample, TrialSettings};
 use crate::backend::{interrupted, timeout_failure, Generation, GenerationRequest, OpenServer};
 use crate::guard::{guarded, Guarded};
-use crate::record::{Breach, FailureKind, TrialConfig, TrialFailure};
+use crate::record::{Breach, TrialConfig, TrialFailure};
 
 /// What the loop produced.
 pub(super) struct Looped {
@@ -40,13 +42,15 @@ struct Finished {
     outcome: Result<Generation, TrialFailure>,
 }
 
-/// Runs `config.concurrency` streams of `settings.requests_per_stream` measured requests.
+/// Runs `config.concurrency` streams of `settings.requests_per_stream` measured requests;
+/// `on_sample` hears each request's sample as soon as it finished.
 pub(super) async fn closed_loop(
     server: &mut OpenServer,
     config: &TrialConfig,
     settings: &TrialSettings,
     breaches: &mut watch::Receiver<Option<Breach>>,
     cancel: &CancellationToken,
+    on_sample: OnSample<'_>,
 ) -> Looped {
     let streams = config.concurrency.max(1);
     let warmup = u32::from(settings.warmup);
@@ -85,27 +89,32 @@ pub(super) async fn closed_loop(
     }
     drop(tx);
 
-    let mut tally = Tally {
+    let mut progress = Progress {
         out: Sampled::default(),
         window: None,
-        timeouts: 0,
+        tally: Tally::new(streams * settings.requests_per_stream.max(1), settings),
         timeout,
+        exact_counts: server.exact_counts(),
+        target_tokens: server.target_tokens(),
+        n_predict,
     };
-    let exact_counts = server.exact_counts();
-    let target_tokens = server.target_tokens();
     let ended = guarded(
-        tally.follow(&mut finished, server, settings, exact_counts, target_tokens),
+        progress.follow(&mut finished, server, on_sample),
         breaches,
         cancel,
     )
     .await;
     // Dropping the set aborts the requests still in flight.
     drop(tasks);
-    let Tally { out, window, .. } = tally;
+    let Progress {
+        mut out, window, ..
+    } = progress;
+    // Stopped early, requests were left: the server is killed with them in flight.
+    out.kill |= out.stopped_early.is_some();
     let sampled = match ended {
-        Guarded::Done(()) => out,
-        Guarded::Breach => out.stop(None),
-        Guarded::Interrupted => out.stop(Some(interrupted())),
+        Guarded::Done(()) => out.finish(),
+        Guarded::Breach => out.stop(None).finish(),
+        Guarded::Interrupted => out.stop(Some(interrupted())).finish(),
     };
     Looped {
         sampled,
@@ -115,74 +124,84 @@ pub(super) async fn closed_loop(
 }
 
 /// What the loop has seen so far (kept when a breach or Ctrl-C cuts it short).
-struct Tally {
+struct Progress {
     out: Sampled,
     /// First measured request sent, last measured request finished.
     window: Option<(Instant, Instant)>,
-    timeouts: u32,
+    /// Whether the level's verdict is settled (counted over the samples: the measured
+    /// requests, and a warm-up request that failed).
+    tally: Tally,
     /// Each request's timeout.
     timeout: Duration,
+    exact_counts: bool,
+    target_tokens: u32,
+    n_predict: u32,
 }
 
-impl Tally {
+impl Progress {
     /// Records each request as it finishes, until every stream is done or the trial
-    /// must stop (the server died, too many timeouts).
+    /// must stop (the server died, too many timeouts, the verdict settled).
     async fn follow(
         &mut self,
         finished: &mut mpsc::UnboundedReceiver<Finished>,
         server: &mut OpenServer,
-        settings: &TrialSettings,
-        exact_counts: bool,
-        target_tokens: u32,
+        on_sample: OnSample<'_>,
     ) {
+        let mut exit_checked = false;
         while let Some(f) = finished.recv().await {
             let index = self.out.samples.len() as u32;
-            self.timeouts += u32::from(f.timed_out);
+            self.tally.timeouts += u32::from(f.timed_out);
             if f.measured {
                 let (first, last) = self.window.get_or_insert((f.sent, f.done));
                 *first = (*first).min(f.sent);
                 *last = (*last).max(f.done);
             }
-            match checked(f.outcome, exact_counts, target_tokens, settings.n_predict) {
+            let outcome = checked(
+                f.outcome,
+                self.exact_counts,
+                self.target_tokens,
+                self.n_predict,
+            );
+            let sample = match outcome {
                 Ok(generation) if f.measured => {
-                    self.out
-                        .samples
-                        .push(sample_record(index, Some(f.stream), &generation))
+                    self.tally.ok += 1;
+                    sample_record(index, Some(f.stream), &generation)
                 }
-                Ok(_) => {}
+                Ok(_) => continue,
                 Err(failure) => {
                     let failure = if f.measured {
                         failure
                     } else {
+                        // A failed warm-up is a sample of its own: one more planned.
+                        self.tally.planned += 1;
                         TrialFailure {
                             message: format!("warm-up request: {}", failure.message),
                             ..failure
                         }
                     };
-                    self.out.samples.push(failed_sample(
-                        index,
-                        Some(f.stream),
-                        failure.message.clone(),
-                    ));
+                    self.tally.failed += 1;
+                    let sample = failed_sample(index, Some(f.stream), failure.message.clone());
                     self.out.sample_failures.push(failure);
-                    if let Some(exit) = server.server_exit().await {
-                        self.out.trial_failure = Some(died_mid_trial(exit));
-                        return;
-                    }
+                    sample
+                }
+            };
+            on_sample(&sample);
+            let failed = !sample.ok;
+            self.out.samples.push(sample);
+            if failed && !exit_checked {
+                exit_checked = true;
+                if let Some(exit) = server.server_exit().await {
+                    self.out.trial_failure = Some(died_mid_trial(exit));
+                    return;
                 }
             }
-            if self.timeouts > settings.max_concurrent_timeouts {
-                self.out.trial_failure = Some(TrialFailure {
-                    kind: FailureKind::Timeout,
-                    message: format!(
-                        "{} requests ran past the {:.0} s timeout (at most {} allowed)",
-                        self.timeouts,
-                        self.timeout.as_secs_f64(),
-                        settings.max_concurrent_timeouts
-                    ),
-                });
+            if let Some(reason) = self.tally.settled(self.timeout) {
+                self.out.trial_failure = self.tally.too_many_timeouts(self.timeout);
+                self.out.stopped_early = Some(reason);
                 return;
             }
         }
+        // Every request came back: too many timeouts still fail the level.
+        self.out.trial_failure = self.tally.too_many_timeouts(self.timeout);
     }
 }

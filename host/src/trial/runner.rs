@@ -1,11 +1,15 @@
-//! The trial runner: one configuration, N samples against a real server while the
-//! sampler watches the hardware, then the statistics and the verdict.
+//! The trial runner: one configuration against a real server while the sampler watches
+//! the hardware, then the statistics and the verdict. A [`Stage::Screen`] sends one
+//! request that fills the context (does it load, fit, at what peak); a
+//! [`Stage::Verify`] sends `min_samples_per_config` of them. Either stops as soon as its
+//! verdict is settled, and says why in `stopped_early`.
 //!
 //! A server failure is never an `Err`: it is a `Failed` verdict with its
 //! [`FailureKind`]. A guard breach cancels the in-flight requests at once; a cancelled
 //! token (Ctrl-C) kills the server and returns a record failed with "interrupted".
 //! Opening the server is the backend's ([`ServerOpener`]); the samples are
-//! `sampling.rs`'s, a concurrency level's closed loop `closed_loop.rs`'s.
+//! `sampling.rs`'s, a concurrency level's closed loop `closed_loop.rs`'s (always a
+//! verification: its streams × `requests_per_stream` requests, whatever the stage).
 
 use std::time::{Duration, Instant};
 
@@ -15,12 +19,12 @@ use tokio_util::sync::CancellationToken;
 use super::closed_loop::closed_loop;
 use super::sampling::{sample, Sampled};
 use super::summary::{concurrency_figures, summarize, verdict, LoopShape};
-use super::TrialSettings;
+use super::{OnSample, TrialSettings};
 use crate::backend::{interrupted, BackendSpec, OpenOptions, OpenServer, ServerOpener};
 use crate::guard::{guarded, Guarded, Sampler, SamplerOptions};
 use crate::record::{
-    Breach, FailureKind, Phase, SampleRecord, SampleSeries, TrialConfig, TrialFailure, TrialRecord,
-    Verdict,
+    Breach, FailureKind, Phase, SampleRecord, SampleSeries, Stage, TrialConfig, TrialFailure,
+    TrialRecord, Verdict,
 };
 
 /// A finished trial: the record for the JSONL log and the hardware series.
@@ -28,6 +32,10 @@ use crate::record::{
 pub struct TrialRun {
     pub record: TrialRecord,
     pub series: SampleSeries,
+    /// The server never came up (see [`OpenFailure::never_started`]) for a reason that
+    /// is not memory — no breach, no out-of-memory in its log: no other configuration
+    /// would fare better.
+    pub server_cannot_start: bool,
 }
 
 /// Runs trials against one backend.
@@ -44,8 +52,11 @@ struct Execution {
     /// Why each failed sample failed, in order (the record keeps only the message).
     sample_failures: Vec<TrialFailure>,
     failure: Option<TrialFailure>,
+    stopped_early: Option<String>,
     granted_ctx: Option<u32>,
     log_tail: Vec<String>,
+    /// The server never came up.
+    never_started: bool,
     /// A concurrency level's closed loop: how its requests were sent.
     looped: Option<LoopShape>,
 }
@@ -56,8 +67,10 @@ impl Execution {
             samples: Vec::new(),
             sample_failures: Vec::new(),
             failure: Some(failure),
+            stopped_early: None,
             granted_ctx: None,
             log_tail,
+            never_started: false,
             looped: None,
         }
     }
@@ -87,13 +100,29 @@ impl TrialRunner {
         &self.settings
     }
 
-    /// Runs one trial. Never fails: whatever went wrong is in the record.
+    /// Runs one trial of `stage`. Never fails: whatever went wrong is in the record.
     pub async fn run(
         &mut self,
         id: u32,
         phase: Phase,
+        stage: Stage,
         config: &TrialConfig,
         cancel: &CancellationToken,
+    ) -> TrialRun {
+        self.run_reporting(id, phase, stage, config, cancel, &mut |_| {})
+            .await
+    }
+
+    /// [`TrialRunner::run`], handing each sample to `on_sample` as soon as its request
+    /// finished.
+    pub async fn run_reporting(
+        &mut self,
+        id: u32,
+        phase: Phase,
+        stage: Stage,
+        config: &TrialConfig,
+        cancel: &CancellationToken,
+        on_sample: OnSample<'_>,
     ) -> TrialRun {
         let started_at = chrono::Utc::now();
         let t0 = Instant::now();
@@ -101,7 +130,14 @@ impl TrialRunner {
             Ok(sampler) => {
                 let mut breaches = sampler.breaches();
                 let execution = self
-                    .execute(phase, config, &sampler, &mut breaches, cancel)
+                    .execute(
+                        phase,
+                        stage,
+                        config,
+                        (&sampler, &mut breaches),
+                        cancel,
+                        on_sample,
+                    )
                     .await;
                 let breach = breaches.borrow().clone();
                 let series = tokio::task::spawn_blocking(move || sampler.stop())
@@ -141,6 +177,10 @@ impl TrialRunner {
             ),
             (None, None) => None,
         };
+        let server_cannot_start = execution.never_started
+            && trial_failure
+                .as_ref()
+                .is_some_and(|f| matches!(f.kind, FailureKind::ServerError | FailureKind::Timeout));
         let verdict = verdict(&summary, trial_failure.as_ref(), &self.settings);
         let keep_log = verdict != Verdict::Stable || execution.samples.iter().any(|s| !s.ok);
         // Every concurrency level has figures, if only its shape (a server that never
@@ -157,6 +197,7 @@ impl TrialRunner {
         let record = TrialRecord {
             id,
             phase,
+            stage,
             config: config.clone(),
             started_at,
             duration_ms: t0.elapsed().as_millis() as u64,
@@ -171,6 +212,7 @@ impl TrialRunner {
             breach,
             failure: trial_failure,
             verdict,
+            stopped_early: execution.stopped_early,
             server_log_tail: if keep_log {
                 execution.log_tail
             } else {
@@ -178,16 +220,21 @@ impl TrialRunner {
             },
             concurrency,
         };
-        TrialRun { record, series }
+        TrialRun {
+            record,
+            series,
+            server_cannot_start,
+        }
     }
 
     async fn execute(
         &mut self,
         phase: Phase,
+        stage: Stage,
         config: &TrialConfig,
-        sampler: &Sampler,
-        breaches: &mut watch::Receiver<Option<Breach>>,
+        (sampler, breaches): (&Sampler, &mut watch::Receiver<Option<Breach>>),
         cancel: &CancellationToken,
+        on_sample: OnSample<'_>,
     ) -> Execution {
         let options = OpenOptions {
             health_timeout: Duration::from_secs_f64(self.settings.health_timeout_s.max(1.0)),
@@ -206,6 +253,7 @@ impl TrialRunner {
             Err(f) => {
                 return Execution {
                     granted_ctx: f.granted_ctx,
+                    never_started: f.never_started,
                     ..Execution::failed(f.failure, f.log_tail)
                 }
             }
@@ -223,7 +271,15 @@ impl TrialRunner {
         }
 
         if phase == Phase::Concurrency {
-            let looped = closed_loop(&mut server, config, &self.settings, breaches, cancel).await;
+            let looped = closed_loop(
+                &mut server,
+                config,
+                &self.settings,
+                breaches,
+                cancel,
+                on_sample,
+            )
+            .await;
             let shape = LoopShape {
                 streams: config.concurrency.max(1),
                 requests_per_stream: self.settings.requests_per_stream.max(1),
@@ -235,7 +291,16 @@ impl TrialRunner {
                 ..close(server, looped.sampled).await
             };
         }
-        let sampled = sample(&mut server, config, &self.settings, breaches, cancel).await;
+        let sampled = sample(
+            &mut server,
+            config,
+            &self.settings,
+            stage,
+            breaches,
+            cancel,
+            on_sample,
+        )
+        .await;
         close(server, sampled).await
     }
 }
@@ -247,8 +312,10 @@ async fn close(mut server: OpenServer, sampled: Sampled) -> Execution {
         samples: sampled.samples,
         sample_failures: sampled.sample_failures,
         failure: sampled.trial_failure,
+        stopped_early: sampled.stopped_early,
         granted_ctx: server.granted_ctx(),
         log_tail,
+        never_started: false,
         looped: None,
     }
 }
@@ -278,7 +345,7 @@ mod tests {
             kv_cache_type: crate::record::KvCacheType::F16,
         };
         let cancel = CancellationToken::new();
-        let run = runner.run(1, Phase::Context, &config, &cancel);
+        let run = runner.run(1, Phase::Context, Stage::Screen, &config, &cancel);
         assert_send(&run);
     }
 }

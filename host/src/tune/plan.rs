@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::llama_server::LlamaServerSpec;
 use crate::backend::ModelMetadata;
 use crate::config::Config;
 use crate::guard::Thresholds;
@@ -42,6 +43,22 @@ pub struct RunParameters {
     /// The warm-start hint the context plugin was given, so a resumed run replays the
     /// same proposals.
     pub hint: Option<u32>,
+}
+
+impl RunParameters {
+    /// How llama-server runs `model` with `binary` under these parameters: the one
+    /// place a run's server flags are turned into a spec (trials, the deploy script,
+    /// `ozone report`).
+    pub fn llama_spec(&self, binary: PathBuf, model: PathBuf) -> LlamaServerSpec {
+        LlamaServerSpec {
+            binary,
+            model,
+            gpu_layers: Some(self.gpu_layers),
+            flash_attn: Some(self.flash_attn.clone()),
+            threads: self.threads,
+            extra_args: Vec::new(),
+        }
+    }
 }
 
 /// The CPU threshold guards GPU inference against a runaway host; when the model runs
@@ -86,7 +103,7 @@ pub fn load_plugins(
     params: &RunParameters,
 ) -> Result<Plugins, PluginError> {
     let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
-    let bounds = ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY);
+    let bounds = context_bounds(config, trained);
     let model = plugin::model_facts(facts, bounds, params.hint);
     let hardware = plugin::hardware_facts(snapshot, thresholds);
     // The batch phase starts where the context search ran; the host config is the one
@@ -122,6 +139,11 @@ pub fn load_plugins(
     })
 }
 
+/// The contexts a context plugin may propose.
+fn context_bounds(config: &Config, trained: u32) -> ContextBounds {
+    ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY)
+}
+
 /// What the driver is to do for a model: batch start, phases, the objective.
 pub fn plan(config: &Config, facts: &ModelMetadata, params: &RunParameters) -> Plan {
     let settings = config.trial_settings();
@@ -142,13 +164,18 @@ pub fn plan(config: &Config, facts: &ModelMetadata, params: &RunParameters) -> P
     } else {
         2 * doublings(1, progression.max_concurrency) + 1
     };
+    let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     Plan {
         initial_batch,
         batch_scaling: config.batch_adaptation_enabled(),
+        max_batch,
+        max_context: context_bounds(config, trained).max,
         kv_cache_type: params.kv_cache_type,
+        screen_trials: config.ozone.screen_trials,
         concurrency: !params.skip_concurrency,
         slo,
         stabilization_delay: Duration::from_secs_f64(settings.stabilization_delay_s.max(0.0)),
+        timeouts: settings.timeouts.clone(),
         estimated_context_trials: config.search_strategy.max_binary_iterations as usize + 1,
         estimated_batch_trials: doublings(initial_batch, max_batch) + 1,
         estimated_concurrency_trials,
