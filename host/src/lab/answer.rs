@@ -14,7 +14,8 @@
 //!    same context and batch, then along batch at the same context, then along context.
 //!    The rule is the same on every axis and monotone: two stable neighbours give a
 //!    stable answer with figures (memory, throughput, TTFT, duration) linear between
-//!    theirs; otherwise the lower neighbour's failure holds above it, else the upper
+//!    theirs (a concurrency level's latency percentiles are not interpolated: an
+//!    objective counts them as unmeasured); otherwise the lower neighbour's failure holds above it, else the upper
 //!    neighbour's (the cautious answer). So batch and concurrency trials at a context
 //!    the ladders did not measure are answered between the ladder contexts around it.
 //! 4. **Not recorded**: outside every measured range (above the largest or below the
@@ -275,6 +276,7 @@ impl<'p> Answerer<'p> {
                 verdict: Verdict::Failed,
                 stopped_early: None,
                 server_log_tail: Vec::new(),
+                concurrency: None,
             },
             source: Source::NotRecorded { why },
         }
@@ -400,6 +402,8 @@ fn blend(a: &TrialRecord, b: &TrialRecord, t: f64) -> TrialRecord {
     record.failure = None;
     record.breach = None;
     record.verdict = Verdict::Stable;
+    // Latency percentiles do not interpolate: an objective judges them unmeasured.
+    record.concurrency = None;
     record.duration_ms = lerp(a.duration_ms as f64, b.duration_ms as f64).round() as u64;
     record.peaks = Peaks {
         gpu_mem_used_bytes: lerp_u(a.peaks.gpu_mem_used_bytes, b.peaks.gpu_mem_used_bytes),

@@ -228,7 +228,10 @@ impl Profile {
                     }
                 }
                 LogEvent::RunFinished(f) => finished = Some(f),
-                LogEvent::Sample { .. } | LogEvent::Series { .. } | LogEvent::Resumed { .. } => {}
+                LogEvent::Sample { .. }
+                | LogEvent::Series { .. }
+                | LogEvent::Resumed { .. }
+                | LogEvent::Note { .. } => {}
             }
         }
         let started =

@@ -399,6 +399,7 @@ mod tests {
                 verdict,
                 stopped_early: None,
                 server_log_tail: vec!["dropped".into()],
+                concurrency: None,
             }
         }
     }
