@@ -83,6 +83,11 @@ pub struct Args {
     /// Useful on shared machines; a trial that exceeds it fails with a threshold breach.
     #[arg(long, value_name = "MIB")]
     pub memory_budget_mb: Option<u64>,
+    /// Absolute budget for the GPU memory the server's processes use (all GPUs), in MiB:
+    /// for a GPU shared with other work. NVIDIA: NVML per-process memory; AMD: the amdgpu
+    /// DRM client stats (Linux ≥ 5.19). Refused where no per-process reading exists.
+    #[arg(long, value_name = "MIB")]
+    pub gpu_memory_budget_mb: Option<u64>,
     /// Samples per configuration (statistical_validation.min_samples_per_config).
     #[arg(long, value_name = "N")]
     pub samples: Option<u32>,
@@ -135,6 +140,8 @@ Examples:
       Tune an Ollama model.
   ozone tune model.gguf --memory-budget-mb 2048 --preset max_context
       Stay under 2 GiB of server memory; write deploy files for the largest context.
+  ozone tune model.gguf --gpu-memory-budget-mb 40960
+      Let the server use at most 40 GiB of GPU memory (the rest is someone else's).
   ozone tune model.gguf --context-strategy my_search.wasm
       Search with your own policy (see `ozone plugins check`).
   ozone tune --resume ozone_results/logs/model_20261126T120000.jsonl
@@ -219,7 +226,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let overrides: [(&str, Option<serde_json::Value>, &str); 5] = [
+    let overrides: [(&str, Option<serde_json::Value>, &str); 6] = [
         (
             "testing.statistical_validation.min_samples_per_config",
             args.samples.map(Into::into),
@@ -229,6 +236,11 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
             "ozone.process_memory_budget_mb",
             args.memory_budget_mb.map(Into::into),
             "--memory-budget-mb",
+        ),
+        (
+            "ozone.gpu_memory_budget_mb",
+            args.gpu_memory_budget_mb.map(Into::into),
+            "--gpu-memory-budget-mb",
         ),
         (
             "ozone.min_context",
@@ -427,7 +439,9 @@ fn preset_name(choice: PresetChoice) -> PresetName {
 
 fn exit_code(failure: &TuneFailure) -> Exit {
     match failure {
-        TuneFailure::Model(_) | TuneFailure::BadLog(_) => Exit::BadInput,
+        TuneFailure::Model(_) | TuneFailure::BadLog(_) | TuneFailure::BadInput(_) => {
+            Exit::BadInput
+        }
         TuneFailure::Server(_) => Exit::NoServer,
         TuneFailure::PluginLoad(e) | TuneFailure::Plugin(TuneError::Plugin(e)) => {
             Exit::of_plugin_error(e)

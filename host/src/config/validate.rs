@@ -199,6 +199,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
     if let Some(budget) = oz.process_memory_budget_mb {
         p.positive_u("ozone.process_memory_budget_mb", budget);
     }
+    if let Some(budget) = oz.gpu_memory_budget_mb {
+        p.positive_u("ozone.gpu_memory_budget_mb", budget);
+    }
     p.positive_f("ozone.health_timeout_s", oz.health_timeout_s);
     p.require(
         oz.sandbox.is_object(),

@@ -74,6 +74,8 @@ fn threshold(metric: Metric) -> wit::Threshold {
         Metric::Temperature => wit::Threshold::Temperature,
         Metric::Cpu => wit::Threshold::Cpu,
         Metric::ProcessMemory => wit::Threshold::ProcessMemory,
+        // 0.1.0 has no GPU-budget threshold: the nearest it knows (0.2.0 names it).
+        Metric::GpuMemoryBudget => wit::Threshold::Vram,
     }
 }
 

@@ -11,6 +11,8 @@ pub enum Metric {
     Temperature,
     Cpu,
     ProcessMemory,
+    /// GPU memory used by the server's own processes, against `gpu_memory_budget_mb`.
+    GpuMemoryBudget,
 }
 
 impl std::fmt::Display for Metric {
@@ -21,6 +23,7 @@ impl std::fmt::Display for Metric {
             Metric::Temperature => "temperature",
             Metric::Cpu => "cpu",
             Metric::ProcessMemory => "process-memory",
+            Metric::GpuMemoryBudget => "gpu-memory-budget",
         })
     }
 }
@@ -40,7 +43,7 @@ pub struct Breach {
 impl std::fmt::Display for Breach {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.metric {
-            Metric::Vram | Metric::Ram | Metric::ProcessMemory => write!(
+            Metric::Vram | Metric::Ram | Metric::ProcessMemory | Metric::GpuMemoryBudget => write!(
                 f,
                 "{} reached {:.1} MiB, limit {:.1} MiB (at {} ms)",
                 self.metric,

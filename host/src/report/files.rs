@@ -231,6 +231,8 @@ struct Performance {
     score: f64,
     peak_process_rss_mb: Option<u64>,
     peak_gpu_mem_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_server_gpu_mem_mb: Option<u64>,
 }
 
 impl DefaultsFile {
@@ -260,6 +262,7 @@ impl DefaultsFile {
                 score: round(p.score.total, 4),
                 peak_process_rss_mb: p.peaks.process_rss_bytes.map(|b| b >> 20),
                 peak_gpu_mem_mb: p.peaks.gpu_mem_used_bytes.map(|b| b >> 20),
+                peak_server_gpu_mem_mb: p.peaks.server_gpu_mem_bytes.map(|b| b >> 20),
             },
         };
         let (presets, note) = match &s.presets {

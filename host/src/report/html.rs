@@ -152,6 +152,9 @@ fn thresholds_line(s: &RunSummary) -> String {
     if let Some(b) = t.process_memory_budget_mb {
         let _ = write!(line, ", server memory budget {b} MiB");
     }
+    if let Some(b) = t.gpu_memory_budget_mb {
+        let _ = write!(line, ", server GPU memory budget {b} MiB");
+    }
     line
 }
 
@@ -304,6 +307,9 @@ fn peaks_text(p: &Peaks) -> String {
     let mut parts = Vec::new();
     if let Some(b) = p.process_rss_bytes {
         parts.push(format!("server {:.0} MiB", b as f64 / MIB));
+    }
+    if let Some(b) = p.server_gpu_mem_bytes {
+        parts.push(format!("server GPU {:.0} MiB", b as f64 / MIB));
     }
     if let Some(b) = p.gpu_mem_used_bytes {
         parts.push(format!("GPU {:.0} MiB", b as f64 / MIB));

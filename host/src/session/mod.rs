@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::llama_server::command_line;
 use crate::backend::{BackendError, BackendSpec, ModelMetadata};
 use crate::config::Config;
-use crate::guard::SamplerOptions;
+use crate::guard::{gpu_budget_problem, SamplerOptions};
+use crate::hardware::process_gpu::availability;
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::plugin::{PluginError, PluginHost, PluginRef};
 use crate::record::{Phase, TrialConfig, TrialRecord};
@@ -65,6 +66,9 @@ pub enum TuneFailure {
     Output(#[from] ReportError),
     #[error("{0}")]
     BadLog(String),
+    /// A setting this machine or backend cannot honour (the run did not start).
+    #[error("{0}")]
+    BadInput(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -91,7 +95,11 @@ pub async fn tune(
         .map_err(|e| TuneFailure::Internal(format!("the hardware probe failed: {e}")))?;
 
     let (mut log, started, book) = match &job.resume {
-        Some(path) => resume_log(path)?,
+        Some(path) => {
+            let resumed = resume_log(path)?;
+            check_gpu_budget(&resumed.1.config, &job.spec, &snapshot)?;
+            resumed
+        }
         None => {
             let facts = job
                 .spec
@@ -124,6 +132,7 @@ pub async fn tune(
                 parameters: Some(params),
                 started_at: Utc::now(),
             };
+            check_gpu_budget(&started.config, &job.spec, &snapshot)?;
             let mut log = RunLog::create(&job.output_dir, &started.model.name, started.started_at)?;
             log.append(&LogEvent::RunStarted(Box::new(started.clone())))?;
             (log, started, TrialBook::default())
@@ -221,6 +230,30 @@ pub async fn tune(
         notes,
         concurrency_skipped: params.skip_concurrency,
     })
+}
+
+/// A GPU-memory budget needs a server Ozone starts (its pids) and a per-process GPU
+/// reading on this machine, and must be below the GPU's total (`guard::gpu_budget_problem`).
+fn check_gpu_budget(
+    config: &Config,
+    spec: &BackendSpec,
+    snapshot: &HardwareSnapshot,
+) -> Result<(), TuneFailure> {
+    let Some(budget_mb) = config.ozone.gpu_memory_budget_mb else {
+        return Ok(());
+    };
+    if !matches!(spec, BackendSpec::LlamaServer(_)) {
+        return Err(TuneFailure::BadInput(format!(
+            "--gpu-memory-budget-mb (ozone.gpu_memory_budget_mb) needs a server Ozone starts              itself (llama-server): the processes of a running {} are not Ozone's to watch",
+            spec.kind()
+        )));
+    }
+    let defaults = SamplerOptions::default();
+    let reading = availability(&defaults.process_gpu, &defaults.sysfs_root, &defaults.proc_root);
+    match gpu_budget_problem(budget_mb, snapshot.gpu_memory_total_bytes(), &reading) {
+        Some(problem) => Err(TuneFailure::BadInput(problem)),
+        None => Ok(()),
+    }
 }
 
 /// Reopens an interrupted run's log: its start line and every finished trial.
