@@ -80,6 +80,7 @@ fn job(model: &Path, out: &Path, strategy: &str, settings: Option<serde_json::Va
             skip_concurrency: false,
             preset: PresetName::Balanced,
             hint: None,
+            fit_target_mb: None,
         },
         output_dir: out.to_path_buf(),
         fresh: true,

@@ -106,6 +106,11 @@ pub struct Args {
     /// CPU threads for llama-server (-t); default: llama-server's own choice.
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
+    /// Margin per GPU that llama.cpp's fit baseline leaves free (llama-server `-fitt`), in
+    /// MiB; default llama-server's own (1024). The baseline is one extra start without
+    /// `-c`; trials always run with `-fit off`.
+    #[arg(long, value_name = "MIB")]
+    pub fit_target_mb: Option<u64>,
     /// Stop after the context search and batch scaling (no concurrency ladder).
     #[arg(long)]
     pub skip_concurrency: bool,
@@ -300,6 +305,7 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, C
         skip_concurrency: args.skip_concurrency,
         preset: preset_name(args.preset),
         hint: None,
+        fit_target_mb: args.fit_target_mb,
     };
     let spec = backend_spec(args.backend, model, &params, args.api_key.clone())?;
     // Recorded for `--resume`, which may run from another directory.
@@ -462,6 +468,9 @@ fn print_result(result: &TuneResult) {
     println!();
     println!("{} — {} trials", s.model.name, s.trials.len());
     println!("  max context      {}", show(s.limits.max_context));
+    if let Some(fit) = &s.fit_baseline {
+        println!("  {}", fit.versus(s.limits.max_context));
+    }
     println!("  best batch       {}", show(s.limits.best_batch));
     let concurrency = if result.concurrency_skipped {
         "not measured (--skip-concurrency)".to_string()

@@ -120,7 +120,10 @@ impl Profile {
                     }
                 }
                 LogEvent::RunFinished(f) => finished = Some(f),
-                LogEvent::Sample { .. } | LogEvent::Series { .. } | LogEvent::Resumed { .. } => {}
+                LogEvent::Sample { .. }
+                | LogEvent::Series { .. }
+                | LogEvent::Resumed { .. }
+                | LogEvent::FitBaseline { .. } => {}
             }
         }
         let started =

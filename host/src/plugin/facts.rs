@@ -266,6 +266,7 @@ mod tests {
                 gpu_mem_used_bytes: Some(22 * GIB),
                 ram_used_bytes: Some(10 * GIB),
                 process_rss_bytes: None,
+                server_gpu_mem_bytes: None,
                 gpu_temp_c: Some(80.0),
                 cpu_percent: None,
             },

@@ -7,11 +7,13 @@
 //! reports that read the log) can share one vocabulary.
 
 mod breach;
+mod fit;
 mod series;
 
 use serde::{Deserialize, Serialize};
 
 pub use breach::{Breach, Metric};
+pub use fit::{FitBaseline, FitSource};
 pub use series::{Peaks, SamplePoint, SampleSeries};
 
 /// KV cache element type (`-ctk/-ctv`).

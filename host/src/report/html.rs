@@ -221,10 +221,20 @@ fn preset_row(h: &mut String, s: &RunSummary, p: &Preset) {
 
 fn limits_section(h: &mut String, s: &RunSummary) {
     let show = |v: Option<u32>| v.map_or("not found".to_string(), |v| v.to_string());
+    let fit = s
+        .fit_baseline
+        .as_ref()
+        .map(|f| {
+            format!(
+                "<tr><th>llama.cpp's own fit</th><td>{}</td></tr>",
+                escape(&f.versus(s.limits.max_context))
+            )
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         h,
         "<h2>Limits found</h2>\n<table class=\"facts\"><tr><th>largest stable context</th>\
-         <td>{}</td></tr><tr><th>best batch</th><td>{}</td></tr><tr><th>highest stable \
+         <td>{}</td></tr>{fit}<tr><th>best batch</th><td>{}</td></tr><tr><th>highest stable \
          concurrency</th><td>{}</td></tr><tr><th>trials</th><td>{}</td></tr></table>",
         show(s.limits.max_context),
         show(s.limits.best_batch),

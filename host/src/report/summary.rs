@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::record::{Phase, TrialRecord, Verdict};
+use crate::record::{FitBaseline, Phase, TrialRecord, Verdict};
 use crate::tune::presets::{self, Presets};
 use crate::tune::Limits;
 
@@ -76,6 +76,9 @@ pub struct RunSummary {
     pub finished_at: Option<DateTime<Utc>>,
     pub timings: Timings,
     pub limits: Limits,
+    /// llama.cpp's own fit on this machine, beside `limits.max_context` (llama-server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_baseline: Option<FitBaseline>,
     pub presets: Presets,
     pub trials: Vec<TrialRecord>,
 }
@@ -107,6 +110,7 @@ impl RunSummary {
             finished_at,
             timings: Timings::new(&trials, started.started_at, finished_at),
             limits: limits.unwrap_or_else(|| Limits::from_trials(&trials)),
+            fit_baseline: None,
             presets,
             trials,
         }
@@ -135,7 +139,11 @@ impl RunSummary {
             LogEvent::RunFinished(f) => Some(f),
             _ => None,
         });
-        Ok(match finished {
+        let fit_baseline = events.iter().rev().find_map(|e| match e {
+            LogEvent::FitBaseline { fit } => Some(fit.clone()),
+            _ => None,
+        });
+        let summary = match finished {
             Some(f) => Self::new(
                 started,
                 trials,
@@ -145,6 +153,10 @@ impl RunSummary {
                 f.message.clone(),
             ),
             None => Self::new(started, trials, RunStatus::Unfinished, None, None, None),
+        };
+        Ok(Self {
+            fit_baseline,
+            ..summary
         })
     }
 }

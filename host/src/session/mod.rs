@@ -8,22 +8,27 @@ use std::str::FromStr;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::llama_server::command_line;
+use crate::backend::llama_server::{
+    command_line, fit_baseline, FitRequest, DEFAULT_FIT_MARGIN_MIB,
+};
 use crate::backend::{BackendError, BackendSpec, ModelMetadata};
 use crate::config::Config;
 use crate::guard::{gpu_budget_problem, SamplerOptions};
 use crate::hardware::process_gpu::availability;
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::plugin::{PluginError, PluginHost, PluginRef};
-use crate::record::{Phase, TrialConfig, TrialRecord};
+use crate::record::{FitBaseline, Phase, TrialConfig, TrialRecord};
 use crate::report::{
     write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog, RunStarted,
     RunStatus, RunSummary,
 };
 use crate::trial::{TrialRun, TrialRunner};
-use crate::tune::driver::{Driver, TrialBook, TrialExecutor, TuneError, TuneObserver};
+use crate::tune::driver::{
+    trial_config, Driver, Plan, TrialBook, TrialExecutor, TuneError, TuneObserver,
+};
 use crate::tune::plan::{
-    effective_thresholds, load_plugins, plan, set_aside_cpu_threshold, RunParameters,
+    cpu_inference, effective_thresholds, load_plugins, plan, set_aside_cpu_threshold,
+    RunParameters,
 };
 use crate::tune::warm_start::{Key, Learned, WarmStartSource, WarmStartStore};
 
@@ -94,7 +99,7 @@ pub async fn tune(
         .await
         .map_err(|e| TuneFailure::Internal(format!("the hardware probe failed: {e}")))?;
 
-    let (mut log, started, book) = match &job.resume {
+    let (mut log, started, book, logged_fit) = match &job.resume {
         Some(path) => {
             let resumed = resume_log(path)?;
             check_gpu_budget(&resumed.1.config, &job.spec, &snapshot)?;
@@ -135,7 +140,7 @@ pub async fn tune(
             check_gpu_budget(&started.config, &job.spec, &snapshot)?;
             let mut log = RunLog::create(&job.output_dir, &started.model.name, started.started_at)?;
             log.append(&LogEvent::RunStarted(Box::new(started.clone())))?;
-            (log, started, TrialBook::default())
+            (log, started, TrialBook::default(), None)
         }
     };
     let params = started
@@ -150,7 +155,11 @@ pub async fn tune(
         kill_on_breach: true,
         ..SamplerOptions::default()
     };
-    let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler);
+    let mut runner = TrialRunner::new(
+        job.spec.clone(),
+        config.trial_settings(),
+        sampler.clone(),
+    );
 
     let (mut context, mut batch) = load_plugins(
         plugins,
@@ -163,6 +172,17 @@ pub async fn tune(
     .map_err(TuneFailure::PluginLoad)?;
 
     let plan = plan(config, &started.model, &params);
+    let fit = match logged_fit {
+        Some(fit) => Some(fit),
+        None => {
+            let fit = fit_baseline_of(&job.spec, &plan, &params, &snapshot, sampler, config, &cancel)
+                .await;
+            if let (Some(fit), false) = (&fit, cancel.is_cancelled()) {
+                log.append(&LogEvent::FitBaseline { fit: fit.clone() })?;
+            }
+            fit
+        }
+    };
     let mut observer = LogObserver {
         log: &mut log,
         progress: PhaseProgress::new(job.show_progress),
@@ -200,7 +220,10 @@ pub async fn tune(
         Err(e) => return Err(TuneFailure::Plugin(e)),
     }
 
-    let summary = RunSummary::new(&started, trials, status, Some(finished_at), limits, message);
+    let summary = RunSummary {
+        fit_baseline: fit,
+        ..RunSummary::new(&started, trials, status, Some(finished_at), limits, message)
+    };
     let llama_command = match (&job.spec, summary.presets.get(params.preset)) {
         (BackendSpec::LlamaServer(spec), Some(preset)) => {
             let mut cmd = command_line(spec, &preset.config);
@@ -256,15 +279,47 @@ fn check_gpu_budget(
     }
 }
 
-/// Reopens an interrupted run's log: its start line and every finished trial.
-fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailure> {
+/// llama.cpp's own fit on this machine, for a llama-server run (one extra start without
+/// `-c`, at the first context trial's shape, under the run's limits); `None` for other
+/// backends. The rule is the backend's (`llama_server::fit_baseline`).
+async fn fit_baseline_of(
+    spec: &BackendSpec,
+    plan: &Plan,
+    params: &RunParameters,
+    snapshot: &HardwareSnapshot,
+    sampler: SamplerOptions,
+    config: &Config,
+    cancel: &CancellationToken,
+) -> Option<FitBaseline> {
+    let BackendSpec::LlamaServer(spec) = spec else {
+        return None;
+    };
+    let request = FitRequest {
+        config: trial_config(0, plan.initial_batch, 1, params.kv_cache_type),
+        margin_mib: params.fit_target_mb.unwrap_or(DEFAULT_FIT_MARGIN_MIB),
+        gpu_inference: !cpu_inference(snapshot, params),
+        sampler,
+        health_timeout: std::time::Duration::from_secs_f64(
+            config.trial_settings().health_timeout_s.max(1.0),
+        ),
+    };
+    Some(fit_baseline(spec, &request, cancel).await)
+}
+
+/// Reopens an interrupted run's log: its start line, every finished trial and the fit
+/// baseline if it was measured.
+fn resume_log(
+    path: &Path,
+) -> Result<(RunLog, RunStarted, TrialBook, Option<FitBaseline>), TuneFailure> {
     let (mut log, events) = RunLog::open_append(path)?;
     let mut started = None;
     let mut trials: Vec<TrialRecord> = Vec::new();
+    let mut fit = None;
     for event in events {
         match event {
             LogEvent::RunStarted(s) => started = Some(*s),
             LogEvent::Trial(t) => trials.push(*t),
+            LogEvent::FitBaseline { fit: f } => fit = Some(f),
             LogEvent::RunFinished(f) if f.status == RunStatus::Completed => {
                 return Err(TuneFailure::BadLog(format!(
                     "{} is a completed run; nothing to resume (`ozone report {}` re-renders it)",
@@ -282,7 +337,7 @@ fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailur
         ))
     })?;
     log.append(&LogEvent::Resumed { at: Utc::now() })?;
-    Ok((log, started, TrialBook::from_records(trials)))
+    Ok((log, started, TrialBook::from_records(trials), fit))
 }
 
 /// The hint of `--warm-start-from` (asked for explicitly, so the config's
