@@ -102,7 +102,9 @@ fn the_gpu_memory_budget_is_shown_with_its_provenance() {
     let (code, stdout, _) = ozone(dir.path(), &["config", "show"]);
     assert_eq!(code, 0);
     assert!(
-        stdout.lines().any(|l| l.contains("ozone.gpu_memory_budget_mb") && l.contains("40960")),
+        stdout
+            .lines()
+            .any(|l| l.contains("ozone.gpu_memory_budget_mb") && l.contains("40960")),
         "{stdout}"
     );
     // Zero is refused with the file, position and key.
@@ -114,7 +116,8 @@ fn the_gpu_memory_budget_is_shown_with_its_provenance() {
     let (code, _, stderr) = ozone(dir.path(), &["config", "show"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.starts_with("error: ozone.yaml:2:25: ozone.gpu_memory_budget_mb: must be at least 1"),
+        stderr
+            .starts_with("error: ozone.yaml:2:25: ozone.gpu_memory_budget_mb: must be at least 1"),
         "{stderr}"
     );
 }

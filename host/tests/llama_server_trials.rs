@@ -157,9 +157,7 @@ async fn server_gpu_memory_over_the_gpu_budget_is_a_threshold_breach() {
     let _serial = serial().await;
     let recording = ProcessGpuSource::Recorded(
         Recording::from_compute_apps(
-            include_str!(
-                "fixtures/hardware/nvidia-smi/compute-apps-rtx3090-llama-server.csv"
-            ),
+            include_str!("fixtures/hardware/nvidia-smi/compute-apps-rtx3090-llama-server.csv"),
             1_106_871,
         )
         .expect("the recorded llama-server"),
@@ -177,7 +175,12 @@ async fn server_gpu_memory_over_the_gpu_budget_is_a_threshold_breach() {
     // Within a 24 GiB budget the trial runs and its peak is the recorded figure.
     let mut runner = TrialRunner::new(backend(&[]), settings(2), with_gpu_budget(24_576));
     let within = runner
-        .run(1, Phase::Context, &config(2048, 1), &CancellationToken::new())
+        .run(
+            1,
+            Phase::Context,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
         .await
         .record;
     assert_ne!(within.verdict, Verdict::Failed, "{:?}", within.failure);
@@ -187,7 +190,12 @@ async fn server_gpu_memory_over_the_gpu_budget_is_a_threshold_breach() {
     let started = Instant::now();
     let mut runner = TrialRunner::new(backend(&[]), settings(2), with_gpu_budget(20_480));
     let over = runner
-        .run(2, Phase::Context, &config(2048, 1), &CancellationToken::new())
+        .run(
+            2,
+            Phase::Context,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
         .await
         .record;
     assert_eq!(over.verdict, Verdict::Failed);
@@ -198,7 +206,9 @@ async fn server_gpu_memory_over_the_gpu_budget_is_a_threshold_breach() {
         "{failure:?}"
     );
     assert!(
-        failure.message.starts_with("gpu-memory-budget reached 23342.0 MiB, limit 20480.0 MiB"),
+        failure
+            .message
+            .starts_with("gpu-memory-budget reached 23342.0 MiB, limit 20480.0 MiB"),
         "{}",
         failure.message
     );

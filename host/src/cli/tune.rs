@@ -445,9 +445,7 @@ fn preset_name(choice: PresetChoice) -> PresetName {
 
 fn exit_code(failure: &TuneFailure) -> Exit {
     match failure {
-        TuneFailure::Model(_) | TuneFailure::BadLog(_) | TuneFailure::BadInput(_) => {
-            Exit::BadInput
-        }
+        TuneFailure::Model(_) | TuneFailure::BadLog(_) | TuneFailure::BadInput(_) => Exit::BadInput,
         TuneFailure::Server(_) => Exit::NoServer,
         TuneFailure::PluginLoad(e) | TuneFailure::Plugin(TuneError::Plugin(e)) => {
             Exit::of_plugin_error(e)

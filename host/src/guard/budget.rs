@@ -46,6 +46,9 @@ mod tests {
         assert_eq!(gpu_budget_problem(1, None, &Availability::Recorded), None);
         let none = Availability::Unavailable("no GPU here".into());
         let why = gpu_budget_problem(1, None, &none).expect("refused");
-        assert!(why.contains("no GPU here") && why.contains("--memory-budget-mb"), "{why}");
+        assert!(
+            why.contains("no GPU here") && why.contains("--memory-budget-mb"),
+            "{why}"
+        );
     }
 }

@@ -329,7 +329,10 @@ mod tests {
             server_gpu_mem_bytes: Some(39 * GIB),
             ..at(100)
         };
-        assert_eq!(first_breach(&t, gpu_80g(), std::slice::from_ref(&shared)), None);
+        assert_eq!(
+            first_breach(&t, gpu_80g(), std::slice::from_ref(&shared)),
+            None
+        );
         let over = SamplePoint {
             server_gpu_mem_bytes: Some(40 * GIB + 1),
             ..shared.clone()
@@ -337,9 +340,17 @@ mod tests {
         let b = first_breach(&t, gpu_80g(), &[shared, over]).expect("breach");
         assert_eq!(
             (b.metric, b.limit, b.value),
-            (Metric::GpuMemoryBudget, (40 * GIB) as f64, (40 * GIB + 1) as f64)
+            (
+                Metric::GpuMemoryBudget,
+                (40 * GIB) as f64,
+                (40 * GIB + 1) as f64
+            )
         );
-        assert!(b.to_string().starts_with("gpu-memory-budget reached 40960.0 MiB"), "{b}");
+        assert!(
+            b.to_string()
+                .starts_with("gpu-memory-budget reached 40960.0 MiB"),
+            "{b}"
+        );
         // Checked after the process budget, before the card-wide VRAM limit.
         let both = SamplePoint {
             server_gpu_mem_bytes: Some(41 * GIB),

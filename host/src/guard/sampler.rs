@@ -406,6 +406,9 @@ mod tests {
         assert!(series.points.len() >= 2);
         // Nothing watched: no process readings.
         assert!(series.points.iter().all(|p| p.process_rss_bytes.is_none()));
-        assert!(series.points.iter().all(|p| p.server_gpu_mem_bytes.is_none()));
+        assert!(series
+            .points
+            .iter()
+            .all(|p| p.server_gpu_mem_bytes.is_none()));
     }
 }

@@ -181,7 +181,10 @@ mod tests {
 
     #[test]
     fn other_files_are_not_clients() {
-        assert_eq!(parse("pos:\t0\nflags:\t02\nmnt_id:\t24\nino:\t1133\n"), None);
+        assert_eq!(
+            parse("pos:\t0\nflags:\t02\nmnt_id:\t24\nino:\t1133\n"),
+            None
+        );
         assert_eq!(
             parse("drm-driver:\ti915\ndrm-pdev:\t0000:00:02.0\ndrm-client-id:\t3\n"),
             None

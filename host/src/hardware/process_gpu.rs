@@ -67,7 +67,13 @@ impl Recording {
         let root = *pids.first()?;
         self.apps
             .iter()
-            .filter(|a| pids.contains(&if a.pid == self.server_pid { root } else { a.pid }))
+            .filter(|a| {
+                pids.contains(&if a.pid == self.server_pid {
+                    root
+                } else {
+                    a.pid
+                })
+            })
             .try_fold(0u64, |sum, a| Some(sum + a.used_bytes?))
     }
 }
@@ -95,7 +101,11 @@ impl Availability {
 
 /// Whether `source` can read per-process GPU memory on this machine (`sysfs_root`, and
 /// `dev_dri`/`proc_root` for the AMD kernel check).
-pub fn availability(source: &ProcessGpuSource, sysfs_root: &Path, proc_root: &Path) -> Availability {
+pub fn availability(
+    source: &ProcessGpuSource,
+    sysfs_root: &Path,
+    proc_root: &Path,
+) -> Availability {
     match source {
         ProcessGpuSource::Off => Availability::Unavailable("per-process GPU reading is off".into()),
         ProcessGpuSource::Recorded(_) => Availability::Recorded,
@@ -137,7 +147,7 @@ fn why_unavailable() -> String {
          (libnvidia-ml.so.1 from the driver)"
             .into()
     } else {
-        "no GPU with a per-process memory reading here (NVML or amdgpu sysfs)".into()
+        "no GPU with a per-process memory reading (NVML, or amdgpu in sysfs) was found".into()
     }
 }
 
@@ -209,7 +219,8 @@ impl ProcessGpuReader {
                     );
                     return None;
                 }
-                ours.into_iter().try_fold(0u64, |sum, used| Some(sum + used?))
+                ours.into_iter()
+                    .try_fold(0u64, |sum, used| Some(sum + used?))
             }
         }
     }

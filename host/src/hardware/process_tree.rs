@@ -204,7 +204,10 @@ mod tests {
 
     #[test]
     fn missing_root_is_none() {
-        assert_eq!(rss_sum(Path::new("/proc"), &tree_pids(Path::new("/proc"), u32::MAX)), None);
+        assert_eq!(
+            rss_sum(Path::new("/proc"), &tree_pids(Path::new("/proc"), u32::MAX)),
+            None
+        );
         assert!(tree_pids(Path::new("/proc"), u32::MAX).is_empty());
     }
 }

@@ -431,7 +431,10 @@ fn the_fit_baseline_is_read_from_the_log_and_shown_beside_the_limit() {
     // A log without the event (older, or another backend): no line, no field.
     let plain = RunSummary::from_events(&events()).unwrap();
     assert_eq!(plain.fit_baseline, None);
-    assert!(serde_json::to_value(&plain).unwrap().get("fit_baseline").is_none());
+    assert!(serde_json::to_value(&plain)
+        .unwrap()
+        .get("fit_baseline")
+        .is_none());
 }
 
 #[test]
@@ -446,8 +449,14 @@ fn with_a_gpu_budget_the_memory_chart_shows_the_server_s_gpu_memory() {
         }
     }
     let html = render_html(&all).unwrap();
-    assert!(html.contains("Context vs peak server GPU memory"), "chart title");
+    assert!(
+        html.contains("Context vs peak server GPU memory"),
+        "chart title"
+    );
     assert!(html.contains("GPU budget 6144 MiB"));
     assert!(html.contains("server GPU memory budget 6144 MiB"));
-    assert!(html.contains("server GPU "), "trial peaks name the server's GPU memory");
+    assert!(
+        html.contains("server GPU "),
+        "trial peaks name the server's GPU memory"
+    );
 }

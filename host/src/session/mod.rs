@@ -27,8 +27,7 @@ use crate::tune::driver::{
     trial_config, Driver, Plan, TrialBook, TrialExecutor, TuneError, TuneObserver,
 };
 use crate::tune::plan::{
-    cpu_inference, effective_thresholds, load_plugins, plan, set_aside_cpu_threshold,
-    RunParameters,
+    cpu_inference, effective_thresholds, load_plugins, plan, set_aside_cpu_threshold, RunParameters,
 };
 use crate::tune::warm_start::{Key, Learned, WarmStartSource, WarmStartStore};
 
@@ -106,6 +105,8 @@ pub async fn tune(
             resumed
         }
         None => {
+            // Before the model is read (hashing a large model takes a while).
+            check_gpu_budget(&job.config, &job.spec, &snapshot)?;
             let facts = job
                 .spec
                 .model_metadata()
@@ -137,7 +138,6 @@ pub async fn tune(
                 parameters: Some(params),
                 started_at: Utc::now(),
             };
-            check_gpu_budget(&started.config, &job.spec, &snapshot)?;
             let mut log = RunLog::create(&job.output_dir, &started.model.name, started.started_at)?;
             log.append(&LogEvent::RunStarted(Box::new(started.clone())))?;
             (log, started, TrialBook::default(), None)
@@ -155,11 +155,7 @@ pub async fn tune(
         kill_on_breach: true,
         ..SamplerOptions::default()
     };
-    let mut runner = TrialRunner::new(
-        job.spec.clone(),
-        config.trial_settings(),
-        sampler.clone(),
-    );
+    let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler.clone());
 
     let (mut context, mut batch) = load_plugins(
         plugins,
@@ -175,8 +171,10 @@ pub async fn tune(
     let fit = match logged_fit {
         Some(fit) => Some(fit),
         None => {
-            let fit = fit_baseline_of(&job.spec, &plan, &params, &snapshot, sampler, config, &cancel)
-                .await;
+            let fit = fit_baseline_of(
+                &job.spec, &plan, &params, &snapshot, sampler, config, &cancel,
+            )
+            .await;
             if let (Some(fit), false) = (&fit, cancel.is_cancelled()) {
                 log.append(&LogEvent::FitBaseline { fit: fit.clone() })?;
             }
@@ -272,7 +270,11 @@ fn check_gpu_budget(
         )));
     }
     let defaults = SamplerOptions::default();
-    let reading = availability(&defaults.process_gpu, &defaults.sysfs_root, &defaults.proc_root);
+    let reading = availability(
+        &defaults.process_gpu,
+        &defaults.sysfs_root,
+        &defaults.proc_root,
+    );
     match gpu_budget_problem(budget_mb, snapshot.gpu_memory_total_bytes(), &reading) {
         Some(problem) => Err(TuneFailure::BadInput(problem)),
         None => Ok(()),

@@ -120,7 +120,14 @@ mod tests {
             "/opt/llama-server -m /m/model.gguf -c 32768 -b 512 -ub 256 -np 4 -kvu -ctk q8_0 \
              -ctv q8_0 -ngl 99 -fa on -fit off --metrics --no-warmup"
         );
-        let fit = fit_command_line(&spec, &TrialConfig { concurrency: 1, ..config }, 1024);
+        let fit = fit_command_line(
+            &spec,
+            &TrialConfig {
+                concurrency: 1,
+                ..config
+            },
+            1024,
+        );
         assert_eq!(
             fit.join(" "),
             "/opt/llama-server -m /m/model.gguf -b 512 -ub 256 -np 1 -kvu -ctk q8_0 -ctv q8_0 \

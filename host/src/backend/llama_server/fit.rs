@@ -68,14 +68,8 @@ pub async fn fit_baseline(
     let watch = |pid: u32| sampler.watch_pid(Some(pid));
     // Not cut short on a breach: the sampler kills the server, the start then fails with
     // the log's last lines, which may still say the context it was allocating.
-    let started = ManagedServer::start_command(
-        spec,
-        &command,
-        request.health_timeout,
-        cancel,
-        &watch,
-    )
-    .await;
+    let started =
+        ManagedServer::start_command(spec, &command, request.health_timeout, cancel, &watch).await;
     let breach = breaches.borrow().clone();
     let (log, props_ctx, start_failure) = match started {
         Ok(mut server) => {
@@ -94,7 +88,12 @@ pub async fn fit_baseline(
         (Some(ctx), _) => (ctx, FitSource::Props),
         (None, Some(ctx)) => (ctx, FitSource::Log),
         (None, None) => {
-            let message = match (&breach, cancel.is_cancelled(), from_log.failed, start_failure) {
+            let message = match (
+                &breach,
+                cancel.is_cancelled(),
+                from_log.failed,
+                start_failure,
+            ) {
                 (_, true, _, _) => "interrupted".into(),
                 (Some(b), ..) => format!("stopped before it said its context: {b}"),
                 (None, _, Some(gave_up), _) => gave_up,
