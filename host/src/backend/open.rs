@@ -231,10 +231,31 @@ impl ServerOpener {
         breaches: &mut watch::Receiver<Option<Breach>>,
         cancel: &CancellationToken,
     ) -> Result<OpenServer, OpenFailure> {
-        let start = ManagedServer::start(spec, config, options.health_timeout, cancel, watch_pid);
-        let server = match guarded(start, breaches, cancel).await {
-            Guarded::Done(Ok(server)) => server,
-            Guarded::Done(Err(start_failure)) => {
+        // A breach while the server loads (a GPU budget crossed by the KV cache) stops the
+        // start, which then reaps the server the sampler killed: the next trial must not
+        // start while this one's memory is still being released. Ctrl-C drops it at once.
+        let stop_on_breach = CancellationToken::new();
+        let start = ManagedServer::start(
+            spec,
+            config,
+            options.health_timeout,
+            &stop_on_breach,
+            watch_pid,
+        );
+        tokio::pin!(start);
+        let started = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(OpenFailure::new(interrupted(), Vec::new())),
+            started = &mut start => started,
+            Ok(_) = breaches.wait_for(Option::is_some) => {
+                stop_on_breach.cancel();
+                let _ = start.await;
+                return Err(OpenFailure::new(interrupted_by_breach(), Vec::new()));
+            }
+        };
+        let server = match started {
+            Ok(server) => server,
+            Err(start_failure) => {
                 let f = if cancel.is_cancelled() {
                     interrupted()
                 } else {
@@ -242,9 +263,6 @@ impl ServerOpener {
                 };
                 return Err(OpenFailure::new(f, start_failure.log_tail));
             }
-            // The dropped start future killed the server.
-            Guarded::Breach => return Err(OpenFailure::new(interrupted_by_breach(), Vec::new())),
-            Guarded::Interrupted => return Err(OpenFailure::new(interrupted(), Vec::new())),
         };
 
         let filler = match &self.filler_tokens {
