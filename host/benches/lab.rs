@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ozone::lab::{self, Profile};
-use ozone::plugin::{
-    ContextBounds, HardwareFacts, ModelInfo, PluginHost, PluginRef, SandboxLimits,
-};
+use ozone::plugin::{self, ContextBounds, PluginHost, PluginRef, SandboxLimits};
 use ozone::tune::CONTEXT_GRANULARITY;
 
 fn main() {
@@ -31,11 +29,10 @@ fn main() {
             (Profile::display_name(f), profile)
         })
         .collect();
-    let guests = Path::new(env!("OZONE_GUEST_DIR"));
     let strategies = [
         "binary-search".to_string(),
-        guests.join("memory_model.wasm").display().to_string(),
-        guests.join("linear_sweep.wasm").display().to_string(),
+        ozone_test_artifacts::MEMORY_MODEL.to_string(),
+        ozone_test_artifacts::LINEAR_SWEEP.to_string(),
     ];
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-bench-cache");
     let host = PluginHost::new(SandboxLimits::default(), Some(cache)).expect("plugin host");
@@ -103,8 +100,8 @@ fn time_load(host: &PluginHost, profile: &Profile, strategy: &str) -> Duration {
         trained,
         CONTEXT_GRANULARITY,
     );
-    let model = ModelInfo::from_facts(&profile.model, bounds, None);
-    let hardware = HardwareFacts::from_snapshot(&profile.hardware, &profile.thresholds());
+    let model = plugin::model_facts(&profile.model, bounds, None);
+    let hardware = plugin::hardware_facts(&profile.hardware, &profile.thresholds());
     let runs = 50;
     let started = Instant::now();
     for _ in 0..runs {

@@ -5,15 +5,16 @@
 
 use std::time::{Duration, Instant};
 
-use ozone::backend::SizeClass;
 use ozone::guard::Thresholds;
 use ozone::hardware::{GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo, Source};
 use ozone::plugin::{
-    ContextBounds, HardwareFacts, ModelInfo, Outcome, PluginHost, PluginRef, SandboxLimits,
+    self, ContextBounds, ModelFacts, PluginHost, PluginRef, SandboxLimits, Strategy, TrialOutcome,
 };
 use ozone::record::{
     KvCacheType, Peaks, Phase, SampleRecord, Stats, TrialConfig, TrialRecord, Verdict,
 };
+use ozone_sdk::testing::ConcurrencyMachine;
+use ozone_sdk::{ConcurrencyOutcome, SizeClass, Slo, SloBound, SloMetric};
 
 const GIB: u64 = 1 << 30;
 
@@ -100,15 +101,15 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
     }
 }
 
-fn model() -> ModelInfo {
-    ModelInfo {
+fn model() -> ModelFacts {
+    ModelFacts {
         name: "llama-3-8b".into(),
         parameter_count: Some(8_000_000_000),
         size_class: SizeClass::Medium,
         trained_context: 131_072,
         kv_bytes_per_token: Some(131_072),
         weights_bytes: Some(5 * GIB),
-        bounds: ContextBounds::for_trained(131_072),
+        bounds: ContextBounds::new(2048, 131_072, 256),
         hint: None,
     }
 }
@@ -131,17 +132,17 @@ fn report(what: &str, mut times: Vec<Duration>) {
 fn main() {
     let snap = snapshot();
     let thresholds = Thresholds::default();
-    let hw = HardwareFacts::from_snapshot(&snap, &thresholds);
+    let hw = plugin::hardware_facts(&snap, &thresholds);
     let model = model();
     let cache = std::env::temp_dir().join(format!("ozone-bench-cache-{}", std::process::id()));
     let host = PluginHost::new(SandboxLimits::default(), Some(cache.clone())).expect("engine");
 
     // Round trips: context search driven by real records (limit 100000 tokens).
     let binary: PluginRef = "binary-search".parse().expect("built-in");
-    let outcomes: Vec<Outcome> = (0..=131_072 / 256)
+    let outcomes: Vec<TrialOutcome> = (0..=131_072 / 256)
         .map(|i| {
             let ctx = i * 256;
-            Outcome::from_record(&record(ctx, 512, ctx <= 100_000), &snap, &thresholds)
+            plugin::trial_outcome(&record(ctx, 512, ctx <= 100_000), &snap, &thresholds)
         })
         .collect();
     let mut round_trips = Vec::new();
@@ -168,12 +169,15 @@ fn main() {
     report("binary-search best() (bare call)", bare);
 
     let scaler: PluginRef = "batch-scaler".parse().expect("built-in");
-    let batch_outcomes: Vec<Outcome> = (0..=256)
-        .map(|b| Outcome::from_record(&record(8192, b, true), &snap, &thresholds))
+    let batch_outcomes: Vec<TrialOutcome> = (0..=256)
+        .map(|b| plugin::trial_outcome(&record(8192, b, true), &snap, &thresholds))
         .collect();
+    let batch_bounds = plugin::batch_bounds(256, 32);
     let mut round_trips = Vec::new();
     while round_trips.len() < 20_000 {
-        let mut s = host.load_batch(&scaler, "{}", &hw, &model).expect("load");
+        let mut s = host
+            .load_batch(&scaler, "{}", &hw, &model, &batch_bounds)
+            .expect("load");
         loop {
             let start = Instant::now();
             let Some(b) = s.propose().expect("propose") else {
@@ -184,6 +188,36 @@ fn main() {
         }
     }
     report("batch-scaler propose+observe round trip", round_trips);
+
+    // Concurrency outcomes carry latency percentiles and the objective's misses.
+    let ladder: PluginRef = "concurrency-ladder".parse().expect("built-in");
+    let slo = Slo {
+        bounds: vec![SloBound {
+            metric: SloMetric::TtftP95,
+            value: 1600.0,
+        }],
+    };
+    let streams = ConcurrencyMachine::default();
+    let concurrency_outcomes: Vec<ConcurrencyOutcome> = (0..=64)
+        .map(|n| streams.concurrency_trial(n.max(1), &slo))
+        .collect();
+    let concurrency_bounds = plugin::concurrency_bounds(64);
+    let mut round_trips = Vec::new();
+    while round_trips.len() < 20_000 {
+        let mut s = host
+            .load_concurrency(&ladder, "{}", &hw, &model, &concurrency_bounds, &slo)
+            .expect("load");
+        loop {
+            let start = Instant::now();
+            let Some(n) = s.propose().expect("propose") else {
+                break;
+            };
+            s.observe(&concurrency_outcomes[n as usize])
+                .expect("observe");
+            round_trips.push(start.elapsed());
+        }
+    }
+    report("concurrency-ladder propose+observe round trip", round_trips);
 
     // Loads: cold (compile every time) versus from the compiled cache.
     let cold_host = PluginHost::new(SandboxLimits::default(), None).expect("engine");
@@ -197,7 +231,7 @@ fn main() {
                     .map(drop)
                     .expect("load");
             } else {
-                h.load_batch(plugin, "{}", &hw, &model)
+                h.load_batch(plugin, "{}", &hw, &model, &batch_bounds)
                     .map(drop)
                     .expect("load");
             }

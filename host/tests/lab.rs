@@ -10,6 +10,7 @@ use std::process::Command;
 
 use ozone::lab::{self, Profile, Replay};
 use ozone::record::{FailureKind, TrialConfig, Verdict};
+use ozone_test_artifacts::{GOLDEN_BATCH, LINEAR_SWEEP, MEMORY_MODEL, MISBEHAVING};
 
 fn profiles_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles")
@@ -36,13 +37,6 @@ fn shipped() -> Vec<(String, Profile)> {
 fn profile(name: &str) -> Profile {
     Profile::load(&profiles_dir().join(format!("{name}.profile.json")))
         .unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn guest(file: &str) -> String {
-    Path::new(env!("OZONE_GUEST_DIR"))
-        .join(file)
-        .to_string_lossy()
-        .into_owned()
 }
 
 fn replay(profile: &Profile, strategy: &str) -> Replay {
@@ -145,7 +139,7 @@ fn unmeasured_configurations_are_answered_from_neighbours_and_flagged() {
     assert_eq!(&&measured.record, lo);
 
     // A strategy that walks its own grid gets flagged answers, counted in its row.
-    let run = replay(&profile, &guest("linear_sweep.wasm"));
+    let run = replay(&profile, LINEAR_SWEEP);
     assert_eq!(run.error, None);
     assert!(run.interpolated() > 0);
     assert_eq!(run.row().interpolated, run.interpolated());
@@ -163,8 +157,8 @@ fn a_profile_with_no_failure_gives_a_finite_answer() {
     let trained = profile.model.trained_context.expect("trained context");
     for strategy in [
         "binary-search".to_string(),
-        guest("memory_model.wasm"),
-        guest("linear_sweep.wasm"),
+        MEMORY_MODEL.to_string(),
+        LINEAR_SWEEP.to_string(),
     ] {
         let run = replay(&profile, &strategy);
         assert_eq!(run.error, None, "{strategy}");
@@ -177,7 +171,7 @@ fn a_profile_with_no_failure_gives_a_finite_answer() {
         assert!(run.trials.iter().all(|t| t.verdict == Verdict::Stable));
     }
     // linear-sweep walks to the trained context: nothing failed on the way.
-    let sweep = replay(&profile, &guest("linear_sweep.wasm"));
+    let sweep = replay(&profile, LINEAR_SWEEP);
     assert_eq!(sweep.limits.and_then(|l| l.max_context), Some(trained));
 }
 
@@ -190,7 +184,7 @@ fn a_strategy_that_breaks_its_sandbox_is_reported_and_the_others_complete() {
         .plugin_settings
         .insert("misbehaving".into(), serde_json::json!({"mode": "loop"}));
     let host = common::host();
-    let runs: Vec<Replay> = ["binary-search".to_string(), guest("misbehaving.wasm")]
+    let runs: Vec<Replay> = ["binary-search".to_string(), MISBEHAVING.to_string()]
         .iter()
         .map(|s| lab::replay_blocking(&host, &profile, "p", s, None).expect("runtime"))
         .collect();
@@ -215,8 +209,8 @@ fn a_strategy_that_breaks_its_sandbox_is_reported_and_the_others_complete() {
 fn lab_run_exits_non_zero_on_an_erring_strategy_and_still_shows_the_others() {
     let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
         .args(["lab", "run", "--json", "--strategy", "binary-search"])
-        .args(["--strategy", &guest("misbehaving.wasm")])
-        .args(["--strategy", &guest("linear_sweep.wasm")])
+        .args(["--strategy", MISBEHAVING])
+        .args(["--strategy", LINEAR_SWEEP])
         .arg("--profile")
         .arg(profiles_dir().join("demo-16k-56.profile.json"))
         .output()
@@ -311,7 +305,7 @@ fn lab_profile_writes_the_shipped_profile_from_its_log() {
 #[test]
 fn a_batch_strategy_can_be_swapped_in() {
     let profile = profile("demo-32k-56");
-    let golden = guest("golden_batch.wasm");
+    let golden = GOLDEN_BATCH.to_string();
     let run = lab::replay_blocking(
         &common::host(),
         &profile,

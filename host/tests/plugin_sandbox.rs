@@ -1,6 +1,8 @@
-//! Sandbox tests: purpose-built misbehaving guests (host/tests/guests/misbehaving) and
-//! malformed components. Each must fail with a clear error naming the plugin, within a
-//! bounded time (a hang fails the test), and a good plugin must still run afterwards.
+//! Sandbox tests: purpose-built misbehaving guests (host/tests/guests/misbehaving, which
+//! exports all three interfaces), a component built for plugin API 0.1.0
+//! (host/tests/guests/legacy-v0-1) and malformed components. Each must fail with a clear
+//! error naming the plugin, within a bounded time (a hang fails the test), and a good
+//! plugin must still run afterwards.
 
 #[path = "plugin_common/mod.rs"]
 mod common;
@@ -8,9 +10,13 @@ mod common;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{guest, hardware, host, host_with, model};
-use ozone::plugin::{PluginError, PluginHost, PluginRef, SandboxLimits};
+use common::{guest, host, host_with};
+use ozone::plugin::{
+    self, PluginError, PluginHost, PluginRef, SandboxLimits, Strategy, World, BUILTINS,
+};
 use ozone_sdk::testing::{self, MemoryMachine};
+use ozone_sdk::{HardwareFacts, ModelFacts, Slo};
+use ozone_test_artifacts::{LEGACY_V0_1, MISBEHAVING};
 
 /// Runs `f` on its own thread; a plugin that hangs the host fails the test instead of
 /// hanging it.
@@ -23,18 +29,39 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
         .unwrap_or_else(|_| panic!("{what}: no answer within 60 s: the host hung"))
 }
 
-fn facts() -> (ozone::plugin::HardwareFacts, ozone::plugin::ModelInfo) {
+fn facts() -> (HardwareFacts, ModelFacts) {
     let machine = MemoryMachine::with_context_limit(100_000);
-    (
-        hardware(&machine.hardware()),
-        model(&testing::model(131_072)),
-    )
+    (machine.hardware(), testing::model(131_072))
 }
 
-/// Loads the misbehaving guest with `settings` and calls `propose` once.
+/// Loads the misbehaving guest as a context search with `settings` and calls `propose`
+/// once.
 fn misbehave(host: &PluginHost, settings: &str) -> Result<Option<u32>, PluginError> {
     let (hw, m) = facts();
-    let mut search = host.load_context(&guest("misbehaving.wasm"), settings, &hw, &m)?;
+    let mut search = host.load_context(&guest(MISBEHAVING), settings, &hw, &m)?;
+    search.propose()
+}
+
+/// The same, as a batch scaler within `1..=256`.
+fn misbehave_batch(host: &PluginHost, settings: &str) -> Result<Option<u32>, PluginError> {
+    let (hw, m) = facts();
+    let bounds = plugin::batch_bounds(256, 32);
+    let mut scaler = host.load_batch(&guest(MISBEHAVING), settings, &hw, &m, &bounds)?;
+    scaler.propose()
+}
+
+/// The same, as a concurrency search within `1..=64`.
+fn misbehave_concurrency(host: &PluginHost, settings: &str) -> Result<Option<u32>, PluginError> {
+    let (hw, m) = facts();
+    let bounds = plugin::concurrency_bounds(64);
+    let mut search = host.load_concurrency(
+        &guest(MISBEHAVING),
+        settings,
+        &hw,
+        &m,
+        &bounds,
+        &Slo::default(),
+    )?;
     search.propose()
 }
 
@@ -45,8 +72,8 @@ fn good_plugin_still_runs(host: &PluginHost) {
     let mut search = host
         .load_context(&"binary-search".parse().expect("built-in"), "{}", &hw, &m)
         .expect("good plugin loads");
-    let run = common::drive_context(&mut search, |ctx| machine.context_trial(ctx))
-        .expect("good plugin runs");
+    let run =
+        common::drive(&mut search, |ctx| machine.context_trial(ctx)).expect("good plugin runs");
     assert_eq!(run.best, Some(99_840));
 }
 
@@ -116,7 +143,7 @@ fn a_panic_is_a_trap_with_its_message_and_the_instance_is_discarded() {
         let host = host();
         let (hw, m) = facts();
         let mut search = host
-            .load_context(&guest("misbehaving.wasm"), r#"{"mode": "panic"}"#, &hw, &m)
+            .load_context(&guest(MISBEHAVING), r#"{"mode": "panic"}"#, &hw, &m)
             .expect("loads");
         let first = expect_err(search.propose());
         // The trapped store is never reused.
@@ -182,16 +209,77 @@ fn absurd_context_proposals_are_refused_with_the_valid_range() {
 }
 
 #[test]
-fn the_host_batch_bound_comes_from_the_settings_max_batch() {
+fn batch_proposals_are_held_to_the_batch_bounds() {
     let host = host();
+    for value in [0, 257, 1024] {
+        let settings = format!(r#"{{"mode": "propose", "value": {value}}}"#);
+        let err = expect_err(misbehave_batch(&host, &settings));
+        assert!(
+            err.contains(&format!(
+                "plugin {MISBEHAVING} proposed batch {value} (its batch bounds are 1..=256; \
+                 the largest is search_strategy.batch_adaptation.max_batch)"
+            )),
+            "{err}"
+        );
+    }
+    for value in [1, 256] {
+        let settings = format!(r#"{{"mode": "propose", "value": {value}}}"#);
+        assert_eq!(
+            misbehave_batch(&host, &settings).expect("valid"),
+            Some(value)
+        );
+    }
+    // The bounds are the host's, whatever the settings say.
     let (hw, m) = facts();
-    let plugin: PluginRef = "batch-scaler".parse().expect("built-in");
     let scaler = host
-        .load_batch(&plugin, r#"{"max_batch": 64}"#, &hw, &m)
+        .load_batch(
+            &"batch-scaler".parse().expect("built-in"),
+            r#"{"max_batch": 1024}"#,
+            &hw,
+            &m,
+            &plugin::batch_bounds(64, 16),
+        )
         .expect("loads");
-    assert_eq!(scaler.max_batch(), 64);
-    let scaler = host.load_batch(&plugin, "{}", &hw, &m).expect("loads");
-    assert_eq!(scaler.max_batch(), 256);
+    assert_eq!((scaler.bounds().max, scaler.bounds().initial), (64, 16));
+}
+
+#[test]
+fn concurrency_proposals_are_held_to_the_concurrency_bounds() {
+    let host = host();
+    for value in [0, 65] {
+        let settings = format!(r#"{{"mode": "propose", "value": {value}}}"#);
+        let err = expect_err(misbehave_concurrency(&host, &settings));
+        assert!(
+            err.contains(&format!(
+                "plugin {MISBEHAVING} proposed concurrency {value} (its concurrency bounds are 1..=64 streams)"
+            )),
+            "{err}"
+        );
+    }
+    assert_eq!(
+        misbehave_concurrency(&host, r#"{"mode": "propose", "value": 64}"#).expect("valid"),
+        Some(64)
+    );
+}
+
+#[test]
+fn a_concurrency_plugin_that_loops_or_panics_is_stopped_like_the_others() {
+    let (looped, panicked) = within("concurrency loop", || {
+        let host = host();
+        (
+            expect_err(misbehave_concurrency(&host, r#"{"mode": "loop"}"#)),
+            expect_err(misbehave_concurrency(&host, r#"{"mode": "panic"}"#)),
+        )
+    });
+    assert!(
+        looped.contains("exceeded its per-call budget") && looped.contains("in propose"),
+        "{looped}"
+    );
+    assert!(
+        panicked.contains("trapped in propose")
+            && panicked.contains("deliberate failure in propose"),
+        "{panicked}"
+    );
 }
 
 #[test]
@@ -206,6 +294,61 @@ fn wrong_world_is_named() {
     assert_eq!(
         err,
         "plugin batch-scaler is a batch-strategy plugin, but a context-strategy plugin is needed here"
+    );
+    let err = host
+        .load_batch(
+            &"concurrency-ladder".parse().expect("built-in"),
+            "{}",
+            &hw,
+            &m,
+            &plugin::batch_bounds(256, 32),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        err,
+        "plugin concurrency-ladder is a concurrency-strategy plugin, but a batch-strategy plugin is needed here"
+    );
+}
+
+#[test]
+fn every_builtin_is_a_component_of_its_world_at_this_version() {
+    let host = host();
+    for builtin in BUILTINS {
+        let plugin = PluginRef::Builtin(builtin.name.to_string());
+        assert_eq!(
+            host.inspect(&plugin).ok(),
+            Some(builtin.world),
+            "{}",
+            builtin.name
+        );
+    }
+    let worlds: Vec<World> = BUILTINS.iter().map(|b| b.world).collect();
+    assert_eq!(worlds, World::ALL, "one default plugin per world");
+}
+
+/// The message a plugin built for 0.1.0 gets, whichever kind of plugin is asked for.
+#[test]
+fn a_plugin_built_for_api_0_1_0_is_refused_with_how_to_rebuild_it() {
+    let host = host();
+    let (hw, m) = facts();
+    let legacy = guest(LEGACY_V0_1);
+    let expected = format!(
+        "plugin {LEGACY_V0_1} is built for plugin API 0.1.0; this ozone speaks 0.2.0: update \
+         its ozone-sdk dependency to 0.2 and rebuild it (`cargo build --target wasm32-wasip2 \
+         --release`); see wit/CHANGES.md"
+    );
+    let as_context = host.load_context(&legacy, "{}", &hw, &m).err();
+    assert_eq!(as_context.map(|e| e.to_string()), Some(expected.clone()));
+    let as_batch = host
+        .load_batch(&legacy, "{}", &hw, &m, &plugin::batch_bounds(256, 32))
+        .err();
+    assert_eq!(as_batch.map(|e| e.to_string()), Some(expected.clone()));
+    let inspected = host.inspect(&legacy).err();
+    assert!(
+        matches!(inspected, Some(PluginError::WrongApiVersion { ref found, .. }) if found == "0.1.0"),
+        "{inspected:?}"
     );
 }
 
@@ -223,7 +366,7 @@ fn wrong_api_version_is_named() {
         (core instance $i (instantiate $m))
         (func $f (result u32) (canon lift (core func $i "f")))
         (instance $inst (export "best" (func $f)))
-        (export "ozone:strategy/context@0.2.0" (instance $inst))
+        (export "ozone:strategy/context@0.3.0" (instance $inst))
     )"#;
     let plugin = write_fixture("future-api.wasm", wat.as_bytes());
     let (hw, m) = facts();
@@ -233,7 +376,9 @@ fn wrong_api_version_is_named() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
-        err.contains("is built for plugin API 0.2.0, this ozone speaks 0.1.0"),
+        err.contains(
+            "is built for plugin API 0.3.0; this ozone speaks 0.2.0: it needs a newer ozone"
+        ),
         "{err}"
     );
     // `ozone plugins check` inspects before loading: same verdict.
@@ -242,7 +387,7 @@ fn wrong_api_version_is_named() {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(err.contains("plugin API 0.2.0"), "{err}");
+    assert!(err.contains("plugin API 0.3.0"), "{err}");
 }
 
 #[test]

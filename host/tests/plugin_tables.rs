@@ -1,12 +1,15 @@
 //! The default plugins' decision tables, run through the wasm components and natively
-//! (SDK harness): both paths must make the same decisions.
+//! (SDK harness): both paths must make the same decisions. The examples through their
+//! components too.
 
 #[path = "plugin_common/mod.rs"]
 mod common;
 
-use common::{drive_batch, drive_context, hardware, host, model};
-use ozone::plugin::{PluginHost, PluginRef, SandboxLimits};
+use common::{drive, guest, host};
+use ozone::plugin::{self, PluginHost, PluginRef, SandboxLimits, Strategy};
 use ozone_sdk::testing::{self, BatchMachine, MemoryMachine};
+use ozone_sdk::{BatchBounds, Slo};
+use ozone_test_artifacts::{GOLDEN_BATCH, MEMORY_MODEL};
 
 #[test]
 fn binary_search_table_through_the_component_matches_native() {
@@ -14,25 +17,20 @@ fn binary_search_table_through_the_component_matches_native() {
     let plugin: PluginRef = "binary-search".parse().expect("built-in");
     for case in binary_search::table::cases() {
         let machine = MemoryMachine::with_context_limit(case.limit);
-        let mut sdk_model = testing::model(case.trained);
-        sdk_model.hint = case.hint;
+        let mut model = testing::model(case.trained);
+        model.hint = case.hint;
         let native = testing::run_context::<binary_search::BinarySearch>(
             case.settings,
             &machine.hardware(),
-            &sdk_model,
+            &model,
             |ctx| machine.context_trial(ctx),
         )
         .expect("native run");
 
         let mut search = host
-            .load_context(
-                &plugin,
-                case.settings,
-                &hardware(&machine.hardware()),
-                &model(&sdk_model),
-            )
+            .load_context(&plugin, case.settings, &machine.hardware(), &model)
             .expect("load binary-search");
-        let wasm = drive_context(&mut search, |ctx| machine.context_trial(ctx))
+        let wasm = drive(&mut search, |ctx| machine.context_trial(ctx))
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
 
         assert_eq!(wasm.proposals, native.proposals, "{}", case.name);
@@ -59,20 +57,52 @@ fn batch_scaler_table_through_the_component_matches_native() {
             peak_tps: 1000.0,
             oom_above: case.oom_above,
         };
-        let mut sdk_model = testing::model(32_768);
-        sdk_model.size_class = case.size_class;
+        let model = testing::model(32_768);
         let hw = MemoryMachine::with_context_limit(32_768).hardware();
-        let native =
-            testing::run_batch::<batch_scaler::Scaler>(case.settings, &hw, &sdk_model, |b| {
-                machine.batch_trial(b)
-            })
-            .expect("native run");
+        let native = testing::run_batch::<batch_scaler::Scaler>(
+            case.settings,
+            &hw,
+            &model,
+            &case.bounds,
+            |b| machine.batch_trial(b),
+        )
+        .expect("native run");
 
         let mut scaler = host
-            .load_batch(&plugin, case.settings, &hardware(&hw), &model(&sdk_model))
+            .load_batch(&plugin, case.settings, &hw, &model, &case.bounds)
             .expect("load batch-scaler");
-        let wasm = drive_batch(&mut scaler, |b| machine.batch_trial(b))
+        let wasm = drive(&mut scaler, |b| machine.batch_trial(b))
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+
+        assert_eq!(wasm.proposals, native.proposals, "{}", case.name);
+        assert_eq!(wasm.proposals, case.proposals, "{}", case.name);
+        assert_eq!(wasm.best, case.best, "{}", case.name);
+    }
+}
+
+#[test]
+fn concurrency_ladder_table_through_the_component_matches_native() {
+    let host = host();
+    let plugin: PluginRef = "concurrency-ladder".parse().expect("built-in");
+    let hw = MemoryMachine::with_context_limit(8192).hardware();
+    let model = testing::model(8192);
+    for case in concurrency_ladder::table::cases() {
+        let bounds = plugin::concurrency_bounds(case.max);
+        let trial = |n| case.machine.concurrency_trial(n, &case.slo);
+        let native = testing::run_concurrency::<concurrency_ladder::Ladder>(
+            case.settings,
+            &hw,
+            &model,
+            &bounds,
+            &case.slo,
+            trial,
+        )
+        .expect("native run");
+
+        let mut search = host
+            .load_concurrency(&plugin, case.settings, &hw, &model, &bounds, &case.slo)
+            .expect("load concurrency-ladder");
+        let wasm = drive(&mut search, trial).unwrap_or_else(|e| panic!("{}: {e}", case.name));
 
         assert_eq!(wasm.proposals, native.proposals, "{}", case.name);
         assert_eq!(wasm.proposals, case.proposals, "{}", case.name);
@@ -88,8 +118,8 @@ fn wrong_setting_type_is_reported_naming_the_plugin() {
         .load_context(
             &"binary-search".parse().expect("built-in"),
             r#"{"max_binary_iterations": "seven"}"#,
-            &hardware(&machine.hardware()),
-            &model(&testing::model(131_072)),
+            &machine.hardware(),
+            &testing::model(131_072),
         )
         .err()
         .map(|e| e.to_string())
@@ -99,6 +129,23 @@ fn wrong_setting_type_is_reported_naming_the_plugin() {
         "{err}"
     );
     assert!(err.contains("invalid type"), "{err}");
+    let err = host
+        .load_concurrency(
+            &"concurrency-ladder".parse().expect("built-in"),
+            r#"{"levels": [1, 0]}"#,
+            &machine.hardware(),
+            &testing::model(131_072),
+            &plugin::concurrency_bounds(64),
+            &Slo::default(),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("plugin concurrency-ladder rejected its settings")
+            && err.contains("at least 1"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,8 +156,8 @@ async fn plugins_run_from_inside_a_tokio_runtime() {
         .load_context(
             &"binary-search".parse().expect("built-in"),
             "{}",
-            &hardware(&machine.hardware()),
-            &model(&testing::model(131_072)),
+            &machine.hardware(),
+            &testing::model(131_072),
         )
         .expect("load");
     let mut steps = 0;
@@ -118,7 +165,7 @@ async fn plugins_run_from_inside_a_tokio_runtime() {
         // Interleave with real async work, as the tune loop does around each trial.
         tokio::task::yield_now().await;
         search
-            .observe(&common::outcome(&machine.context_trial(ctx)))
+            .observe(&machine.context_trial(ctx))
             .expect("observe");
         steps += 1;
     }
@@ -138,9 +185,11 @@ fn compiled_components_are_cached_on_disk() {
     let _ = std::fs::remove_dir_all(&dir);
     let host = PluginHost::new(SandboxLimits::default(), Some(dir.clone())).expect("engine");
     let plugin: PluginRef = "batch-scaler".parse().expect("built-in");
-    let hw = hardware(&MemoryMachine::with_context_limit(8192).hardware());
-    let m = model(&testing::model(32_768));
-    host.load_batch(&plugin, "{}", &hw, &m).expect("cold load");
+    let hw = MemoryMachine::with_context_limit(8192).hardware();
+    let m = testing::model(32_768);
+    let bounds = testing::batch_bounds(32);
+    host.load_batch(&plugin, "{}", &hw, &m, &bounds)
+        .expect("cold load");
     let entries: Vec<_> = std::fs::read_dir(&dir)
         .expect("cache dir")
         .flatten()
@@ -149,13 +198,13 @@ fn compiled_components_are_cached_on_disk() {
     // A second host (a second run) loads it from the cache and it still works.
     let again = PluginHost::new(SandboxLimits::default(), Some(dir.clone())).expect("engine");
     let mut scaler = again
-        .load_batch(&plugin, "{}", &hw, &m)
+        .load_batch(&plugin, "{}", &hw, &m, &bounds)
         .expect("cached load");
     assert_eq!(scaler.propose().expect("propose"), Some(32));
     // A corrupt entry is recompiled, not trusted.
     std::fs::write(entries[0].path(), b"garbage").expect("corrupt");
     let mut scaler = again
-        .load_batch(&plugin, "{}", &hw, &m)
+        .load_batch(&plugin, "{}", &hw, &m, &bounds)
         .expect("recompiled");
     assert_eq!(scaler.propose().expect("propose"), Some(32));
     let _ = std::fs::remove_dir_all(&dir);
@@ -167,13 +216,13 @@ fn memory_model_example_through_the_component() {
     let machine = MemoryMachine::with_context_limit(100_000);
     let mut search = host
         .load_context(
-            &common::guest("memory_model.wasm"),
+            &guest(MEMORY_MODEL),
             "{}",
-            &hardware(&machine.hardware()),
-            &model(&testing::model(131_072)),
+            &machine.hardware(),
+            &testing::model(131_072),
         )
         .expect("load memory-model");
-    let run = drive_context(&mut search, |ctx| machine.context_trial(ctx)).expect("run");
+    let run = drive(&mut search, |ctx| machine.context_trial(ctx)).expect("run");
     assert_eq!(run.proposals, vec![2048, 99_840, 100_096]);
     assert_eq!(run.best, Some(99_840));
 }
@@ -187,15 +236,21 @@ fn golden_batch_example_through_the_component() {
         oom_above: None,
     };
     let hw = MemoryMachine::with_context_limit(32_768).hardware();
+    // A host configured with `max_batch: 1024`.
+    let bounds = BatchBounds {
+        max: 1024,
+        ..testing::batch_bounds(32)
+    };
     let mut scaler = host
         .load_batch(
-            &common::guest("golden_batch.wasm"),
-            r#"{"max_batch": 1024}"#,
-            &hardware(&hw),
-            &model(&testing::model(32_768)),
+            &guest(GOLDEN_BATCH),
+            "{}",
+            &hw,
+            &testing::model(32_768),
+            &bounds,
         )
         .expect("load golden-batch");
-    let run = drive_batch(&mut scaler, |b| machine.batch_trial(b)).expect("run");
+    let run = drive(&mut scaler, |b| machine.batch_trial(b)).expect("run");
     assert!(
         run.best.is_some_and(|b| (352..=416).contains(&b)),
         "{run:?}"

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use ozone_test_artifacts::{GOLDEN_BATCH, LEGACY_V0_1, LINEAR_SWEEP, MEMORY_MODEL, MISBEHAVING};
+
 fn ozone(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ozone"))
         .args(args)
@@ -20,13 +22,6 @@ fn ozone(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn guest(file: &str) -> String {
-    PathBuf::from(env!("OZONE_GUEST_DIR"))
-        .join(file)
-        .display()
-        .to_string()
-}
-
 #[test]
 fn list_shows_the_builtins_with_world_and_version_and_no_test_guests() {
     let (code, out, err) = ozone(&["plugins", "list"]);
@@ -39,15 +34,19 @@ fn list_shows_the_builtins_with_world_and_version_and_no_test_guests() {
         out.contains("batch-scaler") && out.contains("batch-strategy"),
         "{out}"
     );
-    assert!(out.contains("0.1.0"), "{out}");
+    assert!(
+        out.contains("concurrency-ladder") && out.contains("concurrency-strategy"),
+        "{out}"
+    );
+    assert!(out.contains("0.2.0"), "{out}");
     assert!(!out.contains("misbehaving"), "{out}");
 }
 
 #[test]
 fn check_drives_a_plugin_file_and_prints_its_decisions() {
-    let (code, out, err) = ozone(&["plugins", "check", &guest("memory_model.wasm")]);
+    let (code, out, err) = ozone(&["plugins", "check", MEMORY_MODEL]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("context-strategy plugin, API 0.1.0"), "{out}");
+    assert!(out.contains("context-strategy plugin, API 0.2.0"), "{out}");
     assert!(out.contains("trial  2: context   99840 → stable"), "{out}");
     assert!(out.contains("best context: 99840"), "{out}");
 }
@@ -57,7 +56,7 @@ fn check_reports_a_misbehaving_plugin_with_exit_code_4() {
     let (code, _, err) = ozone(&[
         "plugins",
         "check",
-        &guest("misbehaving.wasm"),
+        MISBEHAVING,
         "--settings",
         r#"{"mode": "loop"}"#,
     ]);
@@ -70,4 +69,47 @@ fn check_refuses_a_file_that_is_no_component_with_exit_code_2() {
     let (code, _, err) = ozone(&["plugins", "check", "Cargo.toml.wasm"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("cannot read plugin Cargo.toml.wasm"), "{err}");
+}
+
+/// golden-batch once proposed 416 against the host's 256: it now takes its bounds from
+/// the host, so its own README's command passes — as every example's does.
+#[test]
+fn check_passes_every_example_within_the_hosts_bounds() {
+    let (code, out, err) = ozone(&["plugins", "check", GOLDEN_BATCH]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("batch bounds 1..=256, initial 32"), "{out}");
+    assert!(out.contains("best batch: 128"), "{out}");
+    for example in [MEMORY_MODEL, LINEAR_SWEEP] {
+        let (code, out, err) = ozone(&["plugins", "check", example]);
+        assert_eq!(code, 0, "{example}: {out}{err}");
+        assert!(out.contains("best context: "), "{out}");
+    }
+}
+
+#[test]
+fn check_drives_a_concurrency_plugin_through_the_ladder() {
+    let (code, out, err) = ozone(&["plugins", "check", "concurrency-ladder"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("concurrency-strategy plugin, API 0.2.0"),
+        "{out}"
+    );
+    for (n, level) in [(1, 1), (2, 2), (3, 4), (4, 8)] {
+        assert!(
+            out.contains(&format!("trial  {n}: concurrency {level:>7} → stable")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("best concurrency: 8"), "{out}");
+}
+
+#[test]
+fn check_refuses_a_plugin_built_for_api_0_1_0_with_exit_code_2() {
+    let (code, _, err) = ozone(&["plugins", "check", LEGACY_V0_1]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("is built for plugin API 0.1.0; this ozone speaks 0.2.0")
+            && err.contains("update its ozone-sdk dependency to 0.2 and rebuild it"),
+        "{err}"
+    );
 }

@@ -1,23 +1,29 @@
 //! `ozone-sdk`: write an Ozone strategy plugin in plain Rust.
 //!
-//! Ozone searches for the largest stable context and the best batch size with
-//! *strategies*: small WebAssembly components that propose a value, see the measured
-//! outcome, and propose again. This crate is everything an author needs:
+//! Ozone searches for the largest stable context, the best batch size and the
+//! concurrency a machine serves with *strategies*: small WebAssembly components that
+//! propose a value, see the measured outcome, and propose again. This crate is
+//! everything an author needs:
 //!
-//! - the traits [`ContextSearch`] and [`BatchScaler`] over plain types ([`HardwareFacts`],
-//!   [`ModelInfo`], [`Outcome`]);
-//! - [`export_context_search!`] / [`export_batch_scaler!`], which make a type the
-//!   component's export (the WIT bindings stay private);
+//! - the traits [`ContextSearch`], [`BatchScaler`] and [`ConcurrencySearch`] over plain
+//!   types ([`HardwareFacts`], [`ModelFacts`], [`TrialOutcome`], [`ConcurrencyOutcome`],
+//!   …) — the same types the host builds on its side;
+//! - [`export_context_search!`] / [`export_batch_scaler!`] /
+//!   [`export_concurrency_search!`], which make a type the component's export (the WIT
+//!   bindings stay private);
 //! - [`settings::parse`] for the plugin's JSON settings and [`log()`] for the host's log;
+//! - [`bisect`], the bracket and pending-proposal bookkeeping most searches share;
 //! - [`testing`], a native harness to unit-test a policy with `cargo test`.
 //!
 //! Build a plugin with `cargo build --target wasm32-wasip2 --release` (crate-type
 //! `cdylib`) and load it with `ozone tune --context-strategy target/…/my_plugin.wasm`.
-//! The contract is `wit/strategy.wit`, package `ozone:strategy@0.1.0`.
+//! The contract is `wit/strategy.wit`, package `ozone:strategy@0.2.0` ([`API_VERSION`]).
 
 // The generated bindings name paths `::ozone_sdk::…`, which must also resolve in here.
 extern crate self as ozone_sdk;
 
+pub mod bisect;
+mod concurrency;
 mod log;
 mod macros;
 pub mod settings;
@@ -32,12 +38,14 @@ pub mod export;
 #[doc(hidden)]
 pub use export as __export;
 
+pub use concurrency::*;
 pub use log::log;
-pub use strategy::{BatchScaler, ContextSearch};
+pub use strategy::{BatchScaler, ConcurrencySearch, ContextSearch};
 pub use types::*;
 
-/// The plugin API version this SDK builds against (the WIT package version).
-pub const API_VERSION: &str = "0.1.0";
+/// The plugin API version this SDK builds against: the version of the WIT package in
+/// `wit/strategy.wit` (a test holds them equal). The host speaks exactly this version.
+pub const API_VERSION: &str = "0.2.0";
 
 #[cfg(test)]
 mod tests;

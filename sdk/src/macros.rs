@@ -39,3 +39,19 @@ macro_rules! export_batch_scaler {
         };
     };
 }
+
+/// Exports a [`ConcurrencySearch`](crate::ConcurrencySearch) implementation as the
+/// component's `ozone:strategy/concurrency` interface (world `concurrency-strategy`).
+/// See [`export_context_search!`].
+#[macro_export]
+macro_rules! export_concurrency_search {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __OzoneConcurrencyExport = $crate::__export::ConcurrencyExport<$ty>;
+            $crate::__export::concurrency::__export_concurrency_strategy!(
+                __OzoneConcurrencyExport with_types_in $crate::__export::concurrency
+            );
+        };
+    };
+}

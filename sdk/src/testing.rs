@@ -1,13 +1,22 @@
 //! A native test harness: drive a policy with simulated trials in plain `cargo test`,
 //! without building wasm.
 //!
+//! - [`run_context`], [`run_batch`], [`run_concurrency`] drive a policy to its end,
+//!   checking every proposal against the bounds the host would enforce and stopping a
+//!   policy that never finishes ([`MAX_TRIALS`]);
+//! - simulated machines answer the trials: [`MemoryMachine`] (memory grows with
+//!   context up to a threshold), [`BatchMachine`] (throughput peaks at one batch),
+//!   [`ConcurrencyMachine`] (latency grows with streams, so an objective binds);
+//! - [`model`], [`batch_bounds`], [`concurrency_bounds`], [`stable`], [`failed`] build
+//!   the facts and outcomes a test needs.
+//!
 //! ```
 //! use ozone_sdk::testing::{self, MemoryMachine};
 //! # struct Fixed(Option<u32>);
 //! # impl ozone_sdk::ContextSearch for Fixed {
-//! #     fn new(_: &str, _: &ozone_sdk::HardwareFacts, _: &ozone_sdk::ModelInfo) -> Result<Self, String> { Ok(Fixed(Some(4096))) }
+//! #     fn new(_: &str, _: &ozone_sdk::HardwareFacts, _: &ozone_sdk::ModelFacts) -> Result<Self, String> { Ok(Fixed(Some(4096))) }
 //! #     fn propose(&mut self) -> Option<u32> { self.0.take() }
-//! #     fn observe(&mut self, _: &ozone_sdk::Outcome) {}
+//! #     fn observe(&mut self, _: &ozone_sdk::TrialOutcome) {}
 //! #     fn best(&self) -> Option<u32> { Some(4096) }
 //! # }
 //! let machine = MemoryMachine::with_context_limit(100_000);
@@ -15,7 +24,8 @@
 //! assert_eq!(run.proposals, vec![4096]);
 //! ```
 
-use crate::strategy::{BatchScaler, ContextSearch};
+use crate::concurrency::{ConcurrencyOutcome, Latency, Slo};
+use crate::strategy::{BatchScaler, ConcurrencySearch, ContextSearch};
 use crate::types::*;
 
 /// A run cannot take more trials than this; a policy that never stops fails the test.
@@ -30,90 +40,136 @@ pub struct Run {
     pub best: Option<u32>,
 }
 
+/// The loop shared by the three drivers: `propose` → check → `trial` → `observe`.
+fn drive<O>(
+    what: &str,
+    mut propose: impl FnMut() -> Option<u32>,
+    accepts: impl Fn(u32) -> bool,
+    bounds: &dyn std::fmt::Debug,
+    mut trial: impl FnMut(u32) -> O,
+    mut observe: impl FnMut(&O),
+) -> Result<Vec<u32>, String> {
+    let mut proposals = Vec::new();
+    while let Some(value) = propose() {
+        if !accepts(value) {
+            return Err(format!(
+                "proposed {what} {value}, outside {bounds:?} (after {proposals:?})"
+            ));
+        }
+        proposals.push(value);
+        if proposals.len() > MAX_TRIALS {
+            return Err(format!(
+                "did not stop after {MAX_TRIALS} trials: {proposals:?}"
+            ));
+        }
+        observe(&trial(value));
+    }
+    Ok(proposals)
+}
+
 /// Drives a context search until it proposes `None` (at most [`MAX_TRIALS`]), running
 /// each proposal through `trial`. Checks every proposal against `model.bounds`.
 pub fn run_context<S: ContextSearch>(
     settings: &str,
     hardware: &HardwareFacts,
-    model: &ModelInfo,
-    mut trial: impl FnMut(u32) -> Outcome,
+    model: &ModelFacts,
+    trial: impl FnMut(u32) -> TrialOutcome,
 ) -> Result<Run, String> {
-    let mut search = S::new(settings, hardware, model)?;
-    let mut proposals = Vec::new();
-    while let Some(ctx) = search.propose() {
-        if !model.bounds.accepts(ctx) {
-            return Err(format!(
-                "proposed context {ctx}, outside {:?} (after {proposals:?})",
-                model.bounds
-            ));
-        }
-        proposals.push(ctx);
-        if proposals.len() > MAX_TRIALS {
-            return Err(format!(
-                "did not stop after {MAX_TRIALS} trials: {proposals:?}"
-            ));
-        }
-        search.observe(&trial(ctx));
-    }
-    Ok(Run {
-        proposals,
-        best: search.best(),
-    })
+    let search = std::cell::RefCell::new(S::new(settings, hardware, model)?);
+    let proposals = drive(
+        "context",
+        || search.borrow_mut().propose(),
+        |ctx| model.bounds.accepts(ctx),
+        &model.bounds,
+        trial,
+        |o| search.borrow_mut().observe(o),
+    )?;
+    let best = search.borrow().best();
+    Ok(Run { proposals, best })
 }
 
-/// Drives a batch scaler like [`run_context`]; batch proposals must be ≥ 1.
+/// Drives a batch scaler like [`run_context`]; proposals must lie within `bounds`.
 pub fn run_batch<S: BatchScaler>(
     settings: &str,
     hardware: &HardwareFacts,
-    model: &ModelInfo,
-    mut trial: impl FnMut(u32) -> Outcome,
+    model: &ModelFacts,
+    bounds: &BatchBounds,
+    trial: impl FnMut(u32) -> TrialOutcome,
 ) -> Result<Run, String> {
-    let mut scaler = S::new(settings, hardware, model)?;
-    let mut proposals = Vec::new();
-    while let Some(batch) = scaler.propose() {
-        if batch == 0 {
-            return Err(format!("proposed batch 0 (after {proposals:?})"));
-        }
-        proposals.push(batch);
-        if proposals.len() > MAX_TRIALS {
-            return Err(format!(
-                "did not stop after {MAX_TRIALS} trials: {proposals:?}"
-            ));
-        }
-        scaler.observe(&trial(batch));
-    }
-    Ok(Run {
-        proposals,
-        best: scaler.best(),
-    })
+    let scaler = std::cell::RefCell::new(S::new(settings, hardware, model, bounds)?);
+    let proposals = drive(
+        "batch",
+        || scaler.borrow_mut().propose(),
+        |batch| bounds.accepts(batch),
+        bounds,
+        trial,
+        |o| scaler.borrow_mut().observe(o),
+    )?;
+    let best = scaler.borrow().best();
+    Ok(Run { proposals, best })
+}
+
+/// Drives a concurrency search like [`run_context`]; proposals must lie within `bounds`.
+pub fn run_concurrency<S: ConcurrencySearch>(
+    settings: &str,
+    hardware: &HardwareFacts,
+    model: &ModelFacts,
+    bounds: &ConcurrencyBounds,
+    slo: &Slo,
+    trial: impl FnMut(u32) -> ConcurrencyOutcome,
+) -> Result<Run, String> {
+    let search = std::cell::RefCell::new(S::new(settings, hardware, model, bounds, slo)?);
+    let proposals = drive(
+        "concurrency",
+        || search.borrow_mut().propose(),
+        |n| bounds.accepts(n),
+        bounds,
+        trial,
+        |o| search.borrow_mut().observe(o),
+    )?;
+    let best = search.borrow().best();
+    Ok(Run { proposals, best })
 }
 
 /// A model with the given trained context: 8 B parameters (medium), 128 KiB of f16 KV
 /// cache per token (Llama-3-8B's layout), bounds 2048..=trained in steps of 256.
-pub fn model(trained_context: u32) -> ModelInfo {
-    ModelInfo {
+pub fn model(trained_context: u32) -> ModelFacts {
+    ModelFacts {
         name: "test-8b".into(),
         parameter_count: Some(8_000_000_000),
         size_class: SizeClass::Medium,
         trained_context,
         kv_bytes_per_token: Some(MemoryMachine::LLAMA_8B_KV_BYTES),
         weights_bytes: Some(MemoryMachine::BASE_BYTES),
-        bounds: ContextBounds {
-            min: 2048.min(trained_context / 256 * 256),
-            max: trained_context / 256 * 256,
-            granularity: 256,
-        },
+        bounds: ContextBounds::new(2048, trained_context, 256),
         hint: None,
     }
 }
 
-/// A successful, stable outcome for `config` with no measurements.
-pub fn stable(config: TrialConfig) -> Outcome {
-    Outcome {
+/// Batch bounds as the host sets them by default: 1..=256, starting at `initial`.
+pub fn batch_bounds(initial: u32) -> BatchBounds {
+    BatchBounds {
+        min: 1,
+        max: 256,
+        initial,
+    }
+}
+
+/// Concurrency bounds `1..=max`.
+pub fn concurrency_bounds(max: u32) -> ConcurrencyBounds {
+    ConcurrencyBounds { min: 1, max }
+}
+
+/// A successful, stable, verified outcome for `config` (5 samples) with no measurements.
+pub fn stable(config: TrialConfig) -> TrialOutcome {
+    TrialOutcome {
         config,
+        stage: Stage::Verify,
+        samples: 5,
         verdict: Verdict::Stable,
         failure: None,
         peak_gpu_memory_bytes: None,
+        peak_server_gpu_memory_bytes: None,
         peak_ram_bytes: None,
         peak_process_memory_bytes: None,
         headroom: Headroom::default(),
@@ -126,8 +182,8 @@ pub fn stable(config: TrialConfig) -> Outcome {
 }
 
 /// A failed outcome for `config`.
-pub fn failed(config: TrialConfig, failure: Failure) -> Outcome {
-    Outcome {
+pub fn failed(config: TrialConfig, failure: Failure) -> TrialOutcome {
+    TrialOutcome {
         verdict: Verdict::Failed,
         failure: Some(failure),
         success_rate: 0.0,
@@ -156,10 +212,21 @@ pub fn batch_config(batch: u32) -> TrialConfig {
     }
 }
 
+/// The trial configuration of a concurrency-phase trial with `streams` streams.
+pub fn concurrency_config(streams: u32) -> TrialConfig {
+    TrialConfig {
+        ctx: 8192,
+        batch: 128,
+        ubatch: 128,
+        concurrency: streams,
+    }
+}
+
 /// A simulated GPU whose memory use grows linearly with context: `base + per_token × ctx`,
 /// with the VRAM threshold at `limit`. A trial is stable when its peak stays at or under
-/// the limit; above it the guard reports a VRAM breach. Peaks and headroom are filled in
-/// as the real host would.
+/// the limit; above it the guard reports a VRAM breach. Its trials are screens (one
+/// full fill, one sample), as the host runs context proposals; peaks and headroom are
+/// filled in as the real host would.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MemoryMachine {
     pub base_bytes: u64,
@@ -190,6 +257,7 @@ impl MemoryMachine {
             gpu_memory_total_bytes: Some(total),
             gpu_memory_free_bytes: Some(total - (300 << 20)),
             gpu_memory_limit_bytes: Some(self.limit_bytes),
+            gpu_memory_budget_bytes: None,
             ram_total_bytes: Some(64 << 30),
             ram_available_bytes: Some(60 << 30),
             ram_limit_bytes: Some(54 << 30),
@@ -199,11 +267,11 @@ impl MemoryMachine {
         }
     }
 
-    /// The outcome of a context-phase trial at `ctx`.
-    pub fn context_trial(&self, ctx: u32) -> Outcome {
+    /// The outcome of a context-phase screen at `ctx`.
+    pub fn context_trial(&self, ctx: u32) -> TrialOutcome {
         let peak = self.base_bytes + self.bytes_per_token * u64::from(ctx);
         let mut outcome = if peak <= self.limit_bytes {
-            Outcome {
+            TrialOutcome {
                 decode_tps: Some(40.0),
                 prefill_tps: Some(900.0),
                 ttft_ms: Some(f64::from(ctx) / 900.0 * 1000.0),
@@ -215,6 +283,9 @@ impl MemoryMachine {
                 Failure::ThresholdBreach(Threshold::Vram),
             )
         };
+        outcome.stage = Stage::Screen;
+        outcome.samples = 1;
+        outcome.cv = None;
         outcome.peak_gpu_memory_bytes = Some(peak);
         outcome.peak_ram_bytes = Some(2 << 30);
         outcome.headroom.gpu_memory_bytes = Some(self.limit_bytes as i64 - peak as i64);
@@ -224,7 +295,7 @@ impl MemoryMachine {
 
 /// A simulated throughput curve over batch sizes: peaks at `best_batch` with
 /// `peak_tps` and falls off as a Gaussian of the log2-distance from it; batches above
-/// `oom_above` run out of memory.
+/// `oom_above` run out of memory. Its trials are verified (5 samples).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchMachine {
     pub best_batch: u32,
@@ -234,20 +305,108 @@ pub struct BatchMachine {
 
 impl BatchMachine {
     pub fn throughput(&self, batch: u32) -> f64 {
-        let d = (f64::from(batch) / f64::from(self.best_batch)).log2();
+        let d = (f64::from(batch) / f64::from(self.best_batch.max(1))).log2();
         self.peak_tps * (-0.05 * d * d).exp()
     }
 
     /// The outcome of a batch-phase trial at `batch`.
-    pub fn batch_trial(&self, batch: u32) -> Outcome {
+    pub fn batch_trial(&self, batch: u32) -> TrialOutcome {
         if self.oom_above.is_some_and(|limit| batch > limit) {
             return failed(batch_config(batch), Failure::OutOfMemory);
         }
         let tps = self.throughput(batch);
-        Outcome {
+        TrialOutcome {
             prefill_tps: Some(tps),
             decode_tps: Some(40.0),
             ..stable(batch_config(batch))
         }
+    }
+}
+
+/// A simulated server under N closed-loop streams. Prompts that arrive together are
+/// prefilled one after another, so the k-th waits `k × ttft_ms`: time to first token
+/// grows with the streams. Decode throughput is shared: each stream gets
+/// `min(stream_tps, aggregate_tps / N)`. Above `unstable_above` streams the trial is
+/// unstable (requests fail). Outcomes are verified, with [`Self::REQUESTS_PER_STREAM`]
+/// requests per stream, and judged against the objective the trial is given.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConcurrencyMachine {
+    /// Time to first token of a request alone, ms.
+    pub ttft_ms: f64,
+    /// Decode throughput of one stream alone, tokens/s.
+    pub stream_tps: f64,
+    /// Decode throughput of all streams together when the machine is saturated.
+    pub aggregate_tps: f64,
+    /// More streams than this make the trial unstable; `None`: never.
+    pub unstable_above: Option<u32>,
+}
+
+impl Default for ConcurrencyMachine {
+    /// 250 ms to first token alone, 40 tokens/s per stream, saturating at 160 tokens/s
+    /// (4 streams), never unstable.
+    fn default() -> Self {
+        Self {
+            ttft_ms: 250.0,
+            stream_tps: 40.0,
+            aggregate_tps: 160.0,
+            unstable_above: None,
+        }
+    }
+}
+
+impl ConcurrencyMachine {
+    /// Requests each stream sends in a trial.
+    pub const REQUESTS_PER_STREAM: u32 = 4;
+    /// Tokens each request generates.
+    pub const OUTPUT_TOKENS: u32 = 128;
+
+    /// Time to first token at percentile `p` (0..1) with `streams` streams, ms.
+    pub fn ttft_percentile(&self, streams: u32, p: f64) -> f64 {
+        let waiting = (p * f64::from(streams)).ceil().max(1.0);
+        self.ttft_ms * waiting
+    }
+
+    /// Decode throughput one stream gets with `streams` streams, tokens/s.
+    pub fn stream_decode_tps(&self, streams: u32) -> f64 {
+        self.stream_tps
+            .min(self.aggregate_tps / f64::from(streams.max(1)))
+    }
+
+    /// The outcome of `streams` streams, judged against `slo`.
+    pub fn concurrency_trial(&self, streams: u32, slo: &Slo) -> ConcurrencyOutcome {
+        let config = concurrency_config(streams);
+        let samples = streams * Self::REQUESTS_PER_STREAM;
+        let stream_tps = self.stream_decode_tps(streams);
+        let tpot = 1000.0 / stream_tps;
+        let ttft_p95 = self.ttft_percentile(streams, 0.95);
+        let mut trial = TrialOutcome {
+            samples,
+            decode_tps: Some(stream_tps),
+            ttft_ms: Some(self.ttft_percentile(streams, 0.5)),
+            ..stable(config)
+        };
+        if self.unstable_above.is_some_and(|limit| streams > limit) {
+            trial.verdict = Verdict::Unstable;
+            trial.success_rate = 0.75;
+            trial.cv = Some(0.4);
+        }
+        let mut outcome = ConcurrencyOutcome {
+            trial,
+            latency: Latency {
+                ttft_p50_ms: Some(self.ttft_percentile(streams, 0.5)),
+                ttft_p95_ms: Some(ttft_p95),
+                ttft_p99_ms: Some(self.ttft_percentile(streams, 0.99)),
+                tpot_p50_ms: Some(tpot),
+                tpot_p95_ms: Some(tpot),
+                e2e_p95_ms: Some(ttft_p95 + f64::from(Self::OUTPUT_TOKENS - 1) * tpot),
+            },
+            stream_decode_tps: Some(stream_tps),
+            min_stream_decode_tps: Some(stream_tps),
+            aggregate_decode_tps: Some(stream_tps * f64::from(streams)),
+            slo_met: None,
+            slo_missed: Vec::new(),
+        };
+        outcome.judge(slo);
+        outcome
     }
 }

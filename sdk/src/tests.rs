@@ -1,6 +1,7 @@
 use serde::Deserialize;
 
-use crate::testing::{self, MemoryMachine};
+use crate::bisect::{Bisection, Bracket};
+use crate::testing::{self, ConcurrencyMachine, MemoryMachine};
 use crate::*;
 
 #[derive(Debug, Default, PartialEq, Deserialize)]
@@ -45,14 +46,14 @@ fn bounds_fit_aligns_down_and_clamps() {
 struct Script(Vec<u32>);
 
 impl ContextSearch for Script {
-    fn new(settings: &str, _: &HardwareFacts, _: &ModelInfo) -> Result<Self, String> {
+    fn new(settings: &str, _: &HardwareFacts, _: &ModelFacts) -> Result<Self, String> {
         let values: Vec<u32> = serde_json::from_str(settings).map_err(|e| e.to_string())?;
         Ok(Script(values.into_iter().rev().collect()))
     }
     fn propose(&mut self) -> Option<u32> {
         self.0.last().copied()
     }
-    fn observe(&mut self, _: &Outcome) {
+    fn observe(&mut self, _: &TrialOutcome) {
         self.0.pop();
     }
     fn best(&self) -> Option<u32> {
@@ -89,4 +90,240 @@ fn memory_machine_reports_peaks_and_headroom() {
     let bad = machine.context_trial(10_240);
     assert_eq!(bad.failure, Some(Failure::ThresholdBreach(Threshold::Vram)));
     assert!(bad.headroom.gpu_memory_bytes.is_some_and(|h| h < 0));
+}
+
+#[test]
+fn api_version_is_the_wit_package_version() {
+    let wit = include_str!("../wit/strategy.wit");
+    let package = wit
+        .lines()
+        .find_map(|l| l.strip_prefix("package "))
+        .expect("a package line");
+    assert_eq!(package, format!("ozone:strategy@{API_VERSION};"));
+}
+
+/// `sdk/wit` is a copy (a link breaks on Windows checkouts, and the SDK must carry its
+/// contract when it is vendored): it must be the workspace's current version.
+#[test]
+fn the_sdk_carries_the_current_contract_unchanged() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let current = dir.join(format!("../wit/v{API_VERSION}/strategy.wit"));
+    let Ok(expected) = std::fs::read_to_string(&current) else {
+        panic!(
+            "{} is missing: API_VERSION names a contract version the workspace does not have",
+            current.display()
+        );
+    };
+    assert!(
+        include_str!("../wit/strategy.wit") == expected,
+        "sdk/wit/strategy.wit differs from {}: copy it over (cp wit/v{API_VERSION}/strategy.wit sdk/wit/)",
+        current.display()
+    );
+}
+
+#[test]
+fn bracket_bisects_on_the_granularity_and_closes() {
+    let mut b = Bracket::new(2048, 256);
+    assert_eq!(
+        (b.midpoint(), b.inside(9000), b.is_closed()),
+        (None, None, false)
+    );
+    b.record(8192, true);
+    assert_eq!(b.midpoint(), None, "no failure known yet");
+    b.record(9216, false);
+    assert_eq!(b.midpoint(), Some(8704));
+    assert_eq!(b.inside(0), Some(8448));
+    assert_eq!(b.inside(100_000), Some(8960));
+    b.record(8960, true);
+    assert!(b.is_closed());
+    assert_eq!((b.passed(), b.failed()), (Some(8960), Some(9216)));
+}
+
+#[test]
+fn bracket_without_a_pass_can_still_try_the_floor() {
+    let mut b = Bracket::new(2048, 256);
+    b.record(2304, false);
+    assert_eq!(b.midpoint(), Some(2048));
+    b.record(2048, false);
+    assert!(b.is_closed());
+    // Granularity 1 (stream counts): 4 passed, 8 missed → 6, then 5 or 7.
+    let mut n = Bracket::new(1, 1);
+    n.record(4, true);
+    n.record(8, false);
+    assert_eq!(n.midpoint(), Some(6));
+}
+
+#[test]
+fn bisection_repeats_the_pending_proposal_until_observed() {
+    let mut s = Bisection::new(2048, 256);
+    assert_eq!(s.propose_with(|_| Some(4096)), Some(4096));
+    assert_eq!(s.propose_with(|_| unreachable!("pending")), Some(4096));
+    assert_eq!(s.pending(), Some(4096));
+    s.observe(4096, false);
+    assert_eq!(s.pending(), None);
+    assert_eq!(s.propose_with(Bracket::midpoint), Some(2048 + 768));
+}
+
+#[test]
+fn concurrency_machine_latency_grows_with_streams_and_the_slo_is_judged() {
+    let machine = ConcurrencyMachine::default();
+    let none = Slo::default();
+    let one = machine.concurrency_trial(1, &none);
+    assert_eq!(one.slo_met, None);
+    assert!(one.passed());
+    assert_eq!(one.trial.stage, Stage::Verify);
+    assert_eq!(one.trial.samples, ConcurrencyMachine::REQUESTS_PER_STREAM);
+    assert_eq!(one.latency.ttft_p95_ms, Some(250.0));
+    let eight = machine.concurrency_trial(8, &none);
+    assert_eq!(eight.latency.ttft_p95_ms, Some(2000.0));
+    assert_eq!(eight.min_stream_decode_tps, Some(20.0));
+    assert_eq!(eight.aggregate_decode_tps, Some(160.0));
+
+    let slo = Slo {
+        bounds: vec![
+            SloBound {
+                metric: SloMetric::TtftP95,
+                value: 1000.0,
+            },
+            SloBound {
+                metric: SloMetric::DecodeMin,
+                value: 30.0,
+            },
+        ],
+    };
+    let four = machine.concurrency_trial(4, &slo);
+    assert_eq!((four.slo_met, four.slo_missed.len()), (Some(true), 0));
+    let eight = machine.concurrency_trial(8, &slo);
+    assert_eq!(eight.slo_met, Some(false));
+    assert!(!eight.passed());
+    assert_eq!(
+        eight.slo_missed,
+        vec![
+            SloMiss {
+                metric: SloMetric::TtftP95,
+                bound: 1000.0,
+                measured: Some(2000.0)
+            },
+            SloMiss {
+                metric: SloMetric::DecodeMin,
+                bound: 30.0,
+                measured: Some(20.0)
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_figure_that_was_not_measured_misses() {
+    let mut outcome = ConcurrencyMachine::default().concurrency_trial(2, &Slo::default());
+    outcome.latency.tpot_p95_ms = None;
+    outcome.judge(&Slo {
+        bounds: vec![SloBound {
+            metric: SloMetric::TpotP95,
+            value: 1e9,
+        }],
+    });
+    assert_eq!(outcome.slo_met, Some(false));
+    assert_eq!(outcome.slo_missed[0].measured, None);
+}
+
+/// Proposes a fixed list of batches or stream counts (its settings), then stops.
+struct Fixed(Vec<u32>);
+
+impl Fixed {
+    fn parse(settings: &str) -> Result<Self, String> {
+        let values: Vec<u32> = serde_json::from_str(settings).map_err(|e| e.to_string())?;
+        Ok(Fixed(values.into_iter().rev().collect()))
+    }
+}
+
+impl BatchScaler for Fixed {
+    fn new(s: &str, _: &HardwareFacts, _: &ModelFacts, _: &BatchBounds) -> Result<Self, String> {
+        Fixed::parse(s)
+    }
+    fn propose(&mut self) -> Option<u32> {
+        self.0.last().copied()
+    }
+    fn observe(&mut self, _: &TrialOutcome) {
+        self.0.pop();
+    }
+    fn best(&self) -> Option<u32> {
+        None
+    }
+}
+
+impl ConcurrencySearch for Fixed {
+    fn new(
+        s: &str,
+        _: &HardwareFacts,
+        _: &ModelFacts,
+        _: &ConcurrencyBounds,
+        _: &Slo,
+    ) -> Result<Self, String> {
+        Fixed::parse(s)
+    }
+    fn propose(&mut self) -> Option<u32> {
+        self.0.last().copied()
+    }
+    fn observe(&mut self, _: &ConcurrencyOutcome) {
+        self.0.pop();
+    }
+    fn best(&self) -> Option<u32> {
+        None
+    }
+}
+
+#[test]
+fn the_harness_holds_batch_and_concurrency_proposals_to_their_bounds() {
+    let model = testing::model(8192);
+    let machine = testing::BatchMachine {
+        best_batch: 64,
+        peak_tps: 100.0,
+        oom_above: None,
+    };
+    let batch = |s: &str| {
+        testing::run_batch::<Fixed>(
+            s,
+            &Default::default(),
+            &model,
+            &testing::batch_bounds(32),
+            |b| machine.batch_trial(b),
+        )
+    };
+    assert_eq!(batch("[32, 256]").map(|r| r.proposals), Ok(vec![32, 256]));
+    let err = batch("[32, 257]").expect_err("above max");
+    assert!(err.contains("proposed batch 257"), "{err}");
+    assert!(batch("[0]").is_err());
+
+    let streams = ConcurrencyMachine::default();
+    let run = |s: &str| {
+        testing::run_concurrency::<Fixed>(
+            s,
+            &Default::default(),
+            &model,
+            &testing::concurrency_bounds(8),
+            &Slo::default(),
+            |n| streams.concurrency_trial(n, &Slo::default()),
+        )
+    };
+    assert_eq!(run("[1, 8]").map(|r| r.proposals), Ok(vec![1, 8]));
+    let err = run("[1, 9]").expect_err("above max");
+    assert!(err.contains("proposed concurrency 9"), "{err}");
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn records_serialize_with_the_wit_names_in_snake_case() {
+    let outcome = MemoryMachine::with_context_limit(4096).context_trial(8192);
+    let json = serde_json::to_value(&outcome).expect("serializes");
+    assert_eq!(json["stage"], "screen");
+    assert_eq!(json["failure"]["threshold_breach"], "vram");
+    assert_eq!(
+        json["peak_server_gpu_memory_bytes"],
+        serde_json::Value::Null
+    );
+    let back: TrialOutcome = serde_json::from_value(json).expect("round trip");
+    assert_eq!(back, outcome);
+    let metric = serde_json::to_value(SloMetric::E2eP95).expect("serializes");
+    assert_eq!(metric, SloMetric::E2eP95.name());
 }

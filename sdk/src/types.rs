@@ -1,10 +1,17 @@
-//! Plain Rust mirrors of the WIT records (`wit/strategy.wit`): what a strategy reads.
+//! Plain Rust forms of the WIT records (`wit/strategy.wit`, `ozone:strategy@0.2.0`):
+//! what a strategy reads, and what the host builds at its side of the plugin boundary.
 //!
 //! The WIT file documents every field; the short docs here repeat what matters when
-//! writing a policy.
+//! writing a policy. Natively (never in the wasm build) they derive serde, with the
+//! field names of the WIT in snake case.
+
+#[cfg(not(target_arch = "wasm32"))]
+use serde::{Deserialize, Serialize};
 
 /// Severity of a log message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
 pub enum LogLevel {
     Trace,
     Debug,
@@ -13,14 +20,18 @@ pub enum LogLevel {
     Error,
 }
 
-/// The machine and the memory limits of the host's safety thresholds. Bytes.
+/// The machine and the memory limits of the host's safety thresholds. Bytes; `None`
+/// where the host could not read a value (never a guessed 0).
 #[derive(Debug, Clone, PartialEq, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
 pub struct HardwareFacts {
     pub gpu_count: u32,
     pub gpu_memory_total_bytes: Option<u64>,
     pub gpu_memory_free_bytes: Option<u64>,
     /// The level at which a trial breaches the VRAM threshold.
     pub gpu_memory_limit_bytes: Option<u64>,
+    /// The user's absolute budget for the GPU memory of the inference server's processes.
+    pub gpu_memory_budget_bytes: Option<u64>,
     pub ram_total_bytes: Option<u64>,
     pub ram_available_bytes: Option<u64>,
     /// The level at which a trial breaches the RAM threshold.
@@ -33,6 +44,8 @@ pub struct HardwareFacts {
 
 /// Parameter-count class: large ≥ 20e9, medium ≥ 3e9, small otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
 pub enum SizeClass {
     Small,
     Medium,
@@ -41,6 +54,7 @@ pub enum SizeClass {
 
 /// The contexts the host accepts: `min <= ctx <= max`, `ctx % granularity == 0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
 pub struct ContextBounds {
     pub min: u32,
     pub max: u32,
@@ -48,6 +62,19 @@ pub struct ContextBounds {
 }
 
 impl ContextBounds {
+    /// Bounds from a minimum, the largest context and a granularity: `max` is aligned
+    /// down and `min` up to the granularity, and `min` never exceeds `max`.
+    pub fn new(min: u32, max: u32, granularity: u32) -> Self {
+        let g = granularity.max(1);
+        let max = (max / g * g).max(g);
+        let min = min.div_ceil(g).saturating_mul(g).clamp(g, max);
+        Self {
+            min,
+            max,
+            granularity: g,
+        }
+    }
+
     /// `value` rounded down to the granularity and clamped into `[min, max]`.
     pub fn fit(&self, value: u64) -> u32 {
         let g = u64::from(self.granularity.max(1));
@@ -61,16 +88,55 @@ impl ContextBounds {
     }
 }
 
+/// The batch sizes the host accepts from a batch scaler: `min <= batch <= max`.
+/// `initial` is the batch the context search ran at (already measured there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct BatchBounds {
+    pub min: u32,
+    pub max: u32,
+    pub initial: u32,
+}
+
+impl BatchBounds {
+    /// Whether the host would accept `batch` as a proposal.
+    pub fn accepts(&self, batch: u32) -> bool {
+        (self.min..=self.max).contains(&batch)
+    }
+
+    /// `value` clamped into `[min, max]`.
+    pub fn clamp(&self, value: u32) -> u32 {
+        value.clamp(self.min, self.max.max(self.min))
+    }
+}
+
+/// The stream counts the host accepts from a concurrency search: `min <= n <= max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct ConcurrencyBounds {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl ConcurrencyBounds {
+    /// Whether the host would accept `concurrency` as a proposal.
+    pub fn accepts(&self, concurrency: u32) -> bool {
+        (self.min..=self.max).contains(&concurrency)
+    }
+}
+
 /// The model under test.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ModelInfo {
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct ModelFacts {
     pub name: String,
     pub parameter_count: Option<u64>,
     pub size_class: SizeClass,
     pub trained_context: u32,
-    /// KV-cache bytes per token of context, when the layout is known.
+    /// KV-cache bytes per token of context at the cache type being tuned, when known.
     pub kv_bytes_per_token: Option<u64>,
     pub weights_bytes: Option<u64>,
+    /// What a context proposal must satisfy.
     pub bounds: ContextBounds,
     /// A limit measured earlier for this machine and model (warm start).
     pub hint: Option<u32>,
@@ -78,6 +144,7 @@ pub struct ModelInfo {
 
 /// The configuration a trial ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
 pub struct TrialConfig {
     pub ctx: u32,
     pub batch: u32,
@@ -85,18 +152,51 @@ pub struct TrialConfig {
     pub concurrency: u32,
 }
 
+/// How much measurement a trial got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
+pub enum Stage {
+    /// One full-context request: does it load, fit, at what peak. Figures rest on one
+    /// sample.
+    Screen,
+    /// The full statistical trial (success rate, throughput variation).
+    Verify,
+}
+
 /// Which safety threshold a trial crossed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
 pub enum Threshold {
     Vram,
     Ram,
     Temperature,
     Cpu,
+    /// The absolute budget for the server's resident memory.
     ProcessMemory,
+    /// The absolute budget for the server's GPU memory.
+    GpuMemoryBudget,
+}
+
+impl std::fmt::Display for Threshold {
+    /// The WIT name: `vram`, `process-memory`, `gpu-memory-budget`, …
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Threshold::Vram => "vram",
+            Threshold::Ram => "ram",
+            Threshold::Temperature => "temperature",
+            Threshold::Cpu => "cpu",
+            Threshold::ProcessMemory => "process-memory",
+            Threshold::GpuMemoryBudget => "gpu-memory-budget",
+        })
+    }
 }
 
 /// Why a trial failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
 pub enum Failure {
     OutOfMemory,
     ThresholdBreach(Threshold),
@@ -112,7 +212,10 @@ impl Failure {
             self,
             Failure::OutOfMemory
                 | Failure::ThresholdBreach(
-                    Threshold::Vram | Threshold::Ram | Threshold::ProcessMemory
+                    Threshold::Vram
+                        | Threshold::Ram
+                        | Threshold::ProcessMemory
+                        | Threshold::GpuMemoryBudget
                 )
         )
     }
@@ -120,6 +223,8 @@ impl Failure {
 
 /// The host's judgement of a trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
 pub enum Verdict {
     Stable,
     Unstable,
@@ -128,8 +233,11 @@ pub enum Verdict {
 
 /// Limit minus peak, per threshold; negative when crossed, `None` when not measured.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
 pub struct Headroom {
     pub gpu_memory_bytes: Option<i64>,
+    /// GPU memory budget minus the server's peak GPU memory.
+    pub gpu_memory_budget_bytes: Option<i64>,
     pub ram_bytes: Option<i64>,
     /// Server memory budget minus the server's peak resident memory.
     pub process_memory_bytes: Option<i64>,
@@ -139,12 +247,20 @@ pub struct Headroom {
 
 /// What happened when the host ran one configuration.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct TrialOutcome {
     pub config: TrialConfig,
+    /// Screen (one full fill) or verify (the statistical trial).
+    pub stage: Stage,
+    /// Requests measured: the figures rest on this many samples.
+    pub samples: u32,
     pub verdict: Verdict,
     /// Present when `verdict` is `Failed`.
     pub failure: Option<Failure>,
+    /// Whole machine.
     pub peak_gpu_memory_bytes: Option<u64>,
+    /// The inference server's own processes, where the GPU reports it per process.
+    pub peak_server_gpu_memory_bytes: Option<u64>,
     pub peak_ram_bytes: Option<u64>,
     /// Highest resident memory of the inference server's processes.
     pub peak_process_memory_bytes: Option<u64>,
@@ -160,7 +276,7 @@ pub struct Outcome {
     pub success_rate: f64,
 }
 
-impl Outcome {
+impl TrialOutcome {
     pub fn is_stable(&self) -> bool {
         self.verdict == Verdict::Stable
     }

@@ -1,7 +1,8 @@
 //! `golden-batch`: golden-section search for the batch size with peak throughput.
 //!
 //! Where the default `batch-scaler` only tries powers of its factor (32, 64, 128, …),
-//! this searches every multiple of `step` in `[min_batch, max_batch]` and assumes only
+//! this searches every multiple of `step` from `min_batch` up to the host's largest batch
+//! (`bounds.max`: `batch_adaptation.max_batch`, 256 by default) and assumes only
 //! that throughput rises to one peak and then falls (unimodal). Golden-section search
 //! shrinks the bracket by ~0.618 per trial, reusing one interior point each time, so 32
 //! candidates cost about 8 trials. A failed or unstable trial scores below any stable
@@ -11,16 +12,16 @@
 //! the search ends; it also ends after `max_trials`. `best()` is the stable batch with
 //! the highest throughput (prefill tokens/s, else decode).
 //!
-//! Settings: `min_batch` (32), `max_batch` (1024), `step` (32), `max_trials` (10).
+//! Settings: `min_batch` (32), `step` (32), `max_trials` (10). The upper end is the
+//! host's: raise `search_strategy.batch_adaptation.max_batch` to search further.
 
-use ozone_sdk::{settings, BatchScaler, HardwareFacts, ModelInfo, Outcome};
+use ozone_sdk::{settings, BatchBounds, BatchScaler, HardwareFacts, ModelFacts, TrialOutcome};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     pub min_batch: u32,
-    pub max_batch: u32,
     pub step: u32,
     pub max_trials: u32,
 }
@@ -29,7 +30,6 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             min_batch: 32,
-            max_batch: 1024,
             step: 32,
             max_trials: 10,
         }
@@ -53,18 +53,30 @@ pub struct GoldenBatch {
 }
 
 impl BatchScaler for GoldenBatch {
-    fn new(settings: &str, _hardware: &HardwareFacts, _model: &ModelInfo) -> Result<Self, String> {
+    fn new(
+        settings: &str,
+        _hardware: &HardwareFacts,
+        _model: &ModelFacts,
+        bounds: &BatchBounds,
+    ) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
-        if settings.step == 0 || settings.min_batch == 0 || settings.min_batch > settings.max_batch
-        {
+        if settings.step == 0 || settings.min_batch == 0 {
             return Err(format!(
-                "need 0 < min_batch <= max_batch and step > 0, got min_batch {} max_batch {} step {}",
-                settings.min_batch, settings.max_batch, settings.step
+                "need min_batch > 0 and step > 0, got min_batch {} step {}",
+                settings.min_batch, settings.step
             ));
         }
-        let candidates: Vec<u32> = (settings.min_batch..=settings.max_batch)
+        let first = settings.min_batch.max(bounds.min);
+        let candidates: Vec<u32> = (first..=bounds.max)
             .step_by(settings.step as usize)
             .collect();
+        if candidates.is_empty() {
+            return Err(format!(
+                "no batch to try: min_batch {} is above the host's largest batch {} \
+                 (search_strategy.batch_adaptation.max_batch)",
+                settings.min_batch, bounds.max
+            ));
+        }
         Ok(Self {
             scores: vec![None; candidates.len()],
             lo: 0,
@@ -83,7 +95,7 @@ impl BatchScaler for GoldenBatch {
         self.pending.map(|i| self.candidates[i])
     }
 
-    fn observe(&mut self, outcome: &Outcome) {
+    fn observe(&mut self, outcome: &TrialOutcome) {
         self.trials += 1;
         self.pending = None;
         let Some(i) = self
@@ -115,12 +127,15 @@ impl BatchScaler for GoldenBatch {
 }
 
 impl GoldenBatch {
-    /// The two interior points of the bracket.
+    /// The two interior points of the bracket, always distinct: on a narrow bracket
+    /// rounding can make them meet, and comparing a point with itself would drop the
+    /// upper side unseen.
     fn interior(&self) -> (usize, usize) {
         let width = (self.hi - self.lo) as f64;
         let c = self.hi - (width * INV_PHI).round() as usize;
         let d = self.lo + (width * INV_PHI).round() as usize;
-        (c.min(d), c.max(d))
+        let (c, d) = (c.min(d), c.max(d));
+        (c, if c == d { d + 1 } else { d })
     }
 
     fn next(&mut self) -> Option<usize> {

@@ -1,14 +1,20 @@
 use batch_scaler::Scaler;
 use ozone_sdk::testing::{self, BatchMachine, Run};
-use ozone_sdk::BatchScaler;
+use ozone_sdk::{BatchBounds, BatchScaler};
 
 use super::GoldenBatch;
 
-fn run<S: BatchScaler>(machine: &BatchMachine, settings: &str) -> Run {
+/// Runs `S` with the host's batch bounds `1..=max`, starting at 32.
+fn run<S: BatchScaler>(machine: &BatchMachine, settings: &str, max: u32) -> Run {
+    let bounds = BatchBounds {
+        max,
+        ..testing::batch_bounds(32)
+    };
     testing::run_batch::<S>(
         settings,
         &Default::default(),
         &testing::model(32_768),
+        &bounds,
         |b| machine.batch_trial(b),
     )
     .expect("run")
@@ -21,8 +27,8 @@ fn finds_a_peak_between_powers_of_two() {
         peak_tps: 1000.0,
         oom_above: None,
     };
-    let golden = run::<GoldenBatch>(&machine, "{}");
-    let doubling = run::<Scaler>(&machine, r#"{"max_batch": 1024}"#);
+    let golden = run::<GoldenBatch>(&machine, "{}", 1024);
+    let doubling = run::<Scaler>(&machine, "{}", 1024);
     let best = golden.best.expect("a stable batch");
     assert!((352..=416).contains(&best), "{golden:?}");
     assert!(golden.proposals.len() <= 10, "{golden:?}");
@@ -40,7 +46,7 @@ fn steers_away_from_out_of_memory() {
         peak_tps: 1000.0,
         oom_above: Some(300),
     };
-    let golden = run::<GoldenBatch>(&machine, "{}");
+    let golden = run::<GoldenBatch>(&machine, "{}", 1024);
     let best = golden.best.expect("a stable batch");
     assert!((256..=288).contains(&best), "{golden:?}");
 }
@@ -52,10 +58,7 @@ fn every_proposal_is_a_candidate_and_none_repeats() {
         peak_tps: 500.0,
         oom_above: None,
     };
-    let golden = run::<GoldenBatch>(
-        &machine,
-        r#"{"min_batch": 16, "max_batch": 512, "step": 16}"#,
-    );
+    let golden = run::<GoldenBatch>(&machine, r#"{"min_batch": 16, "step": 16}"#, 512);
     let mut seen = golden.proposals.clone();
     seen.sort_unstable();
     seen.dedup();
@@ -68,9 +71,31 @@ fn every_proposal_is_a_candidate_and_none_repeats() {
 }
 
 #[test]
+fn never_above_the_hosts_largest_batch() {
+    // The host's default bounds (1..=256): the plugin's own idea of a maximum is gone.
+    let machine = BatchMachine {
+        best_batch: 2048,
+        peak_tps: 1000.0,
+        oom_above: None,
+    };
+    let golden = run::<GoldenBatch>(&machine, "{}", 256);
+    assert!(golden.proposals.iter().all(|b| *b <= 256), "{golden:?}");
+    assert_eq!(golden.best, Some(256), "{golden:?}");
+}
+
+#[test]
 fn bad_settings_are_refused() {
-    let err = GoldenBatch::new(r#"{"step": 0}"#, &Default::default(), &testing::model(4096))
+    let new = |settings: &str| {
+        GoldenBatch::new(
+            settings,
+            &Default::default(),
+            &testing::model(4096),
+            &testing::batch_bounds(32),
+        )
         .err()
-        .unwrap_or_default();
-    assert!(err.contains("step > 0"), "{err}");
+        .unwrap_or_default()
+    };
+    assert!(new(r#"{"step": 0}"#).contains("step > 0"));
+    let err = new(r#"{"min_batch": 300}"#);
+    assert!(err.contains("above the host's largest batch 256"), "{err}");
 }

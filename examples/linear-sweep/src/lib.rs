@@ -11,7 +11,7 @@
 //! as the fixed context lists of older tuners did, and answers the largest stable one).
 //! The host allows 32 trials per phase: above 128k of trained context, use a larger step.
 
-use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, Outcome};
+use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, TrialOutcome};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -42,7 +42,7 @@ pub struct LinearSweep {
 }
 
 impl ContextSearch for LinearSweep {
-    fn new(settings: &str, _hardware: &HardwareFacts, model: &ModelInfo) -> Result<Self, String> {
+    fn new(settings: &str, _hardware: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         let g = model.bounds.granularity.max(1);
         let step = settings.step / g * g;
@@ -70,7 +70,7 @@ impl ContextSearch for LinearSweep {
         self.pending
     }
 
-    fn observe(&mut self, outcome: &Outcome) {
+    fn observe(&mut self, outcome: &TrialOutcome) {
         let ctx = outcome.config.ctx;
         self.pending = None;
         self.last_tried = Some(ctx);

@@ -21,8 +21,10 @@
 //! linearly it finds the limit in about 3 trials where `binary-search` needs about 9.
 //!
 //! Settings: `max_trials` (12), `safety_margin` (1.0; < 1 aims below the predicted limit).
+//! The bracket, its midpoint and the pending proposal are `ozone_sdk::bisect`.
 
-use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, Outcome};
+use ozone_sdk::bisect::{Bisection, Bracket};
+use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, TrialOutcome};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -75,6 +77,12 @@ impl Watch {
 }
 
 pub struct MemoryModel {
+    search: Bisection,
+    fit: Fit,
+}
+
+/// The memory readings and what the next proposal is predicted from.
+struct Fit {
     settings: Settings,
     bounds: ContextBounds,
     hint: Option<u32>,
@@ -82,14 +90,11 @@ pub struct MemoryModel {
     /// The memory whose threshold the context runs into.
     watch: Watch,
     points: Vec<Point>,
-    stable: Option<u32>,
-    failed: Option<u32>,
-    pending: Option<u32>,
     trials: u32,
 }
 
 impl ContextSearch for MemoryModel {
-    fn new(settings: &str, hardware: &HardwareFacts, model: &ModelInfo) -> Result<Self, String> {
+    fn new(settings: &str, hardware: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         if !(0.5..=1.0).contains(&settings.safety_margin) {
             return Err(format!(
@@ -98,38 +103,43 @@ impl ContextSearch for MemoryModel {
             ));
         }
         Ok(Self {
-            settings,
-            bounds: model.bounds,
-            hint: model.hint,
-            prior_slope: model
-                .kv_bytes_per_token
-                .map(|b| b as f64)
-                .filter(|b| *b > 0.0),
-            watch: Watch::for_machine(hardware),
-            points: Vec::new(),
-            stable: None,
-            failed: None,
-            pending: None,
-            trials: 0,
+            search: Bisection::new(model.bounds.min, model.bounds.granularity),
+            fit: Fit {
+                settings,
+                bounds: model.bounds,
+                hint: model.hint,
+                prior_slope: model
+                    .kv_bytes_per_token
+                    .map(|b| b as f64)
+                    .filter(|b| *b > 0.0),
+                watch: Watch::for_machine(hardware),
+                points: Vec::new(),
+                trials: 0,
+            },
         })
     }
 
     fn propose(&mut self) -> Option<u32> {
-        if self.pending.is_none() {
-            self.pending = self.next();
-        }
-        self.pending
+        self.search.propose_with(|bracket| self.fit.next(bracket))
     }
 
-    fn observe(&mut self, outcome: &Outcome) {
+    fn observe(&mut self, outcome: &TrialOutcome) {
         let ctx = outcome.config.ctx;
-        self.trials += 1;
-        self.pending = None;
-        if !outcome.is_stable() {
-            self.failed = Some(self.failed.map_or(ctx, |f| f.min(ctx)));
-            return;
+        self.fit.trials += 1;
+        self.search.observe(ctx, outcome.is_stable());
+        if outcome.is_stable() {
+            self.fit.record(outcome);
         }
-        self.stable = Some(self.stable.map_or(ctx, |s| s.max(ctx)));
+    }
+
+    fn best(&self) -> Option<u32> {
+        self.search.bracket().passed()
+    }
+}
+
+impl Fit {
+    /// Keeps a stable trial's reading of the watched memory.
+    fn record(&mut self, outcome: &TrialOutcome) {
         let (peak, headroom) = match self.watch {
             Watch::Gpu => (
                 outcome.peak_gpu_memory_bytes,
@@ -143,20 +153,14 @@ impl ContextSearch for MemoryModel {
         };
         if let (Some(peak), Some(headroom)) = (peak, headroom) {
             self.points.push(Point {
-                ctx: f64::from(ctx),
+                ctx: f64::from(outcome.config.ctx),
                 peak: peak as f64,
                 headroom: headroom as f64,
             });
         }
     }
 
-    fn best(&self) -> Option<u32> {
-        self.stable
-    }
-}
-
-impl MemoryModel {
-    fn next(&self) -> Option<u32> {
+    fn next(&self, bracket: &Bracket) -> Option<u32> {
         let g = self.bounds.granularity.max(1);
         if self.trials == 0 {
             return Some(
@@ -168,7 +172,7 @@ impl MemoryModel {
             return None;
         }
         let predicted = self.predicted_limit();
-        match (self.stable, self.failed) {
+        match (bracket.passed(), bracket.failed()) {
             (Some(lo), None) => {
                 if lo >= self.bounds.max {
                     return None;
@@ -178,22 +182,14 @@ impl MemoryModel {
                     .filter(|p| *p > lo);
                 Some(jump.unwrap_or_else(|| (lo + g).min(self.bounds.max)))
             }
-            (lo, Some(hi)) => {
-                let lo = lo.map_or(i64::from(self.bounds.min) - i64::from(g), i64::from);
-                let (hi, g) = (i64::from(hi), i64::from(g));
-                if hi - lo <= g {
-                    return None;
-                }
-                let midpoint = (lo + (hi - lo) / 2) / g * g;
-                let next = match predicted.map(|p| (p as i64) / g * g) {
-                    // Refuted already (it failed at `hi` or below): the model is off.
-                    Some(p) if p >= hi => midpoint,
-                    // The model puts the limit at `lo`: verify one step above.
-                    Some(p) => p,
-                    None => midpoint,
-                };
-                Some(next.clamp(lo + g, hi - g) as u32)
-            }
+            (_, Some(hi)) => match predicted {
+                // Refuted already (it failed at `hi` or below): the model is off.
+                Some(p) if p as u64 >= u64::from(hi) => bracket.midpoint(),
+                // The model puts the limit inside the bracket (at `lo`: verify one
+                // step above).
+                Some(p) => bracket.inside(p as u32),
+                None => bracket.midpoint(),
+            },
             (None, None) => None,
         }
     }

@@ -243,11 +243,13 @@ impl ServerOpener {
             watch_pid,
         );
         tokio::pin!(start);
+        // `false`: the sampler is gone and no breach can come (the branch is disabled).
+        let breach = async { breaches.wait_for(Option::is_some).await.is_ok() };
         let started = tokio::select! {
             biased;
             () = cancel.cancelled() => return Err(OpenFailure::new(interrupted(), Vec::new())),
             started = &mut start => started,
-            Ok(_) = breaches.wait_for(Option::is_some) => {
+            true = breach => {
                 stop_on_breach.cancel();
                 let _ = start.await;
                 return Err(OpenFailure::new(interrupted_by_breach(), Vec::new()));

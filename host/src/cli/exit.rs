@@ -48,7 +48,8 @@ impl Exit {
             | PluginError::Trapped { .. }
             | PluginError::Discarded { .. }
             | PluginError::ContextOutOfRange { .. }
-            | PluginError::BatchOutOfRange { .. } => Exit::Plugin,
+            | PluginError::BatchOutOfRange { .. }
+            | PluginError::ConcurrencyOutOfRange { .. } => Exit::Plugin,
             PluginError::Engine(_) => Exit::Internal,
         }
     }

@@ -2,12 +2,12 @@
 
 use std::path::PathBuf;
 
-use crate::backend::SizeClass;
+use ozone_sdk::testing::{self, BatchMachine, ConcurrencyMachine, MemoryMachine};
+use ozone_sdk::{self as sdk, ConcurrencyOutcome, Slo, TrialOutcome, Verdict};
+
 use crate::plugin::{
-    ContextBounds, HardwareFacts, Headroom, ModelInfo, Outcome, PluginHost, PluginRef,
-    SandboxLimits, World, API_VERSION, BUILTINS,
+    self, PluginHost, PluginRef, SandboxLimits, Strategy, World, API_VERSION, BUILTINS,
 };
-use crate::record::{FailureKind, KvCacheType, Metric, TrialConfig, Verdict};
 
 use super::{CliError, Exit};
 
@@ -24,7 +24,8 @@ pub enum Command {
         config: Option<PathBuf>,
     },
     /// Load a plugin, check its world and API version, and drive it through a synthetic
-    /// run (a simulated machine), printing each decision.
+    /// run (the SDK's simulated machines: memory over context, throughput over batch,
+    /// latency over streams), printing each decision.
     Check(CheckArgs),
 }
 
@@ -44,6 +45,9 @@ pub struct CheckArgs {
     /// Batch size with the highest throughput on the simulated machine (batch plugins).
     #[arg(long, default_value_t = 128)]
     pub best_batch: u32,
+    /// Most streams the host accepts (concurrency plugins).
+    #[arg(long, default_value_t = 64)]
+    pub max_concurrency: u32,
 }
 
 pub fn run(command: Command) -> Result<(), CliError> {
@@ -76,10 +80,10 @@ fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, Cl
 }
 
 fn list(files: &[PathBuf]) -> Result<(), CliError> {
-    println!("{:<16} {:<18} {:<6} SOURCE", "NAME", "WORLD", "API");
+    println!("{:<18} {:<20} {:<6} SOURCE", "NAME", "WORLD", "API");
     for builtin in BUILTINS {
         println!(
-            "{:<16} {:<18} {:<6} built-in: {}",
+            "{:<18} {:<20} {:<6} built-in: {}",
             builtin.name, builtin.world, API_VERSION, builtin.summary
         );
     }
@@ -95,9 +99,9 @@ fn list(files: &[PathBuf]) -> Result<(), CliError> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         match host.inspect(&plugin) {
-            Ok(world) => println!("{name:<16} {world:<18} {API_VERSION:<6} {}", file.display()),
+            Ok(world) => println!("{name:<18} {world:<20} {API_VERSION:<6} {}", file.display()),
             Err(e) => {
-                println!("{name:<16} {:<18} {:<6} {}: {e}", "?", "?", file.display());
+                println!("{name:<18} {:<20} {:<6} {}: {e}", "?", "?", file.display());
                 first_error.get_or_insert(e);
             }
         }
@@ -110,77 +114,107 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
     let host = new_host()?;
     let world = host.inspect(&plugin).map_err(CliError::plugin)?;
     println!("{plugin}: {world} plugin, API {API_VERSION}");
-    let machine = Synthetic::new(args);
-    let model = machine.model();
-    let hw = machine.hardware();
-    let trials = match world {
+    let memory = MemoryMachine::with_context_limit(args.context_limit);
+    let hw = memory.hardware();
+    let model = testing::model(args.trained_context);
+    let settings = &args.settings;
+    match world {
         World::Context => {
             let mut search = host
-                .load_context(&plugin, &args.settings, &hw, &model)
+                .load_context(&plugin, settings, &hw, &model)
                 .map_err(CliError::plugin)?;
+            let b = model.bounds;
             println!(
                 "simulated model: trained context {}, bounds {}..={} step {}; machine limit {} tokens",
-                model.trained_context, model.bounds.min, model.bounds.max, model.bounds.granularity, args.context_limit
+                model.trained_context, b.min, b.max, b.granularity, args.context_limit
             );
-            let mut n = 0;
-            while let Some(ctx) = search.propose().map_err(CliError::plugin)? {
-                n += 1;
-                let outcome = machine.context_trial(ctx);
-                println!("  trial {n:>2}: context {ctx:>7} → {}", describe(&outcome));
-                search.observe(&outcome).map_err(CliError::plugin)?;
-                if n >= MAX_TRIALS {
-                    break;
-                }
-            }
-            println!(
-                "best context: {}",
-                show(search.best().map_err(CliError::plugin)?)
-            );
-            n
+            drive(
+                &mut search,
+                "context",
+                |ctx| memory.context_trial(ctx),
+                describe,
+            )
         }
         World::Batch => {
+            // The host's own defaults: `batch_adaptation.max_batch` and the initial batch
+            // of the simulated model's size class (medium).
+            let config = crate::config::Config::default();
+            let bounds = plugin::batch_bounds(
+                config.search_strategy.batch_adaptation.max_batch,
+                config.initial_batch(crate::backend::SizeClass::Medium),
+            );
+            let machine = BatchMachine {
+                best_batch: args.best_batch.max(1),
+                peak_tps: 1000.0,
+                oom_above: Some(args.best_batch.max(1).saturating_mul(8)),
+            };
             let mut scaler = host
-                .load_batch(&plugin, &args.settings, &hw, &model)
+                .load_batch(&plugin, settings, &hw, &model, &bounds)
                 .map_err(CliError::plugin)?;
             println!(
-                "simulated machine: throughput peaks at batch {}; host bound 1..={}",
-                args.best_batch,
-                scaler.max_batch()
+                "simulated machine: throughput peaks at batch {}; batch bounds {}..={}, initial {}",
+                args.best_batch, bounds.min, bounds.max, bounds.initial
             );
-            let mut n = 0;
-            while let Some(batch) = scaler.propose().map_err(CliError::plugin)? {
-                n += 1;
-                let outcome = machine.batch_trial(batch);
-                println!("  trial {n:>2}: batch {batch:>5} → {}", describe(&outcome));
-                scaler.observe(&outcome).map_err(CliError::plugin)?;
-                if n >= MAX_TRIALS {
-                    break;
-                }
-            }
-            println!(
-                "best batch: {}",
-                show(scaler.best().map_err(CliError::plugin)?)
-            );
-            n
+            drive(&mut scaler, "batch", |b| machine.batch_trial(b), describe)
         }
-    };
-    if trials >= MAX_TRIALS {
-        return Err(CliError::new(
-            Exit::Plugin,
-            anyhow::anyhow!("plugin {plugin} did not finish within {MAX_TRIALS} trials"),
-        ));
+        World::Concurrency => {
+            let machine = ConcurrencyMachine::default();
+            let bounds = plugin::concurrency_bounds(args.max_concurrency);
+            let slo = Slo::default();
+            let mut search = host
+                .load_concurrency(&plugin, settings, &hw, &model, &bounds, &slo)
+                .map_err(CliError::plugin)?;
+            println!(
+                "simulated server: {} ms to first token per queued prompt, {} tok/s per stream, \
+                 {} tok/s in all; bounds {}..={} streams, no SLO",
+                machine.ttft_ms, machine.stream_tps, machine.aggregate_tps, bounds.min, bounds.max
+            );
+            drive(
+                &mut search,
+                "concurrency",
+                |n| machine.concurrency_trial(n, &slo),
+                describe_concurrency,
+            )
+        }
     }
-    Ok(())
 }
 
 /// A check that runs longer than this is a plugin that never stops.
 const MAX_TRIALS: u32 = 64;
 
-fn show(value: Option<u32>) -> String {
-    value.map_or_else(|| "none".to_string(), |v| v.to_string())
+/// Proposal, simulated trial, outcome, until the plugin is done; prints each decision
+/// and the plugin's `best()`.
+fn drive<S: Strategy>(
+    plugin: &mut S,
+    what: &str,
+    trial: impl Fn(u32) -> S::Outcome,
+    describe: impl Fn(&S::Outcome) -> String,
+) -> Result<(), CliError> {
+    let mut n = 0;
+    while let Some(value) = plugin.propose().map_err(CliError::plugin)? {
+        n += 1;
+        if n > MAX_TRIALS {
+            return Err(CliError::new(
+                Exit::Plugin,
+                anyhow::anyhow!(
+                    "plugin {} did not finish within {MAX_TRIALS} trials",
+                    plugin.name()
+                ),
+            ));
+        }
+        let outcome = trial(value);
+        println!("  trial {n:>2}: {what} {value:>7} → {}", describe(&outcome));
+        plugin.observe(&outcome).map_err(CliError::plugin)?;
+    }
+    let best = plugin.best().map_err(CliError::plugin)?;
+    println!(
+        "best {what}: {}",
+        best.map_or_else(|| "none".to_string(), |v| v.to_string())
+    );
+    Ok(())
 }
 
-fn describe(o: &Outcome) -> String {
+fn describe(o: &TrialOutcome) -> String {
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
     match o.verdict {
         Verdict::Stable => {
@@ -194,128 +228,29 @@ fn describe(o: &Outcome) -> String {
             s
         }
         _ => match o.failure {
-            Some(FailureKind::ThresholdBreach(m)) => format!("failed: {m} threshold breach"),
-            Some(FailureKind::OutOfMemory) => "failed: out of memory".into(),
+            Some(sdk::Failure::ThresholdBreach(t)) => format!("failed: {t} threshold breach"),
+            Some(sdk::Failure::OutOfMemory) => "failed: out of memory".into(),
             Some(kind) => format!("failed: {kind:?}"),
             None => "unstable".into(),
         },
     }
 }
 
-/// A simulated machine for `check`: memory grows linearly with context up to a VRAM
-/// threshold at `context_limit`; throughput over batch peaks at `best_batch`, and
-/// batches above 8× that run out of memory.
-struct Synthetic {
-    trained: u32,
-    limit_ctx: u32,
-    best_batch: u32,
-}
-
-impl Synthetic {
-    const BASE: u64 = 5 << 30;
-    const KV_PER_TOKEN: u64 = 131_072;
-
-    fn new(args: &CheckArgs) -> Self {
-        Self {
-            trained: args.trained_context,
-            limit_ctx: args.context_limit,
-            best_batch: args.best_batch.max(1),
-        }
+fn describe_concurrency(o: &ConcurrencyOutcome) -> String {
+    let mut s = describe(&o.trial);
+    if let Some(ttft) = o.latency.ttft_p95_ms {
+        s += &format!(", TTFT p95 {ttft:.0} ms");
     }
-
-    fn limit_bytes(&self) -> u64 {
-        Self::BASE + Self::KV_PER_TOKEN * u64::from(self.limit_ctx)
+    if let Some(tps) = o.min_stream_decode_tps {
+        s += &format!(", slowest stream {tps:.1} tok/s");
     }
-
-    fn hardware(&self) -> HardwareFacts {
-        let total = (self.limit_bytes() + self.limit_bytes() / 9).max(24 << 30);
-        HardwareFacts {
-            gpu_count: 1,
-            gpu_memory_total_bytes: Some(total),
-            gpu_memory_free_bytes: Some(total),
-            gpu_memory_limit_bytes: Some(self.limit_bytes()),
-            ram_total_bytes: Some(64 << 30),
-            ram_available_bytes: Some(60 << 30),
-            ram_limit_bytes: Some(54 << 30),
-            process_memory_budget_bytes: None,
-            unified_memory: false,
-            logical_cores: Some(16),
-        }
+    if let Some(tps) = o.aggregate_decode_tps {
+        s += &format!(", {tps:.0} tok/s in all");
     }
-
-    fn model(&self) -> ModelInfo {
-        ModelInfo {
-            name: "synthetic-8b".into(),
-            parameter_count: Some(8_000_000_000),
-            size_class: SizeClass::Medium,
-            trained_context: self.trained,
-            kv_bytes_per_token: Some(Self::KV_PER_TOKEN),
-            weights_bytes: Some(Self::BASE),
-            bounds: ContextBounds::for_trained(self.trained),
-            hint: None,
-        }
+    match o.slo_met {
+        Some(true) => s += ", SLO met",
+        Some(false) => s += ", SLO missed",
+        None => {}
     }
-
-    fn outcome(config: TrialConfig, stable: bool) -> Outcome {
-        Outcome {
-            config,
-            verdict: if stable {
-                Verdict::Stable
-            } else {
-                Verdict::Failed
-            },
-            failure: None,
-            peak_gpu_memory_bytes: None,
-            peak_ram_bytes: None,
-            peak_process_memory_bytes: None,
-            headroom: Headroom::default(),
-            prefill_tps: None,
-            decode_tps: None,
-            ttft_ms: None,
-            cv: stable.then_some(0.02),
-            success_rate: if stable { 1.0 } else { 0.0 },
-        }
-    }
-
-    fn context_trial(&self, ctx: u32) -> Outcome {
-        let config = TrialConfig {
-            ctx,
-            batch: 512,
-            ubatch: 512,
-            concurrency: 1,
-            kv_cache_type: KvCacheType::F16,
-        };
-        let peak = Self::BASE + Self::KV_PER_TOKEN * u64::from(ctx);
-        let stable = peak <= self.limit_bytes();
-        let mut o = Self::outcome(config, stable);
-        if !stable {
-            o.failure = Some(FailureKind::ThresholdBreach(Metric::Vram));
-        } else {
-            o.decode_tps = Some(40.0);
-            o.prefill_tps = Some(900.0);
-        }
-        o.peak_gpu_memory_bytes = Some(peak);
-        o.headroom.gpu_memory_bytes = Some(self.limit_bytes() as i64 - peak as i64);
-        o
-    }
-
-    fn batch_trial(&self, batch: u32) -> Outcome {
-        let config = TrialConfig {
-            ctx: 8192,
-            batch,
-            ubatch: batch.min(512),
-            concurrency: 1,
-            kv_cache_type: KvCacheType::F16,
-        };
-        if u64::from(batch) > 8 * u64::from(self.best_batch) {
-            let mut o = Self::outcome(config, false);
-            o.failure = Some(FailureKind::OutOfMemory);
-            return o;
-        }
-        let d = (f64::from(batch) / f64::from(self.best_batch)).log2();
-        let mut o = Self::outcome(config, true);
-        o.prefill_tps = Some(1000.0 * (-0.05 * d * d).exp());
-        o.decode_tps = Some(40.0);
-        o
-    }
+    s
 }

@@ -24,8 +24,24 @@ pub const BUILTINS: &[Builtin] = &[
         summary: "multiply the batch by scale_up_factor while throughput improves (default)",
         wasm: include_bytes!(concat!(env!("OZONE_GUEST_DIR"), "/batch_scaler.wasm")),
     },
+    Builtin {
+        name: "concurrency-ladder",
+        world: World::Concurrency,
+        summary:
+            "1, 2, 4, 8 streams until one is unstable; under an SLO, double then bisect (default)",
+        wasm: include_bytes!(concat!(env!("OZONE_GUEST_DIR"), "/concurrency_ladder.wasm")),
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Builtin> {
     BUILTINS.iter().find(|b| b.name == name)
+}
+
+/// The built-ins' names, for messages: `binary-search, batch-scaler, …`.
+pub fn names() -> String {
+    BUILTINS
+        .iter()
+        .map(|b| b.name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -129,7 +129,9 @@ fn check_header(plugin: &str, wasm: &[u8]) -> Result<(), PluginError> {
     }
 }
 
-/// Checks that `component` exports `world`'s interface at this API version.
+/// Checks that `component` exports `world`'s interface at this API version. A
+/// component built for another version is refused as such (with how to rebuild it)
+/// before its world is considered.
 pub fn check_world(
     engine: &Engine,
     plugin: &str,
@@ -142,36 +144,35 @@ pub fn check_world(
         .filter(|(_, item)| matches!(item.ty, ComponentItem::ComponentInstance(_)))
         .map(|(name, _)| name.to_string())
         .collect();
-    let version_of = |interface: &str| {
-        let prefix = format!("ozone:strategy/{interface}@");
-        exports
-            .iter()
-            .find_map(|e| e.strip_prefix(&prefix).map(str::to_string))
-    };
-    match version_of(world.interface()) {
-        Some(v) if v == API_VERSION => Ok(()),
-        Some(v) => Err(PluginError::WrongApiVersion {
+    // (interface, version) of every `ozone:strategy/<interface>@<version>` export.
+    let strategies: Vec<(&str, &str)> = exports
+        .iter()
+        .filter_map(|e| e.strip_prefix("ozone:strategy/")?.split_once('@'))
+        .collect();
+    let speaks = |w: World| strategies.contains(&(w.interface(), API_VERSION));
+    if speaks(world) {
+        return Ok(());
+    }
+    if let Some((_, other)) = strategies.iter().find(|(_, v)| *v != API_VERSION) {
+        return Err(PluginError::WrongApiVersion {
             plugin: plugin.to_string(),
-            found: v,
+            found: other.to_string(),
             expected: API_VERSION,
+        });
+    }
+    match World::ALL.into_iter().find(|w| speaks(*w)) {
+        Some(other) => Err(PluginError::WrongWorld {
+            plugin: plugin.to_string(),
+            found: other.name(),
+            expected: world.name(),
         }),
-        None => match World::ALL
-            .iter()
-            .find(|w| version_of(w.interface()).is_some())
-        {
-            Some(other) => Err(PluginError::WrongWorld {
-                plugin: plugin.to_string(),
-                found: other.name(),
-                expected: world.name(),
-            }),
-            None => Err(PluginError::NotAStrategy {
-                plugin: plugin.to_string(),
-                exports: if exports.is_empty() {
-                    "none".into()
-                } else {
-                    exports.join(", ")
-                },
-            }),
-        },
+        None => Err(PluginError::NotAStrategy {
+            plugin: plugin.to_string(),
+            exports: if exports.is_empty() {
+                "none".into()
+            } else {
+                exports.join(", ")
+            },
+        }),
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
-    #[error("unknown built-in plugin `{0}` (built-ins: binary-search, batch-scaler; a plugin file must end in .wasm)")]
+    #[error("unknown built-in plugin `{0}` (built-ins: {names}; a plugin file must end in .wasm)", names = super::builtin::names())]
     UnknownBuiltin(String),
     #[error("cannot read plugin {path}: {source}")]
     Read {
@@ -13,7 +13,10 @@ pub enum PluginError {
     },
     #[error("plugin {plugin} is not a WebAssembly component: {reason}")]
     NotAComponent { plugin: String, reason: String },
-    #[error("plugin {plugin} is built for plugin API {found}, this ozone speaks {expected}; rebuild it against ozone-sdk {expected}")]
+    #[error(
+        "plugin {plugin} is built for plugin API {found}; this ozone speaks {expected}: {}",
+        rebuild_advice(found, expected)
+    )]
     WrongApiVersion {
         plugin: String,
         found: String,
@@ -25,7 +28,7 @@ pub enum PluginError {
         found: &'static str,
         expected: &'static str,
     },
-    #[error("plugin {plugin} is not an Ozone strategy: it exports neither ozone:strategy/context nor ozone:strategy/batch (exports: {exports})")]
+    #[error("plugin {plugin} is not an Ozone strategy: it exports none of ozone:strategy/context, ozone:strategy/batch, ozone:strategy/concurrency (exports: {exports})")]
     NotAStrategy { plugin: String, exports: String },
     #[error("plugin {plugin} could not be instantiated: {message}")]
     Instantiate { plugin: String, message: String },
@@ -61,12 +64,38 @@ pub enum PluginError {
         max: u32,
         granularity: u32,
     },
-    #[error("plugin {plugin} proposed batch {value} (must be between 1 and max_batch {max})")]
+    #[error("plugin {plugin} proposed batch {value} (its batch bounds are {min}..={max}; the largest is search_strategy.batch_adaptation.max_batch)")]
     BatchOutOfRange {
         plugin: String,
         value: u32,
+        min: u32,
+        max: u32,
+    },
+    #[error("plugin {plugin} proposed concurrency {value} (its concurrency bounds are {min}..={max} streams)")]
+    ConcurrencyOutOfRange {
+        plugin: String,
+        value: u32,
+        min: u32,
         max: u32,
     },
     #[error("wasm engine: {0}")]
     Engine(String),
+}
+
+/// How to fix a component built for another plugin API version: rebuild an older one
+/// against the current SDK; a newer one needs a newer ozone.
+fn rebuild_advice(found: &str, expected: &str) -> String {
+    let number = |v: &str| -> Vec<u64> { v.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let series = expected.rsplit_once('.').map_or(expected, |(s, _)| s);
+    if number(found) < number(expected) {
+        format!(
+            "update its ozone-sdk dependency to {series} and rebuild it \
+             (`cargo build --target wasm32-wasip2 --release`); see wit/CHANGES.md"
+        )
+    } else {
+        format!(
+            "it needs a newer ozone; update ozone, or rebuild the plugin against \
+             ozone-sdk {series}"
+        )
+    }
 }

@@ -4,38 +4,33 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use ozone_sdk::{BatchBounds, ConcurrencyBounds, HardwareFacts, ModelFacts, Slo};
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 use super::bindings::{self, wit};
 use super::engine::{self, ComponentCache};
-use super::facts::{HardwareFacts, ModelInfo};
 use super::sandbox::{self, StoreState};
-use super::strategy::{BatchScaler, ContextSearch, Sandboxed};
+use super::strategy::{BatchScaler, ConcurrencySearch, ContextSearch, Sandboxed};
 use super::{builtin, PluginError, SandboxLimits};
 
-/// The plugin API version this host speaks (the WIT package version).
-pub const API_VERSION: &str = "0.1.0";
-
-/// The largest batch the host accepts when the settings carry no `max_batch`
-/// (`search_strategy.batch_adaptation.max_batch`'s default).
-pub const DEFAULT_MAX_BATCH: u32 = 256;
-
-/// The two kinds of strategy (WIT worlds).
+/// The three kinds of strategy (WIT worlds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum World {
     Context,
     Batch,
+    Concurrency,
 }
 
 impl World {
-    pub const ALL: [World; 2] = [World::Context, World::Batch];
+    pub const ALL: [World; 3] = [World::Context, World::Batch, World::Concurrency];
 
     /// The WIT world name.
     pub fn name(self) -> &'static str {
         match self {
             World::Context => "context-strategy",
             World::Batch => "batch-strategy",
+            World::Concurrency => "concurrency-strategy",
         }
     }
 
@@ -44,6 +39,7 @@ impl World {
         match self {
             World::Context => "context",
             World::Batch => "batch",
+            World::Concurrency => "concurrency",
         }
     }
 }
@@ -64,7 +60,7 @@ pub enum PluginRef {
 impl FromStr for PluginRef {
     type Err = PluginError;
 
-    /// `binary-search` / `batch-scaler`, or a path to a `.wasm` file.
+    /// A built-in's name (`binary-search`, …), or a path to a `.wasm` file.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if builtin::find(s).is_some() {
             Ok(PluginRef::Builtin(s.to_string()))
@@ -95,6 +91,7 @@ pub struct PluginHost {
     cache: ComponentCache,
     context_linker: Linker<StoreState>,
     batch_linker: Linker<StoreState>,
+    concurrency_linker: Linker<StoreState>,
 }
 
 impl PluginHost {
@@ -106,6 +103,7 @@ impl PluginHost {
         Ok(Self {
             context_linker: sandbox::linker(&engine, World::Context)?,
             batch_linker: sandbox::linker(&engine, World::Batch)?,
+            concurrency_linker: sandbox::linker(&engine, World::Concurrency)?,
             engine,
             limits,
             cache,
@@ -122,13 +120,14 @@ impl PluginHost {
     }
 
     /// Loads a context-search plugin and builds its search from the settings (the
-    /// plugin's config section as JSON text), the machine and the model.
+    /// plugin's config section as JSON text), the machine and the model. Its proposals
+    /// must lie within `model.bounds`.
     pub fn load_context(
         &self,
         plugin: &PluginRef,
         settings_json: &str,
         hw: &HardwareFacts,
-        model: &ModelInfo,
+        model: &ModelFacts,
     ) -> Result<ContextSearch, PluginError> {
         let name = plugin.to_string();
         let component = self.component(plugin, World::Context)?;
@@ -149,15 +148,15 @@ impl PluginHost {
         })
     }
 
-    /// Loads a batch-scaling plugin. Its proposals must lie in `1..=max_batch`, where
-    /// `max_batch` is the settings' `max_batch` key when it is a positive integer, else
-    /// [`DEFAULT_MAX_BATCH`] (256).
+    /// Loads a batch-scaling plugin. Its proposals must lie within `bounds` (handed to
+    /// it at create: `1..=batch_adaptation.max_batch`, starting at the initial batch).
     pub fn load_batch(
         &self,
         plugin: &PluginRef,
         settings_json: &str,
         hw: &HardwareFacts,
-        model: &ModelInfo,
+        model: &ModelFacts,
+        bounds: &BatchBounds,
     ) -> Result<BatchScaler, PluginError> {
         let name = plugin.to_string();
         let component = self.component(plugin, World::Batch)?;
@@ -171,11 +170,50 @@ impl PluginHost {
             settings_json,
             hw,
             &model_facts,
+            wit::BatchBounds::from(bounds),
         );
         let resource = finish_create(created, &store, &self.limits, &name)?;
         Ok(BatchScaler {
             inner: Sandboxed::new(name, self.limits.clone(), store, bindings, resource),
-            max_batch: max_batch_setting(settings_json),
+            bounds: *bounds,
+        })
+    }
+
+    /// Loads a concurrency-search plugin with the user's objective (`slo`, empty when
+    /// none). Its proposals must lie within `bounds`.
+    pub fn load_concurrency(
+        &self,
+        plugin: &PluginRef,
+        settings_json: &str,
+        hw: &HardwareFacts,
+        model: &ModelFacts,
+        bounds: &ConcurrencyBounds,
+        slo: &Slo,
+    ) -> Result<ConcurrencySearch, PluginError> {
+        let name = plugin.to_string();
+        let component = self.component(plugin, World::Concurrency)?;
+        let (mut store, linker) = self.prepare(&name, &component, &self.concurrency_linker)?;
+        let bindings = bindings::concurrency::ConcurrencyStrategy::instantiate(
+            &mut store, &component, &linker,
+        )
+        .map_err(|e| self.instantiate_failure(&name, e, &store))?;
+        let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
+        sandbox::arm(&mut store, &self.limits)?;
+        let created = bindings
+            .ozone_strategy_concurrency()
+            .concurrency_search()
+            .call_create(
+                &mut store,
+                settings_json,
+                hw,
+                &model_facts,
+                wit::ConcurrencyBounds::from(bounds),
+                &wit::Slo::from(slo),
+            );
+        let resource = finish_create(created, &store, &self.limits, &name)?;
+        Ok(ConcurrencySearch {
+            inner: Sandboxed::new(name, self.limits.clone(), store, bindings, resource),
+            bounds: *bounds,
         })
     }
 
@@ -277,14 +315,4 @@ fn finish_create(
         }),
         Err(error) => Err(sandbox::classify(error, store, "create", limits)),
     }
-}
-
-/// The `max_batch` key of the batch settings, when it is a positive integer.
-fn max_batch_setting(settings_json: &str) -> u32 {
-    serde_json::from_str::<serde_json::Value>(settings_json)
-        .ok()
-        .and_then(|v| v.get("max_batch")?.as_u64())
-        .and_then(|v| u32::try_from(v).ok())
-        .filter(|v| *v > 0)
-        .unwrap_or(DEFAULT_MAX_BATCH)
 }

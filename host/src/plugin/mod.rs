@@ -1,10 +1,16 @@
 //! The wasmtime component host for strategy plugins: loading, sandbox limits, bindings.
 //!
-//! A strategy is a WebAssembly component implementing one world of `wit/strategy.wit`
-//! (`ozone:strategy@0.1.0`): `context-strategy` or `batch-strategy`. [`PluginHost`]
-//! loads one (built-in or a file), checks its world and API version, and returns a
-//! [`ContextSearch`] or [`BatchScaler`] handle the tune loop drives with
+//! A strategy is a WebAssembly component implementing one world of the plugin contract
+//! (`wit/v0.2.0/strategy.wit`, `ozone:strategy@0.2.0`): `context-strategy`,
+//! `batch-strategy` or `concurrency-strategy`. [`PluginHost`] loads one (built-in or a
+//! file), checks its world and API version — a component built for another version is
+//! refused with how to rebuild it — and returns a [`ContextSearch`], [`BatchScaler`] or
+//! [`ConcurrencySearch`] handle, each a [`Strategy`] the tune loop drives with
 //! `propose` → trial → `observe` → … → `best`.
+//!
+//! The records at this boundary are the SDK's plain types (`ozone_sdk`, re-exported
+//! here); [`hardware_facts`], [`model_facts`] and [`trial_outcome`] build them from the
+//! host's own records, and `bindings` converts them to the generated WIT types.
 //!
 //! Sandbox: one engine; one store per instance with a fuel budget per call, a memory
 //! cap and a stack cap ([`SandboxLimits`]); the only import is `log`; the WASI imports a
@@ -23,7 +29,14 @@ mod strategy;
 
 pub use builtin::{Builtin, BUILTINS};
 pub use error::PluginError;
-pub use facts::{ContextBounds, HardwareFacts, Headroom, ModelInfo, Outcome};
-pub use host::{PluginHost, PluginRef, World, API_VERSION, DEFAULT_MAX_BATCH};
+pub use facts::{batch_bounds, concurrency_bounds, hardware_facts, model_facts, trial_outcome};
+pub use host::{PluginHost, PluginRef, World};
 pub use limits::SandboxLimits;
-pub use strategy::{BatchScaler, ContextSearch};
+pub use ozone_sdk::{
+    BatchBounds, ConcurrencyBounds, ConcurrencyOutcome, ContextBounds, HardwareFacts, ModelFacts,
+    Slo, TrialOutcome, API_VERSION,
+};
+pub use strategy::{BatchScaler, ConcurrencySearch, ContextSearch, Strategy};
+
+#[cfg(test)]
+mod tests;

@@ -101,6 +101,10 @@ pub fn linker(engine: &Engine, world: World) -> Result<Linker<StoreState>, Plugi
         World::Batch => {
             bindings::batch::BatchStrategy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
         }
+        World::Concurrency => bindings::concurrency::ConcurrencyStrategy::add_to_linker::<
+            _,
+            HasSelf<_>,
+        >(&mut linker, |s| s),
     };
     result.map_err(|e| PluginError::Engine(format!("{e:#}")))?;
     Ok(linker)

@@ -1,13 +1,34 @@
-//! Handles to live plugin instances: [`ContextSearch`] and [`BatchScaler`]. Each owns
-//! its store; every call is metered, and its proposals are checked against the bounds.
+//! Handles to live plugin instances — [`ContextSearch`], [`BatchScaler`],
+//! [`ConcurrencySearch`] — and the [`Strategy`] trait the search loop drives them by.
+//! Each handle owns its store; every call is metered, and its proposals are checked
+//! against the bounds the plugin was created with.
 
+use ozone_sdk::{BatchBounds, ConcurrencyBounds, ConcurrencyOutcome, ContextBounds, TrialOutcome};
 use wasmtime::component::ResourceAny;
 use wasmtime::Store;
 
 use super::bindings::{self, wit};
-use super::facts::{ContextBounds, Outcome};
 use super::sandbox::{self, StoreState};
 use super::{PluginError, SandboxLimits};
+
+/// What the search loop needs of a plugin: every kind is driven alike, as
+/// `propose` → trial → `observe` → … → `best`.
+pub trait Strategy {
+    /// What the plugin is told after each trial.
+    type Outcome;
+
+    /// The plugin's name (built-in name or file path).
+    fn name(&self) -> &str;
+
+    /// The next value to try, checked against the bounds; `None` when finished.
+    fn propose(&mut self) -> Result<Option<u32>, PluginError>;
+
+    /// Tells the plugin the outcome of the trial of its last proposal.
+    fn observe(&mut self, outcome: &Self::Outcome) -> Result<(), PluginError>;
+
+    /// The value the plugin settled on.
+    fn best(&mut self) -> Result<Option<u32>, PluginError>;
+}
 
 /// A store with its instantiated world and the strategy resource, or nothing once a
 /// call failed: a trapped store is never reused.
@@ -61,13 +82,20 @@ pub struct ContextSearch {
 }
 
 impl ContextSearch {
-    /// The plugin's name (built-in name or file path).
-    pub fn name(&self) -> &str {
+    /// The bounds every proposal is checked against.
+    pub fn bounds(&self) -> ContextBounds {
+        self.bounds
+    }
+}
+
+impl Strategy for ContextSearch {
+    type Outcome = TrialOutcome;
+
+    fn name(&self) -> &str {
         &self.inner.plugin
     }
 
-    /// The next context to try, checked against the bounds; `None` when finished.
-    pub fn propose(&mut self) -> Result<Option<u32>, PluginError> {
+    fn propose(&mut self) -> Result<Option<u32>, PluginError> {
         let value = self.inner.call("propose", |store, b, r| {
             b.ozone_strategy_context()
                 .context_search()
@@ -85,13 +113,7 @@ impl ContextSearch {
         }
     }
 
-    /// The bounds every proposal is checked against.
-    pub fn bounds(&self) -> ContextBounds {
-        self.bounds
-    }
-
-    /// Tells the plugin the outcome of the trial of its last proposal.
-    pub fn observe(&mut self, outcome: &Outcome) -> Result<(), PluginError> {
+    fn observe(&mut self, outcome: &TrialOutcome) -> Result<(), PluginError> {
         let outcome = wit::TrialOutcome::from(outcome);
         self.inner.call("observe", |store, b, r| {
             b.ozone_strategy_context()
@@ -100,8 +122,7 @@ impl ContextSearch {
         })
     }
 
-    /// The largest context the plugin considers stable.
-    pub fn best(&mut self) -> Result<Option<u32>, PluginError> {
+    fn best(&mut self) -> Result<Option<u32>, PluginError> {
         self.inner.call("best", |store, b, r| {
             b.ozone_strategy_context()
                 .context_search()
@@ -113,35 +134,41 @@ impl ContextSearch {
 /// A running batch-scaling plugin.
 pub struct BatchScaler {
     pub(super) inner: Sandboxed<bindings::batch::BatchStrategy>,
-    /// Largest batch the host accepts (see [`super::PluginHost::load_batch`]).
-    pub(super) max_batch: u32,
+    pub(super) bounds: BatchBounds,
 }
 
 impl BatchScaler {
-    pub fn name(&self) -> &str {
+    /// The bounds every proposal is checked against (handed to the plugin at create).
+    pub fn bounds(&self) -> BatchBounds {
+        self.bounds
+    }
+}
+
+impl Strategy for BatchScaler {
+    type Outcome = TrialOutcome;
+
+    fn name(&self) -> &str {
         &self.inner.plugin
     }
 
-    /// The next batch size to try, checked to be in `1..=max_batch`; `None` when finished.
-    pub fn propose(&mut self) -> Result<Option<u32>, PluginError> {
+    fn propose(&mut self) -> Result<Option<u32>, PluginError> {
         let value = self.inner.call("propose", |store, b, r| {
             b.ozone_strategy_batch()
                 .batch_scaler()
                 .call_propose(store, r)
         })?;
         match value {
-            Some(batch) if batch == 0 || batch > self.max_batch => {
-                Err(PluginError::BatchOutOfRange {
-                    plugin: self.inner.plugin.clone(),
-                    value: batch,
-                    max: self.max_batch,
-                })
-            }
+            Some(batch) if !self.bounds.accepts(batch) => Err(PluginError::BatchOutOfRange {
+                plugin: self.inner.plugin.clone(),
+                value: batch,
+                min: self.bounds.min,
+                max: self.bounds.max,
+            }),
             other => Ok(other),
         }
     }
 
-    pub fn observe(&mut self, outcome: &Outcome) -> Result<(), PluginError> {
+    fn observe(&mut self, outcome: &TrialOutcome) -> Result<(), PluginError> {
         let outcome = wit::TrialOutcome::from(outcome);
         self.inner.call("observe", |store, b, r| {
             b.ozone_strategy_batch()
@@ -150,14 +177,64 @@ impl BatchScaler {
         })
     }
 
-    pub fn best(&mut self) -> Result<Option<u32>, PluginError> {
+    fn best(&mut self) -> Result<Option<u32>, PluginError> {
         self.inner.call("best", |store, b, r| {
             b.ozone_strategy_batch().batch_scaler().call_best(store, r)
         })
     }
+}
 
-    /// The host's upper bound on proposals.
-    pub fn max_batch(&self) -> u32 {
-        self.max_batch
+/// A running concurrency-search plugin.
+pub struct ConcurrencySearch {
+    pub(super) inner: Sandboxed<bindings::concurrency::ConcurrencyStrategy>,
+    pub(super) bounds: ConcurrencyBounds,
+}
+
+impl ConcurrencySearch {
+    /// The bounds every proposal is checked against (handed to the plugin at create).
+    pub fn bounds(&self) -> ConcurrencyBounds {
+        self.bounds
+    }
+}
+
+impl Strategy for ConcurrencySearch {
+    type Outcome = ConcurrencyOutcome;
+
+    fn name(&self) -> &str {
+        &self.inner.plugin
+    }
+
+    fn propose(&mut self) -> Result<Option<u32>, PluginError> {
+        let value = self.inner.call("propose", |store, b, r| {
+            b.ozone_strategy_concurrency()
+                .concurrency_search()
+                .call_propose(store, r)
+        })?;
+        match value {
+            Some(n) if !self.bounds.accepts(n) => Err(PluginError::ConcurrencyOutOfRange {
+                plugin: self.inner.plugin.clone(),
+                value: n,
+                min: self.bounds.min,
+                max: self.bounds.max,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    fn observe(&mut self, outcome: &ConcurrencyOutcome) -> Result<(), PluginError> {
+        let outcome = wit::ConcurrencyOutcome::from(outcome);
+        self.inner.call("observe", |store, b, r| {
+            b.ozone_strategy_concurrency()
+                .concurrency_search()
+                .call_observe(store, r, &outcome)
+        })
+    }
+
+    fn best(&mut self) -> Result<Option<u32>, PluginError> {
+        self.inner.call("best", |store, b, r| {
+            b.ozone_strategy_concurrency()
+                .concurrency_search()
+                .call_best(store, r)
+        })
     }
 }

@@ -380,7 +380,8 @@ fn without_a_budget_the_memory_chart_shows_ram_against_the_tighter_limit() {
 pub(crate) fn run_started() -> RunStarted {
     RunStarted {
         log_version: super::LOG_VERSION,
-        ozone_version: "0.1.0".into(),
+        // This ozone ran it: warm-start keys made now match it.
+        ozone_version: env!("CARGO_PKG_VERSION").into(),
         model_source: "/models/qwen2.5-0.5b-instruct-q4_k_m.gguf".into(),
         model: fixtures::model(),
         hardware: fixtures::hardware(),

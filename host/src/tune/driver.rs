@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
-use crate::plugin::{BatchScaler, ContextSearch, Outcome, PluginError};
+use crate::plugin::{
+    trial_outcome, BatchScaler, ContextSearch, PluginError, Strategy, TrialOutcome,
+};
 use crate::record::{KvCacheType, Phase, TrialConfig, TrialRecord, Verdict};
 use crate::trial::TrialRun;
 use crate::tune::Limits;
@@ -191,7 +193,7 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
     async fn search(
         &mut self,
         phase: Phase,
-        plugin: &mut impl Strategy,
+        plugin: &mut impl Strategy<Outcome = TrialOutcome>,
         config_for: impl Fn(u32) -> TrialConfig,
     ) -> Result<Option<u32>, TuneError> {
         for trials in 0..=MAX_TRIALS_PER_PHASE {
@@ -204,11 +206,7 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
                 break;
             }
             let record = self.trial(phase, config_for(value)).await?;
-            plugin.observe(&Outcome::from_record(
-                &record,
-                self.snapshot,
-                self.thresholds,
-            ))?;
+            plugin.observe(&trial_outcome(&record, self.snapshot, self.thresholds))?;
         }
         Err(TuneError::Runaway {
             plugin: plugin.name().to_string(),
@@ -295,35 +293,6 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
     }
 }
 
-/// What the loop needs of a plugin: context searches and batch scalers are driven alike.
-trait Strategy {
-    fn name(&self) -> &str;
-    fn propose(&mut self) -> Result<Option<u32>, PluginError>;
-    fn observe(&mut self, outcome: &Outcome) -> Result<(), PluginError>;
-    fn best(&mut self) -> Result<Option<u32>, PluginError>;
-}
-
-macro_rules! strategy {
-    ($plugin:ty) => {
-        impl Strategy for $plugin {
-            fn name(&self) -> &str {
-                <$plugin>::name(self)
-            }
-            fn propose(&mut self) -> Result<Option<u32>, PluginError> {
-                <$plugin>::propose(self)
-            }
-            fn observe(&mut self, outcome: &Outcome) -> Result<(), PluginError> {
-                <$plugin>::observe(self, outcome)
-            }
-            fn best(&mut self) -> Result<Option<u32>, PluginError> {
-                <$plugin>::best(self)
-            }
-        }
-    };
-}
-strategy!(ContextSearch);
-strategy!(BatchScaler);
-
 /// The configuration the driver runs for a context, batch and stream count.
 pub fn trial_config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> TrialConfig {
     TrialConfig {
@@ -343,7 +312,7 @@ mod tests {
 
     use super::*;
     use crate::backend::{ModelMetadata, SizeClass};
-    use crate::plugin::{ContextBounds, HardwareFacts, ModelInfo, PluginHost, PluginRef};
+    use crate::plugin::{self, ContextBounds, HardwareFacts, PluginHost, PluginRef};
     use crate::record::{FailureKind, Peaks, SampleSeries, Stats, TrialFailure};
 
     const LIMIT: u32 = 100_000;
@@ -429,7 +398,7 @@ mod tests {
             weights_bytes: Some(1 << 30),
             digest: None,
         };
-        let model = ModelInfo::from_facts(&facts, ContextBounds::new(2048, 131_072, 256), None);
+        let model = plugin::model_facts(&facts, ContextBounds::new(2048, 131_072, 256), None);
         let hw = HardwareFacts::default();
         let context = host
             .load_context(
@@ -445,6 +414,7 @@ mod tests {
                 "{}",
                 &hw,
                 &model,
+                &plugin::batch_bounds(256, plan().initial_batch),
             )
             .expect("batch-scaler loads");
         (context, batch)

@@ -13,8 +13,7 @@ use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{
-    BatchScaler, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, PluginError, PluginHost,
-    PluginRef,
+    self, BatchScaler, ContextBounds, ContextSearch, PluginError, PluginHost, PluginRef,
 };
 use crate::record::KvCacheType;
 
@@ -98,8 +97,14 @@ pub fn load_plugins(
 ) -> Result<(ContextSearch, BatchScaler), PluginError> {
     let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     let bounds = ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY);
-    let model = ModelInfo::from_facts(facts, bounds, params.hint);
-    let hardware = HardwareFacts::from_snapshot(snapshot, thresholds);
+    let model = plugin::model_facts(facts, bounds, params.hint);
+    let hardware = plugin::hardware_facts(snapshot, thresholds);
+    // The batch phase starts where the context search ran; the host config is the one
+    // home of both numbers.
+    let batch_bounds = plugin::batch_bounds(
+        config.search_strategy.batch_adaptation.max_batch,
+        config.initial_batch(facts.size_class),
+    );
     let context = plugins.load_context(
         &PluginRef::from_str(&config.ozone.context_strategy)?,
         &config.context_plugin_settings_json(),
@@ -111,6 +116,7 @@ pub fn load_plugins(
         &config.batch_plugin_settings_json(),
         &hardware,
         &model,
+        &batch_bounds,
     )?;
     Ok((context, batch))
 }

@@ -4,47 +4,39 @@
 //!
 //! Settings (`search_strategy.batch_adaptation` section; missing keys take these
 //! defaults, unknown keys are ignored, a value of the wrong type is an error):
-//! `initial_batch_large` 16, `initial_batch_medium` 32, `initial_batch_small` 64,
-//! `scale_up_factor` 2.0, `max_batch` 256.
+//! `scale_up_factor` 2.0. Where to start and how far to go are the host's, in the
+//! batch bounds (`batch_adaptation.initial_batch_<size class>` and `max_batch`).
 //!
 //! *Throughput* is the outcome's prefill tokens/s (what the batch size changes), else its
 //! decode tokens/s, else 0. A trial succeeds only when its verdict is `stable`.
 //!
-//! 1. **Start** at `initial_batch_<size class>`, clamped to `[1, max_batch]`.
+//! 1. **Start** at `bounds.initial` (clamped into the bounds).
 //! 2. **Scale up**: after a stable trial whose throughput is strictly higher than every
 //!    earlier stable trial's, propose `round(batch × scale_up_factor)` capped at
-//!    `max_batch`. Stop when the cap was just tried, when throughput did not improve
+//!    `bounds.max`. Stop when the cap was just tried, when throughput did not improve
 //!    (a regression), or when a trial fails or is unstable.
 //! 3. **Back off**: while *no* trial has been stable yet, a failed or unstable trial at
-//!    `b` is followed by `b / 2` (down to 1); the first stable one ends the run (twice its
-//!    batch already failed).
+//!    `b` is followed by `b / 2` (down to `bounds.min`); the first stable one ends the
+//!    run (twice its batch already failed).
 //!
 //! `best()` is the stable batch with the highest throughput (the earliest on ties), or
 //! `None` when nothing was stable. `propose()` asked again before `observe()` repeats the
 //! pending proposal.
 
-use ozone_sdk::{settings, BatchScaler, HardwareFacts, ModelInfo, Outcome, SizeClass};
+use ozone_sdk::{settings, BatchBounds, BatchScaler, HardwareFacts, ModelFacts, TrialOutcome};
 use serde::Deserialize;
 
-/// The `batch_adaptation` keys this plugin reads.
+/// The `batch_adaptation` key this plugin reads.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct Settings {
-    pub initial_batch_large: u32,
-    pub initial_batch_medium: u32,
-    pub initial_batch_small: u32,
     pub scale_up_factor: f64,
-    pub max_batch: u32,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            initial_batch_large: 16,
-            initial_batch_medium: 32,
-            initial_batch_small: 64,
             scale_up_factor: 2.0,
-            max_batch: 256,
         }
     }
 }
@@ -53,6 +45,7 @@ impl Default for Settings {
 #[derive(Debug, Clone)]
 pub struct Scaler {
     settings: Settings,
+    bounds: BatchBounds,
     start: u32,
     /// Best stable batch and its throughput.
     best: Option<(u32, f64)>,
@@ -63,7 +56,12 @@ pub struct Scaler {
 }
 
 impl BatchScaler for Scaler {
-    fn new(settings: &str, _hardware: &HardwareFacts, model: &ModelInfo) -> Result<Self, String> {
+    fn new(
+        settings: &str,
+        _hardware: &HardwareFacts,
+        _model: &ModelFacts,
+        bounds: &BatchBounds,
+    ) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         let factor = settings.scale_up_factor;
         if factor.is_nan() || factor <= 1.0 {
@@ -71,17 +69,10 @@ impl BatchScaler for Scaler {
                 "scale_up_factor must be greater than 1, got {factor}"
             ));
         }
-        if settings.max_batch == 0 {
-            return Err("max_batch must be at least 1".into());
-        }
-        let initial = match model.size_class {
-            SizeClass::Large => settings.initial_batch_large,
-            SizeClass::Medium => settings.initial_batch_medium,
-            SizeClass::Small => settings.initial_batch_small,
-        };
-        let start = initial.clamp(1, settings.max_batch);
+        let start = bounds.clamp(bounds.initial);
         Ok(Self {
             settings,
+            bounds: *bounds,
             start,
             best: None,
             pending: None,
@@ -96,12 +87,13 @@ impl BatchScaler for Scaler {
         self.pending
     }
 
-    fn observe(&mut self, outcome: &Outcome) {
+    fn observe(&mut self, outcome: &TrialOutcome) {
         let batch = outcome.config.batch;
+        let max = self.bounds.max;
         self.pending = None;
         self.next = None;
         if !outcome.is_stable() {
-            if self.best.is_none() && batch > 1 {
+            if self.best.is_none() && batch / 2 >= self.bounds.min.max(1) {
                 self.next = Some(batch / 2);
             }
             return;
@@ -114,10 +106,10 @@ impl BatchScaler for Scaler {
         }
         // A stable trial after backing off ends the run: twice its batch failed.
         let backed_off = !had_stable && batch < self.start;
-        if improved && !backed_off && batch < self.settings.max_batch {
+        if improved && !backed_off && batch < max {
             let grown = (f64::from(batch) * self.settings.scale_up_factor).round();
-            let next = (grown.min(f64::from(self.settings.max_batch)) as u32).max(batch + 1);
-            self.next = Some(next.min(self.settings.max_batch));
+            let next = (grown.min(f64::from(max)) as u32).max(batch + 1);
+            self.next = Some(next.min(max));
         }
     }
 

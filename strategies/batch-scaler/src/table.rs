@@ -1,15 +1,15 @@
 //! The decision table of the documented semantics, run natively here and through the
 //! wasm component by the host's plugin tests.
 
-use ozone_sdk::SizeClass;
+use ozone_sdk::BatchBounds;
 
 /// One scenario: a throughput curve peaking at `best_batch`, out of memory above
-/// `oom_above` (see `ozone_sdk::testing::BatchMachine`).
+/// `oom_above` (see `ozone_sdk::testing::BatchMachine`), within the host's `bounds`.
 #[derive(Debug, Clone)]
 pub struct Case {
     pub name: &'static str,
     pub settings: &'static str,
-    pub size_class: SizeClass,
+    pub bounds: BatchBounds,
     pub best_batch: u32,
     pub oom_above: Option<u32>,
     /// What `best()` must return.
@@ -18,12 +18,21 @@ pub struct Case {
     pub proposals: &'static [u32],
 }
 
+/// Bounds `1..=max` starting at `initial`.
+const fn bounds(initial: u32, max: u32) -> BatchBounds {
+    BatchBounds {
+        min: 1,
+        max,
+        initial,
+    }
+}
+
 pub fn cases() -> Vec<Case> {
     vec![
         Case {
-            name: "medium model: double while throughput improves, stop at the regression",
+            name: "double while throughput improves, stop at the regression",
             settings: "{}",
-            size_class: SizeClass::Medium,
+            bounds: bounds(32, 256),
             best_batch: 128,
             oom_above: None,
             best: Some(128),
@@ -32,34 +41,52 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "out of memory above 64: settle on the best stable",
             settings: "{}",
-            size_class: SizeClass::Medium,
+            bounds: bounds(32, 256),
             best_batch: 512,
             oom_above: Some(64),
             best: Some(64),
             proposals: &[32, 64, 128],
         },
         Case {
-            name: "never above max_batch",
+            name: "never above the host's max",
             settings: "{}",
-            size_class: SizeClass::Small,
+            bounds: bounds(64, 256),
             best_batch: 4096,
             oom_above: None,
             best: Some(256),
             proposals: &[64, 128, 256],
         },
         Case {
-            name: "large model starts at 16",
+            name: "a lower max from the host",
             settings: "{}",
-            size_class: SizeClass::Large,
+            bounds: bounds(32, 96),
+            best_batch: 4096,
+            oom_above: None,
+            best: Some(96),
+            proposals: &[32, 64, 96],
+        },
+        Case {
+            name: "starts at the host's initial batch",
+            settings: "{}",
+            bounds: bounds(16, 256),
             best_batch: 32,
             oom_above: None,
             best: Some(32),
             proposals: &[16, 32, 64],
         },
         Case {
+            name: "an initial batch above the max starts at the max",
+            settings: "{}",
+            bounds: bounds(512, 256),
+            best_batch: 4096,
+            oom_above: None,
+            best: Some(256),
+            proposals: &[256],
+        },
+        Case {
             name: "first trial fails: back off by halves",
             settings: "{}",
-            size_class: SizeClass::Medium,
+            bounds: bounds(32, 256),
             best_batch: 128,
             oom_above: Some(8),
             best: Some(8),
@@ -68,16 +95,16 @@ pub fn cases() -> Vec<Case> {
         Case {
             name: "nothing stable",
             settings: "{}",
-            size_class: SizeClass::Large,
+            bounds: bounds(16, 256),
             best_batch: 128,
             oom_above: Some(0),
             best: None,
             proposals: &[16, 8, 4, 2, 1],
         },
         Case {
-            name: "settings: factor 1.5, max 512",
-            settings: r#"{"scale_up_factor": 1.5, "max_batch": 512, "other": "ignored"}"#,
-            size_class: SizeClass::Medium,
+            name: "settings: factor 1.5 (the host's max_batch 512)",
+            settings: r#"{"scale_up_factor": 1.5, "max_batch": 9999, "other": "ignored"}"#,
+            bounds: bounds(32, 512),
             best_batch: 128,
             oom_above: None,
             best: Some(108),

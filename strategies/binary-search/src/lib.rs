@@ -25,9 +25,12 @@
 //!
 //! `best()` is the largest stable context seen (`None` if none was stable). `propose()`
 //! asked again before `observe()` repeats the pending proposal; `observe()` uses the
-//! context in the outcome's configuration.
+//! context in the outcome's configuration. The stage of an outcome (screen or verify)
+//! does not change the rule: only its verdict counts. (The bracket, its midpoint and the
+//! pending proposal are `ozone_sdk::bisect`.)
 
-use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelInfo, Outcome};
+use ozone_sdk::bisect::{Bisection, Bracket};
+use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, TrialOutcome};
 use serde::Deserialize;
 
 /// The `search_strategy` keys this plugin reads.
@@ -49,26 +52,28 @@ impl Default for Settings {
     }
 }
 
-/// The search state.
+/// The search: the bracket and pending proposal, and the plan that picks the next value.
 #[derive(Debug, Clone)]
 pub struct BinarySearch {
+    search: Bisection,
+    plan: Plan,
+}
+
+/// Everything but the bracket that decides the next proposal.
+#[derive(Debug, Clone)]
+struct Plan {
     settings: Settings,
     bounds: ContextBounds,
     hint: Option<u32>,
-    /// Largest stable context seen.
-    stable: Option<u32>,
-    /// Smallest failed context seen.
-    failed: Option<u32>,
-    /// Proposed and not yet observed.
-    pending: Option<u32>,
-    /// Last observed trial was the hint probe.
+    /// Last observed trial was the hint probe, and it was stable.
     hint_confirmed: bool,
     trials: u32,
+    /// Trials proposed while a failure was known.
     bisections: u32,
 }
 
 impl ContextSearch for BinarySearch {
-    fn new(settings: &str, _hardware: &HardwareFacts, model: &ModelInfo) -> Result<Self, String> {
+    fn new(settings: &str, _hardware: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         let factor = settings.binary_search_factor;
         if factor.is_nan() || factor <= 1.0 {
@@ -78,55 +83,46 @@ impl ContextSearch for BinarySearch {
             ));
         }
         Ok(Self {
-            settings,
-            bounds: model.bounds,
-            hint: model.hint,
-            stable: None,
-            failed: None,
-            pending: None,
-            hint_confirmed: false,
-            trials: 0,
-            bisections: 0,
+            search: Bisection::new(model.bounds.min, model.bounds.granularity),
+            plan: Plan {
+                settings,
+                bounds: model.bounds,
+                hint: model.hint,
+                hint_confirmed: false,
+                trials: 0,
+                bisections: 0,
+            },
         })
     }
 
     fn propose(&mut self) -> Option<u32> {
-        if self.pending.is_none() {
-            self.pending = self.next();
-            if self.pending.is_some() && self.failed.is_some() {
-                self.bisections += 1;
-            }
-        }
-        self.pending
+        self.search.propose_with(|bracket| self.plan.next(bracket))
     }
 
-    fn observe(&mut self, outcome: &Outcome) {
-        let ctx = outcome.config.ctx;
-        let first = self.trials == 0;
-        self.trials += 1;
-        self.pending = None;
-        self.hint_confirmed = false;
-        if outcome.is_stable() {
-            self.stable = Some(self.stable.map_or(ctx, |s| s.max(ctx)));
-            self.hint_confirmed = first && self.hint.is_some();
-        } else {
-            self.failed = Some(self.failed.map_or(ctx, |f| f.min(ctx)));
+    fn observe(&mut self, outcome: &TrialOutcome) {
+        let plan = &mut self.plan;
+        let first = plan.trials == 0;
+        plan.trials += 1;
+        if self.search.bracket().failed().is_some() {
+            plan.bisections += 1;
         }
+        plan.hint_confirmed = first && plan.hint.is_some() && outcome.is_stable();
+        self.search.observe(outcome.config.ctx, outcome.is_stable());
     }
 
     fn best(&self) -> Option<u32> {
-        self.stable
+        self.search.bracket().passed()
     }
 }
 
-impl BinarySearch {
-    fn next(&self) -> Option<u32> {
+impl Plan {
+    fn next(&self, bracket: &Bracket) -> Option<u32> {
         let g = self.bounds.granularity.max(1);
         if self.trials == 0 {
             let first = self.hint.unwrap_or(self.settings.initial_context_probe);
             return Some(self.bounds.fit(u64::from(first)));
         }
-        match (self.stable, self.failed) {
+        match (bracket.passed(), bracket.failed()) {
             (Some(lo), None) => {
                 if lo >= self.bounds.max {
                     return None;
@@ -136,23 +132,12 @@ impl BinarySearch {
                 } else {
                     (f64::from(lo) * self.settings.binary_search_factor) as u64
                 };
-                let next = self.bounds.fit(grown).max(lo + g).min(self.bounds.max);
-                Some(next)
+                Some(self.bounds.fit(grown).max(lo + g).min(self.bounds.max))
             }
-            (lo, Some(hi)) => {
-                if self.bisections >= self.settings.max_binary_iterations {
-                    return None;
-                }
-                // Below the smallest failure and no success yet: the minimum is untested.
-                let lo = lo.map_or(i64::from(self.bounds.min) - i64::from(g), i64::from);
-                let hi = i64::from(hi);
-                if hi - lo <= i64::from(g) {
-                    return None;
-                }
-                let g = i64::from(g);
-                let mid = (lo + (hi - lo) / 2) / g * g;
-                Some(mid.clamp(lo + g, hi - g) as u32)
-            }
+            (_, Some(_)) if self.bisections >= self.settings.max_binary_iterations => None,
+            // Below the smallest failure, and above the largest success (or from the
+            // minimum, untested): the midpoint, until no aligned value is left.
+            (_, Some(_)) => bracket.midpoint(),
             (None, None) => None,
         }
     }

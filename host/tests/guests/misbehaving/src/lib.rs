@@ -1,8 +1,12 @@
-//! A context strategy that misbehaves on purpose, chosen by its settings
-//! (`{"mode": "..."}`), so the host's sandbox tests can check every failure path.
-//! Never listed by `ozone plugins list`; built by `host/build.rs` for the tests only.
+//! A strategy that misbehaves on purpose, chosen by its settings (`{"mode": "..."}`), so
+//! the host's sandbox tests can check every failure path. It exports all three
+//! interfaces (context, batch, concurrency), so each kind of handle can be tested.
+//! Never listed by `ozone plugins list`; built by `host/tests/artifacts` for the tests only.
 
-use ozone_sdk::{settings, ContextSearch, HardwareFacts, LogLevel, ModelInfo, Outcome};
+use ozone_sdk::{
+    settings, BatchBounds, BatchScaler, ConcurrencyBounds, ConcurrencyOutcome, ConcurrencySearch,
+    ContextSearch, HardwareFacts, LogLevel, ModelFacts, Slo, TrialOutcome,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -27,8 +31,8 @@ fn recurse(depth: u64, sink: &mut [u64; 64]) -> u64 {
     recurse(depth + 1, sink) + sink[(depth % 7) as usize]
 }
 
-impl ContextSearch for Misbehaving {
-    fn new(settings: &str, _: &HardwareFacts, _: &ModelInfo) -> Result<Self, String> {
+impl Misbehaving {
+    fn new(settings: &str) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         if settings.mode == "loop-in-create" {
             #[allow(clippy::empty_loop)]
@@ -64,12 +68,53 @@ impl ContextSearch for Misbehaving {
             _ => Some(self.settings.value),
         }
     }
+}
 
-    fn observe(&mut self, _: &Outcome) {}
+impl ContextSearch for Misbehaving {
+    fn new(settings: &str, _: &HardwareFacts, _: &ModelFacts) -> Result<Self, String> {
+        Misbehaving::new(settings)
+    }
+    fn propose(&mut self) -> Option<u32> {
+        Misbehaving::propose(self)
+    }
+    fn observe(&mut self, _: &TrialOutcome) {}
+    fn best(&self) -> Option<u32> {
+        None
+    }
+}
 
+impl BatchScaler for Misbehaving {
+    fn new(s: &str, _: &HardwareFacts, _: &ModelFacts, _: &BatchBounds) -> Result<Self, String> {
+        Misbehaving::new(s)
+    }
+    fn propose(&mut self) -> Option<u32> {
+        Misbehaving::propose(self)
+    }
+    fn observe(&mut self, _: &TrialOutcome) {}
+    fn best(&self) -> Option<u32> {
+        None
+    }
+}
+
+impl ConcurrencySearch for Misbehaving {
+    fn new(
+        s: &str,
+        _: &HardwareFacts,
+        _: &ModelFacts,
+        _: &ConcurrencyBounds,
+        _: &Slo,
+    ) -> Result<Self, String> {
+        Misbehaving::new(s)
+    }
+    fn propose(&mut self) -> Option<u32> {
+        Misbehaving::propose(self)
+    }
+    fn observe(&mut self, _: &ConcurrencyOutcome) {}
     fn best(&self) -> Option<u32> {
         None
     }
 }
 
 ozone_sdk::export_context_search!(Misbehaving);
+ozone_sdk::export_batch_scaler!(Misbehaving);
+ozone_sdk::export_concurrency_search!(Misbehaving);
