@@ -52,6 +52,10 @@ pub async fn fit_baseline(
         ..request.config.clone()
     };
     let command = fit_command_line(spec, &config, request.margin_mib);
+    tracing::info!(
+        "llama.cpp's own fit: one llama-server start without -c (margin {} MiB), before the trials",
+        request.margin_mib
+    );
     let sampler = match Sampler::start(SamplerOptions {
         kill_on_breach: true,
         ..request.sampler.clone()
