@@ -466,6 +466,29 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
         assert!(line.contains("cannot be read here"), "{line}");
     }
     assert!(!cwd.join("refused/logs").exists(), "no run started");
+    // A server Ozone does not start has no processes of Ozone's to watch: refused before
+    // Ollama is even asked (nothing listens on port 9).
+    let out = ozone(
+        &[
+            "tune",
+            "qwen2.5:0.5b",
+            "--backend",
+            "ollama",
+            "--ollama-url",
+            "http://127.0.0.1:9",
+            "--gpu-memory-budget-mb",
+            "4096",
+        ],
+        cwd,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("needs a server Ozone starts itself (llama-server)"),
+        "{line}"
+    );
     // Zero is refused by the flag's own check.
     let out = ozone(&["tune", &model, "--gpu-memory-budget-mb", "0"], cwd)
         .output()

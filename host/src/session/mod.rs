@@ -265,7 +265,8 @@ fn check_gpu_budget(
     };
     if !matches!(spec, BackendSpec::LlamaServer(_)) {
         return Err(TuneFailure::BadInput(format!(
-            "--gpu-memory-budget-mb (ozone.gpu_memory_budget_mb) needs a server Ozone starts              itself (llama-server): the processes of a running {} are not Ozone's to watch",
+            "--gpu-memory-budget-mb (ozone.gpu_memory_budget_mb) needs a server Ozone starts \
+             itself (llama-server): the processes of a running {} are not Ozone's to watch",
             spec.kind()
         )));
     }
