@@ -4,11 +4,11 @@
 //!
 //! ```text
 //! drm-driver:     amdgpu
-//! drm-pdev:       0000:03:00.0
-//! drm-client-id:  11
-//! drm-memory-vram:        17300 KiB      (amdgpu's own key)
-//! drm-memory-gtt:         5012 KiB
-//! drm-resident-vram:      17300 KiB      (the common keys of newer kernels, preferred)
+//! drm-pdev:       0000:04:00.0
+//! drm-client-id:  4
+//! drm-memory-vram:        44564 KiB      (amdgpu's own key, Linux ≥ 5.19)
+//! drm-memory-gtt:         2392 KiB
+//! drm-resident-vram:      44564 KiB      (the common keys, since 2024; preferred)
 //! ```
 //!
 //! This is the closest AMD has to NVML's per-process figure: the buffers the process's
@@ -165,18 +165,29 @@ mod tests {
 
     #[test]
     fn amdgpu_client_with_the_legacy_keys() {
-        let c = parse(&fixture("amdgpu-6.1.txt")).expect("an amdgpu client");
-        assert_eq!(c.pdev, "0000:03:00.0");
-        assert_eq!(c.client_id, 11);
-        assert_eq!(c.vram_bytes, Some(17_300 << 10));
-        assert_eq!(c.gtt_bytes, Some(5012 << 10));
+        // Kernels before amdgpu moved to drm_print_memory_stats (2024): its own
+        // drm-memory-* keys only.
+        let c = parse(&fixture("amdgpu-legacy-keys.txt")).expect("an amdgpu client");
+        assert_eq!(c.pdev, "0000:83:00.0");
+        assert_eq!(c.client_id, 1_203_108);
+        assert_eq!(c.vram_bytes, Some(76 << 10));
+        assert_eq!(c.gtt_bytes, Some(44 << 10));
     }
 
     #[test]
-    fn newer_kernels_resident_keys_win_and_units_scale() {
-        let c = parse(&fixture("amdgpu-6.12.txt")).expect("an amdgpu client");
-        assert_eq!(c.vram_bytes, Some(8_201_216 << 10));
-        assert_eq!(c.gtt_bytes, Some(2 << 20));
+    fn newer_kernels_resident_keys_are_read() {
+        // Since amdgpu moved to drm_print_memory_stats (2024): the common drm-total/resident
+        // keys beside the legacy ones.
+        let text = fixture("amdgpu-drm-total-keys.txt");
+        let c = parse(&text).expect("an amdgpu client");
+        assert_eq!((c.pdev.as_str(), c.client_id), ("0000:04:00.0", 4));
+        assert_eq!(c.vram_bytes, Some(44_564 << 10));
+        assert_eq!(c.gtt_bytes, Some(2392 << 10));
+        // Where they differ (buffers without a backing store count in drm-memory-*, not
+        // in drm-resident-*), what is resident is what the GPU holds.
+        let evicted = text.replace("drm-resident-vram:\t44564 KiB", "drm-resident-vram:\t40000 KiB");
+        assert_ne!(evicted, text);
+        assert_eq!(parse(&evicted).and_then(|c| c.vram_bytes), Some(40_000 << 10));
     }
 
     #[test]
@@ -191,6 +202,8 @@ mod tests {
         );
         assert_eq!(size_bytes("12 furlongs"), None);
         assert_eq!(size_bytes("0"), Some(0));
+        // drm_print_memory_stats prints whole MiB as MiB (`drm-total-gtt:\t22 MiB`).
+        assert_eq!(size_bytes("22 MiB"), Some(22 << 20));
     }
 
     /// A fake `/proc` with one server (pid 7) holding the fixture client twice (a dup'd
@@ -202,13 +215,13 @@ mod tests {
             std::fs::create_dir_all(&dir).expect("temp dir");
             std::fs::write(dir.join(fd.to_string()), text).expect("fdinfo written");
         };
-        let discrete = fixture("amdgpu-6.1.txt");
+        let discrete = fixture("amdgpu-legacy-keys.txt");
         write(7, 0, "pos:\t0\nflags:\t0100002\n");
         write(7, 5, &discrete);
         write(7, 6, &discrete);
         let apu = discrete
-            .replace("0000:03:00.0", "0000:c5:00.0")
-            .replace("drm-client-id:\t11", "drm-client-id:\t12");
+            .replace("0000:83:00.0", "0000:c5:00.0")
+            .replace("1203108", "1203109");
         write(8, 4, &apu);
         root
     }
@@ -216,8 +229,8 @@ mod tests {
     #[test]
     fn a_client_is_counted_once_and_gtt_only_on_unified_memory() {
         let root = proc_tree();
-        let vram = 17_300u64 << 10;
-        let gtt = 5012u64 << 10;
+        let vram = 76u64 << 10;
+        let gtt = 44u64 << 10;
         let none = HashSet::new();
         assert_eq!(used_bytes(&root, &[7], &none), vram);
         assert_eq!(used_bytes(&root, &[7, 8], &none), 2 * vram);
