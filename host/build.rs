@@ -11,7 +11,12 @@ use std::env;
 use std::path::PathBuf;
 
 /// The embedded strategies; each produces `<name with underscores>.wasm`.
-const EMBEDDED: &[&str] = &["binary-search", "batch-scaler", "concurrency-ladder"];
+const EMBEDDED: &[&str] = &[
+    "binary-search",
+    "memory-fit",
+    "batch-scaler",
+    "concurrency-ladder",
+];
 
 fn main() {
     let manifest_dir =

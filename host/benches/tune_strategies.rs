@@ -93,7 +93,8 @@ async fn main() {
         ..TinyModelSpec::default()
     };
     write_tiny_model(&model, &spec).expect("write the model");
-    let plugins = PluginHost::new(Default::default(), None).expect("plugin host");
+    let plugins =
+        std::sync::Arc::new(PluginHost::new(Default::default(), None).expect("plugin host"));
 
     let runs: [(&str, String, Option<serde_json::Value>); 4] = [
         ("(a) binary-search", "binary-search".into(), None),
@@ -126,7 +127,7 @@ async fn main() {
         let started = Instant::now();
         match tune(
             job(&model, &out, &strategy, settings),
-            &plugins,
+            std::sync::Arc::clone(&plugins),
             CancellationToken::new(),
         )
         .await

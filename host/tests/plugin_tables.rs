@@ -48,6 +48,37 @@ fn binary_search_table_through_the_component_matches_native() {
 }
 
 #[test]
+fn memory_fit_table_through_the_component_matches_native() {
+    let host = host();
+    let plugin: PluginRef = "memory-fit".parse().expect("built-in");
+    for case in memory_fit::table::cases() {
+        let machine = MemoryMachine::with_context_limit(case.limit);
+        let mut model = testing::model(case.trained);
+        model.hint = case.hint;
+        if !case.prior {
+            model.kv_bytes_per_token = None;
+        }
+        let native = testing::run_context::<memory_fit::MemoryFit>(
+            case.settings,
+            &machine.hardware(),
+            &model,
+            |ctx| machine.context_trial(ctx),
+        )
+        .expect("native run");
+
+        let mut search = host
+            .load_context(&plugin, case.settings, &machine.hardware(), &model)
+            .expect("load memory-fit");
+        let wasm = drive(&mut search, |ctx| machine.context_trial(ctx))
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+
+        assert_eq!(wasm.proposals, native.proposals, "{}", case.name);
+        assert_eq!(wasm.proposals, case.proposals, "{}", case.name);
+        assert_eq!(wasm.best, case.best, "{}", case.name);
+    }
+}
+
+#[test]
 fn batch_scaler_table_through_the_component_matches_native() {
     let host = host();
     let plugin: PluginRef = "batch-scaler".parse().expect("built-in");

@@ -84,7 +84,7 @@ impl ContextBounds {
 
     /// Whether the host would accept `ctx` as a proposal.
     pub fn accepts(&self, ctx: u32) -> bool {
-        ctx >= self.min && ctx <= self.max && ctx % self.granularity.max(1) == 0
+        ctx >= self.min && ctx <= self.max && ctx.is_multiple_of(self.granularity.max(1))
     }
 }
 

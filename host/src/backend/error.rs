@@ -2,6 +2,7 @@
 //! unreadable model, an unreachable or misbehaving server when asking for facts.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use super::gguf::GgufError;
 
@@ -18,6 +19,16 @@ pub enum BackendError {
     LlamaServerNotExecutable { path: PathBuf, origin: &'static str },
     #[error("cannot reach {url}: {detail}")]
     Unreachable { url: String, detail: String },
+    #[error(
+        "{url} did not answer within {secs} s: the server takes connections but does not \
+         respond (is it stuck, or not an inference server?)"
+    )]
+    Timeout { url: String, secs: u64 },
+    #[error(
+        "{url} sent more than {limit_mib} MiB: not an answer this endpoint gives (is the URL \
+         an inference server?)"
+    )]
+    TooLarge { url: String, limit_mib: usize },
     #[error("{url} answered HTTP {status}: {body}")]
     Http {
         url: String,
@@ -31,10 +42,19 @@ pub enum BackendError {
 }
 
 impl BackendError {
-    pub(crate) fn unreachable(url: &str, err: &reqwest::Error) -> Self {
-        BackendError::Unreachable {
-            url: url.to_owned(),
-            detail: error_chain(err),
+    /// A request that failed on the way: a deadline of `timeout` that passed, or a
+    /// connection that could not be made or broke.
+    pub(crate) fn transport(url: &str, err: &reqwest::Error, timeout: Duration) -> Self {
+        if err.is_timeout() {
+            BackendError::Timeout {
+                url: url.to_owned(),
+                secs: timeout.as_secs_f64().ceil() as u64,
+            }
+        } else {
+            BackendError::Unreachable {
+                url: url.to_owned(),
+                detail: error_chain(err),
+            }
         }
     }
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::generation::{failure, Generation, GenerationError, ServerTimings, StreamClock};
-use super::http::{open_stream, read_json};
+use super::http::{fetch_json, open_stream, DEFAULT_REQUEST_TIMEOUT};
 use super::stream::looks_like_oom;
 use super::{BackendError, ModelMetadata, SizeClass};
 use crate::record::FailureKind;
@@ -63,6 +63,8 @@ pub struct OllamaClient {
     http: reqwest::Client,
     base: String,
     model: String,
+    /// Deadline of every request but generations.
+    request_timeout: Duration,
 }
 
 impl OllamaClient {
@@ -71,7 +73,14 @@ impl OllamaClient {
             http: super::http::client(),
             base: normalize_base_url(base_url),
             model: model.to_owned(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// Sets how long a request that is not a generation may take.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -85,29 +94,19 @@ impl OllamaClient {
             version: String,
         }
         let url = format!("{}/api/version", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .timeout(Duration::from_secs(10))
-            .send()
-            .await
-            .map_err(|e| BackendError::unreachable(&url, &e))?;
-        Ok(read_json::<Version>(&url, response, error_text)
-            .await?
-            .version)
+        let request = self.http.get(&url);
+        let version: Version = fetch_json(request, &url, self.request_timeout, error_text).await?;
+        Ok(version.version)
     }
 
     /// `POST /api/show` → model facts.
     pub async fn model_metadata(&self) -> Result<ModelMetadata, BackendError> {
         let url = format!("{}/api/show", self.base);
-        let response = self
+        let request = self
             .http
             .post(&url)
-            .json(&serde_json::json!({ "model": self.model }))
-            .send()
-            .await
-            .map_err(|e| BackendError::unreachable(&url, &e))?;
-        let show: Value = read_json(&url, response, error_text).await?;
+            .json(&serde_json::json!({ "model": self.model }));
+        let show: Value = fetch_json(request, &url, self.request_timeout, error_text).await?;
         metadata_from_show(&self.model, &show)
             .map_err(|detail| BackendError::protocol(&url, detail))
     }
@@ -119,13 +118,8 @@ impl OllamaClient {
             models: Vec<LoadedModel>,
         }
         let url = format!("{}/api/ps", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| BackendError::unreachable(&url, &e))?;
-        let ps: Ps = read_json(&url, response, error_text).await?;
+        let request = self.http.get(&url);
+        let ps: Ps = fetch_json(request, &url, self.request_timeout, error_text).await?;
         let wanted = with_tag(&self.model);
         Ok(ps.models.into_iter().find(|m| with_tag(&m.name) == wanted))
     }
@@ -148,12 +142,12 @@ impl OllamaClient {
         });
         let mut clock = StreamClock::start();
         let request = self.http.post(&url).json(&body);
-        let mut lines = open_stream("Ollama", request, classify_error).await?;
+        let mut lines = open_stream(&url, request, classify_error).await?;
         loop {
             let line = lines.next_line().await.map_err(|e| {
                 failure(
                     FailureKind::ServerError,
-                    format!("Ollama stream broke: {}", super::error::error_chain(&e)),
+                    format!("Ollama stream broke: {e}"),
                 )
             })?;
             let Some(line) = line else {

@@ -51,6 +51,9 @@ pub struct OpenFailure {
     pub failure: TrialFailure,
     pub granted_ctx: Option<u32>,
     pub log_tail: Vec<String>,
+    /// The server never came up at all: it exited before answering `/health`, never
+    /// answered it, or could not be run (`failure` says which).
+    pub never_started: bool,
 }
 
 impl OpenFailure {
@@ -59,6 +62,7 @@ impl OpenFailure {
             failure,
             granted_ctx: None,
             log_tail,
+            never_started: false,
         }
     }
 }
@@ -203,8 +207,15 @@ impl ServerOpener {
                     .open_remote(requester, config, options, breaches, cancel)
                     .await?;
                 // Ollama clamps num_ctx to the trained context: see what it loaded.
-                if let Ok(Some(loaded)) = client.loaded().await {
-                    server.granted_ctx = loaded.context_length;
+                match guarded(client.loaded(), breaches, cancel).await {
+                    Guarded::Done(Ok(Some(loaded))) => server.granted_ctx = loaded.context_length,
+                    Guarded::Done(_) => {}
+                    Guarded::Breach => {
+                        return Err(OpenFailure::new(interrupted_by_breach(), Vec::new()))
+                    }
+                    Guarded::Interrupted => {
+                        return Err(OpenFailure::new(interrupted(), Vec::new()))
+                    }
                 }
                 check_granted(&server, config)?;
                 Ok(server)
@@ -257,13 +268,14 @@ impl ServerOpener {
         };
         let server = match started {
             Ok(server) => server,
+            Err(start_failure) if cancel.is_cancelled() => {
+                return Err(OpenFailure::new(interrupted(), start_failure.log_tail));
+            }
             Err(start_failure) => {
-                let f = if cancel.is_cancelled() {
-                    interrupted()
-                } else {
-                    start_failure.failure
-                };
-                return Err(OpenFailure::new(f, start_failure.log_tail));
+                return Err(OpenFailure {
+                    never_started: true,
+                    ..OpenFailure::new(start_failure.failure, start_failure.log_tail)
+                });
             }
         };
 
@@ -411,6 +423,7 @@ async fn warm(
 fn check_granted(server: &OpenServer, config: &TrialConfig) -> Result<(), OpenFailure> {
     match server.granted_ctx {
         Some(granted) if granted < config.ctx => Err(OpenFailure {
+            never_started: false,
             failure: failure(
                 FailureKind::ServerError,
                 format!(

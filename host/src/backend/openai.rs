@@ -5,7 +5,9 @@
 use serde_json::{json, Value};
 
 use super::generation::{failure, Generation, GenerationError, ServerTimings, StreamClock};
-use super::http::{open_stream, read_json};
+use std::time::Duration;
+
+use super::http::{fetch_json, open_stream, DEFAULT_REQUEST_TIMEOUT};
 use super::stream::{looks_like_oom, parse_sse_line, SseLine};
 use super::{BackendError, ModelMetadata, SizeClass};
 use crate::record::FailureKind;
@@ -17,6 +19,8 @@ pub struct OpenAiClient {
     base: String,
     model: String,
     api_key: Option<String>,
+    /// Deadline of every request but generations.
+    request_timeout: Duration,
 }
 
 impl OpenAiClient {
@@ -29,7 +33,14 @@ impl OpenAiClient {
             base,
             model: model.to_owned(),
             api_key,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// Sets how long a request that is not a generation may take.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -44,12 +55,10 @@ impl OpenAiClient {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| BackendError::unreachable(&url, &e))?;
-        let models: Value =
-            read_json(&url, response, |body| body.chars().take(300).collect()).await?;
+        let models: Value = fetch_json(request, &url, self.request_timeout, |body| {
+            body.chars().take(300).collect()
+        })
+        .await?;
         Ok(metadata_from_models(&self.model, &models))
     }
 
@@ -76,12 +85,10 @@ impl OpenAiClient {
         let mut lines = open_stream(&url, request, classify_error).await?;
         let mut usage = None;
         loop {
-            let line = lines.next_line().await.map_err(|e| {
-                failure(
-                    FailureKind::ServerError,
-                    format!("stream from {url} broke: {}", super::error::error_chain(&e)),
-                )
-            })?;
+            let line = lines
+                .next_line()
+                .await
+                .map_err(|e| failure(FailureKind::ServerError, format!("stream broke: {e}")))?;
             let data = match line.as_deref().map(parse_sse_line) {
                 None | Some(SseLine::Done) => break,
                 Some(SseLine::Data(d)) => d.to_owned(),

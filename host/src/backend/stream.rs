@@ -1,42 +1,80 @@
 //! Reading a streamed HTTP body line by line (NDJSON, and SSE's `data:` lines).
 
-/// Splits a response body into lines as chunks arrive.
+use bytes::BytesMut;
+use tokio_util::codec::{Decoder, LinesCodec, LinesCodecError};
+
+use super::error::error_chain;
+
+/// Longest streamed line accepted. A token event is a few hundred bytes and a final
+/// event a few kilobytes (Ollama's `context` array: a few bytes per token); a server
+/// that sends more without a newline is broken, and reading on would only grow memory.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Why the next line could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LineError {
+    #[error("{url}: {}", error_chain(.source))]
+    Transport { url: String, source: reqwest::Error },
+    #[error("{url} sent a line longer than {} MiB without a newline", MAX_LINE_BYTES >> 20)]
+    TooLong { url: String },
+    #[error("{url} sent a line that is not UTF-8 text")]
+    NotText { url: String },
+}
+
+/// Splits a response body into lines as chunks arrive. Each byte is looked at once
+/// (the codec remembers how far it searched), and a line is never buffered past
+/// [`MAX_LINE_BYTES`].
 pub(crate) struct Lines {
+    url: String,
     response: reqwest::Response,
-    buf: Vec<u8>,
+    buf: BytesMut,
+    codec: LinesCodec,
     done: bool,
 }
 
 impl Lines {
-    pub(crate) fn new(response: reqwest::Response) -> Self {
+    pub(crate) fn new(url: &str, response: reqwest::Response) -> Self {
         Self {
+            url: url.to_owned(),
             response,
-            buf: Vec::new(),
+            buf: BytesMut::new(),
+            codec: LinesCodec::new_with_max_length(MAX_LINE_BYTES),
             done: false,
         }
     }
 
     /// The next line without its line ending; `None` at the end of the body.
-    pub(crate) async fn next_line(&mut self) -> Result<Option<String>, reqwest::Error> {
+    pub(crate) async fn next_line(&mut self) -> Result<Option<String>, LineError> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
+            let decoded = if self.done {
+                self.codec.decode_eof(&mut self.buf)
+            } else {
+                self.codec.decode(&mut self.buf)
+            };
+            match decoded {
+                Ok(Some(line)) => return Ok(Some(line)),
+                Ok(None) if self.done => return Ok(None),
+                Ok(None) => {}
+                Err(LinesCodecError::MaxLineLengthExceeded) => {
+                    return Err(LineError::TooLong {
+                        url: self.url.clone(),
+                    })
                 }
-                return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
-            }
-            if self.done {
-                if self.buf.is_empty() {
-                    return Ok(None);
+                Err(LinesCodecError::Io(_)) => {
+                    return Err(LineError::NotText {
+                        url: self.url.clone(),
+                    })
                 }
-                let rest = std::mem::take(&mut self.buf);
-                return Ok(Some(String::from_utf8_lossy(&rest).into_owned()));
             }
-            match self.response.chunk().await? {
-                Some(chunk) => self.buf.extend_from_slice(&chunk),
-                None => self.done = true,
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
+                Ok(None) => self.done = true,
+                Err(source) => {
+                    return Err(LineError::Transport {
+                        url: self.url.clone(),
+                        source,
+                    })
+                }
             }
         }
     }

@@ -15,7 +15,8 @@ Exit codes:
   3    no inference server: llama-server not found or failed to start, Ollama unreachable;
        no scheduler: sbatch/scontrol not found or the Slurm controller not answering
   4    a plugin broke its sandbox or its contract (trap, fuel, memory, impossible value)
-  130  interrupted (Ctrl-C); the log is flushed and `ozone tune --resume LOG` continues";
+  130  interrupted (Ctrl-C); the log is flushed and `ozone tune --resume LOG` continues
+  143  terminated (SIGTERM, as sent by `timeout`, systemd or CI): handled as Ctrl-C";
 
 /// Why `ozone` stopped, as a process exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +26,7 @@ pub enum Exit {
     NoServer = 3,
     Plugin = 4,
     Interrupted = 130,
+    Terminated = 143,
 }
 
 impl Exit {
@@ -77,13 +79,26 @@ impl CliError {
 
     /// Prints `error: <message>` (with its causes, cargo-style) and returns the code.
     pub fn report(self) -> ExitCode {
-        if self.exit != Exit::Interrupted || !self.error.to_string().is_empty() {
-            eprintln!("error: {}", self.error);
-            for cause in self.error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
+        let stopped = matches!(self.exit, Exit::Interrupted | Exit::Terminated);
+        if !stopped || !self.error.to_string().is_empty() {
+            eprintln!("{}", self.lines().join("\n"));
         }
         ExitCode::from(self.exit as u8)
+    }
+
+    /// The message, then each cause that says something the lines before did not (many
+    /// errors already include their source's text).
+    fn lines(&self) -> Vec<String> {
+        let mut said = self.error.to_string();
+        let mut lines = vec![format!("error: {said}")];
+        for cause in self.error.chain().skip(1) {
+            let cause = cause.to_string();
+            if !said.contains(&cause) {
+                lines.push(format!("  caused by: {cause}"));
+                said.push_str(&cause);
+            }
+        }
+        lines
     }
 }
 
@@ -117,5 +132,26 @@ mod tests {
                 "README.md lacks this line of `ozone --help`'s exit codes:\n{line}"
             );
         }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading the model: {0}")]
+        struct Wrapper(#[source] std::io::Error);
+        let io = std::io::Error::other("/m/x.gguf: permission denied");
+        let failure = CliError::new(Exit::BadInput, Wrapper(io));
+        assert_eq!(
+            failure.lines(),
+            ["error: reading the model: /m/x.gguf: permission denied"]
+        );
+        let failure = CliError::new(
+            Exit::Internal,
+            anyhow::Error::new(std::io::Error::other("disk full")).context("writing the log"),
+        );
+        assert_eq!(
+            failure.lines(),
+            ["error: writing the log", "  caused by: disk full"]
+        );
     }
 }

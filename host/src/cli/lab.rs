@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::{CliError, Exit, ResultExt};
 use crate::lab::{self, Profile};
-use crate::plugin::{PluginHost, SandboxLimits};
+use crate::plugin::PluginHost;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -82,9 +82,7 @@ fn compare(args: RunArgs) -> Result<(), CliError> {
     let mut replays = Vec::new();
     for (name, profile) in &profiles {
         // The sandbox the recorded run gave its plugins (`ozone.sandbox`), as `ozone tune`.
-        let limits = serde_json::from_str::<SandboxLimits>(&profile.config.sandbox_json())
-            .map_err(|e| anyhow::anyhow!("profile {name}: ozone.sandbox: {e}"))
-            .exit(Exit::BadInput)?;
+        let limits = profile.config.ozone.sandbox.clone();
         let host =
             PluginHost::new(limits, PluginHost::default_cache_dir()).map_err(CliError::plugin)?;
         for strategy in &args.strategies {

@@ -61,7 +61,21 @@ pub enum Command {
 
 /// Entry point of the `ozone` binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{parser::ValueSource, CommandFactory, FromArgMatches};
+    let command = Cli::command();
+    let matches = command.clone().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Tune(args), Some(("tune", given))) = (&mut cli.command, matches.subcommand()) {
+        // Arguments only (clap also reports the group of all of them).
+        let tune = command.find_subcommand("tune");
+        let is_arg = |id: &str| tune.is_some_and(|t| t.get_arguments().any(|a| a.get_id() == id));
+        args.given = given
+            .ids()
+            .map(|id| id.as_str())
+            .filter(|id| is_arg(id) && given.value_source(id) == Some(ValueSource::CommandLine))
+            .map(str::to_string)
+            .collect();
+    }
     init_logging(cli.verbose, cli.quiet);
     let result = match cli.command {
         Command::Probe(args) => probe::run(args),

@@ -1,17 +1,19 @@
-//! `ozone report LOG.jsonl [-o FILE]`: re-renders the HTML report from a trial log.
+//! `ozone report LOG.jsonl [-o FILE]`: writes every output file of a run again from its
+//! trial log alone — summary, environment, HTML report, and for a run that measured to
+//! the end its defaults and deploy files — or, with `-o`, only the HTML report there.
 
 use std::path::{Path, PathBuf};
 
 use super::{CliError, Exit, ResultExt};
-use crate::report;
+use crate::report::{self, LogEvent, RunSummary};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Trial log written by `ozone tune` (`<output dir>/logs/<model>_<ts>.jsonl`).
     #[arg(value_name = "LOG.jsonl")]
     pub log: PathBuf,
-    /// Where to write the HTML. Default: `<output dir>/report/<log name>.html` for a log
-    /// in a `logs/` folder, else beside the log.
+    /// Write only the HTML report, to FILE. Default: every output file, into the output
+    /// directory holding the log (`<dir>` of `<dir>/logs/x.jsonl`, else the log's folder).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
 }
@@ -25,38 +27,70 @@ pub fn run(args: Args) -> Result<(), CliError> {
             tail.len()
         );
     }
-    let html = report::render_html(&contents.events)
+    let events = &contents.events;
+    let summary = RunSummary::from_events(events)
         .map_err(|e| anyhow::anyhow!("{}: {e}", args.log.display()))
         .exit(Exit::BadInput)?;
-    let out = args.output.unwrap_or_else(|| default_output(&args.log));
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))
+    if let Some(out) = args.output {
+        report::write_file(&out, &report::render_summary_html(&summary), 0o644)
             .exit(Exit::Internal)?;
+        println!("{}", out.display());
+        return Ok(());
     }
-    std::fs::write(&out, html)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))
-        .exit(Exit::Internal)?;
-    println!("{}", out.display());
+    let Some(started) = events.iter().find_map(|e| match e {
+        LogEvent::RunStarted(s) => Some(s),
+        _ => None,
+    }) else {
+        unreachable!("a summary was built, so the log has its start line");
+    };
+    // Limits in the last `run_finished`: the measurement got to its end (the outputs may
+    // have failed, which is why the files are asked for again).
+    let measured = events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            LogEvent::RunFinished(f) => Some(f.limits.is_some()),
+            _ => None,
+        })
+        .unwrap_or(false);
+    let binary = started.server_binary_in(events);
+    let files = report::write_run_outputs(
+        &output_dir(&args.log),
+        &args.log,
+        started,
+        binary.as_deref(),
+        &summary,
+        measured,
+    )
+    .exit(Exit::Internal)?;
+    for note in &files.notes {
+        eprintln!("note: {note}");
+    }
+    if !measured {
+        eprintln!(
+            "note: the run did not measure to its end: no defaults or deploy files (`ozone \
+             tune --resume {}` finishes it)",
+            args.log.display()
+        );
+    }
+    for (_, path) in files.list() {
+        println!("{}", path.display());
+    }
     Ok(())
 }
 
-/// `<dir>/logs/x.jsonl` → `<dir>/report/x.html`; any other log → `x.html` beside it.
-fn default_output(log: &Path) -> PathBuf {
-    let stem = log
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "report".into());
-    let file = format!("{stem}.html");
+/// `<dir>/logs/x.jsonl` → `<dir>`; any other log → its own folder.
+fn output_dir(log: &Path) -> PathBuf {
     let parent = log.parent().unwrap_or(Path::new(""));
-    if parent.file_name().is_some_and(|n| n == "logs") {
-        parent
-            .parent()
-            .unwrap_or(Path::new(""))
-            .join("report")
-            .join(file)
+    let dir = if parent.file_name().is_some_and(|n| n == "logs") {
+        parent.parent().unwrap_or(Path::new(""))
     } else {
-        parent.join(file)
+        parent
+    };
+    if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir.to_path_buf()
     }
 }
 
@@ -65,19 +99,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_output_goes_to_the_report_folder() {
+    fn files_go_to_the_output_dir_holding_the_log() {
         assert_eq!(
-            default_output(Path::new("ozone_results/logs/m_20261126_130005.jsonl")),
-            PathBuf::from("ozone_results/report/m_20261126_130005.html")
+            output_dir(Path::new("ozone_results/logs/m_20261126_130005.jsonl")),
+            PathBuf::from("ozone_results")
         );
         assert_eq!(
-            default_output(Path::new("/tmp/run.jsonl")),
-            PathBuf::from("/tmp/run.html")
+            output_dir(Path::new("/tmp/run.jsonl")),
+            PathBuf::from("/tmp")
         );
-        assert_eq!(
-            default_output(Path::new("run.jsonl")),
-            PathBuf::from("run.html")
-        );
+        assert_eq!(output_dir(Path::new("run.jsonl")), PathBuf::from("."));
     }
 
     #[test]

@@ -3,15 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use tokio_util::sync::CancellationToken;
-
 use super::{CliError, Exit, ResultExt};
-use crate::backend::llama_server::{resolve_binary, watch_ctrl_c, LlamaServerSpec};
+use crate::backend::llama_server::{resolve_binary, Interruption, LlamaServerSpec};
 use crate::backend::{ollama::normalize_base_url, BackendKind, BackendSpec};
 use crate::config::{self, LoadedConfig};
-use crate::plugin::{PluginHost, SandboxLimits};
+use crate::plugin::PluginHost;
 use crate::record::KvCacheType;
-use crate::report::{self, LogEvent};
+use crate::report::{self, LogEvent, ReportError};
 use crate::session::{self, TuneFailure, TuneJob, TuneResult};
 use crate::tune::driver::TuneError;
 use crate::tune::presets::PresetName;
@@ -134,7 +132,23 @@ pub struct Args {
     /// and memory limits count. `--fresh` turns it off.
     #[arg(long, value_name = "DIR", conflicts_with = "resume")]
     pub warm_start_from: Option<PathBuf>,
+    /// The flags given on the command line (clap ids), as opposed to left at their
+    /// defaults: `--resume` refuses those that would change the logged run.
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
+
+/// What `--resume` takes from its command line: where the llama-server binary is now
+/// (a moved binary), the API key (never logged), and how the result is shown. Every
+/// other flag would change what the log measured, and is refused by name.
+const RESUME_TAKES: [&str; 6] = [
+    "resume",
+    "llama_server",
+    "api_key",
+    "json",
+    "verbose",
+    "quiet",
+];
 
 const TUNE_EXAMPLES: &str = "\
 Examples:
@@ -157,17 +171,22 @@ pub fn run(args: Args) -> Result<(), CliError> {
         .enable_all()
         .build()
         .exit(Exit::Internal)?;
-    runtime.block_on(run_async(args))
+    let result = runtime.block_on(run_async(args));
+    // A plugin compilation abandoned by Ctrl-C must not hold the exit.
+    runtime.shutdown_background();
+    result
 }
 
 async fn run_async(args: Args) -> Result<(), CliError> {
-    let cancel = CancellationToken::new();
-    watch_ctrl_c(cancel.clone());
+    let interruption = Interruption::default();
+    interruption.watch().exit(Exit::Internal)?;
+    let cancel = interruption.token();
 
     let jobs = match &args.resume {
         Some(log) => vec![resume_job(&args, log)?],
         None => {
             let loaded = load_config(&args)?;
+            check_output_dir(&args.output_dir)?;
             let mut jobs = Vec::new();
             for model in &args.models {
                 jobs.push(new_job(&args, &loaded, model)?);
@@ -180,13 +199,12 @@ async fn run_async(args: Args) -> Result<(), CliError> {
     let mut worst: Option<CliError> = None;
     for mut job in jobs {
         job.show_progress = show_progress;
-        let limits = serde_json::from_str::<SandboxLimits>(&job.config.sandbox_json())
-            .map_err(|e| anyhow::anyhow!("ozone.sandbox: {e}"))
-            .exit(Exit::BadInput)?;
-        let plugins =
-            PluginHost::new(limits, PluginHost::default_cache_dir()).map_err(CliError::plugin)?;
+        let limits = job.config.ozone.sandbox.clone();
+        let plugins = PluginHost::new(limits, PluginHost::default_cache_dir())
+            .map(std::sync::Arc::new)
+            .map_err(CliError::plugin)?;
         let model = job.model_source.clone();
-        match session::tune(job, &plugins, cancel.clone()).await {
+        match session::tune(job, plugins, cancel.clone()).await {
             Ok(result) => {
                 if !args.json {
                     print_result(&result);
@@ -200,9 +218,15 @@ async fn run_async(args: Args) -> Result<(), CliError> {
                 summaries.push(result.summary);
             }
             Err(failure) => {
-                let exit = exit_code(&failure);
-                let error = anyhow::anyhow!("{model}: {failure}");
-                if exit == Exit::Interrupted {
+                let exit = exit_code(&failure, &interruption);
+                // A model error names the file already.
+                let error = match &failure {
+                    TuneFailure::Model(_) | TuneFailure::ModelChanged { .. } => {
+                        anyhow::anyhow!("{failure}")
+                    }
+                    _ => anyhow::anyhow!("{model}: {failure}"),
+                };
+                if matches!(exit, Exit::Interrupted | Exit::Terminated) {
                     return Err(CliError::new(exit, error));
                 }
                 worst = Some(CliError::new(exit, error));
@@ -271,22 +295,42 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
         }
     }
     // A plugin file must exist now, not after the model's facts are read.
-    for (strategy, flag) in [
-        (&loaded.config.ozone.context_strategy, "--context-strategy"),
-        (&loaded.config.ozone.batch_strategy, "--batch-strategy"),
-    ] {
+    for key in ["ozone.context_strategy", "ozone.batch_strategy"] {
+        let strategy = match key {
+            "ozone.context_strategy" => &loaded.config.ozone.context_strategy,
+            _ => &loaded.config.ozone.batch_strategy,
+        };
         if let Ok(crate::plugin::PluginRef::File(path)) =
             crate::plugin::PluginRef::from_str(strategy)
         {
             if !path.is_file() {
+                let from = match loaded.provenance(key) {
+                    config::Provenance::Flag(flag) => flag,
+                    config::Provenance::File(file) => format!("{}: {key}", file.display()),
+                    config::Provenance::Default => key.to_string(),
+                };
                 return Err(CliError::new(
                     Exit::BadInput,
-                    anyhow::anyhow!("{flag}: plugin file {} does not exist", path.display()),
+                    anyhow::anyhow!("{from}: plugin file {} does not exist", path.display()),
                 ));
             }
         }
     }
     Ok(loaded)
+}
+
+/// The output folder must exist (it is created) and take files, before anything is
+/// measured.
+fn check_output_dir(dir: &Path) -> Result<(), CliError> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| tempfile::tempfile_in(dir).map(drop))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "--output-dir {}: cannot write there: {e}; choose another folder with -o",
+                dir.display()
+            )
+        })
+        .exit(Exit::BadInput)
 }
 
 fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, CliError> {
@@ -331,6 +375,21 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, C
 
 /// A resumed run repeats the original's model, backend and flags from its log.
 fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
+    if let Some(flag) = args
+        .given
+        .iter()
+        .find(|id| !RESUME_TAKES.contains(&id.as_str()))
+    {
+        return Err(CliError::new(
+            Exit::BadInput,
+            anyhow::anyhow!(
+                "--{} cannot change on --resume: the run goes on with the settings {} \
+                 recorded; start a new run to use others",
+                flag.replace('_', "-"),
+                log.display()
+            ),
+        ));
+    }
     let events = report::read_log(log).exit(Exit::BadInput)?;
     let Some(LogEvent::RunStarted(started)) = events.into_iter().next() else {
         return Err(CliError::new(
@@ -341,7 +400,7 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
             ),
         ));
     };
-    let params = started.parameters.clone().ok_or_else(|| {
+    let mut params = started.parameters.clone().ok_or_else(|| {
         CliError::new(
             Exit::BadInput,
             anyhow::anyhow!(
@@ -350,6 +409,22 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
             ),
         )
     })?;
+    match (&args.llama_server, &params.llama_server) {
+        // A binary that moved: where it is now.
+        (Some(now), _) => params.llama_server = Some(now.clone()),
+        (None, Some(then)) if resolve_binary(Some(then)).is_err() => {
+            return Err(CliError::new(
+                Exit::NoServer,
+                anyhow::anyhow!(
+                    "the llama-server binary {} that {} ran is gone or not executable; pass \
+                     --llama-server PATH to resume with it where it is now",
+                    then.display(),
+                    log.display()
+                ),
+            ));
+        }
+        _ => {}
+    }
     let backend = match started.backend {
         BackendKind::LlamaServer => BackendChoice::LlamaServer,
         BackendKind::Ollama => BackendChoice::Ollama,
@@ -387,6 +462,15 @@ fn backend_spec(
     params: &RunParameters,
     api_key: Option<String>,
 ) -> Result<BackendSpec, CliError> {
+    if Path::new(model).is_dir() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            anyhow::anyhow!(
+                "model {model} is a directory: give the .gguf file in it (or, for an Ollama \
+                 model of that name, --backend ollama)"
+            ),
+        ));
+    }
     let choice = match choice {
         BackendChoice::Auto if model.ends_with(".gguf") || Path::new(model).is_file() => {
             BackendChoice::LlamaServer
@@ -443,16 +527,28 @@ fn preset_name(choice: PresetChoice) -> PresetName {
     }
 }
 
-fn exit_code(failure: &TuneFailure) -> Exit {
+fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
     match failure {
-        TuneFailure::Model(_) | TuneFailure::BadLog(_) | TuneFailure::BadInput(_) => Exit::BadInput,
-        TuneFailure::Server(_) => Exit::NoServer,
+        TuneFailure::Model(_)
+        | TuneFailure::BadLog(_)
+        | TuneFailure::BadInput(_)
+        | TuneFailure::ModelChanged { .. } => Exit::BadInput,
+        // A log held by another run, from a newer ozone, or not a log at all.
+        TuneFailure::Output(
+            ReportError::InUse { .. } | ReportError::NewerLog { .. } | ReportError::BadLine { .. },
+        ) => Exit::BadInput,
+        TuneFailure::Server(_) | TuneFailure::ServerCannotStart(_) => Exit::NoServer,
         TuneFailure::PluginLoad(e) | TuneFailure::Plugin(TuneError::Plugin(e)) => {
             Exit::of_plugin_error(e)
         }
         TuneFailure::Plugin(_) => Exit::Plugin,
+        TuneFailure::Interrupted { .. } if interruption.signal() == Some(libc::SIGTERM) => {
+            Exit::Terminated
+        }
         TuneFailure::Interrupted { .. } => Exit::Interrupted,
-        TuneFailure::Output(_) | TuneFailure::Internal(_) => Exit::Internal,
+        TuneFailure::Output(_) | TuneFailure::Outputs { .. } | TuneFailure::Internal(_) => {
+            Exit::Internal
+        }
     }
 }
 

@@ -87,11 +87,6 @@ impl Config {
         Value::Object(merged).to_string()
     }
 
-    /// `ozone.sandbox` as JSON text for the plugin host.
-    pub fn sandbox_json(&self) -> String {
-        self.ozone.sandbox.to_string()
-    }
-
     /// `hardware_monitoring.peak_detection.sampling_interval_ms`.
     pub fn sampling_interval(&self) -> Duration {
         Duration::from_millis(self.hardware_monitoring.peak_detection.sampling_interval_ms)

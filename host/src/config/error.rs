@@ -16,6 +16,22 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    #[error(
+        "{} is larger than {} KiB: not an Ozone config file",
+        path.display(),
+        super::prescan::MAX_CONFIG_BYTES >> 10
+    )]
+    TooLarge { path: PathBuf },
+    #[error(
+        "{}:{line}:{column}: nested more than {} levels deep; Ozone's settings nest five",
+        path.display(),
+        super::prescan::MAX_NESTING
+    )]
+    TooDeep {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
     /// Malformed YAML that serde_yaml could not place.
     #[error("{}: {message}", path.display())]
     Unplaced { path: PathBuf, message: String },
@@ -38,6 +54,7 @@ impl ConfigError {
     pub fn position(&self) -> Option<(usize, usize)> {
         match self {
             ConfigError::Syntax { line, column, .. }
+            | ConfigError::TooDeep { line, column, .. }
             | ConfigError::OutOfRange { line, column, .. } => Some((*line, *column)),
             _ => None,
         }

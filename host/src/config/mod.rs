@@ -9,6 +9,7 @@
 mod convert;
 mod error;
 mod locate;
+mod prescan;
 mod provenance;
 mod schema;
 mod validate;
@@ -37,8 +38,13 @@ pub struct LoadedConfig {
     pub config: Config,
     /// The file read; `None` when only built-in defaults apply.
     pub source: Option<PathBuf>,
-    /// Unknown keys, each naming its key path and position.
+    /// Unknown keys, and `plugin_settings` sections no configured plugin reads, each
+    /// naming its key path and position.
     pub warnings: Vec<String>,
+    /// The unknown-key part of `warnings`.
+    unknown_keys: Vec<String>,
+    /// `ozone.plugin_settings` sections of the file, by plugin name, with their position.
+    plugin_sections: BTreeMap<String, Position>,
     /// Leaf key paths written in the file.
     file_keys: BTreeSet<String>,
     /// Leaf key paths set from the command line, with the flag that set them.
@@ -52,6 +58,8 @@ impl LoadedConfig {
             config: Config::default(),
             source: None,
             warnings: Vec::new(),
+            unknown_keys: Vec::new(),
+            plugin_sections: BTreeMap::new(),
             file_keys: BTreeSet::new(),
             overrides: BTreeMap::new(),
         }
@@ -89,7 +97,31 @@ impl LoadedConfig {
         }
         self.config = config;
         self.overrides.insert(path.to_string(), flag.to_string());
+        // A strategy named on the command line may be the one a section is for.
+        self.refresh_warnings();
         Ok(())
+    }
+
+    fn refresh_warnings(&mut self) {
+        let oz = &self.config.ozone;
+        let context = plugin_name(&oz.context_strategy);
+        let batch = plugin_name(&oz.batch_strategy);
+        let file = self
+            .source
+            .as_deref()
+            .map_or_else(String::new, |p| p.display().to_string());
+        let unread = self
+            .plugin_sections
+            .iter()
+            .filter(|(name, _)| **name != context && **name != batch)
+            .map(|(name, at)| {
+                format!(
+                    "{file}:{}:{}: `ozone.plugin_settings.{name}` ignored: no configured plugin \
+                     is named {name} (context: {context}, batch: {batch})",
+                    at.line, at.column
+                )
+            });
+        self.warnings = self.unknown_keys.iter().cloned().chain(unread).collect();
     }
 
     /// Where the value at a leaf key path came from.
@@ -141,15 +173,35 @@ pub fn search_paths() -> Vec<PathBuf> {
 
 /// Reads and checks one config file.
 pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    use std::io::Read;
+    let read_error = |source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(prescan::MAX_CONFIG_BYTES + 1)
+                .read_to_string(&mut text)
+        })
+        .map_err(read_error)?;
     parse(&text, path)
 }
 
 /// Parses config `text`; `path` names it in errors and provenance.
 pub fn parse(text: &str, path: &Path) -> Result<LoadedConfig, ConfigError> {
+    if text.len() as u64 > prescan::MAX_CONFIG_BYTES {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(at) = prescan::too_deep(text) {
+        return Err(ConfigError::TooDeep {
+            path: path.to_path_buf(),
+            line: at.line,
+            column: at.column,
+        });
+    }
     let syntax = |e: serde_yaml::Error| match e.location() {
         Some(loc) => ConfigError::Syntax {
             path: path.to_path_buf(),
@@ -190,7 +242,7 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedConfig, ConfigError> {
     let known = serde_json::to_value(Config::default()).unwrap_or_default();
     let mut unknown = Vec::new();
     provenance::unknown_keys(&tree, &known, "", &mut unknown);
-    let warnings = unknown
+    let unknown_keys = unknown
         .into_iter()
         .map(|key| {
             let at = index.find(&key).unwrap_or(Position { line: 1, column: 1 });
@@ -203,15 +255,29 @@ pub fn parse(text: &str, path: &Path) -> Result<LoadedConfig, ConfigError> {
         })
         .collect();
 
+    let plugin_sections = config
+        .ozone
+        .plugin_settings
+        .keys()
+        .map(|name| {
+            let key = format!("ozone.plugin_settings.{name}");
+            let at = index.find(&key).unwrap_or(Position { line: 1, column: 1 });
+            (name.clone(), at)
+        })
+        .collect();
     let mut file_keys = BTreeSet::new();
     provenance::leaf_paths(&tree, "", &mut file_keys);
-    Ok(LoadedConfig {
+    let mut loaded = LoadedConfig {
         config,
         source: Some(path.to_path_buf()),
-        warnings,
+        warnings: Vec::new(),
+        unknown_keys,
+        plugin_sections,
         file_keys,
         overrides: BTreeMap::new(),
-    })
+    };
+    loaded.refresh_warnings();
+    Ok(loaded)
 }
 
 /// serde_yaml writes positions into its messages ("… at line L column C"); the position

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::guard::Thresholds;
+use crate::plugin::SandboxLimits;
 use crate::trial::{AdaptiveTimeouts, TrialSettings};
 
 /// The whole configuration file.
@@ -102,7 +103,7 @@ pub const UNUSED_SECTIONS: &[&str] = &[
 
 /// Key paths whose content is free-form and handed on untouched (to the plugin host, to a
 /// plugin by name).
-pub const PASSTHROUGH_SECTIONS: &[&str] = &["ozone.sandbox", "ozone.plugin_settings"];
+pub const PASSTHROUGH_SECTIONS: &[&str] = &["ozone.plugin_settings"];
 
 /// Individual keys that are read and shown but that Ozone does not act on, with why.
 pub const INFORMATIONAL_KEYS: &[(&str, &str)] = &[
@@ -436,8 +437,8 @@ pub struct OzoneSettings {
     pub warmup: bool,
     /// How long a server may take to load and answer `/health`, seconds.
     pub health_timeout_s: f64,
-    /// Sandbox limits, handed as JSON to the plugin host.
-    pub sandbox: serde_json::Value,
+    /// What one plugin instance may spend: fuel per call, memory, stack.
+    pub sandbox: SandboxLimits,
     /// Per-plugin settings by plugin name, merged over the original-layout keys.
     pub plugin_settings: BTreeMap<String, serde_json::Value>,
 }
@@ -456,7 +457,7 @@ impl Default for OzoneSettings {
             cpu_grace_ms: thresholds.cpu_grace_ms,
             warmup: trials.warmup,
             health_timeout_s: trials.health_timeout_s,
-            sandbox: serde_json::Value::Object(serde_json::Map::new()),
+            sandbox: SandboxLimits::default(),
             plugin_settings: BTreeMap::new(),
         }
     }

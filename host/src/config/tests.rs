@@ -132,6 +132,7 @@ mystery_section:
         loaded.warnings,
         vec![
             "ozone.yaml:3:15: unknown key `search_strategy.turbo_mode` ignored".to_string(),
+            "ozone.yaml:6:11: unknown key `ozone.sandbox.fuel` ignored".to_string(),
             "ozone.yaml:9:1: unknown key `mystery_section` ignored".to_string(),
         ]
     );
@@ -399,4 +400,94 @@ fn unused_sections_with_odd_keys_still_serialise_to_json() {
     loaded
         .set_override("ozone.n_predict", 8, "--n-predict")
         .unwrap();
+}
+
+#[test]
+fn sandbox_is_checked_at_load_with_the_files_position() {
+    let err = parse_text("ozone:\n  sandbox:\n    memory_mb: lots\n").unwrap_err();
+    assert_eq!(err.position(), Some((3, 16)), "{err}");
+    assert!(err.to_string().contains("memory_mb"), "{err}");
+
+    let err = parse_text("ozone:\n  sandbox:\n    stack_kb: 0\n").unwrap_err();
+    assert_eq!(err.position(), Some((3, 15)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("ozone.sandbox.stack_kb: must be in 1..=1024"),
+        "{err}"
+    );
+
+    let loaded = parse_text("ozone:\n  sandbox:\n    fuel_per_call: 5000\n").unwrap();
+    assert_eq!(loaded.config.ozone.sandbox.fuel_per_call, 5000);
+    assert_eq!(
+        loaded.config.ozone.sandbox.memory_mb, 64,
+        "missing keys default"
+    );
+}
+
+#[test]
+fn plugin_settings_for_no_configured_plugin_are_warned_until_a_flag_names_it() {
+    let text = "\
+ozone:
+  plugin_settings:
+    binary-search: { step: 512 }
+    my-search:
+      depth: 3
+";
+    let mut loaded = parse_text(text).unwrap();
+    assert_eq!(
+        loaded.warnings,
+        vec![
+            "ozone.yaml:4:5: `ozone.plugin_settings.my-search` ignored: no configured plugin is \
+             named my-search (context: binary-search, batch: batch-scaler)"
+                .to_string()
+        ]
+    );
+    loaded
+        .set_override(
+            "ozone.context_strategy",
+            "plugins/my-search.wasm",
+            "--context-strategy",
+        )
+        .unwrap();
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(
+        loaded.warnings[0].contains("binary-search"),
+        "{:?}",
+        loaded.warnings
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_at_its_line_before_parsing() {
+    // 100 000 levels took minutes to parse: the time grows with the square of the depth.
+    let depth = 100_000;
+    let text = format!(
+        "ozone:\n  sandbox: {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let started = std::time::Instant::now();
+    let err = parse_text(&text).unwrap_err();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(err.position(), Some((2, 12 + 64)), "{err}");
+    assert!(
+        err.to_string().contains("nested more than 64 levels"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_over_a_mebibyte_is_not_read_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("huge.yaml");
+    std::fs::write(&path, "#".repeat(3 << 20)).unwrap();
+    let err = load_file(&path).unwrap_err();
+    assert!(
+        matches!(err, ConfigError::TooLarge { .. }) && err.to_string().contains("huge.yaml"),
+        "{err}"
+    );
 }

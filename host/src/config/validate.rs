@@ -3,6 +3,9 @@
 
 use super::schema::Config;
 
+/// Largest wasm stack a plugin may have: plugins run on host threads of 2 MiB.
+const MAX_STACK_KB: u64 = 1024;
+
 /// One out-of-range value: the keys involved (the first one present in the file is
 /// reported) and what is wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -203,10 +206,16 @@ pub fn check(config: &Config) -> Vec<Problem> {
         p.positive_u("ozone.gpu_memory_budget_mb", budget);
     }
     p.positive_f("ozone.health_timeout_s", oz.health_timeout_s);
+    let sb = &oz.sandbox;
+    p.positive_u("ozone.sandbox.fuel_per_call", sb.fuel_per_call);
+    p.positive_u("ozone.sandbox.memory_mb", sb.memory_mb);
     p.require(
-        oz.sandbox.is_object(),
-        &["ozone.sandbox"],
-        "must be a mapping".into(),
+        (1..=MAX_STACK_KB).contains(&sb.stack_kb),
+        &["ozone.sandbox.stack_kb"],
+        format!(
+            "must be in 1..={MAX_STACK_KB} KiB (a plugin runs on a host thread's stack), got {}",
+            sb.stack_kb
+        ),
     );
     p.0
 }

@@ -185,9 +185,15 @@ mod tests {
         assert_eq!(c.gtt_bytes, Some(2392 << 10));
         // Where they differ (buffers without a backing store count in drm-memory-*, not
         // in drm-resident-*), what is resident is what the GPU holds.
-        let evicted = text.replace("drm-resident-vram:\t44564 KiB", "drm-resident-vram:\t40000 KiB");
+        let evicted = text.replace(
+            "drm-resident-vram:\t44564 KiB",
+            "drm-resident-vram:\t40000 KiB",
+        );
         assert_ne!(evicted, text);
-        assert_eq!(parse(&evicted).and_then(|c| c.vram_bytes), Some(40_000 << 10));
+        assert_eq!(
+            parse(&evicted).and_then(|c| c.vram_bytes),
+            Some(40_000 << 10)
+        );
     }
 
     #[test]

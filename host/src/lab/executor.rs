@@ -62,6 +62,7 @@ impl TrialExecutor for ReplayExecutor<'_> {
         TrialRun {
             record,
             series: SampleSeries::default(),
+            server_cannot_start: false,
         }
     }
 }

@@ -19,6 +19,13 @@ pub const BUILTINS: &[Builtin] = &[
         wasm: include_bytes!(concat!(env!("OZONE_GUEST_DIR"), "/binary_search.wasm")),
     },
     Builtin {
+        name: "memory-fit",
+        world: World::Context,
+        summary:
+            "fit peak memory against context, aim just below where headroom runs out, then bisect",
+        wasm: include_bytes!(concat!(env!("OZONE_GUEST_DIR"), "/memory_fit.wasm")),
+    },
+    Builtin {
         name: "batch-scaler",
         world: World::Batch,
         summary: "multiply the batch by scale_up_factor while throughput improves (default)",

@@ -14,6 +14,7 @@
 //! Readers skip a torn last line (a crash mid-write) and reject any other bad line.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,7 +35,13 @@ pub enum LogEvent {
     /// First line of a run.
     RunStarted(Box<RunStarted>),
     /// A `--resume` picked the run up again.
-    Resumed { at: DateTime<Utc> },
+    Resumed {
+        at: DateTime<Utc>,
+        /// The llama-server binary the resumed trials run, when it is not the one the
+        /// run started with (moved, `--llama-server`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        server_binary: Option<PathBuf>,
+    },
     /// llama.cpp's own fit on this machine (llama-server runs), measured before the
     /// trials; a resumed run keeps it.
     FitBaseline { fit: FitBaseline },
@@ -90,7 +97,30 @@ pub struct RunStarted {
     /// `--resume` repeats the run exactly.
     #[serde(default)]
     pub parameters: Option<crate::tune::RunParameters>,
+    /// The llama-server binary the trials ran, resolved from `--llama-server`,
+    /// `LLAMA_SERVER` or `PATH`: the deploy script runs it, and `ozone report` writes
+    /// that script again from the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_binary: Option<PathBuf>,
     pub started_at: DateTime<Utc>,
+}
+
+impl RunStarted {
+    /// The llama-server binary the run's latest trials ran: a `--resume` that moved it
+    /// says so in its `resumed` line.
+    pub fn server_binary_in(&self, events: &[LogEvent]) -> Option<PathBuf> {
+        events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                LogEvent::Resumed {
+                    server_binary: Some(binary),
+                    ..
+                } => Some(binary.clone()),
+                _ => None,
+            })
+            .or_else(|| self.server_binary.clone())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,54 +1,118 @@
 //! Writes the output files of a run (all but the log, which is written as the run goes).
+//!
+//! Every file is written whole or not at all: into a temporary file beside it, synced,
+//! then renamed over the old one. A full disk, a kill or a crash mid-write leaves the
+//! earlier version as it was.
 
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::backend::llama_server::command_line;
 use crate::backend::BackendKind;
 use crate::record::{KvCacheType, Phase};
 use crate::tune::presets::{Preset, PresetName, Presets};
 
-use super::{render_summary_html, ReportError, RunSummary};
+use super::{render_summary_html, ReportError, RunStarted, RunSummary};
 
 /// Where [`write_outputs`] put each file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutputPaths {
     pub summary: PathBuf,
-    pub defaults: PathBuf,
+    /// Absent when no configuration was stable: an earlier run's presets are kept.
+    pub defaults: Option<PathBuf>,
     pub env: PathBuf,
     /// Absent when no configuration was stable.
     pub modelfile: Option<PathBuf>,
     /// Absent when no command was given or no configuration was stable.
     pub llama_server_script: Option<PathBuf>,
     pub html: PathBuf,
+    /// Files not written, and why.
+    pub notes: Vec<String>,
 }
 
-/// Writes, under `out_dir`: `summaries/<model>_<ts>.json`, `defaults/<model>.yaml`,
+/// Every output file of a run, from what its log records: `summary`, the start line
+/// (the deploy files' preset, how the server ran) and `server_binary`, the llama-server
+/// the trials ran. A tune writes them as it ends; `ozone report LOG` writes them again
+/// from the log alone. `measured`: the run got to the end of its measurement — an
+/// interrupted one writes no defaults or deploy files, which are the model's answer.
+pub fn write_run_outputs(
+    out_dir: &Path,
+    log: &Path,
+    started: &RunStarted,
+    server_binary: Option<&Path>,
+    summary: &RunSummary,
+    measured: bool,
+) -> Result<OutputPaths, ReportError> {
+    let params = started.parameters.as_ref();
+    let preset = params.map_or(PresetName::Balanced, |p| p.preset);
+    let command = match (started.backend, params, server_binary) {
+        (BackendKind::LlamaServer, Some(params), Some(binary)) => {
+            summary.presets.get(preset).map(|p| {
+                let spec =
+                    params.llama_spec(binary.to_path_buf(), PathBuf::from(&started.model_source));
+                let mut command = command_line(&spec, &p.config);
+                command.extend(["--host", "127.0.0.1", "--port", "8080"].map(String::from));
+                command
+            })
+        }
+        _ => None,
+    };
+    write_outputs(
+        out_dir,
+        log,
+        summary,
+        measured.then_some(preset),
+        command.as_deref(),
+    )
+}
+
+/// Writes, under `out_dir`: `summaries/<run>.json`, `defaults/<model>.yaml`,
 /// `env/env_<ts>.json`, `deploy/<model>.Modelfile` (for `preset`),
 /// `deploy/<model>.llama-server.sh` (running `llama_command` exactly, when given) and
-/// `report/<model>_<ts>.html`. `<ts>` is the run's start, `%Y%m%d_%H%M%S` UTC.
+/// `report/<run>.html`. `<run>` is the name of the run's log without `.jsonl`
+/// (`<model>_<ts>`, with `_2`… for a second run in the same second); `<ts>` is the
+/// run's start, `%Y%m%d_%H%M%S` UTC. Without a `preset` (a run that did not measure to
+/// the end) the defaults and deploy files are not written.
 pub fn write_outputs(
     out_dir: &Path,
+    log: &Path,
     summary: &RunSummary,
-    preset: PresetName,
+    preset: Option<PresetName>,
     llama_command: Option<&[String]>,
 ) -> Result<OutputPaths, ReportError> {
     let model = file_stem(&summary.model.name);
     let ts = timestamp(summary.started_at);
+    let run = log
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| format!("{model}_{ts}"));
+    // `<model>_<ts>_2` → `<ts>_2`: the environment file of each run stays its own.
+    let env_name = run
+        .strip_prefix(&format!("{model}_"))
+        .unwrap_or(&run)
+        .to_string();
 
-    let summary_path = out_dir.join("summaries").join(format!("{model}_{ts}.json"));
+    let summary_path = out_dir.join("summaries").join(format!("{run}.json"));
     write(&summary_path, &to_json(&summary_path, summary)?)?;
 
-    let defaults_path = out_dir.join("defaults").join(format!("{model}.yaml"));
-    let yaml =
-        serde_yaml::to_string(&DefaultsFile::new(summary)).map_err(|e| ReportError::Encode {
-            path: defaults_path.clone(),
-            message: e.to_string(),
+    // The defaults file and the deploy files are this model's current answer: a run
+    // that found nothing stable does not replace what an earlier one found.
+    let mut defaults = None;
+    if preset.is_some() && !matches!(summary.presets, Presets::NoStableConfiguration) {
+        let path = out_dir.join("defaults").join(format!("{model}.yaml"));
+        let yaml = serde_yaml::to_string(&DefaultsFile::new(summary)).map_err(|e| {
+            ReportError::Encode {
+                path: path.clone(),
+                message: e.to_string(),
+            }
         })?;
-    write(&defaults_path, &yaml)?;
+        write(&path, &yaml)?;
+        defaults = Some(path);
+    }
 
-    let env_path = out_dir.join("env").join(format!("env_{ts}.json"));
+    let env_path = out_dir.join("env").join(format!("env_{env_name}.json"));
     let env = EnvFile {
         ozone_version: &summary.ozone_version,
         written_at: Utc::now(),
@@ -60,33 +124,39 @@ pub fn write_outputs(
     };
     write(&env_path, &to_json(&env_path, &env)?)?;
 
-    let chosen = summary.presets.get(preset);
+    let chosen = preset.and_then(|p| summary.presets.get(p));
     let mut modelfile = None;
     let mut script = None;
+    let mut notes = Vec::new();
     if let Some(p) = chosen {
         let path = out_dir.join("deploy").join(format!("{model}.Modelfile"));
-        write(&path, &modelfile_text(summary, p))?;
-        modelfile = Some(path);
+        match modelfile_text(summary, p) {
+            Ok(text) => {
+                write(&path, &text)?;
+                modelfile = Some(path);
+            }
+            Err(why) => notes.push(format!("{} not written: {why}", path.display())),
+        }
         if let Some(command) = llama_command {
             let path = out_dir
                 .join("deploy")
                 .join(format!("{model}.llama-server.sh"));
-            write(&path, &launch_script(summary, p, command))?;
-            make_executable(&path)?;
+            write_file(&path, &launch_script(summary, p, command)?, 0o755)?;
             script = Some(path);
         }
     }
 
-    let html_path = out_dir.join("report").join(format!("{model}_{ts}.html"));
+    let html_path = out_dir.join("report").join(format!("{run}.html"));
     write(&html_path, &render_summary_html(summary))?;
 
     Ok(OutputPaths {
         summary: summary_path,
-        defaults: defaults_path,
+        defaults,
         env: env_path,
         modelfile,
         llama_server_script: script,
         html: html_path,
+        notes,
     })
 }
 
@@ -115,22 +185,43 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
     at.format("%Y%m%d_%H%M%S").to_string()
 }
 
-/// Quotes a word for a POSIX shell: plain words stay as they are, anything else is
-/// single-quoted with embedded quotes written `'\''`.
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-./:=,+@%".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+/// Quotes a word for a POSIX shell (with `shlex`): plain words stay as they are, anything
+/// else is quoted so that the shell reads back exactly the word, newlines, quotes, `$()`
+/// and backticks included. Only a NUL byte, which no program argument can hold, is refused.
+pub fn shell_quote(word: &str) -> Result<String, ReportError> {
+    shlex::try_quote(word)
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| ReportError::Unquotable {
+            word: word.escape_debug().to_string(),
+        })
 }
 
-fn modelfile_text(summary: &RunSummary, p: &Preset) -> String {
-    format!(
+/// Text made safe for a comment line: control characters (a newline would end the
+/// comment and start a command) are written as escapes.
+fn comment(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A Modelfile takes its value to the end of the line, and reads a `"` as the start of
+/// a quoted string: a model path holding either cannot be written safely.
+fn modelfile_text(summary: &RunSummary, p: &Preset) -> Result<String, String> {
+    let from = &summary.model_source;
+    if from.chars().any(|c| c.is_control() || c == '"') || from.trim() != from {
+        return Err(format!(
+            "the model path {} holds a line break, a control character, a double quote or \
+             edge spaces, which a Modelfile line cannot carry; rename the file",
+            from.escape_debug()
+        ));
+    }
+    Ok(format!(
         "# Written by ozone {ver}: preset {name} for {model}, measured {at}.\n\
          # {figures}\n\
          FROM {from}\n\
@@ -138,18 +229,24 @@ fn modelfile_text(summary: &RunSummary, p: &Preset) -> String {
          PARAMETER num_batch {batch}\n",
         ver = summary.ozone_version,
         name = p.name,
-        model = summary.model.name,
+        model = comment(&summary.model.name),
         at = summary.started_at.format("%Y-%m-%d"),
         figures = figures_line(p),
-        from = summary.model_source,
         ctx = p.ctx,
         batch = p.config.batch,
-    )
+    ))
 }
 
-fn launch_script(summary: &RunSummary, p: &Preset, command: &[String]) -> String {
-    let words: Vec<String> = command.iter().map(|w| shell_quote(w)).collect();
-    format!(
+fn launch_script(
+    summary: &RunSummary,
+    p: &Preset,
+    command: &[String],
+) -> Result<String, ReportError> {
+    let words = command
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(format!(
         "#!/bin/sh\n\
          # Written by ozone {ver}: llama-server with preset {name} for {model}.\n\
          # {figures}\n\
@@ -157,10 +254,10 @@ fn launch_script(summary: &RunSummary, p: &Preset, command: &[String]) -> String
          exec {cmd} \"$@\"\n",
         ver = summary.ozone_version,
         name = p.name,
-        model = summary.model.name,
+        model = comment(&summary.model.name),
         figures = figures_line(p),
         cmd = words.join(" "),
-    )
+    ))
 }
 
 fn figures_line(p: &Preset) -> String {
@@ -337,20 +434,29 @@ fn to_json(path: &Path, value: &impl Serialize) -> Result<String, ReportError> {
 }
 
 fn write(path: &Path, contents: &str) -> Result<(), ReportError> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
-    }
-    std::fs::write(path, contents).map_err(|e| ReportError::io(path, e))
+    write_file(path, contents, 0o644)
 }
 
-#[cfg(unix)]
-fn make_executable(path: &Path) -> Result<(), ReportError> {
+/// Writes `contents` to `path` whole or not at all (see the module comment). `mode`
+/// is the new file's permission bits, less the umask as for any new file.
+pub fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), ReportError> {
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| ReportError::io(path, e))
-}
-
-#[cfg(not(unix))]
-fn make_executable(_path: &Path) -> Result<(), ReportError> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
+    let mut file = tempfile::Builder::new()
+        .prefix(".ozone-")
+        .permissions(std::fs::Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(|e| ReportError::io(path, e))?;
+    // A failure drops the temporary file, which deletes it.
+    file.write_all(contents.as_bytes())
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(|e| ReportError::io(path, e))?;
+    file.persist(path)
+        .map_err(|e| ReportError::io(path, e.error))?;
     Ok(())
 }

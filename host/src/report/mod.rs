@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 pub use escape::escape;
 pub use events::{LogEvent, PluginUse, RunFinished, RunStarted, RunStatus, LOG_VERSION};
-pub use files::{file_stem, shell_quote, timestamp, write_outputs, OutputPaths};
+pub use files::{
+    file_stem, shell_quote, timestamp, write_file, write_outputs, write_run_outputs, OutputPaths,
+};
 pub use html::{render_html, render_summary_html, STYLE};
 pub use log::{log_path, read_log, read_log_detailed, LogContents, RunLog};
 pub use summary::{PhaseTiming, RunSummary, Timings};
@@ -48,6 +50,21 @@ pub enum ReportError {
     },
     #[error("cannot encode {}: {message}", path.display())]
     Encode { path: PathBuf, message: String },
+    #[error("cannot write \"{word}\" into a shell script: it holds a NUL byte")]
+    Unquotable { word: String },
+    #[error(
+        "{} is in use by another ozone: a run (or a --resume of it) is going on; wait for it \
+         to end, or stop it first",
+        path.display()
+    )]
+    InUse { path: PathBuf },
+    #[error(
+        "{}: log version {version}: written by a newer ozone (this one reads version {}); \
+         use that ozone to read or resume it",
+        path.display(),
+        LOG_VERSION
+    )]
+    NewerLog { path: PathBuf, version: u32 },
     #[error("the log has no run_started event: not an ozone trial log")]
     NoRunStarted,
 }

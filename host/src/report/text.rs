@@ -71,9 +71,11 @@ impl OutputPaths {
         let mut files = vec![
             ("report", self.html.as_path()),
             ("summary", self.summary.as_path()),
-            ("defaults", self.defaults.as_path()),
             ("environment", self.env.as_path()),
         ];
+        if let Some(p) = &self.defaults {
+            files.push(("defaults", p));
+        }
         if let Some(p) = &self.modelfile {
             files.push(("Ollama Modelfile", p));
         }

@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::llama_server::{
-    command_line, fit_baseline, FitRequest, DEFAULT_FIT_MARGIN_MIB,
-};
+use crate::backend::llama_server::{fit_baseline, FitRequest, DEFAULT_FIT_MARGIN_MIB};
 use crate::backend::{BackendError, BackendSpec, ModelMetadata};
 use crate::config::Config;
 use crate::guard::{gpu_budget_problem, SamplerOptions};
@@ -19,8 +18,8 @@ use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::plugin::{PluginError, PluginHost, PluginRef};
 use crate::record::{FitBaseline, Phase, TrialConfig, TrialRecord};
 use crate::report::{
-    write_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog, RunStarted,
-    RunStatus, RunSummary,
+    write_run_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog,
+    RunStarted, RunStatus, RunSummary,
 };
 use crate::trial::{TrialRun, TrialRunner};
 use crate::tune::driver::{
@@ -64,10 +63,36 @@ pub enum TuneFailure {
     PluginLoad(#[source] PluginError),
     #[error("{0}")]
     Plugin(#[source] TuneError),
-    #[error("interrupted; the log is complete up to the last finished trial. Continue with:\n  ozone tune --resume {}", .log.display())]
-    Interrupted { log: PathBuf },
+    #[error("{}", interrupted_message(.log.as_deref()))]
+    Interrupted {
+        /// The run's log, once it has one.
+        log: Option<PathBuf>,
+    },
     #[error(transparent)]
     Output(#[from] ReportError),
+    /// Measured to the end; the output files could not be written.
+    #[error(
+        "{error}; every measurement is in {}: `ozone report {}` writes the files again once \
+         there is room",
+        .log.display(),
+        .log.display()
+    )]
+    Outputs { error: ReportError, log: PathBuf },
+    /// The first trial's server could not start, and not for lack of memory.
+    #[error("{0}")]
+    ServerCannotStart(String),
+    /// `--resume` of a log whose model file changed since.
+    #[error(
+        "{model} was replaced since the run started: {log} measured {logged}, the file is now \
+         {now}. Resuming would mix two models' trials; start a new run, or put the original \
+         file back"
+    )]
+    ModelChanged {
+        model: String,
+        log: String,
+        logged: String,
+        now: String,
+    },
     #[error("{0}")]
     BadLog(String),
     /// A setting this machine or backend cannot honour (the run did not start).
@@ -75,6 +100,17 @@ pub enum TuneFailure {
     BadInput(String),
     #[error("{0}")]
     Internal(String),
+}
+
+fn interrupted_message(log: Option<&Path>) -> String {
+    match log {
+        Some(log) => format!(
+            "interrupted; the log is complete up to the last finished trial. Continue with:\n  \
+             ozone tune --resume {}",
+            log.display()
+        ),
+        None => "interrupted before the first trial; nothing was measured".to_string(),
+    }
 }
 
 /// What a finished run leaves behind.
@@ -90,27 +126,32 @@ pub struct TuneResult {
 /// Runs one model's tune to the end (or to Ctrl-C through `cancel`).
 pub async fn tune(
     job: TuneJob,
-    plugins: &PluginHost,
+    plugins: Arc<PluginHost>,
     cancel: CancellationToken,
 ) -> Result<TuneResult, TuneFailure> {
     let mut notes = Vec::new();
-    let snapshot = tokio::task::spawn_blocking(|| probe(&ProbeOptions::default()))
-        .await
+    let probing = tokio::task::spawn_blocking(|| probe(&ProbeOptions::default()));
+    let snapshot = until_cancelled(&cancel, probing)
+        .await?
         .map_err(|e| TuneFailure::Internal(format!("the hardware probe failed: {e}")))?;
 
-    let (mut log, started, book, logged_fit) = match &job.resume {
+    let (resumed, started, book, logged_fit) = match &job.resume {
         Some(path) => {
-            let resumed = resume_log(path)?;
-            check_gpu_budget(&resumed.1.config, &job.spec, &snapshot)?;
-            resumed
+            let (mut log, started, book, fit) = resume_log(path)?;
+            check_gpu_budget(&started.config, &job.spec, &snapshot)?;
+            check_same_model(&job, &started, path, &cancel).await?;
+            log.append(&LogEvent::Resumed {
+                at: Utc::now(),
+                server_binary: server_binary(&job.spec)
+                    .filter(|b| started.server_binary.as_ref() != Some(b)),
+            })?;
+            (Some(log), started, book, fit)
         }
         None => {
             // Before the model is read (hashing a large model takes a while).
             check_gpu_budget(&job.config, &job.spec, &snapshot)?;
-            let facts = job
-                .spec
-                .model_metadata()
-                .await
+            let facts = until_cancelled(&cancel, job.spec.model_metadata())
+                .await?
                 .map_err(|e| match job.spec {
                     BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
                     _ => TuneFailure::Server(e),
@@ -136,11 +177,10 @@ pub async fn tune(
                 backend: job.spec.kind(),
                 versions: Default::default(),
                 parameters: Some(params),
+                server_binary: server_binary(&job.spec),
                 started_at: Utc::now(),
             };
-            let mut log = RunLog::create(&job.output_dir, &started.model.name, started.started_at)?;
-            log.append(&LogEvent::RunStarted(Box::new(started.clone())))?;
-            (log, started, TrialBook::default(), None)
+            (None, started, TrialBook::default(), None)
         }
     };
     let params = started
@@ -149,6 +189,15 @@ pub async fn tune(
         .unwrap_or_else(|| job.params.clone());
     let config = &started.config;
     let thresholds = effective_thresholds(config, &snapshot, &params, &mut notes);
+    if let Some(trained) = started.model.trained_context {
+        let min = config.ozone.min_context;
+        if min > trained {
+            notes.push(format!(
+                "min_context {min} is above the model's trained context {trained}: the search \
+                 stays at or below {trained}"
+            ));
+        }
+    }
     let sampler = SamplerOptions {
         interval: config.sampling_interval(),
         thresholds: Some(thresholds.clone()),
@@ -157,15 +206,42 @@ pub async fn tune(
     };
     let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler.clone());
 
-    let (mut context, mut batch) = load_plugins(
-        plugins,
-        config,
-        &snapshot,
-        &thresholds,
-        &started.model,
-        &params,
-    )
-    .map_err(TuneFailure::PluginLoad)?;
+    // Loading compiles the plugins on a first run (seconds): a signal must not wait.
+    let loading = {
+        let (config, snapshot, thresholds) = (config.clone(), snapshot.clone(), thresholds.clone());
+        let (model, params) = (started.model.clone(), params.clone());
+        tokio::task::spawn_blocking(move || {
+            load_plugins(&plugins, &config, &snapshot, &thresholds, &model, &params)
+        })
+    };
+    let loaded = until_cancelled(&cancel, loading).await;
+    let mut log = match resumed {
+        Some(log) => log,
+        None => {
+            let mut log = RunLog::create(&job.output_dir, &started.model.name, started.started_at)?;
+            log.append(&LogEvent::RunStarted(Box::new(started.clone())))?;
+            log
+        }
+    };
+    let (mut context, mut batch) = match loaded {
+        Ok(Ok(plugins)) => plugins.map_err(TuneFailure::PluginLoad)?,
+        Ok(Err(panic)) => {
+            return Err(TuneFailure::Internal(format!(
+                "loading the plugins failed: {panic}"
+            )))
+        }
+        Err(_interrupted) => {
+            log.append(&LogEvent::RunFinished(RunFinished {
+                status: RunStatus::Interrupted,
+                finished_at: Utc::now(),
+                limits: None,
+                message: Some("interrupted".into()),
+            }))?;
+            return Err(TuneFailure::Interrupted {
+                log: Some(log.path().to_path_buf()),
+            });
+        }
+    };
 
     let plan = plan(config, &started.model, &params);
     let fit = match logged_fit {
@@ -200,48 +276,90 @@ pub async fn tune(
     drop(driver);
 
     let log_path = log.path().to_path_buf();
-    let (status, limits, message) = match &outcome {
-        Ok(limits) => (RunStatus::Completed, Some(limits.clone()), None),
-        Err(TuneError::Interrupted) => (RunStatus::Interrupted, None, Some("interrupted".into())),
-        Err(e) => (RunStatus::Failed, None, Some(e.to_string())),
+    let limits = match outcome {
+        Ok(limits) => limits,
+        Err(e) => {
+            let (status, failure) = match e {
+                TuneError::Interrupted => (
+                    RunStatus::Interrupted,
+                    TuneFailure::Interrupted {
+                        log: Some(log_path),
+                    },
+                ),
+                TuneError::ServerCannotStart(why) => {
+                    (RunStatus::Failed, TuneFailure::ServerCannotStart(why))
+                }
+                e => (RunStatus::Failed, TuneFailure::Plugin(e)),
+            };
+            let message = match &failure {
+                TuneFailure::Interrupted { .. } => "interrupted".to_string(),
+                other => other.to_string(),
+            };
+            log.append(&LogEvent::RunFinished(RunFinished {
+                status,
+                finished_at: Utc::now(),
+                limits: None,
+                message: Some(message),
+            }))?;
+            return Err(failure);
+        }
     };
-    let finished_at = Utc::now();
-    log.append(&LogEvent::RunFinished(RunFinished {
-        status,
-        finished_at,
-        limits: limits.clone(),
-        message: message.clone(),
-    }))?;
-    match outcome {
-        Ok(_) => {}
-        Err(TuneError::Interrupted) => return Err(TuneFailure::Interrupted { log: log_path }),
-        Err(e) => return Err(TuneFailure::Plugin(e)),
-    }
 
+    // Every output file is written before the log says `completed`: a run killed or
+    // short of disk on the way stays resumable, and `ozone report LOG` can write them.
+    let finished_at = Utc::now();
     let summary = RunSummary {
         fit_baseline: fit,
-        ..RunSummary::new(&started, trials, status, Some(finished_at), limits, message)
+        ..RunSummary::new(
+            &started,
+            trials,
+            RunStatus::Completed,
+            Some(finished_at),
+            Some(limits.clone()),
+            None,
+        )
     };
-    let llama_command = match (&job.spec, summary.presets.get(params.preset)) {
-        (BackendSpec::LlamaServer(spec), Some(preset)) => {
-            let mut cmd = command_line(spec, &preset.config);
-            cmd.extend([
-                "--host".into(),
-                "127.0.0.1".into(),
-                "--port".into(),
-                "8080".into(),
-            ]);
-            Some(cmd)
-        }
-        _ => None,
-    };
-    let files = write_outputs(
+    let binary = server_binary(&job.spec);
+    let written = write_run_outputs(
         &job.output_dir,
+        &log_path,
+        &started,
+        binary.as_deref(),
         &summary,
-        params.preset,
-        llama_command.as_deref(),
-    )?;
-    if config.store_learned_results() {
+        true,
+    );
+    let files = match written {
+        Ok(files) => files,
+        Err(error) => {
+            // Best effort: the disk may be the very thing that is full.
+            let _ = log.append(&LogEvent::RunFinished(RunFinished {
+                status: RunStatus::Failed,
+                finished_at,
+                limits: Some(limits),
+                message: Some(format!(
+                    "measured to the end; the output files could not be written: {error}"
+                )),
+            }));
+            return Err(TuneFailure::Outputs {
+                error,
+                log: log_path,
+            });
+        }
+    };
+    log.append(&LogEvent::RunFinished(RunFinished {
+        status: RunStatus::Completed,
+        finished_at,
+        limits: Some(limits),
+        message: None,
+    }))?;
+    notes.extend(files.notes.iter().cloned());
+    if summary.limits.max_context.is_none() {
+        notes.push(
+            "nothing was stable: the earlier defaults, deploy files and warm-start limit are \
+             kept"
+                .to_string(),
+        );
+    } else if config.store_learned_results() {
         remember(&snapshot, &summary, &mut notes);
     }
     Ok(TuneResult {
@@ -309,12 +427,61 @@ async fn fit_baseline_of(
     Some(fit_baseline(spec, &request, cancel).await)
 }
 
-/// Reopens an interrupted run's log: its start line, every finished trial and the fit
-/// baseline if it was measured.
+/// The llama-server binary a spec runs, when it runs one.
+fn server_binary(spec: &BackendSpec) -> Option<PathBuf> {
+    match spec {
+        BackendSpec::LlamaServer(spec) => Some(spec.binary.clone()),
+        _ => None,
+    }
+}
+
+/// A resumed run's model must be the one its log measured: same digest (the file's
+/// sha256, or Ollama's).
+async fn check_same_model(
+    job: &TuneJob,
+    started: &RunStarted,
+    log: &Path,
+    cancel: &CancellationToken,
+) -> Result<(), TuneFailure> {
+    let Some(logged) = started.model.digest.as_deref() else {
+        return Ok(());
+    };
+    let now = until_cancelled(cancel, job.spec.model_metadata())
+        .await?
+        .map_err(|e| match job.spec {
+            BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
+            _ => TuneFailure::Server(e),
+        })?;
+    match now.digest {
+        Some(now) if now != logged => Err(TuneFailure::ModelChanged {
+            model: started.model_source.clone(),
+            log: log.display().to_string(),
+            logged: logged.to_string(),
+            now,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `work`'s output, unless Ctrl-C or SIGTERM comes first (before the log exists, so
+/// there is nothing to resume).
+async fn until_cancelled<T>(
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, TuneFailure> {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(TuneFailure::Interrupted { log: None }),
+        out = work => Ok(out),
+    }
+}
+
+/// Reopens an interrupted run's log, locked for this run: its start line, every finished
+/// trial and the fit baseline if it was measured.
 fn resume_log(
     path: &Path,
 ) -> Result<(RunLog, RunStarted, TrialBook, Option<FitBaseline>), TuneFailure> {
-    let (mut log, events) = RunLog::open_append(path)?;
+    let (log, events) = RunLog::open_append(path)?;
     let mut started = None;
     let mut trials: Vec<TrialRecord> = Vec::new();
     let mut fit = None;
@@ -339,7 +506,6 @@ fn resume_log(
             path.display()
         ))
     })?;
-    log.append(&LogEvent::Resumed { at: Utc::now() })?;
     Ok((log, started, TrialBook::from_records(trials), fit))
 }
 

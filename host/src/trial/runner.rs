@@ -27,6 +27,10 @@ use crate::record::{
 pub struct TrialRun {
     pub record: TrialRecord,
     pub series: SampleSeries,
+    /// The server never came up (see [`OpenFailure::never_started`]) for a reason that
+    /// is not memory — no breach, no out-of-memory in its log: no other configuration
+    /// would fare better.
+    pub server_cannot_start: bool,
 }
 
 /// Runs trials against one backend.
@@ -45,6 +49,8 @@ struct Execution {
     failure: Option<TrialFailure>,
     granted_ctx: Option<u32>,
     log_tail: Vec<String>,
+    /// The server never came up.
+    never_started: bool,
 }
 
 impl Execution {
@@ -55,6 +61,7 @@ impl Execution {
             failure: Some(failure),
             granted_ctx: None,
             log_tail,
+            never_started: false,
         }
     }
 }
@@ -137,6 +144,10 @@ impl TrialRunner {
             ),
             (None, None) => None,
         };
+        let server_cannot_start = execution.never_started
+            && trial_failure
+                .as_ref()
+                .is_some_and(|f| matches!(f.kind, FailureKind::ServerError | FailureKind::Timeout));
         let verdict = verdict(&summary, trial_failure.as_ref(), &self.settings);
         let keep_log = verdict != Verdict::Stable || execution.samples.iter().any(|s| !s.ok);
         let record = TrialRecord {
@@ -162,7 +173,11 @@ impl TrialRunner {
                 Vec::new()
             },
         };
-        TrialRun { record, series }
+        TrialRun {
+            record,
+            series,
+            server_cannot_start,
+        }
     }
 
     async fn execute(
@@ -190,6 +205,7 @@ impl TrialRunner {
             Err(f) => {
                 return Execution {
                     granted_ctx: f.granted_ctx,
+                    never_started: f.never_started,
                     ..Execution::failed(f.failure, f.log_tail)
                 }
             }
@@ -220,6 +236,7 @@ async fn close(mut server: OpenServer, sampled: Sampled) -> Execution {
         failure: sampled.trial_failure,
         granted_ctx: server.granted_ctx(),
         log_tail,
+        never_started: false,
     }
 }
 

@@ -65,6 +65,9 @@ pub enum TuneError {
     Interrupted,
     #[error("writing the trial log: {0}")]
     Log(String),
+    /// The first trial's server never came up, for a reason that is not memory.
+    #[error("{0}")]
+    ServerCannotStart(String),
 }
 
 /// Every trial of one run, keyed by configuration so none is measured twice (across
@@ -263,6 +266,16 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
             return Err(TuneError::Interrupted);
         }
         self.observer.trial_finished(&run)?;
+        // No server of this run has come up yet, and this one could not for a reason
+        // that is not memory: every other configuration would fail the same way.
+        let never_served = self
+            .book
+            .records()
+            .iter()
+            .all(|r| r.samples.is_empty() && r.granted_ctx.is_none());
+        if run.server_cannot_start && never_served {
+            return Err(TuneError::ServerCannotStart(cannot_start(&run.record)));
+        }
         self.book.insert(run.record.clone());
         Ok(run.record)
     }
@@ -291,6 +304,26 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
             })
         }
     }
+}
+
+/// Why a run stops after a server that cannot start, with what the server logged.
+fn cannot_start(record: &TrialRecord) -> String {
+    let why = record
+        .failure
+        .as_ref()
+        .map_or("it did not come up", |f| f.message.as_str());
+    let tail = if record.server_log_tail.is_empty() {
+        " It logged nothing.".to_string()
+    } else {
+        format!(
+            " Its last lines:\n  {}",
+            record.server_log_tail.join("\n  ")
+        )
+    };
+    format!(
+        "llama-server cannot start: {why}. That is not a lack of memory, so no other \
+         configuration would start either: stopped after the first trial.{tail}"
+    )
 }
 
 /// The configuration the driver runs for a context, batch and stream count.
@@ -361,6 +394,7 @@ mod tests {
                     server_log_tail: Vec::new(),
                 },
                 series: SampleSeries::default(),
+                server_cannot_start: false,
             }
         }
     }

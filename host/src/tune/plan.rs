@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::llama_server::LlamaServerSpec;
 use crate::backend::ModelMetadata;
 use crate::config::Config;
 use crate::guard::Thresholds;
@@ -53,6 +54,22 @@ pub struct RunParameters {
 /// Whether the model runs on the CPU: no GPU was seen, or no layer is offloaded.
 pub fn cpu_inference(snapshot: &HardwareSnapshot, params: &RunParameters) -> bool {
     snapshot.gpus.is_empty() || params.gpu_layers == 0
+}
+
+impl RunParameters {
+    /// How llama-server runs `model` with `binary` under these parameters: the one
+    /// place a run's server flags are turned into a spec (trials, the deploy script,
+    /// `ozone report`).
+    pub fn llama_spec(&self, binary: PathBuf, model: PathBuf) -> LlamaServerSpec {
+        LlamaServerSpec {
+            binary,
+            model,
+            gpu_layers: Some(self.gpu_layers),
+            flash_attn: Some(self.flash_attn.clone()),
+            threads: self.threads,
+            extra_args: Vec::new(),
+        }
+    }
 }
 
 /// The CPU threshold guards GPU inference against a runaway host; when the model runs

@@ -115,6 +115,28 @@ mod tests {
     }
 
     #[test]
+    fn a_model_without_architecture_is_refused_at_load() {
+        let (_, bytes) = tiny("arch-source.gguf");
+        // Rename the key in place (same length): the file stays well-formed.
+        let key = b"general.architecture";
+        let at = bytes
+            .windows(key.len())
+            .position(|w| w == key)
+            .expect("the tiny model names its architecture");
+        let mut renamed = bytes.clone();
+        renamed[at..at + key.len()].copy_from_slice(b"general.architectur_");
+        let path = temp_path("no-arch.gguf");
+        std::fs::write(&path, &renamed).expect("write");
+        let err = read_model_metadata(&path)
+            .expect_err("must fail")
+            .to_string();
+        assert!(
+            err.contains("no-arch.gguf") && err.contains("no general.architecture"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn missing_file_names_the_path() {
         let err = read_model_metadata(&temp_path("absent.gguf"))
             .expect_err("must fail")

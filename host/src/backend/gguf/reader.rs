@@ -33,6 +33,11 @@ pub enum GgufError {
         offset: u64,
         len: u64,
     },
+    #[error(
+        "{path} has no general.architecture key: llama.cpp cannot load a model without one \
+         (re-convert it with a current convert_hf_to_gguf.py)"
+    )]
+    NoArchitecture { path: PathBuf },
     #[error("{path} is corrupt: {detail} (at byte {offset})")]
     Corrupt {
         path: PathBuf,
@@ -180,7 +185,13 @@ pub fn file_digest(path: &Path) -> Result<String, GgufError> {
 
 /// Reads the model facts of a GGUF file (without the digest: see [`file_digest`]).
 pub fn read_model_metadata(path: &Path) -> Result<ModelMetadata, GgufError> {
-    Ok(read_metadata(path)?.model_metadata())
+    let metadata = read_metadata(path)?;
+    if metadata.architecture().is_none() {
+        return Err(GgufError::NoArchitecture {
+            path: path.to_owned(),
+        });
+    }
+    Ok(metadata.model_metadata())
 }
 
 /// Reads header, metadata and tensor table of a GGUF file.

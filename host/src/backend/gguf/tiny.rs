@@ -80,7 +80,9 @@ pub fn write_tiny_model(path: &Path, spec: &TinyModelSpec) -> Result<(), TinyMod
             "head counts and block count must be at least 1".into(),
         ));
     }
-    if s.embedding_length % s.head_count != 0 || s.head_count % s.head_count_kv != 0 {
+    if !s.embedding_length.is_multiple_of(s.head_count)
+        || !s.head_count.is_multiple_of(s.head_count_kv)
+    {
         return Err(TinyModelError::InvalidSpec(format!(
             "embedding length {} must divide by head count {}, which must divide by KV head count {}",
             s.embedding_length, s.head_count, s.head_count_kv

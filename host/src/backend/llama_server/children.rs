@@ -1,6 +1,7 @@
 //! Every llama-server Ozone has running, so that nothing survives Ozone: the CLI's
 //! Ctrl-C handler calls [`kill_all_servers`]; each server also runs in its own process
-//! group (killed as a whole) and dies with Ozone through `PR_SET_PDEATHSIG`.
+//! group (killed as a whole), under a supervisor that kills that group when Ozone dies
+//! (see `supervisor.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::{Mutex, MutexGuard};

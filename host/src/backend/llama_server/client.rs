@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::backend::generation::{
     failure, Generation, GenerationError, GenerationRequest, ServerTimings, StreamClock,
 };
-use crate::backend::http::{open_stream, read_json};
+use crate::backend::http::{fetch_json, open_stream, DEFAULT_REQUEST_TIMEOUT};
 use crate::backend::stream::{looks_like_oom, parse_sse_line, SseLine};
 use crate::backend::BackendError;
 use crate::record::FailureKind;
@@ -18,6 +18,8 @@ use crate::record::FailureKind;
 pub struct LlamaClient {
     http: reqwest::Client,
     base: String,
+    /// Deadline of every request but generations and health checks.
+    request_timeout: Duration,
 }
 
 impl LlamaClient {
@@ -25,7 +27,14 @@ impl LlamaClient {
         Self {
             http: crate::backend::http::client(),
             base: base_url.trim_end_matches('/').to_owned(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
+    }
+
+    /// Sets how long a request that is not a generation may take.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
     }
 
     pub fn base_url(&self) -> &str {
@@ -65,14 +74,11 @@ impl LlamaClient {
             tokens: Vec<u32>,
         }
         let url = format!("{}/tokenize", self.base);
-        let response = self
+        let request = self
             .http
             .post(&url)
-            .json(&json!({ "content": text, "add_special": false }))
-            .send()
-            .await
-            .map_err(|e| BackendError::unreachable(&url, &e))?;
-        let tokens: Tokens = read_json(&url, response, first_500).await?;
+            .json(&json!({ "content": text, "add_special": false }));
+        let tokens: Tokens = fetch_json(request, &url, self.request_timeout, first_500).await?;
         Ok(tokens.tokens)
     }
 
@@ -81,13 +87,7 @@ impl LlamaClient {
         path: &str,
     ) -> Result<T, BackendError> {
         let url = format!("{}{path}", self.base);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| BackendError::unreachable(&url, &e))?;
-        read_json(&url, response, first_500).await
+        fetch_json(self.http.get(&url), &url, self.request_timeout, first_500).await
     }
 
     /// Streams one `/completion` with prompt caching off (every request prefills for
@@ -107,15 +107,14 @@ impl LlamaClient {
         });
         let mut clock = StreamClock::start();
         let request = self.http.post(&url).json(&body);
-        let mut lines = open_stream("llama-server", request, classify_http_error).await?;
+        let mut lines = open_stream(&url, request, classify_http_error).await?;
         loop {
             let line = lines.next_line().await.map_err(|e| {
                 failure(
                     FailureKind::ServerError,
                     format!(
-                        "llama-server stream broke after {} tokens: {}",
-                        clock.token_events,
-                        crate::backend::error::error_chain(&e)
+                        "llama-server stream broke after {} tokens: {e}",
+                        clock.token_events
                     ),
                 )
             })?;

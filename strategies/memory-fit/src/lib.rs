@@ -1,0 +1,460 @@
+//! `memory-fit`: a predictive context search, built into Ozone beside `binary-search`.
+//!
+//! Peak memory grows linearly with the context (the KV cache, plus buffers sized by it:
+//! a sweep of the generated model's screens from 1024 to 16384 tokens fits a line to
+//! within 0.22 MiB). Each trial reports the peak of the *binding* memory and the
+//! headroom left to its limit; a line through those readings says where the headroom
+//! runs out, so the search aims just below that instead of halving its way there, then
+//! bisects what is left.
+//!
+//! # Semantics
+//!
+//! Settings (the plugin's section, `ozone.plugin_settings.memory-fit`; missing keys take
+//! these defaults, unknown keys — e.g. the `search_strategy` ones it is also handed —
+//! are ignored, a wrong type or a value out of range is an error):
+//! - `margin` (0.0025, 0 ..= 0.5): the noise of one memory reading assumed before the fit
+//!   has been checked, as a share of the binding limit (0.12 MiB of a 48 MiB budget;
+//!   the largest miss of the line on later readings replaces it). The safety margin is
+//!   that noise widened by how far the line is carried beyond its readings.
+//! - `max_iterations` (12, ≥ 1): the most trials the search asks for, repeats included.
+//! - `growth_factor` (2.0, > 1): how far to grow when memory tells nothing (no readings,
+//!   or a flat or falling slope), like `binary-search`'s `binary_search_factor`.
+//! - `prior_reach` (0.5, 0 < r ≤ 1): how far toward the KV prior's limit the second point
+//!   goes. Lower it where memory grows more than twice as fast as the KV cache
+//!   (attention buffers without flash attention on models with few KV heads).
+//!
+//! Every proposal is a multiple of `bounds.granularity` inside the bounds.
+//!
+//! 1. **Binding memory.** Watched: the GPU-memory budget and the process budget when
+//!    set, the GPU when there is one; RAM when nothing else is (or the GPU shares it).
+//!    One line per watched memory; the one that runs out first binds.
+//! 2. **First point**: the warm-start hint, else `bounds.min` (cheap, and it measures the
+//!    fixed cost). A stable hint is followed by the step above it: an unchanged limit is
+//!    confirmed in two trials.
+//! 3. **Second point**, while the slope is unknown: `prior_reach` of the way to where
+//!    `kv-bytes-per-token` says the headroom runs out (at least 4 steps up). The KV cache
+//!    is a lower bound on the growth; in host memory one cache per request of the trial
+//!    counts, as llama-server keeps each finished request's cache in RAM. Measured on
+//!    the generated model: 1.5× the prior in one-request screens, 1.1× in 5-sample
+//!    trials. Without a prior: `growth_factor` × the largest stable context.
+//! 4. **Aim**: the slope is the least-squares line through the search's own stable
+//!    readings, *measured* once they span 4 steps and rise by 4× the noise (the prior
+//!    is never the answer: it only picks the second point), *flat* when memory fell or
+//!    rose less than the noise (then `growth_factor` growth). The limit is where the line
+//!    meets the limit; the proposal is that less the margin (less one step: aligning
+//!    down keeps up to a step free, and one step over the limit costs nothing a proof
+//!    does not — a failure one step above the answer is needed anyway), aligned down; if
+//!    that is not above the largest stable context, the limit itself. Never less than
+//!    one step above the largest stable context; after two such steps held in a row,
+//!    the step doubles.
+//! 5. **Refine** once something failed, inside the bracket (the largest stable context
+//!    below the smallest failure; `ozone_sdk::bisect::Bracket`): at the aim when the line
+//!    puts the limit inside it; one step below a memory failure that the line put at most
+//!    a margin and a step below its limit (once in a row); otherwise, or without a line,
+//!    the midpoint.
+//! 6. **Noise.** Any failure is a wall at its context, but only stable trials feed the
+//!    line (a breach's peak is where the guard stopped it; a timeout never reached its
+//!    peak). An *unstable* trial above a stable one (or at `bounds.min`) is measured once
+//!    more (proposing it again asks the host for a repeat); the repeat's verdict stands.
+//!    A stable context above a failure stays out of the bracket.
+//! 7. **Stop** when no aligned value is left between the largest stable and the smallest
+//!    failed context, when the largest stable is `bounds.max` (the trained context binds),
+//!    when `bounds.min` failed, or after `max_iterations`.
+//!
+//! `best()` is the largest stable context below the smallest failure. An outcome of stage
+//! `verify` that is not the pending proposal is the host's verification of `best`: when
+//! it is not stable, that context counts as failed and the search goes on (verifications
+//! run more requests, so their readings stay out of the line). `propose()` asked twice
+//! before `observe()` answers the same value. Every proposal is logged (debug) with its
+//! reason and the line's limit.
+
+mod ledger;
+mod memory;
+
+use ozone_sdk::bisect::Bracket;
+use ozone_sdk::{
+    log, settings, ContextBounds, ContextSearch, HardwareFacts, LogLevel, ModelFacts, Stage,
+    TrialOutcome, Verdict,
+};
+use serde::Deserialize;
+
+use ledger::Ledger;
+use memory::{Memory, Prediction, Series, Slope};
+
+/// The plugin's settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub margin: f64,
+    pub max_iterations: u32,
+    pub growth_factor: f64,
+    pub prior_reach: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            margin: 0.0025,
+            max_iterations: 12,
+            growth_factor: 2.0,
+            prior_reach: 0.5,
+        }
+    }
+}
+
+/// Why a context was proposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// The hint, or `bounds.min`.
+    First,
+    /// The step above a stable hint.
+    HintStep,
+    /// The smallest context, after failures with nothing stable below them.
+    Cheapest,
+    /// The point the KV prior allows, while the slope is unknown.
+    Prior,
+    /// Just below the fitted limit.
+    Aim,
+    /// The fitted limit itself: the largest stable context is within the margin already.
+    AtLimit,
+    /// The smallest step above the largest stable context (doubling while they hold).
+    Step,
+    /// `growth_factor` × the largest stable context: memory tells nothing.
+    Growth,
+    /// One step below a memory failure that refuted the fit by less than its margin.
+    BelowFailure,
+    /// Bisection.
+    Midpoint,
+    /// An unstable trial, measured once more.
+    Repeat,
+}
+
+pub struct MemoryFit {
+    settings: Settings,
+    bounds: ContextBounds,
+    hint: Option<u32>,
+    /// `kv-bytes-per-token`: the slope's lower-bound prior.
+    prior: Option<f64>,
+    series: Vec<Series>,
+    ledger: Ledger,
+    /// Proposed and not yet observed, and why.
+    pending: Option<(u32, Move)>,
+    /// Why the last observed trial was proposed.
+    last: Option<Move>,
+    /// An unstable context to measure once more, next.
+    repeat: Option<u32>,
+    repeated: Vec<u32>,
+    trials: u32,
+    /// Consecutive stable trials at most one step above the largest stable context
+    /// (the step doubles from the second on).
+    creep: u32,
+    /// Contexts that failed on memory (breach or out of memory).
+    memory_walls: Vec<u32>,
+}
+
+impl ContextSearch for MemoryFit {
+    fn new(settings: &str, hardware: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
+        let settings: Settings = settings::parse(settings)?;
+        if !(0.0..=0.5).contains(&settings.margin) {
+            return Err(format!(
+                "margin must be between 0 and 0.5 (a share of the memory limit), got {}",
+                settings.margin
+            ));
+        }
+        if settings.max_iterations == 0 {
+            return Err("max_iterations must be at least 1".into());
+        }
+        if settings.growth_factor.is_nan() || settings.growth_factor <= 1.0 {
+            return Err(format!(
+                "growth_factor must be greater than 1, got {}",
+                settings.growth_factor
+            ));
+        }
+        if !(settings.prior_reach > 0.0 && settings.prior_reach <= 1.0) {
+            return Err(format!(
+                "prior_reach must be above 0 and at most 1, got {}",
+                settings.prior_reach
+            ));
+        }
+        Ok(Self {
+            settings,
+            bounds: model.bounds,
+            hint: model.hint,
+            prior: model
+                .kv_bytes_per_token
+                .map(|b| b as f64)
+                .filter(|b| *b > 0.0),
+            series: Memory::watched(hardware)
+                .into_iter()
+                .map(Series::new)
+                .collect(),
+            ledger: Ledger::default(),
+            pending: None,
+            last: None,
+            repeat: None,
+            repeated: Vec::new(),
+            trials: 0,
+            creep: 0,
+            memory_walls: Vec::new(),
+        })
+    }
+
+    fn propose(&mut self) -> Option<u32> {
+        if self.pending.is_none() && self.trials < self.settings.max_iterations {
+            self.pending = match self.repeat.take() {
+                Some(ctx) => Some((ctx, Move::Repeat)),
+                None => self.next(),
+            };
+            if let Some((ctx, why)) = self.pending {
+                log(LogLevel::Debug, &format!("{ctx}: {}", self.explain(why)));
+            }
+        }
+        self.pending.map(|(ctx, _)| ctx)
+    }
+
+    fn observe(&mut self, outcome: &TrialOutcome) {
+        let ctx = outcome.config.ctx;
+        let why = self
+            .pending
+            .take()
+            .and_then(|(pending, why)| (pending == ctx).then_some(why));
+        if why.is_none() && outcome.stage == Stage::Verify {
+            // The host's verification of `best`: only a failure changes anything.
+            if !outcome.is_stable() {
+                self.ledger.record(ctx, false);
+                self.creep = 0;
+            }
+            return;
+        }
+        // Only the search's own stable trials feed the fit: a verification runs more
+        // requests than a screen (a higher peak in host memory, see `Memory`), and an
+        // unstable trial may have stopped early.
+        if outcome.is_stable() {
+            let (g, margin) = (self.bounds.granularity, self.settings.margin);
+            for series in &mut self.series {
+                if let Some(reading) = series.memory.reading(outcome) {
+                    series.push(reading, g, margin);
+                }
+            }
+        }
+        self.trials += 1;
+        let lo = self.bracket().passed();
+        self.creep = match (outcome.is_stable(), lo) {
+            (true, Some(lo)) if ctx <= lo.saturating_add(self.step()) => self.creep + 1,
+            _ => 0,
+        };
+        self.last = why;
+        if outcome.failure.is_some_and(|f| f.is_memory()) {
+            self.memory_walls.push(ctx);
+        }
+        if outcome.verdict == Verdict::Unstable && self.worth_repeating(ctx) {
+            self.repeated.push(ctx);
+            self.repeat = Some(ctx);
+        }
+        self.ledger.record(ctx, outcome.is_stable());
+    }
+
+    fn best(&self) -> Option<u32> {
+        self.bracket().passed()
+    }
+}
+
+impl MemoryFit {
+    fn bracket(&self) -> Bracket {
+        self.ledger
+            .bracket(self.bounds.min, self.bounds.granularity)
+    }
+
+    /// An unstable trial is noise worth one more measurement when a smaller context was
+    /// stable (or it is the smallest context there is) and no failure lies below it.
+    fn worth_repeating(&self, ctx: u32) -> bool {
+        !self.repeated.contains(&ctx)
+            && (ctx == self.bounds.min || self.ledger.stable_below(ctx))
+            && self.ledger.smallest_failure().is_none_or(|f| f > ctx)
+    }
+
+    /// The next proposal and why.
+    fn next(&self) -> Option<(u32, Move)> {
+        if self.ledger.is_empty() {
+            let first = self.hint.unwrap_or(self.bounds.min);
+            return Some((self.bounds.fit(u64::from(first)), Move::First));
+        }
+        let bracket = self.bracket();
+        match (bracket.passed(), bracket.failed()) {
+            (Some(lo), None) => self.grow(lo),
+            (_, Some(_)) if bracket.is_closed() => None,
+            // Nothing stable below the failure: the cheapest context, for a first reading.
+            (None, Some(_)) => Some((bracket.inside(self.bounds.min)?, Move::Cheapest)),
+            (Some(lo), Some(hi)) => self.refine(&bracket, lo, hi),
+            (None, None) => None,
+        }
+    }
+
+    /// No failure yet: the hint's step, else the aim, else the second point, else growth;
+    /// never less than the step above the largest stable context.
+    fn grow(&self, lo: u32) -> Option<(u32, Move)> {
+        let g = self.bounds.granularity;
+        if lo >= self.bounds.max {
+            return None;
+        }
+        if self.hint.is_some() && self.last == Some(Move::First) {
+            return Some((lo + g, Move::HintStep));
+        }
+        let (target, why) = match self.prediction() {
+            Some(p) => {
+                let aim = self.fit(p.aim(g));
+                if aim > lo {
+                    (aim, Move::Aim)
+                } else {
+                    (self.fit(p.limit), Move::AtLimit)
+                }
+            }
+            None if self.all_flat() => (self.grown(lo), Move::Growth),
+            None => match self.prior_limit() {
+                Some(limit) => (self.fit(self.second_point(lo, limit)), Move::Prior),
+                None => (self.grown(lo), Move::Growth),
+            },
+        };
+        let step = lo.saturating_add(self.step());
+        let (target, why) = if target < step {
+            (step, Move::Step)
+        } else {
+            (target, why)
+        };
+        Some((target.min(self.bounds.max), why))
+    }
+
+    /// A failure is known: guided by the fit while it holds, else bisection.
+    fn refine(&self, bracket: &Bracket, lo: u32, hi: u32) -> Option<(u32, Move)> {
+        let g = self.bounds.granularity;
+        let midpoint = bracket.midpoint().map(|ctx| (ctx, Move::Midpoint));
+        if self.creep >= 2 {
+            // Stable steps just above the largest stable context in a row: the fit keeps
+            // falling short.
+            return midpoint;
+        }
+        let inside = |ctx: f64, why| Some((bracket.inside(ctx.max(0.0) as u32)?, why));
+        match self.prediction() {
+            // The fit puts the limit inside the bracket: aim just below it (or at it when
+            // the largest stable context is already within the margin).
+            Some(p) if p.limit < f64::from(hi) => {
+                let aim = p.aim(g);
+                if aim > f64::from(lo) {
+                    inside(aim, Move::Aim)
+                } else {
+                    inside(p.limit, Move::AtLimit)
+                }
+            }
+            // A memory failure just above where the fit put the limit: the fit is off by
+            // less than its margin, and the context below the failure is the likeliest
+            // limit. Once: if that fails too, the fit is off by more.
+            Some(p)
+                if self.memory_walls.contains(&hi)
+                    && self.last != Some(Move::BelowFailure)
+                    && p.limit - f64::from(hi) <= p.margin + f64::from(g) =>
+            {
+                inside(f64::from(hi - g), Move::BelowFailure)
+            }
+            Some(_) => midpoint,
+            None if self.all_flat() => midpoint,
+            None => match self.prior_limit() {
+                Some(limit) if limit < f64::from(hi) => {
+                    inside(self.second_point(lo, limit), Move::Prior)
+                }
+                _ => midpoint,
+            },
+        }
+    }
+
+    /// The smallest step up from the largest stable context: one granularity step,
+    /// doubled for each stable one in a row after the first (the fit keeps falling short).
+    fn step(&self) -> u32 {
+        self.bounds.granularity << self.creep.saturating_sub(1).min(16)
+    }
+
+    /// The next point while the slope is unknown: `prior_reach` of the way to the prior's
+    /// limit, and at least far enough for a slope (4 steps) unless the prior's limit is
+    /// nearer.
+    fn second_point(&self, lo: u32, prior_limit: f64) -> f64 {
+        let lo = f64::from(lo);
+        let reach = lo + (prior_limit - lo) * self.settings.prior_reach;
+        reach
+            .max(lo + 4.0 * f64::from(self.bounds.granularity))
+            .min(prior_limit)
+    }
+
+    /// `ctx` aligned down into the bounds.
+    fn fit(&self, ctx: f64) -> u32 {
+        self.bounds.fit(ctx.max(0.0) as u64)
+    }
+
+    fn grown(&self, lo: u32) -> u32 {
+        self.bounds
+            .fit((f64::from(lo) * self.settings.growth_factor) as u64)
+    }
+
+    /// The binding memory's prediction: the one whose headroom runs out first.
+    fn prediction(&self) -> Option<Prediction> {
+        let (g, margin) = (self.bounds.granularity, self.settings.margin);
+        self.series
+            .iter()
+            .filter_map(|s| s.predict(g, margin))
+            .min_by(|a, b| a.limit.total_cmp(&b.limit))
+    }
+
+    /// Every memory with readings has a flat or falling slope.
+    fn all_flat(&self) -> bool {
+        let (g, margin) = (self.bounds.granularity, self.settings.margin);
+        let slopes: Vec<Slope> = self
+            .series
+            .iter()
+            .filter(|s| s.has_readings())
+            .map(|s| s.slope(g, margin))
+            .collect();
+        slopes.contains(&Slope::Flat) && !slopes.contains(&Slope::Unknown)
+    }
+
+    /// Where the KV-cache prior says the first memory runs out (no slope measured yet).
+    fn prior_limit(&self) -> Option<f64> {
+        let prior = self.prior?;
+        self.series
+            .iter()
+            .filter_map(|s| s.prior_limit(prior))
+            .min_by(f64::total_cmp)
+    }
+
+    /// A proposal's reason, for the log.
+    fn explain(&self, why: Move) -> String {
+        let fit = match self.prediction() {
+            Some(p) => format!(
+                "; the fit puts the limit at {:.0} ± {:.0} tokens",
+                p.limit, p.margin
+            ),
+            None => String::new(),
+        };
+        let reason = match why {
+            Move::First if self.hint.is_some() => "the warm-start hint",
+            Move::First => "the smallest context, for a first reading",
+            Move::HintStep => "one step above the hint, which held",
+            Move::Cheapest => "the smallest context: nothing below the failure held",
+            Move::Prior => "part of the way to where the KV cache alone would run out",
+            Move::Aim => "just below where the headroom runs out",
+            Move::AtLimit => {
+                "where the headroom runs out: the largest stable context is within the margin"
+            }
+            Move::Step => "the smallest step above the largest stable context",
+            Move::Growth => "growth: memory does not say where the context stops",
+            Move::BelowFailure => "one step below a memory failure the fit did not expect",
+            Move::Midpoint => "bisection",
+            Move::Repeat => "measured again: it was unstable",
+        };
+        format!("{reason}{fit}")
+    }
+}
+
+ozone_sdk::export_context_search!(MemoryFit);
+
+pub mod table;
+
+#[cfg(test)]
+mod tests;
