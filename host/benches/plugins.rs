@@ -66,6 +66,7 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
     TrialRecord {
         id: 1,
         phase: Phase::Context,
+        stage: ozone::record::Stage::Verify,
         config: TrialConfig {
             ctx,
             batch,
@@ -97,6 +98,7 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
         } else {
             Verdict::Unstable
         },
+        stopped_early: None,
         server_log_tail: Vec::new(),
     }
 }

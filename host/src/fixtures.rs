@@ -120,6 +120,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
     let mut record = TrialRecord {
         id,
         phase,
+        stage: crate::record::Stage::Verify,
         config,
         started_at,
         duration_ms: 30_000 + u64::from(ctx) / 2,
@@ -134,6 +135,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
         breach: None,
         failure: None,
         verdict: Verdict::Failed,
+        stopped_early: None,
         server_log_tail: Vec::new(),
     };
     let measured = |r: &mut TrialRecord, ok: u32, d: f64, t: f64, p: f64, rss: u64| {

@@ -14,20 +14,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
+use ozone::backend::gguf::write_tiny_model;
 use serde_json::Value;
 
 const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 /// Bounds the wait for the tune to finish under Slurm (it takes about a minute).
 const JOB_DEADLINE: Duration = Duration::from_secs(600);
 
-/// Small and quick: a 40 MiB server budget sets the limit (near 9k tokens on the
+/// Small and quick: a 66 MiB server budget sets the limit (near 4.5k tokens on the wide
 /// generated model), the search starts just below it with two bisections, two samples a
 /// trial, no batch or concurrency phase; variance and machine-wide thresholds off (on a
 /// shared 2-core machine they measure the neighbours).
 const CONFIG: &str = "\
 search_strategy:
-  initial_context_probe: 8192
+  initial_context_probe: 4096
   max_binary_iterations: 2
   batch_adaptation:
     enabled: false
@@ -48,7 +48,7 @@ learning_system:
       reuse_learned_configs: false
 ozone:
   n_predict: 8
-  process_memory_budget_mb: 40
+  process_memory_budget_mb: 66
 ";
 
 /// Starts the cluster; `None` (with the reason printed) where Slurm cannot run.
@@ -165,14 +165,7 @@ fn a_real_slurm_job_tunes_the_node_and_the_report_compares_two() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path();
     let model = home.join("tiny-16k.gguf");
-    write_tiny_model(
-        &model,
-        &TinyModelSpec {
-            trained_context: 16384,
-            ..TinyModelSpec::default()
-        },
-    )
-    .unwrap();
+    write_tiny_model(&model, &common::wide_model_spec(16384)).unwrap();
     let config = home.join("ozone.yaml");
     std::fs::write(&config, CONFIG).unwrap();
     let llama_server = common::llama_server();

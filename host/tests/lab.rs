@@ -10,6 +10,7 @@ use std::process::Command;
 
 use ozone::lab::{self, Profile, Replay};
 use ozone::record::{FailureKind, TrialConfig, Verdict};
+use ozone::tune::Limits;
 use ozone_test_artifacts::{GOLDEN_BATCH, LINEAR_SWEEP, MEMORY_MODEL, MISBEHAVING};
 
 fn profiles_dir() -> PathBuf {
@@ -50,10 +51,30 @@ fn replaying_a_profile_with_its_own_strategies_reproduces_the_recorded_run() {
         let run = replay(&profile, &strategy);
         assert_eq!(run.error, None, "{name}");
         assert_eq!(run.decisions, profile.decisions, "{name}: decisions");
+        // The values; what bound them only where the recording says (older runs
+        // logged bare numbers).
+        let (replayed, recorded) = (
+            run.limits.clone().expect("limits"),
+            profile.recorded_limits.clone().expect("recorded limits"),
+        );
+        let values = |l: &Limits| (l.max_context, l.best_batch, l.max_concurrency);
         assert_eq!(
-            run.limits, profile.recorded_limits,
+            values(&replayed),
+            values(&recorded),
             "{name}: the recorded run's limits"
         );
+        for (ours, theirs) in [
+            (&replayed.bounds.max_context, &recorded.bounds.max_context),
+            (&replayed.bounds.best_batch, &recorded.bounds.best_batch),
+            (
+                &replayed.bounds.max_concurrency,
+                &recorded.bounds.max_concurrency,
+            ),
+        ] {
+            if theirs.is_some() {
+                assert_eq!(ours, theirs, "{name}: what bound a limit");
+            }
+        }
         assert_eq!(run.interpolated(), 0, "{name}: {:#?}", run.trials);
         // Every trial the replay ran is a recorded one, in the recorded order.
         let replayed: Vec<&TrialConfig> = run.trials.iter().map(|t| &t.config).collect();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use ozone::backend::BackendSpec;
 use ozone::hardware::process_gpu::{ProcessGpuSource, Recording};
-use ozone::record::{FailureKind, Metric, Phase, Verdict};
+use ozone::record::{FailureKind, Metric, Phase, Stage, Verdict};
 use ozone::trial::TrialRunner;
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +21,7 @@ async fn trial_at_4096_measures_five_samples_with_server_counts() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(4096, 1),
             &CancellationToken::new(),
         )
@@ -60,6 +61,66 @@ async fn trial_at_4096_measures_five_samples_with_server_counts() {
 }
 
 #[tokio::test]
+async fn a_screen_is_one_request_that_fills_the_context() {
+    let _serial = serial().await;
+    let mut runner = TrialRunner::new(backend(&[]), settings(5), sampler(None));
+    let mut heard = Vec::new();
+    let run = runner
+        .run_reporting(
+            1,
+            Phase::Context,
+            Stage::Screen,
+            &config(4096, 1),
+            &CancellationToken::new(),
+            &mut |s| heard.push(s.clone()),
+        )
+        .await;
+    let r = &run.record;
+    assert_eq!(r.verdict, Verdict::Stable, "{:?}", r.failure);
+    assert_eq!(r.stage, Stage::Screen);
+    assert_eq!(r.samples.len(), 1, "one request, not min_samples");
+    assert_eq!(r.samples[0].prompt_tokens, Some(3686), "90 % of 4096");
+    assert_eq!(r.stopped_early, None);
+    assert!(r.peaks.process_rss_bytes.is_some(), "the guard watched it");
+    assert_eq!(heard, r.samples, "the sample was handed out as it finished");
+    assert_no_servers_left();
+}
+
+/// Early verdict: the server is made to fail every request deterministically (it is
+/// asked for more tokens than the context holds, so it stops short), and with 5 samples
+/// and an 85 % threshold the first failure settles the verdict.
+#[tokio::test]
+async fn a_trial_whose_first_sample_fails_ends_before_the_second_request() {
+    let _serial = serial().await;
+    let mut settings = settings(5);
+    settings.n_predict = 4096;
+    let mut runner = TrialRunner::new(backend(&[]), settings, sampler(None));
+    let mut heard = 0;
+    let run = runner
+        .run_reporting(
+            1,
+            Phase::Context,
+            Stage::Verify,
+            &config(2048, 1),
+            &CancellationToken::new(),
+            &mut |_| heard += 1,
+        )
+        .await;
+    let r = &run.record;
+    assert_eq!(r.verdict, Verdict::Failed, "{:#?}", r.samples);
+    assert_eq!(r.samples.len(), 1, "{:#?}", r.samples);
+    assert_eq!(heard, 1, "no second request was sent");
+    assert!(!r.samples[0].ok);
+    assert_eq!(
+        r.stopped_early.as_deref(),
+        Some("stopped after sample 1 of 5: 1 failure makes 85 % unreachable")
+    );
+    let failure = r.failure.as_ref().expect("the sample's failure");
+    assert_eq!(failure.kind, FailureKind::BadOutput, "{failure:?}");
+    assert_no_servers_left();
+}
+
+#[tokio::test]
 async fn concurrency_levels_run_simultaneous_streams() {
     let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(4), sampler(None));
@@ -68,6 +129,7 @@ async fn concurrency_levels_run_simultaneous_streams() {
             .run(
                 id,
                 Phase::Concurrency,
+                Stage::Verify,
                 &config(2048, c),
                 &CancellationToken::new(),
             )
@@ -108,6 +170,7 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -121,6 +184,7 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(8192, 1),
             &CancellationToken::new(),
         )
@@ -178,6 +242,7 @@ async fn server_gpu_memory_over_the_gpu_budget_is_a_threshold_breach() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -193,6 +258,7 @@ async fn server_gpu_memory_over_the_gpu_budget_is_a_threshold_breach() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -255,7 +321,7 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
         pid
     });
     let run = runner
-        .run(1, Phase::Context, &config(8192, 1), &cancel)
+        .run(1, Phase::Context, Stage::Verify, &config(8192, 1), &cancel)
         .await
         .record;
     let pid = killer.await.expect("killer task");
@@ -279,6 +345,7 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -305,6 +372,7 @@ async fn server_that_never_gets_healthy_times_out() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -343,7 +411,7 @@ async fn cancellation_stops_the_server_and_returns_promptly() {
     });
     let started = Instant::now();
     let run = runner
-        .run(1, Phase::Context, &config(8192, 1), &cancel)
+        .run(1, Phase::Context, Stage::Verify, &config(8192, 1), &cancel)
         .await
         .record;
     assert!(
@@ -372,7 +440,7 @@ async fn dropping_a_running_trial_kills_its_server() {
     let _serial = serial().await;
     let mut runner = TrialRunner::new(backend(&[]), settings(20), sampler(None));
     let (config, cancel) = (config(8192, 1), CancellationToken::new());
-    let run = runner.run(1, Phase::Context, &config, &cancel);
+    let run = runner.run(1, Phase::Context, Stage::Verify, &config, &cancel);
     let outcome = tokio::time::timeout(Duration::from_millis(2500), run).await;
     assert!(outcome.is_err(), "the trial should still have been running");
     // SIGKILL is delivered asynchronously: give the kernel a moment.
@@ -418,6 +486,7 @@ async fn openai_compatible_trial_against_llama_server_v1() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -469,6 +538,7 @@ async fn allocation_failure_at_load_is_out_of_memory() {
         .run(
             1,
             Phase::Context,
+            Stage::Verify,
             &config(2048, 1),
             &CancellationToken::new(),
         )
@@ -486,6 +556,7 @@ async fn allocation_failure_at_load_is_out_of_memory() {
         .run(
             2,
             Phase::Context,
+            Stage::Verify,
             &config(32768, 1),
             &CancellationToken::new(),
         )

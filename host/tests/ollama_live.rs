@@ -6,7 +6,7 @@
 use ozone::backend::ollama::OllamaClient;
 use ozone::backend::BackendSpec;
 use ozone::guard::SamplerOptions;
-use ozone::record::{KvCacheType, Phase, TrialConfig, Verdict};
+use ozone::record::{KvCacheType, Phase, Stage, TrialConfig, Verdict};
 use ozone::trial::{TrialRunner, TrialSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +49,13 @@ async fn live_ollama_trial() {
         kv_cache_type: KvCacheType::F16,
     };
     let record = runner
-        .run(1, Phase::Context, &config, &CancellationToken::new())
+        .run(
+            1,
+            Phase::Context,
+            Stage::Verify,
+            &config,
+            &CancellationToken::new(),
+        )
         .await
         .record;
     assert_ne!(record.verdict, Verdict::Failed, "{:?}", record.failure);

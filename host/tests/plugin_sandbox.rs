@@ -324,8 +324,18 @@ fn every_builtin_is_a_component_of_its_world_at_this_version() {
             builtin.name
         );
     }
-    let worlds: Vec<World> = BUILTINS.iter().map(|b| b.world).collect();
-    assert_eq!(worlds, World::ALL, "one default plugin per world");
+    // Every world has a built-in, and the configured defaults are built-ins of theirs.
+    for world in World::ALL {
+        assert!(BUILTINS.iter().any(|b| b.world == world), "{world:?}");
+    }
+    let defaults = ozone::config::Config::default().ozone;
+    for (name, world) in [
+        (&defaults.context_strategy, World::Context),
+        (&defaults.batch_strategy, World::Batch),
+    ] {
+        let builtin = BUILTINS.iter().find(|b| b.name == name.as_str());
+        assert_eq!(builtin.map(|b| b.world), Some(world), "default {name}");
+    }
 }
 
 /// The message a plugin built for 0.1.0 gets, whichever kind of plugin is asked for.

@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
-use ozone::record::{KvCacheType, Phase, TrialConfig, Verdict};
+use ozone::record::{KvCacheType, Phase, Stage, TrialConfig, Verdict};
 use ozone::trial::{TrialRunner, TrialSettings};
 use serde_json::Value;
 
 const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 const GRANULARITY: u32 = 256;
-const BUDGET_MB: u64 = 48;
+const BUDGET_MB: u64 = common::WIDE_BUDGET_MB;
 /// Samples per trial: two keep the suite short; the limit is decided by memory.
 const SAMPLES: u32 = 2;
 const N_PREDICT: u32 = 8;
@@ -62,11 +62,7 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("temp dir");
     let model = dir.path().join("tiny-16k.gguf");
-    let spec = TinyModelSpec {
-        trained_context: 16384,
-        ..TinyModelSpec::default()
-    };
-    write_tiny_model(&model, &spec).expect("write the model");
+    write_tiny_model(&model, &common::wide_model_spec(16384)).expect("write the model");
     let config = dir.path().join("ozone.yaml");
     std::fs::write(&config, config_yaml()).expect("write the config");
     Setup { dir, model, config }
@@ -155,7 +151,9 @@ async fn swept_limit(model: &Path, around: u32) -> u32 {
             concurrency: 1,
             kv_cache_type: KvCacheType::F16,
         };
-        let run = runner.run(id, Phase::Context, &config, &cancel).await;
+        let run = runner
+            .run(id, Phase::Context, Stage::Verify, &config, &cancel)
+            .await;
         if run.record.verdict != Verdict::Stable {
             break;
         }
@@ -332,9 +330,13 @@ async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
         &before[..],
         "no line lost or rewritten"
     );
-    let configs: Vec<&Value> = trials(&after).iter().map(|t| &t["config"]).collect();
+    // A context screened and then verified is two stages of one configuration.
+    let configs: Vec<(&Value, &Value)> = trials(&after)
+        .iter()
+        .map(|t| (&t["config"], &t["stage"]))
+        .collect();
     for (i, c) in configs.iter().enumerate() {
-        assert!(!configs[..i].contains(c), "trial {c} was repeated");
+        assert!(!configs[..i].contains(c), "trial {c:?} was repeated");
     }
     let resumed_summary: Value = serde_json::from_slice(&resumed.stdout).unwrap();
     let resumed_limit = resumed_summary["limits"]["max_context"]["value"]
@@ -559,4 +561,176 @@ async fn a_second_run_starts_from_the_remembered_limit_unless_fresh() {
 
     let (_, fresh_log) = run("fresh", true);
     assert_eq!(hint_and_first_proposal(&fresh_log), (None, Some(16384)));
+}
+
+/// The settings of the staged-search tests: no batch or concurrency phase, an optional
+/// server budget and an optional fixed request timeout (seconds).
+fn staged_config(budget_mb: Option<u64>, timeout_s: Option<f64>) -> String {
+    let mut yaml = config_yaml().replace(
+        "testing:\n",
+        "search_strategy:\n  batch_adaptation:\n    enabled: false\ntesting:\n",
+    );
+    yaml = yaml.replace(&format!("  process_memory_budget_mb: {BUDGET_MB}\n"), "");
+    if let Some(mb) = budget_mb {
+        yaml.push_str(&format!("  process_memory_budget_mb: {mb}\n"));
+    }
+    if let Some(t) = timeout_s {
+        yaml = yaml.replace(
+            "testing:\n",
+            &format!(
+                "testing:\n  adaptive_timeouts:\n    base_timeout: {t}\n    context_multiplier: 0\n    \
+                 batch_multiplier: 0\n    min_timeout: {t}\n    max_timeout: {t}\n"
+            ),
+        );
+    }
+    yaml
+}
+
+/// `ozone tune --skip-concurrency` on `model` with `yaml`: the summary file, and the
+/// console's output (stdout then stderr).
+fn staged_tune(dir: &Path, model: &Path, yaml: &str, extra: &[&str], out: &str) -> (Value, String) {
+    let config = dir.join(format!("{out}.yaml"));
+    std::fs::write(&config, yaml).expect("write the config");
+    let model = model.display().to_string();
+    let config = config.display().to_string();
+    let mut args = vec![
+        "tune",
+        &model,
+        "--config",
+        &config,
+        "-o",
+        out,
+        "--skip-concurrency",
+    ];
+    args.extend(extra);
+    let output = ozone(&args, dir).output().expect("run ozone tune");
+    let console = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "ozone tune failed:\n{console}");
+    let summary = std::fs::read_to_string(only_file(&dir.join(out).join("summaries")))
+        .expect("the summary file");
+    let summary = serde_json::from_str(&summary).expect("the summary is JSON");
+    (summary, console)
+}
+
+/// Context-phase trials at `ctx`, as (stage, verdict).
+fn context_trials_at(summary: &Value, ctx: u64) -> Vec<(String, String)> {
+    summary["trials"]
+        .as_array()
+        .expect("trials")
+        .iter()
+        .filter(|t| t["phase"] == "context" && t["config"]["ctx"] == ctx)
+        .map(|t| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (text(&t["stage"]), text(&t["verdict"]))
+        })
+        .collect()
+}
+
+/// The published maximum context is a verified, stable trial, a context one step above it
+/// failed (screen or verify), and memory is what bound it — for both built-in searches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_published_context_is_verified_and_one_step_above_it_failed() {
+    let _serial = common::serial().await;
+    let s = setup();
+    let yaml = staged_config(Some(BUDGET_MB), None);
+    for strategy in ["binary-search", "memory-fit"] {
+        let (summary, stderr) = staged_tune(
+            s.dir.path(),
+            &s.model,
+            &yaml,
+            &["--context-strategy", strategy],
+            strategy,
+        );
+        let limit = &summary["limits"]["max_context"];
+        let value = limit["value"].as_u64().expect("a published context");
+        assert!(
+            context_trials_at(&summary, value).contains(&("verify".into(), "stable".into())),
+            "{strategy}: {value} was verified stable\n{stderr}"
+        );
+        let above = context_trials_at(&summary, value + u64::from(GRANULARITY));
+        assert!(
+            above.iter().any(|(_, verdict)| verdict != "stable"),
+            "{strategy}: one step above {value} failed: {above:?}\n{stderr}"
+        );
+        assert_eq!(limit["bound_by"], "memory", "{strategy}: {limit}");
+        assert_eq!(limit["evidence"]["threshold"], "process-memory", "{limit}");
+        // Every trial says its stage; the search screened, the answer was verified.
+        let stages: Vec<&Value> = summary["trials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| &t["stage"])
+            .collect();
+        assert!(stages.contains(&&Value::from("screen")), "{stages:?}");
+        common::assert_no_servers_left_for(&s.model);
+    }
+}
+
+/// Without a budget on a model trained for 4096 tokens, the trained context binds; with
+/// a request timeout shorter than a long fill takes, time binds, and the console says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_trained_context_or_time_binds_without_a_budget() {
+    let _serial = common::serial().await;
+    let s = setup();
+    let short = s.dir.path().join("tiny-4k.gguf");
+    let spec = TinyModelSpec {
+        trained_context: 4096,
+        ..TinyModelSpec::default()
+    };
+    write_tiny_model(&short, &spec).expect("write the model");
+    let (summary, _) = staged_tune(
+        s.dir.path(),
+        &short,
+        &staged_config(None, None),
+        &[],
+        "trained",
+    );
+    let limit = &summary["limits"]["max_context"];
+    assert_eq!(limit["value"], 4096, "{limit}");
+    assert_eq!(limit["bound_by"], "trained_context", "{limit}");
+    assert_eq!(limit["evidence"]["trained_context"], 4096, "{limit}");
+
+    // A 4096-token request's time on this machine, measured just now: twice that is
+    // the timeout, so 4096 tokens fit in it and the trained 16384 (four times the
+    // prompt, more than four times the work) cannot.
+    let slowest_ms = summary["trials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["samples"].as_array().cloned().unwrap_or_default())
+        .filter_map(|sample| sample["total_ms"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(slowest_ms > 0.0, "the samples carry their times");
+    let timeout_s = (2.0 * slowest_ms / 1000.0).max(1.0);
+    let narrow = s.dir.path().join("narrow-16k.gguf");
+    let spec = TinyModelSpec {
+        trained_context: 16384,
+        ..TinyModelSpec::default()
+    };
+    write_tiny_model(&narrow, &spec).expect("write the model");
+    let (summary, stderr) = staged_tune(
+        s.dir.path(),
+        &narrow,
+        &staged_config(None, Some(timeout_s)),
+        &[],
+        "time",
+    );
+    let limit = &summary["limits"]["max_context"];
+    assert_eq!(
+        limit["bound_by"], "time",
+        "timeout {timeout_s:.1} s: {limit}\n{stderr}"
+    );
+    let value = limit["value"]
+        .as_u64()
+        .expect("a context within the timeout");
+    assert!((4096..16384).contains(&value), "{value}");
+    assert!(
+        stderr.contains("note: Time bound the context, not memory"),
+        "the final output says so plainly:\n{stderr}"
+    );
+    common::assert_no_servers_left_for(&narrow);
 }

@@ -18,11 +18,17 @@
 
 /// What is known: the largest value that passed and the smallest that failed, over
 /// values that are multiples of `granularity` from `floor` up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// A failure at or below values that passed withdraws those passes (the later
+/// measurement wins, and whatever fails at `v` is not trusted above `v`): when the host's
+/// verification of a search's `best()` is not stable, the next-largest pass below it
+/// becomes the best.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bracket {
     floor: u32,
     granularity: u32,
-    passed: Option<u32>,
+    /// Every value that passed and was not withdrawn since, ascending.
+    passes: Vec<u32>,
     failed: Option<u32>,
 }
 
@@ -32,24 +38,27 @@ impl Bracket {
         Self {
             floor,
             granularity: granularity.max(1),
-            passed: None,
+            passes: Vec::new(),
             failed: None,
         }
     }
 
-    /// Records a trial: a pass raises the largest pass, anything else lowers the
-    /// smallest failure.
+    /// Records a trial: a pass may raise the largest pass; a failure lowers the smallest
+    /// failure and withdraws the passes at or above it.
     pub fn record(&mut self, value: u32, passed: bool) {
         if passed {
-            self.passed = Some(self.passed.map_or(value, |p| p.max(value)));
+            if let Err(at) = self.passes.binary_search(&value) {
+                self.passes.insert(at, value);
+            }
         } else {
             self.failed = Some(self.failed.map_or(value, |f| f.min(value)));
+            self.passes.retain(|&p| p < value);
         }
     }
 
-    /// The largest value that passed.
+    /// The largest value that passed (and was not withdrawn by a failure at or below it).
     pub fn passed(&self) -> Option<u32> {
-        self.passed
+        self.passes.last().copied()
     }
 
     /// The smallest value that failed.
@@ -88,14 +97,14 @@ impl Bracket {
     fn open_interval(&self) -> Option<(i64, i64)> {
         let g = i64::from(self.granularity);
         let hi = i64::from(self.failed?);
-        let lo = self.passed.map_or(i64::from(self.floor) - g, i64::from);
+        let lo = self.passed().map_or(i64::from(self.floor) - g, i64::from);
         (hi - lo > g).then_some((lo, hi))
     }
 }
 
 /// A [`Bracket`] plus the proposal made and not yet observed, so that `propose` asked
 /// twice answers the same value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bisection {
     bracket: Bracket,
     pending: Option<u32>,

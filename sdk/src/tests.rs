@@ -140,6 +140,24 @@ fn bracket_bisects_on_the_granularity_and_closes() {
 }
 
 #[test]
+fn a_failure_withdraws_the_passes_at_or_above_it() {
+    // Screens passed up to 9728, 9984 failed; the verification of 9728 then fails.
+    let mut b = Bracket::new(2048, 256);
+    for ctx in [4096, 8192, 9472, 9728] {
+        b.record(ctx, true);
+    }
+    b.record(9984, false);
+    assert!(b.is_closed());
+    b.record(9728, false);
+    assert_eq!((b.passed(), b.failed()), (Some(9472), Some(9728)));
+    assert!(b.is_closed(), "9472 is the next best, nothing left between");
+    // A failure far below withdraws every pass above it: the bracket reopens below.
+    b.record(6144, false);
+    assert_eq!((b.passed(), b.failed()), (Some(4096), Some(6144)));
+    assert_eq!(b.midpoint(), Some(5120));
+}
+
+#[test]
 fn bracket_without_a_pass_can_still_try_the_floor() {
     let mut b = Bracket::new(2048, 256);
     b.record(2304, false);

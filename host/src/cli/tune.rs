@@ -8,12 +8,12 @@ use crate::backend::llama_server::{resolve_binary, Interruption, LlamaServerSpec
 use crate::backend::{ollama::normalize_base_url, BackendKind, BackendSpec};
 use crate::config::{self, LoadedConfig};
 use crate::plugin::PluginHost;
-use crate::record::KvCacheType;
+use crate::record::{KvCacheType, Stage};
 use crate::report::{self, LogEvent, ReportError};
 use crate::session::{self, TuneFailure, TuneJob, TuneResult};
 use crate::tune::driver::TuneError;
 use crate::tune::presets::PresetName;
-use crate::tune::RunParameters;
+use crate::tune::{Bound, RunParameters};
 
 /// Which inference server runs the trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -558,20 +558,42 @@ fn print_result(result: &TuneResult) {
         eprintln!("note: {note}");
     }
     let s = &result.summary;
-    let show = |v: Option<u32>| v.map_or_else(|| "none stable".to_string(), |v| v.to_string());
+    let show = |v: Option<u32>, bound: &Option<Bound>| {
+        let value = v.map_or_else(|| "none stable".to_string(), |v| v.to_string());
+        match bound {
+            Some(b) => format!("{value:<11} bound by {}", b.describe()),
+            None => value,
+        }
+    };
+    let screens = s.trials.iter().filter(|t| t.stage == Stage::Screen).count();
     println!();
-    println!("{} — {} trials", s.model.name, s.trials.len());
-    println!("  max context      {}", show(s.limits.max_context));
+    println!(
+        "{} — {} trials ({screens} screens, {} verifications)",
+        s.model.name,
+        s.trials.len(),
+        s.trials.len() - screens
+    );
+    let b = &s.limits.bounds;
+    println!(
+        "  max context      {}",
+        show(s.limits.max_context, &b.max_context)
+    );
     if let Some(fit) = &s.fit_baseline {
         println!("  {}", fit.versus(s.limits.max_context));
     }
-    println!("  best batch       {}", show(s.limits.best_batch));
+    println!(
+        "  best batch       {}",
+        show(s.limits.best_batch, &b.best_batch)
+    );
     let concurrency = if result.concurrency_skipped {
         "not measured (--skip-concurrency)".to_string()
     } else {
-        show(s.limits.max_concurrency)
+        show(s.limits.max_concurrency, &b.max_concurrency)
     };
     println!("  max concurrency  {concurrency}");
+    if let Some(note) = report::time_bound_note(s) {
+        println!("note: {note}");
+    }
     println!();
     println!("{}", report::presets_table(s));
     println!("files:");

@@ -435,6 +435,9 @@ pub struct OzoneSettings {
     pub cpu_grace_ms: u64,
     /// One unmeasured request before the samples of each trial.
     pub warmup: bool,
+    /// Screen context proposals (one full fill each) and verify only the search's
+    /// answer with a full statistical trial; `false` verifies every context proposal.
+    pub screen_trials: bool,
     /// How long a server may take to load and answer `/health`, seconds.
     pub health_timeout_s: f64,
     /// What one plugin instance may spend: fuel per call, memory, stack.
@@ -456,6 +459,7 @@ impl Default for OzoneSettings {
             gpu_memory_budget_mb: thresholds.gpu_memory_budget_mb,
             cpu_grace_ms: thresholds.cpu_grace_ms,
             warmup: trials.warmup,
+            screen_trials: true,
             health_timeout_s: trials.health_timeout_s,
             sandbox: SandboxLimits::default(),
             plugin_settings: BTreeMap::new(),

@@ -3,8 +3,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::record::{FailureKind, Phase, SampleSeries, TrialConfig, Verdict};
-use crate::trial::TrialRun;
+use crate::record::{FailureKind, Phase, SampleSeries, Stage, TrialConfig, Verdict};
+use crate::trial::{OnSample, TrialRun};
 use crate::tune::driver::{TrialExecutor, TuneError, TuneObserver};
 
 use super::profile::{Decision, Profile};
@@ -43,13 +43,16 @@ impl TrialExecutor for ReplayExecutor<'_> {
         &mut self,
         id: u32,
         phase: Phase,
+        stage: Stage,
         config: &TrialConfig,
         _cancel: &CancellationToken,
+        _on_sample: OnSample<'_>,
     ) -> TrialRun {
         let answer = self.profile.answer(config);
         let mut record = answer.record;
         record.id = id;
         record.phase = phase;
+        record.stage = stage;
         self.trials.push(ReplayedTrial {
             id,
             phase,
@@ -78,7 +81,7 @@ impl TuneObserver for DecisionRecorder {
         Ok(())
     }
 
-    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>) {
+    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>, _stage: Stage) {
         self.decisions.push(Decision {
             phase,
             plugin: plugin.to_string(),

@@ -10,7 +10,7 @@ use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
-use crate::record::{Phase, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Phase, Stage, TrialConfig, TrialRecord, Verdict};
 use crate::report::{self, LogEvent, PluginUse, RunStatus};
 use crate::tune::plan::effective_thresholds;
 use crate::tune::{Limits, RunParameters};
@@ -103,6 +103,7 @@ impl Profile {
                     phase,
                     plugin,
                     proposed,
+                    ..
                 } => decisions.push(Decision {
                     phase,
                     plugin,
@@ -138,7 +139,7 @@ impl Profile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let profile = Profile {
+        let mut profile = Profile {
             profile_version: PROFILE_VERSION,
             provenance: Provenance {
                 log: file_name,
@@ -156,6 +157,7 @@ impl Profile {
             recorded_limits,
             trials,
         };
+        profile.replay_as_recorded();
         profile.validate().map_err(invalid)?;
         Ok(profile)
     }
@@ -166,10 +168,11 @@ impl Profile {
             path: path.to_path_buf(),
             source,
         })?;
-        let profile: Profile = serde_json::from_str(&text).map_err(|e| ProfileError::Parse {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut profile: Profile =
+            serde_json::from_str(&text).map_err(|e| ProfileError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
         if profile.profile_version != PROFILE_VERSION {
             return Err(ProfileError::Parse {
                 path: path.to_path_buf(),
@@ -179,6 +182,7 @@ impl Profile {
                 ),
             });
         }
+        profile.replay_as_recorded();
         profile
             .validate()
             .map_err(|message| ProfileError::Invalid {
@@ -186,6 +190,15 @@ impl Profile {
                 message,
             })?;
         Ok(profile)
+    }
+
+    /// A run recorded before screen trials existed measured every context proposal with
+    /// a full trial: its profile has no screen to answer one from, so it replays the way
+    /// it was recorded (`ozone.screen_trials: false`).
+    fn replay_as_recorded(&mut self) {
+        if !self.trials.iter().any(|t| t.stage == Stage::Screen) {
+            self.config.ozone.screen_trials = false;
+        }
     }
 
     /// Writes the profile as pretty JSON.

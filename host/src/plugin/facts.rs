@@ -74,9 +74,8 @@ pub fn concurrency_bounds(max_concurrency: u32) -> ConcurrencyBounds {
 }
 
 /// The outcome of a logged trial; headroom is each threshold's limit (as in
-/// [`hardware_facts`]) minus the trial's peak. Every trial is a full statistical one
-/// for now (stage `verify`, its sample count); staged measurement (issue 9) adds
-/// screens.
+/// [`hardware_facts`]) minus the trial's peak; `samples` the requests measured (fewer
+/// than asked when the verdict was settled early).
 pub fn trial_outcome(
     record: &TrialRecord,
     snapshot: &HardwareSnapshot,
@@ -95,7 +94,7 @@ pub fn trial_outcome(
             ubatch: c.ubatch,
             concurrency: c.concurrency,
         },
-        stage: Stage::Verify,
+        stage: stage(record.stage),
         samples: u32::try_from(record.samples.len()).unwrap_or(u32::MAX),
         verdict: verdict(record.verdict),
         failure: record.failure.as_ref().map(|f| failure(f.kind)),
@@ -130,6 +129,13 @@ fn size_class(class: backend::SizeClass) -> SizeClass {
         backend::SizeClass::Small => SizeClass::Small,
         backend::SizeClass::Medium => SizeClass::Medium,
         backend::SizeClass::Large => SizeClass::Large,
+    }
+}
+
+fn stage(stage: record::Stage) -> Stage {
+    match stage {
+        record::Stage::Screen => Stage::Screen,
+        record::Stage::Verify => Stage::Verify,
     }
 }
 
@@ -242,6 +248,7 @@ mod tests {
         let record = TrialRecord {
             id: 3,
             phase: Phase::Context,
+            stage: record::Stage::Verify,
             config: record::TrialConfig {
                 ctx: 65_536,
                 batch: 512,
@@ -272,6 +279,7 @@ mod tests {
                 message: "vram".into(),
             }),
             verdict: record::Verdict::Failed,
+            stopped_early: None,
             server_log_tail: Vec::new(),
         };
         let o = trial_outcome(&record, &snapshot(), &Thresholds::default());

@@ -15,6 +15,16 @@ pub enum Metric {
     GpuMemoryBudget,
 }
 
+impl Metric {
+    /// A memory threshold or budget (as opposed to temperature or CPU).
+    pub fn is_memory(self) -> bool {
+        match self {
+            Metric::Vram | Metric::Ram | Metric::ProcessMemory | Metric::GpuMemoryBudget => true,
+            Metric::Temperature | Metric::Cpu => false,
+        }
+    }
+}
+
 impl std::fmt::Display for Metric {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

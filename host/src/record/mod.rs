@@ -170,6 +170,35 @@ impl Stats {
     }
 }
 
+/// How much measurement a trial got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// One request that fills the context, and its decode, with the guard watching: does
+    /// the configuration load, fit within the limits, and at what peak. Stable when that
+    /// one request succeeded.
+    Screen,
+    /// The full statistical trial: `min_samples_per_config` requests, success rate and
+    /// throughput variation. (Logs written before stages existed hold only these.)
+    #[default]
+    Verify,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Screen => "screen",
+            Stage::Verify => "verify",
+        }
+    }
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -187,6 +216,9 @@ pub struct TrialRecord {
     /// 1-based sequence number within the run.
     pub id: u32,
     pub phase: Phase,
+    /// Screen or verify (logs written before stages existed: verify).
+    #[serde(default)]
+    pub stage: Stage,
     pub config: TrialConfig,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub duration_ms: u64,
@@ -203,6 +235,10 @@ pub struct TrialRecord {
     pub breach: Option<Breach>,
     pub failure: Option<TrialFailure>,
     pub verdict: Verdict,
+    /// Why the trial ended before all its samples ran, when its verdict was settled
+    /// early ("stopped after sample 2 of 5: 1 failure makes 85 % unreachable").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<String>,
     /// The server log's last lines, kept when the trial failed.
     pub server_log_tail: Vec<String>,
 }

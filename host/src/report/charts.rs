@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::guard::memory_limit_bytes;
-use crate::record::{Peaks, Phase, Stats, TrialRecord, Verdict};
+use crate::record::{Peaks, Phase, Stage, Stats, TrialRecord, Verdict};
 
 use super::svg::{Chart, Mark, Point, Series};
 use super::RunSummary;
@@ -12,7 +12,10 @@ use super::RunSummary;
 const MIB: f64 = 1048576.0;
 
 fn trial_label(t: &TrialRecord) -> String {
-    let mut label = format!("trial {}: {} — {:?}", t.id, t.config, t.verdict);
+    let mut label = format!(
+        "trial {} ({}): {} — {:?}",
+        t.id, t.stage, t.config, t.verdict
+    );
     if let Some(f) = &t.failure {
         let _ = write!(label, " ({})", f.message);
     }
@@ -144,6 +147,7 @@ pub(super) fn charts(s: &RunSummary) -> Vec<Chart> {
             t.config.concurrency == 1
                 && Some(t.config.ctx) == batch_ctx
                 && t.phase != Phase::Concurrency
+                && t.stage == Stage::Verify
         })
         .collect();
     let batch = Chart {
@@ -179,6 +183,7 @@ pub(super) fn charts(s: &RunSummary) -> Vec<Chart> {
                     && t.config.ctx == c.config.ctx
                     && t.config.batch == c.config.batch
                     && t.phase != Phase::Concurrency
+                    && t.stage == Stage::Verify
             })
         });
         base.into_iter().chain(conc).collect()

@@ -3,13 +3,26 @@
 //! ```text
 //! {"event":"run_started","log_version":1,"ozone_version":"0.1.0","model_source":"m.gguf","model":{…ModelMetadata},"hardware":{…HardwareSnapshot},"config":{…Config},"plugins":[{"role":"context","name":"binary-search","version":"0.1.0","builtin":true}],"backend":"llama-server","versions":{"llama-server":"b6500"},"started_at":"2026-11-26T13:00:05Z"}
 //! {"event":"fit_baseline","fit":{"status":"fitted","ctx":61440,"margin_mib":1024,…}}
-//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":32768}
-//! {"event":"sample","trial_id":1,"config":{"ctx":32768,…},"sample":{"index":0,"ok":true,"ttft_ms":…}}
-//! {"event":"trial","id":1,"phase":"context","config":{"ctx":32768,…},…every TrialRecord field, samples included}
+//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":32768,"stage":"screen"}
+//! {"event":"sample","trial_id":1,"stage":"screen","config":{"ctx":32768,…},"sample":{"index":0,"ok":true,"ttft_ms":…}}
+//! {"event":"trial","id":1,"phase":"context","stage":"screen","config":{"ctx":32768,…},…every TrialRecord field, samples included}
 //! {"event":"series","trial_id":1,"series":{"interval_ms":100,"points":[…],"peaks":{…}}}
+//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":null}
+//! {"event":"decision","phase":"context","plugin":"binary-search","proposed":9728,"stage":"verify"}
 //! {"event":"resumed","at":"2026-11-26T14:00:00Z"}
-//! {"event":"run_finished","status":"completed","finished_at":"…","limits":{"max_context":20480,"best_batch":256,"max_concurrency":2},"message":null}
+//! {"event":"run_finished","status":"completed","finished_at":"…","limits":{"max_context":{"value":9728,"bound_by":"memory","evidence":{…}},…},"message":null}
 //! ```
+//!
+//! - `decision`: a plugin's proposal and the stage it is measured at; `proposed: null`
+//!   is the plugin saying it is done. In the context phase a `verify` decision after the
+//!   plugin is done is its `best()`, about to be verified.
+//! - `sample`: one finished request of the running trial, written (and flushed) the
+//!   moment it finished, before its trial's `trial` line: a crash mid-trial loses no
+//!   measured sample, and `ozone report` on a running log shows the trial in progress
+//!   (samples after the last `trial` line). The `trial` line repeats every sample.
+//! - `trial`: a finished trial (`stage` screen or verify; logs written before stages
+//!   existed have none and read as verify; `stopped_early` says why a trial ended
+//!   before all its samples ran).
 //!
 //! Readers skip a torn last line (a crash mid-write) and reject any other bad line.
 
@@ -22,7 +35,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::record::{FitBaseline, Phase, SampleRecord, SampleSeries, TrialConfig, TrialRecord};
+use crate::record::{
+    FitBaseline, Phase, SampleRecord, SampleSeries, Stage, TrialConfig, TrialRecord,
+};
 use crate::tune::Limits;
 
 /// Version of the log format, written in `run_started`.
@@ -46,9 +61,12 @@ pub enum LogEvent {
     /// trials; a resumed run keeps it.
     FitBaseline { fit: FitBaseline },
     /// One sample, logged as soon as it finishes (before its trial's `trial` line), so a
-    /// crash mid-trial loses nothing measured. Readers rebuild from `trial` lines only.
+    /// crash mid-trial loses nothing measured. Finished trials are rebuilt from `trial`
+    /// lines; samples after the last one are the trial in progress.
     Sample {
         trial_id: u32,
+        #[serde(default)]
+        stage: Stage,
         config: TrialConfig,
         sample: SampleRecord,
     },
@@ -56,11 +74,15 @@ pub enum LogEvent {
     Trial(Box<TrialRecord>),
     /// The sampler's series of a trial (written after its `trial` line).
     Series { trial_id: u32, series: SampleSeries },
-    /// A plugin's proposal (`proposed: null` = the plugin is done).
+    /// A plugin's proposal and the stage it is measured at (`proposed: null` = the
+    /// plugin is done); in the context phase, a `verify` decision is the plugin's
+    /// `best()` about to be verified.
     Decision {
         phase: Phase,
         plugin: String,
         proposed: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stage: Option<Stage>,
     },
     /// Last line of a run.
     RunFinished(RunFinished),

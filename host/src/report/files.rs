@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::backend::llama_server::command_line;
+use crate::backend::llama_server::{command_line, SERVER_ENV};
 use crate::backend::BackendKind;
 use crate::record::{KvCacheType, Phase};
 use crate::tune::presets::{Preset, PresetName, Presets};
@@ -246,11 +246,17 @@ fn launch_script(
         .iter()
         .map(|w| shell_quote(w))
         .collect::<Result<Vec<_>, _>>()?;
+    // The server's environment as measured (see `SERVER_ENV`).
+    let env: String = SERVER_ENV
+        .iter()
+        .map(|(key, value)| format!("export {key}={value}\n"))
+        .collect();
     Ok(format!(
         "#!/bin/sh\n\
          # Written by ozone {ver}: llama-server with preset {name} for {model}.\n\
          # {figures}\n\
          # Extra arguments are passed on to llama-server.\n\
+         {env}\
          exec {cmd} \"$@\"\n",
         ver = summary.ozone_version,
         name = p.name,

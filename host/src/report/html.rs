@@ -5,6 +5,7 @@ use std::fmt::Write;
 
 use crate::record::{Peaks, Stats, Verdict};
 use crate::tune::presets::{Preset, Presets};
+use crate::tune::Bound;
 
 use super::charts::charts;
 use super::escape::escape;
@@ -226,19 +227,36 @@ fn limits_section(h: &mut String, s: &RunSummary) {
         .as_ref()
         .map(|f| {
             format!(
-                "<tr><th>llama.cpp's own fit</th><td>{}</td></tr>",
+                "<tr><th>llama.cpp's own fit</th><td colspan=\"2\">{}</td></tr>",
                 escape(&f.versus(s.limits.max_context))
             )
         })
         .unwrap_or_default();
+    let bound = |b: &Option<Bound>| {
+        b.as_ref()
+            .map(|b| escape(&b.describe()))
+            .unwrap_or_else(|| "–".into())
+    };
+    let b = &s.limits.bounds;
     let _ = writeln!(
         h,
-        "<h2>Limits found</h2>\n<table class=\"facts\"><tr><th>largest stable context</th>\
-         <td>{}</td></tr>{fit}<tr><th>best batch</th><td>{}</td></tr><tr><th>highest stable \
-         concurrency</th><td>{}</td></tr><tr><th>trials</th><td>{}</td></tr></table>",
+        "<h2>Limits found</h2>\n<table class=\"facts\"><tr><th></th><th>value</th>\
+         <th>bound by</th></tr><tr><th>largest stable context</th><td>{}</td><td>{}</td></tr>\
+         {fit}<tr><th>best batch</th><td>{}</td><td>{}</td></tr><tr><th>highest stable \
+         concurrency</th><td>{}</td><td>{}</td></tr></table>",
         show(s.limits.max_context),
+        bound(&b.max_context),
         show(s.limits.best_batch),
+        bound(&b.best_batch),
         show(s.limits.max_concurrency),
+        bound(&b.max_concurrency),
+    );
+    if let Some(note) = time_bound_note(s) {
+        let _ = writeln!(h, "<p class=\"warn\">{}</p>", escape(&note));
+    }
+    let _ = writeln!(
+        h,
+        "<table class=\"facts\"><tr><th>trials</th><td>{}</td></tr></table>",
         escape(
             &s.timings
                 .phases
@@ -258,24 +276,31 @@ fn limits_section(h: &mut String, s: &RunSummary) {
 
 fn trials_section(h: &mut String, s: &RunSummary) {
     h.push_str(
-        "<h2>Trials</h2>\n<table><tr><th>#</th><th>phase</th><th>configuration</th>\
-         <th>verdict</th><th>decode tok/s</th><th>TTFT ms</th><th>prefill tok/s</th>\
-         <th>samples ok</th><th>peak memory</th><th>time</th><th>failure</th></tr>\n",
+        "<h2>Trials</h2>\n<p>A <b>screen</b> is one request that fills the context: does it \
+         load and fit, at what peak. A <b>verify</b> trial is the full statistical trial; every \
+         published limit is a stable verification.</p>\n<table><tr><th>#</th><th>phase</th>\
+         <th>stage</th><th>configuration</th><th>verdict</th><th>decode tok/s</th><th>TTFT ms</th>\
+         <th>prefill tok/s</th><th>samples ok</th><th>peak memory</th><th>time</th>\
+         <th>failure</th></tr>\n",
     );
     for t in &s.trials {
         let ok = t.samples.iter().filter(|x| x.ok).count();
-        let failure = t
-            .failure
-            .as_ref()
-            .map(|f| f.message.clone())
-            .unwrap_or_default();
+        let failure = [
+            t.failure.as_ref().map(|f| f.message.clone()),
+            t.stopped_early.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join("; ");
         let _ = writeln!(
             h,
-            "<tr class=\"{}\"><td>{}</td><td>{:?}</td><td>{}</td><td>{:?}</td><td>{}</td>\
-             <td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr class=\"{}\"><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{:?}</td>\
+             <td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             verdict_class(t.verdict),
             t.id,
             t.phase,
+            t.stage,
             escape(&t.config.to_string()),
             t.verdict,
             stats(t.decode_tps.as_ref(), 1),
@@ -289,6 +314,46 @@ fn trials_section(h: &mut String, s: &RunSummary) {
         );
     }
     h.push_str("</table>\n");
+    if let Some(p) = &s.in_progress {
+        let ok = p.samples.iter().filter(|x| x.ok).count();
+        let _ = writeln!(
+            h,
+            "<p class=\"warn\">In progress: trial {} ({}) {} — {} sample(s) so far, {} ok{}</p>",
+            p.trial_id,
+            p.stage,
+            escape(&p.config.to_string()),
+            p.samples.len(),
+            ok,
+            p.samples
+                .iter()
+                .filter_map(|x| x.error.as_deref())
+                .map(|e| format!("; {}", escape(e)))
+                .collect::<String>()
+        );
+    }
+}
+
+/// On a CPU-only run whose context is bound by time, the plain reason (the console says
+/// the same).
+pub fn time_bound_note(s: &RunSummary) -> Option<String> {
+    let Some(Bound::Time { at, timeout_s, .. }) = &s.limits.bounds.max_context else {
+        return None;
+    };
+    let cpu_only = s.hardware.gpus.is_empty();
+    let timeout = timeout_s
+        .map(|t| format!(" within the {t:.0} s request timeout"))
+        .unwrap_or_default();
+    Some(if cpu_only {
+        format!(
+            "Time bound the context, not memory: this CPU-only machine cannot fill a \
+             {at}-token context{timeout}. A GPU, or longer timeouts \
+             (testing.adaptive_timeouts), would let a larger context run."
+        )
+    } else {
+        format!(
+            "Time bound the context, not memory: a {at}-token context could not be filled{timeout}."
+        )
+    })
 }
 
 fn verdict_class(v: Verdict) -> &'static str {
@@ -349,8 +414,8 @@ pub const STYLE: &str =
 padding:0 1em;color:#222}h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;margin:.5em 0}th,td{border:1px solid #ddd;padding:3px 7px;\
 text-align:left;vertical-align:top}th{background:#f5f5f5}table.facts th{width:13em}\
-tr.failed td:nth-child(4){color:#d62828;font-weight:600}tr.unstable td:nth-child(4){color:#b07800}\
-tr.stable td:nth-child(4){color:#2a9d3f}.warn{background:#fff4d6;border:1px solid #e0b400;\
+tr.failed td:nth-child(5){color:#d62828;font-weight:600}tr.unstable td:nth-child(5){color:#b07800}\
+tr.stable td:nth-child(5){color:#2a9d3f}.warn{background:#fff4d6;border:1px solid #e0b400;\
 padding:.5em}.charts{display:flex;flex-wrap:wrap;gap:12px}svg.chart{background:#fff;\
 border:1px solid #ddd;max-width:100%;height:auto}svg .title{font-weight:600;font-size:14px}\
 svg .tick,svg .legend{font-size:11px;fill:#444}svg .axis{font-size:12px;fill:#222}\

@@ -26,9 +26,9 @@ pub use events::{LogEvent, PluginUse, RunFinished, RunStarted, RunStatus, LOG_VE
 pub use files::{
     file_stem, shell_quote, timestamp, write_file, write_outputs, write_run_outputs, OutputPaths,
 };
-pub use html::{render_html, render_summary_html, STYLE};
+pub use html::{render_html, render_summary_html, time_bound_note, STYLE};
 pub use log::{log_path, read_log, read_log_detailed, LogContents, RunLog};
-pub use summary::{PhaseTiming, RunSummary, Timings};
+pub use summary::{PhaseTiming, RunSummary, Timings, TrialInProgress};
 pub use svg::{Chart, Mark, Point, Series};
 pub use text::presets_table;
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::record::{FitBaseline, Phase, TrialRecord, Verdict};
+use crate::record::{FitBaseline, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict};
 use crate::tune::presets::{self, Presets};
 use crate::tune::Limits;
 
@@ -81,6 +81,19 @@ pub struct RunSummary {
     pub fit_baseline: Option<FitBaseline>,
     pub presets: Presets,
     pub trials: Vec<TrialRecord>,
+    /// A run still going (or cut short by a crash): the trial whose samples are logged
+    /// but whose `trial` line is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_progress: Option<TrialInProgress>,
+}
+
+/// The samples logged so far of a trial that has not finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialInProgress {
+    pub trial_id: u32,
+    pub stage: Stage,
+    pub config: TrialConfig,
+    pub samples: Vec<SampleRecord>,
 }
 
 impl RunSummary {
@@ -113,11 +126,13 @@ impl RunSummary {
             fit_baseline: None,
             presets,
             trials,
+            in_progress: None,
         }
     }
 
     /// Rebuilds the summary of a logged run: the first `run_started`, every `trial`
-    /// (a trial id logged twice keeps its last record), the last `run_finished`.
+    /// (a trial id logged twice keeps its last record), the last `run_finished`; on an
+    /// unfinished log, the `sample` lines of a trial not finished yet as `in_progress`.
     pub fn from_events(events: &[LogEvent]) -> Result<Self, ReportError> {
         let started = events
             .iter()
@@ -152,11 +167,44 @@ impl RunSummary {
                 f.limits.clone(),
                 f.message.clone(),
             ),
-            None => Self::new(started, trials, RunStatus::Unfinished, None, None, None),
+            None => {
+                let in_progress = trial_in_progress(events, &trials);
+                Self {
+                    in_progress,
+                    ..Self::new(started, trials, RunStatus::Unfinished, None, None, None)
+                }
+            }
         };
         Ok(Self {
             fit_baseline,
             ..summary
         })
     }
+}
+
+/// The samples of the last trial that has samples in the log but no `trial` line.
+fn trial_in_progress(events: &[LogEvent], trials: &[TrialRecord]) -> Option<TrialInProgress> {
+    let mut current: Option<TrialInProgress> = None;
+    for event in events {
+        if let LogEvent::Sample {
+            trial_id,
+            stage,
+            config,
+            sample,
+        } = event
+        {
+            match &mut current {
+                Some(c) if c.trial_id == *trial_id => c.samples.push(sample.clone()),
+                _ => {
+                    current = Some(TrialInProgress {
+                        trial_id: *trial_id,
+                        stage: *stage,
+                        config: config.clone(),
+                        samples: vec![sample.clone()],
+                    })
+                }
+            }
+        }
+    }
+    current.filter(|c| trials.iter().all(|t| t.id != c.trial_id))
 }

@@ -17,11 +17,13 @@ fn events() -> Vec<LogEvent> {
             phase: t.phase,
             plugin: "binary-search".into(),
             proposed: Some(t.config.ctx),
+            stage: Some(crate::record::Stage::Verify),
         });
         let id = t.id;
         for sample in &t.samples {
             events.push(LogEvent::Sample {
                 trial_id: id,
+                stage: t.stage,
                 config: t.config.clone(),
                 sample: sample.clone(),
             });
@@ -36,6 +38,7 @@ fn events() -> Vec<LogEvent> {
         phase: Phase::Context,
         plugin: "binary-search".into(),
         proposed: None,
+        stage: None,
     });
     events.push(LogEvent::RunFinished(RunFinished {
         status: RunStatus::Completed,
@@ -315,8 +318,11 @@ fn html_report_has_the_charts_and_the_presets_without_script() {
     }
     // The budget line and every trial on the memory chart, marked by verdict.
     assert!(html.contains("budget 1536 MiB"));
-    assert!(html.contains("<title>trial 5: ctx 24576 batch 64 ubatch 64 x1 kv f16 — Failed"));
-    assert!(html.contains("<title>trial 10: ctx 20480 batch 256 ubatch 256 x4 kv f16 — Unstable"));
+    assert!(
+        html.contains("<title>trial 5 (verify): ctx 24576 batch 64 ubatch 64 x1 kv f16 — Failed")
+    );
+    assert!(html
+        .contains("<title>trial 10 (verify): ctx 20480 batch 256 ubatch 256 x4 kv f16 — Unstable"));
     for preset in ["max_context", "balanced", "fast_response"] {
         assert!(html.contains(&format!("<td>{preset}</td>")), "{preset}");
     }
@@ -496,4 +502,38 @@ fn with_a_gpu_budget_the_memory_chart_shows_the_server_s_gpu_memory() {
         html.contains("server GPU "),
         "trial peaks name the server's GPU memory"
     );
+}
+
+#[test]
+fn a_running_log_shows_the_trial_in_progress() {
+    let mut events: Vec<LogEvent> = events()
+        .into_iter()
+        .filter(|e| !matches!(e, LogEvent::RunFinished(_)))
+        .collect();
+    let config = crate::fixtures::trials()[0].config.clone();
+    let sample = crate::record::SampleRecord {
+        index: 0,
+        ok: false,
+        error: Some("the request ran past the 89 s timeout".into()),
+        ..Default::default()
+    };
+    events.push(LogEvent::Sample {
+        trial_id: 11,
+        stage: crate::record::Stage::Screen,
+        config: config.clone(),
+        sample,
+    });
+    let s = RunSummary::from_events(&events).unwrap();
+    assert_eq!(s.status, RunStatus::Unfinished);
+    let p = s.in_progress.as_ref().expect("trial 11 in progress");
+    assert_eq!(
+        (p.trial_id, p.stage, p.samples.len()),
+        (11, crate::record::Stage::Screen, 1)
+    );
+    let html = render_summary_html(&s);
+    assert!(html.contains("In progress: trial 11 (screen)"), "{html}");
+    assert!(html.contains("ran past the 89 s timeout"));
+    // Finished trials' samples are not "in progress".
+    let done = RunSummary::from_events(&events[..events.len() - 1]).unwrap();
+    assert_eq!(done.in_progress, None);
 }

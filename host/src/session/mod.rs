@@ -16,12 +16,12 @@ use crate::guard::{gpu_budget_problem, SamplerOptions};
 use crate::hardware::process_gpu::availability;
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::plugin::{PluginError, PluginHost, PluginRef};
-use crate::record::{FitBaseline, Phase, TrialConfig, TrialRecord};
+use crate::record::{FitBaseline, Phase, SampleRecord, Stage, TrialConfig, TrialRecord};
 use crate::report::{
     write_run_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog,
     RunStarted, RunStatus, RunSummary,
 };
-use crate::trial::{TrialRun, TrialRunner};
+use crate::trial::{OnSample, TrialRun, TrialRunner};
 use crate::tune::driver::{
     trial_config, Driver, Plan, TrialBook, TrialExecutor, TuneError, TuneObserver,
 };
@@ -587,14 +587,19 @@ impl TrialExecutor for RunnerExecutor<'_> {
         &mut self,
         id: u32,
         phase: Phase,
+        stage: Stage,
         config: &TrialConfig,
         cancel: &CancellationToken,
+        on_sample: OnSample<'_>,
     ) -> TrialRun {
-        self.0.run(id, phase, config, cancel).await
+        self.0
+            .run_reporting(id, phase, stage, config, cancel, on_sample)
+            .await
     }
 }
 
-/// Writes every finished trial to the log (flushed per line) and drives the bars.
+/// Writes every sample and finished trial to the log (flushed per line) and drives the
+/// bars.
 struct LogObserver<'a> {
     log: &'a mut RunLog,
     progress: PhaseProgress,
@@ -605,8 +610,20 @@ impl TuneObserver for LogObserver<'_> {
         self.progress.phase_started(phase, estimated_trials);
     }
 
-    fn trial_started(&mut self, _id: u32, _phase: Phase, config: &TrialConfig) {
-        self.progress.trial_started(config);
+    fn trial_started(&mut self, _id: u32, _phase: Phase, stage: Stage, config: &TrialConfig) {
+        self.progress.trial_started(stage, config);
+    }
+
+    fn sample(&mut self, id: u32, stage: Stage, config: &TrialConfig, sample: &SampleRecord) {
+        let event = LogEvent::Sample {
+            trial_id: id,
+            stage,
+            config: config.clone(),
+            sample: sample.clone(),
+        };
+        if let Err(e) = self.log.append(&event) {
+            tracing::warn!("{e}");
+        }
     }
 
     fn trial_finished(&mut self, run: &TrialRun) -> Result<(), TuneError> {
@@ -627,11 +644,12 @@ impl TuneObserver for LogObserver<'_> {
         self.progress.trial_reused(record);
     }
 
-    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>) {
+    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>, stage: Stage) {
         let event = LogEvent::Decision {
             phase,
             plugin: plugin.to_string(),
             proposed,
+            stage: proposed.map(|_| stage),
         };
         if let Err(e) = self.log.append(&event) {
             tracing::warn!("{e}");

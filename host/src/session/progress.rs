@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::record::{Phase, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Phase, Stage, TrialConfig, TrialRecord, Verdict};
 
 pub struct PhaseProgress {
     enabled: bool,
@@ -55,7 +55,7 @@ impl PhaseProgress {
         self.bar = Some(bar);
     }
 
-    pub fn trial_started(&mut self, config: &TrialConfig) {
+    pub fn trial_started(&mut self, stage: Stage, config: &TrialConfig) {
         self.trial_started = Some(Instant::now());
         if let Some(bar) = &self.bar {
             let eta = self.eta();
@@ -63,7 +63,7 @@ impl PhaseProgress {
             if bar.position() > bar.length().unwrap_or(0) {
                 bar.set_length(bar.position());
             }
-            bar.set_message(format!("{config}{eta}"));
+            bar.set_message(format!("{stage} {config}{eta}"));
         }
     }
 
@@ -74,8 +74,9 @@ impl PhaseProgress {
         }
         self.done_in_phase += 1;
         self.println(format!(
-            "{:>12} {}  {}",
+            "{:>12} {} {}  {}",
             phase_name(record.phase),
+            record.stage,
             record.config,
             outcome_line(record)
         ));
@@ -84,8 +85,9 @@ impl PhaseProgress {
     pub fn trial_reused(&mut self, record: &TrialRecord) {
         self.done_in_phase += 1;
         self.println(format!(
-            "{:>12} {}  {} (measured earlier, trial {})",
+            "{:>12} {} {}  {} (measured earlier, trial {})",
             phase_name(record.phase),
+            record.stage,
             record.config,
             outcome_line(record),
             record.id
@@ -124,8 +126,17 @@ fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
-/// One line about a finished trial: its verdict and the figures that decided it.
+/// One line about a finished trial: its verdict and the figures that decided it, and
+/// why it stopped early.
 pub fn outcome_line(r: &TrialRecord) -> String {
+    let line = verdict_line(r);
+    match &r.stopped_early {
+        Some(why) => format!("{line} ({why})"),
+        None => line,
+    }
+}
+
+fn verdict_line(r: &TrialRecord) -> String {
     match r.verdict {
         Verdict::Stable | Verdict::Unstable => {
             let tps = r
@@ -143,12 +154,17 @@ pub fn outcome_line(r: &TrialRecord) -> String {
             } else {
                 "unstable"
             };
-            format!(
-                "{verdict}: {tps}, {ttft}, {:.0}% ok, cv {}",
-                r.success_rate * 100.0,
-                r.cv.map(|c| format!("{c:.2}"))
-                    .unwrap_or_else(|| "n/a".into())
-            )
+            // A screen's one sample has no spread to show.
+            let spread = match (r.stage, r.samples.len()) {
+                (Stage::Screen, 1) => "1 sample".to_string(),
+                _ => format!(
+                    "{:.0}% ok, cv {}",
+                    r.success_rate * 100.0,
+                    r.cv.map(|c| format!("{c:.2}"))
+                        .unwrap_or_else(|| "n/a".into())
+                ),
+            };
+            format!("{verdict}: {tps}, {ttft}, {spread}")
         }
         Verdict::Failed => match &r.failure {
             Some(f) => format!("failed: {}", f.message),

@@ -1,5 +1,8 @@
-//! The trial runner: one configuration, N samples against a real server while the
-//! sampler watches the hardware, then the statistics and the verdict.
+//! The trial runner: one configuration against a real server while the sampler watches
+//! the hardware, then the statistics and the verdict. A [`Stage::Screen`] sends one
+//! request that fills the context (does it load, fit, at what peak); a
+//! [`Stage::Verify`] sends `min_samples_per_config` of them. Either stops as soon as its
+//! verdict is settled, and says why in `stopped_early`.
 //!
 //! A server failure is never an `Err`: it is a `Failed` verdict with its
 //! [`FailureKind`]. A guard breach cancels the in-flight requests at once; a cancelled
@@ -14,12 +17,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::sampling::{sample, Sampled};
 use super::summary::{summarize, verdict};
-use super::TrialSettings;
+use super::{OnSample, TrialSettings};
 use crate::backend::{interrupted, BackendSpec, OpenOptions, OpenServer, ServerOpener};
 use crate::guard::{guarded, Guarded, Sampler, SamplerOptions};
 use crate::record::{
-    Breach, FailureKind, Phase, SampleRecord, SampleSeries, TrialConfig, TrialFailure, TrialRecord,
-    Verdict,
+    Breach, FailureKind, Phase, SampleRecord, SampleSeries, Stage, TrialConfig, TrialFailure,
+    TrialRecord, Verdict,
 };
 
 /// A finished trial: the record for the JSONL log and the hardware series.
@@ -47,6 +50,7 @@ struct Execution {
     /// Why each failed sample failed, in order (the record keeps only the message).
     sample_failures: Vec<TrialFailure>,
     failure: Option<TrialFailure>,
+    stopped_early: Option<String>,
     granted_ctx: Option<u32>,
     log_tail: Vec<String>,
     /// The server never came up.
@@ -59,6 +63,7 @@ impl Execution {
             samples: Vec::new(),
             sample_failures: Vec::new(),
             failure: Some(failure),
+            stopped_early: None,
             granted_ctx: None,
             log_tail,
             never_started: false,
@@ -90,13 +95,29 @@ impl TrialRunner {
         &self.settings
     }
 
-    /// Runs one trial. Never fails: whatever went wrong is in the record.
+    /// Runs one trial of `stage`. Never fails: whatever went wrong is in the record.
     pub async fn run(
         &mut self,
         id: u32,
         phase: Phase,
+        stage: Stage,
         config: &TrialConfig,
         cancel: &CancellationToken,
+    ) -> TrialRun {
+        self.run_reporting(id, phase, stage, config, cancel, &mut |_| {})
+            .await
+    }
+
+    /// [`TrialRunner::run`], handing each sample to `on_sample` as soon as its request
+    /// finished.
+    pub async fn run_reporting(
+        &mut self,
+        id: u32,
+        phase: Phase,
+        stage: Stage,
+        config: &TrialConfig,
+        cancel: &CancellationToken,
+        on_sample: OnSample<'_>,
     ) -> TrialRun {
         let started_at = chrono::Utc::now();
         let t0 = Instant::now();
@@ -104,7 +125,14 @@ impl TrialRunner {
             Ok(sampler) => {
                 let mut breaches = sampler.breaches();
                 let execution = self
-                    .execute(phase, config, &sampler, &mut breaches, cancel)
+                    .execute(
+                        phase,
+                        stage,
+                        config,
+                        (&sampler, &mut breaches),
+                        cancel,
+                        on_sample,
+                    )
                     .await;
                 let breach = breaches.borrow().clone();
                 let series = tokio::task::spawn_blocking(move || sampler.stop())
@@ -153,6 +181,7 @@ impl TrialRunner {
         let record = TrialRecord {
             id,
             phase,
+            stage,
             config: config.clone(),
             started_at,
             duration_ms: t0.elapsed().as_millis() as u64,
@@ -167,6 +196,7 @@ impl TrialRunner {
             breach,
             failure: trial_failure,
             verdict,
+            stopped_early: execution.stopped_early,
             server_log_tail: if keep_log {
                 execution.log_tail
             } else {
@@ -183,10 +213,11 @@ impl TrialRunner {
     async fn execute(
         &mut self,
         phase: Phase,
+        stage: Stage,
         config: &TrialConfig,
-        sampler: &Sampler,
-        breaches: &mut watch::Receiver<Option<Breach>>,
+        (sampler, breaches): (&Sampler, &mut watch::Receiver<Option<Breach>>),
         cancel: &CancellationToken,
+        on_sample: OnSample<'_>,
     ) -> Execution {
         let options = OpenOptions {
             health_timeout: Duration::from_secs_f64(self.settings.health_timeout_s.max(1.0)),
@@ -222,7 +253,16 @@ impl TrialRunner {
             }
         }
 
-        let sampled = sample(&mut server, config, &self.settings, breaches, cancel).await;
+        let sampled = sample(
+            &mut server,
+            config,
+            &self.settings,
+            stage,
+            breaches,
+            cancel,
+            on_sample,
+        )
+        .await;
         close(server, sampled).await
     }
 }
@@ -234,6 +274,7 @@ async fn close(mut server: OpenServer, sampled: Sampled) -> Execution {
         samples: sampled.samples,
         sample_failures: sampled.sample_failures,
         failure: sampled.trial_failure,
+        stopped_early: sampled.stopped_early,
         granted_ctx: server.granted_ctx(),
         log_tail,
         never_started: false,
@@ -265,7 +306,7 @@ mod tests {
             kv_cache_type: crate::record::KvCacheType::F16,
         };
         let cancel = CancellationToken::new();
-        let run = runner.run(1, Phase::Context, &config, &cancel);
+        let run = runner.run(1, Phase::Context, Stage::Screen, &config, &cancel);
         assert_send(&run);
     }
 }

@@ -1,15 +1,18 @@
 //! The measured samples of a trial: waves of `concurrency` simultaneous requests, each
 //! output checked against what was asked (whole prompt processed, every token
-//! generated), timeouts counted, a server that died mid-trial noticed.
+//! generated), timeouts counted, a server that died mid-trial noticed, and sampling
+//! stopped as soon as the verdict is settled.
+
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::TrialSettings;
+use super::{OnSample, TrialSettings};
 use crate::backend::{interrupted, timeout_failure, Generation, GenerationRequest, OpenServer};
 use crate::guard::{guarded, Guarded};
-use crate::record::{Breach, FailureKind, SampleRecord, TrialConfig, TrialFailure};
+use crate::record::{Breach, FailureKind, SampleRecord, Stage, TrialConfig, TrialFailure};
 
 /// A prompt processed below this share of what was sent was truncated.
 const TRUNCATION_TOLERANCE: f64 = 0.9;
@@ -17,10 +20,13 @@ const TRUNCATION_TOLERANCE: f64 = 0.9;
 /// What the sampling phase produced.
 #[derive(Default)]
 pub(super) struct Sampled {
+    /// In sample order.
     pub samples: Vec<SampleRecord>,
     pub sample_failures: Vec<TrialFailure>,
     pub trial_failure: Option<TrialFailure>,
-    /// Kill the server rather than stop it gently (breach, Ctrl-C).
+    /// Why sampling ended before every planned request ran (the verdict was settled).
+    pub stopped_early: Option<String>,
+    /// Kill the server rather than stop it gently (breach, Ctrl-C, requests in flight).
     pub kill: bool,
 }
 
@@ -34,23 +40,91 @@ impl Sampled {
         self.kill = true;
         self
     }
+
+    fn finish(mut self) -> Self {
+        self.samples.sort_by_key(|s| s.index);
+        self
+    }
 }
 
-/// The measured samples, `concurrency` at a time.
+/// Where the samples of a trial stand: whether its verdict is already settled.
+struct Tally {
+    planned: u32,
+    ok: u32,
+    failed: u32,
+    timeouts: u32,
+    confidence_threshold: f64,
+    max_timeouts: u32,
+}
+
+impl Tally {
+    fn done(&self) -> u32 {
+        self.ok + self.failed
+    }
+
+    /// More timeouts than allowed: the trial fails, however many samples are left.
+    fn too_many_timeouts(&self, timeout: Duration) -> Option<TrialFailure> {
+        (self.timeouts > self.max_timeouts).then(|| TrialFailure {
+            kind: FailureKind::Timeout,
+            message: format!(
+                "{} requests ran past the {:.0} s timeout (at most {} allowed)",
+                self.timeouts,
+                timeout.as_secs_f64(),
+                self.max_timeouts
+            ),
+        })
+    }
+
+    /// Why the remaining samples cannot change the verdict, while some remain: the
+    /// success rate can no longer reach the confidence threshold, or too many requests
+    /// timed out.
+    fn settled(&self, timeout: Duration) -> Option<String> {
+        let remaining = self.planned.saturating_sub(self.done());
+        if remaining == 0 {
+            return None;
+        }
+        let at = format!("stopped after sample {} of {}", self.done(), self.planned);
+        if let Some(f) = self.too_many_timeouts(timeout) {
+            return Some(format!("{at}: {}", f.message));
+        }
+        let best = f64::from(self.ok + remaining) / f64::from(self.planned);
+        (best < self.confidence_threshold).then(|| {
+            let failures = match self.failed {
+                1 => "1 failure makes".to_string(),
+                n => format!("{n} failures make"),
+            };
+            let percent = (self.confidence_threshold * 1000.0).round() / 10.0;
+            format!("{at}: {failures} {percent} % unreachable")
+        })
+    }
+}
+
+/// The measured samples, `concurrency` at a time: `settings.samples_for(stage)` of them,
+/// fewer when the verdict is settled early (the trial then stops at once, in-flight
+/// requests dropped). `on_sample` hears each sample as soon as its request finished.
 pub(super) async fn sample(
     server: &mut OpenServer,
     config: &TrialConfig,
     settings: &TrialSettings,
+    stage: Stage,
     breaches: &mut watch::Receiver<Option<Breach>>,
     cancel: &CancellationToken,
+    on_sample: OnSample<'_>,
 ) -> Sampled {
     let concurrency = config.concurrency.max(1);
-    let waves = settings.samples.max(1).div_ceil(concurrency);
+    let waves = settings.samples_for(stage).max(1).div_ceil(concurrency);
     let timeout = settings.timeouts.for_config(config.ctx, config.batch);
     let n_predict = settings.n_predict;
     let exact_counts = server.exact_counts();
     let mut out = Sampled::default();
-    let mut timeouts = 0u32;
+    let mut tally = Tally {
+        planned: waves * concurrency,
+        ok: 0,
+        failed: 0,
+        timeouts: 0,
+        confidence_threshold: settings.confidence_threshold,
+        max_timeouts: settings.max_concurrent_timeouts,
+    };
 
     for wave in 0..waves {
         let mut streams = JoinSet::new();
@@ -67,15 +141,22 @@ pub(super) async fn sample(
                 (index, outcome)
             });
         }
-        let results = match guarded(collect(&mut streams), breaches, cancel).await {
-            Guarded::Done(results) => results,
+        let mut exit_checked = false;
+        loop {
             // Dropping the set aborts the in-flight requests.
-            Guarded::Breach => return out.stop(None),
-            Guarded::Interrupted => return out.stop(Some(interrupted())),
-        };
-
-        let mut wave_failed = false;
-        for (index, outcome) in results {
+            let joined = match guarded(streams.join_next(), breaches, cancel).await {
+                Guarded::Done(Some(joined)) => joined,
+                Guarded::Done(None) => break,
+                Guarded::Breach => return out.stop(None).finish(),
+                Guarded::Interrupted => return out.stop(Some(interrupted())).finish(),
+            };
+            let (index, outcome) = match joined {
+                Ok(result) => result,
+                Err(e) => {
+                    tracing::error!("a sample task failed: {e}");
+                    continue;
+                }
+            };
             let checked = match outcome {
                 Ok(Ok(generation)) => {
                     let check = if exact_counts {
@@ -90,58 +171,45 @@ pub(super) async fn sample(
                 }
                 Ok(Err(f)) => Err(f),
                 Err(_) => {
-                    timeouts += 1;
+                    tally.timeouts += 1;
                     Err(timeout_failure(timeout, "the request"))
                 }
             };
-            match checked {
-                Ok(generation) => out.samples.push(sample_record(index, &generation)),
+            let record = match checked {
+                Ok(generation) => {
+                    tally.ok += 1;
+                    sample_record(index, &generation)
+                }
                 Err(f) => {
-                    wave_failed = true;
-                    out.samples.push(failed_sample(index, f.message.clone()));
+                    tally.failed += 1;
+                    let record = failed_sample(index, f.message.clone());
                     out.sample_failures.push(f);
+                    record
+                }
+            };
+            on_sample(&record);
+            let failed = !record.ok;
+            out.samples.push(record);
+            if failed && !exit_checked {
+                exit_checked = true;
+                if let Some(exit) = server.server_exit().await {
+                    out.trial_failure = Some(died_mid_trial(exit));
+                    return out.finish();
                 }
             }
-        }
-        if wave_failed {
-            if let Some(exit) = server.server_exit().await {
-                out.trial_failure = Some(died_mid_trial(exit));
-                return out;
+            if let Some(reason) = tally.settled(timeout) {
+                out.trial_failure = tally.too_many_timeouts(timeout);
+                out.stopped_early = Some(reason);
+                out.kill = !streams.is_empty();
+                return out.finish();
             }
         }
-        if timeouts > settings.max_concurrent_timeouts {
-            let f = TrialFailure {
-                kind: FailureKind::Timeout,
-                message: format!(
-                    "{timeouts} requests ran past the {:.0} s timeout (at most {} allowed)",
-                    timeout.as_secs_f64(),
-                    settings.max_concurrent_timeouts
-                ),
-            };
+        if let Some(f) = tally.too_many_timeouts(timeout) {
             out.trial_failure = Some(f);
-            return out;
+            return out.finish();
         }
     }
-    out
-}
-
-/// What one stream of a wave returns: its sample index and the request's outcome.
-type StreamOutcome = (
-    u32,
-    Result<Result<Generation, TrialFailure>, tokio::time::error::Elapsed>,
-);
-
-/// Waits for every stream of a wave; results in sample order.
-async fn collect(streams: &mut JoinSet<StreamOutcome>) -> Vec<StreamOutcome> {
-    let mut results = Vec::new();
-    while let Some(joined) = streams.join_next().await {
-        match joined {
-            Ok(result) => results.push(result),
-            Err(e) => tracing::error!("a sample task failed: {e}"),
-        }
-    }
-    results.sort_by_key(|(index, _)| *index);
-    results
+    out.finish()
 }
 
 /// llama-server counts are exact: the prompt must be whole and every token generated.
@@ -191,5 +259,64 @@ fn died_mid_trial(f: TrialFailure) -> TrialFailure {
     TrialFailure {
         message: format!("mid-trial: {}", f.message),
         ..f
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tally(planned: u32, ok: u32, failed: u32, timeouts: u32) -> Tally {
+        Tally {
+            planned,
+            ok,
+            failed,
+            timeouts,
+            confidence_threshold: 0.85,
+            max_timeouts: 2,
+        }
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(89);
+
+    #[test]
+    fn one_failure_of_five_settles_an_85_percent_verdict() {
+        assert_eq!(tally(5, 1, 0, 0).settled(TIMEOUT), None);
+        assert_eq!(
+            tally(5, 1, 1, 0).settled(TIMEOUT).as_deref(),
+            Some("stopped after sample 2 of 5: 1 failure makes 85 % unreachable")
+        );
+        // Once every sample ran there is nothing left to stop.
+        assert_eq!(tally(5, 4, 1, 0).settled(TIMEOUT), None);
+    }
+
+    #[test]
+    fn a_lenient_threshold_waits_for_enough_failures() {
+        let mut t = tally(10, 3, 2, 0);
+        t.confidence_threshold = 0.5;
+        assert_eq!(t.settled(TIMEOUT), None, "7 of 10 still reachable");
+        let t = Tally {
+            failed: 6,
+            ok: 0,
+            ..t
+        };
+        assert_eq!(
+            t.settled(TIMEOUT).as_deref(),
+            Some("stopped after sample 6 of 10: 6 failures make 50 % unreachable")
+        );
+    }
+
+    #[test]
+    fn too_many_timeouts_end_the_trial_and_fail_it() {
+        let mut t = tally(8, 3, 3, 3);
+        t.confidence_threshold = 0.1;
+        let why = t.settled(TIMEOUT).expect("settled");
+        assert!(why.ends_with("3 requests ran past the 89 s timeout (at most 2 allowed)"));
+        assert_eq!(
+            t.too_many_timeouts(TIMEOUT).map(|f| f.kind),
+            Some(FailureKind::Timeout)
+        );
+        // A screen (one request) is never stopped early: its one sample is the verdict.
+        assert_eq!(tally(1, 0, 1, 1).settled(TIMEOUT), None);
     }
 }

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::record::Stage;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TrialSettings {
@@ -46,6 +48,16 @@ impl Default for TrialSettings {
             stabilization_delay_s: 2.0,
             max_concurrent_timeouts: 2,
             health_timeout_s: 120.0,
+        }
+    }
+}
+
+impl TrialSettings {
+    /// Requests a trial of `stage` sends: one for a screen, `samples` for a verification.
+    pub fn samples_for(&self, stage: Stage) -> u32 {
+        match stage {
+            Stage::Screen => 1,
+            Stage::Verify => self.samples,
         }
     }
 }

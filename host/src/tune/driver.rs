@@ -1,6 +1,14 @@
 //! The search loop, independent of where trials come from: a real server (`ozone tune`)
 //! or a recorded profile (the lab). The plugins decide what to try; the driver runs each
-//! configuration once, feeds the outcome back and enforces the host's limits.
+//! configuration at the stage it needs, feeds the outcome back and enforces the host's
+//! limits.
+//!
+//! The context search runs on *screens* (one full fill: does it load, fit, at what
+//! peak); the plugin's `best()` is then *verified* by a full statistical trial before it
+//! is published. A verification that is not stable goes back to the plugin through
+//! `observe` and the search continues, at most [`MAX_VERIFICATIONS`] times. Batch and
+//! concurrency trials are all verifications. `Plan::screen_trials = false` verifies every
+//! context proposal instead (the behaviour before stages).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,36 +21,52 @@ use crate::hardware::HardwareSnapshot;
 use crate::plugin::{
     trial_outcome, BatchScaler, ContextSearch, PluginError, Strategy, TrialOutcome,
 };
-use crate::record::{KvCacheType, Phase, TrialConfig, TrialRecord, Verdict};
-use crate::trial::TrialRun;
+use crate::record::{KvCacheType, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict};
+use crate::trial::{AdaptiveTimeouts, OnSample, TrialRun};
+use crate::tune::limits::{explain, BoundFacts};
 use crate::tune::Limits;
 
 /// Most trials one phase may ask for: a plugin that never says "done" is stopped here.
 pub const MAX_TRIALS_PER_PHASE: usize = 32;
+
+/// Most verifications of a context search's `best()` (the WIT documents it): after that
+/// many unstable verifications the run publishes no context.
+pub const MAX_VERIFICATIONS: u32 = 3;
+
+/// Most measurements of one configuration and stage in the context phase: a proposal
+/// repeated (to measure noise) is measured again twice at most, then answered with its
+/// last outcome.
+pub const MAX_MEASUREMENTS: usize = 3;
 
 /// Largest physical micro-batch used (`-ub`); llama.cpp's own default.
 const MAX_UBATCH: u32 = 512;
 
 /// Runs one configuration. `ozone tune` runs it on a real server.
 pub trait TrialExecutor {
+    /// Runs `config` at `stage`, handing each sample to `on_sample` as it finishes.
     fn run(
         &mut self,
         id: u32,
         phase: Phase,
+        stage: Stage,
         config: &TrialConfig,
         cancel: &CancellationToken,
+        on_sample: OnSample<'_>,
     ) -> impl Future<Output = TrialRun>;
 }
 
 /// Hears about every step of the loop: writes the log, moves the progress bars.
 pub trait TuneObserver {
     fn phase_started(&mut self, _phase: Phase, _estimated_trials: usize) {}
-    fn trial_started(&mut self, _id: u32, _phase: Phase, _config: &TrialConfig) {}
+    fn trial_started(&mut self, _id: u32, _phase: Phase, _stage: Stage, _config: &TrialConfig) {}
+    /// One sample of the running trial `id`, as soon as its request finished.
+    fn sample(&mut self, _id: u32, _stage: Stage, _config: &TrialConfig, _sample: &SampleRecord) {}
     /// Called once per trial actually run (not for trials reused from the log).
     fn trial_finished(&mut self, run: &TrialRun) -> Result<(), TuneError>;
     fn trial_reused(&mut self, _record: &TrialRecord) {}
-    /// A plugin's proposal (`None`: the plugin is done).
-    fn decision(&mut self, _phase: Phase, _plugin: &str, _proposed: Option<u32>) {}
+    /// A plugin's proposal, to be measured at `stage` (`None`: the plugin is done), or
+    /// (stage verify, context phase) the plugin's `best()` about to be verified.
+    fn decision(&mut self, _phase: Phase, _plugin: &str, _proposed: Option<u32>, _stage: Stage) {}
     /// The loop ended, however it ended.
     fn finished(&mut self) {}
 }
@@ -61,6 +85,16 @@ pub enum TuneError {
         what: &'static str,
         value: u32,
     },
+    #[error(
+        "plugin {plugin} named context {value} as its best again after its verification \
+         (trial {trial_id}) was not stable; a context search must not name a context whose \
+         verification failed (rebuild it with the current ozone-sdk, whose bracket drops it)"
+    )]
+    RefutedBest {
+        plugin: String,
+        value: u32,
+        trial_id: u32,
+    },
     #[error("interrupted")]
     Interrupted,
     #[error("writing the trial log: {0}")]
@@ -70,11 +104,12 @@ pub enum TuneError {
     ServerCannotStart(String),
 }
 
-/// Every trial of one run, keyed by configuration so none is measured twice (across
-/// phases, and across `--resume`).
+/// Every trial of one run, keyed by configuration and stage, in the order measured: a
+/// configuration is measured again only when a context plugin repeats a proposal, and
+/// `--resume` answers the k-th request of a configuration with its k-th record.
 #[derive(Debug, Default)]
 pub struct TrialBook {
-    by_config: HashMap<TrialConfig, usize>,
+    by_key: HashMap<(TrialConfig, Stage), Vec<usize>>,
     records: Vec<TrialRecord>,
 }
 
@@ -87,19 +122,38 @@ impl TrialBook {
         book
     }
 
+    /// Adds a record; one with the id of a record already in the book replaces it.
     fn insert(&mut self, record: TrialRecord) {
-        match self.by_config.get(&record.config) {
-            Some(&i) => self.records[i] = record,
-            None => {
-                self.by_config
-                    .insert(record.config.clone(), self.records.len());
-                self.records.push(record);
+        if let Some(old) = self.records.iter_mut().find(|r| r.id == record.id) {
+            if old.config == record.config && old.stage == record.stage {
+                *old = record;
+                return;
             }
         }
+        self.by_key
+            .entry((record.config.clone(), record.stage))
+            .or_default()
+            .push(self.records.len());
+        self.records.push(record);
     }
 
-    pub fn get(&self, config: &TrialConfig) -> Option<&TrialRecord> {
-        self.by_config.get(config).map(|&i| &self.records[i])
+    /// How many times `config` was measured at `stage`.
+    pub fn count(&self, config: &TrialConfig, stage: Stage) -> usize {
+        self.by_key
+            .get(&(config.clone(), stage))
+            .map_or(0, Vec::len)
+    }
+
+    /// The `k`-th measurement (0-based) of `config` at `stage`.
+    pub fn nth(&self, config: &TrialConfig, stage: Stage, k: usize) -> Option<&TrialRecord> {
+        let indices = self.by_key.get(&(config.clone(), stage))?;
+        indices.get(k).map(|&i| &self.records[i])
+    }
+
+    /// The latest measurement of `config` at `stage`.
+    pub fn latest(&self, config: &TrialConfig, stage: Stage) -> Option<&TrialRecord> {
+        let indices = self.by_key.get(&(config.clone(), stage))?;
+        indices.last().map(|&i| &self.records[i])
     }
 
     pub fn records(&self) -> &[TrialRecord] {
@@ -111,6 +165,19 @@ impl TrialBook {
     }
 }
 
+/// How many times each (configuration, stage) was asked for in the current phase.
+#[derive(Debug, Default)]
+struct Requests(HashMap<(TrialConfig, Stage), usize>);
+
+impl Requests {
+    /// The 0-based index of this request of `config` at `stage` in the phase.
+    fn next(&mut self, config: &TrialConfig, stage: Stage) -> usize {
+        let n = self.0.entry((config.clone(), stage)).or_default();
+        *n += 1;
+        *n - 1
+    }
+}
+
 /// What the host fixes for every trial of a run.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -118,13 +185,33 @@ pub struct Plan {
     pub initial_batch: u32,
     /// `batch_adaptation.enabled`: false keeps the initial batch, no batch phase.
     pub batch_scaling: bool,
+    /// `batch_adaptation.max_batch`: the batch scaler's ceiling.
+    pub max_batch: u32,
+    /// The context search's ceiling: the model's trained context (aligned down).
+    pub max_context: u32,
     pub kv_cache_type: KvCacheType,
+    /// `ozone.screen_trials`: screen context proposals and verify only the answer
+    /// (true), or verify every context proposal (false).
+    pub screen_trials: bool,
     /// Concurrency ladder; empty skips the phase.
     pub concurrency_levels: Vec<u32>,
     pub stabilization_delay: Duration,
+    /// Request timeouts of the run's trials (to say which timeout bound a limit).
+    pub timeouts: AdaptiveTimeouts,
     /// Expected trials per phase, for progress only.
     pub estimated_context_trials: usize,
     pub estimated_batch_trials: usize,
+}
+
+impl Plan {
+    /// The stage context proposals are measured at.
+    fn proposal_stage(&self) -> Stage {
+        if self.screen_trials {
+            Stage::Screen
+        } else {
+            Stage::Verify
+        }
+    }
 }
 
 pub struct Driver<'a, E, O> {
@@ -136,10 +223,29 @@ pub struct Driver<'a, E, O> {
     pub cancel: CancellationToken,
 }
 
-impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
+impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     /// Context search, then batch scaling at the context found, then the concurrency
     /// ladder at both. Stops early (with what was found) when a phase finds nothing.
+    /// Each limit comes with what bound it ([`explain`]).
     pub async fn run(
+        &mut self,
+        plan: &Plan,
+        context: &mut ContextSearch,
+        batch: &mut BatchScaler,
+    ) -> Result<Limits, TuneError> {
+        let mut limits = self.find_limits(plan, context, batch).await?;
+        let facts = BoundFacts {
+            max_context: plan.max_context,
+            max_batch: plan.max_batch,
+            batch_scaling: plan.batch_scaling,
+            concurrency_levels: &plan.concurrency_levels,
+            timeouts: &plan.timeouts,
+        };
+        limits.bounds = explain(&limits, self.book.records(), &facts);
+        Ok(limits)
+    }
+
+    async fn find_limits(
         &mut self,
         plan: &Plan,
         context: &mut ContextSearch,
@@ -155,7 +261,7 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         limits.best_batch = if plan.batch_scaling {
             self.scale_batch(plan, ctx, batch).await?
         } else {
-            // The context search already measured the initial batch at `ctx` as stable.
+            // The context search already verified the initial batch at `ctx` as stable.
             Some(plan.initial_batch)
         };
         let Some(batch) = limits.best_batch else {
@@ -165,6 +271,8 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         Ok(limits)
     }
 
+    /// Proposals screened until the plugin is done, then its `best()` verified; an
+    /// unstable verification goes back to the plugin and the search goes on.
     async fn search_context(
         &mut self,
         plan: &Plan,
@@ -173,8 +281,47 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         self.observer
             .phase_started(Phase::Context, plan.estimated_context_trials);
         let config = |ctx| trial_config(ctx, plan.initial_batch, 1, plan.kv_cache_type);
-        let best = self.search(Phase::Context, plugin, config).await?;
-        self.checked_best(best, plugin.name(), "context", |c| Some(c.ctx))
+        let mut requests = Requests::default();
+        let mut refuted: Vec<(u32, u32)> = Vec::new();
+        for _ in 0..MAX_VERIFICATIONS {
+            let stage = plan.proposal_stage();
+            let best = self
+                .search(Phase::Context, stage, plugin, config, &mut requests)
+                .await?;
+            let Some(ctx) =
+                self.checked_best(best, plugin.name(), "context", None, |c| Some(c.ctx))?
+            else {
+                return Ok(None);
+            };
+            if let Some(&(_, trial_id)) = refuted.iter().find(|(c, _)| *c == ctx) {
+                return Err(TuneError::RefutedBest {
+                    plugin: plugin.name().to_string(),
+                    value: ctx,
+                    trial_id,
+                });
+            }
+            // Proposals measured at verify already are their own verification.
+            let record = match requests.seen_verified(&self.book, &config(ctx)) {
+                Some(record) => record,
+                None => {
+                    self.observer
+                        .decision(Phase::Context, plugin.name(), Some(ctx), Stage::Verify);
+                    self.trial(Phase::Context, Stage::Verify, config(ctx), &mut requests)
+                        .await?
+                }
+            };
+            if record.verdict == Verdict::Stable {
+                return Ok(Some(ctx));
+            }
+            refuted.push((ctx, record.id));
+            plugin.observe(&trial_outcome(&record, self.snapshot, self.thresholds))?;
+        }
+        tracing::warn!(
+            "{} verifications of plugin {}'s best context were not stable: no context is published",
+            MAX_VERIFICATIONS,
+            plugin.name()
+        );
+        Ok(None)
     }
 
     async fn scale_batch(
@@ -186,29 +333,37 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         self.observer
             .phase_started(Phase::Batch, plan.estimated_batch_trials);
         let config = |batch| trial_config(ctx, batch, 1, plan.kv_cache_type);
-        let best = self.search(Phase::Batch, plugin, config).await?;
-        self.checked_best(best, plugin.name(), "batch", |c| {
+        let mut requests = Requests::default();
+        let best = self
+            .search(Phase::Batch, Stage::Verify, plugin, config, &mut requests)
+            .await?;
+        self.checked_best(best, plugin.name(), "batch", Some(Stage::Verify), |c| {
             (c.ctx == ctx).then_some(c.batch)
         })
     }
 
-    /// Proposal, trial, outcome, until the plugin is done; then its `best()`.
+    /// Proposal, trial at `stage`, outcome, until the plugin is done; then its `best()`.
     async fn search(
         &mut self,
         phase: Phase,
+        stage: Stage,
         plugin: &mut impl Strategy<Outcome = TrialOutcome>,
         config_for: impl Fn(u32) -> TrialConfig,
+        requests: &mut Requests,
     ) -> Result<Option<u32>, TuneError> {
         for trials in 0..=MAX_TRIALS_PER_PHASE {
             let proposed = plugin.propose()?;
-            self.observer.decision(phase, plugin.name(), proposed);
+            self.observer
+                .decision(phase, plugin.name(), proposed, stage);
             let Some(value) = proposed else {
                 return Ok(plugin.best()?);
             };
             if trials == MAX_TRIALS_PER_PHASE {
                 break;
             }
-            let record = self.trial(phase, config_for(value)).await?;
+            let record = self
+                .trial(phase, stage, config_for(value), requests)
+                .await?;
             plugin.observe(&trial_outcome(&record, self.snapshot, self.thresholds))?;
         }
         Err(TuneError::Runaway {
@@ -229,17 +384,20 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         }
         self.observer
             .phase_started(Phase::Concurrency, plan.concurrency_levels.len());
+        let mut requests = Requests::default();
         let mut sustained = None;
         for (i, &level) in plan.concurrency_levels.iter().enumerate() {
             let config = trial_config(ctx, batch, level, plan.kv_cache_type);
-            if i > 0 && self.book.get(&config).is_none() {
+            if i > 0 && self.book.count(&config, Stage::Verify) == 0 {
                 // Let the machine settle (temperatures, freed memory) between levels.
                 tokio::select! {
                     _ = tokio::time::sleep(plan.stabilization_delay) => {}
                     _ = self.cancel.cancelled() => return Err(TuneError::Interrupted),
                 }
             }
-            let record = self.trial(Phase::Concurrency, config).await?;
+            let record = self
+                .trial(Phase::Concurrency, Stage::Verify, config, &mut requests)
+                .await?;
             if record.verdict != Verdict::Stable {
                 break;
             }
@@ -248,9 +406,28 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         Ok(sustained)
     }
 
-    /// Runs a configuration, or hands back its earlier measurement.
-    async fn trial(&mut self, phase: Phase, config: TrialConfig) -> Result<TrialRecord, TuneError> {
-        if let Some(record) = self.book.get(&config) {
+    /// Runs a configuration at a stage, or hands back an earlier measurement: in the
+    /// context phase the k-th request of a (configuration, stage) is its k-th record,
+    /// measured anew up to [`MAX_MEASUREMENTS`] times; other phases measure each once.
+    async fn trial(
+        &mut self,
+        phase: Phase,
+        stage: Stage,
+        config: TrialConfig,
+        requests: &mut Requests,
+    ) -> Result<TrialRecord, TuneError> {
+        let k = requests.next(&config, stage);
+        let limit = if phase == Phase::Context {
+            MAX_MEASUREMENTS
+        } else {
+            1
+        };
+        let earlier = match self.book.nth(&config, stage, k) {
+            Some(record) if phase == Phase::Context => Some(record),
+            _ if k >= limit || (phase != Phase::Context) => self.book.latest(&config, stage),
+            _ => None,
+        };
+        if let Some(record) = earlier {
             self.observer.trial_reused(record);
             return Ok(record.clone());
         }
@@ -258,8 +435,13 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
             return Err(TuneError::Interrupted);
         }
         let id = self.book.next_id();
-        self.observer.trial_started(id, phase, &config);
-        let run = self.executor.run(id, phase, &config, &self.cancel).await;
+        self.observer.trial_started(id, phase, stage, &config);
+        let observer = &mut *self.observer;
+        let mut on_sample = |sample: &SampleRecord| observer.sample(id, stage, &config, sample);
+        let run = self
+            .executor
+            .run(id, phase, stage, &config, &self.cancel, &mut on_sample)
+            .await;
         if self.cancel.is_cancelled() {
             // A trial cut short by Ctrl-C proves nothing: it is not logged, and
             // `--resume` runs it again.
@@ -280,20 +462,22 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
         Ok(run.record)
     }
 
-    /// A plugin's `best()` must name a value this run measured as stable.
+    /// A plugin's `best()` must name a value this run measured as stable (at `stage`,
+    /// when given).
     fn checked_best(
         &self,
         best: Option<u32>,
         plugin: &str,
         what: &'static str,
+        stage: Option<Stage>,
         value_of: impl Fn(&TrialConfig) -> Option<u32>,
     ) -> Result<Option<u32>, TuneError> {
         let Some(value) = best else { return Ok(None) };
-        let measured = self
-            .book
-            .records()
-            .iter()
-            .any(|r| r.verdict == Verdict::Stable && value_of(&r.config) == Some(value));
+        let measured = self.book.records().iter().any(|r| {
+            r.verdict == Verdict::Stable
+                && stage.is_none_or(|s| r.stage == s)
+                && value_of(&r.config) == Some(value)
+        });
         if measured {
             Ok(Some(value))
         } else {
@@ -303,6 +487,18 @@ impl<E: TrialExecutor, O: TuneObserver> Driver<'_, E, O> {
                 value,
             })
         }
+    }
+}
+
+impl Requests {
+    /// The record the phase's latest verify-stage request of `config` was answered
+    /// with, if the phase asked for one.
+    fn seen_verified(&self, book: &TrialBook, config: &TrialConfig) -> Option<TrialRecord> {
+        let asked = *self.0.get(&(config.clone(), Stage::Verify))?;
+        let k = asked.min(MAX_MEASUREMENTS) - 1;
+        book.nth(config, Stage::Verify, k)
+            .or_else(|| book.latest(config, Stage::Verify))
+            .cloned()
     }
 }
 
@@ -339,19 +535,27 @@ pub fn trial_config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> 
 
 #[cfg(test)]
 mod tests {
-    //! The loop against a synthetic machine: a context is stable up to a hidden limit,
-    //! a batch is faster up to 128, two streams are the most it sustains. The plugins are
-    //! the real built-in components.
+    //! The loop against a synthetic machine: a context runs up to a hidden limit (out of
+    //! memory above it), a batch is faster up to 128, two streams are the most it
+    //! sustains; chosen verifications can be made unstable. The plugins are the real
+    //! built-in components (and the misbehaving test guest).
 
     use super::*;
     use crate::backend::{ModelMetadata, SizeClass};
     use crate::plugin::{self, ContextBounds, HardwareFacts, PluginHost, PluginRef};
     use crate::record::{FailureKind, Peaks, SampleSeries, Stats, TrialFailure};
+    use crate::tune::Bound;
 
     const LIMIT: u32 = 100_000;
+    const TRAINED: u32 = 131_072;
 
+    #[derive(Default)]
     struct Machine {
-        runs: Vec<TrialConfig>,
+        runs: Vec<(TrialConfig, Stage)>,
+        /// Contexts whose verification is unstable (1 of 3 samples fails).
+        flaky_verify: Vec<u32>,
+        /// Every verification is unstable.
+        all_verifications_flaky: bool,
     }
 
     impl TrialExecutor for Machine {
@@ -359,38 +563,58 @@ mod tests {
             &mut self,
             id: u32,
             phase: Phase,
+            stage: Stage,
             config: &TrialConfig,
             _cancel: &CancellationToken,
+            on_sample: OnSample<'_>,
         ) -> TrialRun {
-            self.runs.push(config.clone());
+            self.runs.push((config.clone(), stage));
             let fits = config.ctx <= LIMIT && config.concurrency <= 2;
+            let flaky = stage == Stage::Verify
+                && (self.all_verifications_flaky || self.flaky_verify.contains(&config.ctx));
             let tps = 100.0 + f64::from(config.batch.min(128));
-            let stats = Stats::from_values(&[tps, tps, tps]);
+            let n = if stage == Stage::Screen { 1 } else { 3 };
+            let samples: Vec<SampleRecord> = (0..n)
+                .map(|index| SampleRecord {
+                    index,
+                    ok: fits && !(flaky && index == 1),
+                    decode_tps: Some(tps),
+                    ..SampleRecord::default()
+                })
+                .collect();
+            for sample in &samples {
+                on_sample(sample);
+            }
+            let ok = samples.iter().filter(|s| s.ok).count();
+            let stats = Stats::from_values(&vec![tps; ok]);
+            let verdict = match (fits, flaky) {
+                (false, _) => Verdict::Failed,
+                (true, true) => Verdict::Unstable,
+                (true, false) => Verdict::Stable,
+            };
             TrialRun {
                 record: TrialRecord {
                     id,
                     phase,
+                    stage,
                     config: config.clone(),
                     started_at: chrono::Utc::now(),
                     duration_ms: 1000,
                     granted_ctx: Some(config.ctx),
-                    samples: Vec::new(),
+                    success_rate: ok as f64 / f64::from(n),
+                    samples,
                     ttft_ms: stats.clone(),
                     prefill_tps: stats.clone(),
-                    decode_tps: if fits { stats } else { None },
-                    success_rate: if fits { 1.0 } else { 0.0 },
-                    cv: fits.then_some(0.0),
+                    cv: stats.as_ref().map(|_| 0.0),
+                    decode_tps: stats,
                     peaks: Peaks::default(),
                     breach: None,
                     failure: (!fits).then(|| TrialFailure {
                         kind: FailureKind::OutOfMemory,
                         message: "synthetic".into(),
                     }),
-                    verdict: if fits {
-                        Verdict::Stable
-                    } else {
-                        Verdict::Failed
-                    },
+                    verdict,
+                    stopped_early: None,
                     server_log_tail: Vec::new(),
                 },
                 series: SampleSeries::default(),
@@ -399,30 +623,52 @@ mod tests {
         }
     }
 
+    impl Machine {
+        fn count(&self, ctx: u32, stage: Stage) -> usize {
+            self.runs
+                .iter()
+                .filter(|(c, s)| c.ctx == ctx && *s == stage && c.concurrency == 1)
+                .count()
+        }
+    }
+
     #[derive(Default)]
     struct Quiet {
         reused: usize,
+        samples: usize,
+        verify_decisions: Vec<u32>,
     }
 
     impl TuneObserver for Quiet {
+        fn sample(&mut self, _: u32, _: Stage, _: &TrialConfig, _: &SampleRecord) {
+            self.samples += 1;
+        }
         fn trial_finished(&mut self, _run: &TrialRun) -> Result<(), TuneError> {
             Ok(())
         }
         fn trial_reused(&mut self, _record: &TrialRecord) {
             self.reused += 1;
         }
+        fn decision(&mut self, phase: Phase, _: &str, proposed: Option<u32>, stage: Stage) {
+            if phase == Phase::Context && stage == Stage::Verify {
+                self.verify_decisions.extend(proposed);
+            }
+        }
     }
 
-    fn plugins() -> (ContextSearch, BatchScaler) {
+    fn host() -> PluginHost {
         // A shared cache: compiling the components once is enough for every test.
         let cache = std::env::temp_dir().join("ozone-driver-tests-components");
-        let host = PluginHost::new(Default::default(), Some(cache)).expect("engine");
+        PluginHost::new(Default::default(), Some(cache)).expect("engine")
+    }
+
+    fn model() -> plugin::ModelFacts {
         let facts = ModelMetadata {
             name: "synthetic".into(),
             architecture: Some("llama".into()),
             parameter_count: Some(1_000_000_000),
             size_class: SizeClass::Small,
-            trained_context: Some(131_072),
+            trained_context: Some(TRAINED),
             block_count: Some(16),
             head_count: Some(16),
             head_count_kv: Some(4),
@@ -432,8 +678,11 @@ mod tests {
             weights_bytes: Some(1 << 30),
             digest: None,
         };
-        let model = plugin::model_facts(&facts, ContextBounds::new(2048, 131_072, 256), None);
-        let hw = HardwareFacts::default();
+        plugin::model_facts(&facts, ContextBounds::new(2048, TRAINED, 256), None)
+    }
+
+    fn plugins() -> (ContextSearch, BatchScaler) {
+        let (host, hw, model) = (host(), HardwareFacts::default(), model());
         let context = host
             .load_context(
                 &PluginRef::Builtin("binary-search".into()),
@@ -442,104 +691,355 @@ mod tests {
                 &model,
             )
             .expect("binary-search loads");
-        let batch = host
-            .load_batch(
-                &PluginRef::Builtin("batch-scaler".into()),
-                "{}",
-                &hw,
-                &model,
-                &plugin::batch_bounds(256, plan().initial_batch),
+        (context, batch_scaler(&host))
+    }
+
+    fn batch_scaler(host: &PluginHost) -> BatchScaler {
+        host.load_batch(
+            &PluginRef::Builtin("batch-scaler".into()),
+            "{}",
+            &HardwareFacts::default(),
+            &model(),
+            &plugin::batch_bounds(256, plan().initial_batch),
+        )
+        .expect("batch-scaler loads")
+    }
+
+    /// The misbehaving test guest as the context search, with `settings`.
+    fn misbehaving(settings: &str) -> (ContextSearch, BatchScaler) {
+        let host = host();
+        let path = std::path::PathBuf::from(ozone_test_artifacts::MISBEHAVING);
+        let context = host
+            .load_context(
+                &PluginRef::File(path),
+                settings,
+                &HardwareFacts::default(),
+                &model(),
             )
-            .expect("batch-scaler loads");
-        (context, batch)
+            .expect("the misbehaving guest loads");
+        (context, batch_scaler(&host))
     }
 
     fn plan() -> Plan {
         Plan {
             initial_batch: 64,
             batch_scaling: true,
+            max_batch: 256,
+            max_context: TRAINED,
             kv_cache_type: KvCacheType::F16,
+            screen_trials: true,
             concurrency_levels: vec![1, 2, 4, 8],
             stabilization_delay: Duration::ZERO,
+            timeouts: AdaptiveTimeouts::default(),
             estimated_context_trials: 8,
             estimated_batch_trials: 3,
         }
     }
 
-    #[tokio::test]
-    async fn the_loop_finds_every_limit_and_measures_nothing_twice() {
-        let (mut context, mut batch) = plugins();
-        let mut machine = Machine { runs: Vec::new() };
-        let mut observer = Quiet::default();
+    async fn tune_on(
+        machine: &mut Machine,
+        observer: &mut Quiet,
+        book: TrialBook,
+        plan: &Plan,
+        (mut context, mut batch): (ContextSearch, BatchScaler),
+    ) -> (Result<Limits, TuneError>, Vec<TrialRecord>) {
         let snapshot = crate::hardware::probe(&Default::default());
         let thresholds = Thresholds::default();
         let mut driver = Driver {
-            executor: &mut machine,
-            observer: &mut observer,
-            book: TrialBook::default(),
+            executor: machine,
+            observer,
+            book,
             snapshot: &snapshot,
             thresholds: &thresholds,
             cancel: CancellationToken::new(),
         };
-        let limits = driver.run(&plan(), &mut context, &mut batch).await.unwrap();
+        let limits = driver.run(plan, &mut context, &mut batch).await;
+        (limits, driver.book.records().to_vec())
+    }
+
+    #[tokio::test]
+    async fn screens_search_the_context_and_one_verification_publishes_it() {
+        let mut machine = Machine::default();
+        let mut observer = Quiet::default();
+        let (limits, trials) = tune_on(
+            &mut machine,
+            &mut observer,
+            TrialBook::default(),
+            &plan(),
+            plugins(),
+        )
+        .await;
+        let limits = limits.unwrap();
 
         let ctx = limits.max_context.expect("a stable context");
-        assert!(ctx <= LIMIT && LIMIT - ctx < 1024, "found {ctx}");
-        assert_eq!(ctx % 256, 0);
+        assert!(ctx <= LIMIT && LIMIT - ctx < 256, "found {ctx}");
+        let context: Vec<&TrialRecord> = trials
+            .iter()
+            .filter(|t| t.phase == Phase::Context)
+            .collect();
+        // Every proposal was screened; the answer alone was verified, and is stable.
+        let verified: Vec<&&TrialRecord> = context
+            .iter()
+            .filter(|t| t.stage == Stage::Verify)
+            .collect();
+        assert_eq!(verified.len(), 1, "{context:#?}");
+        assert_eq!(
+            (verified[0].config.ctx, verified[0].verdict),
+            (ctx, Verdict::Stable)
+        );
+        assert_eq!(observer.verify_decisions, vec![ctx]);
+        assert!(context
+            .iter()
+            .filter(|t| t.config.ctx != ctx)
+            .all(|t| t.stage == Stage::Screen && t.samples.len() == 1));
+        // One granularity step above the answer failed.
+        assert!(context
+            .iter()
+            .any(|t| t.config.ctx == ctx + 256 && t.verdict == Verdict::Failed));
+        assert_eq!(
+            limits.bounds.max_context,
+            Some(Bound::Memory {
+                at: ctx + 256,
+                trial_id: context
+                    .iter()
+                    .find(|t| t.config.ctx == ctx + 256)
+                    .map_or(0, |t| t.id),
+                threshold: None,
+                peak_bytes: None,
+                limit_bytes: None,
+            })
+        );
+
         assert_eq!(
             limits.best_batch,
             Some(128),
             "throughput stops improving past 128"
         );
+        assert!(matches!(
+            limits.bounds.best_batch,
+            Some(Bound::Throughput { at: 256, .. })
+        ));
         assert_eq!(limits.max_concurrency, Some(2), "4 streams fail");
-        for (i, c) in machine.runs.iter().enumerate() {
-            assert!(!machine.runs[..i].contains(c), "{c} measured twice");
+        assert!(matches!(
+            limits.bounds.max_concurrency,
+            Some(Bound::Memory { at: 4, .. })
+        ));
+        for (i, run) in machine.runs.iter().enumerate() {
+            assert!(!machine.runs[..i].contains(run), "{run:?} measured twice");
         }
+        // Batch and concurrency trials are verifications.
+        assert!(trials
+            .iter()
+            .filter(|t| t.phase != Phase::Context)
+            .all(|t| t.stage == Stage::Verify));
         // The batch scaler's first proposal (64) and concurrency 1 were measured before.
         assert!(observer.reused >= 2, "reused {}", observer.reused);
         let ladder: Vec<u32> = machine
             .runs
             .iter()
-            .filter(|c| c.concurrency > 1)
-            .map(|c| c.concurrency)
+            .filter(|(c, _)| c.concurrency > 1)
+            .map(|(c, _)| c.concurrency)
             .collect();
         assert_eq!(
             ladder,
             vec![2, 4],
             "the climb stops at the first failing level"
         );
+        // Every sample reached the observer as it was measured.
+        let samples: usize = trials.iter().map(|t| t.samples.len()).sum();
+        assert_eq!(observer.samples, samples);
+    }
+
+    #[tokio::test]
+    async fn an_unstable_verification_goes_back_to_the_plugin_and_the_search_goes_on() {
+        let mut observer = Quiet::default();
+        let mut first = Machine::default();
+        let (limits, _) = tune_on(
+            &mut first,
+            &mut observer,
+            TrialBook::default(),
+            &plan(),
+            plugins(),
+        )
+        .await;
+        let noisy = limits.unwrap().max_context.unwrap();
+
+        let mut machine = Machine {
+            flaky_verify: vec![noisy],
+            ..Machine::default()
+        };
+        let mut observer = Quiet::default();
+        let (limits, trials) = tune_on(
+            &mut machine,
+            &mut observer,
+            TrialBook::default(),
+            &plan(),
+            plugins(),
+        )
+        .await;
+        let limits = limits.unwrap();
+        let ctx = limits.max_context.expect("a verified context");
+        // binary-search withdrew the refuted context: its next best, below, was verified.
+        assert!(ctx < noisy, "{ctx} vs {noisy}");
+        assert_eq!(observer.verify_decisions, vec![noisy, ctx]);
+        assert_eq!(machine.count(noisy, Stage::Verify), 1);
+        assert!(trials.iter().any(|t| t.config.ctx == ctx
+            && t.stage == Stage::Verify
+            && t.verdict == Verdict::Stable));
+        // What bound the context is the unstable verification just above it.
+        assert!(
+            matches!(limits.bounds.max_context, Some(Bound::Instability { at, .. }) if at == noisy),
+            "{:?}",
+            limits.bounds.max_context
+        );
+    }
+
+    #[tokio::test]
+    async fn three_unstable_verifications_publish_no_context() {
+        let mut machine = Machine {
+            all_verifications_flaky: true,
+            ..Machine::default()
+        };
+        let mut observer = Quiet::default();
+        let (limits, trials) = tune_on(
+            &mut machine,
+            &mut observer,
+            TrialBook::default(),
+            &plan(),
+            plugins(),
+        )
+        .await;
+        let limits = limits.unwrap();
+        assert_eq!(limits.max_context, None);
+        let verifications = trials.iter().filter(|t| t.stage == Stage::Verify).count();
+        assert_eq!(verifications, MAX_VERIFICATIONS as usize);
+        assert!(matches!(
+            limits.bounds.max_context,
+            Some(Bound::Instability { .. })
+        ));
+        assert!(matches!(
+            limits.bounds.best_batch,
+            Some(Bound::NotRun { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_plugin_naming_a_refuted_context_again_is_an_error_naming_it() {
+        let mut machine = Machine {
+            flaky_verify: vec![8192],
+            ..Machine::default()
+        };
+        let mut observer = Quiet::default();
+        let (limits, _) = tune_on(
+            &mut machine,
+            &mut observer,
+            TrialBook::default(),
+            &plan(),
+            misbehaving(r#"{"mode": "stubborn", "value": 8192}"#),
+        )
+        .await;
+        let err = limits.expect_err("the plugin ignored its failed verification");
+        assert!(
+            matches!(err, TuneError::RefutedBest { value: 8192, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("misbehaving"), "{err}");
+        assert_eq!(machine.count(8192, Stage::Verify), 1);
+    }
+
+    #[tokio::test]
+    async fn without_screens_every_context_proposal_is_verified() {
+        let plan = Plan {
+            screen_trials: false,
+            ..plan()
+        };
+        let mut machine = Machine::default();
+        let mut observer = Quiet::default();
+        let (limits, trials) = tune_on(
+            &mut machine,
+            &mut observer,
+            TrialBook::default(),
+            &plan,
+            plugins(),
+        )
+        .await;
+        let ctx = limits.unwrap().max_context.unwrap();
+        assert!(ctx <= LIMIT && LIMIT - ctx < 256, "found {ctx}");
+        assert!(trials.iter().all(|t| t.stage == Stage::Verify));
+        // Every proposal was a verify decision, and the answer's own trial is its
+        // verification: no trial beyond the proposals.
+        let context_runs = machine
+            .runs
+            .iter()
+            .filter(|(c, _)| c.batch == plan.initial_batch && c.concurrency == 1)
+            .count();
+        assert_eq!(context_runs, observer.verify_decisions.len());
+        for (i, run) in machine.runs.iter().enumerate() {
+            assert!(!machine.runs[..i].contains(run), "{run:?} measured twice");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_proposal_is_measured_three_times_at_most_and_replays_on_resume() {
+        let settings = r#"{"mode": "propose", "value": 4096}"#;
+        let mut machine = Machine::default();
+        let mut observer = Quiet::default();
+        let (limits, trials) = tune_on(
+            &mut machine,
+            &mut observer,
+            TrialBook::default(),
+            &plan(),
+            misbehaving(settings),
+        )
+        .await;
+        assert!(matches!(limits, Err(TuneError::Runaway { .. })));
+        assert_eq!(machine.count(4096, Stage::Screen), MAX_MEASUREMENTS);
+        assert_eq!(trials.len(), MAX_MEASUREMENTS);
+
+        // Resumed from those records, the same requests are answered by them.
+        let mut second = Machine::default();
+        let (limits, _) = tune_on(
+            &mut second,
+            &mut observer,
+            TrialBook::from_records(trials),
+            &plan(),
+            misbehaving(settings),
+        )
+        .await;
+        assert!(matches!(limits, Err(TuneError::Runaway { .. })));
+        assert!(second.runs.is_empty(), "ran again: {:?}", second.runs);
     }
 
     #[tokio::test]
     async fn a_resumed_book_replays_without_running_again() {
-        let snapshot = crate::hardware::probe(&Default::default());
-        let thresholds = Thresholds::default();
-        let mut first = Machine { runs: Vec::new() };
-        let (mut context, mut batch) = plugins();
+        let mut first = Machine {
+            flaky_verify: vec![99_840],
+            ..Machine::default()
+        };
         let mut observer = Quiet::default();
-        let mut driver = Driver {
-            executor: &mut first,
-            observer: &mut observer,
-            book: TrialBook::default(),
-            snapshot: &snapshot,
-            thresholds: &thresholds,
-            cancel: CancellationToken::new(),
-        };
-        let limits = driver.run(&plan(), &mut context, &mut batch).await.unwrap();
-        let book = TrialBook::from_records(driver.book.records().to_vec());
+        let (limits, trials) = tune_on(
+            &mut first,
+            &mut observer,
+            TrialBook::default(),
+            &plan(),
+            plugins(),
+        )
+        .await;
+        let limits = limits.unwrap();
 
-        let mut second = Machine { runs: Vec::new() };
-        let (mut context, mut batch) = plugins();
-        let mut driver = Driver {
-            executor: &mut second,
-            observer: &mut observer,
-            book,
-            snapshot: &snapshot,
-            thresholds: &thresholds,
-            cancel: CancellationToken::new(),
+        let mut second = Machine {
+            flaky_verify: vec![99_840],
+            ..Machine::default()
         };
-        let replayed = driver.run(&plan(), &mut context, &mut batch).await.unwrap();
-        assert_eq!(replayed, limits);
+        let (replayed, _) = tune_on(
+            &mut second,
+            &mut observer,
+            TrialBook::from_records(trials),
+            &plan(),
+            plugins(),
+        )
+        .await;
+        assert_eq!(replayed.unwrap(), limits);
         assert!(second.runs.is_empty(), "ran again: {:?}", second.runs);
     }
 
@@ -547,7 +1047,7 @@ mod tests {
     async fn a_cancelled_run_stops_before_the_next_trial() {
         let snapshot = crate::hardware::probe(&Default::default());
         let thresholds = Thresholds::default();
-        let mut machine = Machine { runs: Vec::new() };
+        let mut machine = Machine::default();
         let (mut context, mut batch) = plugins();
         let mut observer = Quiet::default();
         let cancel = CancellationToken::new();

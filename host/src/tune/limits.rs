@@ -8,7 +8,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Metric, Phase, TrialRecord, Verdict};
+use crate::record::{FailureKind, Metric, Phase, Stage, TrialRecord, Verdict};
+use crate::trial::AdaptiveTimeouts;
 
 /// The limits a run found.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -56,6 +57,15 @@ pub enum Bound {
         timeout_s: Option<f64>,
         message: String,
     },
+    /// A temperature or CPU threshold was crossed at the next value: the peak against
+    /// the limit (°C or percent). (Memory thresholds are `memory`.)
+    Threshold {
+        at: u32,
+        trial_id: u32,
+        threshold: Metric,
+        peak: Option<f64>,
+        limit: Option<f64>,
+    },
     /// The next value ran but was not stable (success rate or throughput variation).
     Instability {
         at: u32,
@@ -100,6 +110,7 @@ impl Bound {
         match self {
             Bound::Memory { .. } => "memory",
             Bound::Time { .. } => "time",
+            Bound::Threshold { .. } => "threshold",
             Bound::Instability { .. } => "instability",
             Bound::TrainedContext { .. } => "trained context",
             Bound::ServerError { .. } => "server error",
@@ -108,6 +119,272 @@ impl Bound {
             Bound::Slo { .. } => "slo",
             Bound::NotRun { .. } => "not run",
         }
+    }
+}
+
+impl Bound {
+    /// One plain sentence: what stopped the limit, with its evidence.
+    pub fn describe(&self) -> String {
+        const MIB: f64 = 1048576.0;
+        let mib = |b: Option<u64>| b.map(|b| format!("{:.0} MiB", b as f64 / MIB));
+        match self {
+            Bound::Memory {
+                at,
+                threshold: Some(metric),
+                peak_bytes,
+                limit_bytes,
+                ..
+            } => format!(
+                "memory: at {at} the {metric} threshold was crossed ({} against a limit of {})",
+                mib(*peak_bytes).unwrap_or_else(|| "peak unknown".into()),
+                mib(*limit_bytes).unwrap_or_else(|| "unknown".into())
+            ),
+            Bound::Memory {
+                at,
+                threshold: None,
+                peak_bytes,
+                ..
+            } => format!(
+                "memory: at {at} the server ran out of memory{}",
+                mib(*peak_bytes)
+                    .map(|p| format!(" (peak {p})"))
+                    .unwrap_or_default()
+            ),
+            Bound::Time { at, message, .. } => format!(
+                "time: at {at} {message} — the machine is too slow to fill it, not out of memory"
+            ),
+            Bound::Threshold {
+                at,
+                threshold,
+                peak,
+                limit,
+                ..
+            } => {
+                let figure = |v: &Option<f64>| v.map_or("?".into(), |v| format!("{v:.0}"));
+                format!(
+                    "threshold: at {at} {threshold} reached {}, limit {}",
+                    figure(peak),
+                    figure(limit)
+                )
+            }
+            Bound::Instability {
+                at,
+                success_rate,
+                cv,
+                ..
+            } => format!(
+                "instability: at {at} {:.0} % of the samples succeeded{}",
+                success_rate * 100.0,
+                cv.map(|c| format!(", throughput varied {:.0} %", c * 100.0))
+                    .unwrap_or_default()
+            ),
+            Bound::TrainedContext { trained_context } => format!(
+                "trained context: the model's own maximum ({trained_context}) runs; nothing failed"
+            ),
+            Bound::ServerError { at, message, .. } => {
+                format!("server error: at {at} {message}")
+            }
+            Bound::Throughput {
+                at,
+                best_tps,
+                next_tps,
+                ..
+            } => format!(
+                "throughput: {at} decoded {next_tps:.1} tok/s, not more than the best {best_tps:.1}"
+            ),
+            Bound::Cap { cap } => format!("cap: the search's upper bound {cap} passed"),
+            Bound::Slo {
+                at,
+                metric,
+                measured,
+                bound,
+                ..
+            } => format!("slo: at {at} {metric} measured {measured:.1}, objective {bound:.1}"),
+            Bound::NotRun { reason } => format!("not run: {reason}"),
+        }
+    }
+}
+
+/// What [`explain`] needs to know about the run besides its trials.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundFacts<'a> {
+    /// The context search's ceiling: the trained context, aligned down.
+    pub max_context: u32,
+    /// `batch_adaptation.max_batch`.
+    pub max_batch: u32,
+    /// `batch_adaptation.enabled`.
+    pub batch_scaling: bool,
+    /// The concurrency ladder; empty when the phase was skipped.
+    pub concurrency_levels: &'a [u32],
+    /// The run's request timeouts (the one a `time` bound ran into).
+    pub timeouts: &'a AdaptiveTimeouts,
+}
+
+/// What bound each limit, from the trials alone: the first value above the answer that
+/// was tried and not stable, and why (memory, time, threshold, instability, server
+/// error); or the search's ceiling (`trained_context`, `cap`); or, for a batch whose
+/// next value ran stable, `throughput`. `None` where the trials do not say (a plugin
+/// that stopped below its ceiling with nothing failing above its answer).
+/// The concurrency SLO kind is the concurrency phase's.
+pub fn explain(limits: &Limits, trials: &[TrialRecord], facts: &BoundFacts) -> LimitBounds {
+    LimitBounds {
+        max_context: context_bound(limits, trials, facts),
+        best_batch: batch_bound(limits, trials, facts),
+        max_concurrency: concurrency_bound(limits, trials, facts),
+    }
+}
+
+fn context_bound(limits: &Limits, trials: &[TrialRecord], facts: &BoundFacts) -> Option<Bound> {
+    let answer = limits.max_context;
+    if answer.is_some_and(|a| a >= facts.max_context) {
+        return Some(Bound::TrainedContext {
+            trained_context: facts.max_context,
+        });
+    }
+    let context: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.phase == Phase::Context)
+        .collect();
+    first_not_stable_above(&context, answer, |t| t.config.ctx)
+        .map(|t| failure_bound(t, t.config.ctx, facts.timeouts))
+}
+
+fn batch_bound(limits: &Limits, trials: &[TrialRecord], facts: &BoundFacts) -> Option<Bound> {
+    let Some(ctx) = limits.max_context else {
+        return Some(not_run("no context was stable"));
+    };
+    if !facts.batch_scaling {
+        return Some(not_run("batch scaling is off (batch_adaptation.enabled)"));
+    }
+    let at_ctx: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.config.ctx == ctx && t.config.concurrency == 1 && t.stage == Stage::Verify)
+        .collect();
+    let Some(best) = limits.best_batch else {
+        return first_not_stable_above(&at_ctx, None, |t| t.config.batch)
+            .map(|t| failure_bound(t, t.config.batch, facts.timeouts));
+    };
+    let next = at_ctx
+        .iter()
+        .filter(|t| t.config.batch > best)
+        .min_by_key(|t| (t.config.batch, std::cmp::Reverse(t.id)));
+    match next {
+        None if best >= facts.max_batch => Some(Bound::Cap {
+            cap: facts.max_batch,
+        }),
+        None => None,
+        Some(t) if t.verdict != Verdict::Stable => {
+            Some(failure_bound(t, t.config.batch, facts.timeouts))
+        }
+        Some(t) => {
+            let tps = |t: &TrialRecord| t.decode_tps.as_ref().map_or(0.0, |s| s.mean);
+            let best_tps = at_ctx
+                .iter()
+                .filter(|b| b.config.batch == best)
+                .map(|b| tps(b))
+                .fold(0.0, f64::max);
+            Some(Bound::Throughput {
+                at: t.config.batch,
+                trial_id: t.id,
+                best_tps,
+                next_tps: tps(t),
+            })
+        }
+    }
+}
+
+fn concurrency_bound(limits: &Limits, trials: &[TrialRecord], facts: &BoundFacts) -> Option<Bound> {
+    let (Some(ctx), Some(batch)) = (limits.max_context, limits.best_batch) else {
+        return Some(not_run("no context and batch were stable"));
+    };
+    if facts.concurrency_levels.is_empty() {
+        return Some(not_run("skipped (--skip-concurrency)"));
+    }
+    let ladder: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.config.ctx == ctx && t.config.batch == batch && t.stage == Stage::Verify)
+        .collect();
+    let answer = limits.max_concurrency;
+    match first_not_stable_above(&ladder, answer, |t| t.config.concurrency) {
+        Some(t) => Some(failure_bound(t, t.config.concurrency, facts.timeouts)),
+        None => {
+            let top = facts.concurrency_levels.iter().copied().max().unwrap_or(1);
+            answer
+                .filter(|a| *a >= top)
+                .map(|_| Bound::Cap { cap: top })
+        }
+    }
+}
+
+/// The trial that was not stable at the smallest value above `answer` (any value when
+/// there is none); the latest one when that value was tried more than once.
+fn first_not_stable_above<'t>(
+    trials: &[&'t TrialRecord],
+    answer: Option<u32>,
+    value: impl Fn(&TrialRecord) -> u32,
+) -> Option<&'t TrialRecord> {
+    trials
+        .iter()
+        .filter(|t| t.verdict != Verdict::Stable && answer.is_none_or(|a| value(t) > a))
+        .min_by_key(|t| (value(t), std::cmp::Reverse(t.id)))
+        .copied()
+}
+
+/// Why one trial at `at` was not stable, as a bound.
+fn failure_bound(t: &TrialRecord, at: u32, timeouts: &AdaptiveTimeouts) -> Bound {
+    let trial_id = t.id;
+    let Some(failure) = &t.failure else {
+        return Bound::Instability {
+            at,
+            trial_id,
+            success_rate: t.success_rate,
+            cv: t.cv,
+        };
+    };
+    match failure.kind {
+        FailureKind::ThresholdBreach(metric) if metric.is_memory() => Bound::Memory {
+            at,
+            trial_id,
+            threshold: Some(metric),
+            peak_bytes: t.breach.as_ref().map(|b| b.value as u64),
+            limit_bytes: t.breach.as_ref().map(|b| b.limit as u64),
+        },
+        FailureKind::ThresholdBreach(metric) => Bound::Threshold {
+            at,
+            trial_id,
+            threshold: metric,
+            peak: t.breach.as_ref().map(|b| b.value),
+            limit: t.breach.as_ref().map(|b| b.limit),
+        },
+        FailureKind::OutOfMemory => Bound::Memory {
+            at,
+            trial_id,
+            threshold: None,
+            peak_bytes: t.peaks.gpu_mem_used_bytes.or(t.peaks.process_rss_bytes),
+            limit_bytes: None,
+        },
+        FailureKind::Timeout => Bound::Time {
+            at,
+            trial_id,
+            timeout_s: Some(
+                timeouts
+                    .for_config(t.config.ctx, t.config.batch)
+                    .as_secs_f64(),
+            ),
+            message: failure.message.clone(),
+        },
+        FailureKind::ServerError | FailureKind::BadOutput => Bound::ServerError {
+            at,
+            trial_id,
+            message: failure.message.clone(),
+            log_tail: t.server_log_tail.clone(),
+        },
+    }
+}
+
+fn not_run(reason: &str) -> Bound {
+    Bound::NotRun {
+        reason: reason.to_string(),
     }
 }
 
@@ -176,14 +453,15 @@ impl From<LimitsWire> for Limits {
 }
 
 impl Limits {
-    /// Derives the limits from the trials alone: the largest stable context of any phase;
+    /// Derives the limits from the trials alone (screens do not count: a limit is always
+    /// verified): the largest stable context of any phase;
     /// the batch of the stable batch-phase trial with the highest mean decode tok/s (else
     /// the batch of the largest stable context); the highest stable concurrency (1 when
     /// only single-stream trials were stable).
     pub fn from_trials(trials: &[TrialRecord]) -> Self {
         let stable: Vec<&TrialRecord> = trials
             .iter()
-            .filter(|t| t.verdict == Verdict::Stable)
+            .filter(|t| t.verdict == Verdict::Stable && t.stage == Stage::Verify)
             .collect();
         let ctx = |t: &TrialRecord| t.granted_ctx.unwrap_or(t.config.ctx);
         let max_context = stable.iter().map(|t| ctx(t)).max();
@@ -207,6 +485,227 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
+    use crate::record::{Breach, TrialFailure};
+
+    /// The fixture run's facts: trained context 32768, batch up to 256, ladder 1..8.
+    fn facts(timeouts: &AdaptiveTimeouts) -> BoundFacts<'_> {
+        BoundFacts {
+            max_context: 32768,
+            max_batch: 256,
+            batch_scaling: true,
+            concurrency_levels: &[1, 2, 4, 8],
+            timeouts,
+        }
+    }
+
+    fn fixture_limits() -> Limits {
+        Limits {
+            max_context: Some(20480),
+            best_batch: Some(256),
+            max_concurrency: Some(2),
+            bounds: LimitBounds::default(),
+        }
+    }
+
+    #[test]
+    fn each_limit_is_explained_by_the_first_value_above_it_that_failed() {
+        let timeouts = AdaptiveTimeouts::default();
+        let b = explain(&fixture_limits(), &fixtures::trials(), &facts(&timeouts));
+        // 24576 could not allocate (trial 5); 32768 breached higher up, but 24576 is the
+        // first context above the answer.
+        assert_eq!(
+            b.max_context,
+            Some(Bound::Memory {
+                at: 24576,
+                trial_id: 5,
+                threshold: None,
+                peak_bytes: None,
+                limit_bytes: None,
+            })
+        );
+        // 256 is max_batch, and every batch passed.
+        assert_eq!(b.best_batch, Some(Bound::Cap { cap: 256 }));
+        // 4 streams: 2 of 5 requests timed out.
+        assert!(
+            matches!(&b.max_concurrency, Some(Bound::Time { at: 4, trial_id: 10, timeout_s: Some(t), .. }) if *t > 60.0),
+            "{:?}",
+            b.max_concurrency
+        );
+    }
+
+    #[test]
+    fn a_budget_breach_names_the_budget_with_peak_and_limit() {
+        let timeouts = AdaptiveTimeouts::default();
+        let trials: Vec<TrialRecord> = fixtures::trials()
+            .into_iter()
+            .filter(|t| t.id != 5)
+            .collect();
+        let limits = Limits {
+            max_context: Some(20480),
+            ..Limits::default()
+        };
+        let b = explain(&limits, &trials, &facts(&timeouts));
+        let Some(Bound::Memory {
+            at: 32768,
+            trial_id: 1,
+            threshold: Some(Metric::ProcessMemory),
+            peak_bytes: Some(peak),
+            limit_bytes: Some(limit),
+        }) = b.max_context
+        else {
+            panic!("{:?}", b.max_context)
+        };
+        assert!(peak > limit, "{peak} vs {limit}");
+        assert_eq!(limit, 1536 << 20);
+        let text = b
+            .max_context
+            .as_ref()
+            .map(Bound::describe)
+            .unwrap_or_default();
+        assert!(
+            text.contains("process-memory") && text.contains("1536 MiB"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_gpu_budget_breach_is_a_memory_bound() {
+        let timeouts = AdaptiveTimeouts::default();
+        let mut trials: Vec<TrialRecord> = fixtures::trials()
+            .into_iter()
+            .filter(|t| t.id != 5)
+            .collect();
+        // Trial 1 (32768) crossed the server's GPU budget instead of its RAM budget.
+        let first = trials.iter_mut().find(|t| t.id == 1).expect("trial 1");
+        if let Some(f) = first.failure.as_mut() {
+            f.kind = FailureKind::ThresholdBreach(Metric::GpuMemoryBudget);
+        }
+        if let Some(b) = first.breach.as_mut() {
+            b.metric = Metric::GpuMemoryBudget;
+        }
+        let limits = Limits {
+            max_context: Some(20480),
+            ..Limits::default()
+        };
+        let b = explain(&limits, &trials, &facts(&timeouts));
+        assert!(
+            matches!(
+                &b.max_context,
+                Some(Bound::Memory {
+                    at: 32768,
+                    threshold: Some(Metric::GpuMemoryBudget),
+                    ..
+                })
+            ),
+            "{:?}",
+            b.max_context
+        );
+        let text = b.max_context.map(|b| b.describe()).unwrap_or_default();
+        assert!(text.contains("gpu-memory-budget threshold"), "{text}");
+    }
+
+    #[test]
+    fn the_trained_context_bounds_a_search_that_reached_it() {
+        let timeouts = AdaptiveTimeouts::default();
+        let limits = Limits {
+            max_context: Some(32768),
+            ..Limits::default()
+        };
+        let b = explain(&limits, &[], &facts(&timeouts));
+        assert_eq!(
+            b.max_context,
+            Some(Bound::TrainedContext {
+                trained_context: 32768
+            })
+        );
+        assert!(matches!(b.max_concurrency, Some(Bound::NotRun { .. })));
+    }
+
+    #[test]
+    fn a_timeout_is_time_an_unstable_verification_instability_a_crash_a_server_error() {
+        let timeouts = AdaptiveTimeouts::default();
+        let base = fixtures::trials()
+            .into_iter()
+            .find(|t| t.id == 5)
+            .expect("trial 5");
+        let with = |kind: Option<FailureKind>, verdict: Verdict| TrialRecord {
+            stage: Stage::Verify,
+            verdict,
+            failure: kind.map(|kind| TrialFailure {
+                kind,
+                message: "the request ran past the 72 s timeout".into(),
+            }),
+            server_log_tail: vec!["last line".into()],
+            ..base.clone()
+        };
+        let limits = Limits {
+            max_context: Some(20480),
+            ..Limits::default()
+        };
+        let bound = |t: TrialRecord| {
+            explain(&limits, &[t], &facts(&timeouts))
+                .max_context
+                .expect("a bound")
+        };
+        let time = bound(with(Some(FailureKind::Timeout), Verdict::Failed));
+        assert_eq!(time.kind(), "time");
+        assert!(time.describe().contains("too slow to fill it"), "{time:?}");
+        assert_eq!(bound(with(None, Verdict::Unstable)).kind(), "instability");
+        let Bound::ServerError { log_tail, .. } =
+            bound(with(Some(FailureKind::ServerError), Verdict::Failed))
+        else {
+            panic!("a server error")
+        };
+        assert_eq!(log_tail, vec!["last line".to_string()]);
+        let mut hot = with(
+            Some(FailureKind::ThresholdBreach(Metric::Temperature)),
+            Verdict::Failed,
+        );
+        hot.breach = Some(Breach {
+            metric: Metric::Temperature,
+            value: 91.0,
+            limit: 85.0,
+            at_ms: 10,
+        });
+        assert_eq!(bound(hot).kind(), "threshold");
+    }
+
+    #[test]
+    fn a_stable_batch_above_the_best_is_a_throughput_bound_and_skipped_phases_say_so() {
+        let timeouts = AdaptiveTimeouts::default();
+        let limits = Limits {
+            best_batch: Some(128),
+            ..fixture_limits()
+        };
+        let b = explain(&limits, &fixtures::trials(), &facts(&timeouts));
+        assert!(
+            matches!(b.best_batch, Some(Bound::Throughput { at: 256, trial_id: 8, best_tps, next_tps }) if next_tps > best_tps),
+            "{:?}",
+            b.best_batch
+        );
+        let skipped = BoundFacts {
+            concurrency_levels: &[],
+            batch_scaling: false,
+            ..facts(&timeouts)
+        };
+        let b = explain(&fixture_limits(), &fixtures::trials(), &skipped);
+        assert!(matches!(b.best_batch, Some(Bound::NotRun { .. })));
+        assert!(matches!(b.max_concurrency, Some(Bound::NotRun { .. })));
+    }
+
+    #[test]
+    fn screens_never_make_a_limit_from_trials() {
+        let mut trials = fixtures::trials();
+        // A screen at 28672 passed; no verification of it exists.
+        let mut screen = trials[5].clone();
+        screen.id = 11;
+        screen.stage = Stage::Screen;
+        screen.config.ctx = 28672;
+        screen.granted_ctx = Some(28672);
+        trials.push(screen);
+        assert_eq!(Limits::from_trials(&trials).max_context, Some(20480));
+    }
 
     #[test]
     fn each_limit_is_written_with_what_bound_it() {

@@ -113,7 +113,7 @@ pub fn load_plugins(
     params: &RunParameters,
 ) -> Result<(ContextSearch, BatchScaler), PluginError> {
     let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
-    let bounds = ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY);
+    let bounds = context_bounds(config, trained);
     let model = plugin::model_facts(facts, bounds, params.hint);
     let hardware = plugin::hardware_facts(snapshot, thresholds);
     // The batch phase starts where the context search ran; the host config is the one
@@ -138,6 +138,11 @@ pub fn load_plugins(
     Ok((context, batch))
 }
 
+/// The contexts a context plugin may propose.
+fn context_bounds(config: &Config, trained: u32) -> ContextBounds {
+    ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY)
+}
+
 /// What the driver is to do for a model: batch start, phases, concurrency ladder.
 pub fn plan(config: &Config, facts: &ModelMetadata, params: &RunParameters) -> Plan {
     let settings = config.trial_settings();
@@ -147,16 +152,21 @@ pub fn plan(config: &Config, facts: &ModelMetadata, params: &RunParameters) -> P
         .log2()
         .ceil()
         .max(0.0) as usize;
+    let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     Plan {
         initial_batch,
         batch_scaling: config.batch_adaptation_enabled(),
+        max_batch,
+        max_context: context_bounds(config, trained).max,
         kv_cache_type: params.kv_cache_type,
+        screen_trials: config.ozone.screen_trials,
         concurrency_levels: if params.skip_concurrency {
             Vec::new()
         } else {
             settings.concurrency_levels.clone()
         },
         stabilization_delay: Duration::from_secs_f64(settings.stabilization_delay_s.max(0.0)),
+        timeouts: settings.timeouts.clone(),
         estimated_context_trials: config.search_strategy.max_binary_iterations as usize + 1,
         estimated_batch_trials: doublings + 1,
     }

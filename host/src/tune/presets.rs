@@ -1,9 +1,12 @@
 //! Presets (`max_context`, `balanced`, `fast_response`) derived from measured trials only.
 //!
 //! # Candidates
-//! A trial is a candidate when its verdict is `Stable`, it ran one stream
+//! A trial is a candidate when it is a verification (stage `verify`: a screen's one
+//! sample has no spread to publish), its verdict is `Stable`, it ran one stream
 //! (`concurrency == 1`, so per-stream figures compare), and it has measured decode
-//! throughput and TTFT. When the same configuration was stable in several trials, the
+//! throughput and TTFT. With screened context search (the default) the candidates are the
+//! verified context and the batch trials at it; `ozone.screen_trials: false` verifies
+//! every context proposal and so gives presets at more contexts. When the same configuration was stable in several trials, the
 //! latest trial stands for it. A candidate's context is the context the server granted
 //! when known, else the one asked for.
 //!
@@ -33,7 +36,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::PresetCategories;
-use crate::record::{Peaks, Phase, Stats, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Peaks, Phase, Stage, Stats, TrialConfig, TrialRecord, Verdict};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -301,7 +304,10 @@ pub fn derive(trials: &[TrialRecord], categories: &PresetCategories) -> Presets 
 fn candidates(trials: &[TrialRecord]) -> Vec<Candidate<'_>> {
     let mut out: Vec<Candidate> = Vec::new();
     for trial in trials {
-        if trial.verdict != Verdict::Stable || trial.config.concurrency != 1 {
+        if trial.verdict != Verdict::Stable
+            || trial.stage != Stage::Verify
+            || trial.config.concurrency != 1
+        {
             continue;
         }
         let (Some(decode), Some(ttft)) = (&trial.decode_tps, &trial.ttft_ms) else {

@@ -142,3 +142,21 @@ pub fn assert_no_servers_left_for(model: &Path) {
         "servers still registered: {registered:?}"
     );
 }
+
+/// A generated model wide enough that one granularity step (256 tokens) of context is
+/// worth far more server memory than the noise of a reading: 4 layers of 256 wide, 4 KiB
+/// of KV cache per token, about 53 MiB resident at 2048 tokens and 5 MiB more per 1k
+/// (the default tiny model's 0.7 MiB per 1k is within a few readings' noise of the next
+/// step, so a search under a budget would chase noise). Fills stay quick at the limit
+/// [`WIDE_BUDGET_MB`] sets: near 4.5k tokens.
+pub fn wide_model_spec(trained_context: u32) -> TinyModelSpec {
+    TinyModelSpec {
+        embedding_length: 256,
+        block_count: 4,
+        trained_context,
+        ..TinyModelSpec::default()
+    }
+}
+
+/// The server-memory budget that puts the limit of [`wide_model_spec`] near 4.5k tokens.
+pub const WIDE_BUDGET_MB: u64 = 66;

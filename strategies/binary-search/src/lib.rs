@@ -23,14 +23,23 @@
 //!    between them (`hi − lo ≤ granularity`) or after `max_binary_iterations` bisection
 //!    trials (growth and first probes do not count).
 //!
-//! `best()` is the largest stable context seen (`None` if none was stable). `propose()`
-//! asked again before `observe()` repeats the pending proposal; `observe()` uses the
-//! context in the outcome's configuration. The stage of an outcome (screen or verify)
-//! does not change the rule: only its verdict counts. (The bracket, its midpoint and the
+//! 4. **A refuted answer**: the host verifies `best()` with a full trial. A verification
+//!    that is not stable is a failure like any other (it withdraws the passes at and
+//!    above it), and the bisection resumes inside the new bracket with a fresh
+//!    allowance of `max_binary_iterations` trials: the answer stays within one step of
+//!    what the full trials sustain instead of falling back to an older, lower pass.
+//!
+//! `best()` is the largest stable context seen and not withdrawn by a failure at or
+//! below it (`None` if none was stable). `propose()` asked again before `observe()`
+//! repeats the pending proposal; `observe()` uses the context in the outcome's
+//! configuration. The stage of an outcome (screen or verify) changes only the
+//! allowance (4): its verdict counts the same. (The bracket, its midpoint and the
 //! pending proposal are `ozone_sdk::bisect`.)
 
 use ozone_sdk::bisect::{Bisection, Bracket};
-use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, TrialOutcome};
+use ozone_sdk::{
+    settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, Stage, TrialOutcome,
+};
 use serde::Deserialize;
 
 /// The `search_strategy` keys this plugin reads.
@@ -68,7 +77,7 @@ struct Plan {
     /// Last observed trial was the hint probe, and it was stable.
     hint_confirmed: bool,
     trials: u32,
-    /// Trials proposed while a failure was known.
+    /// Trials proposed while a failure was known, since the last refuted answer.
     bisections: u32,
 }
 
@@ -105,6 +114,13 @@ impl ContextSearch for BinarySearch {
         plan.trials += 1;
         if self.search.bracket().failed().is_some() {
             plan.bisections += 1;
+        }
+        // The host's verification of our answer (a context that passed) refuted it.
+        let refuted = outcome.stage == Stage::Verify
+            && !outcome.is_stable()
+            && self.search.bracket().passed() == Some(outcome.config.ctx);
+        if refuted {
+            plan.bisections = 0;
         }
         plan.hint_confirmed = first && plan.hint.is_some() && outcome.is_stable();
         self.search.observe(outcome.config.ctx, outcome.is_stable());

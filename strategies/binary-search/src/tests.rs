@@ -71,3 +71,32 @@ fn unstable_counts_as_failure() {
     assert_eq!(search.best(), None);
     assert!(search.propose().is_some_and(|next| next < ctx));
 }
+
+/// Screens pass up to 26 624 tokens; the host's verification of that answer fails (the
+/// full trial's peak is higher): the bisection resumes between the older pass and the
+/// refuted one, and ends within a step of where full trials hold, not at the older pass.
+#[test]
+fn a_refuted_answer_resumes_the_bisection() {
+    let model = testing::model(32_768);
+    let mut search = BinarySearch::new("{}", &Default::default(), &model).unwrap();
+    let screens = MemoryMachine::with_context_limit(26_700);
+    while let Some(ctx) = search.propose() {
+        search.observe(&screens.context_trial(ctx));
+    }
+    let answer = search.best().expect("an answer");
+    assert_eq!(answer, 26_624);
+
+    // The full trials hold up to 25 900 tokens.
+    let full = MemoryMachine::with_context_limit(25_900);
+    let mut verification = full.context_trial(answer);
+    verification.stage = ozone_sdk::Stage::Verify;
+    search.observe(&verification);
+    let mut resumed = Vec::new();
+    while let Some(ctx) = search.propose() {
+        resumed.push(ctx);
+        search.observe(&full.context_trial(ctx));
+    }
+    assert!(!resumed.is_empty(), "the search went on");
+    assert!(resumed.iter().all(|&c| c < answer), "{resumed:?}");
+    assert_eq!(search.best(), Some(25_856), "{resumed:?}");
+}

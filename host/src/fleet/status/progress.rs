@@ -137,7 +137,9 @@ pub fn read_progress(log: &Path) -> RunProgress {
                 progress.trials += 1;
                 progress.phase = Some(t.phase);
                 progress.current = None;
-                if t.verdict == crate::record::Verdict::Stable {
+                if t.verdict == crate::record::Verdict::Stable
+                    && t.stage == crate::record::Stage::Verify
+                {
                     stable_contexts.push(t.granted_ctx.unwrap_or(t.config.ctx));
                 }
             }

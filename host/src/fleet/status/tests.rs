@@ -38,6 +38,7 @@ fn log(results: &Path, node: &str, trials: usize, end: Option<RunFinished>) {
             phase: t.phase,
             plugin: "binary-search".into(),
             proposed: Some(t.config.ctx),
+            stage: Some(crate::record::Stage::Verify),
         })
         .unwrap();
         log.append(&LogEvent::Trial(Box::new(t))).unwrap();
@@ -46,6 +47,7 @@ fn log(results: &Path, node: &str, trials: usize, end: Option<RunFinished>) {
         phase: Phase::Context,
         plugin: "binary-search".into(),
         proposed: Some(24576),
+        stage: Some(crate::record::Stage::Verify),
     })
     .unwrap();
     if let Some(end) = end {

@@ -13,13 +13,15 @@ use serde::Deserialize;
 #[serde(default)]
 struct Settings {
     /// `loop`, `loop-in-create`, `memory-bomb`, `panic`, `stack-overflow`, `wasi`,
-    /// `propose` (always proposes `value`).
+    /// `propose` (always proposes `value`), `stubborn` (proposes `value` once, then
+    /// names it as its best whatever it observed).
     mode: String,
     value: u32,
 }
 
 pub struct Misbehaving {
     settings: Settings,
+    proposals: u32,
 }
 
 #[inline(never)]
@@ -38,11 +40,16 @@ impl Misbehaving {
             #[allow(clippy::empty_loop)]
             loop {}
         }
-        Ok(Self { settings })
+        Ok(Self {
+            settings,
+            proposals: 0,
+        })
     }
 
     fn propose(&mut self) -> Option<u32> {
+        self.proposals += 1;
         match self.settings.mode.as_str() {
+            "stubborn" if self.proposals > 1 => None,
             "loop" => {
                 let mut x: u64 = 1;
                 loop {
@@ -79,7 +86,7 @@ impl ContextSearch for Misbehaving {
     }
     fn observe(&mut self, _: &TrialOutcome) {}
     fn best(&self) -> Option<u32> {
-        None
+        (self.settings.mode == "stubborn").then_some(self.settings.value)
     }
 }
 
