@@ -592,7 +592,8 @@ fn cannot_start(record: &TrialRecord) -> String {
     )
 }
 
-fn trial_config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> TrialConfig {
+/// The configuration the driver runs for a context, batch and stream count.
+pub fn trial_config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> TrialConfig {
     TrialConfig {
         ctx,
         batch,
