@@ -97,6 +97,7 @@ fn job(model: &Path, out: &Path, config: Config) -> TuneJob {
             skip_concurrency: false,
             preset: PresetName::Serving,
             hint: None,
+            fit_target_mb: None,
         },
         output_dir: out.to_path_buf(),
         fresh: true,

@@ -88,6 +88,7 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
             gpu_mem_used_bytes: Some(5 * GIB + 131_072 * u64::from(ctx)),
             ram_used_bytes: Some(8 * GIB),
             process_rss_bytes: Some(2 * GIB),
+            server_gpu_mem_bytes: None,
             gpu_temp_c: Some(61.0),
             cpu_percent: Some(35.0),
         },

@@ -1,9 +1,11 @@
 //! Sampler cost and period jitter at 100 ms, printed as figures.
 //!
-//! `cargo bench -p ozone --bench sampler` (OZONE_BENCH_SECS=N to change the 20 s run).
+//! `cargo bench -p ozone --bench sampler` (OZONE_BENCH_SECS=N to change the 20 s run;
+//! OZONE_BENCH_JSON=1 adds one JSON line of the figures, for `.ci/gpu-check`).
 //! Targets: CPU time < 1 % of one core per second of sampling; period jitter p99 < 10 ms.
 //! The sampler watches this process's tree (with a child), with the default thresholds,
-//! so every tick does the full work: RAM, CPU, GPUs found, process-tree RSS, guard.
+//! so every tick does the full work: RAM, CPU, GPUs found, process-tree RSS, the tree's
+//! GPU memory (NVML per process, amdgpu fdinfo: whichever the machine has), guard.
 
 #[cfg(unix)]
 use std::process::Command;
@@ -115,4 +117,31 @@ fn main() {
         "  gpu readings     {}",
         if gpu { "yes" } else { "none (no GPU found)" }
     );
+    let per_process = series
+        .points
+        .iter()
+        .any(|p| p.server_gpu_mem_bytes.is_some());
+    println!(
+        "  per-process gpu  {}",
+        if per_process {
+            "yes (the watched tree's GPU memory is read every tick)"
+        } else {
+            "none (no per-process GPU reading here)"
+        }
+    );
+    if std::env::var_os("OZONE_BENCH_JSON").is_some() {
+        println!(
+            "{{\"interval_ms\":{},\"seconds\":{:.3},\"ticks\":{},\"skipped\":{},\
+             \"cpu_ms_per_s\":{:.3},\"cpu_percent_of_core\":{:.4},\"jitter_p50_ms\":{:.3},\
+             \"jitter_p99_ms\":{:.3},\"gpu_readings\":{gpu},\"per_process_gpu\":{per_process}}}",
+            series.interval_ms,
+            wall.as_secs_f64(),
+            series.points.len(),
+            ticks.skipped,
+            cpu.as_secs_f64() * 1000.0 / wall.as_secs_f64(),
+            cpu_share,
+            percentile(&jitter_us, 50.0) as f64 / 1000.0,
+            percentile(&jitter_us, 99.0) as f64 / 1000.0,
+        );
+    }
 }

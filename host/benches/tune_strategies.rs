@@ -100,6 +100,7 @@ fn job(
             skip_concurrency: false,
             preset: PresetName::Balanced,
             hint: None,
+            fit_target_mb: None,
         },
         output_dir: out.to_path_buf(),
         fresh: true,

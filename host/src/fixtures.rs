@@ -278,6 +278,7 @@ pub fn series() -> SampleSeries {
             ram_used_bytes: Some((3000 + i * 10) * MIB),
             ram_available_bytes: Some((5000 - i * 10) * MIB),
             process_rss_bytes: Some((600 + i * 5) * MIB),
+            server_gpu_mem_bytes: None,
             gpu_temp_c: None,
             cpu_percent: Some(50.0 + i as f64 * 2.0),
         };

@@ -79,3 +79,45 @@ fn show_json_reports_source_values_and_provenance() {
         .unwrap();
     assert_eq!(factor["provenance"]["from"], "default");
 }
+
+#[test]
+fn the_gpu_memory_budget_is_shown_with_its_provenance() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ozone.yaml"),
+        "ozone:\n  gpu_memory_budget_mb: 40960\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = ozone(dir.path(), &["config", "show", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let budget = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "ozone.gpu_memory_budget_mb")
+        .expect("the key is listed");
+    assert_eq!(budget["value"], 40960);
+    assert_eq!(budget["provenance"]["from"], "file");
+    let (code, stdout, _) = ozone(dir.path(), &["config", "show"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("ozone.gpu_memory_budget_mb") && l.contains("40960")),
+        "{stdout}"
+    );
+    // Zero is refused with the file, position and key.
+    std::fs::write(
+        dir.path().join("ozone.yaml"),
+        "ozone:\n  gpu_memory_budget_mb: 0\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = ozone(dir.path(), &["config", "show"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr
+            .starts_with("error: ozone.yaml:2:25: ozone.gpu_memory_budget_mb: must be at least 1"),
+        "{stderr}"
+    );
+}

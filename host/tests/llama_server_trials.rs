@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use ozone::backend::BackendSpec;
+use ozone::hardware::process_gpu::{ProcessGpuSource, Recording};
 use ozone::record::{FailureKind, Metric, Phase, Stage, Verdict};
 use ozone::trial::{TrialRunner, TrialSettings};
 use tokio_util::sync::CancellationToken;
@@ -285,6 +286,84 @@ async fn server_memory_over_the_budget_is_a_threshold_breach() {
         .is_some_and(|p| p > budget_mb << 20));
     // The breach cancelled the in-flight requests: the trial did not run to its end.
     assert!(big.samples.len() < 3, "{:#?}", big.samples);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_no_servers_left();
+}
+
+/// CI has no GPU: the server's GPU memory comes from a recorded NVML per-process reading
+/// (`nvidia-smi --query-compute-apps` of a llama-server on an RTX 3090, 23342 MiB), its
+/// llama-server standing for the one this trial starts. The trial itself is real.
+#[tokio::test]
+async fn server_gpu_memory_over_the_gpu_budget_is_a_threshold_breach() {
+    let _serial = serial().await;
+    let recording = ProcessGpuSource::Recorded(
+        Recording::from_compute_apps(
+            include_str!("fixtures/hardware/nvidia-smi/compute-apps-rtx3090-llama-server.csv"),
+            1_106_871,
+        )
+        .expect("the recorded llama-server"),
+    );
+    let recorded = 23_342u64 << 20;
+    let with_gpu_budget = |budget_mb: u64| {
+        let mut s = sampler(None);
+        s.process_gpu = recording.clone();
+        if let Some(t) = s.thresholds.as_mut() {
+            t.gpu_memory_budget_mb = Some(budget_mb);
+        }
+        s
+    };
+
+    // Within a 24 GiB budget the trial runs and its peak is the recorded figure.
+    let mut runner = TrialRunner::new(backend(&[]), settings(2), with_gpu_budget(24_576));
+    let within = runner
+        .run(
+            1,
+            Phase::Context,
+            Stage::Verify,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_ne!(within.verdict, Verdict::Failed, "{:?}", within.failure);
+    assert_eq!(within.peaks.server_gpu_mem_bytes, Some(recorded));
+
+    // Over a 20 GiB budget: a breach as soon as the server is watched, the server killed.
+    let started = Instant::now();
+    let mut runner = TrialRunner::new(backend(&[]), settings(2), with_gpu_budget(20_480));
+    let over = runner
+        .run(
+            2,
+            Phase::Context,
+            Stage::Verify,
+            &config(2048, 1),
+            &CancellationToken::new(),
+        )
+        .await
+        .record;
+    assert_eq!(over.verdict, Verdict::Failed);
+    let failure = over.failure.as_ref().expect("a failure");
+    assert_eq!(
+        failure.kind,
+        FailureKind::ThresholdBreach(Metric::GpuMemoryBudget),
+        "{failure:?}"
+    );
+    assert!(
+        failure
+            .message
+            .starts_with("gpu-memory-budget reached 23342.0 MiB, limit 20480.0 MiB"),
+        "{}",
+        failure.message
+    );
+    let json = serde_json::to_value(&over).expect("the record serializes");
+    assert_eq!(json["failure"]["kind"], "threshold-breach");
+    assert_eq!(json["failure"]["metric"], "gpu-memory-budget");
+    assert_eq!(json["peaks"]["server_gpu_mem_bytes"], recorded);
+    assert!(over.samples.is_empty(), "{:#?}", over.samples);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",

@@ -43,6 +43,7 @@ fn budget_only(budget_mb: u64) -> Thresholds {
         vram_reserve_mb: 0,
         ram_reserve_mb: 0,
         process_memory_budget_mb: Some(budget_mb),
+        gpu_memory_budget_mb: None,
         cpu_grace_ms: 0,
     }
 }

@@ -426,6 +426,77 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(one_line_error(&out).contains("fake.wasm"));
+
+    // A GPU-memory budget this machine cannot hold is refused before any trial: without
+    // a per-process GPU reading (CI), or above the GPU's total (a GPU machine).
+    let reading = ozone::hardware::process_gpu::availability(
+        &Default::default(),
+        Path::new("/sys"),
+        Path::new("/proc"),
+    );
+    let readable = !matches!(
+        reading,
+        ozone::hardware::process_gpu::Availability::Unavailable(_)
+    );
+    let budget = if readable { "1000000000" } else { "4096" };
+    let out = ozone(
+        &[
+            "tune",
+            &model,
+            "--config",
+            s.config.to_str().unwrap(),
+            "--gpu-memory-budget-mb",
+            budget,
+            "-o",
+            "refused",
+        ],
+        cwd,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = one_line_error(&out);
+    assert!(line.contains("--gpu-memory-budget-mb"), "{line}");
+    if readable {
+        assert!(line.contains("is not below"), "{line}");
+    } else {
+        assert!(line.contains("cannot be read here"), "{line}");
+    }
+    assert!(!cwd.join("refused/logs").exists(), "no run started");
+    // A server Ozone does not start has no processes of Ozone's to watch: refused before
+    // Ollama is even asked (nothing listens on port 9).
+    let out = ozone(
+        &[
+            "tune",
+            "qwen2.5:0.5b",
+            "--backend",
+            "ollama",
+            "--ollama-url",
+            "http://127.0.0.1:9",
+            "--gpu-memory-budget-mb",
+            "4096",
+        ],
+        cwd,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("needs a server Ozone starts itself (llama-server)"),
+        "{line}"
+    );
+    // Zero is refused by the flag's own check.
+    let out = ozone(&["tune", &model, "--gpu-memory-budget-mb", "0"], cwd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(one_line_error(&out).contains("at least 1"));
 }
 
 /// The hint a run handed its context plugin, and the plugin's first proposal.

@@ -267,21 +267,41 @@ impl ServerOpener {
         breaches: &mut watch::Receiver<Option<Breach>>,
         cancel: &CancellationToken,
     ) -> Result<OpenServer, OpenFailure> {
-        let start = ManagedServer::start(spec, config, options.health_timeout, cancel, watch_pid);
-        let server = match guarded(start, breaches, cancel).await {
-            Guarded::Done(Ok(server)) => server,
-            Guarded::Done(Err(start_failure)) if cancel.is_cancelled() => {
+        // A breach while the server loads (a GPU budget crossed by the KV cache) stops the
+        // start, which then reaps the server the sampler killed: the next trial must not
+        // start while this one's memory is still being released. Ctrl-C drops it at once.
+        let stop_on_breach = CancellationToken::new();
+        let start = ManagedServer::start(
+            spec,
+            config,
+            options.health_timeout,
+            &stop_on_breach,
+            watch_pid,
+        );
+        tokio::pin!(start);
+        // `false`: the sampler is gone and no breach can come (the branch is disabled).
+        let breach = async { breaches.wait_for(Option::is_some).await.is_ok() };
+        let started = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Err(OpenFailure::new(interrupted(), Vec::new())),
+            started = &mut start => started,
+            true = breach => {
+                stop_on_breach.cancel();
+                let _ = start.await;
+                return Err(OpenFailure::new(interrupted_by_breach(), Vec::new()));
+            }
+        };
+        let server = match started {
+            Ok(server) => server,
+            Err(start_failure) if cancel.is_cancelled() => {
                 return Err(OpenFailure::new(interrupted(), start_failure.log_tail));
             }
-            Guarded::Done(Err(start_failure)) => {
+            Err(start_failure) => {
                 return Err(OpenFailure {
                     never_started: true,
                     ..OpenFailure::new(start_failure.failure, start_failure.log_tail)
                 });
             }
-            // The dropped start future killed the server.
-            Guarded::Breach => return Err(OpenFailure::new(interrupted_by_breach(), Vec::new())),
-            Guarded::Interrupted => return Err(OpenFailure::new(interrupted(), Vec::new())),
         };
 
         let filler = match &self.filler_tokens {

@@ -248,6 +248,7 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
         skip_concurrency: args.skip_concurrency,
         preset: PresetName::Balanced,
         hint: None,
+        fit_target_mb: None,
     };
     let mut config = loaded.config.clone();
     if let Some(note) = set_aside_cpu_threshold(&mut config, &snapshot, &params) {

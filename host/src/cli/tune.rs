@@ -92,6 +92,11 @@ pub struct Args {
     /// Useful on shared machines; a trial that exceeds it fails with a threshold breach.
     #[arg(long, value_name = "MIB")]
     pub memory_budget_mb: Option<u64>,
+    /// Absolute budget for the GPU memory the server's processes use (all GPUs), in MiB:
+    /// for a GPU shared with other work. NVIDIA: NVML per-process memory; AMD: the amdgpu
+    /// DRM client stats (Linux ≥ 5.19). Refused where no per-process reading exists.
+    #[arg(long, value_name = "MIB")]
+    pub gpu_memory_budget_mb: Option<u64>,
     /// Samples per configuration (statistical_validation.min_samples_per_config).
     #[arg(long, value_name = "N")]
     pub samples: Option<u32>,
@@ -110,6 +115,11 @@ pub struct Args {
     /// CPU threads for llama-server (-t); default: llama-server's own choice.
     #[arg(long, value_name = "N")]
     pub threads: Option<u32>,
+    /// Margin per GPU that llama.cpp's fit baseline leaves free (llama-server `-fitt`), in
+    /// MiB; default llama-server's own (1024). The baseline is one extra start without
+    /// `-c`; trials always run with `-fit off`.
+    #[arg(long, value_name = "MIB")]
+    pub fit_target_mb: Option<u64>,
     /// Stop after the context search and batch scaling (no concurrency search).
     #[arg(long)]
     pub skip_concurrency: bool,
@@ -160,6 +170,8 @@ Examples:
       Tune an Ollama model.
   ozone tune model.gguf --memory-budget-mb 2048 --preset max_context
       Stay under 2 GiB of server memory; write deploy files for the largest context.
+  ozone tune model.gguf --gpu-memory-budget-mb 40960
+      Let the server use at most 40 GiB of GPU memory (the rest is someone else's).
   ozone tune model.gguf --context-strategy my_search.wasm
       Search with your own policy (see `ozone plugins check`).
   ozone tune model.gguf --slo ttft-p95=2s,decode-min=10 --preset serving
@@ -257,7 +269,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let overrides: [(&str, Option<serde_json::Value>, &str); 7] = [
+    let overrides: [(&str, Option<serde_json::Value>, &str); 8] = [
         (
             "testing.statistical_validation.min_samples_per_config",
             args.samples.map(Into::into),
@@ -267,6 +279,11 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
             "ozone.process_memory_budget_mb",
             args.memory_budget_mb.map(Into::into),
             "--memory-budget-mb",
+        ),
+        (
+            "ozone.gpu_memory_budget_mb",
+            args.gpu_memory_budget_mb.map(Into::into),
+            "--gpu-memory-budget-mb",
         ),
         (
             "ozone.min_context",
@@ -357,6 +374,7 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, C
         skip_concurrency: args.skip_concurrency,
         preset: preset_name(args.preset),
         hint: None,
+        fit_target_mb: args.fit_target_mb,
     };
     let spec = backend_spec(args.backend, model, &params, args.api_key.clone())?;
     // Recorded for `--resume`, which may run from another directory.
@@ -537,9 +555,10 @@ fn preset_name(choice: PresetChoice) -> PresetName {
 
 fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
     match failure {
-        TuneFailure::Model(_) | TuneFailure::BadLog(_) | TuneFailure::ModelChanged { .. } => {
-            Exit::BadInput
-        }
+        TuneFailure::Model(_)
+        | TuneFailure::BadLog(_)
+        | TuneFailure::BadInput(_)
+        | TuneFailure::ModelChanged { .. } => Exit::BadInput,
         // A log held by another run, from a newer ozone, or not a log at all.
         TuneFailure::Output(
             ReportError::InUse { .. } | ReportError::NewerLog { .. } | ReportError::BadLine { .. },
@@ -593,6 +612,11 @@ fn print_result(result: &TuneResult) {
         match bound {
             Some(b) => println!("  {what:<16} {value:<11} bound by {}", b.describe()),
             None => println!("  {what:<16} {value}"),
+        }
+        if what == "max context" {
+            if let Some(fit) = &s.fit_baseline {
+                println!("  {}", fit.versus(s.limits.max_context));
+            }
         }
     }
     let c = &s.concurrency;

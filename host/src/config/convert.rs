@@ -24,6 +24,7 @@ impl Config {
             vram_reserve_mb: rh.vram_reserve_mb,
             ram_reserve_mb: rh.ram_reserve_mb,
             process_memory_budget_mb: self.ozone.process_memory_budget_mb,
+            gpu_memory_budget_mb: self.ozone.gpu_memory_budget_mb,
             cpu_grace_ms: self.ozone.cpu_grace_ms,
         }
     }

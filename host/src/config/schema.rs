@@ -448,6 +448,8 @@ pub struct OzoneSettings {
     pub n_predict: u32,
     /// Absolute budget for the inference server's resident memory, MiB.
     pub process_memory_budget_mb: Option<u64>,
+    /// Absolute budget for the GPU memory the inference server's processes use, MiB.
+    pub gpu_memory_budget_mb: Option<u64>,
     /// How long CPU may stay above `max_cpu_percent` before it counts as a breach.
     pub cpu_grace_ms: u64,
     /// One unmeasured request before the samples of each trial.
@@ -475,6 +477,7 @@ impl Default for OzoneSettings {
             fill_ratio: trials.fill_ratio,
             n_predict: trials.n_predict,
             process_memory_budget_mb: thresholds.process_memory_budget_mb,
+            gpu_memory_budget_mb: thresholds.gpu_memory_budget_mb,
             cpu_grace_ms: thresholds.cpu_grace_ms,
             warmup: trials.warmup,
             screen_trials: true,

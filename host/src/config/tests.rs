@@ -203,6 +203,11 @@ fn out_of_range_values_point_at_their_key() {
             "testing.statistical_validation.confidence_threshold",
             (3, 27),
         ),
+        (
+            "ozone:\n  gpu_memory_budget_mb: 0\n",
+            "ozone.gpu_memory_budget_mb",
+            (2, 25),
+        ),
     ];
     for (text, key, pos) in cases {
         let err = parse_text(text).unwrap_err();
@@ -212,6 +217,29 @@ fn out_of_range_values_point_at_their_key() {
         }
         assert_eq!(err.position(), Some(*pos), "{key}: {err}");
     }
+}
+
+#[test]
+fn the_gpu_memory_budget_reaches_the_guard_from_file_or_flag() {
+    let mut loaded = parse_text("ozone:\n  gpu_memory_budget_mb: 40960\n").unwrap();
+    assert_eq!(loaded.config.thresholds().gpu_memory_budget_mb, Some(40960));
+    assert_eq!(Config::default().thresholds().gpu_memory_budget_mb, None);
+    loaded
+        .set_override("ozone.gpu_memory_budget_mb", 8192, "--gpu-memory-budget-mb")
+        .unwrap();
+    assert_eq!(loaded.config.thresholds().gpu_memory_budget_mb, Some(8192));
+    assert_eq!(
+        loaded.provenance("ozone.gpu_memory_budget_mb"),
+        Provenance::Flag("--gpu-memory-budget-mb".into())
+    );
+    let err = loaded
+        .set_override("ozone.gpu_memory_budget_mb", 0, "--gpu-memory-budget-mb")
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("--gpu-memory-budget-mb") && message.contains("at least 1"),
+        "{message}"
+    );
 }
 
 #[test]

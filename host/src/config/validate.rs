@@ -211,6 +211,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
     if let Some(budget) = oz.process_memory_budget_mb {
         p.positive_u("ozone.process_memory_budget_mb", budget);
     }
+    if let Some(budget) = oz.gpu_memory_budget_mb {
+        p.positive_u("ozone.gpu_memory_budget_mb", budget);
+    }
     p.positive_f("ozone.health_timeout_s", oz.health_timeout_s);
     let sb = &oz.sandbox;
     p.positive_u("ozone.sandbox.fuel_per_call", sb.fuel_per_call);

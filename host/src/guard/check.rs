@@ -6,16 +6,20 @@
 //!
 //! 1. **process-memory**: the watched process tree's resident memory is *above*
 //!    `process_memory_budget_mb` MiB (only when a budget is set).
-//! 2. **vram**: GPU memory in use (all GPUs; VRAM + GTT on unified-memory APUs) is above
+//! 2. **gpu-memory-budget**: the GPU memory used by the watched process tree (NVML's
+//!    per-process figure on NVIDIA, the amdgpu DRM client stats on AMD; see
+//!    `hardware::process_gpu`) is *above* `gpu_memory_budget_mb` MiB (only when a
+//!    budget is set).
+//! 3. **vram**: GPU memory in use (all GPUs; VRAM + GTT on unified-memory APUs) is above
 //!    the effective limit `min(total × max_vram_percent / 100, total − vram_reserve_mb)`.
 //!    So a breach fires when the percentage is passed *or* free GPU memory falls below
 //!    the reserve, whichever comes first. A reserve at or above the total makes the
 //!    limit 0: the config asks for more headroom than exists.
-//! 3. **ram**: RAM in use (total − MemAvailable) above
+//! 4. **ram**: RAM in use (total − MemAvailable) above
 //!    `min(total × max_ram_percent / 100, total − ram_reserve_mb)`, i.e. the percentage is
 //!    passed or available RAM falls below the reserve.
-//! 4. **temperature**: the hottest GPU is above `max_temperature_c`.
-//! 5. **cpu**: whole-machine CPU busy percent has been above `max_cpu_percent` on every
+//! 5. **temperature**: the hottest GPU is above `max_temperature_c`.
+//! 6. **cpu**: whole-machine CPU busy percent has been above `max_cpu_percent` on every
 //!    point for at least `cpu_grace_ms` (measured from the first point above the limit to
 //!    the current one). A point at or below the limit ends the spike; a point without a
 //!    CPU reading neither starts nor ends one. With a grace of 0 the first point above the
@@ -107,6 +111,14 @@ impl Guard {
             let limit = budget_mb.saturating_mul(MIB);
             if rss > limit {
                 return Some(breach(Metric::ProcessMemory, rss as f64, limit as f64));
+            }
+        }
+        if let (Some(budget_mb), Some(used)) =
+            (self.thresholds.gpu_memory_budget_mb, p.server_gpu_mem_bytes)
+        {
+            let limit = budget_mb.saturating_mul(MIB);
+            if used > limit {
+                return Some(breach(Metric::GpuMemoryBudget, used as f64, limit as f64));
             }
         }
         if let (Some(limit), Some(used)) = (self.vram_limit_bytes(), p.gpu_mem_used_bytes) {
@@ -306,6 +318,50 @@ mod tests {
     }
 
     #[test]
+    fn gpu_budget_counts_the_server_s_own_gpu_memory_only() {
+        let t = Thresholds {
+            gpu_memory_budget_mb: Some(40 * 1024),
+            ..Thresholds::default()
+        };
+        // 60 GiB in use on the card, but the server itself holds 39 GiB: within budget.
+        let shared = SamplePoint {
+            gpu_mem_used_bytes: Some(60 * GIB),
+            server_gpu_mem_bytes: Some(39 * GIB),
+            ..at(100)
+        };
+        assert_eq!(
+            first_breach(&t, gpu_80g(), std::slice::from_ref(&shared)),
+            None
+        );
+        let over = SamplePoint {
+            server_gpu_mem_bytes: Some(40 * GIB + 1),
+            ..shared.clone()
+        };
+        let b = first_breach(&t, gpu_80g(), &[shared, over]).expect("breach");
+        assert_eq!(
+            (b.metric, b.limit, b.value),
+            (
+                Metric::GpuMemoryBudget,
+                (40 * GIB) as f64,
+                (40 * GIB + 1) as f64
+            )
+        );
+        assert!(
+            b.to_string()
+                .starts_with("gpu-memory-budget reached 40960.0 MiB"),
+            "{b}"
+        );
+        // Checked after the process budget, before the card-wide VRAM limit.
+        let both = SamplePoint {
+            server_gpu_mem_bytes: Some(41 * GIB),
+            gpu_mem_used_bytes: Some(79 * GIB),
+            ..at(0)
+        };
+        let b = first_breach(&t, gpu_80g(), &[both]).expect("breach");
+        assert_eq!(b.metric, Metric::GpuMemoryBudget);
+    }
+
+    #[test]
     fn temperature_above_limit_breaches() {
         let p = |c, t| SamplePoint {
             gpu_temp_c: Some(c),
@@ -378,6 +434,7 @@ mod tests {
     fn absent_readings_never_breach() {
         let t = Thresholds {
             process_memory_budget_mb: Some(1),
+            gpu_memory_budget_mb: Some(1),
             cpu_grace_ms: 0,
             ..Thresholds::default()
         };

@@ -9,12 +9,14 @@
 
 use serde::{Deserialize, Serialize};
 
+mod budget;
 mod check;
 mod error;
 mod interrupt;
 mod kill;
 mod sampler;
 
+pub use budget::gpu_budget_problem;
 pub use check::{first_breach, memory_limit_bytes, Capacity, Guard};
 pub use error::SamplerError;
 pub use interrupt::{guarded, Guarded};
@@ -36,6 +38,9 @@ pub struct Thresholds {
     /// Absolute budget for the resident memory of the inference server's process tree
     /// (useful on shared machines and in tests). `None`: no budget.
     pub process_memory_budget_mb: Option<u64>,
+    /// Absolute budget for the GPU memory the inference server's processes use (all
+    /// GPUs together), for a GPU shared with other work. `None`: no budget.
+    pub gpu_memory_budget_mb: Option<u64>,
     /// A CPU reading above `max_cpu_percent` is a breach only once it has lasted this
     /// long; shorter spikes (prompt processing bursts) are tolerated.
     pub cpu_grace_ms: u64,
@@ -51,6 +56,7 @@ impl Default for Thresholds {
             vram_reserve_mb: 4096,
             ram_reserve_mb: 4096,
             process_memory_budget_mb: None,
+            gpu_memory_budget_mb: None,
             cpu_grace_ms: 5000,
         }
     }

@@ -1,5 +1,5 @@
 //! The 100 ms sampler: its own OS thread reads RAM, CPU, GPU memory and temperature
-//! and the watched process tree's resident memory every tick, keeps the series and its
+//! and the watched process tree's resident and GPU memory every tick, keeps the series and its
 //! peaks, and runs the guard on every point.
 //!
 //! Ticks are scheduled on absolute deadlines (`start + n × interval`), so one slow read
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::{kill_tree, Capacity, Guard, SamplerError, Thresholds};
 use crate::hardware::gpu_monitor::{self, GpuMonitor};
+use crate::hardware::process_gpu::{ProcessGpuReader, ProcessGpuSource};
 use crate::hardware::process_tree;
 use crate::hardware::system::SystemReader;
 use crate::record::{Breach, Peaks, SamplePoint, SampleSeries};
@@ -36,6 +37,8 @@ pub struct SamplerOptions {
     pub thresholds: Option<Thresholds>,
     /// SIGKILL the watched process tree on the first breach.
     pub kill_on_breach: bool,
+    /// Where the watched tree's GPU memory is read (NVML, amdgpu fdinfo, a recording).
+    pub process_gpu: ProcessGpuSource,
 }
 
 impl Default for SamplerOptions {
@@ -46,6 +49,7 @@ impl Default for SamplerOptions {
             proc_root: PathBuf::from("/proc"),
             thresholds: None,
             kill_on_breach: false,
+            process_gpu: ProcessGpuSource::Detect,
         }
     }
 }
@@ -159,6 +163,11 @@ impl Worker {
     fn run(self) -> (SampleSeries, TickTimes) {
         let mut system = SystemReader::new(&self.opts.proc_root);
         let mut gpus = GpuMonitor::detect(&self.opts.sysfs_root);
+        let mut process_gpu = ProcessGpuReader::open(
+            &self.opts.process_gpu,
+            &self.opts.sysfs_root,
+            &self.opts.proc_root,
+        );
         let interval = self.opts.interval;
         let mut series = SampleSeries {
             interval_ms: interval.as_millis() as u64,
@@ -180,12 +189,22 @@ impl Worker {
             let gpu = gpu_monitor::totals(&gpus.read());
             let requested = self.watched.load(Ordering::SeqCst);
             let pid = watched.current(requested);
+            let tree = if pid == 0 {
+                Default::default()
+            } else {
+                system.tree(pid)
+            };
+            let server_gpu = match &mut process_gpu {
+                Some(reader) if !tree.pids.is_empty() => reader.used_bytes(&tree.pids),
+                _ => None,
+            };
             let point = SamplePoint {
                 t_ms: now.as_millis() as u64,
                 gpu_mem_used_bytes: gpu.used_bytes,
                 ram_used_bytes: sys.ram_used_bytes,
                 ram_available_bytes: sys.ram_available_bytes,
-                process_rss_bytes: (pid != 0).then(|| system.tree_rss_bytes(pid)).flatten(),
+                process_rss_bytes: tree.rss_bytes,
+                server_gpu_mem_bytes: server_gpu,
                 gpu_temp_c: gpu.hottest_c,
                 cpu_percent: sys.cpu_percent,
             };
@@ -387,5 +406,9 @@ mod tests {
         assert!(series.points.len() >= 2);
         // Nothing watched: no process readings.
         assert!(series.points.iter().all(|p| p.process_rss_bytes.is_none()));
+        assert!(series
+            .points
+            .iter()
+            .all(|p| p.server_gpu_mem_bytes.is_none()));
     }
 }

@@ -4,6 +4,7 @@
 //! Every reading carries the source it came from; a value that could not be read is
 //! absent (`None`), never 0.
 
+mod amd_fdinfo;
 mod amd_sysfs;
 mod cpu_stat;
 pub(crate) mod gpu_monitor;
@@ -11,6 +12,7 @@ mod meminfo;
 mod nvidia_smi;
 mod nvml;
 mod probe;
+pub mod process_gpu;
 pub(crate) mod process_tree;
 mod rocm_smi;
 mod snapshot;

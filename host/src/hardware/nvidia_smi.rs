@@ -54,6 +54,46 @@ fn parse_line(row: usize, line: &str) -> Option<GpuInfo> {
     })
 }
 
+/// One process holding GPU memory, as `nvidia-smi --query-compute-apps=…` prints it
+/// (NVML's per-process list: `nvmlDeviceGetComputeRunningProcesses`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputeApp {
+    pub pid: u32,
+    pub process_name: Option<String>,
+    /// `used_gpu_memory`; absent where the driver cannot say (`[N/A]`).
+    pub used_bytes: Option<u64>,
+}
+
+/// Parses `--query-compute-apps` CSV *with* its header line (`--format=csv` or
+/// `csv,nounits`), whatever the columns asked for and their order: the header names the
+/// `pid`, `process_name` and `used_gpu_memory [MiB]` columns. Values may carry ` MiB`.
+pub fn parse_compute_apps(text: &str) -> Vec<ComputeApp> {
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let columns: Vec<String> = header.split(',').map(|c| c.trim().to_owned()).collect();
+    let find = |name: &str| columns.iter().position(|c| c.starts_with(name));
+    let (Some(pid), Some(used)) = (find("pid"), find("used_gpu_memory").or(find("used_memory")))
+    else {
+        return Vec::new();
+    };
+    let name = find("process_name");
+    lines
+        .filter_map(|line| {
+            let fields: Vec<Option<&str>> = line.split(',').map(field).collect();
+            let get = |i: usize| fields.get(i).copied().flatten();
+            Some(ComputeApp {
+                pid: get(pid)?.parse().ok()?,
+                process_name: name.and_then(get).map(str::to_owned),
+                used_bytes: get(used)
+                    .and_then(|v| v.trim_end_matches("MiB").trim().parse::<u64>().ok())
+                    .map(|mib| mib << 20),
+            })
+        })
+        .collect()
+}
+
 /// A trimmed field, or `None` for nvidia-smi's "no value" markers.
 fn field(raw: &str) -> Option<&str> {
     let s = raw.trim();
@@ -95,6 +135,38 @@ mod tests {
         // `[N/A]` and `[Not Supported]`: absent, never 0.
         assert_eq!(second.temperature_c, None);
         assert_eq!(second.utilization_percent, None);
+    }
+
+    #[test]
+    fn compute_apps_of_a_llama_server_on_an_rtx_3090() {
+        let apps = parse_compute_apps(include_str!(
+            "../../tests/fixtures/hardware/nvidia-smi/compute-apps-rtx3090-llama-server.csv"
+        ));
+        assert_eq!(
+            apps,
+            vec![ComputeApp {
+                pid: 1_106_871,
+                process_name: Some("/app/llama-server".into()),
+                used_bytes: Some(23_342 << 20),
+            }]
+        );
+    }
+
+    #[test]
+    fn compute_apps_of_three_processes_in_another_column_order() {
+        let apps = parse_compute_apps(include_str!(
+            "../../tests/fixtures/hardware/nvidia-smi/compute-apps-l40s-triton.csv"
+        ));
+        let pids: Vec<u32> = apps.iter().map(|a| a.pid).collect();
+        assert_eq!(pids, [44378, 44966, 52114]);
+        let total: u64 = apps.iter().filter_map(|a| a.used_bytes).sum();
+        assert_eq!(total, (1836 + 974 + 6294) << 20);
+        // No header, no columns: nothing rather than a guess.
+        assert!(parse_compute_apps("1234, python, 400\n").is_empty());
+        assert_eq!(
+            parse_compute_apps("pid, used_gpu_memory [MiB]\n7, [N/A]\n")[0].used_bytes,
+            None
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use std::sync::OnceLock;
 
 use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
+use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
 
 use super::{GpuInfo, GpuVendor, Measured, Source};
@@ -64,4 +66,37 @@ pub fn gpus(nvml: &Nvml, full: bool) -> Vec<GpuInfo> {
             })
         })
         .collect()
+}
+
+/// GPU memory NVML attributes to each process, over every device: compute and graphics
+/// processes (a process in both lists of one device is counted once, at the larger
+/// figure; across devices its figures add up). `None` for a process means NVML could not
+/// say (`NVML_VALUE_NOT_AVAILABLE`, e.g. under WDDM). `Err` when a device cannot list.
+pub fn process_memory(nvml: &Nvml) -> Result<Vec<(u32, Option<u64>)>, NvmlError> {
+    let mut out: Vec<(u32, Option<u64>)> = Vec::new();
+    for index in 0..nvml.device_count()? {
+        let device = nvml.device_by_index(index)?;
+        // The v3 call: drivers from 510 on.
+        let compute = device.running_compute_processes()?;
+        // Graphics contexts are rare on a compute server, and some GPUs cannot list them.
+        let graphics = device.running_graphics_processes().unwrap_or_default();
+        let mut on_device: Vec<(u32, Option<u64>)> = Vec::new();
+        for p in compute.into_iter().chain(graphics) {
+            let used = match p.used_gpu_memory {
+                UsedGpuMemory::Used(bytes) => Some(bytes),
+                UsedGpuMemory::Unavailable => None,
+            };
+            match on_device.iter_mut().find(|(pid, _)| *pid == p.pid) {
+                Some((_, seen)) => *seen = seen.zip(used).map(|(a, b)| a.max(b)),
+                None => on_device.push((p.pid, used)),
+            }
+        }
+        for (pid, used) in on_device {
+            match out.iter_mut().find(|(p, _)| *p == pid) {
+                Some((_, total)) => *total = total.zip(used).map(|(a, b)| a + b),
+                None => out.push((pid, used)),
+            }
+        }
+    }
+    Ok(out)
 }

@@ -37,9 +37,8 @@ pub fn tree_pids(proc_root: &Path, root: u32) -> Vec<u32> {
     pids
 }
 
-/// Sum of resident memory over the tree; `None` if the root is gone or unreadable.
-pub fn tree_rss_bytes(proc_root: &Path, root: u32) -> Option<u64> {
-    let pids = tree_pids(proc_root, root);
+/// Resident memory of `pids` (a tree, root first); `None` if the root is unreadable.
+pub fn rss_sum(proc_root: &Path, pids: &[u32]) -> Option<u64> {
     let root_rss = rss_bytes(proc_root, *pids.first()?)?;
     // A child that exits between listing and reading simply stops counting.
     let children: u64 = pids[1..]
@@ -182,7 +181,7 @@ mod tests {
         let _ = child.wait();
         assert_eq!(pids.first(), Some(&me));
         assert!(pids.contains(&child.id()), "{pids:?} lacks {}", child.id());
-        assert!(tree_rss_bytes(proc_root, me).is_some_and(|b| b > 1 << 20));
+        assert!(rss_sum(proc_root, &tree_pids(proc_root, me)).is_some_and(|b| b > 1 << 20));
     }
 
     #[test]
@@ -205,7 +204,10 @@ mod tests {
 
     #[test]
     fn missing_root_is_none() {
-        assert_eq!(tree_rss_bytes(Path::new("/proc"), u32::MAX), None);
+        assert_eq!(
+            rss_sum(Path::new("/proc"), &tree_pids(Path::new("/proc"), u32::MAX)),
+            None
+        );
         assert!(tree_pids(Path::new("/proc"), u32::MAX).is_empty());
     }
 }

@@ -68,10 +68,15 @@ impl SystemReader {
         }
     }
 
-    /// Resident memory of the tree rooted at `pid`; `None` when it is gone.
-    pub fn tree_rss_bytes(&mut self, pid: u32) -> Option<u64> {
+    /// The tree rooted at `pid` (root first) and its resident memory; no pids and no
+    /// memory when the root is gone.
+    pub fn tree(&mut self, pid: u32) -> ProcessTree {
         match self {
-            SystemReader::Procfs { root, .. } => process_tree::tree_rss_bytes(root, pid),
+            SystemReader::Procfs { root, .. } => {
+                let pids = process_tree::tree_pids(root, pid);
+                let rss_bytes = process_tree::rss_sum(root, &pids);
+                ProcessTree { pids, rss_bytes }
+            }
             SystemReader::Sysinfo(system) => {
                 system.refresh_processes_specifics(
                     ProcessesToUpdate::All,
@@ -79,7 +84,9 @@ impl SystemReader {
                     ProcessRefreshKind::nothing().with_memory(),
                 );
                 let root = Pid::from_u32(pid);
-                system.process(root)?;
+                if system.process(root).is_none() {
+                    return ProcessTree::default();
+                }
                 let mut tree = vec![root];
                 let mut i = 0;
                 while i < tree.len() {
@@ -93,15 +100,26 @@ impl SystemReader {
                     );
                     i += 1;
                 }
-                Some(
-                    tree.iter()
-                        .filter_map(|p| system.process(*p))
-                        .map(|p| p.memory())
-                        .sum(),
-                )
+                let rss: u64 = tree
+                    .iter()
+                    .filter_map(|p| system.process(*p))
+                    .map(|p| p.memory())
+                    .sum();
+                ProcessTree {
+                    pids: tree.iter().map(|p| p.as_u32()).collect(),
+                    rss_bytes: Some(rss),
+                }
             }
         }
     }
+}
+
+/// A watched process tree at one tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProcessTree {
+    /// The root first, then its living descendants; empty when the root is gone.
+    pub pids: Vec<u32>,
+    pub rss_bytes: Option<u64>,
 }
 
 #[cfg(test)]
@@ -124,7 +142,7 @@ mod tests {
             r.ram_used_bytes,
             Some(r.ram_total_bytes.unwrap_or(0) - r.ram_available_bytes.unwrap_or(0))
         );
-        assert!(reader.tree_rss_bytes(std::process::id()).is_some());
+        assert!(reader.tree(std::process::id()).rss_bytes.is_some());
     }
 
     #[test]
@@ -135,8 +153,8 @@ mod tests {
         let r = reader.read();
         assert!(r.ram_total_bytes.is_some_and(|t| t > 0));
         assert!(r.cpu_percent.is_some_and(|c| (0.0..=100.0).contains(&c)));
-        let rss = reader.tree_rss_bytes(std::process::id());
+        let rss = reader.tree(std::process::id()).rss_bytes;
         assert!(rss.is_some_and(|b| b > 1 << 20), "{rss:?}");
-        assert_eq!(reader.tree_rss_bytes(u32::MAX), None);
+        assert_eq!(reader.tree(u32::MAX), ProcessTree::default());
     }
 }

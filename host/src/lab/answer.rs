@@ -409,6 +409,7 @@ fn blend(a: &TrialRecord, b: &TrialRecord, t: f64) -> TrialRecord {
         gpu_mem_used_bytes: lerp_u(a.peaks.gpu_mem_used_bytes, b.peaks.gpu_mem_used_bytes),
         ram_used_bytes: lerp_u(a.peaks.ram_used_bytes, b.peaks.ram_used_bytes),
         process_rss_bytes: lerp_u(a.peaks.process_rss_bytes, b.peaks.process_rss_bytes),
+        server_gpu_mem_bytes: lerp_u(a.peaks.server_gpu_mem_bytes, b.peaks.server_gpu_mem_bytes),
         gpu_temp_c: lerp_f(a.peaks.gpu_temp_c, b.peaks.gpu_temp_c),
         cpu_percent: lerp_f(a.peaks.cpu_percent, b.peaks.cpu_percent),
     };

@@ -231,7 +231,8 @@ impl Profile {
                 LogEvent::Sample { .. }
                 | LogEvent::Series { .. }
                 | LogEvent::Resumed { .. }
-                | LogEvent::Note { .. } => {}
+                | LogEvent::Note { .. }
+                | LogEvent::FitBaseline { .. } => {}
             }
         }
         let started =

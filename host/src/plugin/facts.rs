@@ -25,8 +25,9 @@ pub fn hardware_facts(snapshot: &HardwareSnapshot, thresholds: &Thresholds) -> H
         gpu_memory_limit_bytes: gpu_total.map(|t| {
             memory_limit_bytes(t, thresholds.max_vram_percent, thresholds.vram_reserve_mb)
         }),
-        // The GPU-memory budget is not enforced yet (issue 15 adds it).
-        gpu_memory_budget_bytes: None,
+        gpu_memory_budget_bytes: thresholds
+            .gpu_memory_budget_mb
+            .map(|mb| mb.saturating_mul(1 << 20)),
         ram_total_bytes: ram_total,
         ram_available_bytes: snapshot.memory.available_bytes.map(|m| m.value),
         ram_limit_bytes: ram_total
@@ -100,12 +101,15 @@ pub fn trial_outcome(
         verdict: verdict(record.verdict),
         failure: record.failure.as_ref().map(|f| failure(f.kind)),
         peak_gpu_memory_bytes: peaks.gpu_mem_used_bytes,
-        peak_server_gpu_memory_bytes: None,
+        peak_server_gpu_memory_bytes: peaks.server_gpu_mem_bytes,
         peak_ram_bytes: peaks.ram_used_bytes,
         peak_process_memory_bytes: peaks.process_rss_bytes,
         headroom: Headroom {
             gpu_memory_bytes: signed_gap(hw.gpu_memory_limit_bytes, peaks.gpu_mem_used_bytes),
-            gpu_memory_budget_bytes: None,
+            gpu_memory_budget_bytes: signed_gap(
+                hw.gpu_memory_budget_bytes,
+                peaks.server_gpu_mem_bytes,
+            ),
             ram_bytes: signed_gap(hw.ram_limit_bytes, peaks.ram_used_bytes),
             process_memory_bytes: signed_gap(
                 hw.process_memory_budget_bytes,
@@ -194,6 +198,7 @@ fn threshold(metric: Metric) -> Threshold {
         Metric::Temperature => Threshold::Temperature,
         Metric::Cpu => Threshold::Cpu,
         Metric::ProcessMemory => Threshold::ProcessMemory,
+        Metric::GpuMemoryBudget => Threshold::GpuMemoryBudget,
     }
 }
 
@@ -299,6 +304,7 @@ mod tests {
                 gpu_mem_used_bytes: Some(22 * GIB),
                 ram_used_bytes: Some(10 * GIB),
                 process_rss_bytes: None,
+                server_gpu_mem_bytes: None,
                 gpu_temp_c: Some(80.0),
                 cpu_percent: None,
             },
@@ -321,5 +327,30 @@ mod tests {
         assert_eq!(o.peak_gpu_memory_bytes, Some(22 * GIB));
         assert_eq!((o.stage, o.samples), (Stage::Verify, 2));
         assert_eq!(o.config.ctx, 65_536);
+        assert_eq!(o.headroom.gpu_memory_budget_bytes, None);
+        assert_eq!(o.peak_server_gpu_memory_bytes, None);
+
+        // Under a 16 GiB GPU budget the server itself held 17 GiB of the 22 in use.
+        let budget = Thresholds {
+            gpu_memory_budget_mb: Some(16 * 1024),
+            ..Thresholds::default()
+        };
+        assert_eq!(
+            hardware_facts(&snapshot(), &budget).gpu_memory_budget_bytes,
+            Some(16 * GIB)
+        );
+        let mut over = record.clone();
+        over.peaks.server_gpu_mem_bytes = Some(17 * GIB);
+        over.failure = Some(TrialFailure {
+            kind: FailureKind::ThresholdBreach(Metric::GpuMemoryBudget),
+            message: "gpu-memory-budget".into(),
+        });
+        let o = trial_outcome(&over, &snapshot(), &budget);
+        assert_eq!(o.peak_server_gpu_memory_bytes, Some(17 * GIB));
+        assert_eq!(o.headroom.gpu_memory_budget_bytes, Some(-(GIB as i64)));
+        assert_eq!(
+            o.failure,
+            Some(Failure::ThresholdBreach(Threshold::GpuMemoryBudget))
+        );
     }
 }

@@ -11,13 +11,15 @@ pub enum Metric {
     Temperature,
     Cpu,
     ProcessMemory,
+    /// GPU memory used by the server's own processes, against `gpu_memory_budget_mb`.
+    GpuMemoryBudget,
 }
 
 impl Metric {
     /// A memory threshold or budget (as opposed to temperature or CPU).
     pub fn is_memory(self) -> bool {
         match self {
-            Metric::Vram | Metric::Ram | Metric::ProcessMemory => true,
+            Metric::Vram | Metric::Ram | Metric::ProcessMemory | Metric::GpuMemoryBudget => true,
             Metric::Temperature | Metric::Cpu => false,
         }
     }
@@ -31,6 +33,7 @@ impl std::fmt::Display for Metric {
             Metric::Temperature => "temperature",
             Metric::Cpu => "cpu",
             Metric::ProcessMemory => "process-memory",
+            Metric::GpuMemoryBudget => "gpu-memory-budget",
         })
     }
 }
@@ -50,7 +53,7 @@ pub struct Breach {
 impl std::fmt::Display for Breach {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.metric {
-            Metric::Vram | Metric::Ram | Metric::ProcessMemory => write!(
+            Metric::Vram | Metric::Ram | Metric::ProcessMemory | Metric::GpuMemoryBudget => write!(
                 f,
                 "{} reached {:.1} MiB, limit {:.1} MiB (at {} ms)",
                 self.metric,

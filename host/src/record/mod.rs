@@ -8,12 +8,14 @@
 
 mod breach;
 mod concurrency;
+mod fit;
 mod series;
 
 use serde::{Deserialize, Serialize};
 
 pub use breach::{Breach, Metric};
 pub use concurrency::{ConcurrencyFigures, Latency, SloMiss, SloVerdict};
+pub use fit::{FitBaseline, FitSource};
 pub use series::{Peaks, SamplePoint, SampleSeries};
 
 /// KV cache element type (`-ctk/-ctv`).

@@ -13,6 +13,9 @@ pub struct SamplePoint {
     pub ram_available_bytes: Option<u64>,
     /// Resident memory of the watched process tree (the inference server).
     pub process_rss_bytes: Option<u64>,
+    /// GPU memory used by the watched process tree, over all GPUs (NVML per process;
+    /// amdgpu DRM client stats). Absent where the GPU cannot say per process.
+    pub server_gpu_mem_bytes: Option<u64>,
     /// Hottest GPU.
     pub gpu_temp_c: Option<f64>,
     /// Whole-machine CPU busy percent over the interval since the previous tick.
@@ -25,6 +28,8 @@ pub struct Peaks {
     pub gpu_mem_used_bytes: Option<u64>,
     pub ram_used_bytes: Option<u64>,
     pub process_rss_bytes: Option<u64>,
+    /// Peak GPU memory of the server's own processes.
+    pub server_gpu_mem_bytes: Option<u64>,
     pub gpu_temp_c: Option<f64>,
     pub cpu_percent: Option<f64>,
 }
@@ -45,6 +50,7 @@ impl Peaks {
         max_u(&mut self.gpu_mem_used_bytes, p.gpu_mem_used_bytes);
         max_u(&mut self.ram_used_bytes, p.ram_used_bytes);
         max_u(&mut self.process_rss_bytes, p.process_rss_bytes);
+        max_u(&mut self.server_gpu_mem_bytes, p.server_gpu_mem_bytes);
         max_f(&mut self.gpu_temp_c, p.gpu_temp_c);
         max_f(&mut self.cpu_percent, p.cpu_percent);
     }

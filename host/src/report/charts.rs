@@ -33,6 +33,18 @@ struct MemoryAxis {
 
 fn memory_axis(s: &RunSummary) -> MemoryAxis {
     let t = s.config.thresholds();
+    let server_gpu_seen = s
+        .trials
+        .iter()
+        .any(|t| t.peaks.server_gpu_mem_bytes.is_some());
+    if let (Some(budget), true) = (t.gpu_memory_budget_mb, server_gpu_seen) {
+        return MemoryAxis {
+            name: "server GPU memory",
+            read: |p| p.server_gpu_mem_bytes,
+            limit_mib: Some(budget as f64),
+            limit_label: format!("GPU budget {budget} MiB"),
+        };
+    }
     if let Some(budget) = t.process_memory_budget_mb {
         return MemoryAxis {
             name: "server process memory",

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! {"event":"run_started","log_version":1,"ozone_version":"0.1.0","model_source":"m.gguf","model":{…ModelMetadata},"hardware":{…HardwareSnapshot},"config":{…Config},"plugins":[{"role":"context","name":"binary-search","version":"0.1.0","builtin":true}],"backend":"llama-server","versions":{"llama-server":"b6500"},"started_at":"2026-11-26T13:00:05Z"}
+//! {"event":"fit_baseline","fit":{"status":"fitted","ctx":61440,"margin_mib":1024,…}}
 //! {"event":"decision","phase":"context","plugin":"binary-search","proposed":32768,"stage":"screen"}
 //! {"event":"sample","trial_id":1,"stage":"screen","config":{"ctx":32768,…},"sample":{"index":0,"ok":true,"ttft_ms":…}}
 //! {"event":"trial","id":1,"phase":"context","stage":"screen","config":{"ctx":32768,…},…every TrialRecord field, samples included}
@@ -38,7 +39,9 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::record::{Phase, SampleRecord, SampleSeries, Stage, TrialConfig, TrialRecord};
+use crate::record::{
+    FitBaseline, Phase, SampleRecord, SampleSeries, Stage, TrialConfig, TrialRecord,
+};
 use crate::tune::Limits;
 
 /// Version of the log format, written in `run_started`.
@@ -58,6 +61,9 @@ pub enum LogEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         server_binary: Option<PathBuf>,
     },
+    /// llama.cpp's own fit on this machine (llama-server runs), measured before the
+    /// trials; a resumed run keeps it.
+    FitBaseline { fit: FitBaseline },
     /// One sample, logged as soon as it finishes (before its trial's `trial` line), so a
     /// crash mid-trial loses nothing measured. Finished trials are rebuilt from `trial`
     /// lines; samples after the last one are the trial in progress.

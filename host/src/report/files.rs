@@ -357,6 +357,8 @@ struct Performance {
     score: Option<f64>,
     peak_process_rss_mb: Option<u64>,
     peak_gpu_mem_mb: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_server_gpu_mem_mb: Option<u64>,
 }
 
 impl DefaultsPresets {
@@ -398,6 +400,7 @@ impl DefaultsFile {
                 score: p.score.map(|s| round(s.total, 4)),
                 peak_process_rss_mb: p.peaks.process_rss_bytes.map(|b| b >> 20),
                 peak_gpu_mem_mb: p.peaks.gpu_mem_used_bytes.map(|b| b >> 20),
+                peak_server_gpu_mem_mb: p.peaks.server_gpu_mem_bytes.map(|b| b >> 20),
             },
         };
         let (mut presets, note) = match &s.presets {

@@ -154,6 +154,9 @@ fn thresholds_line(s: &RunSummary) -> String {
     if let Some(b) = t.process_memory_budget_mb {
         let _ = write!(line, ", server memory budget {b} MiB");
     }
+    if let Some(b) = t.gpu_memory_budget_mb {
+        let _ = write!(line, ", server GPU memory budget {b} MiB");
+    }
     line
 }
 
@@ -230,6 +233,16 @@ fn preset_row(h: &mut String, s: &RunSummary, p: &Preset) {
 
 fn limits_section(h: &mut String, s: &RunSummary) {
     let show = |v: Option<u32>| v.map_or("not found".to_string(), |v| v.to_string());
+    let fit = s
+        .fit_baseline
+        .as_ref()
+        .map(|f| {
+            format!(
+                "<tr><th>llama.cpp's own fit</th><td colspan=\"2\">{}</td></tr>",
+                escape(&f.versus(s.limits.max_context))
+            )
+        })
+        .unwrap_or_default();
     let bound = |b: &Option<Bound>| {
         b.as_ref()
             .map(|b| escape(&b.describe()))
@@ -240,7 +253,7 @@ fn limits_section(h: &mut String, s: &RunSummary) {
         h,
         "<h2>Limits found</h2>\n<table class=\"facts\"><tr><th></th><th>value</th>\
          <th>bound by</th></tr><tr><th>largest stable context</th><td>{}</td><td>{}</td></tr>\
-         <tr><th>best batch</th><td>{}</td><td>{}</td></tr><tr><th>most concurrent \
+         {fit}<tr><th>best batch</th><td>{}</td><td>{}</td></tr><tr><th>most concurrent \
          streams</th><td>{}</td><td>{}</td></tr></table>",
         show(s.limits.max_context),
         bound(&b.max_context),
@@ -455,6 +468,9 @@ fn peaks_text(p: &Peaks) -> String {
     let mut parts = Vec::new();
     if let Some(b) = p.process_rss_bytes {
         parts.push(format!("server {:.0} MiB", b as f64 / MIB));
+    }
+    if let Some(b) = p.server_gpu_mem_bytes {
+        parts.push(format!("server GPU {:.0} MiB", b as f64 / MIB));
     }
     if let Some(b) = p.gpu_mem_used_bytes {
         parts.push(format!("GPU {:.0} MiB", b as f64 / MIB));

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::record::{Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict};
+use crate::record::{FitBaseline, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict};
 use crate::tune::presets::{self, Preset, PresetName, Presets};
 use crate::tune::Limits;
 
@@ -77,6 +77,9 @@ pub struct RunSummary {
     pub finished_at: Option<DateTime<Utc>>,
     pub timings: Timings,
     pub limits: Limits,
+    /// llama.cpp's own fit on this machine, beside `limits.max_context` (llama-server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_baseline: Option<FitBaseline>,
     pub presets: Presets,
     /// The `serving` preset: the concurrency the run settled on, with its slots.
     #[serde(default)]
@@ -137,6 +140,7 @@ impl RunSummary {
             timings: Timings::new(&trials, started.started_at, finished_at),
             serving: presets::serving(&trials, &limits),
             limits,
+            fit_baseline: None,
             presets,
             concurrency,
             trials,
@@ -176,7 +180,11 @@ impl RunSummary {
             LogEvent::RunFinished(f) => Some(f),
             _ => None,
         });
-        Ok(match finished {
+        let fit_baseline = events.iter().rev().find_map(|e| match e {
+            LogEvent::FitBaseline { fit } => Some(fit.clone()),
+            _ => None,
+        });
+        let summary = match finished {
             Some(f) => Self::new(
                 started,
                 trials,
@@ -192,6 +200,10 @@ impl RunSummary {
                     ..Self::new(started, trials, RunStatus::Unfinished, None, None, None)
                 }
             }
+        };
+        Ok(Self {
+            fit_baseline,
+            ..summary
         })
     }
 }

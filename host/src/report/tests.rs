@@ -513,6 +513,59 @@ pub(crate) fn run_started() -> RunStarted {
 }
 
 #[test]
+fn the_fit_baseline_is_read_from_the_log_and_shown_beside_the_limit() {
+    let mut all = events();
+    let fit = crate::record::FitBaseline::Fitted {
+        ctx: 16_384,
+        margin_mib: 1024,
+        reduced_from: Some(32_768),
+        source: crate::record::FitSource::Props,
+        peaks: Default::default(),
+        breach: None,
+        command: vec!["llama-server".into(), "-fit".into(), "on".into()],
+    };
+    all.insert(1, LogEvent::FitBaseline { fit: fit.clone() });
+    let summary = RunSummary::from_events(&all).unwrap();
+    assert_eq!(summary.fit_baseline, Some(fit));
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["fit_baseline"]["status"], "fitted");
+    assert_eq!(json["fit_baseline"]["ctx"], 16_384);
+    let html = render_html(&all).unwrap();
+    assert!(html.contains("llama.cpp&#39;s fit: 16384; measured stable: 20480, +25 %"));
+    // A log without the event (older, or another backend): no line, no field.
+    let plain = RunSummary::from_events(&events()).unwrap();
+    assert_eq!(plain.fit_baseline, None);
+    assert!(serde_json::to_value(&plain)
+        .unwrap()
+        .get("fit_baseline")
+        .is_none());
+}
+
+#[test]
+fn with_a_gpu_budget_the_memory_chart_shows_the_server_s_gpu_memory() {
+    let mut all = events();
+    if let LogEvent::RunStarted(s) = &mut all[0] {
+        s.config.ozone.gpu_memory_budget_mb = Some(6144);
+    }
+    for e in &mut all {
+        if let LogEvent::Trial(t) = e {
+            t.peaks.server_gpu_mem_bytes = Some(u64::from(t.config.ctx) * 200_000);
+        }
+    }
+    let html = render_html(&all).unwrap();
+    assert!(
+        html.contains("Context vs peak server GPU memory"),
+        "chart title"
+    );
+    assert!(html.contains("GPU budget 6144 MiB"));
+    assert!(html.contains("server GPU memory budget 6144 MiB"));
+    assert!(
+        html.contains("server GPU "),
+        "trial peaks name the server's GPU memory"
+    );
+}
+
+#[test]
 fn a_running_log_shows_the_trial_in_progress() {
     let mut events: Vec<LogEvent> = events()
         .into_iter()

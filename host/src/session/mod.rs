@@ -9,20 +9,24 @@ use std::sync::Arc;
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::llama_server::{fit_baseline, FitRequest, DEFAULT_FIT_MARGIN_MIB};
 use crate::backend::{BackendError, BackendKind, BackendSpec, ModelMetadata};
 use crate::config::Config;
-use crate::guard::SamplerOptions;
+use crate::guard::{gpu_budget_problem, SamplerOptions};
+use crate::hardware::process_gpu::availability;
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::plugin::{PluginError, PluginHost, PluginRef};
-use crate::record::{Phase, SampleRecord, Stage, TrialConfig, TrialRecord};
+use crate::record::{FitBaseline, Phase, SampleRecord, Stage, TrialConfig, TrialRecord};
 use crate::report::{
     server_note, write_run_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished,
     RunLog, RunStarted, RunStatus, RunSummary,
 };
 use crate::trial::{OnSample, TrialRun, TrialRunner};
-use crate::tune::driver::{Driver, TrialBook, TrialExecutor, TuneError, TuneObserver};
+use crate::tune::driver::{
+    trial_config, Driver, Plan, TrialBook, TrialExecutor, TuneError, TuneObserver,
+};
 use crate::tune::plan::{
-    effective_thresholds, load_plugins, plan, set_aside_cpu_threshold, RunParameters,
+    cpu_inference, effective_thresholds, load_plugins, plan, set_aside_cpu_threshold, RunParameters,
 };
 use crate::tune::warm_start::{Key, Learned, WarmStartSource, WarmStartStore};
 
@@ -91,6 +95,9 @@ pub enum TuneFailure {
     },
     #[error("{0}")]
     BadLog(String),
+    /// A setting this machine or backend cannot honour (the run did not start).
+    #[error("{0}")]
+    BadInput(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -127,18 +134,21 @@ pub async fn tune(
         .await?
         .map_err(|e| TuneFailure::Internal(format!("the hardware probe failed: {e}")))?;
 
-    let (resumed, started, book) = match &job.resume {
+    let (resumed, started, book, logged_fit) = match &job.resume {
         Some(path) => {
-            let (mut log, started, book) = resume_log(path)?;
+            let (mut log, started, book, fit) = resume_log(path)?;
+            check_gpu_budget(&started.config, &job.spec, &snapshot)?;
             check_same_model(&job, &started, path, &cancel).await?;
             log.append(&LogEvent::Resumed {
                 at: Utc::now(),
                 server_binary: server_binary(&job.spec)
                     .filter(|b| started.server_binary.as_ref() != Some(b)),
             })?;
-            (Some(log), started, book)
+            (Some(log), started, book, fit)
         }
         None => {
+            // Before the model is read (hashing a large model takes a while).
+            check_gpu_budget(&job.config, &job.spec, &snapshot)?;
             let facts = until_cancelled(&cancel, job.spec.model_metadata())
                 .await?
                 .map_err(|e| match job.spec {
@@ -169,7 +179,7 @@ pub async fn tune(
                 server_binary: server_binary(&job.spec),
                 started_at: Utc::now(),
             };
-            (None, started, TrialBook::default())
+            (None, started, TrialBook::default(), None)
         }
     };
     let params = started
@@ -193,7 +203,7 @@ pub async fn tune(
         kill_on_breach: true,
         ..SamplerOptions::default()
     };
-    let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler);
+    let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler.clone());
 
     // Loading compiles the plugins on a first run (seconds): a signal must not wait.
     let loading = {
@@ -233,6 +243,19 @@ pub async fn tune(
     };
 
     let plan = plan(config, &started.model, &params);
+    let fit = match logged_fit {
+        Some(fit) => Some(fit),
+        None => {
+            let fit = fit_baseline_of(
+                &job.spec, &plan, &params, &snapshot, sampler, config, &cancel,
+            )
+            .await;
+            if let (Some(fit), false) = (&fit, cancel.is_cancelled()) {
+                log.append(&LogEvent::FitBaseline { fit: fit.clone() })?;
+            }
+            fit
+        }
+    };
     let mut observer = LogObserver {
         log: &mut log,
         progress: PhaseProgress::new(job.show_progress),
@@ -285,14 +308,17 @@ pub async fn tune(
     // Every output file is written before the log says `completed`: a run killed or
     // short of disk on the way stays resumable, and `ozone report LOG` can write them.
     let finished_at = Utc::now();
-    let summary = RunSummary::new(
-        &started,
-        trials,
-        RunStatus::Completed,
-        Some(finished_at),
-        Some(limits.clone()),
-        None,
-    );
+    let summary = RunSummary {
+        fit_baseline: fit,
+        ..RunSummary::new(
+            &started,
+            trials,
+            RunStatus::Completed,
+            Some(finished_at),
+            Some(limits.clone()),
+            None,
+        )
+    };
     let binary = server_binary(&job.spec);
     let written = write_run_outputs(
         &job.output_dir,
@@ -344,6 +370,62 @@ pub async fn tune(
     })
 }
 
+/// A GPU-memory budget needs a server Ozone starts (its pids) and a per-process GPU
+/// reading on this machine, and must be below the GPU's total (`guard::gpu_budget_problem`).
+fn check_gpu_budget(
+    config: &Config,
+    spec: &BackendSpec,
+    snapshot: &HardwareSnapshot,
+) -> Result<(), TuneFailure> {
+    let Some(budget_mb) = config.ozone.gpu_memory_budget_mb else {
+        return Ok(());
+    };
+    if !matches!(spec, BackendSpec::LlamaServer(_)) {
+        return Err(TuneFailure::BadInput(format!(
+            "--gpu-memory-budget-mb (ozone.gpu_memory_budget_mb) needs a server Ozone starts \
+             itself (llama-server): the processes of a running {} are not Ozone's to watch",
+            spec.kind()
+        )));
+    }
+    let defaults = SamplerOptions::default();
+    let reading = availability(
+        &defaults.process_gpu,
+        &defaults.sysfs_root,
+        &defaults.proc_root,
+    );
+    match gpu_budget_problem(budget_mb, snapshot.gpu_memory_total_bytes(), &reading) {
+        Some(problem) => Err(TuneFailure::BadInput(problem)),
+        None => Ok(()),
+    }
+}
+
+/// llama.cpp's own fit on this machine, for a llama-server run (one extra start without
+/// `-c`, at the first context trial's shape, under the run's limits); `None` for other
+/// backends. The rule is the backend's (`llama_server::fit_baseline`).
+async fn fit_baseline_of(
+    spec: &BackendSpec,
+    plan: &Plan,
+    params: &RunParameters,
+    snapshot: &HardwareSnapshot,
+    sampler: SamplerOptions,
+    config: &Config,
+    cancel: &CancellationToken,
+) -> Option<FitBaseline> {
+    let BackendSpec::LlamaServer(spec) = spec else {
+        return None;
+    };
+    let request = FitRequest {
+        config: trial_config(0, plan.initial_batch, 1, params.kv_cache_type),
+        margin_mib: params.fit_target_mb.unwrap_or(DEFAULT_FIT_MARGIN_MIB),
+        gpu_inference: !cpu_inference(snapshot, params),
+        sampler,
+        health_timeout: std::time::Duration::from_secs_f64(
+            config.trial_settings().health_timeout_s.max(1.0),
+        ),
+    };
+    Some(fit_baseline(spec, &request, cancel).await)
+}
+
 /// The llama-server binary a spec runs, when it runs one.
 fn server_binary(spec: &BackendSpec) -> Option<PathBuf> {
     match spec {
@@ -393,16 +475,20 @@ async fn until_cancelled<T>(
     }
 }
 
-/// Reopens an interrupted run's log, locked for this run: its start line and every
-/// finished trial.
-fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailure> {
+/// Reopens an interrupted run's log, locked for this run: its start line, every finished
+/// trial and the fit baseline if it was measured.
+fn resume_log(
+    path: &Path,
+) -> Result<(RunLog, RunStarted, TrialBook, Option<FitBaseline>), TuneFailure> {
     let (log, events) = RunLog::open_append(path)?;
     let mut started = None;
     let mut trials: Vec<TrialRecord> = Vec::new();
+    let mut fit = None;
     for event in events {
         match event {
             LogEvent::RunStarted(s) => started = Some(*s),
             LogEvent::Trial(t) => trials.push(*t),
+            LogEvent::FitBaseline { fit: f } => fit = Some(f),
             LogEvent::RunFinished(f) if f.status == RunStatus::Completed => {
                 return Err(TuneFailure::BadLog(format!(
                     "{} is a completed run; nothing to resume (`ozone report {}` re-renders it)",
@@ -419,7 +505,7 @@ fn resume_log(path: &Path) -> Result<(RunLog, RunStarted, TrialBook), TuneFailur
             path.display()
         ))
     })?;
-    Ok((log, started, TrialBook::from_records(trials)))
+    Ok((log, started, TrialBook::from_records(trials), fit))
 }
 
 /// The hint of `--warm-start-from` (asked for explicitly, so the config's

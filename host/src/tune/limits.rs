@@ -625,6 +625,42 @@ mod tests {
     }
 
     #[test]
+    fn a_gpu_budget_breach_is_a_memory_bound() {
+        let timeouts = AdaptiveTimeouts::default();
+        let mut trials: Vec<TrialRecord> = fixtures::trials()
+            .into_iter()
+            .filter(|t| t.id != 5)
+            .collect();
+        // Trial 1 (32768) crossed the server's GPU budget instead of its RAM budget.
+        let first = trials.iter_mut().find(|t| t.id == 1).expect("trial 1");
+        if let Some(f) = first.failure.as_mut() {
+            f.kind = FailureKind::ThresholdBreach(Metric::GpuMemoryBudget);
+        }
+        if let Some(b) = first.breach.as_mut() {
+            b.metric = Metric::GpuMemoryBudget;
+        }
+        let limits = Limits {
+            max_context: Some(20480),
+            ..Limits::default()
+        };
+        let b = explain(&limits, &trials, &facts(&timeouts));
+        assert!(
+            matches!(
+                &b.max_context,
+                Some(Bound::Memory {
+                    at: 32768,
+                    threshold: Some(Metric::GpuMemoryBudget),
+                    ..
+                })
+            ),
+            "{:?}",
+            b.max_context
+        );
+        let text = b.max_context.map(|b| b.describe()).unwrap_or_default();
+        assert!(text.contains("gpu-memory-budget threshold"), "{text}");
+    }
+
+    #[test]
     fn the_trained_context_bounds_a_search_that_reached_it() {
         let timeouts = AdaptiveTimeouts::default();
         let limits = Limits {

@@ -43,6 +43,15 @@ pub struct RunParameters {
     /// The warm-start hint the context plugin was given, so a resumed run replays the
     /// same proposals.
     pub hint: Option<u32>,
+    /// Margin per device for llama.cpp's fit baseline (`-fitt`), MiB; `None`: its
+    /// default (1024).
+    #[serde(default)]
+    pub fit_target_mb: Option<u64>,
+}
+
+/// Whether the model runs on the CPU: no GPU was seen, or no layer is offloaded.
+pub fn cpu_inference(snapshot: &HardwareSnapshot, params: &RunParameters) -> bool {
+    snapshot.gpus.is_empty() || params.gpu_layers == 0
 }
 
 impl RunParameters {
@@ -70,8 +79,7 @@ pub fn set_aside_cpu_threshold(
     params: &RunParameters,
 ) -> Option<String> {
     let limit = &mut config.hardware_monitoring.safety_thresholds.max_cpu_percent;
-    let cpu_inference = snapshot.gpus.is_empty() || params.gpu_layers == 0;
-    (cpu_inference && *limit < 100.0).then(|| {
+    (cpu_inference(snapshot, params) && *limit < 100.0).then(|| {
         let note = format!(
             "max_cpu_percent {limit} not applied: inference runs on the CPU here, and saturating it is the work itself"
         );

@@ -45,6 +45,50 @@ pub fn command_line(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String>
         spec.model.display().to_string(),
         "-c".into(),
         total_ctx.to_string(),
+    ];
+    args.extend(shape_args(spec, config));
+    args.extend([
+        "-fit".into(),
+        "off".into(),
+        "--cache-ram".into(),
+        "0".into(),
+        "--metrics".into(),
+    ]);
+    args.extend(spec.extra_args.iter().cloned());
+    args
+}
+
+/// The command line of llama.cpp's own fit for `config`'s shape: the same flags as a
+/// trial's (the same server, `--cache-ram 0` included) but no `-c` and `-fit on -fitt MARGIN`, so llama-server sizes the context to
+/// free device memory itself (it only changes what was not set: `-ngl` stays).
+pub fn fit_command_line(
+    spec: &LlamaServerSpec,
+    config: &TrialConfig,
+    margin_mib: u64,
+) -> Vec<String> {
+    let mut args = vec![
+        spec.binary.display().to_string(),
+        "-m".into(),
+        spec.model.display().to_string(),
+    ];
+    args.extend(shape_args(spec, config));
+    args.extend([
+        "-fit".into(),
+        "on".into(),
+        "-fitt".into(),
+        margin_mib.to_string(),
+        "--cache-ram".into(),
+        "0".into(),
+        "--metrics".into(),
+    ]);
+    args.extend(spec.extra_args.iter().cloned());
+    args
+}
+
+/// Batch, slots, KV cache and the spec's own flags: everything but the context.
+fn shape_args(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String> {
+    let slots = config.concurrency.max(1);
+    let mut args: Vec<String> = vec![
         "-b".into(),
         config.batch.to_string(),
         "-ub".into(),
@@ -66,14 +110,6 @@ pub fn command_line(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String>
     if let Some(t) = spec.threads {
         args.extend(["-t".into(), t.to_string()]);
     }
-    args.extend([
-        "-fit".into(),
-        "off".into(),
-        "--cache-ram".into(),
-        "0".into(),
-    ]);
-    args.push("--metrics".into());
-    args.extend(spec.extra_args.iter().cloned());
     args
 }
 
@@ -104,6 +140,19 @@ mod tests {
             line,
             "/opt/llama-server -m /m/model.gguf -c 32768 -b 512 -ub 256 -np 4 -kvu -ctk q8_0 \
              -ctv q8_0 -ngl 99 -fa on -fit off --cache-ram 0 --metrics --no-warmup"
+        );
+        let fit = fit_command_line(
+            &spec,
+            &TrialConfig {
+                concurrency: 1,
+                ..config
+            },
+            1024,
+        );
+        assert_eq!(
+            fit.join(" "),
+            "/opt/llama-server -m /m/model.gguf -b 512 -ub 256 -np 1 -kvu -ctk q8_0 -ctv q8_0 \
+             -ngl 99 -fa on -fit on -fitt 1024 --cache-ram 0 --metrics --no-warmup"
         );
     }
 }

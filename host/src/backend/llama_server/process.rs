@@ -55,9 +55,22 @@ impl ManagedServer {
         cancel: &CancellationToken,
         on_spawn: &(dyn Fn(u32) + Send + Sync),
     ) -> Result<Self, StartFailure> {
+        let command = command_line(spec, config);
+        Self::start_command(spec, &command, health_timeout, cancel, on_spawn).await
+    }
+
+    /// [`ManagedServer::start`] with a command line of the caller's (binary first, no
+    /// host or port): the fit baseline runs llama-server without `-c`.
+    pub async fn start_command(
+        spec: &LlamaServerSpec,
+        command: &[String],
+        health_timeout: Duration,
+        cancel: &CancellationToken,
+        on_spawn: &(dyn Fn(u32) + Send + Sync),
+    ) -> Result<Self, StartFailure> {
         let mut last = None;
         for _ in 0..PORT_TRIES {
-            match Self::start_once(spec, config, health_timeout, cancel, on_spawn).await {
+            match Self::start_once(spec, command, health_timeout, cancel, on_spawn).await {
                 Err(f) if f.log_tail.iter().any(|l| l.contains("couldn't bind")) => last = Some(f),
                 other => return other,
             }
@@ -71,12 +84,12 @@ impl ManagedServer {
 
     async fn start_once(
         spec: &LlamaServerSpec,
-        config: &TrialConfig,
+        command: &[String],
         health_timeout: Duration,
         cancel: &CancellationToken,
         on_spawn: &(dyn Fn(u32) + Send + Sync),
     ) -> Result<Self, StartFailure> {
-        let mut command = command_line(spec, config);
+        let mut command = command.to_vec();
         let fail = |f: TrialFailure, log: Vec<String>, command: &[String]| StartFailure {
             failure: f,
             log_tail: log,
@@ -208,6 +221,11 @@ impl ManagedServer {
     /// The last lines of the server's log, as kept in a trial record.
     pub fn log_tail(&self) -> Vec<String> {
         self.log.last(RECORD_LINES)
+    }
+
+    /// Every line of the server's log still kept (the last few hundred).
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.last(usize::MAX)
     }
 
     /// SIGKILL to the process group at once (Ctrl-C: return promptly); reaps it.
