@@ -57,6 +57,7 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
             completion_tokens: Some(128),
             total_ms: Some(1500.0),
             error: None,
+            ..SampleRecord::default()
         })
         .collect();
     let stat = |f: fn(&SampleRecord) -> Option<f64>| {
@@ -100,6 +101,7 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
         },
         stopped_early: None,
         server_log_tail: Vec::new(),
+        concurrency: None,
     }
 }
 

@@ -100,6 +100,7 @@ fn samples(ok: u32, decode: f64, ttft: f64, prefill: f64, ctx: u32) -> Vec<Sampl
                     completion_tokens: Some(64),
                     total_ms: Some(ttft + 64_000.0 / decode),
                     error: None,
+                    ..SampleRecord::default()
                 }
             } else {
                 SampleRecord {
@@ -137,6 +138,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
         verdict: Verdict::Failed,
         stopped_early: None,
         server_log_tail: Vec::new(),
+        concurrency: None,
     };
     let measured = |r: &mut TrialRecord, ok: u32, d: f64, t: f64, p: f64, rss: u64| {
         r.samples = samples(ok, d, t, p, ctx);

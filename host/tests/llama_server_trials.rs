@@ -10,7 +10,7 @@ use common::*;
 use ozone::backend::BackendSpec;
 use ozone::hardware::process_gpu::{ProcessGpuSource, Recording};
 use ozone::record::{FailureKind, Metric, Phase, Stage, Verdict};
-use ozone::trial::TrialRunner;
+use ozone::trial::{TrialRunner, TrialSettings};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -120,10 +120,16 @@ async fn a_trial_whose_first_sample_fails_ends_before_the_second_request() {
     assert_no_servers_left();
 }
 
+/// A concurrency level is a closed loop: N streams, each sending its next request when
+/// the previous one finished, `requests_per_stream` measured after one warm-up each.
 #[tokio::test]
-async fn concurrency_levels_run_simultaneous_streams() {
+async fn concurrency_levels_run_closed_loops_of_streams() {
     let _serial = serial().await;
-    let mut runner = TrialRunner::new(backend(&[]), settings(4), sampler(None));
+    let settings = TrialSettings {
+        requests_per_stream: 2,
+        ..settings(4)
+    };
+    let mut runner = TrialRunner::new(backend(&[]), settings, sampler(None));
     for (id, c) in [(1, 1u32), (2, 2), (3, 4)] {
         let run = runner
             .run(
@@ -142,16 +148,91 @@ async fn concurrency_levels_run_simultaneous_streams() {
             r.failure,
             r.server_log_tail
         );
-        assert_eq!(r.samples.len(), 4usize.max(c as usize), "c={c}");
+        assert_eq!(r.samples.len(), 2 * c as usize, "c={c}");
         assert_eq!(r.success_rate, 1.0, "c={c}: {:#?}", r.samples);
-        // Every stream got the whole context per slot: 90 % of 2048 each.
-        assert!(
-            r.samples.iter().all(|s| s.prompt_tokens == Some(1843)),
-            "c={c}: {:#?}",
-            r.samples
-        );
+        for stream in 0..c {
+            let of = r
+                .samples
+                .iter()
+                .filter(|s| s.stream == Some(stream))
+                .count();
+            assert_eq!(of, 2, "c={c}: stream {stream}");
+        }
+        // Every stream got the whole context per slot: 90 % of 2048 each; and the
+        // server's own timings of each request are kept beside the client's.
+        for s in &r.samples {
+            assert_eq!(s.prompt_tokens, Some(1843), "c={c}: {s:#?}");
+            let (Some(ttft), Some(prompt_ms)) = (s.ttft_ms, s.server_prompt_ms) else {
+                panic!("c={c}: {s:#?}");
+            };
+            assert!(
+                ttft >= prompt_ms,
+                "the first token follows the prompt: {s:#?}"
+            );
+            assert!(s.server_predicted_ms.is_some(), "{s:#?}");
+        }
         assert_eq!(r.granted_ctx, Some(2048));
+        let f = r.concurrency.as_ref().expect("a level's figures");
+        assert_eq!(
+            (f.streams, f.requests_per_stream, f.warmup_per_stream),
+            (c, 2, 1)
+        );
+        let l = &f.latency;
+        let (p50, p95, p99) = (
+            l.ttft_p50_ms.unwrap(),
+            l.ttft_p95_ms.unwrap(),
+            l.ttft_p99_ms.unwrap(),
+        );
+        assert!(p50 <= p95 && p95 <= p99, "{l:?}");
+        assert!(l.tpot_p50_ms.unwrap() <= l.tpot_p95_ms.unwrap(), "{l:?}");
+        // Each request ends after its first token: so does the same rank of each.
+        assert!(l.e2e_p95_ms.unwrap() >= p95, "{l:?}");
+        let streams = f.stream_decode_tps.as_ref().expect("per-stream throughput");
+        assert_eq!(streams.n, c, "one figure per stream");
+        // All streams together: every generated token over the measured window.
+        let tokens: u32 = r.samples.iter().filter_map(|s| s.completion_tokens).sum();
+        let aggregate = f64::from(tokens) / (f.window_ms / 1000.0);
+        assert!((f.aggregate_decode_tps.unwrap() - aggregate).abs() < 1e-6);
+        assert_eq!(f.slo, None, "the runner does not judge; the driver does");
     }
+    assert_no_servers_left();
+}
+
+/// A level stops early as any trial does: every request fails (more tokens asked than
+/// the context holds), and the first failure — a warm-up's, which counts as a sample —
+/// leaves 85 % unreachable, so no measured request is waited for.
+#[tokio::test]
+async fn a_concurrency_level_that_cannot_be_stable_stops_at_its_first_failure() {
+    let _serial = serial().await;
+    let settings = TrialSettings {
+        requests_per_stream: 2,
+        n_predict: 4096,
+        ..settings(4)
+    };
+    let mut runner = TrialRunner::new(backend(&[]), settings, sampler(None));
+    let mut heard = 0;
+    let run = runner
+        .run_reporting(
+            1,
+            Phase::Concurrency,
+            Stage::Verify,
+            &config(2048, 2),
+            &CancellationToken::new(),
+            &mut |_| heard += 1,
+        )
+        .await;
+    let r = &run.record;
+    assert_eq!(r.verdict, Verdict::Failed, "{:#?}", r.samples);
+    assert_eq!(r.samples.len(), 1, "{:#?}", r.samples);
+    assert_eq!(heard, 1);
+    let error = r.samples[0].error.as_deref().unwrap_or("");
+    assert!(error.starts_with("warm-up request: "), "{error}");
+    assert_eq!(
+        r.stopped_early.as_deref(),
+        Some("stopped after sample 1 of 5: 1 failure makes 85 % unreachable")
+    );
+    let f = r.concurrency.as_ref().expect("a level's figures");
+    assert_eq!(f.latency.ttft_p95_ms, None, "nothing measured");
     assert_no_servers_left();
 }
 

@@ -251,7 +251,8 @@ fn concurrency_proposals_are_held_to_the_concurrency_bounds() {
         let err = expect_err(misbehave_concurrency(&host, &settings));
         assert!(
             err.contains(&format!(
-                "plugin {MISBEHAVING} proposed concurrency {value} (its concurrency bounds are 1..=64 streams)"
+                "plugin {MISBEHAVING} proposed concurrency {value} (its concurrency bounds are 1..=64 streams; \
+                 the largest is testing.concurrency_progression.max_concurrency)"
             )),
             "{err}"
         );

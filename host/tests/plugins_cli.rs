@@ -103,6 +103,33 @@ fn check_drives_a_concurrency_plugin_through_the_ladder() {
     assert!(out.contains("best concurrency: 8"), "{out}");
 }
 
+/// The ladder's decision table: p95 TTFT 1000 ms at 4 streams, 2000 at 8, 1500 at 6,
+/// 1750 at 7: doubling misses at 8, bisection ends at 6.
+#[test]
+fn check_hands_a_concurrency_plugin_the_objective() {
+    let (code, out, err) = ozone(&[
+        "plugins",
+        "check",
+        "concurrency-ladder",
+        "--slo",
+        "ttft-p95=1.6s",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("SLO ttft-p95=1600ms"), "{out}");
+    let proposed: Vec<u32> = out
+        .lines()
+        .filter_map(|l| l.split("concurrency ").nth(1)?.split('→').next())
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    assert_eq!(proposed, [1, 2, 4, 8, 6, 7], "{out}");
+    assert!(out.contains("SLO missed"), "{out}");
+    assert!(out.contains("best concurrency: 6"), "{out}");
+
+    let (code, _, err) = ozone(&["plugins", "check", "concurrency-ladder", "--slo", "p95=1s"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown metric `p95`"), "{err}");
+}
+
 #[test]
 fn check_refuses_a_plugin_built_for_api_0_1_0_with_exit_code_2() {
     let (code, _, err) = ozone(&["plugins", "check", LEGACY_V0_1]);

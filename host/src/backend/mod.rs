@@ -18,7 +18,9 @@ pub use error::BackendError;
 pub use generation::{Generation, GenerationError, GenerationRequest, Prompt, ServerTimings};
 pub use http::{DEFAULT_REQUEST_TIMEOUT, MAX_BODY_BYTES};
 pub use metadata::{ModelMetadata, SizeClass};
-pub use open::{interrupted, timeout_failure, OpenFailure, OpenOptions, OpenServer, ServerOpener};
+pub use open::{
+    interrupted, timeout_failure, OpenFailure, OpenOptions, OpenServer, Prompts, ServerOpener,
+};
 pub use requester::Requester;
 pub use spec::{BackendKind, BackendSpec};
 pub use stream::MAX_LINE_BYTES;

@@ -83,21 +83,29 @@ pub struct OpenServer {
     server: Option<ManagedServer>,
     requester: Requester,
     granted_ctx: Option<u32>,
-    /// Prompt tokens each sample should carry.
-    target_tokens: u32,
-    prompt: PromptSource,
+    prompts: Prompts,
 }
 
+/// The prompts of a trial's requests, all of one length; cheap to clone into each
+/// concurrent stream.
+#[derive(Debug, Clone)]
+pub struct Prompts {
+    source: PromptSource,
+    /// Prompt tokens each request should carry.
+    target_tokens: u32,
+}
+
+#[derive(Debug, Clone)]
 enum PromptSource {
     Tokens(Arc<Vec<u32>>),
     Text { chars_per_token: f64 },
 }
 
-impl OpenServer {
-    /// The prompt of sample `index`: same length, different start (no cache hits).
+impl Prompts {
+    /// The prompt of request `index`: same length, different start (no cache hits).
     pub fn prompt(&self, index: u32) -> Prompt {
         let offset = index as usize * 97;
-        match &self.prompt {
+        match &self.source {
             // llama-server adds no BOS to a token-array prompt: the count is exact.
             PromptSource::Tokens(filler) => {
                 token_prompt(filler, self.target_tokens as usize, offset)
@@ -109,6 +117,23 @@ impl OpenServer {
         }
     }
 
+    /// Prompt tokens each request aims for.
+    pub fn target_tokens(&self) -> u32 {
+        self.target_tokens
+    }
+}
+
+impl OpenServer {
+    /// The prompt of sample `index` (see [`Prompts::prompt`]).
+    pub fn prompt(&self, index: u32) -> Prompt {
+        self.prompts.prompt(index)
+    }
+
+    /// The prompts of this trial, for streams that build their own.
+    pub fn prompts(&self) -> Prompts {
+        self.prompts.clone()
+    }
+
     /// A handle that sends one request; clone it for each concurrent stream.
     pub fn requester(&self) -> Requester {
         self.requester.clone()
@@ -116,7 +141,7 @@ impl OpenServer {
 
     /// Prompt tokens each sample aims for.
     pub fn target_tokens(&self) -> u32 {
-        self.target_tokens
+        self.prompts.target_tokens
     }
 
     /// The context the server granted, when it says (llama-server, Ollama).
@@ -315,8 +340,10 @@ impl ServerOpener {
         let server = OpenServer {
             requester: Requester::Llama(server.client().clone()),
             granted_ctx,
-            target_tokens: target_prompt_tokens(usable, options.fill_ratio, options.n_predict),
-            prompt: PromptSource::Tokens(Arc::clone(&filler)),
+            prompts: Prompts {
+                source: PromptSource::Tokens(Arc::clone(&filler)),
+                target_tokens: target_prompt_tokens(usable, options.fill_ratio, options.n_predict),
+            },
             server: Some(server),
         };
         let mut server = match check_granted(&server, config) {
@@ -356,9 +383,11 @@ impl ServerOpener {
             server: None,
             requester,
             granted_ctx: None,
-            target_tokens,
-            prompt: PromptSource::Text {
-                chars_per_token: 1.0,
+            prompts: Prompts {
+                source: PromptSource::Text {
+                    chars_per_token: 1.0,
+                },
+                target_tokens,
             },
         };
         // At least one character per token: a calibration prompt of `chars` characters
@@ -376,7 +405,7 @@ impl ServerOpener {
             .map(|n| chars as f64 / f64::from(n));
         let chars_per_token = ratio.or(self.chars_per_token).unwrap_or(4.0);
         self.chars_per_token = Some(chars_per_token);
-        server.prompt = PromptSource::Text { chars_per_token };
+        server.prompts.source = PromptSource::Text { chars_per_token };
         Ok(server)
     }
 }

@@ -18,8 +18,8 @@ pub enum Command {
     List {
         /// Plugin files to list alongside the built-ins.
         files: Vec<PathBuf>,
-        /// Configuration whose `ozone.context_strategy`/`batch_strategy` to list (else
-        /// ./ozone.yaml, else the user config dir).
+        /// Configuration whose `ozone.context_strategy`/`batch_strategy`/
+        /// `concurrency_strategy` to list (else ./ozone.yaml, else the user config dir).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
@@ -46,8 +46,12 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 128)]
     pub best_batch: u32,
     /// Most streams the host accepts (concurrency plugins).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = crate::config::DEFAULT_MAX_CONCURRENCY)]
     pub max_concurrency: u32,
+    /// Service-level objective handed to a concurrency plugin, as `ozone tune --slo`
+    /// takes it (e.g. `ttft-p95=1600ms`).
+    #[arg(long, value_name = "METRIC=VALUE,...", value_parser = crate::config::parse_slo)]
+    pub slo: Option<Slo>,
 }
 
 pub fn run(command: Command) -> Result<(), CliError> {
@@ -70,13 +74,17 @@ fn new_host() -> Result<PluginHost, CliError> {
 fn configured_files(config: Option<&std::path::Path>) -> Result<Vec<PathBuf>, CliError> {
     let loaded = crate::config::load(config).map_err(|e| CliError::new(Exit::BadInput, e))?;
     let ozone = &loaded.config.ozone;
-    Ok([&ozone.context_strategy, &ozone.batch_strategy]
-        .into_iter()
-        .filter_map(|s| match s.parse::<PluginRef>() {
-            Ok(PluginRef::File(path)) => Some(path),
-            _ => None,
-        })
-        .collect())
+    Ok([
+        &ozone.context_strategy,
+        &ozone.batch_strategy,
+        &ozone.concurrency_strategy,
+    ]
+    .into_iter()
+    .filter_map(|s| match s.parse::<PluginRef>() {
+        Ok(PluginRef::File(path)) => Some(path),
+        _ => None,
+    })
+    .collect())
 }
 
 fn list(files: &[PathBuf]) -> Result<(), CliError> {
@@ -160,13 +168,17 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         World::Concurrency => {
             let machine = ConcurrencyMachine::default();
             let bounds = plugin::concurrency_bounds(args.max_concurrency);
-            let slo = Slo::default();
+            let slo = args.slo.clone().unwrap_or_default();
             let mut search = host
                 .load_concurrency(&plugin, settings, &hw, &model, &bounds, &slo)
                 .map_err(CliError::plugin)?;
+            let objective = match crate::config::slo_text(&slo) {
+                text if text.is_empty() => "no SLO".to_string(),
+                text => format!("SLO {text}"),
+            };
             println!(
                 "simulated server: {} ms to first token per queued prompt, {} tok/s per stream, \
-                 {} tok/s in all; bounds {}..={} streams, no SLO",
+                 {} tok/s in all; bounds {}..={} streams, {objective}",
                 machine.ttft_ms, machine.stream_tps, machine.aggregate_tps, bounds.min, bounds.max
             );
             drive(

@@ -131,7 +131,7 @@ mod tests {
         })
         .unwrap();
         let html = std::fs::read_to_string(dir.path().join("report/run.html")).unwrap();
-        assert_eq!(html.matches("<svg").count(), 4);
+        assert_eq!(html.matches("<svg").count(), 6);
         assert!(html.contains("unfinished"));
 
         let other = dir.path().join("notes.jsonl");

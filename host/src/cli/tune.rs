@@ -37,6 +37,8 @@ pub enum PresetChoice {
     MaxContext,
     Balanced,
     FastResponse,
+    /// The concurrency found: `-np N` slots of the context, for N users at once.
+    Serving,
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +78,15 @@ pub struct Args {
     /// Batch-scaling plugin: `batch-scaler` (built in) or a component FILE.wasm.
     #[arg(long, value_name = "NAME|FILE")]
     pub batch_strategy: Option<String>,
+    /// Concurrency-search plugin: `concurrency-ladder` (built in) or a component FILE.wasm.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub concurrency_strategy: Option<String>,
+    /// Service-level objective for the concurrency search (ozone.slo): any of ttft-p50,
+    /// ttft-p95, ttft-p99, tpot-p50, tpot-p95, e2e-p95 (in ms or s) and decode-min (the
+    /// slowest stream's tokens/s), e.g. `ttft-p95=2000ms,tpot-p95=100ms,decode-min=10`.
+    /// Without one, the most streams that run stable.
+    #[arg(long, value_name = "METRIC=VALUE,...")]
+    pub slo: Option<String>,
 
     /// Absolute budget for the resident memory of the server's process tree, in MiB.
     /// Useful on shared machines; a trial that exceeds it fails with a threshold breach.
@@ -109,7 +120,7 @@ pub struct Args {
     /// `-c`; trials always run with `-fit off`.
     #[arg(long, value_name = "MIB")]
     pub fit_target_mb: Option<u64>,
-    /// Stop after the context search and batch scaling (no concurrency ladder).
+    /// Stop after the context search and batch scaling (no concurrency search).
     #[arg(long)]
     pub skip_concurrency: bool,
 
@@ -163,6 +174,9 @@ Examples:
       Let the server use at most 40 GiB of GPU memory (the rest is someone else's).
   ozone tune model.gguf --context-strategy my_search.wasm
       Search with your own policy (see `ozone plugins check`).
+  ozone tune model.gguf --slo ttft-p95=2s,decode-min=10 --preset serving
+      The most users at once whose time to first token stays under 2 s (p95) and whose
+      streams each get 10 tokens/s; deploy files with that many slots.
   ozone tune --resume ozone_results/logs/model_20261126T120000.jsonl
       Continue after Ctrl-C.";
 
@@ -255,7 +269,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let overrides: [(&str, Option<serde_json::Value>, &str); 6] = [
+    let overrides: [(&str, Option<serde_json::Value>, &str); 8] = [
         (
             "testing.statistical_validation.min_samples_per_config",
             args.samples.map(Into::into),
@@ -286,6 +300,12 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
             args.batch_strategy.clone().map(Into::into),
             "--batch-strategy",
         ),
+        (
+            "ozone.concurrency_strategy",
+            args.concurrency_strategy.clone().map(Into::into),
+            "--concurrency-strategy",
+        ),
+        ("ozone.slo", args.slo.clone().map(Into::into), "--slo"),
     ];
     for (path, value, flag) in overrides {
         if let Some(value) = value {
@@ -295,10 +315,15 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
         }
     }
     // A plugin file must exist now, not after the model's facts are read.
-    for key in ["ozone.context_strategy", "ozone.batch_strategy"] {
+    for key in [
+        "ozone.context_strategy",
+        "ozone.batch_strategy",
+        "ozone.concurrency_strategy",
+    ] {
         let strategy = match key {
             "ozone.context_strategy" => &loaded.config.ozone.context_strategy,
-            _ => &loaded.config.ozone.batch_strategy,
+            "ozone.batch_strategy" => &loaded.config.ozone.batch_strategy,
+            _ => &loaded.config.ozone.concurrency_strategy,
         };
         if let Ok(crate::plugin::PluginRef::File(path)) =
             crate::plugin::PluginRef::from_str(strategy)
@@ -524,6 +549,7 @@ fn preset_name(choice: PresetChoice) -> PresetName {
         PresetChoice::MaxContext => PresetName::MaxContext,
         PresetChoice::Balanced => PresetName::Balanced,
         PresetChoice::FastResponse => PresetName::FastResponse,
+        PresetChoice::Serving => PresetName::Serving,
     }
 }
 
@@ -552,19 +578,13 @@ fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
     }
 }
 
-/// The closing table: limits, presets and where every file is.
+/// The closing table: limits with what bound each, the concurrency levels, presets and
+/// where every file is.
 fn print_result(result: &TuneResult) {
     for note in &result.notes {
         eprintln!("note: {note}");
     }
     let s = &result.summary;
-    let show = |v: Option<u32>, bound: &Option<Bound>| {
-        let value = v.map_or_else(|| "none stable".to_string(), |v| v.to_string());
-        match bound {
-            Some(b) => format!("{value:<11} bound by {}", b.describe()),
-            None => value,
-        }
-    };
     let screens = s.trials.iter().filter(|t| t.stage == Stage::Screen).count();
     println!();
     println!(
@@ -574,23 +594,45 @@ fn print_result(result: &TuneResult) {
         s.trials.len() - screens
     );
     let b = &s.limits.bounds;
-    println!(
-        "  max context      {}",
-        show(s.limits.max_context, &b.max_context)
-    );
-    if let Some(fit) = &s.fit_baseline {
-        println!("  {}", fit.versus(s.limits.max_context));
+    for (what, value, bound) in [
+        ("max context", s.limits.max_context, &b.max_context),
+        ("best batch", s.limits.best_batch, &b.best_batch),
+        (
+            "max concurrency",
+            s.limits.max_concurrency,
+            &b.max_concurrency,
+        ),
+    ] {
+        // A phase that did not run has no value to show, only its reason.
+        let value = match (value, bound) {
+            (Some(v), _) => v.to_string(),
+            (None, Some(Bound::NotRun { .. })) => "–".into(),
+            (None, _) => "none".into(),
+        };
+        match bound {
+            Some(b) => println!("  {what:<16} {value:<11} bound by {}", b.describe()),
+            None => println!("  {what:<16} {value}"),
+        }
+        if what == "max context" {
+            if let Some(fit) = &s.fit_baseline {
+                println!("  {}", fit.versus(s.limits.max_context));
+            }
+        }
     }
-    println!(
-        "  best batch       {}",
-        show(s.limits.best_batch, &b.best_batch)
-    );
-    let concurrency = if result.concurrency_skipped {
-        "not measured (--skip-concurrency)".to_string()
-    } else {
-        show(s.limits.max_concurrency, &b.max_concurrency)
-    };
-    println!("  max concurrency  {concurrency}");
+    let c = &s.concurrency;
+    if !c.levels.is_empty() {
+        let objective = if c.slo.is_empty() {
+            "no objective: stable levels pass".to_string()
+        } else {
+            format!("objective {}", c.slo)
+        };
+        let levels: Vec<String> = c
+            .levels
+            .iter()
+            .map(|l| format!("{}{}", l.streams, if l.passed { "✓" } else { "✗" }))
+            .collect();
+        println!("  levels           {} ({objective})", levels.join(" "));
+    }
     if let Some(note) = report::time_bound_note(s) {
         println!("note: {note}");
     }

@@ -41,6 +41,7 @@ impl Config {
             warmup: self.ozone.warmup,
             timeouts: t.adaptive_timeouts.clone(),
             concurrency_levels: t.concurrency_progression.levels.clone(),
+            requests_per_stream: t.concurrency_progression.requests_per_stream,
             stabilization_delay_s: t.concurrency_progression.stabilization_delay,
             max_concurrent_timeouts: t.concurrency_progression.max_concurrent_timeouts,
             health_timeout_s: self.ozone.health_timeout_s,
@@ -69,6 +70,13 @@ impl Config {
         let base = serde_json::to_value(&self.search_strategy.batch_adaptation)
             .unwrap_or_else(|_| Value::Object(Map::new()));
         self.plugin_settings_json(&plugin_name(&self.ozone.batch_strategy), base)
+    }
+
+    /// Settings JSON for the concurrency plugin: `{"levels": concurrency_progression.levels}`
+    /// with `ozone.plugin_settings.<concurrency plugin name>` merged over it.
+    pub fn concurrency_plugin_settings_json(&self) -> String {
+        let base = json!({ "levels": self.testing.concurrency_progression.levels });
+        self.plugin_settings_json(&plugin_name(&self.ozone.concurrency_strategy), base)
     }
 
     /// `base` with `ozone.plugin_settings.<name>` merged over it (top-level keys replace).

@@ -12,6 +12,7 @@ mod locate;
 mod prescan;
 mod provenance;
 mod schema;
+mod slo;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -25,9 +26,10 @@ pub use schema::{
     BalancedCategory, BatchAdaptation, ConcurrencyProgression, Config, ConfigurationLearning,
     FastResponseCategory, HardwareMonitoring, HardwareProfiles, LearningSystem, MaxContextCategory,
     OzoneSettings, PeakDetection, PresetCategories, ResourceHeadroom, SafetyThresholds,
-    SearchStrategy, StatisticalValidation, Testing, INFORMATIONAL_KEYS, PASSTHROUGH_SECTIONS,
-    UNUSED_SECTIONS,
+    SearchStrategy, StatisticalValidation, Testing, DEFAULT_MAX_CONCURRENCY, INFORMATIONAL_KEYS,
+    PASSTHROUGH_SECTIONS, UNUSED_SECTIONS,
 };
+pub use slo::{parse_slo, slo_text};
 
 /// Name of the config file looked for in the working directory and the user config dir.
 pub const FILE_NAME: &str = "ozone.yaml";
@@ -106,6 +108,7 @@ impl LoadedConfig {
         let oz = &self.config.ozone;
         let context = plugin_name(&oz.context_strategy);
         let batch = plugin_name(&oz.batch_strategy);
+        let concurrency = plugin_name(&oz.concurrency_strategy);
         let file = self
             .source
             .as_deref()
@@ -113,11 +116,12 @@ impl LoadedConfig {
         let unread = self
             .plugin_sections
             .iter()
-            .filter(|(name, _)| **name != context && **name != batch)
+            .filter(|(name, _)| ![&context, &batch, &concurrency].contains(name))
             .map(|(name, at)| {
                 format!(
                     "{file}:{}:{}: `ozone.plugin_settings.{name}` ignored: no configured plugin \
-                     is named {name} (context: {context}, batch: {batch})",
+                     is named {name} (context: {context}, batch: {batch}, concurrency: \
+                     {concurrency})",
                     at.line, at.column
                 )
             });

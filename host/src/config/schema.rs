@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use ozone_sdk::Slo;
 use serde::{Deserialize, Serialize};
 
 use crate::guard::Thresholds;
@@ -276,11 +277,19 @@ impl Default for StatisticalValidation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConcurrencyProgression {
+    /// The concurrency plugin's ladder (its `levels` setting) when there is no objective.
     pub levels: Vec<u32>,
     /// Seconds between levels.
     pub stabilization_delay: f64,
     pub max_concurrent_timeouts: u32,
+    /// Most simultaneous streams the concurrency plugin may propose.
+    pub max_concurrency: u32,
+    /// Measured requests each stream of a level sends in its closed loop.
+    pub requests_per_stream: u32,
 }
+
+/// `max_concurrency` when the file does not set it.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 64;
 
 impl Default for ConcurrencyProgression {
     fn default() -> Self {
@@ -289,6 +298,8 @@ impl Default for ConcurrencyProgression {
             levels: t.concurrency_levels,
             stabilization_delay: t.stabilization_delay_s,
             max_concurrent_timeouts: t.max_concurrent_timeouts,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            requests_per_stream: t.requests_per_stream,
         }
     }
 }
@@ -421,6 +432,14 @@ pub struct OzoneSettings {
     pub context_strategy: String,
     /// Batch plugin: a built-in name (`batch-scaler`) or a path to a `.wasm` component.
     pub batch_strategy: String,
+    /// Concurrency plugin: a built-in name (`concurrency-ladder`) or a path to a `.wasm`
+    /// component.
+    pub concurrency_strategy: String,
+    /// Service-level objective of the concurrency phase, written as `--slo` takes it
+    /// (`ttft-p95=2000ms,tpot-p95=100ms,decode-min=10`); empty: none, the stability
+    /// rule decides.
+    #[serde(with = "super::slo::as_text")]
+    pub slo: Slo,
     /// Smallest context worth proposing, in tokens.
     pub min_context: u32,
     /// Share of the context the prompt fills (0 < r ≤ 1).
@@ -452,6 +471,8 @@ impl Default for OzoneSettings {
         Self {
             context_strategy: "binary-search".into(),
             batch_strategy: "batch-scaler".into(),
+            concurrency_strategy: "concurrency-ladder".into(),
+            slo: Slo::default(),
             min_context: 2048,
             fill_ratio: trials.fill_ratio,
             n_predict: trials.n_predict,

@@ -403,6 +403,49 @@ fn unused_sections_with_odd_keys_still_serialise_to_json() {
 }
 
 #[test]
+fn the_objective_and_the_concurrency_keys_are_read_and_handed_on() {
+    let text = "\
+testing:
+  concurrency_progression:
+    levels: [1, 3, 9]
+    max_concurrency: 16
+    requests_per_stream: 2
+ozone:
+  concurrency_strategy: ./plugins/my-ladder.wasm
+  slo: ttft-p95=2s, decode-min=10
+  plugin_settings:
+    my-ladder:
+      step: 3
+";
+    let loaded = parse_text(text).unwrap();
+    let c = &loaded.config;
+    assert_eq!(slo_text(&c.ozone.slo), "ttft-p95=2000ms,decode-min=10tok/s");
+    assert_eq!(c.testing.concurrency_progression.max_concurrency, 16);
+    assert_eq!(c.trial_settings().requests_per_stream, 2);
+    let settings: serde_json::Value =
+        serde_json::from_str(&c.concurrency_plugin_settings_json()).unwrap();
+    assert_eq!(
+        settings,
+        serde_json::json!({"levels": [1, 3, 9], "step": 3})
+    );
+    // Written back as the text users write, and read again the same.
+    let yaml = serde_yaml::to_string(c).unwrap();
+    assert!(
+        yaml.contains("slo: ttft-p95=2000ms,decode-min=10tok/s"),
+        "{yaml}"
+    );
+    assert_eq!(&parse_text(&yaml).unwrap().config, c);
+    assert!(Config::default().ozone.slo.is_empty());
+    assert_eq!(
+        Config::default()
+            .testing
+            .concurrency_progression
+            .max_concurrency,
+        64
+    );
+}
+
+#[test]
 fn sandbox_is_checked_at_load_with_the_files_position() {
     let err = parse_text("ozone:\n  sandbox:\n    memory_mb: lots\n").unwrap_err();
     assert_eq!(err.position(), Some((3, 16)), "{err}");
@@ -425,6 +468,32 @@ fn sandbox_is_checked_at_load_with_the_files_position() {
 }
 
 #[test]
+fn a_bad_objective_is_one_line_naming_the_part_in_the_file_and_the_flag() {
+    let err = parse_text("ozone:\n  slo: ttft-p95=2s,tpot-p90=50ms\n").unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("ozone.yaml:2:"), "{msg}");
+    assert!(msg.contains("unknown metric `tpot-p90`"), "{msg}");
+    assert!(!msg.contains('\n'), "{msg}");
+
+    let mut loaded = LoadedConfig::defaults();
+    let err = loaded
+        .set_override("ozone.slo", "ttft-p95=2000us", "--slo")
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("--slo: "), "{err}");
+    assert!(err.contains("bad unit `us`"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+    loaded
+        .set_override("ozone.slo", "e2e-p95=30s", "--slo")
+        .unwrap();
+    assert_eq!(loaded.config.ozone.slo.bounds[0].value, 30_000.0);
+    assert_eq!(
+        loaded.provenance("ozone.slo"),
+        Provenance::Flag("--slo".into())
+    );
+}
+
+#[test]
 fn plugin_settings_for_no_configured_plugin_are_warned_until_a_flag_names_it() {
     let text = "\
 ozone:
@@ -438,7 +507,8 @@ ozone:
         loaded.warnings,
         vec![
             "ozone.yaml:4:5: `ozone.plugin_settings.my-search` ignored: no configured plugin is \
-             named my-search (context: binary-search, batch: batch-scaler)"
+             named my-search (context: binary-search, batch: batch-scaler, concurrency: \
+             concurrency-ladder)"
                 .to_string()
         ]
     );

@@ -130,6 +130,14 @@ pub fn check(config: &Config) -> Vec<Problem> {
         "testing.concurrency_progression.stabilization_delay",
         t.concurrency_progression.stabilization_delay,
     );
+    p.positive_u(
+        "testing.concurrency_progression.max_concurrency",
+        t.concurrency_progression.max_concurrency.into(),
+    );
+    p.positive_u(
+        "testing.concurrency_progression.requests_per_stream",
+        t.concurrency_progression.requests_per_stream.into(),
+    );
     let at = &t.adaptive_timeouts;
     for (key, v) in [
         ("testing.adaptive_timeouts.base_timeout", at.base_timeout),
@@ -189,6 +197,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
     for (key, name) in [
         ("ozone.context_strategy", &oz.context_strategy),
         ("ozone.batch_strategy", &oz.batch_strategy),
+        ("ozone.concurrency_strategy", &oz.concurrency_strategy),
     ] {
         p.require(!name.trim().is_empty(), &[key], "must not be empty".into());
     }

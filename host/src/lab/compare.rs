@@ -134,8 +134,8 @@ pub async fn replay(
         &profile.model,
         &profile.parameters,
     );
-    let (mut context, mut batch) = match loaded {
-        Ok(pair) => pair,
+    let mut strategies = match loaded {
+        Ok(strategies) => strategies,
         Err(e) => {
             replay.error = Some(load_error(&e));
             replay.plugin_error = Some(Arc::new(e));
@@ -155,7 +155,7 @@ pub async fn replay(
         thresholds: &thresholds,
         cancel: CancellationToken::new(),
     };
-    let outcome = driver.run(&plan, &mut context, &mut batch).await;
+    let outcome = driver.run(&plan, &mut strategies).await;
     match outcome {
         Ok(limits) => replay.limits = Some(limits),
         Err(TuneError::Plugin(e)) => {

@@ -124,6 +124,7 @@ impl Profile {
                 LogEvent::Sample { .. }
                 | LogEvent::Series { .. }
                 | LogEvent::Resumed { .. }
+                | LogEvent::Note { .. }
                 | LogEvent::FitBaseline { .. } => {}
             }
         }

@@ -71,7 +71,7 @@ pub enum PluginError {
         min: u32,
         max: u32,
     },
-    #[error("plugin {plugin} proposed concurrency {value} (its concurrency bounds are {min}..={max} streams)")]
+    #[error("plugin {plugin} proposed concurrency {value} (its concurrency bounds are {min}..={max} streams; the largest is testing.concurrency_progression.max_concurrency)")]
     ConcurrencyOutOfRange {
         plugin: String,
         value: u32,

@@ -3,14 +3,16 @@
 //! file only constructs them.
 
 use ozone_sdk::{
-    BatchBounds, ConcurrencyBounds, ContextBounds, Failure, HardwareFacts, Headroom, ModelFacts,
-    SizeClass, Stage, Threshold, TrialConfig, TrialOutcome, Verdict,
+    BatchBounds, ConcurrencyBounds, ConcurrencyOutcome, ContextBounds, Failure, HardwareFacts,
+    Headroom, ModelFacts, SizeClass, Slo, Stage, Threshold, TrialConfig, TrialOutcome, Verdict,
 };
 
 use crate::backend::{self, ModelMetadata};
 use crate::guard::{memory_limit_bytes, Thresholds};
 use crate::hardware::HardwareSnapshot;
-use crate::record::{self, FailureKind, KvCacheType, Metric, TrialRecord};
+use crate::record::{
+    self, ConcurrencyFigures, FailureKind, KvCacheType, Metric, SloVerdict, TrialRecord,
+};
 
 /// The machine as probed, with the byte levels the memory thresholds breach at.
 pub fn hardware_facts(snapshot: &HardwareSnapshot, thresholds: &Thresholds) -> HardwareFacts {
@@ -122,6 +124,38 @@ pub fn trial_outcome(
         cv: record.cv,
         success_rate: record.success_rate,
     }
+}
+
+/// The outcome of a concurrency level: the trial's outcome, its figures, and the
+/// objective judged by the contract's one rule ([`ConcurrencyOutcome::judge`]: every
+/// bound must hold; a figure not measured misses).
+pub fn concurrency_outcome(
+    record: &TrialRecord,
+    figures: &ConcurrencyFigures,
+    snapshot: &HardwareSnapshot,
+    thresholds: &Thresholds,
+    slo: &Slo,
+) -> ConcurrencyOutcome {
+    let streams = figures.stream_decode_tps.as_ref();
+    let mut outcome = ConcurrencyOutcome {
+        trial: trial_outcome(record, snapshot, thresholds),
+        latency: figures.latency,
+        stream_decode_tps: streams.map(|s| s.mean),
+        min_stream_decode_tps: streams.map(|s| s.min),
+        aggregate_decode_tps: figures.aggregate_decode_tps,
+        slo_met: None,
+        slo_missed: Vec::new(),
+    };
+    outcome.judge(slo);
+    outcome
+}
+
+/// The judgement of an outcome, as the trial log records it (absent without an objective).
+pub fn slo_verdict(outcome: &ConcurrencyOutcome) -> Option<SloVerdict> {
+    outcome.slo_met.map(|met| SloVerdict {
+        met,
+        missed: outcome.slo_missed.clone(),
+    })
 }
 
 fn size_class(class: backend::SizeClass) -> SizeClass {
@@ -244,6 +278,7 @@ mod tests {
             completion_tokens: None,
             total_ms: None,
             error: Some("killed".into()),
+            ..SampleRecord::default()
         };
         let record = TrialRecord {
             id: 3,
@@ -281,6 +316,7 @@ mod tests {
             verdict: record::Verdict::Failed,
             stopped_early: None,
             server_log_tail: Vec::new(),
+            concurrency: None,
         };
         let o = trial_outcome(&record, &snapshot(), &Thresholds::default());
         assert_eq!(o.headroom.gpu_memory_bytes, Some(-2 * GIB as i64));

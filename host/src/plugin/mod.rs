@@ -29,12 +29,15 @@ mod strategy;
 
 pub use builtin::{Builtin, BUILTINS};
 pub use error::PluginError;
-pub use facts::{batch_bounds, concurrency_bounds, hardware_facts, model_facts, trial_outcome};
+pub use facts::{
+    batch_bounds, concurrency_bounds, concurrency_outcome, hardware_facts, model_facts,
+    slo_verdict, trial_outcome,
+};
 pub use host::{PluginHost, PluginRef, World};
 pub use limits::SandboxLimits;
 pub use ozone_sdk::{
     BatchBounds, ConcurrencyBounds, ConcurrencyOutcome, ContextBounds, HardwareFacts, ModelFacts,
-    Slo, TrialOutcome, API_VERSION,
+    Slo, SloBound, SloMetric, TrialOutcome, API_VERSION,
 };
 pub use strategy::{BatchScaler, ConcurrencySearch, ContextSearch, Strategy};
 

@@ -7,12 +7,14 @@
 //! reports that read the log) can share one vocabulary.
 
 mod breach;
+mod concurrency;
 mod fit;
 mod series;
 
 use serde::{Deserialize, Serialize};
 
 pub use breach::{Breach, Metric};
+pub use concurrency::{ConcurrencyFigures, Latency, SloMiss, SloVerdict};
 pub use fit::{FitBaseline, FitSource};
 pub use series::{Peaks, SamplePoint, SampleSeries};
 
@@ -108,8 +110,11 @@ pub struct TrialFailure {
 /// One request of a trial.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct SampleRecord {
-    /// 0-based index within the trial; with concurrency c, samples run c at a time.
+    /// 0-based index within the trial, in the order the requests finished.
     pub index: u32,
+    /// The stream that sent it, in a concurrency trial (a closed loop of streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<u32>,
     pub ok: bool,
     /// Time to the first streamed token, measured at the client.
     pub ttft_ms: Option<f64>,
@@ -122,7 +127,30 @@ pub struct SampleRecord {
     /// Tokens the server generated (its own count).
     pub completion_tokens: Option<u32>,
     pub total_ms: Option<f64>,
+    /// The server's own prompt-processing time for this request (llama-server
+    /// `timings.prompt_ms`), to check the client's figures against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_prompt_ms: Option<f64>,
+    /// The server's own generation time for this request (llama-server
+    /// `timings.predicted_ms`: first generated token to the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_predicted_ms: Option<f64>,
     pub error: Option<String>,
+}
+
+impl SampleRecord {
+    /// Time per output token after the first, ms: the decode span over
+    /// (generated − 1), the inverse of `decode_tps`.
+    pub fn tpot_ms(&self) -> Option<f64> {
+        self.decode_tps.filter(|t| *t > 0.0).map(|t| 1000.0 / t)
+    }
+}
+
+/// The nearest-rank percentile `p` (0..=1) of `sorted` (ascending): the smallest value
+/// with at least `p` of the values at or below it. `None` when empty.
+pub fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
+    let n = sorted.len();
+    (n > 0).then(|| sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1])
 }
 
 /// Summary statistics of one figure over the successful samples.
@@ -152,7 +180,7 @@ impl Stats {
         };
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
-        let rank = |p: f64| sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1];
+        let rank = |p: f64| nearest_rank(&sorted, p).unwrap_or(0.0);
         Some(Self {
             n: n as u32,
             mean,
@@ -241,4 +269,8 @@ pub struct TrialRecord {
     pub stopped_early: Option<String>,
     /// The server log's last lines, kept when the trial failed.
     pub server_log_tail: Vec<String>,
+    /// The figures of a concurrency level: latency percentiles, per-stream and aggregate
+    /// throughput, the objective's judgement. Absent for context and batch trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencyFigures>,
 }

@@ -4,10 +4,11 @@
 use std::fmt::Write;
 
 use crate::guard::memory_limit_bytes;
+use crate::plugin::SloMetric;
 use crate::record::{Peaks, Phase, Stage, Stats, TrialRecord, Verdict};
 
 use super::svg::{Chart, Mark, Point, Series};
-use super::RunSummary;
+use super::{Level, RunSummary};
 
 const MIB: f64 = 1048576.0;
 
@@ -97,8 +98,8 @@ fn memory_limit(
     (Some(limit as f64 / MIB), label)
 }
 
-/// The report's four charts: context vs peak memory, throughput vs batch, throughput
-/// and TTFT vs concurrency.
+/// The report's charts: context vs peak memory, throughput vs batch, and for the
+/// concurrency levels goodput, TTFT, time per output token and request latency.
 pub(super) fn charts(s: &RunSummary) -> Vec<Chart> {
     let axis = memory_axis(s);
     let memory = Chart {
@@ -130,7 +131,12 @@ pub(super) fn charts(s: &RunSummary) -> Vec<Chart> {
                 })
                 .collect(),
         }],
-        limit: axis.limit_mib.map(|v| (v, axis.limit_label.clone())),
+        limits: axis
+            .limit_mib
+            .map(|v| (v, axis.limit_label.clone()))
+            .into_iter()
+            .collect(),
+        stable_means: "stable",
     };
 
     // Throughput vs batch at the context the batch phase ran at.
@@ -167,82 +173,125 @@ pub(super) fn charts(s: &RunSummary) -> Vec<Chart> {
                 .map(|t| measure_point(t, f64::from(t.config.batch), t.decode_tps.as_ref()))
                 .collect(),
         }],
-        limit: None,
+        limits: Vec::new(),
+        stable_means: "stable",
     };
 
-    // Concurrency ladder: its trials plus the single-stream trial they started from.
-    let ladder: Vec<&TrialRecord> = {
-        let conc: Vec<&TrialRecord> = s
-            .trials
+    let mut all = vec![memory, batch];
+    all.extend(concurrency_charts(s));
+    all
+}
+
+/// Goodput and latency percentiles against the streams of each concurrency level, with
+/// the objective's bounds as lines and each level marked passed, missed, unstable or
+/// failed.
+fn concurrency_charts(s: &RunSummary) -> Vec<Chart> {
+    let levels = &s.concurrency.levels;
+    if levels.is_empty() {
+        return Vec::new();
+    }
+    let slo = &s.config.ozone.slo;
+    let lines = |metrics: &[SloMetric]| -> Vec<(f64, String)> {
+        slo.bounds
             .iter()
-            .filter(|t| t.phase == Phase::Concurrency)
-            .collect();
-        let base = conc.first().and_then(|c| {
-            s.trials.iter().rev().find(|t| {
-                t.config.concurrency == 1
-                    && t.config.ctx == c.config.ctx
-                    && t.config.batch == c.config.batch
-                    && t.phase != Phase::Concurrency
-                    && t.stage == Stage::Verify
+            .filter(|b| metrics.contains(&b.metric))
+            .map(|b| {
+                let unit = if b.metric.is_floor() { "tok/s" } else { "ms" };
+                (b.value, format!("SLO {} {}{unit}", b.metric, b.value))
             })
-        });
-        base.into_iter().chain(conc).collect()
+            .collect()
     };
-    let aggregate = |t: &TrialRecord| {
-        t.decode_tps.as_ref().map(|d| Stats {
-            mean: d.mean * f64::from(t.config.concurrency),
-            stddev: d.stddev * f64::from(t.config.concurrency),
-            ..d.clone()
-        })
+    let stable_means = if slo.is_empty() { "stable" } else { "passed" };
+    let series = |name: &str, color: &'static str, y: fn(&Level) -> Option<f64>| Series {
+        name: name.into(),
+        color,
+        connect: true,
+        points: levels
+            .iter()
+            .map(|l| Point {
+                x: f64::from(l.streams),
+                y: y(l),
+                err: None,
+                mark: level_mark(l),
+                label: level_label(l),
+            })
+            .collect(),
     };
-    let throughput = Chart {
-        title: "Throughput vs concurrency".into(),
+    let chart = |title: &str, y_label: &str, series: Vec<Series>, limits| Chart {
+        title: title.into(),
         x_label: "concurrent streams (log scale)".into(),
-        y_label: "decode tokens/s".into(),
+        y_label: y_label.into(),
         log2_x: true,
-        series: vec![
-            Series {
-                name: "per stream".into(),
-                color: "#1d6fa5",
-                connect: true,
-                points: ladder
-                    .iter()
-                    .map(|t| {
-                        measure_point(t, f64::from(t.config.concurrency), t.decode_tps.as_ref())
-                    })
-                    .collect(),
-            },
-            Series {
-                name: "all streams".into(),
-                color: "#7b3fa0",
-                connect: true,
-                points: ladder
-                    .iter()
-                    .map(|t| {
-                        measure_point(t, f64::from(t.config.concurrency), aggregate(t).as_ref())
-                    })
-                    .collect(),
-            },
-        ],
-        limit: None,
+        series,
+        limits,
+        stable_means,
     };
-    let ttft = Chart {
-        title: "TTFT vs concurrency".into(),
-        x_label: "concurrent streams (log scale)".into(),
-        y_label: "time to first token (ms)".into(),
-        log2_x: true,
-        series: vec![Series {
-            name: "TTFT".into(),
-            color: "#b5562b",
-            connect: true,
-            points: ladder
-                .iter()
-                .map(|t| measure_point(t, f64::from(t.config.concurrency), t.ttft_ms.as_ref()))
-                .collect(),
-        }],
-        limit: None,
-    };
-    vec![memory, batch, throughput, ttft]
+    vec![
+        chart(
+            "Goodput vs concurrency (tokens/s of the levels that passed)",
+            "decode tokens/s",
+            vec![
+                series("all streams", "#7b3fa0", |l| l.figures.aggregate_decode_tps),
+                series("slowest stream", "#1d6fa5", |l| {
+                    l.figures.stream_decode_tps.as_ref().map(|t| t.min)
+                }),
+            ],
+            lines(&[SloMetric::DecodeMin]),
+        ),
+        chart(
+            "Time to first token vs concurrency",
+            "TTFT (ms)",
+            vec![
+                series("p50", "#e4a36f", |l| l.figures.latency.ttft_p50_ms),
+                series("p95", "#b5562b", |l| l.figures.latency.ttft_p95_ms),
+                series("p99", "#6e2a10", |l| l.figures.latency.ttft_p99_ms),
+            ],
+            lines(&[SloMetric::TtftP50, SloMetric::TtftP95, SloMetric::TtftP99]),
+        ),
+        chart(
+            "Time per output token vs concurrency",
+            "TPOT (ms)",
+            vec![
+                series("p50", "#7fb8dc", |l| l.figures.latency.tpot_p50_ms),
+                series("p95", "#1d6fa5", |l| l.figures.latency.tpot_p95_ms),
+            ],
+            lines(&[SloMetric::TpotP50, SloMetric::TpotP95]),
+        ),
+        chart(
+            "Request latency vs concurrency",
+            "end-to-end latency (ms)",
+            vec![series("p95", "#444", |l| l.figures.latency.e2e_p95_ms)],
+            lines(&[SloMetric::E2eP95]),
+        ),
+    ]
+}
+
+/// Passed: stable and the objective held; missed: stable, the objective did not hold.
+fn level_mark(l: &Level) -> Mark {
+    match (l.passed, l.verdict) {
+        (true, _) => Mark::Stable,
+        (false, Verdict::Stable) => Mark::Missed,
+        (false, v) => mark(v),
+    }
+}
+
+fn level_label(l: &Level) -> String {
+    let mut label = format!(
+        "trial {}: {} streams — {:?}",
+        l.trial_id, l.streams, l.verdict
+    );
+    if let Some(v) = &l.figures.slo {
+        if v.met {
+            label.push_str(", objective met");
+        }
+        for m in &v.missed {
+            let measured = m
+                .measured
+                .map_or("not measured".to_string(), |x| format!("{x:.1}"));
+            let _ = write!(label, ", {} {measured} missed {}", m.metric, m.bound);
+        }
+    }
+    label
 }
 
 fn measure_point(t: &TrialRecord, x: f64, s: Option<&Stats>) -> Point {

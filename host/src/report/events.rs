@@ -9,6 +9,7 @@
 //! {"event":"series","trial_id":1,"series":{"interval_ms":100,"points":[…],"peaks":{…}}}
 //! {"event":"decision","phase":"context","plugin":"binary-search","proposed":null}
 //! {"event":"decision","phase":"context","plugin":"binary-search","proposed":9728,"stage":"verify"}
+//! {"event":"note","phase":"concurrency","message":"llama-server ran each level of N streams with -np N slots …"}
 //! {"event":"resumed","at":"2026-11-26T14:00:00Z"}
 //! {"event":"run_finished","status":"completed","finished_at":"…","limits":{"max_context":{"value":9728,"bound_by":"memory","evidence":{…}},…},"message":null}
 //! ```
@@ -22,7 +23,10 @@
 //!   (samples after the last `trial` line). The `trial` line repeats every sample.
 //! - `trial`: a finished trial (`stage` screen or verify; logs written before stages
 //!   existed have none and read as verify; `stopped_early` says why a trial ended
-//!   before all its samples ran).
+//!   before all its samples ran; a concurrency level's figures and objective verdict
+//!   in `concurrency`).
+//! - `note`: what the run says about a phase as it starts (how the server runs the
+//!   concurrency levels).
 //!
 //! Readers skip a torn last line (a crash mid-write) and reject any other bad line.
 
@@ -84,6 +88,8 @@ pub enum LogEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stage: Option<Stage>,
     },
+    /// What the run says about a phase as it starts (how the server runs its trials).
+    Note { phase: Phase, message: String },
     /// Last line of a run.
     RunFinished(RunFinished),
 }
@@ -91,7 +97,7 @@ pub enum LogEvent {
 /// A strategy plugin a run used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginUse {
-    /// `context` or `batch`.
+    /// `context`, `batch` or `concurrency`.
     pub role: String,
     pub name: String,
     pub version: Option<String>,

@@ -48,15 +48,13 @@ pub fn write_run_outputs(
     let params = started.parameters.as_ref();
     let preset = params.map_or(PresetName::Balanced, |p| p.preset);
     let command = match (started.backend, params, server_binary) {
-        (BackendKind::LlamaServer, Some(params), Some(binary)) => {
-            summary.presets.get(preset).map(|p| {
-                let spec =
-                    params.llama_spec(binary.to_path_buf(), PathBuf::from(&started.model_source));
-                let mut command = command_line(&spec, &p.config);
-                command.extend(["--host", "127.0.0.1", "--port", "8080"].map(String::from));
-                command
-            })
-        }
+        (BackendKind::LlamaServer, Some(params), Some(binary)) => summary.preset(preset).map(|p| {
+            let spec =
+                params.llama_spec(binary.to_path_buf(), PathBuf::from(&started.model_source));
+            let mut command = command_line(&spec, &p.config);
+            command.extend(["--host", "127.0.0.1", "--port", "8080"].map(String::from));
+            command
+        }),
         _ => None,
     };
     write_outputs(
@@ -124,7 +122,7 @@ pub fn write_outputs(
     };
     write(&env_path, &to_json(&env_path, &env)?)?;
 
-    let chosen = preset.and_then(|p| summary.presets.get(p));
+    let chosen = preset.and_then(|p| summary.preset(p));
     let mut modelfile = None;
     let mut script = None;
     let mut notes = Vec::new();
@@ -223,10 +221,11 @@ fn modelfile_text(summary: &RunSummary, p: &Preset) -> Result<String, String> {
     }
     Ok(format!(
         "# Written by ozone {ver}: preset {name} for {model}, measured {at}.\n\
-         # {figures}\n\
+         # {figures}\n{parallel}\
          FROM {from}\n\
          PARAMETER num_ctx {ctx}\n\
          PARAMETER num_batch {batch}\n",
+        parallel = ollama_parallel_note(p),
         ver = summary.ozone_version,
         name = p.name,
         model = comment(&summary.model.name),
@@ -266,9 +265,27 @@ fn launch_script(
     ))
 }
 
+/// Several streams need as many parallel requests, which Ollama takes from the
+/// environment of its server only.
+fn ollama_parallel_note(p: &Preset) -> String {
+    let n = p.config.concurrency;
+    if n > 1 {
+        format!(
+            "# {n} streams at once: start the Ollama server with OLLAMA_NUM_PARALLEL={n}; no \
+             Modelfile parameter or request option sets it.\n"
+        )
+    } else {
+        String::new()
+    }
+}
+
 fn figures_line(p: &Preset) -> String {
+    let slots = match p.config.concurrency {
+        1 => String::new(),
+        n => format!(" x{n} streams (-np {n})"),
+    };
     format!(
-        "ctx {} batch {}: decode {:.1} ± {:.1} tok/s, TTFT p50 {:.0} ms, {}/{} samples ok (trial {})",
+        "ctx {}{slots} batch {}: decode {:.1} ± {:.1} tok/s per request, TTFT p50 {:.0} ms, {}/{} samples ok (trial {})",
         p.ctx,
         p.config.batch,
         p.decode_tps.mean,
@@ -300,11 +317,16 @@ struct DefaultsPresets {
     balanced: Option<DefaultsPreset>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fast_response: Option<DefaultsPreset>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serving: Option<DefaultsPreset>,
 }
 
 #[derive(Debug, Serialize)]
 struct DefaultsPreset {
+    /// Context per slot.
     num_ctx: u32,
+    /// Parallel slots (`-np`, `OLLAMA_NUM_PARALLEL`): the streams served at once.
+    num_parallel: u32,
     batch: u32,
     ubatch: u32,
     num_predict: u32,
@@ -331,17 +353,30 @@ struct Performance {
     samples: u32,
     trial_id: u32,
     phase: Phase,
-    score: f64,
+    /// Absent for `serving`, which is not scored.
+    score: Option<f64>,
     peak_process_rss_mb: Option<u64>,
     peak_gpu_mem_mb: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     peak_server_gpu_mem_mb: Option<u64>,
 }
 
+impl DefaultsPresets {
+    fn none() -> Self {
+        Self {
+            max_context: None,
+            balanced: None,
+            fast_response: None,
+            serving: None,
+        }
+    }
+}
+
 impl DefaultsFile {
     fn new(s: &RunSummary) -> Self {
         let entry = |p: &Preset| DefaultsPreset {
             num_ctx: p.ctx,
+            num_parallel: p.config.concurrency,
             batch: p.config.batch,
             ubatch: p.config.ubatch,
             num_predict: s.config.ozone.n_predict,
@@ -362,26 +397,21 @@ impl DefaultsFile {
                 samples: p.evidence.samples,
                 trial_id: p.evidence.trial_id,
                 phase: p.evidence.phase,
-                score: round(p.score.total, 4),
+                score: p.score.map(|s| round(s.total, 4)),
                 peak_process_rss_mb: p.peaks.process_rss_bytes.map(|b| b >> 20),
                 peak_gpu_mem_mb: p.peaks.gpu_mem_used_bytes.map(|b| b >> 20),
                 peak_server_gpu_mem_mb: p.peaks.server_gpu_mem_bytes.map(|b| b >> 20),
             },
         };
-        let (presets, note) = match &s.presets {
+        let (mut presets, note) = match &s.presets {
             Presets::NoStableConfiguration => (
-                DefaultsPresets {
-                    max_context: None,
-                    balanced: None,
-                    fast_response: None,
-                },
+                DefaultsPresets::none(),
                 Some("no configuration was stable: no presets".to_string()),
             ),
             Presets::OnlyOne { preset } => (
                 DefaultsPresets {
                     max_context: Some(entry(preset)),
-                    balanced: None,
-                    fast_response: None,
+                    ..DefaultsPresets::none()
                 },
                 Some(
                     "only one configuration was stable; it is under max_context and serves \
@@ -398,10 +428,12 @@ impl DefaultsFile {
                     max_context: Some(entry(max_context)),
                     balanced: Some(entry(balanced)),
                     fast_response: Some(entry(fast_response)),
+                    serving: None,
                 },
                 None,
             ),
         };
+        presets.serving = s.serving.as_ref().map(entry);
         Self {
             model: s.model.name.clone(),
             updated_at: s.finished_at.unwrap_or(s.started_at),

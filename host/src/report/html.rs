@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::record::{Peaks, Stats, Verdict};
-use crate::tune::presets::{Preset, Presets};
+use crate::tune::presets::{Preset, PresetName, Presets};
 use crate::tune::Bound;
 
 use super::charts::charts;
@@ -33,6 +33,7 @@ pub fn render_summary_html(s: &RunSummary) -> String {
     header(&mut h, s);
     presets_section(&mut h, s);
     limits_section(&mut h, s);
+    concurrency_section(&mut h, s);
     h.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
     for chart in charts(s) {
         h.push_str(&chart.render());
@@ -179,35 +180,45 @@ fn presets_section(h: &mut String, s: &RunSummary) {
          <th>decode tok/s</th><th>TTFT ms</th><th>prefill tok/s</th><th>score</th>\
          <th>evidence</th><th>note</th></tr>\n",
     );
-    for p in s.presets.list() {
+    for p in s.presets.list().into_iter().chain(&s.serving) {
         preset_row(h, s, p);
     }
     h.push_str("</table>\n");
 }
 
 fn preset_row(h: &mut String, s: &RunSummary, p: &Preset) {
-    let name = if s.presets.only_one() {
+    let name = if s.presets.only_one() && p.name != PresetName::Serving {
         "the only stable configuration".to_string()
     } else {
         p.name.to_string()
     };
+    let ctx = match p.config.concurrency {
+        1 => p.ctx.to_string(),
+        n => format!("{} × {n} slots", p.ctx),
+    };
+    let score = p.score.map_or_else(
+        || "– (the concurrency search's answer)".to_string(),
+        |sc| {
+            format!(
+                "{:.3} (T {:.2}, L {:.2}, C {:.2})",
+                sc.total, sc.throughput, sc.ttft, sc.context
+            )
+        },
+    );
     let _ = writeln!(
         h,
         "<tr><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td>\
-         <td>{}</td><td>{:.3} (T {:.2}, L {:.2}, C {:.2})</td>\
+         <td>{}</td><td>{}</td>\
          <td>trial {}, {}/{} ok ({:.0} %), CV {}</td><td>{}</td></tr>",
         escape(&name),
-        p.ctx,
+        escape(&ctx),
         p.config.batch,
         p.config.ubatch,
         p.config.kv_cache_type.as_str(),
         stats(Some(&p.decode_tps), 1),
         stats(Some(&p.ttft_ms), 0),
         stats(p.prefill_tps.as_ref(), 0),
-        p.score.total,
-        p.score.throughput,
-        p.score.ttft,
-        p.score.context,
+        escape(&score),
         p.evidence.trial_id,
         p.evidence.successful,
         p.evidence.samples,
@@ -242,8 +253,8 @@ fn limits_section(h: &mut String, s: &RunSummary) {
         h,
         "<h2>Limits found</h2>\n<table class=\"facts\"><tr><th></th><th>value</th>\
          <th>bound by</th></tr><tr><th>largest stable context</th><td>{}</td><td>{}</td></tr>\
-         {fit}<tr><th>best batch</th><td>{}</td><td>{}</td></tr><tr><th>highest stable \
-         concurrency</th><td>{}</td><td>{}</td></tr></table>",
+         {fit}<tr><th>best batch</th><td>{}</td><td>{}</td></tr><tr><th>most concurrent \
+         streams</th><td>{}</td><td>{}</td></tr></table>",
         show(s.limits.max_context),
         bound(&b.max_context),
         show(s.limits.best_batch),
@@ -272,6 +283,81 @@ fn limits_section(h: &mut String, s: &RunSummary) {
                 .join("; ")
         )
     );
+}
+
+/// The objective, how the server ran the levels, and every level's figures.
+fn concurrency_section(h: &mut String, s: &RunSummary) {
+    let c = &s.concurrency;
+    if c.levels.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Concurrency</h2>\n");
+    let objective = if c.slo.is_empty() {
+        "none: a level passes when its trial is stable".to_string()
+    } else {
+        c.slo.clone()
+    };
+    let _ = writeln!(
+        h,
+        "<table class=\"facts\"><tr><th>objective</th><td>{}</td></tr>\
+         <tr><th>server</th><td>{}</td></tr></table>",
+        escape(&objective),
+        escape(c.server.as_deref().unwrap_or(""))
+    );
+    h.push_str(
+        "<table><tr><th>streams</th><th>trial</th><th>verdict</th><th>objective</th>\
+         <th>TTFT p50 / p95 / p99 ms</th><th>TPOT p50 / p95 ms</th><th>e2e p95 ms</th>\
+         <th>per stream tok/s (mean, slowest)</th><th>all streams tok/s</th>\
+         <th>requests ok</th></tr>\n",
+    );
+    let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}"));
+    let ms1 = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
+    for l in &c.levels {
+        let f = &l.figures;
+        let judged = match &f.slo {
+            None if l.passed => "passed".to_string(),
+            None => "–".to_string(),
+            Some(v) if v.met => "met".to_string(),
+            Some(v) => format!(
+                "missed: {}",
+                v.missed
+                    .iter()
+                    .map(|m| format!(
+                        "{} {} (bound {})",
+                        m.metric,
+                        m.measured
+                            .map_or("not measured".to_string(), |x| format!("{x:.1}")),
+                        m.bound
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let trial = s.trials.iter().find(|t| t.id == l.trial_id);
+        let ok = trial.map_or(0, |t| t.samples.iter().filter(|x| x.ok).count());
+        let all = trial.map_or(0, |t| t.samples.len());
+        let streams = f.stream_decode_tps.as_ref();
+        let _ = writeln!(
+            h,
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{} / {} / {}</td>\
+             <td>{} / {}</td><td>{}</td><td>{}, {}</td><td>{}</td><td>{ok}/{all}</td></tr>",
+            if l.passed { "stable" } else { "failed" },
+            l.streams,
+            l.trial_id,
+            l.verdict,
+            escape(&judged),
+            ms(f.latency.ttft_p50_ms),
+            ms(f.latency.ttft_p95_ms),
+            ms(f.latency.ttft_p99_ms),
+            ms1(f.latency.tpot_p50_ms),
+            ms1(f.latency.tpot_p95_ms),
+            ms(f.latency.e2e_p95_ms),
+            ms1(streams.map(|x| x.mean)),
+            ms1(streams.map(|x| x.min)),
+            ms1(f.aggregate_decode_tps),
+        );
+    }
+    h.push_str("</table>\n");
 }
 
 fn trials_section(h: &mut String, s: &RunSummary) {

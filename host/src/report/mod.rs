@@ -7,6 +7,7 @@
 //! `report/<model>_<ts>.html` (all by [`write_outputs`]).
 
 mod charts;
+mod concurrency;
 mod escape;
 mod events;
 mod files;
@@ -21,6 +22,7 @@ pub(crate) mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use concurrency::{server_note, ConcurrencySummary, Level};
 pub use escape::escape;
 pub use events::{LogEvent, PluginUse, RunFinished, RunStarted, RunStatus, LOG_VERSION};
 pub use files::{

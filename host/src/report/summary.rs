@@ -9,9 +9,10 @@ use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
 use crate::record::{FitBaseline, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict};
-use crate::tune::presets::{self, Presets};
+use crate::tune::presets::{self, Preset, PresetName, Presets};
 use crate::tune::Limits;
 
+use super::concurrency::ConcurrencySummary;
 use super::{LogEvent, PluginUse, ReportError, RunStarted, RunStatus};
 
 /// Trials and time spent in one phase.
@@ -80,6 +81,12 @@ pub struct RunSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fit_baseline: Option<FitBaseline>,
     pub presets: Presets,
+    /// The `serving` preset: the concurrency the run settled on, with its slots.
+    #[serde(default)]
+    pub serving: Option<Preset>,
+    /// The objective, every concurrency level and how the server ran them.
+    #[serde(default)]
+    pub concurrency: ConcurrencySummary,
     pub trials: Vec<TrialRecord>,
     /// A run still going (or cut short by a crash): the trial whose samples are logged
     /// but whose `trial` line is not.
@@ -108,6 +115,15 @@ impl RunSummary {
         message: Option<String>,
     ) -> Self {
         let presets = presets::derive(&trials, &started.config.preset_categories);
+        let limits = limits.unwrap_or_else(|| Limits::from_trials(&trials));
+        let concurrency = ConcurrencySummary::new(
+            &trials,
+            &limits,
+            &started.config.ozone.slo,
+            started.backend,
+            &started.hardware,
+            &started.config.thresholds(),
+        );
         Self {
             ozone_version: started.ozone_version.clone(),
             model_source: started.model_source.clone(),
@@ -122,11 +138,21 @@ impl RunSummary {
             started_at: started.started_at,
             finished_at,
             timings: Timings::new(&trials, started.started_at, finished_at),
-            limits: limits.unwrap_or_else(|| Limits::from_trials(&trials)),
+            serving: presets::serving(&trials, &limits),
+            limits,
             fit_baseline: None,
             presets,
+            concurrency,
             trials,
             in_progress: None,
+        }
+    }
+
+    /// The preset called `name`, `serving` included.
+    pub fn preset(&self, name: PresetName) -> Option<&Preset> {
+        match name {
+            PresetName::Serving => self.serving.as_ref(),
+            other => self.presets.get(other),
         }
     }
 

@@ -10,6 +10,8 @@ pub enum Mark {
     Stable,
     Unstable,
     Failed,
+    /// A concurrency level whose trial was stable but missed the objective.
+    Missed,
 }
 
 impl Mark {
@@ -17,7 +19,16 @@ impl Mark {
         match self {
             Mark::Stable => "#2a9d3f",
             Mark::Unstable => "#e09b00",
-            Mark::Failed => "#d62828",
+            Mark::Failed | Mark::Missed => "#d62828",
+        }
+    }
+
+    fn legend(self) -> &'static str {
+        match self {
+            Mark::Stable => "stable",
+            Mark::Unstable => "unstable",
+            Mark::Failed => "failed",
+            Mark::Missed => "missed SLO",
         }
     }
 }
@@ -51,8 +62,11 @@ pub struct Chart {
     /// Logarithmic x axis in base 2 (contexts, batches, concurrency levels).
     pub log2_x: bool,
     pub series: Vec<Series>,
-    /// A horizontal limit line: value and label.
-    pub limit: Option<(f64, String)>,
+    /// Horizontal limit lines (a memory limit, the bounds of an objective): value and
+    /// label.
+    pub limits: Vec<(f64, String)>,
+    /// What a stable point means here ("stable", or "passed" where an objective judges).
+    pub stable_means: &'static str,
 }
 
 const W: f64 = 660.0;
@@ -80,7 +94,7 @@ impl Chart {
         let y_max = points
             .iter()
             .filter_map(|p| p.y.map(|y| y + p.err.unwrap_or(0.0)))
-            .chain(self.limit.as_ref().map(|(v, _)| *v))
+            .chain(self.limits.iter().map(|(v, _)| *v))
             .fold(0.0, f64::max);
         let y_ticks = nice_ticks(if y_max > 0.0 { y_max * 1.08 } else { 1.0 });
         let y1 = *y_ticks.last().unwrap_or(&1.0);
@@ -141,7 +155,7 @@ impl Chart {
             TOP + plot_h / 2.0,
             escape(&self.y_label)
         );
-        if let Some((value, label)) = &self.limit {
+        for (value, label) in &self.limits {
             let y = sy(*value);
             let _ = write!(
                 svg,
@@ -191,18 +205,21 @@ impl Chart {
         // Legend.
         let mut lx = LEFT + 8.0;
         let ly = TOP - 10.0;
-        for (mark, name) in [
-            (Mark::Stable, "stable"),
-            (Mark::Unstable, "unstable"),
-            (Mark::Failed, "failed"),
-        ] {
+        let missed = points.iter().any(|p| p.mark == Mark::Missed);
+        let marks = [Mark::Stable, Mark::Unstable, Mark::Failed, Mark::Missed];
+        for mark in marks.into_iter().filter(|m| *m != Mark::Missed || missed) {
+            let name = if mark == Mark::Stable {
+                self.stable_means
+            } else {
+                mark.legend()
+            };
             svg.push_str(&marker(lx, ly - 4.0, mark, "#555", name));
             let _ = write!(
                 svg,
                 r#"<text x="{:.1}" y="{ly:.1}" class="legend">{name}</text>"#,
                 lx + 8.0
             );
-            lx += 72.0;
+            lx += 24.0 + 7.0 * name.len() as f64;
         }
         for s in self
             .series
@@ -227,7 +244,8 @@ impl Chart {
 }
 
 /// A stable point is a filled circle, an unstable one a filled diamond, a failed one a
-/// red cross: readable in print and without colour.
+/// red cross, a level that missed its objective a hollow red ring: readable in print and
+/// without colour.
 fn marker(x: f64, y: f64, mark: Mark, series_color: &str, label: &str) -> String {
     let title = format!("<title>{}</title>", escape(label));
     match mark {
@@ -244,6 +262,10 @@ fn marker(x: f64, y: f64, mark: Mark, series_color: &str, label: &str) -> String
             r#"<path d="M{:.1} {:.1} l10 10 m0 -10 l-10 10" stroke="{}" stroke-width="2.5" class="failed">{title}</path>"#,
             x - 5.0,
             y - 5.0,
+            mark.color()
+        ),
+        Mark::Missed => format!(
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="4.5" fill="white" stroke="{}" stroke-width="2.5" class="missed">{title}</circle>"#,
             mark.color()
         ),
     }
@@ -346,7 +368,8 @@ mod tests {
                     },
                 ],
             }],
-            limit: Some((1536.0, "budget 1536 MiB".into())),
+            limits: vec![(1536.0, "budget 1536 MiB".into())],
+            stable_means: "stable",
         };
         let svg = chart.render();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));

@@ -306,13 +306,15 @@ fn every_output_file_is_written_and_parses() {
 #[test]
 fn html_report_has_the_charts_and_the_presets_without_script() {
     let html = render_html(&events()).unwrap();
-    assert_eq!(html.matches("<svg").count(), 4);
-    assert_eq!(html.matches("</svg>").count(), 4);
+    assert_eq!(html.matches("<svg").count(), 6);
+    assert_eq!(html.matches("</svg>").count(), 6);
     for title in [
         "Context vs peak server process memory",
         "Throughput vs batch (ctx 20480)",
-        "Throughput vs concurrency",
-        "TTFT vs concurrency",
+        "Goodput vs concurrency",
+        "Time to first token vs concurrency",
+        "Time per output token vs concurrency",
+        "Request latency vs concurrency",
     ] {
         assert!(html.contains(title), "missing chart {title}");
     }
@@ -321,13 +323,72 @@ fn html_report_has_the_charts_and_the_presets_without_script() {
     assert!(
         html.contains("<title>trial 5 (verify): ctx 24576 batch 64 ubatch 64 x1 kv f16 — Failed")
     );
-    assert!(html
-        .contains("<title>trial 10 (verify): ctx 20480 batch 256 ubatch 256 x4 kv f16 — Unstable"));
-    for preset in ["max_context", "balanced", "fast_response"] {
+    assert!(html.contains("<title>trial 10: 4 streams — Unstable"));
+    for preset in ["max_context", "balanced", "fast_response", "serving"] {
         assert!(html.contains(&format!("<td>{preset}</td>")), "{preset}");
     }
+    assert!(
+        html.contains("20480 × 2 slots"),
+        "the serving preset's slots"
+    );
     assert!(!html.contains("<script"));
-    assert!(!html.contains("http://") || html.matches("http://").count() == 4); // SVG xmlns only
+    assert!(!html.contains("http://") || html.matches("http://").count() == 6); // SVG xmlns only
+}
+
+/// Level 1 is the batch phase's best trial (8), then the ladder's 2 and 4.
+#[test]
+fn the_concurrency_levels_are_judged_and_bounded() {
+    let summary = RunSummary::from_events(&events()).unwrap();
+    let c = &summary.concurrency;
+    assert_eq!(c.slo, "");
+    let levels: Vec<(u32, u32, bool)> = c
+        .levels
+        .iter()
+        .map(|l| (l.streams, l.trial_id, l.passed))
+        .collect();
+    assert_eq!(levels, [(1, 8, true), (2, 9, true), (4, 10, false)]);
+    assert!(c.server.as_deref().unwrap_or("").contains("-np N"));
+    // One stream's closed loop: its five requests, sequential.
+    let one = &c.levels[0].figures;
+    assert_eq!((one.streams, one.requests_per_stream), (1, 5));
+    let ttft: Vec<f64> = fixtures::trials()[7]
+        .samples
+        .iter()
+        .filter_map(|s| s.ttft_ms)
+        .collect();
+    let max = ttft.iter().copied().fold(0.0, f64::max);
+    assert_eq!(one.latency.ttft_p99_ms, Some(max), "nearest rank of 5");
+    let serving = summary.serving.as_ref().expect("a serving preset");
+    assert_eq!(
+        (
+            serving.ctx,
+            serving.config.batch,
+            serving.config.concurrency
+        ),
+        (20480, 256, 2)
+    );
+    assert_eq!(serving.evidence.trial_id, 9);
+    assert!(serving.score.is_none());
+
+    // The same run under an objective that two streams miss.
+    let mut all = events();
+    if let LogEvent::RunStarted(started) = &mut all[0] {
+        started.config.ozone.slo = crate::config::parse_slo("ttft-p95=30s").unwrap();
+    }
+    let s = RunSummary::from_events(&all).unwrap();
+    assert_eq!(s.concurrency.slo, "ttft-p95=30000ms");
+    let passed: Vec<bool> = s.concurrency.levels.iter().map(|l| l.passed).collect();
+    assert_eq!(passed, [true, false, false]);
+    let missed = &s.concurrency.levels[1].figures.slo.as_ref().unwrap().missed;
+    assert_eq!(missed.len(), 1);
+    assert!(missed[0].measured.is_some_and(|m| m > 30_000.0));
+    let html = render_summary_html(&s);
+    assert!(
+        html.contains("SLO ttft-p95 30000ms"),
+        "the objective's line"
+    );
+    assert!(html.contains(r#"class="missed""#), "a level marked missed");
+    assert!(html.contains("missed SLO"), "in the legend");
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::tune::presets::Presets;
+use crate::tune::presets::{PresetName, Presets};
 
 use super::{OutputPaths, RunSummary};
 
@@ -29,14 +29,17 @@ pub fn presets_table(s: &RunSummary) -> String {
         "samples ok".into(),
         "trial".into(),
     ]];
-    for p in s.presets.list() {
+    for p in s.presets.list().into_iter().chain(&s.serving) {
         rows.push([
-            if s.presets.only_one() {
+            if s.presets.only_one() && p.name != PresetName::Serving {
                 "only stable".to_string()
             } else {
                 p.name.to_string()
             },
-            p.ctx.to_string(),
+            match p.config.concurrency {
+                1 => p.ctx.to_string(),
+                n => format!("{} x{n}", p.ctx),
+            },
             p.config.batch.to_string(),
             format!("{:.1} ± {:.1}", p.decode_tps.mean, p.decode_tps.stddev),
             format!("{:.0}", p.ttft_ms.p50),
@@ -55,9 +58,9 @@ pub fn presets_table(s: &RunSummary) -> String {
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
-    for p in s.presets.list() {
+    for p in s.presets.list().into_iter().chain(&s.serving) {
         if let Some(note) = &p.note {
-            if !s.presets.only_one() {
+            if !s.presets.only_one() || p.name == PresetName::Serving {
                 let _ = writeln!(out, "note ({}): {note}", p.name);
             }
         }
@@ -106,11 +109,23 @@ mod tests {
         );
         let table = presets_table(&s);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 4, "{table}");
+        assert_eq!(lines.len(), 6, "{table}");
         assert!(lines[0].starts_with("preset"));
         let max: Vec<&str> = lines[1].split_whitespace().collect();
         assert_eq!(max[..3], ["max_context", "20480", "256"]);
         assert!(lines[3].starts_with("fast_response  4096"));
         assert_eq!(max[max.len() - 2..], ["5/5", "8"], "{}", lines[1]);
+        let serving: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(
+            serving[..4],
+            ["serving", "20480", "x2", "256"],
+            "{}",
+            lines[4]
+        );
+        assert!(
+            lines[5].starts_with("note (serving): 2 streams"),
+            "{}",
+            lines[5]
+        );
     }
 }

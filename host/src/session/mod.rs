@@ -10,7 +10,7 @@ use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::llama_server::{fit_baseline, FitRequest, DEFAULT_FIT_MARGIN_MIB};
-use crate::backend::{BackendError, BackendSpec, ModelMetadata};
+use crate::backend::{BackendError, BackendKind, BackendSpec, ModelMetadata};
 use crate::config::Config;
 use crate::guard::{gpu_budget_problem, SamplerOptions};
 use crate::hardware::process_gpu::availability;
@@ -18,8 +18,8 @@ use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::plugin::{PluginError, PluginHost, PluginRef};
 use crate::record::{FitBaseline, Phase, SampleRecord, Stage, TrialConfig, TrialRecord};
 use crate::report::{
-    write_run_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished, RunLog,
-    RunStarted, RunStatus, RunSummary,
+    server_note, write_run_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished,
+    RunLog, RunStarted, RunStatus, RunSummary,
 };
 use crate::trial::{OnSample, TrialRun, TrialRunner};
 use crate::tune::driver::{
@@ -120,7 +120,6 @@ pub struct TuneResult {
     pub files: OutputPaths,
     /// Remembered-result notes and the like, for the user.
     pub notes: Vec<String>,
-    pub concurrency_skipped: bool,
 }
 
 /// Runs one model's tune to the end (or to Ctrl-C through `cancel`).
@@ -223,7 +222,7 @@ pub async fn tune(
             log
         }
     };
-    let (mut context, mut batch) = match loaded {
+    let mut strategies = match loaded {
         Ok(Ok(plugins)) => plugins.map_err(TuneFailure::PluginLoad)?,
         Ok(Err(panic)) => {
             return Err(TuneFailure::Internal(format!(
@@ -260,6 +259,7 @@ pub async fn tune(
     let mut observer = LogObserver {
         log: &mut log,
         progress: PhaseProgress::new(job.show_progress),
+        backend: started.backend,
     };
     let mut executor = RunnerExecutor(&mut runner);
     let mut driver = Driver {
@@ -270,7 +270,7 @@ pub async fn tune(
         thresholds: &thresholds,
         cancel: cancel.clone(),
     };
-    let outcome = driver.run(&plan, &mut context, &mut batch).await;
+    let outcome = driver.run(&plan, &mut strategies).await;
     driver.observer.finished();
     let trials = driver.book.records().to_vec();
     drop(driver);
@@ -367,7 +367,6 @@ pub async fn tune(
         log: log_path,
         files,
         notes,
-        concurrency_skipped: params.skip_concurrency,
     })
 }
 
@@ -568,6 +567,7 @@ fn plugin_uses(config: &Config) -> Vec<PluginUse> {
     [
         ("context", &config.ozone.context_strategy),
         ("batch", &config.ozone.batch_strategy),
+        ("concurrency", &config.ozone.concurrency_strategy),
     ]
     .into_iter()
     .map(|(role, name)| PluginUse {
@@ -603,11 +603,21 @@ impl TrialExecutor for RunnerExecutor<'_> {
 struct LogObserver<'a> {
     log: &'a mut RunLog,
     progress: PhaseProgress,
+    backend: BackendKind,
 }
 
 impl TuneObserver for LogObserver<'_> {
     fn phase_started(&mut self, phase: Phase, estimated_trials: usize) {
         self.progress.phase_started(phase, estimated_trials);
+        if phase == Phase::Concurrency {
+            // How the levels are served decides what they mean: say it in the log and
+            // on the console.
+            let message = server_note(self.backend);
+            self.progress.note(&message);
+            if let Err(e) = self.log.append(&LogEvent::Note { phase, message }) {
+                tracing::warn!("{e}");
+            }
+        }
     }
 
     fn trial_started(&mut self, _id: u32, _phase: Phase, stage: Stage, config: &TrialConfig) {

@@ -94,6 +94,11 @@ impl PhaseProgress {
         ));
     }
 
+    /// A line about the phase (how its trials are run).
+    pub fn note(&self, message: &str) {
+        self.println(format!("{:>12} {message}", "note"));
+    }
+
     pub fn finish_phase(&mut self) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
@@ -126,10 +131,39 @@ fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
-/// One line about a finished trial: its verdict and the figures that decided it, and
-/// why it stopped early.
+/// One line about a finished trial: its verdict and the figures that decided it (for a
+/// concurrency level, its percentiles, throughput and objective), and why it stopped
+/// early.
 pub fn outcome_line(r: &TrialRecord) -> String {
-    let line = verdict_line(r);
+    let mut line = verdict_line(r);
+    if let (Some(f), Verdict::Stable | Verdict::Unstable) = (&r.concurrency, r.verdict) {
+        let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}"));
+        line += &format!(
+            "; ttft p95 {} ms, tpot p95 {} ms, {} tok/s in all",
+            ms(f.latency.ttft_p95_ms),
+            f.latency
+                .tpot_p95_ms
+                .map_or("–".to_string(), |v| format!("{v:.1}")),
+            ms(f.aggregate_decode_tps)
+        );
+        match &f.slo {
+            Some(v) if v.met => line += ", SLO met",
+            Some(v) => {
+                let missed: Vec<String> = v
+                    .missed
+                    .iter()
+                    .map(|m| {
+                        let measured = m
+                            .measured
+                            .map_or("not measured".to_string(), |x| format!("{x:.1}"));
+                        format!("{} {measured} (bound {})", m.metric, m.bound)
+                    })
+                    .collect();
+                line += &format!(", SLO missed: {}", missed.join(", "));
+            }
+            None => {}
+        }
+    }
     match &r.stopped_early {
         Some(why) => format!("{line} ({why})"),
         None => line,

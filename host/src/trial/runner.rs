@@ -8,15 +8,17 @@
 //! [`FailureKind`]. A guard breach cancels the in-flight requests at once; a cancelled
 //! token (Ctrl-C) kills the server and returns a record failed with "interrupted".
 //! Opening the server is the backend's ([`ServerOpener`]); the samples are
-//! `sampling.rs`'s.
+//! `sampling.rs`'s, a concurrency level's closed loop `closed_loop.rs`'s (always a
+//! verification: its streams × `requests_per_stream` requests, whatever the stage).
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use super::closed_loop::closed_loop;
 use super::sampling::{sample, Sampled};
-use super::summary::{summarize, verdict};
+use super::summary::{concurrency_figures, summarize, verdict, LoopShape};
 use super::{OnSample, TrialSettings};
 use crate::backend::{interrupted, BackendSpec, OpenOptions, OpenServer, ServerOpener};
 use crate::guard::{guarded, Guarded, Sampler, SamplerOptions};
@@ -55,6 +57,8 @@ struct Execution {
     log_tail: Vec<String>,
     /// The server never came up.
     never_started: bool,
+    /// A concurrency level's closed loop: how its requests were sent.
+    looped: Option<LoopShape>,
 }
 
 impl Execution {
@@ -67,6 +71,7 @@ impl Execution {
             granted_ctx: None,
             log_tail,
             never_started: false,
+            looped: None,
         }
     }
 }
@@ -178,6 +183,17 @@ impl TrialRunner {
                 .is_some_and(|f| matches!(f.kind, FailureKind::ServerError | FailureKind::Timeout));
         let verdict = verdict(&summary, trial_failure.as_ref(), &self.settings);
         let keep_log = verdict != Verdict::Stable || execution.samples.iter().any(|s| !s.ok);
+        // Every concurrency level has figures, if only its shape (a server that never
+        // came up measured nothing).
+        let concurrency = (phase == Phase::Concurrency).then(|| {
+            let shape = execution.looped.unwrap_or(LoopShape {
+                streams: config.concurrency.max(1),
+                requests_per_stream: self.settings.requests_per_stream,
+                warmup_per_stream: 0,
+                window_ms: None,
+            });
+            concurrency_figures(&execution.samples, shape)
+        });
         let record = TrialRecord {
             id,
             phase,
@@ -202,6 +218,7 @@ impl TrialRunner {
             } else {
                 Vec::new()
             },
+            concurrency,
         };
         TrialRun {
             record,
@@ -253,6 +270,27 @@ impl TrialRunner {
             }
         }
 
+        if phase == Phase::Concurrency {
+            let looped = closed_loop(
+                &mut server,
+                config,
+                &self.settings,
+                breaches,
+                cancel,
+                on_sample,
+            )
+            .await;
+            let shape = LoopShape {
+                streams: config.concurrency.max(1),
+                requests_per_stream: self.settings.requests_per_stream.max(1),
+                warmup_per_stream: looped.warmup_per_stream,
+                window_ms: looped.window_ms,
+            };
+            return Execution {
+                looped: Some(shape),
+                ..close(server, looped.sampled).await
+            };
+        }
         let sampled = sample(
             &mut server,
             config,
@@ -278,6 +316,7 @@ async fn close(mut server: OpenServer, sampled: Sampled) -> Execution {
         granted_ctx: server.granted_ctx(),
         log_tail,
         never_started: false,
+        looped: None,
     }
 }
 

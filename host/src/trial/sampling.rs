@@ -1,7 +1,9 @@
-//! The measured samples of a trial: waves of `concurrency` simultaneous requests, each
+//! The measured samples of a context or batch trial: waves of `concurrency` simultaneous
+//! requests (one, in every trial the driver runs outside the concurrency phase), each
 //! output checked against what was asked (whole prompt processed, every token
 //! generated), timeouts counted, a server that died mid-trial noticed, and sampling
-//! stopped as soon as the verdict is settled.
+//! stopped as soon as the verdict is settled. Concurrency levels are a closed loop
+//! instead (`closed_loop.rs`), with the same checks and the same early stop.
 
 use std::time::Duration;
 
@@ -35,35 +37,47 @@ impl Sampled {
         Self::default().stop(trial_failure)
     }
 
-    fn stop(mut self, trial_failure: Option<TrialFailure>) -> Self {
+    pub fn stop(mut self, trial_failure: Option<TrialFailure>) -> Self {
         self.trial_failure = trial_failure;
         self.kill = true;
         self
     }
 
-    fn finish(mut self) -> Self {
+    pub fn finish(mut self) -> Self {
         self.samples.sort_by_key(|s| s.index);
         self
     }
 }
 
 /// Where the samples of a trial stand: whether its verdict is already settled.
-struct Tally {
-    planned: u32,
-    ok: u32,
-    failed: u32,
-    timeouts: u32,
-    confidence_threshold: f64,
-    max_timeouts: u32,
+pub(super) struct Tally {
+    pub planned: u32,
+    pub ok: u32,
+    pub failed: u32,
+    pub timeouts: u32,
+    pub confidence_threshold: f64,
+    pub max_timeouts: u32,
 }
 
 impl Tally {
+    /// Nothing measured yet, `planned` samples to come.
+    pub fn new(planned: u32, settings: &TrialSettings) -> Self {
+        Self {
+            planned,
+            ok: 0,
+            failed: 0,
+            timeouts: 0,
+            confidence_threshold: settings.confidence_threshold,
+            max_timeouts: settings.max_concurrent_timeouts,
+        }
+    }
+
     fn done(&self) -> u32 {
         self.ok + self.failed
     }
 
     /// More timeouts than allowed: the trial fails, however many samples are left.
-    fn too_many_timeouts(&self, timeout: Duration) -> Option<TrialFailure> {
+    pub fn too_many_timeouts(&self, timeout: Duration) -> Option<TrialFailure> {
         (self.timeouts > self.max_timeouts).then(|| TrialFailure {
             kind: FailureKind::Timeout,
             message: format!(
@@ -78,7 +92,7 @@ impl Tally {
     /// Why the remaining samples cannot change the verdict, while some remain: the
     /// success rate can no longer reach the confidence threshold, or too many requests
     /// timed out.
-    fn settled(&self, timeout: Duration) -> Option<String> {
+    pub fn settled(&self, timeout: Duration) -> Option<String> {
         let remaining = self.planned.saturating_sub(self.done());
         if remaining == 0 {
             return None;
@@ -117,14 +131,7 @@ pub(super) async fn sample(
     let n_predict = settings.n_predict;
     let exact_counts = server.exact_counts();
     let mut out = Sampled::default();
-    let mut tally = Tally {
-        planned: waves * concurrency,
-        ok: 0,
-        failed: 0,
-        timeouts: 0,
-        confidence_threshold: settings.confidence_threshold,
-        max_timeouts: settings.max_concurrent_timeouts,
-    };
+    let mut tally = Tally::new(waves * concurrency, settings);
 
     for wave in 0..waves {
         let mut streams = JoinSet::new();
@@ -157,32 +164,20 @@ pub(super) async fn sample(
                     continue;
                 }
             };
-            let checked = match outcome {
-                Ok(Ok(generation)) => {
-                    let check = if exact_counts {
-                        check_counts(&generation, server.target_tokens(), n_predict)
-                    } else {
-                        check_truncation(&generation, server.target_tokens())
-                    };
-                    check.map(|()| generation).map_err(|e| TrialFailure {
-                        kind: FailureKind::BadOutput,
-                        message: e,
-                    })
-                }
-                Ok(Err(f)) => Err(f),
-                Err(_) => {
-                    tally.timeouts += 1;
-                    Err(timeout_failure(timeout, "the request"))
-                }
-            };
+            tally.timeouts += u32::from(outcome.is_err());
+            let checked = outcome
+                .map_err(|_| timeout_failure(timeout, "the request"))
+                .and_then(|generated| {
+                    checked(generated, exact_counts, server.target_tokens(), n_predict)
+                });
             let record = match checked {
                 Ok(generation) => {
                     tally.ok += 1;
-                    sample_record(index, &generation)
+                    sample_record(index, None, &generation)
                 }
                 Err(f) => {
                     tally.failed += 1;
-                    let record = failed_sample(index, f.message.clone());
+                    let record = failed_sample(index, None, f.message.clone());
                     out.sample_failures.push(f);
                     record
                 }
@@ -212,6 +207,27 @@ pub(super) async fn sample(
     out.finish()
 }
 
+/// A request's outcome, its output checked against what was asked: with exact counts
+/// (llama-server fed token ids) every prompt token and every generated token, else the
+/// prompt's length.
+pub(super) fn checked(
+    generated: Result<Generation, TrialFailure>,
+    exact_counts: bool,
+    target_tokens: u32,
+    n_predict: u32,
+) -> Result<Generation, TrialFailure> {
+    let generation = generated?;
+    let check = if exact_counts {
+        check_counts(&generation, target_tokens, n_predict)
+    } else {
+        check_truncation(&generation, target_tokens)
+    };
+    check.map(|()| generation).map_err(|e| TrialFailure {
+        kind: FailureKind::BadOutput,
+        message: e,
+    })
+}
+
 /// llama-server counts are exact: the prompt must be whole and every token generated.
 fn check_counts(g: &Generation, target_tokens: u32, n_predict: u32) -> Result<(), String> {
     check_truncation(g, target_tokens)?;
@@ -232,9 +248,10 @@ fn check_truncation(g: &Generation, target_tokens: u32) -> Result<(), String> {
     }
 }
 
-fn sample_record(index: u32, g: &Generation) -> SampleRecord {
+pub(super) fn sample_record(index: u32, stream: Option<u32>, g: &Generation) -> SampleRecord {
     SampleRecord {
         index,
+        stream,
         ok: true,
         ttft_ms: Some(g.ttft.as_secs_f64() * 1000.0),
         prefill_tps: g.prefill_tps(),
@@ -242,20 +259,23 @@ fn sample_record(index: u32, g: &Generation) -> SampleRecord {
         prompt_tokens: g.prompt_tokens,
         completion_tokens: g.completion_tokens,
         total_ms: Some(g.total.as_secs_f64() * 1000.0),
+        server_prompt_ms: g.server.prompt_ms,
+        server_predicted_ms: g.server.predicted_ms,
         error: None,
     }
 }
 
-fn failed_sample(index: u32, error: String) -> SampleRecord {
+pub(super) fn failed_sample(index: u32, stream: Option<u32>, error: String) -> SampleRecord {
     SampleRecord {
         index,
+        stream,
         ok: false,
         error: Some(error),
         ..SampleRecord::default()
     }
 }
 
-fn died_mid_trial(f: TrialFailure) -> TrialFailure {
+pub(super) fn died_mid_trial(f: TrialFailure) -> TrialFailure {
     TrialFailure {
         message: format!("mid-trial: {}", f.message),
         ..f

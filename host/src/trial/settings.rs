@@ -1,4 +1,4 @@
-//! How trials are run: samples, stability criteria, concurrency ladder, timeouts.
+//! How trials are run: samples, stability criteria, concurrency levels, timeouts.
 //! Defaults are the product's documented defaults (`testing.*` in the config); this is
 //! their one home, the configuration's defaults read them.
 
@@ -24,8 +24,11 @@ pub struct TrialSettings {
     /// One unmeasured request before the samples.
     pub warmup: bool,
     pub timeouts: AdaptiveTimeouts,
-    /// `concurrency_progression.levels`.
+    /// `concurrency_progression.levels`: the concurrency plugin's ladder.
     pub concurrency_levels: Vec<u32>,
+    /// `concurrency_progression.requests_per_stream`: measured requests each stream of a
+    /// concurrency level sends, after one unmeasured request when `warmup` is on.
+    pub requests_per_stream: u32,
     /// `concurrency_progression.stabilization_delay`, seconds.
     pub stabilization_delay_s: f64,
     /// `concurrency_progression.max_concurrent_timeouts`.
@@ -45,6 +48,7 @@ impl Default for TrialSettings {
             warmup: true,
             timeouts: AdaptiveTimeouts::default(),
             concurrency_levels: vec![1, 2, 4, 8],
+            requests_per_stream: 4,
             stabilization_delay_s: 2.0,
             max_concurrent_timeouts: 2,
             health_timeout_s: 120.0,

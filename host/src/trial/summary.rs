@@ -1,7 +1,12 @@
-//! From samples to a trial's statistics and verdict.
+//! From samples to a trial's statistics and verdict, and a concurrency level's figures.
+
+use std::collections::BTreeMap;
 
 use super::TrialSettings;
-use crate::record::{SampleRecord, Stats, TrialFailure, Verdict};
+use crate::record::{
+    nearest_rank, ConcurrencyFigures, Latency, SampleRecord, Stats, TrialFailure, TrialRecord,
+    Verdict,
+};
 
 /// The statistics of a trial's samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +56,99 @@ pub fn verdict(
     } else {
         Verdict::Unstable
     }
+}
+
+/// How a concurrency level's requests were sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoopShape {
+    pub streams: u32,
+    pub requests_per_stream: u32,
+    pub warmup_per_stream: u32,
+    /// First measured request sent → last one finished, ms.
+    pub window_ms: Option<f64>,
+}
+
+/// A concurrency level's figures from its samples: nearest-rank latency percentiles
+/// over the successful requests, each stream's decode throughput (Σ (generated − 1)
+/// over Σ decode time of its requests) and the aggregate (every generated token over
+/// the window). The objective is not judged here (see the driver).
+pub fn concurrency_figures(samples: &[SampleRecord], shape: LoopShape) -> ConcurrencyFigures {
+    let ok: Vec<&SampleRecord> = samples.iter().filter(|s| s.ok).collect();
+    let sorted = |f: fn(&SampleRecord) -> Option<f64>| {
+        let mut v: Vec<f64> = ok.iter().filter_map(|s| f(s)).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (ttft, tpot, e2e) = (
+        sorted(|s| s.ttft_ms),
+        sorted(SampleRecord::tpot_ms),
+        sorted(|s| s.total_ms),
+    );
+    let streams = shape.streams.max(1);
+    // (generated − 1, decode seconds) per stream.
+    let mut per_stream: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
+    for s in &ok {
+        let (Some(n), Some(tps)) = (s.completion_tokens, s.decode_tps) else {
+            continue;
+        };
+        if n < 2 || tps <= 0.0 {
+            continue;
+        }
+        let decoded = f64::from(n - 1);
+        let entry = per_stream
+            .entry(s.stream.unwrap_or(s.index % streams))
+            .or_default();
+        entry.0 += decoded;
+        entry.1 += decoded / tps;
+    }
+    let stream_tps: Vec<f64> = per_stream
+        .values()
+        .filter(|(_, secs)| *secs > 0.0)
+        .map(|(tokens, secs)| tokens / secs)
+        .collect();
+    let generated: u32 = ok.iter().filter_map(|s| s.completion_tokens).sum();
+    let window_ms = shape.window_ms.unwrap_or(0.0);
+    ConcurrencyFigures {
+        streams,
+        requests_per_stream: shape.requests_per_stream,
+        warmup_per_stream: shape.warmup_per_stream,
+        window_ms,
+        latency: Latency {
+            ttft_p50_ms: nearest_rank(&ttft, 0.50),
+            ttft_p95_ms: nearest_rank(&ttft, 0.95),
+            ttft_p99_ms: nearest_rank(&ttft, 0.99),
+            tpot_p50_ms: nearest_rank(&tpot, 0.50),
+            tpot_p95_ms: nearest_rank(&tpot, 0.95),
+            e2e_p95_ms: nearest_rank(&e2e, 0.95),
+        },
+        stream_decode_tps: Stats::from_values(&stream_tps),
+        aggregate_decode_tps: (window_ms > 0.0 && generated > 0)
+            .then(|| f64::from(generated) / (window_ms / 1000.0)),
+        slo: None,
+    }
+}
+
+/// A trial's concurrency figures: those it was logged with, or (a single-stream trial
+/// of the context or batch phase, reused as level 1; an old log's waves) worked out
+/// from its samples, sample `i` being stream `i mod c` of wave `i / c`, and the window
+/// the sum over waves of the slowest request.
+pub fn figures_of(record: &TrialRecord) -> ConcurrencyFigures {
+    if let Some(figures) = &record.concurrency {
+        return figures.clone();
+    }
+    let streams = record.config.concurrency.max(1);
+    let mut waves: BTreeMap<u32, f64> = BTreeMap::new();
+    for s in &record.samples {
+        let slowest = waves.entry(s.index / streams).or_default();
+        *slowest = slowest.max(s.total_ms.unwrap_or(0.0));
+    }
+    let shape = LoopShape {
+        streams,
+        requests_per_stream: (record.samples.len() as u32).div_ceil(streams),
+        warmup_per_stream: 0,
+        window_ms: Some(waves.values().sum()),
+    };
+    concurrency_figures(&record.samples, shape)
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@
 //! peak); the plugin's `best()` is then *verified* by a full statistical trial before it
 //! is published. A verification that is not stable goes back to the plugin through
 //! `observe` and the search continues, at most [`MAX_VERIFICATIONS`] times. Batch and
-//! concurrency trials are all verifications. `Plan::screen_trials = false` verifies every
-//! context proposal instead (the behaviour before stages).
+//! concurrency trials are all verifications (a concurrency level is a closed loop of
+//! streams, judged against the objective). `Plan::screen_trials = false` verifies every
+//! context proposal instead (the behaviour before stages). A phase that does not run
+//! says why in its limit's bound (`not_run`).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,10 +21,13 @@ use tokio_util::sync::CancellationToken;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{
-    trial_outcome, BatchScaler, ContextSearch, PluginError, Strategy, TrialOutcome,
+    concurrency_outcome, slo_verdict, trial_outcome, BatchScaler, ConcurrencyOutcome,
+    ConcurrencySearch, ContextSearch, PluginError, Slo, Strategy, TrialOutcome,
 };
-use crate::record::{KvCacheType, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict};
-use crate::trial::{AdaptiveTimeouts, OnSample, TrialRun};
+use crate::record::{
+    ConcurrencyFigures, KvCacheType, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict,
+};
+use crate::trial::{figures_of, AdaptiveTimeouts, OnSample, TrialRun};
 use crate::tune::limits::{explain, BoundFacts};
 use crate::tune::Limits;
 
@@ -95,6 +100,11 @@ pub enum TuneError {
         value: u32,
         trial_id: u32,
     },
+    #[error(
+        "plugin {plugin} named {value} streams as its best concurrency, but no level of {value} \
+         streams passed (stable, and the objective held)"
+    )]
+    UnpassedLevel { plugin: String, value: u32 },
     #[error("interrupted")]
     Interrupted,
     #[error("writing the trial log: {0}")]
@@ -193,14 +203,17 @@ pub struct Plan {
     /// `ozone.screen_trials`: screen context proposals and verify only the answer
     /// (true), or verify every context proposal (false).
     pub screen_trials: bool,
-    /// Concurrency ladder; empty skips the phase.
-    pub concurrency_levels: Vec<u32>,
+    /// Whether the concurrency phase runs (`--skip-concurrency` turns it off).
+    pub concurrency: bool,
+    /// The objective each concurrency level is judged against (empty: none).
+    pub slo: Slo,
     pub stabilization_delay: Duration,
     /// Request timeouts of the run's trials (to say which timeout bound a limit).
     pub timeouts: AdaptiveTimeouts,
     /// Expected trials per phase, for progress only.
     pub estimated_context_trials: usize,
     pub estimated_batch_trials: usize,
+    pub estimated_concurrency_trials: usize,
 }
 
 impl Plan {
@@ -214,6 +227,13 @@ impl Plan {
     }
 }
 
+/// The run's three plugins, one per kind.
+pub struct Plugins {
+    pub context: ContextSearch,
+    pub batch: BatchScaler,
+    pub concurrency: ConcurrencySearch,
+}
+
 pub struct Driver<'a, E, O> {
     pub executor: &'a mut E,
     pub observer: &'a mut O,
@@ -225,20 +245,15 @@ pub struct Driver<'a, E, O> {
 
 impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     /// Context search, then batch scaling at the context found, then the concurrency
-    /// ladder at both. Stops early (with what was found) when a phase finds nothing.
-    /// Each limit comes with what bound it ([`explain`]).
-    pub async fn run(
-        &mut self,
-        plan: &Plan,
-        context: &mut ContextSearch,
-        batch: &mut BatchScaler,
-    ) -> Result<Limits, TuneError> {
-        let mut limits = self.find_limits(plan, context, batch).await?;
+    /// search at both. Stops early (with what was found) when a phase finds nothing.
+    /// Each limit comes with what bound it ([`explain`]; a phase that did not run, why).
+    pub async fn run(&mut self, plan: &Plan, plugins: &mut Plugins) -> Result<Limits, TuneError> {
+        let mut limits = self.find_limits(plan, plugins).await?;
         let facts = BoundFacts {
             max_context: plan.max_context,
             max_batch: plan.max_batch,
             batch_scaling: plan.batch_scaling,
-            concurrency_levels: &plan.concurrency_levels,
+            concurrency: plan.concurrency,
             timeouts: &plan.timeouts,
         };
         limits.bounds = explain(&limits, self.book.records(), &facts);
@@ -248,18 +263,17 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     async fn find_limits(
         &mut self,
         plan: &Plan,
-        context: &mut ContextSearch,
-        batch: &mut BatchScaler,
+        plugins: &mut Plugins,
     ) -> Result<Limits, TuneError> {
         let mut limits = Limits {
-            max_context: self.search_context(plan, context).await?,
+            max_context: self.search_context(plan, &mut plugins.context).await?,
             ..Limits::default()
         };
         let Some(ctx) = limits.max_context else {
             return Ok(limits);
         };
         limits.best_batch = if plan.batch_scaling {
-            self.scale_batch(plan, ctx, batch).await?
+            self.scale_batch(plan, ctx, &mut plugins.batch).await?
         } else {
             // The context search already verified the initial batch at `ctx` as stable.
             Some(plan.initial_batch)
@@ -267,7 +281,11 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         let Some(batch) = limits.best_batch else {
             return Ok(limits);
         };
-        limits.max_concurrency = self.climb_concurrency(plan, ctx, batch).await?;
+        if plan.concurrency {
+            limits.max_concurrency = self
+                .search_concurrency(plan, ctx, batch, &mut plugins.concurrency)
+                .await?;
+        }
         Ok(limits)
     }
 
@@ -306,8 +324,14 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
                 None => {
                     self.observer
                         .decision(Phase::Context, plugin.name(), Some(ctx), Stage::Verify);
-                    self.trial(Phase::Context, Stage::Verify, config(ctx), &mut requests)
-                        .await?
+                    self.trial(
+                        Phase::Context,
+                        Stage::Verify,
+                        config(ctx),
+                        &mut requests,
+                        |_| {},
+                    )
+                    .await?
                 }
             };
             if record.verdict == Verdict::Stable {
@@ -362,7 +386,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
                 break;
             }
             let record = self
-                .trial(phase, stage, config_for(value), requests)
+                .trial(phase, stage, config_for(value), requests, |_| {})
                 .await?;
             plugin.observe(&trial_outcome(&record, self.snapshot, self.thresholds))?;
         }
@@ -372,49 +396,91 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         })
     }
 
-    /// Levels in order; the first level that is not stable ends the climb.
-    async fn climb_concurrency(
+    /// The concurrency plugin proposes stream counts at `ctx` and `batch`; each level is
+    /// a closed-loop trial (a verification) judged against the objective. Returns the
+    /// plugin's `best()`, which must have passed.
+    async fn search_concurrency(
         &mut self,
         plan: &Plan,
         ctx: u32,
         batch: u32,
+        plugin: &mut ConcurrencySearch,
     ) -> Result<Option<u32>, TuneError> {
-        if plan.concurrency_levels.is_empty() {
-            return Ok(None);
-        }
         self.observer
-            .phase_started(Phase::Concurrency, plan.concurrency_levels.len());
+            .phase_started(Phase::Concurrency, plan.estimated_concurrency_trials);
         let mut requests = Requests::default();
-        let mut sustained = None;
-        for (i, &level) in plan.concurrency_levels.iter().enumerate() {
-            let config = trial_config(ctx, batch, level, plan.kv_cache_type);
-            if i > 0 && self.book.count(&config, Stage::Verify) == 0 {
+        let mut levels: Vec<(u32, ConcurrencyOutcome)> = Vec::new();
+        for trials in 0..=MAX_TRIALS_PER_PHASE {
+            let proposed = plugin.propose()?;
+            self.observer
+                .decision(Phase::Concurrency, plugin.name(), proposed, Stage::Verify);
+            let Some(streams) = proposed else {
+                let best = plugin.best()?;
+                let passed = |n: u32| levels.iter().any(|(s, o)| *s == n && o.passed());
+                if let Some(value) = best.filter(|n| !passed(*n)) {
+                    return Err(TuneError::UnpassedLevel {
+                        plugin: plugin.name().to_string(),
+                        value,
+                    });
+                }
+                return Ok(best);
+            };
+            if trials == MAX_TRIALS_PER_PHASE {
+                break;
+            }
+            let config = trial_config(ctx, batch, streams, plan.kv_cache_type);
+            if !levels.is_empty() && self.book.count(&config, Stage::Verify) == 0 {
                 // Let the machine settle (temperatures, freed memory) between levels.
                 tokio::select! {
                     _ = tokio::time::sleep(plan.stabilization_delay) => {}
                     _ = self.cancel.cancelled() => return Err(TuneError::Interrupted),
                 }
             }
+            let (snapshot, thresholds) = (self.snapshot, self.thresholds);
+            let judge = |record: &TrialRecord| {
+                let figures = figures_of(record);
+                let outcome =
+                    concurrency_outcome(record, &figures, snapshot, thresholds, &plan.slo);
+                (figures, outcome)
+            };
+            // The judgement goes into the record before it is logged; a level measured
+            // by an earlier phase (one stream) is judged from its samples.
             let record = self
-                .trial(Phase::Concurrency, Stage::Verify, config, &mut requests)
+                .trial(
+                    Phase::Concurrency,
+                    Stage::Verify,
+                    config,
+                    &mut requests,
+                    |record| {
+                        let (figures, outcome) = judge(record);
+                        record.concurrency = Some(ConcurrencyFigures {
+                            slo: slo_verdict(&outcome),
+                            ..figures
+                        });
+                    },
+                )
                 .await?;
-            if record.verdict != Verdict::Stable {
-                break;
-            }
-            sustained = Some(level);
+            let (_, outcome) = judge(&record);
+            plugin.observe(&outcome)?;
+            levels.push((streams, outcome));
         }
-        Ok(sustained)
+        Err(TuneError::Runaway {
+            plugin: plugin.name().to_string(),
+            phase: Phase::Concurrency,
+        })
     }
 
     /// Runs a configuration at a stage, or hands back an earlier measurement: in the
     /// context phase the k-th request of a (configuration, stage) is its k-th record,
     /// measured anew up to [`MAX_MEASUREMENTS`] times; other phases measure each once.
+    /// `finish` completes a record before it is logged (a reused one in the book).
     async fn trial(
         &mut self,
         phase: Phase,
         stage: Stage,
         config: TrialConfig,
         requests: &mut Requests,
+        finish: impl FnOnce(&mut TrialRecord),
     ) -> Result<TrialRecord, TuneError> {
         let k = requests.next(&config, stage);
         let limit = if phase == Phase::Context {
@@ -428,8 +494,11 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
             _ => None,
         };
         if let Some(record) = earlier {
-            self.observer.trial_reused(record);
-            return Ok(record.clone());
+            let mut record = record.clone();
+            finish(&mut record);
+            self.observer.trial_reused(&record);
+            self.book.insert(record.clone());
+            return Ok(record);
         }
         if self.cancel.is_cancelled() {
             return Err(TuneError::Interrupted);
@@ -438,7 +507,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         self.observer.trial_started(id, phase, stage, &config);
         let observer = &mut *self.observer;
         let mut on_sample = |sample: &SampleRecord| observer.sample(id, stage, &config, sample);
-        let run = self
+        let mut run = self
             .executor
             .run(id, phase, stage, &config, &self.cancel, &mut on_sample)
             .await;
@@ -447,6 +516,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
             // `--resume` runs it again.
             return Err(TuneError::Interrupted);
         }
+        finish(&mut run.record);
         self.observer.trial_finished(&run)?;
         // No server of this run has come up yet, and this one could not for a reason
         // that is not memory: every other configuration would fail the same way.
@@ -537,25 +607,41 @@ pub fn trial_config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> 
 mod tests {
     //! The loop against a synthetic machine: a context runs up to a hidden limit (out of
     //! memory above it), a batch is faster up to 128, two streams are the most it
-    //! sustains; chosen verifications can be made unstable. The plugins are the real
-    //! built-in components (and the misbehaving test guest).
+    //! sustains (by default) and the time to first token grows by 100 ms per stream;
+    //! chosen verifications can be made unstable. The plugins are the real built-in
+    //! components (and the misbehaving test guest).
 
     use super::*;
     use crate::backend::{ModelMetadata, SizeClass};
-    use crate::plugin::{self, ContextBounds, HardwareFacts, PluginHost, PluginRef};
+    use crate::plugin::{
+        self, ContextBounds, HardwareFacts, PluginHost, PluginRef, SloBound, SloMetric,
+    };
     use crate::record::{FailureKind, Peaks, SampleSeries, Stats, TrialFailure};
     use crate::tune::Bound;
 
     const LIMIT: u32 = 100_000;
     const TRAINED: u32 = 131_072;
+    const TOKENS: u32 = 16;
 
-    #[derive(Default)]
     struct Machine {
         runs: Vec<(TrialConfig, Stage)>,
         /// Contexts whose verification is unstable (1 of 3 samples fails).
         flaky_verify: Vec<u32>,
         /// Every verification is unstable.
         all_verifications_flaky: bool,
+        /// The most streams that run; more run out of memory.
+        max_streams: u32,
+    }
+
+    impl Default for Machine {
+        fn default() -> Self {
+            Self {
+                runs: Vec::new(),
+                flaky_verify: Vec::new(),
+                all_verifications_flaky: false,
+                max_streams: 2,
+            }
+        }
     }
 
     impl TrialExecutor for Machine {
@@ -569,16 +655,20 @@ mod tests {
             on_sample: OnSample<'_>,
         ) -> TrialRun {
             self.runs.push((config.clone(), stage));
-            let fits = config.ctx <= LIMIT && config.concurrency <= 2;
+            let fits = config.ctx <= LIMIT && config.concurrency <= self.max_streams;
             let flaky = stage == Stage::Verify
                 && (self.all_verifications_flaky || self.flaky_verify.contains(&config.ctx));
             let tps = 100.0 + f64::from(config.batch.min(128));
+            let ttft = 100.0 * f64::from(config.concurrency);
             let n = if stage == Stage::Screen { 1 } else { 3 };
             let samples: Vec<SampleRecord> = (0..n)
                 .map(|index| SampleRecord {
                     index,
                     ok: fits && !(flaky && index == 1),
                     decode_tps: Some(tps),
+                    ttft_ms: Some(ttft),
+                    completion_tokens: Some(TOKENS),
+                    total_ms: Some(ttft + f64::from(TOKENS - 1) / tps * 1000.0),
                     ..SampleRecord::default()
                 })
                 .collect();
@@ -616,6 +706,7 @@ mod tests {
                     verdict,
                     stopped_early: None,
                     server_log_tail: Vec::new(),
+                    concurrency: None,
                 },
                 series: SampleSeries::default(),
                 server_cannot_start: false,
@@ -681,7 +772,12 @@ mod tests {
         plugin::model_facts(&facts, ContextBounds::new(2048, TRAINED, 256), None)
     }
 
-    fn plugins() -> (ContextSearch, BatchScaler) {
+    fn plugins() -> Plugins {
+        plugins_judging(&Slo::default())
+    }
+
+    /// The built-in plugins, the concurrency ladder judging `slo`.
+    fn plugins_judging(slo: &Slo) -> Plugins {
         let (host, hw, model) = (host(), HardwareFacts::default(), model());
         let context = host
             .load_context(
@@ -691,7 +787,23 @@ mod tests {
                 &model,
             )
             .expect("binary-search loads");
-        (context, batch_scaler(&host))
+        Plugins {
+            context,
+            batch: batch_scaler(&host),
+            concurrency: ladder(&host, slo),
+        }
+    }
+
+    fn ladder(host: &PluginHost, slo: &Slo) -> ConcurrencySearch {
+        host.load_concurrency(
+            &PluginRef::Builtin("concurrency-ladder".into()),
+            r#"{"levels": [1, 2, 4, 8]}"#,
+            &HardwareFacts::default(),
+            &model(),
+            &plugin::concurrency_bounds(64),
+            slo,
+        )
+        .expect("concurrency-ladder loads")
     }
 
     fn batch_scaler(host: &PluginHost) -> BatchScaler {
@@ -706,7 +818,7 @@ mod tests {
     }
 
     /// The misbehaving test guest as the context search, with `settings`.
-    fn misbehaving(settings: &str) -> (ContextSearch, BatchScaler) {
+    fn misbehaving(settings: &str) -> Plugins {
         let host = host();
         let path = std::path::PathBuf::from(ozone_test_artifacts::MISBEHAVING);
         let context = host
@@ -717,7 +829,11 @@ mod tests {
                 &model(),
             )
             .expect("the misbehaving guest loads");
-        (context, batch_scaler(&host))
+        Plugins {
+            context,
+            batch: batch_scaler(&host),
+            concurrency: ladder(&host, &Slo::default()),
+        }
     }
 
     fn plan() -> Plan {
@@ -728,11 +844,13 @@ mod tests {
             max_context: TRAINED,
             kv_cache_type: KvCacheType::F16,
             screen_trials: true,
-            concurrency_levels: vec![1, 2, 4, 8],
+            concurrency: true,
+            slo: Slo::default(),
             stabilization_delay: Duration::ZERO,
             timeouts: AdaptiveTimeouts::default(),
             estimated_context_trials: 8,
             estimated_batch_trials: 3,
+            estimated_concurrency_trials: 4,
         }
     }
 
@@ -741,7 +859,7 @@ mod tests {
         observer: &mut Quiet,
         book: TrialBook,
         plan: &Plan,
-        (mut context, mut batch): (ContextSearch, BatchScaler),
+        mut plugins: Plugins,
     ) -> (Result<Limits, TuneError>, Vec<TrialRecord>) {
         let snapshot = crate::hardware::probe(&Default::default());
         let thresholds = Thresholds::default();
@@ -753,7 +871,7 @@ mod tests {
             thresholds: &thresholds,
             cancel: CancellationToken::new(),
         };
-        let limits = driver.run(plan, &mut context, &mut batch).await;
+        let limits = driver.run(plan, &mut plugins).await;
         (limits, driver.book.records().to_vec())
     }
 
@@ -1048,7 +1166,7 @@ mod tests {
         let snapshot = crate::hardware::probe(&Default::default());
         let thresholds = Thresholds::default();
         let mut machine = Machine::default();
-        let (mut context, mut batch) = plugins();
+        let mut plugins = plugins();
         let mut observer = Quiet::default();
         let cancel = CancellationToken::new();
         cancel.cancel();
@@ -1060,8 +1178,138 @@ mod tests {
             thresholds: &thresholds,
             cancel,
         };
-        let result = driver.run(&plan(), &mut context, &mut batch).await;
+        let result = driver.run(&plan(), &mut plugins).await;
         assert!(matches!(result, Err(TuneError::Interrupted)));
         assert!(machine.runs.is_empty());
+    }
+
+    fn ttft_p95_under(ms: f64) -> Slo {
+        Slo {
+            bounds: vec![SloBound {
+                metric: SloMetric::TtftP95,
+                value: ms,
+            }],
+        }
+    }
+
+    /// A whole run on a machine sustaining up to 64 streams, the ladder judging `slo`.
+    async fn tune_judging(slo: Slo) -> (Machine, Limits, Vec<TrialRecord>) {
+        let mut machine = Machine {
+            max_streams: 64,
+            ..Machine::default()
+        };
+        let plan = Plan {
+            slo: slo.clone(),
+            ..plan()
+        };
+        let mut observer = Quiet::default();
+        let (limits, trials) = tune_on(
+            &mut machine,
+            &mut observer,
+            TrialBook::default(),
+            &plan,
+            plugins_judging(&slo),
+        )
+        .await;
+        (machine, limits.unwrap(), trials)
+    }
+
+    /// The stream counts measured by the concurrency phase itself (one stream comes from
+    /// the batch phase).
+    fn levels(machine: &Machine) -> Vec<u32> {
+        machine
+            .runs
+            .iter()
+            .filter(|(c, _)| c.concurrency > 1)
+            .map(|(c, _)| c.concurrency)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_stream_measured_by_the_batch_phase_is_judged_as_a_level() {
+        let (_, limits, trials) = tune_judging(Slo::default()).await;
+        assert_eq!(limits.max_concurrency, Some(8));
+        assert_eq!(limits.bounds.max_concurrency, Some(Bound::Cap { cap: 8 }));
+        let one = trials
+            .iter()
+            .find(|r| r.config.concurrency == 1 && r.config.batch == 128)
+            .expect("level 1");
+        let figures = one.concurrency.as_ref().expect("judged as a level");
+        assert_eq!(figures.latency.ttft_p95_ms, Some(100.0));
+        assert_eq!(figures.slo, None, "no objective, no judgement");
+    }
+
+    #[tokio::test]
+    async fn an_objective_between_two_levels_ends_between_them() {
+        let (machine, limits, trials) = tune_judging(ttft_p95_under(450.0)).await;
+        // 100 ms per stream: 4 streams meet 450 ms, 5 do not.
+        assert_eq!(limits.max_concurrency, Some(4));
+        assert_eq!(levels(&machine), vec![2, 4, 8, 6, 5]);
+        match &limits.bounds.max_concurrency {
+            Some(Bound::Slo {
+                at: 5,
+                metric: SloMetric::TtftP95,
+                measured: Some(m),
+                bound,
+                ..
+            }) => assert_eq!((*m, *bound), (500.0, 450.0)),
+            other => panic!("{other:?}"),
+        }
+        let judged: Vec<(u32, bool)> = trials
+            .iter()
+            .filter(|r| r.phase == Phase::Concurrency)
+            .map(|r| {
+                assert_eq!(r.stage, Stage::Verify, "levels are verifications");
+                let verdict = r.concurrency.as_ref().and_then(|f| f.slo.as_ref());
+                (r.config.concurrency, verdict.expect("judged").met)
+            })
+            .collect();
+        assert_eq!(
+            judged,
+            vec![(2, true), (4, true), (8, false), (6, false), (5, false)]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_objective_no_level_meets_is_bound_by_it_at_one_stream() {
+        let (machine, limits, _) = tune_judging(ttft_p95_under(50.0)).await;
+        assert_eq!(limits.max_concurrency, None);
+        assert!(levels(&machine).is_empty(), "{:?}", levels(&machine));
+        assert!(
+            matches!(
+                limits.bounds.max_concurrency,
+                Some(Bound::Slo { at: 1, .. })
+            ),
+            "{:?}",
+            limits.bounds.max_concurrency
+        );
+    }
+
+    #[tokio::test]
+    async fn a_phase_that_does_not_run_says_why() {
+        let plan = Plan {
+            concurrency: false,
+            batch_scaling: false,
+            ..plan()
+        };
+        let mut machine = Machine::default();
+        let mut observer = Quiet::default();
+        let (limits, _) = tune_on(
+            &mut machine,
+            &mut observer,
+            TrialBook::default(),
+            &plan,
+            plugins(),
+        )
+        .await;
+        let limits = limits.unwrap();
+        assert_eq!(limits.best_batch, Some(64));
+        let reason = |b: &Option<Bound>| match b {
+            Some(Bound::NotRun { reason }) => reason.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(reason(&limits.bounds.best_batch).contains("batch_adaptation.enabled"));
+        assert!(reason(&limits.bounds.max_concurrency).contains("--skip-concurrency"));
+        assert!(levels(&machine).is_empty());
     }
 }

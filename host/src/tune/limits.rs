@@ -6,6 +6,7 @@
 //! {…}}` — so `limits.max_context.bound_by` answers "why not more?". Logs written before
 //! bounds existed hold plain numbers; they still read.
 
+use ozone_sdk::SloMetric;
 use serde::{Deserialize, Serialize};
 
 use crate::record::{FailureKind, Metric, Phase, Stage, TrialRecord, Verdict};
@@ -92,12 +93,13 @@ pub enum Bound {
     /// The search's upper bound (`max_batch`, `max_concurrency`) was reached, everything
     /// passing.
     Cap { cap: u32 },
-    /// The service-level objective missed at the next level: which bound, what was measured.
+    /// The service-level objective missed at the next level: the first bound that missed
+    /// and what was measured (absent: it could not be measured, which misses too).
     Slo {
         at: u32,
         trial_id: u32,
-        metric: String,
-        measured: f64,
+        metric: SloMetric,
+        measured: Option<f64>,
         bound: f64,
     },
     /// The phase did not run, and why (no stable context, `--skip-concurrency`, …).
@@ -199,7 +201,21 @@ impl Bound {
                 measured,
                 bound,
                 ..
-            } => format!("slo: at {at} {metric} measured {measured:.1}, objective {bound:.1}"),
+            } => {
+                let (unit, sign, digits) = if metric.is_floor() {
+                    ("tok/s", "<", 1)
+                } else {
+                    ("ms", ">", 0)
+                };
+                match measured {
+                    Some(m) => format!(
+                        "slo: at {at} {metric} measured {m:.digits$} {unit} {sign} {bound} {unit}"
+                    ),
+                    None => format!(
+                        "slo: at {at} {metric} could not be measured (bound {bound} {unit})"
+                    ),
+                }
+            }
             Bound::NotRun { reason } => format!("not run: {reason}"),
         }
     }
@@ -214,8 +230,8 @@ pub struct BoundFacts<'a> {
     pub max_batch: u32,
     /// `batch_adaptation.enabled`.
     pub batch_scaling: bool,
-    /// The concurrency ladder; empty when the phase was skipped.
-    pub concurrency_levels: &'a [u32],
+    /// Whether the concurrency phase ran (`--skip-concurrency` turns it off).
+    pub concurrency: bool,
     /// The run's request timeouts (the one a `time` bound ran into).
     pub timeouts: &'a AdaptiveTimeouts,
 }
@@ -224,8 +240,10 @@ pub struct BoundFacts<'a> {
 /// was tried and not stable, and why (memory, time, threshold, instability, server
 /// error); or the search's ceiling (`trained_context`, `cap`); or, for a batch whose
 /// next value ran stable, `throughput`. `None` where the trials do not say (a plugin
-/// that stopped below its ceiling with nothing failing above its answer).
-/// The concurrency SLO kind is the concurrency phase's.
+/// that stopped below its ceiling with nothing failing above its answer). A concurrency
+/// level passes when stable and its objective (recorded on the trial) held: what bound
+/// `max_concurrency` may be the first bound of the objective that missed (`slo`), and
+/// with every level passing, the most streams tried (`cap`).
 pub fn explain(limits: &Limits, trials: &[TrialRecord], facts: &BoundFacts) -> LimitBounds {
     LimitBounds {
         max_context: context_bound(limits, trials, facts),
@@ -294,25 +312,62 @@ fn batch_bound(limits: &Limits, trials: &[TrialRecord], facts: &BoundFacts) -> O
 }
 
 fn concurrency_bound(limits: &Limits, trials: &[TrialRecord], facts: &BoundFacts) -> Option<Bound> {
-    let (Some(ctx), Some(batch)) = (limits.max_context, limits.best_batch) else {
-        return Some(not_run("no context and batch were stable"));
+    let Some(ctx) = limits.max_context else {
+        return Some(not_run("no context was stable"));
     };
-    if facts.concurrency_levels.is_empty() {
+    let Some(batch) = limits.best_batch else {
+        return Some(not_run(&format!("no batch was stable at context {ctx}")));
+    };
+    if !facts.concurrency {
         return Some(not_run("skipped (--skip-concurrency)"));
     }
-    let ladder: Vec<&TrialRecord> = trials
+    // Every level at the context and batch found; one stream may have been measured by
+    // the context or batch phase.
+    let levels: Vec<&TrialRecord> = trials
         .iter()
         .filter(|t| t.config.ctx == ctx && t.config.batch == batch && t.stage == Stage::Verify)
         .collect();
     let answer = limits.max_concurrency;
-    match first_not_stable_above(&ladder, answer, |t| t.config.concurrency) {
-        Some(t) => Some(failure_bound(t, t.config.concurrency, facts.timeouts)),
-        None => {
-            let top = facts.concurrency_levels.iter().copied().max().unwrap_or(1);
-            answer
-                .filter(|a| *a >= top)
-                .map(|_| Bound::Cap { cap: top })
-        }
+    let missed = levels
+        .iter()
+        .filter(|t| !level_passed(t) && answer.is_none_or(|a| t.config.concurrency > a))
+        .min_by_key(|t| (t.config.concurrency, std::cmp::Reverse(t.id)));
+    if let Some(t) = missed {
+        return Some(level_bound(t, facts.timeouts));
+    }
+    let top = levels.iter().map(|t| t.config.concurrency).max();
+    Some(match top {
+        Some(top) => Bound::Cap {
+            cap: top.max(answer.unwrap_or(0)),
+        },
+        None => not_run("the concurrency plugin proposed no level"),
+    })
+}
+
+/// A level passes when its trial is stable and the objective, if any, held.
+fn level_passed(t: &TrialRecord) -> bool {
+    let objective = t.concurrency.as_ref().and_then(|f| f.slo.as_ref());
+    t.verdict == Verdict::Stable && objective.is_none_or(|v| v.met)
+}
+
+/// Why a level did not pass: its trial's failure or instability, else the first bound of
+/// the objective that missed.
+fn level_bound(t: &TrialRecord, timeouts: &AdaptiveTimeouts) -> Bound {
+    let at = t.config.concurrency;
+    let miss = t
+        .concurrency
+        .as_ref()
+        .and_then(|f| f.slo.as_ref())
+        .and_then(|v| v.missed.first());
+    match miss {
+        Some(miss) if t.verdict == Verdict::Stable => Bound::Slo {
+            at,
+            trial_id: t.id,
+            metric: miss.metric,
+            measured: miss.measured,
+            bound: miss.bound,
+        },
+        _ => failure_bound(t, at, timeouts),
     }
 }
 
@@ -494,7 +549,7 @@ mod tests {
             max_context: 32768,
             max_batch: 256,
             batch_scaling: true,
-            concurrency_levels: &[1, 2, 4, 8],
+            concurrency: true,
             timeouts,
         }
     }
@@ -685,7 +740,7 @@ mod tests {
             b.best_batch
         );
         let skipped = BoundFacts {
-            concurrency_levels: &[],
+            concurrency: false,
             batch_scaling: false,
             ..facts(&timeouts)
         };
@@ -751,6 +806,109 @@ mod tests {
         let json = serde_json::to_value(&limits).unwrap();
         assert_eq!(json["max_context"], serde_json::json!({"value": 4096}));
         assert_eq!(serde_json::from_value::<Limits>(json).unwrap(), limits);
+    }
+
+    #[test]
+    fn an_objective_bound_names_the_metric_and_the_figure_missed() {
+        let limits = Limits {
+            max_concurrency: Some(4),
+            bounds: LimitBounds {
+                max_concurrency: Some(Bound::Slo {
+                    at: 5,
+                    trial_id: 12,
+                    metric: SloMetric::TtftP95,
+                    measured: Some(2345.6),
+                    bound: 2000.0,
+                }),
+                ..LimitBounds::default()
+            },
+            ..Limits::default()
+        };
+        let json = serde_json::to_value(&limits).unwrap();
+        let c = &json["max_concurrency"];
+        assert_eq!(
+            (c["value"].clone(), c["bound_by"].clone()),
+            (4.into(), "slo".into())
+        );
+        assert_eq!(c["evidence"]["metric"], "ttft-p95");
+        assert_eq!(c["evidence"]["measured"], 2345.6);
+        assert_eq!(serde_json::from_value::<Limits>(json).unwrap(), limits);
+        let text = limits.bounds.max_concurrency.as_ref().unwrap().describe();
+        assert_eq!(text, "slo: at 5 ttft-p95 measured 2346 ms > 2000 ms");
+        let floor = Bound::Slo {
+            at: 9,
+            trial_id: 3,
+            metric: SloMetric::DecodeMin,
+            measured: None,
+            bound: 10.0,
+        };
+        assert_eq!(
+            floor.describe(),
+            "slo: at 9 decode-min could not be measured (bound 10 tok/s)"
+        );
+    }
+
+    #[test]
+    fn a_level_that_ran_stable_but_missed_the_objective_is_an_slo_bound() {
+        use crate::record::{ConcurrencyFigures, Latency, SloMiss, SloVerdict};
+        let timeouts = AdaptiveTimeouts::default();
+        let judged = |t: &mut TrialRecord, met: bool| {
+            let missed = if met {
+                Vec::new()
+            } else {
+                vec![SloMiss {
+                    metric: SloMetric::TtftP95,
+                    measured: Some(900.0),
+                    bound: 500.0,
+                }]
+            };
+            t.concurrency = Some(ConcurrencyFigures {
+                streams: t.config.concurrency,
+                requests_per_stream: 2,
+                warmup_per_stream: 1,
+                window_ms: 1000.0,
+                latency: Latency::default(),
+                stream_decode_tps: None,
+                aggregate_decode_tps: None,
+                slo: Some(SloVerdict { met, missed }),
+            });
+        };
+        // The fixture's levels 1 and 2 ran stable; 2 missed the objective.
+        let mut trials = fixtures::trials();
+        for t in trials.iter_mut().filter(|t| t.phase == Phase::Concurrency) {
+            let met = t.config.concurrency < 2;
+            judged(t, met);
+        }
+        let limits = Limits {
+            max_concurrency: Some(1),
+            ..fixture_limits()
+        };
+        let b = explain(&limits, &trials, &facts(&timeouts));
+        assert!(
+            matches!(
+                b.max_concurrency,
+                Some(Bound::Slo { at: 2, metric: SloMetric::TtftP95, measured: Some(m), .. }) if m == 900.0
+            ),
+            "{:?}",
+            b.max_concurrency
+        );
+        // Every level passing: the most streams tried is the cap.
+        for t in trials.iter_mut().filter(|t| t.phase == Phase::Concurrency) {
+            judged(t, true);
+            t.verdict = Verdict::Stable;
+            t.failure = None;
+        }
+        let top = trials
+            .iter()
+            .filter(|t| t.phase == Phase::Concurrency)
+            .map(|t| t.config.concurrency)
+            .max();
+        let limits = Limits {
+            max_concurrency: top,
+            ..fixture_limits()
+        };
+        let b = explain(&limits, &trials, &facts(&timeouts));
+        assert_eq!(b.max_concurrency, top.map(|cap| Bound::Cap { cap }));
     }
 
     #[test]

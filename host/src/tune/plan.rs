@@ -13,12 +13,10 @@ use crate::backend::ModelMetadata;
 use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
-use crate::plugin::{
-    self, BatchScaler, ContextBounds, ContextSearch, PluginError, PluginHost, PluginRef,
-};
+use crate::plugin::{self, ContextBounds, PluginError, PluginHost, PluginRef};
 use crate::record::KvCacheType;
 
-use super::driver::Plan;
+use super::driver::{Plan, Plugins};
 use super::presets::PresetName;
 
 /// Every proposal is a multiple of this many tokens.
@@ -102,8 +100,8 @@ pub fn effective_thresholds(
     config.thresholds()
 }
 
-/// The run's context and batch plugins, loaded with what they are told about the
-/// machine and the model.
+/// The run's context, batch and concurrency plugins, loaded with what they are told
+/// about the machine, the model, their bounds and the objective.
 pub fn load_plugins(
     plugins: &PluginHost,
     config: &Config,
@@ -111,7 +109,7 @@ pub fn load_plugins(
     thresholds: &Thresholds,
     facts: &ModelMetadata,
     params: &RunParameters,
-) -> Result<(ContextSearch, BatchScaler), PluginError> {
+) -> Result<Plugins, PluginError> {
     let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     let bounds = context_bounds(config, trained);
     let model = plugin::model_facts(facts, bounds, params.hint);
@@ -122,20 +120,31 @@ pub fn load_plugins(
         config.search_strategy.batch_adaptation.max_batch,
         config.initial_batch(facts.size_class),
     );
-    let context = plugins.load_context(
-        &PluginRef::from_str(&config.ozone.context_strategy)?,
-        &config.context_plugin_settings_json(),
-        &hardware,
-        &model,
-    )?;
-    let batch = plugins.load_batch(
-        &PluginRef::from_str(&config.ozone.batch_strategy)?,
-        &config.batch_plugin_settings_json(),
-        &hardware,
-        &model,
-        &batch_bounds,
-    )?;
-    Ok((context, batch))
+    let concurrency_bounds =
+        plugin::concurrency_bounds(config.testing.concurrency_progression.max_concurrency);
+    Ok(Plugins {
+        context: plugins.load_context(
+            &PluginRef::from_str(&config.ozone.context_strategy)?,
+            &config.context_plugin_settings_json(),
+            &hardware,
+            &model,
+        )?,
+        batch: plugins.load_batch(
+            &PluginRef::from_str(&config.ozone.batch_strategy)?,
+            &config.batch_plugin_settings_json(),
+            &hardware,
+            &model,
+            &batch_bounds,
+        )?,
+        concurrency: plugins.load_concurrency(
+            &PluginRef::from_str(&config.ozone.concurrency_strategy)?,
+            &config.concurrency_plugin_settings_json(),
+            &hardware,
+            &model,
+            &concurrency_bounds,
+            &config.ozone.slo,
+        )?,
+    })
 }
 
 /// The contexts a context plugin may propose.
@@ -143,15 +152,26 @@ fn context_bounds(config: &Config, trained: u32) -> ContextBounds {
     ContextBounds::new(config.ozone.min_context, trained, CONTEXT_GRANULARITY)
 }
 
-/// What the driver is to do for a model: batch start, phases, concurrency ladder.
+/// What the driver is to do for a model: batch start, phases, the objective.
 pub fn plan(config: &Config, facts: &ModelMetadata, params: &RunParameters) -> Plan {
     let settings = config.trial_settings();
     let initial_batch = config.initial_batch(facts.size_class);
     let max_batch = config.search_strategy.batch_adaptation.max_batch.max(1);
-    let doublings = (f64::from(max_batch) / f64::from(initial_batch.max(1)))
-        .log2()
-        .ceil()
-        .max(0.0) as usize;
+    let doublings = |from: u32, to: u32| {
+        (f64::from(to.max(1)) / f64::from(from.max(1)))
+            .log2()
+            .ceil()
+            .max(0.0) as usize
+    };
+    let progression = &config.testing.concurrency_progression;
+    let slo = config.ozone.slo.clone();
+    // Without an objective the ladder's levels; with one, doubling to the cap and about
+    // as many bisection steps.
+    let estimated_concurrency_trials = if slo.is_empty() {
+        progression.levels.len()
+    } else {
+        2 * doublings(1, progression.max_concurrency) + 1
+    };
     let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     Plan {
         initial_batch,
@@ -160,14 +180,12 @@ pub fn plan(config: &Config, facts: &ModelMetadata, params: &RunParameters) -> P
         max_context: context_bounds(config, trained).max,
         kv_cache_type: params.kv_cache_type,
         screen_trials: config.ozone.screen_trials,
-        concurrency_levels: if params.skip_concurrency {
-            Vec::new()
-        } else {
-            settings.concurrency_levels.clone()
-        },
+        concurrency: !params.skip_concurrency,
+        slo,
         stabilization_delay: Duration::from_secs_f64(settings.stabilization_delay_s.max(0.0)),
         timeouts: settings.timeouts.clone(),
         estimated_context_trials: config.search_strategy.max_binary_iterations as usize + 1,
-        estimated_batch_trials: doublings + 1,
+        estimated_batch_trials: doublings(initial_batch, max_batch) + 1,
+        estimated_concurrency_trials,
     }
 }

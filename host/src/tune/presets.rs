@@ -1,4 +1,5 @@
-//! Presets (`max_context`, `balanced`, `fast_response`) derived from measured trials only.
+//! Presets (`max_context`, `balanced`, `fast_response`) derived from measured trials only,
+//! and the `serving` preset from the concurrency search.
 //!
 //! # Candidates
 //! A trial is a candidate when it is a verification (stage `verify`: a screen's one
@@ -32,11 +33,19 @@
 //!
 //! Ties go to the larger context, then to the earlier trial. When only one distinct
 //! configuration is stable, [`Presets::OnlyOne`] says so instead of three copies.
+//!
+//! # Serving
+//! [`serving`] is not scored: it is the concurrency level the run settled on
+//! (`limits.max_concurrency`: stable, and the objective held) at the context and batch
+//! the concurrency phase ran at — `N` slots (`-np N`) of that context each, for `N`
+//! simultaneous users.
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::PresetCategories;
 use crate::record::{Peaks, Phase, Stage, Stats, TrialConfig, TrialRecord, Verdict};
+use crate::trial::figures_of;
+use crate::tune::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,13 +53,16 @@ pub enum PresetName {
     MaxContext,
     Balanced,
     FastResponse,
+    /// The concurrency the run settled on, with its slots.
+    Serving,
 }
 
 impl PresetName {
-    pub const ALL: [PresetName; 3] = [
+    pub const ALL: [PresetName; 4] = [
         PresetName::MaxContext,
         PresetName::Balanced,
         PresetName::FastResponse,
+        PresetName::Serving,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +70,7 @@ impl PresetName {
             PresetName::MaxContext => "max_context",
             PresetName::Balanced => "balanced",
             PresetName::FastResponse => "fast_response",
+            PresetName::Serving => "serving",
         }
     }
 }
@@ -76,8 +89,9 @@ impl std::str::FromStr for PresetName {
             "max_context" => Ok(PresetName::MaxContext),
             "balanced" => Ok(PresetName::Balanced),
             "fast_response" => Ok(PresetName::FastResponse),
+            "serving" => Ok(PresetName::Serving),
             _ => Err(format!(
-                "unknown preset `{s}` (expected max_context, balanced or fast_response)"
+                "unknown preset `{s}` (expected max_context, balanced, fast_response or serving)"
             )),
         }
     }
@@ -149,7 +163,8 @@ pub struct Preset {
     pub ttft_ms: Stats,
     pub prefill_tps: Option<Stats>,
     pub peaks: Peaks,
-    pub score: Score,
+    /// Absent for `serving`, which is chosen by the concurrency search, not scored.
+    pub score: Option<Score>,
     pub evidence: Evidence,
     /// Set when the category's context preference could not be met.
     pub note: Option<String>,
@@ -172,9 +187,11 @@ pub enum Presets {
 
 impl Presets {
     /// The preset to use for `name` (the only one when only one configuration is stable).
+    /// `serving` is not among these: see [`serving`].
     pub fn get(&self, name: PresetName) -> Option<&Preset> {
         match self {
             Presets::NoStableConfiguration => None,
+            _ if name == PresetName::Serving => None,
             Presets::OnlyOne { preset } => Some(preset),
             Presets::Three {
                 max_context,
@@ -183,7 +200,7 @@ impl Presets {
             } => Some(match name {
                 PresetName::MaxContext => max_context,
                 PresetName::Balanced => balanced,
-                PresetName::FastResponse => fast_response,
+                PresetName::FastResponse | PresetName::Serving => fast_response,
             }),
         }
     }
@@ -383,17 +400,59 @@ fn build(name: PresetName, c: &Candidate, all: &[Candidate], weights: Weights) -
         ttft_ms: c.ttft.clone(),
         prefill_tps: t.prefill_tps.clone(),
         peaks: t.peaks.clone(),
-        score: score(c, all, weights),
-        evidence: Evidence {
-            trial_id: t.id,
-            phase: t.phase,
-            samples: t.samples.len() as u32,
-            successful: t.samples.iter().filter(|s| s.ok).count() as u32,
-            success_rate: t.success_rate,
-            cv: t.cv,
-        },
+        score: Some(score(c, all, weights)),
+        evidence: evidence(t),
         note: None,
     }
+}
+
+fn evidence(t: &TrialRecord) -> Evidence {
+    Evidence {
+        trial_id: t.id,
+        phase: t.phase,
+        samples: t.samples.len() as u32,
+        successful: t.samples.iter().filter(|s| s.ok).count() as u32,
+        success_rate: t.success_rate,
+        cv: t.cv,
+    }
+}
+
+/// The `serving` preset: the stable verification of `limits.max_concurrency` streams at the
+/// concurrency phase's context and batch (its latest measurement). `None` when the
+/// concurrency search settled on nothing.
+pub fn serving(trials: &[TrialRecord], limits: &Limits) -> Option<Preset> {
+    let (ctx, batch, streams) = (
+        limits.max_context?,
+        limits.best_batch?,
+        limits.max_concurrency?,
+    );
+    let t = trials.iter().rev().find(|t| {
+        t.verdict == Verdict::Stable
+            && t.stage == Stage::Verify
+            && (t.config.ctx, t.config.batch, t.config.concurrency) == (ctx, batch, streams)
+    })?;
+    let f = figures_of(t);
+    let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0} ms"));
+    let tps = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} tok/s"));
+    let note = format!(
+        "{streams} streams: TTFT p95 {}, TPOT p95 {}, slowest stream {}, all streams {}",
+        ms(f.latency.ttft_p95_ms),
+        ms(f.latency.tpot_p95_ms),
+        tps(f.stream_decode_tps.as_ref().map(|s| s.min)),
+        tps(f.aggregate_decode_tps)
+    );
+    Some(Preset {
+        name: PresetName::Serving,
+        config: t.config.clone(),
+        ctx: t.granted_ctx.unwrap_or(t.config.ctx),
+        decode_tps: t.decode_tps.clone()?,
+        ttft_ms: t.ttft_ms.clone()?,
+        prefill_tps: t.prefill_tps.clone(),
+        peaks: t.peaks.clone(),
+        score: None,
+        evidence: evidence(t),
+        note: Some(note),
+    })
 }
 
 #[cfg(test)]
@@ -425,9 +484,10 @@ mod tests {
         // Fast response: the 4096 trial is the fastest.
         assert_eq!(fast_response.ctx, 4096);
         assert_eq!(fast_response.evidence.trial_id, 2);
-        assert!(fast_response.score.throughput == 1.0 || fast_response.score.ttft == 1.0);
+        let fast = fast_response.score.expect("scored");
+        assert!(fast.throughput == 1.0 || fast.ttft == 1.0);
         for p in presets.list() {
-            assert!(p.score.total > 0.0);
+            assert!(p.score.is_some_and(|s| s.total > 0.0));
             assert!(p.evidence.success_rate >= 0.85);
         }
     }
@@ -437,19 +497,21 @@ mod tests {
         let run = fixtures::trials();
         let presets = derive(&run, &PresetCategories::default());
         let p = presets.get(PresetName::MaxContext).unwrap();
-        let w = p.score.weights;
+        let score = |p: &Preset| p.score.expect("a scored preset");
+        let w = score(p).weights;
         assert!((w.context - 0.5).abs() < 1e-9);
-        let expected = 0.3 * p.score.throughput + 0.2 * p.score.ttft + 0.5 * p.score.context;
-        assert!((p.score.total - expected).abs() < 1e-9);
-        assert_eq!(p.score.context, 1.0);
+        let sp = score(p);
+        let expected = 0.3 * sp.throughput + 0.2 * sp.ttft + 0.5 * sp.context;
+        assert!((sp.total - expected).abs() < 1e-9);
+        assert_eq!(sp.context, 1.0);
         let b = presets.get(PresetName::Balanced).unwrap();
-        assert_eq!(b.score.weights.context, 0.0);
+        assert_eq!(score(b).weights.context, 0.0);
         let f = presets.get(PresetName::FastResponse).unwrap();
-        assert!((f.score.weights.throughput - 0.8 / 1.5).abs() < 1e-9);
+        assert!((score(f).weights.throughput - 0.8 / 1.5).abs() < 1e-9);
         // The fastest configuration is best on both figures: the top score.
-        assert!((f.score.total - 1.0).abs() < 1e-9);
+        assert!((score(f).total - 1.0).abs() < 1e-9);
         for p in presets.list() {
-            assert!(p.score.total > 0.0 && p.score.total <= 1.0 + 1e-9);
+            assert!(score(p).total > 0.0 && score(p).total <= 1.0 + 1e-9);
         }
     }
 

@@ -185,7 +185,8 @@ fn charts(report: &FleetReport) -> Vec<Chart> {
                     })
                     .collect(),
             }],
-            limit: None,
+            limits: Vec::new(),
+            stable_means: "stable",
         })
         .collect()
 }

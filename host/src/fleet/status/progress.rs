@@ -153,7 +153,10 @@ pub fn read_progress(log: &Path) -> RunProgress {
                 progress.wall_ms = started_at
                     .and_then(|s| u64::try_from((f.finished_at - s).num_milliseconds()).ok());
             }
-            LogEvent::Series { .. } | LogEvent::Resumed { .. } | LogEvent::FitBaseline { .. } => {}
+            LogEvent::Series { .. }
+            | LogEvent::Resumed { .. }
+            | LogEvent::Note { .. }
+            | LogEvent::FitBaseline { .. } => {}
         }
     }
     if progress.status == RunStatus::Completed && progress.max_context.is_none() {
