@@ -14,7 +14,9 @@ pub struct SamplePoint {
     /// Resident memory of the watched process tree (the inference server).
     pub process_rss_bytes: Option<u64>,
     /// GPU memory used by the watched process tree, over all GPUs (NVML per process;
-    /// amdgpu DRM client stats). Absent where the GPU cannot say per process.
+    /// amdgpu DRM client stats). Absent where the GPU cannot say per process (and then
+    /// not written: a CPU run's log stays as it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_gpu_mem_bytes: Option<u64>,
     /// Hottest GPU.
     pub gpu_temp_c: Option<f64>,
@@ -28,7 +30,8 @@ pub struct Peaks {
     pub gpu_mem_used_bytes: Option<u64>,
     pub ram_used_bytes: Option<u64>,
     pub process_rss_bytes: Option<u64>,
-    /// Peak GPU memory of the server's own processes.
+    /// Peak GPU memory of the server's own processes (not written when never read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_gpu_mem_bytes: Option<u64>,
     pub gpu_temp_c: Option<f64>,
     pub cpu_percent: Option<f64>,
