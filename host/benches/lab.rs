@@ -1,18 +1,19 @@
-//! Strategy lab throughput and the comparison on every shipped profile.
+//! Strategy lab throughput, the comparison on every shipped profile, and a settings sweep.
 //!
 //! `cargo bench -p ozone --bench lab`
 //!
 //! Prints, per strategy, how long one full replay takes on a shipped profile (plugin
 //! instantiation, context search, batch scaling and concurrency ladder, all answered
-//! from the profile) and the evaluations per second that makes; then the comparison
-//! table of binary-search, memory-model and linear-sweep on every shipped profile.
+//! from the profile) and the replays per second that makes; the comparison table of
+//! binary-search, memory-fit, memory-model and linear-sweep on every shipped profile over 20 seeds
+//! (`ozone lab run --repeats 20`); and the time of a sweep of a few hundred settings
+//! variants of linear-sweep over every shipped profile.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ozone::lab::{self, Profile};
-use ozone::plugin::{self, ContextBounds, PluginHost, PluginRef, SandboxLimits};
-use ozone::tune::CONTEXT_GRANULARITY;
+use ozone::lab::{self, PluginConfig, Profile, Replay, Variant};
+use ozone::plugin::{PluginHost, SandboxLimits};
 
 fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles");
@@ -31,84 +32,94 @@ fn main() {
         .collect();
     let strategies = [
         "binary-search".to_string(),
+        "memory-fit".to_string(),
         ozone_test_artifacts::MEMORY_MODEL.to_string(),
         ozone_test_artifacts::LINEAR_SWEEP.to_string(),
     ];
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-bench-cache");
     let host = PluginHost::new(SandboxLimits::default(), Some(cache)).expect("plugin host");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let user = PluginConfig::default();
+    let replay = |profile: &Profile, name: &str, variant: &Variant, seed: u64| -> Replay {
+        runtime.block_on(lab::replay(&host, profile, name, variant, &user, seed))
+    };
 
     // Warm up: compiles each component once (then it comes from the cache).
     for strategy in &strategies {
         let (name, profile) = &profiles[0];
-        lab::replay_blocking(&host, profile, name, strategy, None).expect("runtime");
+        replay(profile, name, &Variant::new(strategy.as_str()), 0);
     }
 
-    let (name, profile) = profiles
-        .iter()
-        .find(|(n, _)| n == "demo-16k-48")
-        .unwrap_or(&profiles[0]);
+    let (name, profile) = &profiles[profiles.len() / 2];
     println!("full replays on profile {name} (load + context + batch + concurrency):");
     for strategy in &strategies {
-        let (per_run, trials) = time_replays(&host, profile, name, strategy);
-        let load = time_load(&host, profile, strategy);
+        let variant = Variant::new(strategy.as_str());
+        let started = Instant::now();
+        let mut runs = 0u64;
+        let mut trials = 0;
+        while started.elapsed() < Duration::from_secs(1) || runs < 20 {
+            let r = replay(profile, name, &variant, runs);
+            assert!(r.error.is_none(), "{strategy}: {:?}", r.error);
+            trials = r.trials.len();
+            runs += 1;
+        }
+        let per_run = started.elapsed() / runs as u32;
         println!(
-            "  {:<14} {:>7.3} ms per full search ({trials} trials; loading the plugin {:.3} ms)  {:>6.0} evaluations/s",
+            "  {:<14} {:>7.3} ms per replay ({trials} trials)  {:>6.0} replays/s",
             short(strategy),
             per_run.as_secs_f64() * 1e3,
-            load.as_secs_f64() * 1e3,
             1.0 / per_run.as_secs_f64()
         );
     }
 
-    let mut rows = Vec::new();
+    let started = Instant::now();
+    let mut replays = Vec::new();
     for (name, profile) in &profiles {
         for strategy in &strategies {
-            let replay =
-                lab::replay_blocking(&host, profile, name, strategy, None).expect("runtime");
-            rows.push(replay.row());
+            for seed in 0..20 {
+                replays.push(replay(
+                    profile,
+                    name,
+                    &Variant::new(strategy.as_str()),
+                    seed,
+                ));
+            }
         }
     }
-    println!("\n{}", lab::render_table(&rows));
-}
-
-/// Mean time of one full replay, over at least 1 s of runs.
-fn time_replays(
-    host: &PluginHost,
-    profile: &Profile,
-    name: &str,
-    strategy: &str,
-) -> (Duration, usize) {
-    let started = Instant::now();
-    let mut runs = 0u32;
-    let mut trials = 0;
-    while started.elapsed() < Duration::from_secs(1) || runs < 20 {
-        let replay = lab::replay_blocking(host, profile, name, strategy, None).expect("runtime");
-        assert!(replay.error.is_none(), "{strategy}: {:?}", replay.error);
-        trials = replay.trials.len();
-        runs += 1;
-    }
-    (started.elapsed() / runs, trials)
-}
-
-/// Mean time to instantiate the context plugin alone (from the compiled cache), the
-/// fixed part of every replay.
-fn time_load(host: &PluginHost, profile: &Profile, strategy: &str) -> Duration {
-    let plugin: PluginRef = strategy.parse().expect("plugin ref");
-    let trained = profile.model.trained_context.expect("trained context");
-    let bounds = ContextBounds::new(
-        profile.config.ozone.min_context,
-        trained,
-        CONTEXT_GRANULARITY,
+    println!(
+        "\ncomparison, 20 seeds each ({} replays in {:.2} s):\n{}",
+        replays.len(),
+        started.elapsed().as_secs_f64(),
+        lab::render_table(&lab::rows(&replays))
     );
-    let model = plugin::model_facts(&profile.model, bounds, None);
-    let hardware = plugin::hardware_facts(&profile.hardware, &profile.thresholds());
-    let runs = 50;
+
+    // A sweep: linear-sweep's step over every multiple of 256 from 512 to 8192, with and
+    // without refining, on every profile.
+    let variants: Vec<Variant> = (2..=32)
+        .flat_map(|k| {
+            [true, false].map(|refine| Variant {
+                settings: Some(serde_json::json!({"step": k * 256, "refine": refine})),
+                ..Variant::new(ozone_test_artifacts::LINEAR_SWEEP)
+            })
+        })
+        .collect();
     let started = Instant::now();
-    for _ in 0..runs {
-        host.load_context(&plugin, "{}", &hardware, &model)
-            .expect("load");
+    let mut count = 0;
+    for (name, profile) in &profiles {
+        for variant in &variants {
+            replay(profile, name, variant, 0);
+            count += 1;
+        }
     }
-    started.elapsed() / runs
+    println!(
+        "settings sweep: {} variants of linear_sweep × {} profiles = {count} replays in {:.2} s",
+        variants.len(),
+        profiles.len(),
+        started.elapsed().as_secs_f64()
+    );
 }
 
 fn short(strategy: &str) -> String {

@@ -16,6 +16,7 @@ pub mod lab;
 pub mod plugin;
 pub mod record;
 pub mod report;
+pub mod scaffold;
 pub mod session;
 pub mod trial;
 pub mod tune;

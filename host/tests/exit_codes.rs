@@ -66,7 +66,7 @@ fn tune(s: &Setup, strategy: &str, config: &str) -> (i32, String) {
 /// (JSON) as the recorded run's `ozone.plugin_settings`.
 fn lab(s: &Setup, strategy: &str, plugin_settings: &str) -> (i32, String) {
     let shipped =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles/demo-16k-48.profile.json");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles/demo-16k-34.profile.json");
     let mut profile: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(shipped).expect("shipped profile"))
             .expect("profile JSON");

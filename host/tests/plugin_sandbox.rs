@@ -112,6 +112,7 @@ fn infinite_loop_in_the_constructor_too() {
         err.contains("exceeded its per-call budget") && err.contains("in create"),
         "{err}"
     );
+    assert!(err.contains("raise ozone.sandbox.fuel_per_call"), "{err}");
 }
 
 #[test]
@@ -123,6 +124,7 @@ fn memory_bomb_hits_the_memory_cap() {
         err
     });
     assert!(err.contains("tried to grow memory past 64 MiB"), "{err}");
+    assert!(err.contains("raise ozone.sandbox.memory_mb"), "{err}");
 }
 
 #[test]
@@ -168,6 +170,7 @@ fn deep_recursion_hits_the_stack_cap() {
         err
     });
     assert!(err.contains("trapped") && err.contains("stack"), "{err}");
+    assert!(err.contains("raise ozone.sandbox.stack_kb"), "{err}");
 }
 
 #[test]

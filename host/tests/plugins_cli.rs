@@ -140,3 +140,42 @@ fn check_refuses_a_plugin_built_for_api_0_1_0_with_exit_code_2() {
         "{err}"
     );
 }
+
+#[test]
+fn check_takes_the_sandbox_and_settings_of_a_config_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("ozone.yaml");
+    let config = config.to_str().expect("utf-8 path");
+    // Too little fuel for even a built-in: the error names the key to raise.
+    std::fs::write(config, "ozone:\n  sandbox:\n    fuel_per_call: 1000\n").expect("write");
+    let (code, out, err) = ozone(&["plugins", "check", "binary-search", "--config", config]);
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(out.contains("sandbox 1000 fuel per call"), "{out}");
+    assert!(err.contains("raise ozone.sandbox.fuel_per_call"), "{err}");
+    // Raised, and the plugin's settings from the same file.
+    std::fs::write(
+        config,
+        "ozone:\n  sandbox:\n    fuel_per_call: 200000000\n  plugin_settings:\n    \
+         linear_sweep:\n      step: 8192\n      refine: false\n",
+    )
+    .expect("write");
+    let (code, out, err) = ozone(&["plugins", "check", LINEAR_SWEEP, "--config", config]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("trial  1: context    8192"), "{out}");
+    assert!(out.contains("best context: 98304"), "{out}");
+}
+
+#[test]
+fn new_refuses_a_bad_name_and_a_folder_in_use_with_exit_code_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("taken");
+    std::fs::create_dir(&target).expect("mkdir");
+    std::fs::write(target.join("notes.txt"), "mine").expect("write");
+    let target = target.to_str().expect("utf-8 path");
+    let (code, _, err) = ozone(&["plugins", "new", "fine", "--kind", "batch", "--dir", target]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = ozone(&["plugins", "new", "Bad Name", "--kind", "context"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("lowercase"), "{err}");
+}

@@ -19,6 +19,15 @@
 //! `cdylib`) and load it with `ozone tune --context-strategy target/…/my_plugin.wasm`.
 //! The contract is `wit/strategy.wit`, package `ozone:strategy@0.2.0` ([`API_VERSION`]).
 
+//!
+//! The author's guide follows (the crate's `README.md`; its Rust snippet is compiled as a
+//! doc test).
+//!
+#![doc = include_str!("../README.md")]
+// The README's crate keeps its `#[test]` as an author writes it: compiled here, run by
+// the host's first-hour test, which pastes the crate out and runs `cargo test`.
+#![allow(clippy::test_attr_in_doctest)]
+
 // The generated bindings name paths `::ozone_sdk::…`, which must also resolve in here.
 extern crate self as ozone_sdk;
 

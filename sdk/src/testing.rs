@@ -5,8 +5,13 @@
 //!   checking every proposal against the bounds the host would enforce and stopping a
 //!   policy that never finishes ([`MAX_TRIALS`]);
 //! - simulated machines answer the trials: [`MemoryMachine`] (memory grows with
-//!   context up to a threshold), [`BatchMachine`] (throughput peaks at one batch),
-//!   [`ConcurrencyMachine`] (latency grows with streams, so an objective binds);
+//!   context up to a threshold), [`NoisyMachine`] (the same on a busy machine: noisy
+//!   peaks, transient failures, unstable verifications; seeded), [`BatchMachine`]
+//!   (throughput peaks at one batch), [`ConcurrencyMachine`] (latency grows with
+//!   streams, so an objective binds);
+//! - [`check_noise_tolerance`] runs a context search on a clean machine and on noisy
+//!   ones and fails when noise changes its answer (a policy that gives up on one
+//!   failed trial fails it);
 //! - [`model`], [`batch_bounds`], [`concurrency_bounds`], [`stable`], [`failed`] build
 //!   the facts and outcomes a test needs.
 //!
@@ -23,6 +28,9 @@
 //! let run = testing::run_context::<Fixed>("{}", &machine.hardware(), &testing::model(131_072), |ctx| machine.context_trial(ctx)).unwrap();
 //! assert_eq!(run.proposals, vec![4096]);
 //! ```
+
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 use crate::concurrency::{ConcurrencyOutcome, Latency, Slo};
 use crate::strategy::{BatchScaler, ConcurrencySearch, ContextSearch};
@@ -291,6 +299,140 @@ impl MemoryMachine {
         outcome.headroom.gpu_memory_bytes = Some(self.limit_bytes as i64 - peak as i64);
         outcome
     }
+}
+
+/// A [`MemoryMachine`] on a busy, shared machine, seeded so a test is repeatable:
+/// - reported peaks (and the headroom with them) vary by up to ±`memory_noise` (a
+///   fraction) around the true peak; the verdict follows the true peak;
+/// - a screen of a context that fits fails with a timeout with probability
+///   `transient_rate` (another process held the cores). Such a failure is transient:
+///   measuring the same context again (proposing it again) gives its true outcome;
+/// - verifications ([`NoisyMachine::verify_trial`], the host's statistical trial of a
+///   search's `best`) above `unstable_above` tokens are unstable: throughput too noisy
+///   to publish, as on a machine shared with other work.
+#[derive(Debug, Clone)]
+pub struct NoisyMachine {
+    pub machine: MemoryMachine,
+    pub seed: u64,
+    pub memory_noise: f64,
+    pub transient_rate: f64,
+    pub unstable_above: Option<u32>,
+    /// Screens taken so far, per context.
+    screens: RefCell<HashMap<u32, u32>>,
+}
+
+impl NoisyMachine {
+    /// `machine` with ±2 % memory noise and a 25 % chance that a context's first screen
+    /// fails transiently; verifications are unstable nowhere.
+    pub fn new(machine: MemoryMachine, seed: u64) -> Self {
+        Self {
+            machine,
+            seed,
+            memory_noise: 0.02,
+            transient_rate: 0.25,
+            unstable_above: None,
+            screens: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn hardware(&self) -> HardwareFacts {
+        self.machine.hardware()
+    }
+
+    /// The outcome of a context-phase screen at `ctx` (counts as one more screen of it).
+    pub fn context_trial(&self, ctx: u32) -> TrialOutcome {
+        let nth = {
+            let mut screens = self.screens.borrow_mut();
+            let n = screens.entry(ctx).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        let mut outcome = self.noisy_peak(self.machine.context_trial(ctx), ctx, nth);
+        if nth == 0 && outcome.is_stable() && self.draw(ctx, nth, 1) < self.transient_rate {
+            outcome.verdict = Verdict::Failed;
+            outcome.failure = Some(Failure::Timeout);
+            outcome.success_rate = 0.0;
+            outcome.decode_tps = None;
+        }
+        outcome
+    }
+
+    /// The outcome of the host's verification (five samples) of `ctx`.
+    pub fn verify_trial(&self, ctx: u32) -> TrialOutcome {
+        let screen = self.noisy_peak(self.machine.context_trial(ctx), ctx, u32::MAX);
+        let mut outcome = TrialOutcome {
+            stage: Stage::Verify,
+            samples: 5,
+            cv: screen.is_stable().then_some(0.03),
+            ..screen
+        };
+        if outcome.is_stable() && self.unstable_above.is_some_and(|limit| ctx > limit) {
+            outcome.verdict = Verdict::Unstable;
+            outcome.cv = Some(0.4);
+        }
+        outcome
+    }
+
+    fn noisy_peak(&self, mut outcome: TrialOutcome, ctx: u32, nth: u32) -> TrialOutcome {
+        let Some(peak) = outcome.peak_gpu_memory_bytes else {
+            return outcome;
+        };
+        let factor = 1.0 + self.memory_noise * (2.0 * self.draw(ctx, nth, 0) - 1.0);
+        let noisy = (peak as f64 * factor) as u64;
+        outcome.peak_gpu_memory_bytes = Some(noisy);
+        outcome.headroom.gpu_memory_bytes = Some(self.machine.limit_bytes as i64 - noisy as i64);
+        outcome
+    }
+
+    /// A number in `[0, 1)` from the seed, the context, the measurement and a purpose.
+    fn draw(&self, ctx: u32, nth: u32, purpose: u64) -> f64 {
+        let mut h = self.seed;
+        for v in [u64::from(ctx), u64::from(nth), purpose] {
+            h = splitmix64(h ^ v);
+        }
+        (h >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// SplitMix64's finaliser (Steele et al., 2014): a well-mixed hash of a 64-bit value.
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Runs a context search on a clean [`MemoryMachine`] whose limit is `limit_ctx` tokens
+/// (a model trained for `trained` tokens), then on a [`NoisyMachine`] of it for each
+/// seed: a search that copes with a busy machine answers the same on each — it measures
+/// a transient failure again instead of giving up there. Returns the clean answer, or
+/// an error naming the first seed whose answer differs, with its proposals.
+pub fn check_noise_tolerance<S: ContextSearch>(
+    settings: &str,
+    limit_ctx: u32,
+    trained: u32,
+    seeds: std::ops::Range<u64>,
+) -> Result<Option<u32>, String> {
+    let clean = MemoryMachine::with_context_limit(limit_ctx);
+    let model = model(trained);
+    let expected = run_context::<S>(settings, &clean.hardware(), &model, |ctx| {
+        clean.context_trial(ctx)
+    })?
+    .best;
+    for seed in seeds {
+        let noisy = NoisyMachine::new(clean, seed);
+        let run = run_context::<S>(settings, &noisy.hardware(), &model, |ctx| {
+            noisy.context_trial(ctx)
+        })?;
+        if run.best != expected {
+            return Err(format!(
+                "on a noisy machine (seed {seed}) the answer is {:?} where the clean machine's \
+                 is {expected:?}: a transient failure was taken for the limit (proposals {:?})",
+                run.best, run.proposals
+            ));
+        }
+    }
+    Ok(expected)
 }
 
 /// A simulated throughput curve over batch sizes: peaks at `best_batch` with

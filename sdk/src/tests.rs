@@ -345,3 +345,74 @@ fn records_serialize_with_the_wit_names_in_snake_case() {
     let metric = serde_json::to_value(SloMetric::E2eP95).expect("serializes");
     assert_eq!(metric, SloMetric::E2eP95.name());
 }
+
+/// Doubles the context from the smallest and stops at the first trial that is not
+/// stable: it takes one noisy trial for the limit.
+struct GiveUp {
+    bounds: ContextBounds,
+    next: Option<u32>,
+    best: Option<u32>,
+}
+
+impl ContextSearch for GiveUp {
+    fn new(_: &str, _: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
+        Ok(GiveUp {
+            bounds: model.bounds,
+            next: Some(model.bounds.min),
+            best: None,
+        })
+    }
+    fn propose(&mut self) -> Option<u32> {
+        self.next
+    }
+    fn observe(&mut self, o: &TrialOutcome) {
+        let ctx = o.config.ctx;
+        self.next = None;
+        if o.is_stable() {
+            self.best = Some(ctx);
+            self.next = (ctx < self.bounds.max).then(|| self.bounds.fit(u64::from(ctx) * 2));
+        }
+    }
+    fn best(&self) -> Option<u32> {
+        self.best
+    }
+}
+
+#[test]
+fn a_search_that_gives_up_on_one_failed_trial_fails_the_noise_check() {
+    let err = testing::check_noise_tolerance::<GiveUp>("{}", 13_000, 32_768, 0..20)
+        .expect_err("a transient failure ends its search");
+    assert!(err.contains("transient failure"), "{err}");
+}
+
+#[test]
+fn the_noisy_machine_is_seeded_and_its_failures_pass() {
+    use testing::NoisyMachine;
+    let screens = |seed| {
+        let m = NoisyMachine::new(MemoryMachine::with_context_limit(13_000), seed);
+        let first: Vec<_> = (8..48).map(|k| m.context_trial(k * 256)).collect();
+        let second: Vec<_> = (8..48).map(|k| m.context_trial(k * 256)).collect();
+        (first, second)
+    };
+    let (first, second) = screens(3);
+    assert_eq!(screens(3), (first.clone(), second.clone()), "seeded");
+    let transient = first
+        .iter()
+        .filter(|o| o.failure == Some(Failure::Timeout))
+        .count();
+    assert!(
+        (4..=18).contains(&transient),
+        "{transient} of 40 at a 25 % rate"
+    );
+    for (a, b) in first.iter().zip(&second) {
+        // The second screen of a context is its true outcome: stable up to the limit.
+        assert_eq!(b.is_stable(), a.config.ctx <= 13_000, "{:?}", b.config);
+        assert!(b.failure != Some(Failure::Timeout));
+    }
+    let peaks: Vec<_> = first.iter().map(|o| o.peak_gpu_memory_bytes).collect();
+    let clean = MemoryMachine::with_context_limit(13_000);
+    assert!(first
+        .iter()
+        .zip(&peaks)
+        .any(|(o, p)| *p != clean.context_trial(o.config.ctx).peak_gpu_memory_bytes));
+}

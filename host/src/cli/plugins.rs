@@ -1,6 +1,6 @@
-//! `ozone plugins list` and `ozone plugins check FILE.wasm`.
+//! `ozone plugins list`, `ozone plugins check FILE.wasm` and `ozone plugins new NAME`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ozone_sdk::testing::{self, BatchMachine, ConcurrencyMachine, MemoryMachine};
 use ozone_sdk::{self as sdk, ConcurrencyOutcome, Slo, TrialOutcome, Verdict};
@@ -9,7 +9,9 @@ use crate::plugin::{
     self, PluginHost, PluginRef, SandboxLimits, Strategy, World, API_VERSION, BUILTINS,
 };
 
-use super::{CliError, Exit};
+use super::{CliError, Exit, ResultExt};
+use crate::config::{self, Config};
+use crate::scaffold::{self, Kind, ScaffoldError};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -27,15 +29,55 @@ pub enum Command {
     /// run (the SDK's simulated machines: memory over context, throughput over batch,
     /// latency over streams), printing each decision.
     Check(CheckArgs),
+    /// Write a new strategy crate that builds anywhere: a working policy with native
+    /// tests, and the SDK vendored beside it (it is not on crates.io).
+    New(NewArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "\
+Example:
+  ozone plugins new my-search --kind context
+  cd my-search && cargo test && cargo build --target wasm32-wasip2 --release
+  ozone plugins check target/wasm32-wasip2/release/my_search.wasm
+
+The first wasm build of a crate compiles the binding generator (70–90 s on two cores);
+share one target folder between plugin crates (CARGO_TARGET_DIR) to pay it once.
+
+Exit codes: 0 written; 2 bad name, or the folder exists and is not empty; 1 cannot write.")]
+pub struct NewArgs {
+    /// The plugin's crate name (lowercase letters, digits, `-`, `_`).
+    pub name: String,
+    /// Which kind of strategy.
+    #[arg(long, value_enum)]
+    pub kind: KindArg,
+    /// The folder to create (default: ./NAME). It must not exist, or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindArg {
+    /// World context-strategy: the largest context that runs.
+    Context,
+    /// World batch-strategy: the batch with the best throughput.
+    Batch,
+    /// World concurrency-strategy: the most streams served.
+    Concurrency,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// A component file (`.wasm`) or a built-in name.
     pub plugin: String,
-    /// The plugin's settings, as JSON text.
-    #[arg(long, default_value = "{}")]
-    pub settings: String,
+    /// The plugin's settings, as JSON text (default: what the configuration gives it,
+    /// as `ozone tune` would).
+    #[arg(long)]
+    pub settings: Option<String>,
+    /// Configuration file whose sandbox limits (`ozone.sandbox`), plugin settings and
+    /// batch bounds apply (else ./ozone.yaml, else the user config dir, else defaults).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Trained context of the simulated model.
     #[arg(long, default_value_t = 131_072)]
     pub trained_context: u32,
@@ -62,12 +104,65 @@ pub fn run(command: Command) -> Result<(), CliError> {
             list(&files)
         }
         Command::Check(args) => check(&args),
+        Command::New(args) => new_plugin(&args),
     }
 }
 
 fn new_host() -> Result<PluginHost, CliError> {
-    PluginHost::new(SandboxLimits::default(), PluginHost::default_cache_dir())
-        .map_err(CliError::plugin)
+    host_with(SandboxLimits::default())
+}
+
+fn host_with(limits: SandboxLimits) -> Result<PluginHost, CliError> {
+    PluginHost::new(limits, PluginHost::default_cache_dir()).map_err(CliError::plugin)
+}
+
+fn new_plugin(args: &NewArgs) -> Result<(), CliError> {
+    let kind = match args.kind {
+        KindArg::Context => Kind::Context,
+        KindArg::Batch => Kind::Batch,
+        KindArg::Concurrency => Kind::Concurrency,
+    };
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&args.name));
+    let created = scaffold::write(&args.name, kind, &dir).map_err(|e| {
+        let exit = match e {
+            ScaffoldError::InvalidName(_) | ScaffoldError::Exists(_) => Exit::BadInput,
+            ScaffoldError::Write { .. } => Exit::Internal,
+        };
+        CliError::new(exit, e)
+    })?;
+    let shown = display_dir(&created.dir);
+    println!(
+        "Created {} ({} plugin, API {API_VERSION}) in {shown}: src/lib.rs (a working policy \
+         and its native tests), README.md, and ozone-sdk/ (the SDK, vendored).",
+        created.name,
+        kind.world()
+    );
+    println!("Next:");
+    println!("  cd {shown}");
+    println!("  cargo test                                      # native tests, no wasm");
+    println!("  rustup target add wasm32-wasip2                 # once");
+    println!(
+        "  cargo build --target wasm32-wasip2 --release    # first build 70–90 s (wit-bindgen), then seconds"
+    );
+    println!(
+        "  ozone plugins check target/wasm32-wasip2/release/{}",
+        created.wasm
+    );
+    println!("Tip: share one CARGO_TARGET_DIR between plugin crates to compile wit-bindgen once.");
+    Ok(())
+}
+
+/// A folder as the user would type it after `cd`.
+fn display_dir(dir: &Path) -> String {
+    let text = dir.display().to_string();
+    if text.contains(char::is_whitespace) {
+        format!("'{text}'")
+    } else {
+        text
+    }
 }
 
 /// Plugin files the effective configuration names (built-in names are listed anyway).
@@ -119,13 +214,31 @@ fn list(files: &[PathBuf]) -> Result<(), CliError> {
 
 fn check(args: &CheckArgs) -> Result<(), CliError> {
     let plugin: PluginRef = args.plugin.parse().map_err(CliError::plugin)?;
-    let host = new_host()?;
+    let loaded = config::load(args.config.as_deref()).exit(Exit::BadInput)?;
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
+    let config = &loaded.config;
+    let limits = config.ozone.sandbox.clone();
+    if let Some(source) = &loaded.source {
+        println!(
+            "configuration {}: sandbox {} fuel per call, {} MiB, {} KiB stack",
+            source.display(),
+            limits.fuel_per_call,
+            limits.memory_mb,
+            limits.stack_kb
+        );
+    }
+    let host = host_with(limits)?;
     let world = host.inspect(&plugin).map_err(CliError::plugin)?;
     println!("{plugin}: {world} plugin, API {API_VERSION}");
     let memory = MemoryMachine::with_context_limit(args.context_limit);
     let hw = memory.hardware();
     let model = testing::model(args.trained_context);
-    let settings = &args.settings;
+    let settings = &match &args.settings {
+        Some(settings) => settings.clone(),
+        None => configured_settings(config, &args.plugin, world),
+    };
     match world {
         World::Context => {
             let mut search = host
@@ -144,9 +257,8 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
             )
         }
         World::Batch => {
-            // The host's own defaults: `batch_adaptation.max_batch` and the initial batch
-            // of the simulated model's size class (medium).
-            let config = crate::config::Config::default();
+            // The configuration's `batch_adaptation.max_batch` and the initial batch of the
+            // simulated model's size class (medium), as `ozone tune` hands them over.
             let bounds = plugin::batch_bounds(
                 config.search_strategy.batch_adaptation.max_batch,
                 config.initial_batch(crate::backend::SizeClass::Medium),
@@ -187,6 +299,24 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
                 |n| machine.concurrency_trial(n, &slo),
                 describe_concurrency,
             )
+        }
+    }
+}
+
+/// The settings JSON `ozone tune` would hand this plugin under `config`.
+fn configured_settings(config: &Config, plugin: &str, world: World) -> String {
+    let mut config = config.clone();
+    match world {
+        World::Context => {
+            config.ozone.context_strategy = plugin.to_string();
+            config.context_plugin_settings_json()
+        }
+        World::Batch => {
+            config.ozone.batch_strategy = plugin.to_string();
+            config.batch_plugin_settings_json()
+        }
+        World::Concurrency => {
+            config.plugin_settings_json(&config::plugin_name(plugin), serde_json::json!({}))
         }
     }
 }

@@ -64,11 +64,16 @@ impl Config {
         self.plugin_settings_json(&plugin_name(&self.ozone.context_strategy), base)
     }
 
-    /// Settings JSON for the batch plugin: the `search_strategy.batch_adaptation` keys with
-    /// `ozone.plugin_settings.<batch plugin name>` merged over them.
+    /// Settings JSON for the batch plugin: the `search_strategy.batch_adaptation` keys that
+    /// are the plugin's (`enabled`, `scale_up_factor`; the initial and largest batch reach
+    /// it as its batch bounds) with `ozone.plugin_settings.<batch plugin name>` merged over
+    /// them.
     pub fn batch_plugin_settings_json(&self) -> String {
-        let base = serde_json::to_value(&self.search_strategy.batch_adaptation)
-            .unwrap_or_else(|_| Value::Object(Map::new()));
+        let b = &self.search_strategy.batch_adaptation;
+        let base = json!({
+            "enabled": b.enabled,
+            "scale_up_factor": b.scale_up_factor,
+        });
         self.plugin_settings_json(&plugin_name(&self.ozone.batch_strategy), base)
     }
 

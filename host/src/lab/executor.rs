@@ -1,38 +1,49 @@
 //! The lab's [`TrialExecutor`]: answers each trial the driver asks for from a profile
-//! instead of a server, and keeps count of what it answered.
+//! instead of a server ([`super::answer`]), and keeps count of what it answered.
 
+use std::collections::HashMap;
+
+use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::record::{FailureKind, Phase, SampleSeries, Stage, TrialConfig, Verdict};
 use crate::trial::{OnSample, TrialRun};
 use crate::tune::driver::{TrialExecutor, TuneError, TuneObserver};
 
+use super::answer::{Answerer, Request, Source};
 use super::profile::{Decision, Profile};
 
 /// One trial as the lab answered it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ReplayedTrial {
     pub id: u32,
     pub phase: Phase,
+    pub stage: Stage,
     pub config: TrialConfig,
     pub verdict: Verdict,
     pub failure: Option<FailureKind>,
-    /// Recorded duration (estimated from the neighbours when interpolated).
+    /// Recorded duration (between the neighbours' when interpolated, 0 when not recorded).
     pub duration_ms: u64,
-    /// How the answer was derived, when the profile never measured this configuration.
-    pub interpolated: Option<String>,
+    /// Measured, derived, interpolated or not recorded (with how).
+    pub source: Source,
 }
 
-/// Replays a profile: every trial is the recorded one, or an interpolated answer.
+/// Replays a profile: every trial a measured point, or a flagged answer.
 pub struct ReplayExecutor<'p> {
-    profile: &'p Profile,
+    answers: Answerer<'p>,
+    seed: u64,
+    asked: HashMap<(TrialConfig, Stage), u32>,
     pub trials: Vec<ReplayedTrial>,
 }
 
 impl<'p> ReplayExecutor<'p> {
-    pub fn new(profile: &'p Profile) -> Self {
+    /// `seed` 0 answers repeated points in the order they were recorded; another seed
+    /// draws among their measurements.
+    pub fn new(profile: &'p Profile, seed: u64) -> Self {
         Self {
-            profile,
+            answers: Answerer::new(profile),
+            seed,
+            asked: HashMap::new(),
             trials: Vec::new(),
         }
     }
@@ -48,7 +59,14 @@ impl TrialExecutor for ReplayExecutor<'_> {
         _cancel: &CancellationToken,
         _on_sample: OnSample<'_>,
     ) -> TrialRun {
-        let answer = self.profile.answer(config);
+        let asked = self.asked.entry((config.clone(), stage)).or_default();
+        let answer = self.answers.answer(Request {
+            config,
+            stage,
+            repeat: *asked,
+            seed: self.seed,
+        });
+        *asked += 1;
         let mut record = answer.record;
         record.id = id;
         record.phase = phase;
@@ -56,11 +74,12 @@ impl TrialExecutor for ReplayExecutor<'_> {
         self.trials.push(ReplayedTrial {
             id,
             phase,
+            stage,
             config: config.clone(),
             verdict: record.verdict,
             failure: record.failure.as_ref().map(|f| f.kind),
             duration_ms: record.duration_ms,
-            interpolated: answer.interpolated,
+            source: answer.source,
         });
         TrialRun {
             record,
@@ -81,11 +100,12 @@ impl TuneObserver for DecisionRecorder {
         Ok(())
     }
 
-    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>, _stage: Stage) {
+    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>, stage: Stage) {
         self.decisions.push(Decision {
             phase,
             plugin: plugin.to_string(),
             proposed,
+            stage: Some(stage),
         });
     }
 }

@@ -1,17 +1,25 @@
-//! The strategy lab: evaluates context and batch strategies offline, on profiles
-//! recorded by real tunes, by driving them through the same loop as `ozone tune`
+//! The strategy lab: evaluates strategies offline, on profiles measured on real
+//! machines, by driving them through the same loop as `ozone tune`
 //! ([`crate::tune::driver::Driver`]) with trials answered from the profile.
 //!
-//! [`profile`] extracts and validates profiles; [`interpolate`] answers configurations a
-//! profile never measured (always flagged); [`executor`] is the replaying
-//! `TrialExecutor`; [`compare`] runs strategies and renders the comparison.
+//! [`record`] measures a profile densely (`ozone lab record`); [`profile`] holds,
+//! extracts and validates profiles; [`answer`] answers a trial from the measured points
+//! without inventing what was not measured; [`executor`] is the replaying
+//! `TrialExecutor`; [`compare`] runs strategies over seeds and settings variants and
+//! renders the comparison.
 
+pub mod answer;
 pub mod compare;
 pub mod executor;
-pub mod interpolate;
 pub mod profile;
+pub mod record;
 
-pub use compare::{render_table, replay, replay_blocking, Replay, Row};
+pub use answer::{Answer, Answerer, Request, Source};
+pub use compare::{
+    render_table, replay, replay_blocking, rows, Figures, PluginConfig, Replay, Row, Spread,
+    Variant,
+};
 pub use executor::{ReplayExecutor, ReplayedTrial};
-pub use interpolate::Answer;
-pub use profile::{Decision, Profile, ProfileError, PROFILE_VERSION};
+pub use profile::{
+    Decision, Method, Point, Profile, ProfileError, Provenance, RecordPlan, PROFILE_VERSION,
+};

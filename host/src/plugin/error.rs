@@ -34,13 +34,13 @@ pub enum PluginError {
     Instantiate { plugin: String, message: String },
     #[error("plugin {plugin} rejected its settings or facts: {message}")]
     Rejected { plugin: String, message: String },
-    #[error("plugin {plugin} exceeded its per-call budget ({fuel} fuel units) in {call}")]
+    #[error("plugin {plugin} exceeded its per-call budget ({fuel} fuel units) in {call}; if it needs more, raise ozone.sandbox.fuel_per_call")]
     Budget {
         plugin: String,
         call: &'static str,
         fuel: u64,
     },
-    #[error("plugin {plugin} tried to grow memory past {limit_mb} MiB in {call}")]
+    #[error("plugin {plugin} tried to grow memory past {limit_mb} MiB in {call}; if it needs more, raise ozone.sandbox.memory_mb")]
     Memory {
         plugin: String,
         call: &'static str,

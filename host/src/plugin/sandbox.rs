@@ -164,7 +164,10 @@ pub fn classify(
         Some(Trap::StackOverflow) => PluginError::Trapped {
             plugin,
             call,
-            message: format!("call stack exhausted (stack cap {} KiB)", limits.stack_kb),
+            message: format!(
+                "call stack exhausted (stack cap {} KiB; if it needs more, raise ozone.sandbox.stack_kb)",
+                limits.stack_kb
+            ),
         },
         _ => {
             // The root cause says what happened; the wasm backtrace around it is noise

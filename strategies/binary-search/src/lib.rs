@@ -9,6 +9,10 @@
 //! Every value is aligned *down* to the model's granularity (256) and clamped to
 //! `[bounds.min, bounds.max]` (max = the trained context). A trial counts as a success
 //! only when its verdict is `stable`; unstable and failed trials both count as failures.
+//! A busy machine makes noise: a *screen* that failed for a reason other than memory
+//! (a timeout, a server error, bad output; not out-of-memory or a memory threshold) is
+//! measured once more — proposing the same context again asks the host for a repeat —
+//! and only that second outcome counts. Memory failures and verifications count at once.
 //!
 //! 1. **First probe**: the warm-start `hint` when the host has one, else
 //!    `initial_context_probe`.
@@ -66,6 +70,8 @@ impl Default for Settings {
 pub struct BinarySearch {
     search: Bisection,
     plan: Plan,
+    /// The context whose transient-looking failure is being measured again.
+    retrying: Option<u32>,
 }
 
 /// Everything but the bracket that decides the next proposal.
@@ -101,6 +107,7 @@ impl ContextSearch for BinarySearch {
                 trials: 0,
                 bisections: 0,
             },
+            retrying: None,
         })
     }
 
@@ -109,6 +116,16 @@ impl ContextSearch for BinarySearch {
     }
 
     fn observe(&mut self, outcome: &TrialOutcome) {
+        let ctx = outcome.config.ctx;
+        let noise = outcome.stage == Stage::Screen
+            && !outcome.is_stable()
+            && !outcome.failure.is_some_and(|f| f.is_memory());
+        if noise && self.retrying != Some(ctx) {
+            // The pending proposal stays: `propose` asks for the same context again.
+            self.retrying = Some(ctx);
+            return;
+        }
+        self.retrying = None;
         let plan = &mut self.plan;
         let first = plan.trials == 0;
         plan.trials += 1;

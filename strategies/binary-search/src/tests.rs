@@ -72,6 +72,27 @@ fn unstable_counts_as_failure() {
     assert!(search.propose().is_some_and(|next| next < ctx));
 }
 
+#[test]
+fn a_transient_failure_is_measured_again_and_noise_does_not_move_the_answer() {
+    let answer = testing::check_noise_tolerance::<BinarySearch>("{}", 100_000, 131_072, 0..20)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer, Some(99_840));
+}
+
+#[test]
+fn a_memory_failure_counts_at_once() {
+    let model = testing::model(131_072);
+    let mut search = BinarySearch::new("{}", &Default::default(), &model).unwrap();
+    let ctx = search.propose().unwrap();
+    let mut outcome = testing::failed(
+        testing::context_config(ctx),
+        ozone_sdk::Failure::ThresholdBreach(ozone_sdk::Threshold::Vram),
+    );
+    outcome.stage = ozone_sdk::Stage::Screen;
+    search.observe(&outcome);
+    assert!(search.propose().is_some_and(|next| next < ctx));
+}
+
 /// Screens pass up to 26 624 tokens; the host's verification of that answer fails (the
 /// full trial's peak is higher): the bisection resumes between the older pass and the
 /// refuted one, and ends within a step of where full trials hold, not at the older pass.

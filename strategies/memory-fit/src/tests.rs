@@ -472,7 +472,7 @@ fn an_unstable_screen_near_a_stable_one_is_measured_again() {
     assert_eq!(search.best(), Some(first));
 
     // One screen in ten that fits comes back unstable: the repeats keep the search on
-    // the memory limit, where binary-search stops at the first unstable screen.
+    // the memory limit (binary-search measures such a screen again too).
     let (mut fit_answers, mut bin_answers) = (Vec::new(), Vec::new());
     for seed in 1..=20 {
         let sim = Sim::new(Binds::Gpu, 5.0 * GIB, 131_072.0, 60_000).seeded(seed, 0.0, 0.0, 0.1);
@@ -486,10 +486,7 @@ fn an_unstable_screen_near_a_stable_one_is_measured_again() {
     }
     let at_limit = |answers: &[u32]| answers.iter().filter(|b| **b == 59_904).count();
     assert!(at_limit(&fit_answers) >= 15, "{fit_answers:?}");
-    assert!(
-        at_limit(&fit_answers) > at_limit(&bin_answers),
-        "{bin_answers:?}"
-    );
+    assert!(at_limit(&bin_answers) >= 15, "{bin_answers:?}");
 }
 
 #[test]
