@@ -435,7 +435,8 @@ pub fn serving(trials: &[TrialRecord], limits: &Limits) -> Option<Preset> {
     let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0} ms"));
     let tps = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1} tok/s"));
     let note = format!(
-        "{streams} streams: TTFT p95 {}, TPOT p95 {}, slowest stream {}, all streams {}",
+        "{streams} stream{}: TTFT p95 {}, TPOT p95 {}, slowest stream {}, all streams {}",
+        if streams == 1 { "" } else { "s" },
         ms(f.latency.ttft_p95_ms),
         ms(f.latency.tpot_p95_ms),
         tps(f.stream_decode_tps.as_ref().map(|s| s.min)),
