@@ -51,21 +51,11 @@ testing:
     stabilization_delay: 0
     requests_per_stream: 2
     max_concurrency: {max_concurrency}
-hardware_monitoring:
-  safety_thresholds:
-    max_ram_percent: 100
-    max_cpu_percent: 100
-  resource_headroom:
-    ram_reserve_mb: 0
-learning_system:
-  configuration_learning:
-    hardware_profiles:
-      store_results: false
-      reuse_learned_configs: false
-ozone:
+{quiet}ozone:
   min_context: {CTX}
   n_predict: 8
-{extra}"
+{extra}",
+        quiet = quiet_machine_yaml!(),
     );
     let path = s.dir.path().join(format!("{name}.yaml"));
     std::fs::write(&path, yaml).expect("write the config");

@@ -132,7 +132,8 @@ fn signal(child: &Child, signal: i32) {
 
 /// A config for quick remote runs: one sample, short request deadlines, one small
 /// context step, no concurrency ladder, nothing remembered.
-const QUICK_CONFIG: &str = "\
+const QUICK_CONFIG: &str = concat!(
+    "\
 search_strategy:
   initial_context_probe: 2048
   max_binary_iterations: 1
@@ -148,21 +149,13 @@ testing:
   concurrency_progression:
     levels: [1]
     stabilization_delay: 0
-hardware_monitoring:
-  safety_thresholds:
-    max_ram_percent: 100
-    max_cpu_percent: 100
-  resource_headroom:
-    ram_reserve_mb: 0
-learning_system:
-  configuration_learning:
-    hardware_profiles:
-      store_results: false
-      reuse_learned_configs: false
-ozone:
+",
+    quiet_machine_yaml!(),
+    "ozone:
   min_context: 2048
   n_predict: 4
-";
+",
+);
 
 fn quick_config(dir: &Path) -> String {
     let path = dir.join("quick.yaml");

@@ -242,9 +242,10 @@ fn every_example_passes_the_commands_of_its_readme() {
     let config = scratch.path().join("ozone.yaml");
     std::fs::write(
         &config,
-        "testing:\n  statistical_validation:\n    variance_tolerance: 10.0\n\
-         hardware_monitoring:\n  safety_thresholds:\n    max_ram_percent: 100\n    \
-         max_cpu_percent: 100\n  resource_headroom:\n    ram_reserve_mb: 0\n",
+        concat!(
+            "testing:\n  statistical_validation:\n    variance_tolerance: 10.0\n",
+            quiet_machine_yaml!()
+        ),
     )
     .expect("config");
     let config = config.display().to_string();

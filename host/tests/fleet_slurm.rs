@@ -25,7 +25,8 @@ const JOB_DEADLINE: Duration = Duration::from_secs(600);
 /// generated model), the search starts just below it with two bisections, two samples a
 /// trial, no batch or concurrency phase; variance and machine-wide thresholds off (on a
 /// shared 2-core machine they measure the neighbours).
-const CONFIG: &str = "\
+const CONFIG: &str = concat!(
+    "\
 search_strategy:
   initial_context_probe: 4096
   max_binary_iterations: 2
@@ -35,21 +36,13 @@ testing:
   statistical_validation:
     min_samples_per_config: 2
     variance_tolerance: 10.0
-hardware_monitoring:
-  safety_thresholds:
-    max_ram_percent: 100
-    max_cpu_percent: 100
-  resource_headroom:
-    ram_reserve_mb: 0
-learning_system:
-  configuration_learning:
-    hardware_profiles:
-      store_results: false
-      reuse_learned_configs: false
-ozone:
+",
+    quiet_machine_yaml!(),
+    "ozone:
   n_predict: 8
   process_memory_budget_mb: 66
-";
+",
+);
 
 /// Starts the cluster; `None` (with the reason printed) where Slurm cannot run.
 fn cluster() -> Option<Duration> {

@@ -29,27 +29,20 @@ const STEP: u32 = 512;
 
 /// Memory decides here: the neighbours' noise (CV, machine RAM) is set aside, as in the
 /// other real-server tests.
-const CONFIG: &str = "testing:
+const CONFIG: &str = concat!(
+    "search_strategy:
+  batch_adaptation:
+    enabled: false
+testing:
   statistical_validation:
     min_samples_per_config: 2
     variance_tolerance: 10.0
-hardware_monitoring:
-  safety_thresholds:
-    max_ram_percent: 100
-    max_cpu_percent: 100
-  resource_headroom:
-    ram_reserve_mb: 0
-search_strategy:
-  batch_adaptation:
-    enabled: false
-learning_system:
-  configuration_learning:
-    hardware_profiles:
-      store_results: false
-      reuse_learned_configs: false
-ozone:
+",
+    quiet_machine_yaml!(),
+    "ozone:
   n_predict: 8
-";
+",
+);
 
 fn ozone(args: &[&str], dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ozone"));
@@ -230,4 +223,38 @@ fn tune(
 fn ozone_sdk_host() -> ozone::plugin::PluginHost {
     let cache = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("lab-record-cache");
     ozone::plugin::PluginHost::new(Default::default(), Some(cache)).expect("engine")
+}
+
+/// A GPU-memory budget the recording could not enforce is refused before anything is
+/// measured, as `ozone tune` refuses it: without a per-process GPU reading (CI), or
+/// above the GPU's total (a GPU machine).
+#[test]
+fn a_gpu_budget_this_machine_cannot_enforce_is_refused_before_recording() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model = dir.path().join("demo-4k.gguf");
+    write_tiny_model(&model, &TinyModelSpec::default()).expect("model");
+    let (budget, why) = common::unenforceable_gpu_budget();
+    let profile = dir.path().join("gpu.profile.json");
+    let out = ozone(
+        &[
+            "lab",
+            "record",
+            model.to_str().expect("utf-8"),
+            "--gpu-memory-budget-mb",
+            budget,
+            "-o",
+            profile.to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    )
+    .output()
+    .expect("ozone lab record");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("--gpu-memory-budget-mb"), "{stderr}");
+    assert!(errors[0].contains(why), "{stderr}");
+    assert!(!profile.exists(), "nothing recorded");
+    common::assert_no_servers_left_for(&model);
 }

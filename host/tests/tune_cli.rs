@@ -35,21 +35,11 @@ fn config_yaml() -> String {
   concurrency_progression:
     levels: [1, 2]
     stabilization_delay: 0
-hardware_monitoring:
-  safety_thresholds:
-    max_ram_percent: 100
-    max_cpu_percent: 100
-  resource_headroom:
-    ram_reserve_mb: 0
-learning_system:
-  configuration_learning:
-    hardware_profiles:
-      store_results: false
-      reuse_learned_configs: false
-ozone:
+{quiet}ozone:
   n_predict: {N_PREDICT}
   process_memory_budget_mb: {BUDGET_MB}
-"
+",
+        quiet = quiet_machine_yaml!(),
     )
 }
 
@@ -429,16 +419,7 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
 
     // A GPU-memory budget this machine cannot hold is refused before any trial: without
     // a per-process GPU reading (CI), or above the GPU's total (a GPU machine).
-    let reading = ozone::hardware::process_gpu::availability(
-        &Default::default(),
-        Path::new("/sys"),
-        Path::new("/proc"),
-    );
-    let readable = !matches!(
-        reading,
-        ozone::hardware::process_gpu::Availability::Unavailable(_)
-    );
-    let budget = if readable { "1000000000" } else { "4096" };
+    let (budget, why) = common::unenforceable_gpu_budget();
     let out = ozone(
         &[
             "tune",
@@ -462,11 +443,7 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
     );
     let line = one_line_error(&out);
     assert!(line.contains("--gpu-memory-budget-mb"), "{line}");
-    if readable {
-        assert!(line.contains("is not below"), "{line}");
-    } else {
-        assert!(line.contains("cannot be read here"), "{line}");
-    }
+    assert!(line.contains(why), "{line}");
     assert!(!cwd.join("refused/logs").exists(), "no run started");
     // A server Ozone does not start has no processes of Ozone's to watch: refused before
     // Ollama is even asked (nothing listens on port 9).
@@ -696,7 +673,8 @@ async fn the_trained_context_or_time_binds_without_a_budget() {
 
     // A 4096-token request's time on this machine, measured just now: twice that is
     // the timeout, so 4096 tokens fit in it and the trained 16384 (four times the
-    // prompt, more than four times the work) cannot.
+    // prompt, more than four times the work) cannot. At least 2 s: below that, the
+    // scheduling jitter of a busy 2-core machine is a large share of every request.
     let slowest_ms = summary["trials"]
         .as_array()
         .unwrap()
@@ -705,7 +683,7 @@ async fn the_trained_context_or_time_binds_without_a_budget() {
         .filter_map(|sample| sample["total_ms"].as_f64())
         .fold(0.0, f64::max);
     assert!(slowest_ms > 0.0, "the samples carry their times");
-    let timeout_s = (2.0 * slowest_ms / 1000.0).max(1.0);
+    let timeout_s = (2.0 * slowest_ms / 1000.0).max(2.0);
     let narrow = s.dir.path().join("narrow-16k.gguf");
     let spec = TinyModelSpec {
         trained_context: 16384,

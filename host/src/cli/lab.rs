@@ -18,6 +18,7 @@ use crate::lab::record::{self, Bench, RecordSettings};
 use crate::lab::{self, Method, PluginConfig, Profile, Provenance, Variant};
 use crate::plugin::{PluginHost, SandboxLimits};
 use crate::record::{Phase, Stage, TrialConfig, TrialRecord};
+use crate::session;
 use crate::trial::TrialRunner;
 use crate::tune::plan::{effective_thresholds, set_aside_cpu_threshold, CONTEXT_GRANULARITY};
 use crate::tune::presets::PresetName;
@@ -46,8 +47,9 @@ What it measures (a profile holds only measured points):
   4. a batch ladder and a concurrency ladder at the smallest, middle and top verified
      contexts (--skip-batch, --skip-concurrency).
 
-Example:
+Examples:
   ozone lab record model.gguf --memory-budget-mb 48 -o model-48.profile.json
+  ozone lab record model.gguf --gpu-memory-budget-mb 40960   # a GPU shared with other work
 
 Exit codes: 0 recorded; 2 bad flag, config or model file; 3 no llama-server;
 130 interrupted, 143 terminated (what was measured so far is written, marked partial).")]
@@ -58,6 +60,10 @@ pub struct RecordArgs {
     /// Absolute budget for the server's resident memory, MiB (a threshold breach above).
     #[arg(long, value_name = "MIB")]
     pub memory_budget_mb: Option<u64>,
+    /// Absolute budget for the GPU memory the server's processes use, MiB, as in
+    /// `ozone tune` (refused where no per-process GPU reading exists).
+    #[arg(long, value_name = "MIB")]
+    pub gpu_memory_budget_mb: Option<u64>,
     /// Where to write the profile (default: `<model>.profile.json`).
     #[arg(short, long, value_name = "NAME.profile.json")]
     pub output: Option<PathBuf>,
@@ -237,6 +243,9 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
     let snapshot = tokio::task::spawn_blocking(|| probe(&ProbeOptions::default()))
         .await
         .exit(Exit::Internal)?;
+    if let Some(why) = session::gpu_budget_refusal(&loaded.config, &spec, &snapshot) {
+        return Err(CliError::new(Exit::BadInput, anyhow::anyhow!(why)));
+    }
     let params = RunParameters {
         kv_cache_type: Default::default(),
         gpu_layers: args.gpu_layers,
@@ -346,6 +355,7 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
             backend: spec.kind(),
             machine: snapshot.hostname.clone(),
             memory_budget_mb: config.ozone.process_memory_budget_mb,
+            gpu_memory_budget_mb: config.ozone.gpu_memory_budget_mb,
             recorded_at: chrono::Utc::now(),
             server_env: lab::profile::server_env(),
         },
@@ -398,6 +408,11 @@ fn record_config(args: &RecordArgs) -> Result<LoadedConfig, CliError> {
     if let Some(mb) = args.memory_budget_mb {
         loaded
             .set_override("ozone.process_memory_budget_mb", mb, "--memory-budget-mb")
+            .exit(Exit::BadInput)?;
+    }
+    if let Some(mb) = args.gpu_memory_budget_mb {
+        loaded
+            .set_override("ozone.gpu_memory_budget_mb", mb, "--gpu-memory-budget-mb")
             .exit(Exit::BadInput)?;
     }
     if let Some(samples) = args.samples {

@@ -97,6 +97,9 @@ pub struct Provenance {
     pub machine: Option<String>,
     /// `--memory-budget-mb` of the recording, if any.
     pub memory_budget_mb: Option<u64>,
+    /// `--gpu-memory-budget-mb` of the recording, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_budget_mb: Option<u64>,
     pub recorded_at: chrono::DateTime<chrono::Utc>,
     /// Variables of the recording's environment that change what llama-server does
     /// (`LLAMA_ARG_*`, `MALLOC_*`), by name.
@@ -264,6 +267,7 @@ impl Profile {
                 backend: started.backend,
                 machine: started.hardware.hostname.clone(),
                 memory_budget_mb: config.ozone.process_memory_budget_mb,
+                gpu_memory_budget_mb: config.ozone.gpu_memory_budget_mb,
                 recorded_at: started.started_at,
                 server_env: BTreeMap::new(),
             },
@@ -334,6 +338,7 @@ impl Profile {
                 backend: v1.provenance.backend,
                 machine: v1.hardware.hostname.clone(),
                 memory_budget_mb: config.ozone.process_memory_budget_mb,
+                gpu_memory_budget_mb: config.ozone.gpu_memory_budget_mb,
                 recorded_at: v1.provenance.recorded_at,
                 server_env: BTreeMap::new(),
             },

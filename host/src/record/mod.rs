@@ -136,6 +136,9 @@ pub struct SampleRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_predicted_ms: Option<f64>,
     pub error: Option<String>,
+    /// What kind of failure `error` was (absent in logs before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureKind>,
 }
 
 impl SampleRecord {

@@ -370,22 +370,30 @@ pub async fn tune(
     })
 }
 
-/// A GPU-memory budget needs a server Ozone starts (its pids) and a per-process GPU
-/// reading on this machine, and must be below the GPU's total (`guard::gpu_budget_problem`).
 fn check_gpu_budget(
     config: &Config,
     spec: &BackendSpec,
     snapshot: &HardwareSnapshot,
 ) -> Result<(), TuneFailure> {
-    let Some(budget_mb) = config.ozone.gpu_memory_budget_mb else {
-        return Ok(());
-    };
+    gpu_budget_refusal(config, spec, snapshot).map_or(Ok(()), |why| Err(TuneFailure::BadInput(why)))
+}
+
+/// Why the configured GPU-memory budget cannot be enforced here, if it cannot: it needs
+/// a server Ozone starts (its pids) and a per-process GPU reading on this machine, and
+/// must be below the GPU's total (`guard::gpu_budget_problem`). `tune` and `lab record`
+/// refuse it before any trial.
+pub fn gpu_budget_refusal(
+    config: &Config,
+    spec: &BackendSpec,
+    snapshot: &HardwareSnapshot,
+) -> Option<String> {
+    let budget_mb = config.ozone.gpu_memory_budget_mb?;
     if !matches!(spec, BackendSpec::LlamaServer(_)) {
-        return Err(TuneFailure::BadInput(format!(
+        return Some(format!(
             "--gpu-memory-budget-mb (ozone.gpu_memory_budget_mb) needs a server Ozone starts \
              itself (llama-server): the processes of a running {} are not Ozone's to watch",
             spec.kind()
-        )));
+        ));
     }
     let defaults = SamplerOptions::default();
     let reading = availability(
@@ -393,10 +401,7 @@ fn check_gpu_budget(
         &defaults.sysfs_root,
         &defaults.proc_root,
     );
-    match gpu_budget_problem(budget_mb, snapshot.gpu_memory_total_bytes(), &reading) {
-        Some(problem) => Err(TuneFailure::BadInput(problem)),
-        None => Ok(()),
-    }
+    gpu_budget_problem(budget_mb, snapshot.gpu_memory_total_bytes(), &reading)
 }
 
 /// llama.cpp's own fit on this machine, for a llama-server run (one extra start without

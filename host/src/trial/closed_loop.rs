@@ -180,7 +180,7 @@ impl Progress {
                         }
                     };
                     self.tally.failed += 1;
-                    let sample = failed_sample(index, Some(f.stream), failure.message.clone());
+                    let sample = failed_sample(index, Some(f.stream), &failure);
                     self.out.sample_failures.push(failure);
                     sample
                 }

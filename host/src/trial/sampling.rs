@@ -177,7 +177,7 @@ pub(super) async fn sample(
                 }
                 Err(f) => {
                     tally.failed += 1;
-                    let record = failed_sample(index, None, f.message.clone());
+                    let record = failed_sample(index, None, &f);
                     out.sample_failures.push(f);
                     record
                 }
@@ -262,15 +262,17 @@ pub(super) fn sample_record(index: u32, stream: Option<u32>, g: &Generation) -> 
         server_prompt_ms: g.server.prompt_ms,
         server_predicted_ms: g.server.predicted_ms,
         error: None,
+        failure: None,
     }
 }
 
-pub(super) fn failed_sample(index: u32, stream: Option<u32>, error: String) -> SampleRecord {
+pub(super) fn failed_sample(index: u32, stream: Option<u32>, f: &TrialFailure) -> SampleRecord {
     SampleRecord {
         index,
         stream,
         ok: false,
-        error: Some(error),
+        error: Some(f.message.clone()),
+        failure: Some(f.kind),
         ..SampleRecord::default()
     }
 }

@@ -854,39 +854,48 @@ mod tests {
         }
     }
 
+    /// What a tune on the test machine gave: its limits, every trial, what was observed.
+    struct Tuned {
+        limits: Result<Limits, TuneError>,
+        trials: Vec<TrialRecord>,
+        observer: Quiet,
+    }
+
+    /// A tune on `machine` that starts from `book`'s trials (a resume) or none.
     async fn tune_on(
         machine: &mut Machine,
-        observer: &mut Quiet,
         book: TrialBook,
         plan: &Plan,
         mut plugins: Plugins,
-    ) -> (Result<Limits, TuneError>, Vec<TrialRecord>) {
+    ) -> Tuned {
         let snapshot = crate::hardware::probe(&Default::default());
         let thresholds = Thresholds::default();
+        let mut observer = Quiet::default();
         let mut driver = Driver {
             executor: machine,
-            observer,
+            observer: &mut observer,
             book,
             snapshot: &snapshot,
             thresholds: &thresholds,
             cancel: CancellationToken::new(),
         };
         let limits = driver.run(plan, &mut plugins).await;
-        (limits, driver.book.records().to_vec())
+        let trials = driver.book.records().to_vec();
+        Tuned {
+            limits,
+            trials,
+            observer,
+        }
     }
 
     #[tokio::test]
     async fn screens_search_the_context_and_one_verification_publishes_it() {
         let mut machine = Machine::default();
-        let mut observer = Quiet::default();
-        let (limits, trials) = tune_on(
-            &mut machine,
-            &mut observer,
-            TrialBook::default(),
-            &plan(),
-            plugins(),
-        )
-        .await;
+        let Tuned {
+            limits,
+            trials,
+            observer,
+        } = tune_on(&mut machine, TrialBook::default(), &plan(), plugins()).await;
         let limits = limits.unwrap();
 
         let ctx = limits.max_context.expect("a stable context");
@@ -970,31 +979,20 @@ mod tests {
 
     #[tokio::test]
     async fn an_unstable_verification_goes_back_to_the_plugin_and_the_search_goes_on() {
-        let mut observer = Quiet::default();
         let mut first = Machine::default();
-        let (limits, _) = tune_on(
-            &mut first,
-            &mut observer,
-            TrialBook::default(),
-            &plan(),
-            plugins(),
-        )
-        .await;
+        let Tuned { limits, .. } =
+            tune_on(&mut first, TrialBook::default(), &plan(), plugins()).await;
         let noisy = limits.unwrap().max_context.unwrap();
 
         let mut machine = Machine {
             flaky_verify: vec![noisy],
             ..Machine::default()
         };
-        let mut observer = Quiet::default();
-        let (limits, trials) = tune_on(
-            &mut machine,
-            &mut observer,
-            TrialBook::default(),
-            &plan(),
-            plugins(),
-        )
-        .await;
+        let Tuned {
+            limits,
+            trials,
+            observer,
+        } = tune_on(&mut machine, TrialBook::default(), &plan(), plugins()).await;
         let limits = limits.unwrap();
         let ctx = limits.max_context.expect("a verified context");
         // binary-search withdrew the refuted context: its next best, below, was verified.
@@ -1018,15 +1016,8 @@ mod tests {
             all_verifications_flaky: true,
             ..Machine::default()
         };
-        let mut observer = Quiet::default();
-        let (limits, trials) = tune_on(
-            &mut machine,
-            &mut observer,
-            TrialBook::default(),
-            &plan(),
-            plugins(),
-        )
-        .await;
+        let Tuned { limits, trials, .. } =
+            tune_on(&mut machine, TrialBook::default(), &plan(), plugins()).await;
         let limits = limits.unwrap();
         assert_eq!(limits.max_context, None);
         let verifications = trials.iter().filter(|t| t.stage == Stage::Verify).count();
@@ -1047,10 +1038,8 @@ mod tests {
             flaky_verify: vec![8192],
             ..Machine::default()
         };
-        let mut observer = Quiet::default();
-        let (limits, _) = tune_on(
+        let Tuned { limits, .. } = tune_on(
             &mut machine,
-            &mut observer,
             TrialBook::default(),
             &plan(),
             misbehaving(r#"{"mode": "stubborn", "value": 8192}"#),
@@ -1072,15 +1061,11 @@ mod tests {
             ..plan()
         };
         let mut machine = Machine::default();
-        let mut observer = Quiet::default();
-        let (limits, trials) = tune_on(
-            &mut machine,
-            &mut observer,
-            TrialBook::default(),
-            &plan,
-            plugins(),
-        )
-        .await;
+        let Tuned {
+            limits,
+            trials,
+            observer,
+        } = tune_on(&mut machine, TrialBook::default(), &plan, plugins()).await;
         let ctx = limits.unwrap().max_context.unwrap();
         assert!(ctx <= LIMIT && LIMIT - ctx < 256, "found {ctx}");
         assert!(trials.iter().all(|t| t.stage == Stage::Verify));
@@ -1101,10 +1086,8 @@ mod tests {
     async fn a_repeated_proposal_is_measured_three_times_at_most_and_replays_on_resume() {
         let settings = r#"{"mode": "propose", "value": 4096}"#;
         let mut machine = Machine::default();
-        let mut observer = Quiet::default();
-        let (limits, trials) = tune_on(
+        let Tuned { limits, trials, .. } = tune_on(
             &mut machine,
-            &mut observer,
             TrialBook::default(),
             &plan(),
             misbehaving(settings),
@@ -1116,9 +1099,8 @@ mod tests {
 
         // Resumed from those records, the same requests are answered by them.
         let mut second = Machine::default();
-        let (limits, _) = tune_on(
+        let Tuned { limits, .. } = tune_on(
             &mut second,
-            &mut observer,
             TrialBook::from_records(trials),
             &plan(),
             misbehaving(settings),
@@ -1134,24 +1116,18 @@ mod tests {
             flaky_verify: vec![99_840],
             ..Machine::default()
         };
-        let mut observer = Quiet::default();
-        let (limits, trials) = tune_on(
-            &mut first,
-            &mut observer,
-            TrialBook::default(),
-            &plan(),
-            plugins(),
-        )
-        .await;
+        let Tuned { limits, trials, .. } =
+            tune_on(&mut first, TrialBook::default(), &plan(), plugins()).await;
         let limits = limits.unwrap();
 
         let mut second = Machine {
             flaky_verify: vec![99_840],
             ..Machine::default()
         };
-        let (replayed, _) = tune_on(
+        let Tuned {
+            limits: replayed, ..
+        } = tune_on(
             &mut second,
-            &mut observer,
             TrialBook::from_records(trials),
             &plan(),
             plugins(),
@@ -1202,10 +1178,8 @@ mod tests {
             slo: slo.clone(),
             ..plan()
         };
-        let mut observer = Quiet::default();
-        let (limits, trials) = tune_on(
+        let Tuned { limits, trials, .. } = tune_on(
             &mut machine,
-            &mut observer,
             TrialBook::default(),
             &plan,
             plugins_judging(&slo),
@@ -1293,15 +1267,8 @@ mod tests {
             ..plan()
         };
         let mut machine = Machine::default();
-        let mut observer = Quiet::default();
-        let (limits, _) = tune_on(
-            &mut machine,
-            &mut observer,
-            TrialBook::default(),
-            &plan,
-            plugins(),
-        )
-        .await;
+        let Tuned { limits, .. } =
+            tune_on(&mut machine, TrialBook::default(), &plan, plugins()).await;
         let limits = limits.unwrap();
         assert_eq!(limits.best_batch, Some(64));
         let reason = |b: &Option<Bound>| match b {

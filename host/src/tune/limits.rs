@@ -9,7 +9,7 @@
 use ozone_sdk::SloMetric;
 use serde::{Deserialize, Serialize};
 
-use crate::record::{FailureKind, Metric, Phase, Stage, TrialRecord, Verdict};
+use crate::record::{FailureKind, Metric, Phase, SampleRecord, Stage, TrialRecord, Verdict};
 use crate::trial::AdaptiveTimeouts;
 
 /// The limits a run found.
@@ -388,7 +388,29 @@ fn first_not_stable_above<'t>(
 /// Why one trial at `at` was not stable, as a bound.
 fn failure_bound(t: &TrialRecord, at: u32, timeouts: &AdaptiveTimeouts) -> Bound {
     let trial_id = t.id;
+    let timeout_s = || {
+        timeouts
+            .for_config(t.config.ctx, t.config.batch)
+            .as_secs_f64()
+    };
     let Some(failure) = &t.failure else {
+        // Unstable: when every request that failed ran past its timeout, time bound it
+        // (some requests fit in the timeout, not enough of them).
+        let failed: Vec<_> = t.samples.iter().filter(|s| !s.ok).collect();
+        let timed_out = |s: &&SampleRecord| s.failure == Some(FailureKind::Timeout);
+        if !failed.is_empty() && failed.iter().all(timed_out) {
+            let timeout_s = timeout_s();
+            return Bound::Time {
+                at,
+                trial_id,
+                timeout_s: Some(timeout_s),
+                message: format!(
+                    "{} of {} requests ran past the {timeout_s:.0} s timeout",
+                    failed.len(),
+                    t.samples.len()
+                ),
+            };
+        }
         return Bound::Instability {
             at,
             trial_id,
@@ -421,11 +443,7 @@ fn failure_bound(t: &TrialRecord, at: u32, timeouts: &AdaptiveTimeouts) -> Bound
         FailureKind::Timeout => Bound::Time {
             at,
             trial_id,
-            timeout_s: Some(
-                timeouts
-                    .for_config(t.config.ctx, t.config.batch)
-                    .as_secs_f64(),
-            ),
+            timeout_s: Some(timeout_s()),
             message: failure.message.clone(),
         },
         FailureKind::ServerError | FailureKind::BadOutput => Bound::ServerError {
@@ -677,13 +695,27 @@ mod tests {
         assert!(matches!(b.max_concurrency, Some(Bound::NotRun { .. })));
     }
 
-    #[test]
-    fn a_timeout_is_time_an_unstable_verification_instability_a_crash_a_server_error() {
-        let timeouts = AdaptiveTimeouts::default();
-        let base = fixtures::trials()
+    /// A context trial of the fixtures (id 5), to vary.
+    fn context_trial() -> TrialRecord {
+        fixtures::trials()
             .into_iter()
             .find(|t| t.id == 5)
-            .expect("trial 5");
+            .expect("trial 5")
+    }
+
+    /// The context's bound when `t` is the only trial and 20480 was published.
+    fn context_bound_of(t: TrialRecord) -> Bound {
+        let limits = Limits {
+            max_context: Some(20480),
+            ..Limits::default()
+        };
+        explain(&limits, &[t], &facts(&AdaptiveTimeouts::default()))
+            .max_context
+            .expect("a bound")
+    }
+
+    #[test]
+    fn a_timeout_is_time_an_unstable_verification_instability_a_crash_a_server_error() {
         let with = |kind: Option<FailureKind>, verdict: Verdict| TrialRecord {
             stage: Stage::Verify,
             verdict,
@@ -692,17 +724,9 @@ mod tests {
                 message: "the request ran past the 72 s timeout".into(),
             }),
             server_log_tail: vec!["last line".into()],
-            ..base.clone()
+            ..context_trial()
         };
-        let limits = Limits {
-            max_context: Some(20480),
-            ..Limits::default()
-        };
-        let bound = |t: TrialRecord| {
-            explain(&limits, &[t], &facts(&timeouts))
-                .max_context
-                .expect("a bound")
-        };
+        let bound = context_bound_of;
         let time = bound(with(Some(FailureKind::Timeout), Verdict::Failed));
         assert_eq!(time.kind(), "time");
         assert!(time.describe().contains("too slow to fill it"), "{time:?}");
@@ -724,6 +748,51 @@ mod tests {
             at_ms: 10,
         });
         assert_eq!(bound(hot).kind(), "threshold");
+    }
+
+    /// An unstable verification whose failed requests all ran past the timeout (the
+    /// others fit in it) is bound by time; one with any other failure is instability.
+    #[test]
+    fn an_unstable_trial_whose_failures_are_all_timeouts_is_bound_by_time() {
+        let ok = SampleRecord {
+            ok: true,
+            ..SampleRecord::default()
+        };
+        let failed = |kind: FailureKind| SampleRecord {
+            index: 1,
+            ok: false,
+            error: Some("the request ran past the 2 s timeout".into()),
+            failure: Some(kind),
+            ..SampleRecord::default()
+        };
+        let unstable = |samples: Vec<SampleRecord>| TrialRecord {
+            stage: Stage::Verify,
+            verdict: Verdict::Unstable,
+            failure: None,
+            success_rate: 0.5,
+            samples,
+            ..context_trial()
+        };
+        let bound = context_bound_of;
+        let time = bound(unstable(vec![ok.clone(), failed(FailureKind::Timeout)]));
+        assert_eq!(time.kind(), "time", "{time:?}");
+        assert!(
+            time.describe().contains("1 of 2 requests ran past the"),
+            "{}",
+            time.describe()
+        );
+        let mixed = unstable(vec![
+            ok.clone(),
+            failed(FailureKind::Timeout),
+            failed(FailureKind::BadOutput),
+        ]);
+        assert_eq!(bound(mixed).kind(), "instability");
+        // A log written before samples said their failure's kind: instability, as then.
+        let old = SampleRecord {
+            failure: None,
+            ..failed(FailureKind::Timeout)
+        };
+        assert_eq!(bound(unstable(vec![ok, old])).kind(), "instability");
     }
 
     #[test]

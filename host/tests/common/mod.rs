@@ -160,3 +160,42 @@ pub fn wide_model_spec(trained_context: u32) -> TinyModelSpec {
 
 /// The server-memory budget that puts the limit of [`wide_model_spec`] near 4.5k tokens.
 pub const WIDE_BUDGET_MB: u64 = 66;
+
+/// The part of a test configuration every real-server test shares, as a literal for
+/// `concat!`: machine-wide RAM and CPU thresholds and the RAM reserve set aside (on a
+/// shared 2-core CI machine they measure the neighbours; the server's own budget is
+/// what a test's limit comes from), and nothing learned is kept or reused between runs.
+#[macro_export]
+macro_rules! quiet_machine_yaml {
+    () => {
+        "hardware_monitoring:
+  safety_thresholds:
+    max_ram_percent: 100
+    max_cpu_percent: 100
+  resource_headroom:
+    ram_reserve_mb: 0
+learning_system:
+  configuration_learning:
+    hardware_profiles:
+      store_results: false
+      reuse_learned_configs: false
+"
+    };
+}
+
+/// A `--gpu-memory-budget-mb` this machine refuses before any trial, and words of the
+/// refusal: any budget where no per-process GPU reading exists (CI), else one above
+/// the GPU's total.
+pub fn unenforceable_gpu_budget() -> (&'static str, &'static str) {
+    let reading = ozone::hardware::process_gpu::availability(
+        &Default::default(),
+        Path::new("/sys"),
+        Path::new("/proc"),
+    );
+    match reading {
+        ozone::hardware::process_gpu::Availability::Unavailable(_) => {
+            ("4096", "cannot be read here")
+        }
+        _ => ("1000000000", "is not below"),
+    }
+}

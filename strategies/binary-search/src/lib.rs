@@ -32,6 +32,13 @@
 //!    above it), and the bisection resumes inside the new bracket with a fresh
 //!    allowance of `max_binary_iterations` trials: the answer stays within one step of
 //!    what the full trials sustain instead of falling back to an older, lower pass.
+//!    That holds for a sharp edge: a verification refuted by memory (out of memory, a
+//!    memory threshold). A verification refuted otherwise (timeouts, failed requests)
+//!    met a noisy edge — a screen's one request passed where several in a row do not —
+//!    so each such refutation *backs off*: it also withdraws every pass at or above
+//!    `c × (1 − 10 % × 2^(n−1))` aligned up, `c` the refuted context and `n` the
+//!    back-offs so far (10 %, then 20 %, then 40 % below it), as if that value had
+//!    failed: the next answer keeps a margin the noise cannot eat.
 //!
 //! `best()` is the largest stable context seen and not withdrawn by a failure at or
 //! below it (`None` if none was stable). `propose()` asked again before `observe()`
@@ -65,6 +72,10 @@ impl Default for Settings {
     }
 }
 
+/// How far below a refuted verification the first back-off reaches; it doubles with
+/// each further back-off.
+const REFUTATION_BACKOFF: f64 = 0.10;
+
 /// The search: the bracket and pending proposal, and the plan that picks the next value.
 #[derive(Debug, Clone)]
 pub struct BinarySearch {
@@ -72,6 +83,9 @@ pub struct BinarySearch {
     plan: Plan,
     /// The context whose transient-looking failure is being measured again.
     retrying: Option<u32>,
+    /// Verifications refuted by something other than memory: each withdrew a margin
+    /// below it (see (4)).
+    backoffs: u32,
 }
 
 /// Everything but the bracket that decides the next proposal.
@@ -108,6 +122,7 @@ impl ContextSearch for BinarySearch {
                 bisections: 0,
             },
             retrying: None,
+            backoffs: 0,
         })
     }
 
@@ -140,11 +155,29 @@ impl ContextSearch for BinarySearch {
             plan.bisections = 0;
         }
         plan.hint_confirmed = first && plan.hint.is_some() && outcome.is_stable();
-        self.search.observe(outcome.config.ctx, outcome.is_stable());
+        self.search.observe(ctx, outcome.is_stable());
+        if refuted && !outcome.failure.is_some_and(|f| f.is_memory()) {
+            self.back_off_below(ctx);
+        }
     }
 
     fn best(&self) -> Option<u32> {
         self.search.bracket().passed()
+    }
+}
+
+impl BinarySearch {
+    /// Withdraws the passes within a growing margin below the refuted `ctx` (see (4)).
+    fn back_off_below(&mut self, ctx: u32) {
+        self.backoffs += 1;
+        let g = self.plan.bounds.granularity.max(1);
+        let doublings = (self.backoffs - 1).min(4) as i32;
+        let fraction = (REFUTATION_BACKOFF * 2f64.powi(doublings)).min(0.5);
+        let below = (f64::from(ctx) * (1.0 - fraction)) as u32;
+        let withdrawn_from = below.div_ceil(g).saturating_mul(g);
+        if withdrawn_from > self.plan.bounds.min && withdrawn_from < ctx {
+            self.search.observe(withdrawn_from, false);
+        }
     }
 }
 

@@ -121,3 +121,47 @@ fn a_refuted_answer_resumes_the_bisection() {
     assert!(resumed.iter().all(|&c| c < answer), "{resumed:?}");
     assert_eq!(search.best(), Some(25_856), "{resumed:?}");
 }
+
+/// A time edge, as on a busy CPU with a short request timeout: one request at a time
+/// passes up to 6 912 tokens, several in a row time out above 5 900. Verifications
+/// refuted by timeouts back off by a growing margin (10 %, 20 %), so the host's third
+/// verification (its bound) still finds a stable answer — re-bisecting one step at a
+/// time would spend all three within 512 tokens of the screens' edge.
+#[test]
+fn verifications_refuted_by_timeouts_back_off_by_a_growing_margin() {
+    let model = testing::model(16_384);
+    let settings = r#"{"initial_context_probe": 16384}"#;
+    let mut search = BinarySearch::new(settings, &Default::default(), &model).unwrap();
+    let trial = |ctx: u32, stage: ozone_sdk::Stage| {
+        let edge = match stage {
+            ozone_sdk::Stage::Screen => 6_912,
+            ozone_sdk::Stage::Verify => 5_900,
+        };
+        let mut outcome = if ctx <= edge {
+            testing::stable(testing::context_config(ctx))
+        } else {
+            testing::failed(testing::context_config(ctx), ozone_sdk::Failure::Timeout)
+        };
+        outcome.stage = stage;
+        outcome
+    };
+    let mut verified = Vec::new();
+    for _ in 0..3 {
+        while let Some(ctx) = search.propose() {
+            search.observe(&trial(ctx, ozone_sdk::Stage::Screen));
+        }
+        let answer = search.best().expect("a screen passed");
+        verified.push(answer);
+        let verification = trial(answer, ozone_sdk::Stage::Verify);
+        let stable = verification.is_stable();
+        search.observe(&verification);
+        if stable {
+            break;
+        }
+    }
+    let published = *verified.last().unwrap();
+    assert!(published <= 5_900, "{verified:?}");
+    // The second back-off gave up 20 % below the refuted 6 144.
+    assert!(published >= 4_864, "{verified:?}");
+    assert!(verified.windows(2).all(|w| w[1] < w[0]), "{verified:?}");
+}
