@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use serde_json::Value;
-use tokio_util::sync::CancellationToken;
 
 use super::{CliError, Exit, ResultExt};
 use crate::backend::llama_server::{resolve_binary, Interruption, LlamaServerSpec};
@@ -14,10 +13,10 @@ use crate::backend::BackendSpec;
 use crate::config::{self, plugin_name, LoadedConfig, Provenance as ConfigProvenance};
 use crate::guard::SamplerOptions;
 use crate::hardware::{probe, ProbeOptions};
-use crate::lab::record::{self, Bench, RecordSettings};
+use crate::lab::record::{self, RecordSettings};
 use crate::lab::{self, Method, PluginConfig, Profile, Provenance, Variant};
 use crate::plugin::{PluginHost, SandboxLimits};
-use crate::record::{Phase, Stage, TrialConfig, TrialRecord};
+use crate::record::{Stage, TrialRecord};
 use crate::session;
 use crate::trial::TrialRunner;
 use crate::tune::plan::{effective_thresholds, set_aside_cpu_threshold, CONTEXT_GRANULARITY};
@@ -186,22 +185,6 @@ fn profile(args: ProfileArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Screens and verifications on a real llama-server, through the trial runner.
-struct RunnerBench(TrialRunner);
-
-impl Bench for RunnerBench {
-    async fn measure(
-        &mut self,
-        id: u32,
-        phase: Phase,
-        stage: Stage,
-        config: &TrialConfig,
-        cancel: &CancellationToken,
-    ) -> TrialRecord {
-        self.0.run(id, phase, stage, config, cancel).await.record
-    }
-}
-
 fn record(args: RecordArgs) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -271,11 +254,7 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
         ..SamplerOptions::default()
     };
     let verify_settings = config.trial_settings();
-    let mut bench = RunnerBench(TrialRunner::new(
-        spec.clone(),
-        verify_settings.clone(),
-        sampler,
-    ));
+    let mut runner = TrialRunner::new(spec.clone(), verify_settings.clone(), sampler);
     let trained = facts.trained_context.unwrap_or(131_072);
     let initial_batch = config.initial_batch(facts.size_class);
     let settings = RecordSettings {
@@ -325,7 +304,7 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
         count += 1;
         eprintln!("{count:>4}  {}", describe(stage, t));
     };
-    let recorded = record::record(&mut bench, &settings, &cancel, &mut progress).await;
+    let recorded = record::record(&mut runner, &settings, &cancel, &mut progress).await;
     let (points, plan, interrupted) = match recorded {
         Ok((points, plan)) => (points, plan, false),
         Err(record::Interrupted(points)) => {

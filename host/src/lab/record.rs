@@ -19,26 +19,12 @@
 //!    then the concurrency levels at the context search's batch and at the largest
 //!    stable batch (until the first level that is not stable).
 
-use std::future::Future;
-
 use tokio_util::sync::CancellationToken;
 
 use crate::record::{KvCacheType, Phase, Stage, TrialConfig, TrialRecord, Verdict};
+use crate::tune::driver::TrialExecutor;
 
 use super::profile::{Point, RecordPlan};
-
-/// Where the trials run: a real server (`ozone lab record`) or, in tests, a simulation.
-pub trait Bench {
-    /// Runs one trial at `stage`: a screen (one full fill) or a verification.
-    fn measure(
-        &mut self,
-        id: u32,
-        phase: Phase,
-        stage: Stage,
-        config: &TrialConfig,
-        cancel: &CancellationToken,
-    ) -> impl Future<Output = TrialRecord>;
-}
 
 /// What to measure.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,16 +66,17 @@ impl RecordSettings {
 #[derive(Debug)]
 pub struct Interrupted(pub Vec<Point>);
 
-/// Measures the plan of [`RecordSettings`] on `bench`; `progress` hears about every
-/// finished trial. Returns the points and the plan as followed.
-pub async fn record<B: Bench>(
-    bench: &mut B,
+/// Measures the plan of [`RecordSettings`] with `executor` (the trial runner on a real
+/// server, as `ozone tune` runs trials; a simulation in tests); `progress` hears about
+/// every finished trial. Returns the points and the plan as followed.
+pub async fn record<E: TrialExecutor>(
+    executor: &mut E,
     settings: &RecordSettings,
     cancel: &CancellationToken,
     progress: &mut dyn FnMut(Stage, &TrialRecord),
 ) -> Result<(Vec<Point>, RecordPlan), Interrupted> {
     let mut r = Recorder {
-        bench,
+        executor,
         settings,
         cancel,
         progress,
@@ -103,8 +90,8 @@ pub async fn record<B: Bench>(
     }
 }
 
-struct Recorder<'a, B> {
-    bench: &'a mut B,
+struct Recorder<'a, E> {
+    executor: &'a mut E,
     settings: &'a RecordSettings,
     cancel: &'a CancellationToken,
     progress: &'a mut dyn FnMut(Stage, &TrialRecord),
@@ -112,7 +99,7 @@ struct Recorder<'a, B> {
     next_id: u32,
 }
 
-impl<B: Bench> Recorder<'_, B> {
+impl<E: TrialExecutor> Recorder<'_, E> {
     /// `None` when interrupted.
     async fn run(&mut self) -> Option<RecordPlan> {
         let s = self.settings;
@@ -303,9 +290,10 @@ impl<B: Bench> Recorder<'_, B> {
         let id = self.next_id;
         self.next_id += 1;
         let mut record = self
-            .bench
-            .measure(id, phase, stage, &config, self.cancel)
-            .await;
+            .executor
+            .run(id, phase, stage, &config, self.cancel, &mut |_| {})
+            .await
+            .record;
         if self.cancel.is_cancelled() {
             return None;
         }
@@ -345,6 +333,7 @@ fn config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> TrialConfi
 mod tests {
     use super::*;
     use crate::record::{FailureKind, Metric, Peaks, Stats, TrialFailure};
+    use crate::trial::{OnSample, TrialRun};
 
     /// A machine whose screens fail above `limit` tokens (× streams), whose
     /// verifications are unstable above `steady` tokens, and whose batches above 128
@@ -355,15 +344,16 @@ mod tests {
         runs: Vec<(Stage, TrialConfig)>,
     }
 
-    impl Bench for Simulated {
-        async fn measure(
+    impl TrialExecutor for Simulated {
+        async fn run(
             &mut self,
             id: u32,
             phase: Phase,
             stage: Stage,
             config: &TrialConfig,
             _cancel: &CancellationToken,
-        ) -> TrialRecord {
+            _on_sample: OnSample<'_>,
+        ) -> TrialRun {
             self.runs.push((stage, config.clone()));
             let tokens = config.ctx * config.concurrency;
             let fits = tokens <= self.limit && config.batch <= 128;
@@ -373,7 +363,7 @@ mod tests {
                 (true, false) => Verdict::Unstable,
                 (true, true) => Verdict::Stable,
             };
-            TrialRecord {
+            let record = TrialRecord {
                 id,
                 phase,
                 stage,
@@ -400,6 +390,11 @@ mod tests {
                 stopped_early: None,
                 server_log_tail: vec!["dropped".into()],
                 concurrency: None,
+            };
+            TrialRun {
+                record,
+                series: Default::default(),
+                server_cannot_start: false,
             }
         }
     }

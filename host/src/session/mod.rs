@@ -21,10 +21,8 @@ use crate::report::{
     server_note, write_run_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished,
     RunLog, RunStarted, RunStatus, RunSummary,
 };
-use crate::trial::{OnSample, TrialRun, TrialRunner};
-use crate::tune::driver::{
-    trial_config, Driver, Plan, TrialBook, TrialExecutor, TuneError, TuneObserver,
-};
+use crate::trial::{TrialRun, TrialRunner};
+use crate::tune::driver::{trial_config, Driver, Plan, TrialBook, TuneError, TuneObserver};
 use crate::tune::plan::{
     cpu_inference, effective_thresholds, load_plugins, plan, set_aside_cpu_threshold, RunParameters,
 };
@@ -261,9 +259,8 @@ pub async fn tune(
         progress: PhaseProgress::new(job.show_progress),
         backend: started.backend,
     };
-    let mut executor = RunnerExecutor(&mut runner);
     let mut driver = Driver {
-        executor: &mut executor,
+        executor: &mut runner,
         observer: &mut observer,
         book,
         snapshot: &snapshot,
@@ -582,25 +579,6 @@ fn plugin_uses(config: &Config) -> Vec<PluginUse> {
         builtin: matches!(PluginRef::from_str(name), Ok(PluginRef::Builtin(_))),
     })
     .collect()
-}
-
-/// Runs trials on the real server.
-struct RunnerExecutor<'a>(&'a mut TrialRunner);
-
-impl TrialExecutor for RunnerExecutor<'_> {
-    async fn run(
-        &mut self,
-        id: u32,
-        phase: Phase,
-        stage: Stage,
-        config: &TrialConfig,
-        cancel: &CancellationToken,
-        on_sample: OnSample<'_>,
-    ) -> TrialRun {
-        self.0
-            .run_reporting(id, phase, stage, config, cancel, on_sample)
-            .await
-    }
 }
 
 /// Writes every sample and finished trial to the log (flushed per line) and drives the

@@ -27,7 +27,7 @@ use crate::plugin::{
 use crate::record::{
     ConcurrencyFigures, KvCacheType, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict,
 };
-use crate::trial::{figures_of, AdaptiveTimeouts, OnSample, TrialRun};
+use crate::trial::{figures_of, AdaptiveTimeouts, OnSample, TrialRun, TrialRunner};
 use crate::tune::limits::{explain, BoundFacts};
 use crate::tune::Limits;
 
@@ -58,6 +58,22 @@ pub trait TrialExecutor {
         cancel: &CancellationToken,
         on_sample: OnSample<'_>,
     ) -> impl Future<Output = TrialRun>;
+}
+
+/// The real thing: `ozone tune` and `ozone lab record` run trials on a server.
+impl TrialExecutor for TrialRunner {
+    async fn run(
+        &mut self,
+        id: u32,
+        phase: Phase,
+        stage: Stage,
+        config: &TrialConfig,
+        cancel: &CancellationToken,
+        on_sample: OnSample<'_>,
+    ) -> TrialRun {
+        self.run_reporting(id, phase, stage, config, cancel, on_sample)
+            .await
+    }
 }
 
 /// Hears about every step of the loop: writes the log, moves the progress bars.
