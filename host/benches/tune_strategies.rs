@@ -2,7 +2,7 @@
 //! strategy: a generated model (trained context 131072, 4 layers 256 wide: 4 KiB of KV
 //! cache per token, so a 256-token step is worth ~1.3 MiB, well above the noise of a
 //! reading) on a real llama-server under a 74 MiB server-memory budget, so the search
-//! has a real limit to find (near 6k tokens).
+//! has a real limit to find (near 9k tokens).
 //!
 //! For the built-ins `binary-search` and `memory-fit`, *before* (`ozone.screen_trials:
 //! false`: every context trial a full statistical trial) against *after* (proposals

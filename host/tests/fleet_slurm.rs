@@ -21,7 +21,7 @@ const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 /// Bounds the wait for the tune to finish under Slurm (it takes about a minute).
 const JOB_DEADLINE: Duration = Duration::from_secs(600);
 
-/// Small and quick: a 66 MiB server budget sets the limit (near 4.5k tokens on the wide
+/// Small and quick: a 66 MiB server budget sets the limit (near 7.4k tokens on the wide
 /// generated model), the search starts just below it with two bisections, two samples a
 /// trial, no batch or concurrency phase; variance and machine-wide thresholds off (on a
 /// shared 2-core machine they measure the neighbours).

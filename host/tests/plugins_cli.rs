@@ -30,6 +30,7 @@ fn list_shows_the_builtins_with_world_and_version_and_no_test_guests() {
         out.contains("binary-search") && out.contains("context-strategy"),
         "{out}"
     );
+    assert!(out.contains("memory-fit"), "{out}");
     assert!(
         out.contains("batch-scaler") && out.contains("batch-strategy"),
         "{out}"

@@ -224,7 +224,7 @@ mod tests {
     #[test]
     fn golden_script_for_four_nodes() {
         let script = render(&plan(Placement::Count(4))).unwrap();
-        let golden = include_str!("testdata/nodes4.sh");
+        let golden = include_str!("../../../tests/fixtures/slurm/nodes4.sh");
         let golden = golden.replace("{version}", env!("CARGO_PKG_VERSION"));
         assert_eq!(script, golden, "\n--- rendered ---\n{script}");
     }

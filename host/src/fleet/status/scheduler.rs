@@ -141,8 +141,8 @@ mod tests {
     use super::*;
 
     /// Captured from the single-node cluster `.ci/slurm` starts (Slurm 22.05): a held
-    /// array of three, task 0 pinned and finished, task 1 running, 2 still pending.
-    const SHOW_JOB: &str = include_str!("testdata/scontrol_show_job.txt");
+    /// array of four, task 0 pinned and finished, task 1 failed, 2–3 still pending.
+    const SHOW_JOB: &str = include_str!("../../../tests/fixtures/slurm/scontrol_show_job.txt");
 
     #[test]
     fn reads_each_task_and_expands_the_pending_rest() {
