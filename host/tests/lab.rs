@@ -135,31 +135,21 @@ fn every_shipped_profile_was_recorded_and_says_how() {
 /// seed answers.
 #[test]
 fn strategies_answer_within_one_step_of_the_true_limit_from_measured_points() {
+    // Every seed answers: on demo-32k-36 the verifications breach a few steps below
+    // where the screens still pass, which three verifications could not cross.
     const SEEDS: u64 = 6;
     for (name, p) in shipped() {
         let truth = p.true_limit().expect("true limit");
         for strategy in ["binary-search", "memory-fit", LINEAR_SWEEP] {
-            let mut answered = 0;
             for seed in 0..SEEDS {
                 let run = replay_seed(&p, &Variant::new(strategy), seed);
                 assert_eq!(run.error, None, "{name} {strategy}");
-                let context = |stage: Stage| {
-                    run.trials
-                        .iter()
-                        .filter(move |t| t.phase == Phase::Context && t.stage == stage)
-                };
-                let Some(got) = answer(&run) else {
-                    let refuted: Vec<_> = context(Stage::Verify).collect();
-                    assert!(
-                        !refuted.is_empty()
-                            && refuted.iter().all(|t| {
-                                t.verdict != Verdict::Stable && !t.source.is_not_recorded()
-                            }),
-                        "{name} {strategy} seed {seed}: nothing published: {refuted:#?}"
-                    );
-                    continue;
-                };
-                answered += 1;
+                let got = answer(&run).unwrap_or_else(|| {
+                    panic!(
+                        "{name} {strategy} seed {seed}: nothing published: {:#?}",
+                        run.trials
+                    )
+                });
                 assert!(
                     got.abs_diff(truth) <= p.granularity,
                     "{name} {strategy} seed {seed}: answered {got}, true limit {truth}: {:#?}",
@@ -167,8 +157,12 @@ fn strategies_answer_within_one_step_of_the_true_limit_from_measured_points() {
                 );
                 // The answer rests on a stable verification, never on a trial outside
                 // the recording.
-                let verified: Vec<_> = context(Stage::Verify)
-                    .filter(|t| t.config.ctx == got)
+                let verified: Vec<_> = run
+                    .trials
+                    .iter()
+                    .filter(|t| {
+                        t.phase == Phase::Context && t.stage == Stage::Verify && t.config.ctx == got
+                    })
                     .collect();
                 assert!(
                     verified
@@ -177,7 +171,6 @@ fn strategies_answer_within_one_step_of_the_true_limit_from_measured_points() {
                     "{name} {strategy} seed {seed}: {verified:#?}"
                 );
             }
-            assert!(answered > 0, "{name} {strategy}: no seed answered");
         }
     }
 }

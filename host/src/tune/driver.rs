@@ -35,8 +35,13 @@ use crate::tune::Limits;
 pub const MAX_TRIALS_PER_PHASE: usize = 32;
 
 /// Most verifications of a context search's `best()` (the WIT documents it): after that
-/// many unstable verifications the run publishes no context.
-pub const MAX_VERIFICATIONS: u32 = 3;
+/// many unstable verifications the run publishes no context. Five, not three: a server's
+/// memory can grow a little with every request, so the largest context a verification
+/// holds can sit a few steps below the largest a screen holds (on the shipped `demo-32k-36` profile the screens
+/// pass up to 10240 tokens, the verifications breach from 9728 and hold at 9216),
+/// and a memory-refuted verification costs little, since the guard stops it at the
+/// breach, as an early verdict stops one whose first request fails.
+pub const MAX_VERIFICATIONS: u32 = 5;
 
 /// Most measurements of one configuration and stage in the context phase: a proposal
 /// repeated (to measure noise) is measured again twice at most, then answered with its
@@ -1027,7 +1032,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn three_unstable_verifications_publish_no_context() {
+    async fn unstable_verifications_up_to_the_bound_publish_no_context() {
         let mut machine = Machine {
             all_verifications_flaky: true,
             ..Machine::default()
