@@ -587,10 +587,47 @@ fn staged_tune(dir: &Path, model: &Path, yaml: &str, extra: &[&str], out: &str) 
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(output.status.success(), "ozone tune failed:\n{console}");
+    assert_samples_logged_before_their_trial(&only_file(&dir.join(out).join("logs")));
     let summary = std::fs::read_to_string(only_file(&dir.join(out).join("summaries")))
         .expect("the summary file");
     let summary = serde_json::from_str(&summary).expect("the summary is JSON");
     (summary, console)
+}
+
+/// Every finished request is in the log as a `sample` line before its trial's `trial`
+/// line (one line each, so a crash mid-trial loses none of them).
+fn assert_samples_logged_before_their_trial(log: &Path) {
+    let text = std::fs::read_to_string(log).expect("the log");
+    let mut logged: std::collections::HashMap<u64, Vec<u64>> = Default::default();
+    let mut trials = 0;
+    for line in text.lines() {
+        let event: Value = serde_json::from_str(line).expect("a log line is JSON");
+        match event["event"].as_str() {
+            Some("sample") => logged
+                .entry(event["trial_id"].as_u64().expect("trial_id"))
+                .or_default()
+                .push(event["sample"]["index"].as_u64().expect("index")),
+            Some("trial") => {
+                trials += 1;
+                let id = event["id"].as_u64().expect("id");
+                let indices: Vec<u64> = event["samples"]
+                    .as_array()
+                    .expect("samples")
+                    .iter()
+                    .map(|s| s["index"].as_u64().expect("index"))
+                    .collect();
+                assert_eq!(
+                    logged.remove(&id).unwrap_or_default(),
+                    indices,
+                    "trial {id}: its sample lines before its trial line, in {}",
+                    log.display()
+                );
+            }
+            _ => {}
+        }
+    }
+    assert!(trials > 0, "no trial in {}", log.display());
+    assert!(logged.is_empty(), "samples of no trial: {logged:?}");
 }
 
 /// Context-phase trials at `ctx`, as (stage, verdict).
