@@ -597,11 +597,9 @@ fn staged_tune(dir: &Path, model: &Path, yaml: &str, extra: &[&str], out: &str) 
 /// Every finished request is in the log as a `sample` line before its trial's `trial`
 /// line (one line each, so a crash mid-trial loses none of them).
 fn assert_samples_logged_before_their_trial(log: &Path) {
-    let text = std::fs::read_to_string(log).expect("the log");
     let mut logged: std::collections::HashMap<u64, Vec<u64>> = Default::default();
     let mut trials = 0;
-    for line in text.lines() {
-        let event: Value = serde_json::from_str(line).expect("a log line is JSON");
+    for event in events(log) {
         match event["event"].as_str() {
             Some("sample") => logged
                 .entry(event["trial_id"].as_u64().expect("trial_id"))
