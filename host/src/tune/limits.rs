@@ -726,13 +726,15 @@ mod tests {
             server_log_tail: vec!["last line".into()],
             ..context_trial()
         };
-        let bound = context_bound_of;
-        let time = bound(with(Some(FailureKind::Timeout), Verdict::Failed));
+        let time = context_bound_of(with(Some(FailureKind::Timeout), Verdict::Failed));
         assert_eq!(time.kind(), "time");
         assert!(time.describe().contains("too slow to fill it"), "{time:?}");
-        assert_eq!(bound(with(None, Verdict::Unstable)).kind(), "instability");
+        assert_eq!(
+            context_bound_of(with(None, Verdict::Unstable)).kind(),
+            "instability"
+        );
         let Bound::ServerError { log_tail, .. } =
-            bound(with(Some(FailureKind::ServerError), Verdict::Failed))
+            context_bound_of(with(Some(FailureKind::ServerError), Verdict::Failed))
         else {
             panic!("a server error")
         };
@@ -747,7 +749,7 @@ mod tests {
             limit: 85.0,
             at_ms: 10,
         });
-        assert_eq!(bound(hot).kind(), "threshold");
+        assert_eq!(context_bound_of(hot).kind(), "threshold");
     }
 
     /// An unstable verification whose failed requests all ran past the timeout (the
@@ -773,8 +775,7 @@ mod tests {
             samples,
             ..context_trial()
         };
-        let bound = context_bound_of;
-        let time = bound(unstable(vec![ok.clone(), failed(FailureKind::Timeout)]));
+        let time = context_bound_of(unstable(vec![ok.clone(), failed(FailureKind::Timeout)]));
         assert_eq!(time.kind(), "time", "{time:?}");
         assert!(
             time.describe().contains("1 of 2 requests ran past the"),
@@ -786,13 +787,16 @@ mod tests {
             failed(FailureKind::Timeout),
             failed(FailureKind::BadOutput),
         ]);
-        assert_eq!(bound(mixed).kind(), "instability");
+        assert_eq!(context_bound_of(mixed).kind(), "instability");
         // A log written before samples said their failure's kind: instability, as then.
         let old = SampleRecord {
             failure: None,
             ..failed(FailureKind::Timeout)
         };
-        assert_eq!(bound(unstable(vec![ok, old])).kind(), "instability");
+        assert_eq!(
+            context_bound_of(unstable(vec![ok, old])).kind(),
+            "instability"
+        );
     }
 
     #[test]
