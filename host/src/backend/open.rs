@@ -175,17 +175,22 @@ impl OpenServer {
 
     /// The server's own exit, when it died (waits briefly for a crash to be visible).
     pub async fn server_exit(&mut self) -> Option<TrialFailure> {
-        let server = self.server.as_mut()?;
-        let deadline = Instant::now() + EXIT_SETTLE;
-        loop {
-            if let Some(f) = server.exited().await {
-                return Some(f);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        exit_of(self.server.as_mut()?).await
+    }
+}
+
+/// How `server` exited, when a failed request suggests it died (waits briefly for a
+/// crash to be visible).
+async fn exit_of(server: &mut ManagedServer) -> Option<TrialFailure> {
+    let deadline = Instant::now() + EXIT_SETTLE;
+    loop {
+        if let Some(f) = server.exited().await {
+            return Some(f);
         }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -291,7 +296,7 @@ impl ServerOpener {
                 return Err(OpenFailure::new(interrupted_by_breach(), Vec::new()));
             }
         };
-        let server = match started {
+        let mut server = match started {
             Ok(server) => server,
             Err(start_failure) if cancel.is_cancelled() => {
                 return Err(OpenFailure::new(interrupted(), start_failure.log_tail));
@@ -323,12 +328,15 @@ impl ServerOpener {
                     ));
                 }
                 Err(e) => {
+                    let died = exit_of(&mut server).await;
                     let log = server.log_tail();
                     return Err(OpenFailure::new(
-                        failure(
-                            FailureKind::ServerError,
-                            format!("cannot tokenize the prompt: {e}"),
-                        ),
+                        died.unwrap_or_else(|| {
+                            failure(
+                                FailureKind::ServerError,
+                                format!("cannot tokenize the prompt: {e}"),
+                            )
+                        }),
                         log,
                     ));
                 }
@@ -482,6 +490,10 @@ pub fn timeout_failure(timeout: Duration, what: &str) -> TrialFailure {
 }
 
 fn warmup_failure(f: TrialFailure) -> TrialFailure {
+    if f.fault.is_some() {
+        // Says what killed the server whenever it happened.
+        return f;
+    }
     TrialFailure {
         message: format!("warm-up failed: {}", f.message),
         ..f

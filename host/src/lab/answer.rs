@@ -272,6 +272,7 @@ impl<'p> Answerer<'p> {
                 failure: Some(TrialFailure {
                     kind: FailureKind::ServerError,
                     message: why.clone(),
+                    fault: None,
                 }),
                 verdict: Verdict::Failed,
                 stopped_early: None,

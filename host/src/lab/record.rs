@@ -385,6 +385,7 @@ mod tests {
                 failure: (!fits).then(|| TrialFailure {
                     kind: FailureKind::ThresholdBreach(Metric::ProcessMemory),
                     message: "simulated".into(),
+                    fault: None,
                 }),
                 verdict,
                 stopped_early: None,

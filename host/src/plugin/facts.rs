@@ -312,6 +312,7 @@ mod tests {
             failure: Some(TrialFailure {
                 kind: FailureKind::ThresholdBreach(Metric::Vram),
                 message: "vram".into(),
+                fault: None,
             }),
             verdict: record::Verdict::Failed,
             stopped_early: None,
@@ -344,6 +345,7 @@ mod tests {
         over.failure = Some(TrialFailure {
             kind: FailureKind::ThresholdBreach(Metric::GpuMemoryBudget),
             message: "gpu-memory-budget".into(),
+            fault: None,
         });
         let o = trial_outcome(&over, &snapshot(), &budget);
         assert_eq!(o.peak_server_gpu_memory_bytes, Some(17 * GIB));

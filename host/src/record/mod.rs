@@ -105,6 +105,32 @@ pub struct TrialFailure {
     pub kind: FailureKind,
     /// One human line: what happened, with the figure that proves it.
     pub message: String,
+    /// A server that cannot work on this machine at all (a [`FailureKind::ServerError`]
+    /// with a named cause): no other configuration would fare better, so the run stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<ServerFault>,
+}
+
+impl TrialFailure {
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            fault: None,
+        }
+    }
+}
+
+/// Why a server cannot work here, whatever the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "cause")]
+pub enum ServerFault {
+    /// Killed by SIGILL: the build uses CPU instructions this machine lacks.
+    IllegalInstruction,
+    /// Killed by SIGBUS: a memory-mapped file (the model) shrank under it.
+    BusError,
+    /// The dynamic loader could not find a shared library the binary needs.
+    MissingLibrary { library: String },
 }
 
 /// One request of a trial.

@@ -80,6 +80,7 @@ fn failure(kind: FailureKind, message: impl Into<String>) -> TrialFailure {
     TrialFailure {
         kind,
         message: message.into(),
+        fault: None,
     }
 }
 

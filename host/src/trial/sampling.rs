@@ -86,6 +86,7 @@ impl Tally {
                 timeout.as_secs_f64(),
                 self.max_timeouts
             ),
+            fault: None,
         })
     }
 
@@ -225,6 +226,7 @@ pub(super) fn checked(
     check.map(|()| generation).map_err(|e| TrialFailure {
         kind: FailureKind::BadOutput,
         message: e,
+        fault: None,
     })
 }
 
@@ -278,6 +280,10 @@ pub(super) fn failed_sample(index: u32, stream: Option<u32>, f: &TrialFailure) -
 }
 
 pub(super) fn died_mid_trial(f: TrialFailure) -> TrialFailure {
+    if f.fault.is_some() {
+        // Says what killed the server whenever it happened.
+        return f;
+    }
     TrialFailure {
         message: format!("mid-trial: {}", f.message),
         ..f

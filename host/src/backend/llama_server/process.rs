@@ -1,5 +1,6 @@
 //! One running llama-server: spawn, wait until healthy, watch, stop.
 
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use super::client::LlamaClient;
 use super::command::{command_line, LlamaServerSpec, SERVER_ENV};
 use super::log::{classify_exit, LogTail, RECORD_LINES};
 use super::supervisor;
-use crate::record::{FailureKind, TrialConfig, TrialFailure};
+use crate::backend::gguf::read_metadata;
+use crate::record::{FailureKind, ServerFault, TrialConfig, TrialFailure};
 
 /// How long SIGTERM gets before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -40,6 +42,8 @@ pub struct ManagedServer {
     log: LogTail,
     granted_ctx: Option<u32>,
     command: Vec<String>,
+    /// The model file it maps, to say what became of it after a bus error.
+    model: PathBuf,
     stopped: bool,
 }
 
@@ -137,6 +141,7 @@ impl ManagedServer {
             log,
             granted_ctx: None,
             command: command.clone(),
+            model: spec.model.clone(),
             stopped: false,
         };
         match server.wait_healthy(health_timeout, cancel).await {
@@ -188,10 +193,11 @@ impl ManagedServer {
                 self.stopped = true;
                 // Let the log pumps drain what the process wrote last.
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                Some(classify_exit(
-                    &self.log.last(RECORD_LINES * 4),
-                    Some(status),
-                ))
+                let mut failure = classify_exit(&self.log.last(RECORD_LINES * 4), Some(status));
+                if failure.fault == Some(ServerFault::BusError) {
+                    failure.message.push_str(&model_now(&self.model));
+                }
+                Some(failure)
             }
             Ok(None) => None,
             Err(e) => Some(failure(
@@ -273,6 +279,20 @@ fn failure(kind: FailureKind, message: impl Into<String>) -> TrialFailure {
     TrialFailure {
         kind,
         message: message.into(),
+        fault: None,
+    }
+}
+
+/// What the model file is now, after a bus error: shorter than its header says, or whole
+/// again (replaced while the server ran).
+fn model_now(model: &Path) -> String {
+    match read_metadata(model) {
+        Err(e) => format!(". Now: {e}"),
+        Ok(m) => format!(
+            ". Now {} reads whole ({} bytes): it was replaced while the server ran",
+            model.display(),
+            m.file_size
+        ),
     }
 }
 
