@@ -21,10 +21,12 @@ const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 /// Bounds the wait for the tune to finish under Slurm (it takes about a minute).
 const JOB_DEADLINE: Duration = Duration::from_secs(600);
 
-/// Small and quick: a 66 MiB server budget sets the limit (near 7.4k tokens on the wide
-/// generated model), the search starts just below it with two bisections, two samples a
-/// trial, no batch or concurrency phase; variance and machine-wide thresholds off (on a
-/// shared 2-core machine they measure the neighbours).
+/// Small and quick: a server budget [`HEADROOM_MB`] over the server's footprint sets the
+/// limit (near 7.4k tokens on the wide generated model), the search starts just below it
+/// with two bisections, two samples a trial, no batch or concurrency phase; variance and
+/// machine-wide thresholds off (on a shared 2-core machine they measure the neighbours).
+/// The budget is measured once and written down, so that both nodes' tunes share it (a
+/// warm start counts only results of the same memory limits).
 const CONFIG: &str = concat!(
     "\
 search_strategy:
@@ -40,9 +42,10 @@ testing:
     quiet_machine_yaml!(),
     "ozone:
   n_predict: 8
-  process_memory_budget_mb: 66
 ",
 );
+/// Headroom over the footprint at 2048 tokens: the wide model's limit near 7.4k tokens.
+const HEADROOM_MB: u64 = 23;
 
 /// Starts the cluster; `None` (with the reason printed) where Slurm cannot run.
 fn cluster() -> Option<Duration> {
@@ -160,7 +163,16 @@ fn a_real_slurm_job_tunes_the_node_and_the_report_compares_two() {
     let model = home.join("tiny-16k.gguf");
     write_tiny_model(&model, &common::wide_model_spec(16384)).unwrap();
     let config = home.join("ozone.yaml");
-    std::fs::write(&config, CONFIG).unwrap();
+    let budget = common::budget_over_footprint(
+        &common::cli_spec(&model),
+        &common::cli_first_trial(),
+        HEADROOM_MB,
+    );
+    std::fs::write(
+        &config,
+        format!("{CONFIG}  process_memory_budget_mb: {budget}\n"),
+    )
+    .unwrap();
     let llama_server = common::llama_server();
     let (model, config, llama_server) = (
         model.to_str().unwrap().to_string(),

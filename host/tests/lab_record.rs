@@ -24,7 +24,9 @@ use ozone::lab::{self, PluginConfig, Profile, Variant};
 use ozone::record::{Phase, Stage, TrialConfig, Verdict};
 use serde_json::Value;
 
-const BUDGET_MB: &str = "33";
+/// Headroom over the server's footprint at 2048 tokens (the default tiny model: 512
+/// bytes of KV cache a token).
+const HEADROOM_MB: u64 = 3;
 const STEP: u32 = 512;
 
 /// Memory decides here: the neighbours' noise (CV, machine RAM) is set aside, as in the
@@ -72,13 +74,20 @@ fn a_recorded_profile_replays_the_real_tune_it_stands_for() {
     std::fs::write(&screened, CONFIG).expect("config");
     let verified = dir.path().join("verified.yaml");
     std::fs::write(&verified, format!("{CONFIG}  screen_trials: false\n")).expect("config");
+    // One budget for the tunes and the recording, measured once.
+    let budget = common::budget_over_footprint(
+        &common::cli_spec(&model),
+        &common::cli_first_trial(),
+        HEADROOM_MB,
+    )
+    .to_string();
     let model = model.display().to_string();
     let profile_path = dir.path().join("demo-8k.profile.json");
 
     // The real tunes first (proposals screened, as by default; and every proposal
     // verified), then the recording: none warms another's caches.
-    let screened_run = tune(dir.path(), &model, &screened, "screened");
-    let verified_run = tune(dir.path(), &model, &verified, "verified");
+    let screened_run = tune(dir.path(), &model, &screened, &budget, "screened");
+    let verified_run = tune(dir.path(), &model, &verified, &budget, "verified");
 
     let record = ozone(
         &[
@@ -88,7 +97,7 @@ fn a_recorded_profile_replays_the_real_tune_it_stands_for() {
             "--config",
             screened.to_str().expect("utf-8"),
             "--memory-budget-mb",
-            BUDGET_MB,
+            &budget,
             "--step",
             "512",
             "--repeats",
@@ -167,6 +176,7 @@ fn tune(
     dir: &Path,
     model: &str,
     config: &Path,
+    budget_mb: &str,
     name: &str,
 ) -> (Vec<(TrialConfig, Stage, Verdict)>, Option<u32>) {
     let out = dir.join(name).display().to_string();
@@ -177,7 +187,7 @@ fn tune(
             "--config",
             config.to_str().expect("utf-8"),
             "--memory-budget-mb",
-            BUDGET_MB,
+            budget_mb,
             "--skip-concurrency",
             "--fresh",
             "--json",

@@ -18,10 +18,25 @@ use serde_json::Value;
 
 const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 const GRANULARITY: u32 = 256;
-const BUDGET_MB: u64 = common::WIDE_BUDGET_MB;
 /// Samples per trial: two keep the suite short; the limit is decided by memory.
 const SAMPLES: u32 = 2;
 const N_PREDICT: u32 = 8;
+
+/// The server-memory budget of these runs: [`common::WIDE_HEADROOM_MB`] over the wide
+/// model's footprint, measured once per test binary (every run and sweep shares it).
+fn budget_mb() -> u64 {
+    static BUDGET: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let model = dir.path().join("footprint.gguf");
+        write_tiny_model(&model, &common::wide_model_spec(16384)).expect("write the model");
+        common::budget_over_footprint(
+            &common::cli_spec(&model),
+            &common::cli_first_trial(),
+            common::WIDE_HEADROOM_MB,
+        )
+    })
+}
 
 /// The effective settings of these runs. Variance tolerance is wide open and machine
 /// RAM/CPU thresholds are off: on a shared 2-core CI machine those measure the
@@ -37,9 +52,10 @@ fn config_yaml() -> String {
     stabilization_delay: 0
 {quiet}ozone:
   n_predict: {N_PREDICT}
-  process_memory_budget_mb: {BUDGET_MB}
+  process_memory_budget_mb: {budget}
 ",
         quiet = quiet_machine_yaml!(),
+        budget = budget_mb(),
     )
 }
 
@@ -127,7 +143,7 @@ async fn swept_limit(model: &Path, around: u32) -> u32 {
         variance_tolerance: 10.0,
         ..TrialSettings::default()
     };
-    let mut runner = TrialRunner::new(spec, settings, common::sampler(Some(BUDGET_MB)));
+    let mut runner = TrialRunner::new(spec, settings, common::sampler(Some(budget_mb())));
     let cancel = tokio_util::sync::CancellationToken::new();
     let start = around.saturating_sub(3 * GRANULARITY).max(2048);
     let mut limit = start - GRANULARITY;
@@ -542,13 +558,16 @@ async fn a_second_run_starts_from_the_remembered_limit_unless_fresh() {
 
 /// The settings of the staged-search tests: no batch or concurrency phase, an optional
 /// server budget and an optional fixed request timeout (seconds).
-fn staged_config(budget_mb: Option<u64>, timeout_s: Option<f64>) -> String {
+fn staged_config(budget: Option<u64>, timeout_s: Option<f64>) -> String {
     let mut yaml = config_yaml().replace(
         "testing:\n",
         "search_strategy:\n  batch_adaptation:\n    enabled: false\ntesting:\n",
     );
-    yaml = yaml.replace(&format!("  process_memory_budget_mb: {BUDGET_MB}\n"), "");
-    if let Some(mb) = budget_mb {
+    yaml = yaml.replace(
+        &format!("  process_memory_budget_mb: {}\n", budget_mb()),
+        "",
+    );
+    if let Some(mb) = budget {
         yaml.push_str(&format!("  process_memory_budget_mb: {mb}\n"));
     }
     if let Some(t) = timeout_s {
@@ -648,7 +667,7 @@ fn context_trials_at(summary: &Value, ctx: u64) -> Vec<(String, String)> {
 async fn the_published_context_is_verified_and_one_step_above_it_failed() {
     let _serial = common::serial().await;
     let s = setup();
-    let yaml = staged_config(Some(BUDGET_MB), None);
+    let yaml = staged_config(Some(budget_mb()), None);
     for strategy in ["binary-search", "memory-fit"] {
         let (summary, stderr) = staged_tune(
             s.dir.path(),

@@ -19,7 +19,9 @@ use crate::plugin::{PluginHost, SandboxLimits};
 use crate::record::{Stage, TrialRecord};
 use crate::session;
 use crate::trial::TrialRunner;
-use crate::tune::plan::{effective_thresholds, set_aside_cpu_threshold, CONTEXT_GRANULARITY};
+use crate::tune::plan::{
+    effective_thresholds, first_trial, set_aside_cpu_threshold, CONTEXT_GRANULARITY,
+};
 use crate::tune::presets::PresetName;
 use crate::tune::RunParameters;
 
@@ -57,8 +59,12 @@ pub struct RecordArgs {
     #[arg(value_name = "MODEL.gguf")]
     pub model: PathBuf,
     /// Absolute budget for the server's resident memory, MiB (a threshold breach above).
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", conflicts_with = "memory_headroom_mb")]
     pub memory_budget_mb: Option<u64>,
+    /// A server-memory budget this many MiB above the server's own footprint at the
+    /// smallest context, measured here first (one screen), as in `ozone tune`.
+    #[arg(long, value_name = "MIB")]
+    pub memory_headroom_mb: Option<u64>,
     /// Absolute budget for the GPU memory the server's processes use, MiB, as in
     /// `ozone tune` (refused where no per-process GPU reading exists).
     #[arg(long, value_name = "MIB")]
@@ -246,7 +252,26 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
     if let Some(note) = set_aside_cpu_threshold(&mut config, &snapshot, &params) {
         eprintln!("note: {note}");
     }
-    let thresholds = effective_thresholds(&config, &snapshot, &params, &mut Vec::new());
+    let mut thresholds = effective_thresholds(&config, &snapshot, &params, &mut Vec::new());
+    let interruption = Interruption::default();
+    interruption.watch().exit(Exit::Internal)?;
+    let cancel = interruption.token();
+    let first = first_trial(&config, &facts, &params);
+    let footprint = session::resolve_headroom(&mut config, &spec, &thresholds, &first, &cancel)
+        .await
+        .map_err(|e| {
+            let exit = match &e {
+                session::FootprintError::NotOurServer(_) => Exit::BadInput,
+                session::FootprintError::ServerCannotStart { .. } => Exit::NoServer,
+                session::FootprintError::Interrupted => Exit::Interrupted,
+                session::FootprintError::DoesNotFit { .. } => Exit::Internal,
+            };
+            CliError::new(exit, anyhow::anyhow!(e))
+        })?;
+    if let (Some(f), Some(headroom)) = (footprint, config.ozone.process_memory_headroom_mb) {
+        eprintln!("note: {}", f.note(headroom));
+        thresholds.process_memory_budget_mb = config.ozone.process_memory_budget_mb;
+    }
     let sampler = SamplerOptions {
         interval: config.sampling_interval(),
         thresholds: Some(thresholds),
@@ -296,9 +321,6 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
         settings.min_context
     );
 
-    let interruption = Interruption::default();
-    interruption.watch().exit(Exit::Internal)?;
-    let cancel = interruption.token();
     let mut count = 0;
     let mut progress = |stage: Stage, t: &TrialRecord| {
         count += 1;
@@ -387,6 +409,22 @@ fn record_config(args: &RecordArgs) -> Result<LoadedConfig, CliError> {
     if let Some(mb) = args.memory_budget_mb {
         loaded
             .set_override("ozone.process_memory_budget_mb", mb, "--memory-budget-mb")
+            .exit(Exit::BadInput)?;
+    }
+    if let Some(mb) = args.memory_headroom_mb {
+        loaded
+            .set_override(
+                "ozone.process_memory_headroom_mb",
+                mb,
+                "--memory-headroom-mb",
+            )
+            .and_then(|()| {
+                loaded.set_override(
+                    "ozone.process_memory_budget_mb",
+                    Value::Null,
+                    "--memory-headroom-mb",
+                )
+            })
             .exit(Exit::BadInput)?;
     }
     if let Some(mb) = args.gpu_memory_budget_mb {

@@ -10,7 +10,7 @@ use crate::config::{self, LoadedConfig};
 use crate::plugin::PluginHost;
 use crate::record::{KvCacheType, Stage};
 use crate::report::{self, LogEvent, ReportError};
-use crate::session::{self, TuneFailure, TuneJob, TuneResult};
+use crate::session::{self, FootprintError, TuneFailure, TuneJob, TuneResult};
 use crate::tune::driver::TuneError;
 use crate::tune::presets::PresetName;
 use crate::tune::{Bound, RunParameters};
@@ -90,8 +90,13 @@ pub struct Args {
 
     /// Absolute budget for the resident memory of the server's process tree, in MiB.
     /// Useful on shared machines; a trial that exceeds it fails with a threshold breach.
-    #[arg(long, value_name = "MIB")]
+    #[arg(long, value_name = "MIB", conflicts_with = "memory_headroom_mb")]
     pub memory_budget_mb: Option<u64>,
+    /// A server-memory budget this many MiB above the server's own footprint at the
+    /// smallest context, measured here first (one screen): the same limit on any machine,
+    /// whatever the llama-server build or the GPU drivers it loads take at rest.
+    #[arg(long, value_name = "MIB")]
+    pub memory_headroom_mb: Option<u64>,
     /// Absolute budget for the GPU memory the server's processes use (all GPUs), in MiB:
     /// for a GPU shared with other work. NVIDIA: NVML per-process memory; AMD: the amdgpu
     /// DRM client stats (Linux ≥ 5.19). Refused where no per-process reading exists.
@@ -269,7 +274,7 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let overrides: [(&str, Option<serde_json::Value>, &str); 8] = [
+    let overrides: [(&str, Option<serde_json::Value>, &str); 10] = [
         (
             "testing.statistical_validation.min_samples_per_config",
             args.samples.map(Into::into),
@@ -279,6 +284,17 @@ fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
             "ozone.process_memory_budget_mb",
             args.memory_budget_mb.map(Into::into),
             "--memory-budget-mb",
+        ),
+        (
+            "ozone.process_memory_headroom_mb",
+            args.memory_headroom_mb.map(Into::into),
+            "--memory-headroom-mb",
+        ),
+        // A headroom given on the command line replaces a budget from the file.
+        (
+            "ozone.process_memory_budget_mb",
+            args.memory_headroom_mb.map(|_| serde_json::Value::Null),
+            "--memory-headroom-mb",
         ),
         (
             "ozone.gpu_memory_budget_mb",
@@ -564,6 +580,15 @@ fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
             ReportError::InUse { .. } | ReportError::NewerLog { .. } | ReportError::BadLine { .. },
         ) => Exit::BadInput,
         TuneFailure::Server(_) | TuneFailure::ServerCannotStart(_) => Exit::NoServer,
+        TuneFailure::Footprint(e) => match e {
+            FootprintError::NotOurServer(_) => Exit::BadInput,
+            FootprintError::ServerCannotStart { .. } => Exit::NoServer,
+            FootprintError::Interrupted if interruption.signal() == Some(libc::SIGTERM) => {
+                Exit::Terminated
+            }
+            FootprintError::Interrupted => Exit::Interrupted,
+            FootprintError::DoesNotFit { .. } => Exit::Internal,
+        },
         TuneFailure::PluginLoad(e) | TuneFailure::Plugin(TuneError::Plugin(e)) => {
             Exit::of_plugin_error(e)
         }

@@ -448,6 +448,12 @@ pub struct OzoneSettings {
     pub n_predict: u32,
     /// Absolute budget for the inference server's resident memory, MiB.
     pub process_memory_budget_mb: Option<u64>,
+    /// A server-memory budget this many MiB above the server's own footprint at the
+    /// smallest context, measured on this machine before the search (one screen): the
+    /// same limit on any machine, whatever the build or its GPU drivers take. Applies
+    /// only while `process_memory_budget_mb` is unset; a run's log holds both (the
+    /// budget it derived).
+    pub process_memory_headroom_mb: Option<u64>,
     /// Absolute budget for the GPU memory the inference server's processes use, MiB.
     pub gpu_memory_budget_mb: Option<u64>,
     /// How long CPU may stay above `max_cpu_percent` before it counts as a breach.
@@ -477,6 +483,7 @@ impl Default for OzoneSettings {
             fill_ratio: trials.fill_ratio,
             n_predict: trials.n_predict,
             process_memory_budget_mb: thresholds.process_memory_budget_mb,
+            process_memory_headroom_mb: None,
             gpu_memory_budget_mb: thresholds.gpu_memory_budget_mb,
             cpu_grace_ms: thresholds.cpu_grace_ms,
             warmup: trials.warmup,

@@ -211,6 +211,9 @@ pub fn check(config: &Config) -> Vec<Problem> {
     if let Some(budget) = oz.process_memory_budget_mb {
         p.positive_u("ozone.process_memory_budget_mb", budget);
     }
+    if let Some(headroom) = oz.process_memory_headroom_mb {
+        p.positive_u("ozone.process_memory_headroom_mb", headroom);
+    }
     if let Some(budget) = oz.gpu_memory_budget_mb {
         p.positive_u("ozone.gpu_memory_budget_mb", budget);
     }

@@ -24,13 +24,17 @@ use crate::report::{
 use crate::trial::{TrialRun, TrialRunner};
 use crate::tune::driver::{trial_config, Driver, Plan, TrialBook, TuneError, TuneObserver};
 use crate::tune::plan::{
-    cpu_inference, effective_thresholds, load_plugins, plan, set_aside_cpu_threshold, RunParameters,
+    cpu_inference, effective_thresholds, first_trial, load_plugins, plan, set_aside_cpu_threshold,
+    RunParameters,
 };
 use crate::tune::warm_start::{Key, Learned, WarmStartSource, WarmStartStore};
 
 use progress::PhaseProgress;
 
+mod footprint;
 mod progress;
+
+pub use footprint::{resolve_headroom, Footprint, FootprintError};
 
 /// One model's run, as prepared by the command line.
 pub struct TuneJob {
@@ -91,6 +95,9 @@ pub enum TuneFailure {
         logged: String,
         now: String,
     },
+    /// `process_memory_headroom_mb`: the footprint it rests on could not be measured.
+    #[error(transparent)]
+    Footprint(FootprintError),
     #[error("{0}")]
     BadLog(String),
     /// A setting this machine or backend cannot honour (the run did not start).
@@ -163,6 +170,15 @@ pub async fn tune(
             // The log and the report record the limits the trials were held to.
             let mut config = job.config.clone();
             notes.extend(set_aside_cpu_threshold(&mut config, &snapshot, &params));
+            let thresholds = effective_thresholds(&config, &snapshot, &params, &mut Vec::new());
+            let first = first_trial(&config, &facts, &params);
+            let footprint = resolve_headroom(&mut config, &job.spec, &thresholds, &first, &cancel)
+                .await
+                .map_err(TuneFailure::Footprint)?;
+            if let (Some(f), Some(headroom)) = (footprint, config.ozone.process_memory_headroom_mb)
+            {
+                notes.push(f.note(headroom));
+            }
             let started = RunStarted {
                 log_version: crate::report::LOG_VERSION,
                 ozone_version: env!("CARGO_PKG_VERSION").to_string(),

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{self, ContextBounds, PluginError, PluginHost, PluginRef};
-use crate::record::KvCacheType;
+use crate::record::{KvCacheType, TrialConfig};
 
 use super::driver::{Plan, Plugins};
 use super::presets::PresetName;
@@ -145,6 +145,18 @@ pub fn load_plugins(
             &config.ozone.slo,
         )?,
     })
+}
+
+/// The shape of a run's first context trial: the smallest context the search may
+/// propose, at the batch it starts from.
+pub fn first_trial(config: &Config, facts: &ModelMetadata, params: &RunParameters) -> TrialConfig {
+    let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
+    super::driver::trial_config(
+        context_bounds(config, trained).min,
+        config.initial_batch(facts.size_class),
+        1,
+        params.kv_cache_type,
+    )
 }
 
 /// The contexts a context plugin may propose.

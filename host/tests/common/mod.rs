@@ -173,7 +173,7 @@ pub fn assert_no_servers_left_for(model: &Path) {
 /// of KV cache per token, about 53 MiB resident at 2048 tokens and 5 MiB more per 1k
 /// (the default tiny model's 0.7 MiB per 1k is within a few readings' noise of the next
 /// step, so a search under a budget would chase noise). Fills stay quick at the limit
-/// [`WIDE_BUDGET_MB`] sets: near 4.5k tokens.
+/// [`WIDE_HEADROOM_MB`] sets.
 pub fn wide_model_spec(trained_context: u32) -> TinyModelSpec {
     TinyModelSpec {
         embedding_length: 256,
@@ -183,8 +183,68 @@ pub fn wide_model_spec(trained_context: u32) -> TinyModelSpec {
     }
 }
 
-/// The server-memory budget that puts the limit of [`wide_model_spec`] near 4.5k tokens.
-pub const WIDE_BUDGET_MB: u64 = 66;
+/// The headroom over the server's footprint at 2048 tokens that puts the limit of
+/// [`wide_model_spec`] near 7.4k tokens (4 KiB of KV cache a token, and the compute
+/// buffers' growth).
+pub const WIDE_HEADROOM_MB: u64 = 23;
+
+/// How `ozone tune MODEL` (or `lab record`) runs llama-server by default: all layers on
+/// the GPU, flash attention auto, llama-server's own thread count.
+pub fn cli_spec(model: &Path) -> LlamaServerSpec {
+    LlamaServerSpec {
+        binary: llama_server(),
+        model: model.to_owned(),
+        gpu_layers: Some(99),
+        flash_attn: Some("auto".into()),
+        threads: None,
+        extra_args: Vec::new(),
+    }
+}
+
+/// The first context trial of a default `ozone tune` of a small model: 2048 tokens at
+/// the small size class's batch.
+pub fn cli_first_trial() -> TrialConfig {
+    TrialConfig {
+        ctx: 2048,
+        batch: 64,
+        ubatch: 64,
+        concurrency: 1,
+        kv_cache_type: KvCacheType::F16,
+    }
+}
+
+/// A server-memory budget `headroom_mb` above the footprint of `spec`'s server in one
+/// screen of `trial`, measured on this machine by the rule `--memory-headroom-mb` uses
+/// (`ozone::session::resolve_headroom`): no test depends on what a server takes at rest
+/// on the machine that wrote it (builds differ; a Vulkan build loads every installed GPU
+/// driver). For runs that must share one budget, and tests that drive the trial runner.
+pub fn budget_over_footprint(spec: &LlamaServerSpec, trial: &TrialConfig, headroom_mb: u64) -> u64 {
+    let (spec, trial) = (spec.clone(), trial.clone());
+    // Its own runtime on its own thread: callable from sync and async tests alike.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let mut config = ozone::config::Config::default();
+        config.ozone.process_memory_headroom_mb = Some(headroom_mb);
+        let thresholds = sampler(None).thresholds.expect("thresholds");
+        let footprint = runtime
+            .block_on(ozone::session::resolve_headroom(
+                &mut config,
+                &BackendSpec::LlamaServer(spec),
+                &thresholds,
+                &trial,
+                &tokio_util::sync::CancellationToken::new(),
+            ))
+            .unwrap_or_else(|e| panic!("measuring the server's footprint: {e}"))
+            .expect("a headroom to resolve");
+        eprintln!("{}", footprint.note(headroom_mb));
+        footprint.budget_mb
+    })
+    .join()
+    .expect("the footprint thread")
+}
 
 /// The part of a test configuration every real-server test shares, as a literal for
 /// `concat!`: machine-wide RAM and CPU thresholds and the RAM reserve set aside (on a
