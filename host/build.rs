@@ -16,6 +16,8 @@ const EMBEDDED: &[&str] = &[
     "memory-fit",
     "batch-scaler",
     "concurrency-ladder",
+    "variant-frontier",
+    "offload-bisect",
 ];
 
 fn main() {

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use ozone::guard::Thresholds;
 use ozone::hardware::{GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo, Source};
 use ozone::plugin::{
-    self, ContextBounds, ModelFacts, PluginHost, PluginRef, SandboxLimits, Strategy, TrialOutcome,
+    self, ModelFacts, PluginHost, PluginRef, SandboxLimits, Strategy, TrialOutcome,
 };
 use ozone::record::{
     KvCacheType, Peaks, Phase, SampleRecord, Stats, TrialConfig, TrialRecord, Verdict,
 };
 use ozone_sdk::testing::ConcurrencyMachine;
-use ozone_sdk::{ConcurrencyOutcome, SizeClass, Slo, SloBound, SloMetric};
+use ozone_sdk::{ConcurrencyOutcome, Slo, SloBound, SloMetric};
 
 const GIB: u64 = 1 << 30;
 
@@ -108,13 +108,8 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
 fn model() -> ModelFacts {
     ModelFacts {
         name: "llama-3-8b".into(),
-        parameter_count: Some(8_000_000_000),
-        size_class: SizeClass::Medium,
-        trained_context: 131_072,
-        kv_bytes_per_token: Some(131_072),
         weights_bytes: Some(5 * GIB),
-        bounds: ContextBounds::new(2048, 131_072, 256),
-        hint: None,
+        ..ozone_sdk::testing::model(131_072)
     }
 }
 
@@ -146,13 +141,20 @@ fn main() {
     let outcomes: Vec<TrialOutcome> = (0..=131_072 / 256)
         .map(|i| {
             let ctx = i * 256;
-            plugin::trial_outcome(&record(ctx, 512, ctx <= 100_000), &snap, &thresholds)
+            plugin::trial_outcome(
+                &record(ctx, 512, ctx <= 100_000),
+                &snap,
+                &thresholds,
+                &Default::default(),
+            )
         })
         .collect();
     let mut round_trips = Vec::new();
     let mut bare = Vec::new();
     while round_trips.len() < 20_000 {
-        let mut search = host.load_context(&binary, "{}", &hw, &model).expect("load");
+        let mut search = host
+            .load_context(&binary, "{}", &hw, &model, &Default::default())
+            .expect("load");
         loop {
             let start = Instant::now();
             let Some(ctx) = search.propose().expect("propose") else {
@@ -174,9 +176,16 @@ fn main() {
 
     let scaler: PluginRef = "batch-scaler".parse().expect("built-in");
     let batch_outcomes: Vec<TrialOutcome> = (0..=256)
-        .map(|b| plugin::trial_outcome(&record(8192, b, true), &snap, &thresholds))
+        .map(|b| {
+            plugin::trial_outcome(
+                &record(8192, b, true),
+                &snap,
+                &thresholds,
+                &Default::default(),
+            )
+        })
         .collect();
-    let batch_bounds = plugin::batch_bounds(256, 32);
+    let batch_bounds = plugin::batch_bounds(256, 512, 32);
     let mut round_trips = Vec::new();
     while round_trips.len() < 20_000 {
         let mut s = host
@@ -187,7 +196,8 @@ fn main() {
             let Some(b) = s.propose().expect("propose") else {
                 break;
             };
-            s.observe(&batch_outcomes[b as usize]).expect("observe");
+            s.observe(&batch_outcomes[b.batch as usize])
+                .expect("observe");
             round_trips.push(start.elapsed());
         }
     }
@@ -231,7 +241,7 @@ fn main() {
         let load = |h: &PluginHost| {
             let start = Instant::now();
             if plugin == &binary {
-                h.load_context(plugin, "{}", &hw, &model)
+                h.load_context(plugin, "{}", &hw, &model, &Default::default())
                     .map(drop)
                     .expect("load");
             } else {

@@ -29,6 +29,8 @@ pub fn model() -> ModelMetadata {
         embedding_length: Some(896),
         key_length: Some(64),
         value_length: Some(64),
+        layers: Vec::new(),
+        experts: None,
         weights_bytes: Some(397_807_936),
         digest: Some(
             "sha256:5ab1d2c3e4f5061728394a5b6c7d8e9f00112233445566778899aabbccddeeff".into(),

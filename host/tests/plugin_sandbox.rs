@@ -1,6 +1,6 @@
 //! Sandbox tests: purpose-built misbehaving guests (host/tests/guests/misbehaving, which
-//! exports all three interfaces), a component built for plugin API 0.1.0
-//! (host/tests/guests/legacy-v0-1) and malformed components. Each must fail with a clear
+//! exports all five interfaces), a component built for plugin API 0.2.0
+//! (host/tests/guests/legacy-v0-2) and malformed components. Each must fail with a clear
 //! error naming the plugin, within a bounded time (a hang fails the test), and a good
 //! plugin must still run afterwards.
 
@@ -15,8 +15,11 @@ use ozone::plugin::{
     self, PluginError, PluginHost, PluginRef, SandboxLimits, Strategy, World, BUILTINS,
 };
 use ozone_sdk::testing::{self, MemoryMachine};
-use ozone_sdk::{HardwareFacts, ModelFacts, Slo};
-use ozone_test_artifacts::{LEGACY_V0_1, MISBEHAVING};
+use ozone_sdk::{
+    BatchProposal, CacheType, HardwareFacts, ModelFacts, Offload, OffloadBounds, Slo, Variant,
+    VariantSpace,
+};
+use ozone_test_artifacts::{LEGACY_V0_2, MISBEHAVING};
 
 /// Runs `f` on its own thread; a plugin that hangs the host fails the test instead of
 /// hanging it.
@@ -38,16 +41,53 @@ fn facts() -> (HardwareFacts, ModelFacts) {
 /// once.
 fn misbehave(host: &PluginHost, settings: &str) -> Result<Option<u32>, PluginError> {
     let (hw, m) = facts();
-    let mut search = host.load_context(&guest(MISBEHAVING), settings, &hw, &m)?;
+    let mut search =
+        host.load_context(&guest(MISBEHAVING), settings, &hw, &m, &Default::default())?;
     search.propose()
 }
 
-/// The same, as a batch scaler within `1..=256`.
-fn misbehave_batch(host: &PluginHost, settings: &str) -> Result<Option<u32>, PluginError> {
+/// The same, as a batch scaler within `1..=256` (micro-batches up to 512).
+fn misbehave_batch(
+    host: &PluginHost,
+    settings: &str,
+) -> Result<Option<BatchProposal>, PluginError> {
     let (hw, m) = facts();
-    let bounds = plugin::batch_bounds(256, 32);
+    let bounds = plugin::batch_bounds(256, 512, 32);
     let mut scaler = host.load_batch(&guest(MISBEHAVING), settings, &hw, &m, &bounds)?;
     scaler.propose()
+}
+
+/// The same, as a variant search over f16 and q8_0 caches.
+fn misbehave_variant(host: &PluginHost, settings: &str) -> Result<Option<Variant>, PluginError> {
+    let (hw, m) = facts();
+    let mut search = host.load_variant(&guest(MISBEHAVING), settings, &hw, &m, &variant_space())?;
+    search.propose()
+}
+
+/// The same, as an offload search over 33 layers of a dense model.
+fn misbehave_offload(host: &PluginHost, settings: &str) -> Result<Option<Offload>, PluginError> {
+    let (hw, m) = facts();
+    let bounds = OffloadBounds {
+        layers: 33,
+        expert_layers: 0,
+        ctx: 32_768,
+        fit: None,
+    };
+    let mut search = host.load_offload(&guest(MISBEHAVING), settings, &hw, &m, &bounds)?;
+    search.propose()
+}
+
+fn variant_space() -> VariantSpace {
+    let q8 = Variant {
+        cache_type_k: CacheType::Q8_0,
+        cache_type_v: CacheType::Q8_0,
+        ..Variant::default()
+    };
+    VariantSpace {
+        initial: Variant::default(),
+        candidates: vec![Variant::default(), q8],
+        max_variants: 4,
+    }
 }
 
 /// The same, as a concurrency search within `1..=64`.
@@ -70,14 +110,20 @@ fn good_plugin_still_runs(host: &PluginHost) {
     let (hw, m) = facts();
     let machine = MemoryMachine::with_context_limit(100_000);
     let mut search = host
-        .load_context(&"binary-search".parse().expect("built-in"), "{}", &hw, &m)
+        .load_context(
+            &"binary-search".parse().expect("built-in"),
+            "{}",
+            &hw,
+            &m,
+            &Default::default(),
+        )
         .expect("good plugin loads");
     let run =
         common::drive(&mut search, |ctx| machine.context_trial(ctx)).expect("good plugin runs");
     assert_eq!(run.best, Some(99_840));
 }
 
-fn expect_err(result: Result<Option<u32>, PluginError>) -> String {
+fn expect_err<T: std::fmt::Debug>(result: Result<Option<T>, PluginError>) -> String {
     match result {
         Ok(v) => panic!("expected an error, the plugin returned {v:?}"),
         Err(e) => e.to_string(),
@@ -145,7 +191,13 @@ fn a_panic_is_a_trap_with_its_message_and_the_instance_is_discarded() {
         let host = host();
         let (hw, m) = facts();
         let mut search = host
-            .load_context(&guest(MISBEHAVING), r#"{"mode": "panic"}"#, &hw, &m)
+            .load_context(
+                &guest(MISBEHAVING),
+                r#"{"mode": "panic"}"#,
+                &hw,
+                &m,
+                &Default::default(),
+            )
             .expect("loads");
         let first = expect_err(search.propose());
         // The trapped store is never reused.
@@ -219,8 +271,9 @@ fn batch_proposals_are_held_to_the_batch_bounds() {
         let err = expect_err(misbehave_batch(&host, &settings));
         assert!(
             err.contains(&format!(
-                "plugin {MISBEHAVING} proposed batch {value} (its batch bounds are 1..=256; \
-                 the largest is search_strategy.batch_adaptation.max_batch)"
+                "plugin {MISBEHAVING} proposed batch {value} with micro-batch {value} (its batch \
+                 bounds are 1..=256, the micro-batch 1..=min(batch, 512); the largest are \
+                 search_strategy.batch_adaptation.max_batch and max_ubatch)"
             )),
             "{err}"
         );
@@ -229,7 +282,10 @@ fn batch_proposals_are_held_to_the_batch_bounds() {
         let settings = format!(r#"{{"mode": "propose", "value": {value}}}"#);
         assert_eq!(
             misbehave_batch(&host, &settings).expect("valid"),
-            Some(value)
+            Some(BatchProposal {
+                batch: value,
+                ubatch: value
+            })
         );
     }
     // The bounds are the host's, whatever the settings say.
@@ -240,10 +296,13 @@ fn batch_proposals_are_held_to_the_batch_bounds() {
             r#"{"max_batch": 1024}"#,
             &hw,
             &m,
-            &plugin::batch_bounds(64, 16),
+            &plugin::batch_bounds(64, 512, 16),
         )
         .expect("loads");
-    assert_eq!((scaler.bounds().max, scaler.bounds().initial), (64, 16));
+    assert_eq!(
+        (scaler.bounds().max, scaler.bounds().initial.batch),
+        (64, 16)
+    );
 }
 
 #[test]
@@ -291,7 +350,13 @@ fn wrong_world_is_named() {
     let host = host();
     let (hw, m) = facts();
     let err = host
-        .load_context(&"batch-scaler".parse().expect("built-in"), "{}", &hw, &m)
+        .load_context(
+            &"batch-scaler".parse().expect("built-in"),
+            "{}",
+            &hw,
+            &m,
+            &Default::default(),
+        )
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -305,7 +370,7 @@ fn wrong_world_is_named() {
             "{}",
             &hw,
             &m,
-            &plugin::batch_bounds(256, 32),
+            &plugin::batch_bounds(256, 512, 32),
         )
         .err()
         .map(|e| e.to_string())
@@ -336,32 +401,35 @@ fn every_builtin_is_a_component_of_its_world_at_this_version() {
     for (name, world) in [
         (&defaults.context_strategy, World::Context),
         (&defaults.batch_strategy, World::Batch),
+        (&defaults.concurrency_strategy, World::Concurrency),
     ] {
         let builtin = BUILTINS.iter().find(|b| b.name == name.as_str());
         assert_eq!(builtin.map(|b| b.world), Some(world), "default {name}");
     }
 }
 
-/// The message a plugin built for 0.1.0 gets, whichever kind of plugin is asked for.
+/// The message a plugin built for 0.2.0 gets, whichever kind of plugin is asked for.
 #[test]
-fn a_plugin_built_for_api_0_1_0_is_refused_with_how_to_rebuild_it() {
+fn a_plugin_built_for_api_0_2_0_is_refused_with_how_to_rebuild_it() {
     let host = host();
     let (hw, m) = facts();
-    let legacy = guest(LEGACY_V0_1);
+    let legacy = guest(LEGACY_V0_2);
     let expected = format!(
-        "plugin {LEGACY_V0_1} is built for plugin API 0.1.0; this ozone speaks 0.2.0: update \
-         its ozone-sdk dependency to 0.2 and rebuild it (`cargo build --target wasm32-wasip2 \
+        "plugin {LEGACY_V0_2} is built for plugin API 0.2.0; this ozone speaks 0.3.0: update \
+         its ozone-sdk dependency to 0.3 and rebuild it (`cargo build --target wasm32-wasip2 \
          --release`); see wit/CHANGES.md"
     );
-    let as_context = host.load_context(&legacy, "{}", &hw, &m).err();
+    let as_context = host
+        .load_context(&legacy, "{}", &hw, &m, &Default::default())
+        .err();
     assert_eq!(as_context.map(|e| e.to_string()), Some(expected.clone()));
     let as_batch = host
-        .load_batch(&legacy, "{}", &hw, &m, &plugin::batch_bounds(256, 32))
+        .load_batch(&legacy, "{}", &hw, &m, &plugin::batch_bounds(256, 512, 32))
         .err();
     assert_eq!(as_batch.map(|e| e.to_string()), Some(expected.clone()));
     let inspected = host.inspect(&legacy).err();
     assert!(
-        matches!(inspected, Some(PluginError::WrongApiVersion { ref found, .. }) if found == "0.1.0"),
+        matches!(inspected, Some(PluginError::WrongApiVersion { ref found, .. }) if found == "0.2.0"),
         "{inspected:?}"
     );
 }
@@ -380,18 +448,18 @@ fn wrong_api_version_is_named() {
         (core instance $i (instantiate $m))
         (func $f (result u32) (canon lift (core func $i "f")))
         (instance $inst (export "best" (func $f)))
-        (export "ozone:strategy/context@0.3.0" (instance $inst))
+        (export "ozone:strategy/context@0.4.0" (instance $inst))
     )"#;
     let plugin = write_fixture("future-api.wasm", wat.as_bytes());
     let (hw, m) = facts();
     let err = host()
-        .load_context(&plugin, "{}", &hw, &m)
+        .load_context(&plugin, "{}", &hw, &m, &Default::default())
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(
         err.contains(
-            "is built for plugin API 0.3.0; this ozone speaks 0.2.0: it needs a newer ozone"
+            "is built for plugin API 0.4.0; this ozone speaks 0.3.0: it needs a newer ozone"
         ),
         "{err}"
     );
@@ -401,7 +469,7 @@ fn wrong_api_version_is_named() {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(err.contains("plugin API 0.3.0"), "{err}");
+    assert!(err.contains("plugin API 0.4.0"), "{err}");
 }
 
 #[test]
@@ -415,7 +483,7 @@ fn a_component_that_is_no_strategy_is_named() {
     let plugin = write_fixture("not-a-strategy.wasm", wat.as_bytes());
     let (hw, m) = facts();
     let err = host()
-        .load_context(&plugin, "{}", &hw, &m)
+        .load_context(&plugin, "{}", &hw, &m, &Default::default())
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -427,7 +495,7 @@ fn core_modules_and_garbage_are_not_components() {
     let (hw, m) = facts();
     let core = write_fixture("core-module.wasm", b"\0asm\x01\0\0\0");
     let err = host()
-        .load_context(&core, "{}", &hw, &m)
+        .load_context(&core, "{}", &hw, &m, &Default::default())
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -438,7 +506,7 @@ fn core_modules_and_garbage_are_not_components() {
 
     let garbage = write_fixture("garbage.wasm", b"#!/bin/sh\necho hi\n");
     let err = host()
-        .load_context(&garbage, "{}", &hw, &m)
+        .load_context(&garbage, "{}", &hw, &m, &Default::default())
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -449,7 +517,7 @@ fn core_modules_and_garbage_are_not_components() {
 
     let missing = PluginRef::File("/nonexistent/plugin.wasm".into());
     let err = host()
-        .load_context(&missing, "{}", &hw, &m)
+        .load_context(&missing, "{}", &hw, &m, &Default::default())
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -477,5 +545,75 @@ fn plugin_refs_parse() {
     assert!(
         err.contains("unknown built-in plugin `binary_search`"),
         "{err}"
+    );
+}
+
+#[test]
+fn variant_and_offload_plugins_that_loop_panic_or_propose_the_impossible_are_stopped() {
+    let host = host();
+    let (looped, panicked) = within("variant loop", {
+        let host = host_with(host.limits().clone());
+        move || {
+            (
+                expect_err(misbehave_variant(&host, r#"{"mode": "loop"}"#)),
+                expect_err(misbehave_offload(&host, r#"{"mode": "panic"}"#)),
+            )
+        }
+    });
+    assert!(
+        looped.contains("exceeded its per-call budget") && looped.contains("in propose"),
+        "{looped}"
+    );
+    assert!(panicked.contains("trapped in propose"), "{panicked}");
+    // 7 threads: no candidate of the space.
+    let err = expect_err(misbehave_variant(
+        &host,
+        r#"{"mode": "propose", "value": 7}"#,
+    ));
+    assert!(
+        err.contains(&format!(
+            "plugin {MISBEHAVING} proposed the variant kv f16/f16 fa auto t 7, which cannot run \
+             here: it is not one of the 2 candidates"
+        )),
+        "{err}"
+    );
+    // The same candidate again, after it was measured.
+    let (hw, m) = facts();
+    let mut search = host
+        .load_variant(
+            &guest(MISBEHAVING),
+            r#"{"mode": "propose", "value": 0}"#,
+            &hw,
+            &m,
+            &variant_space(),
+        )
+        .expect("loads");
+    let first = search.propose().expect("valid").expect("a variant");
+    assert_eq!(search.propose().expect("pending, repeated"), Some(first));
+    let machine = ozone_sdk::testing::VariantMachine {
+        f16_limit: 8192,
+        trained: 32_768,
+        trials_each: 4,
+    };
+    search
+        .observe(&machine.variant_trial(first))
+        .expect("observes");
+    let err = expect_err(search.propose());
+    assert!(err.contains("it was measured already"), "{err}");
+    // Offload above the model's layers.
+    let err = expect_err(misbehave_offload(
+        &host,
+        r#"{"mode": "propose", "value": 34}"#,
+    ));
+    assert!(
+        err.contains("proposed offload of 34 layers on the GPU") && err.contains("33 layers"),
+        "{err}"
+    );
+    assert_eq!(
+        misbehave_offload(&host, r#"{"mode": "propose", "value": 33}"#).expect("valid"),
+        Some(Offload {
+            gpu_layers: 33,
+            cpu_moe_layers: 0
+        })
     );
 }

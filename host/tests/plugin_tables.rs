@@ -28,7 +28,13 @@ fn binary_search_table_through_the_component_matches_native() {
         .expect("native run");
 
         let mut search = host
-            .load_context(&plugin, case.settings, &machine.hardware(), &model)
+            .load_context(
+                &plugin,
+                case.settings,
+                &machine.hardware(),
+                &model,
+                &Default::default(),
+            )
             .expect("load binary-search");
         let wasm = drive(&mut search, |ctx| machine.context_trial(ctx))
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
@@ -57,6 +63,7 @@ fn memory_fit_table_through_the_component_matches_native() {
         model.hint = case.hint;
         if !case.prior {
             model.kv_bytes_per_token = None;
+            model.layers.clear();
         }
         let native = testing::run_context::<memory_fit::MemoryFit>(
             case.settings,
@@ -67,7 +74,13 @@ fn memory_fit_table_through_the_component_matches_native() {
         .expect("native run");
 
         let mut search = host
-            .load_context(&plugin, case.settings, &machine.hardware(), &model)
+            .load_context(
+                &plugin,
+                case.settings,
+                &machine.hardware(),
+                &model,
+                &Default::default(),
+            )
             .expect("load memory-fit");
         let wasm = drive(&mut search, |ctx| machine.context_trial(ctx))
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
@@ -106,8 +119,68 @@ fn batch_scaler_table_through_the_component_matches_native() {
             .unwrap_or_else(|e| panic!("{}: {e}", case.name));
 
         assert_eq!(wasm.proposals, native.proposals, "{}", case.name);
-        assert_eq!(wasm.proposals, case.proposals, "{}", case.name);
-        assert_eq!(wasm.best, case.best, "{}", case.name);
+        assert_eq!(wasm.proposals, case.proposals(), "{}", case.name);
+        assert_eq!(wasm.best, case.best(), "{}", case.name);
+    }
+}
+
+#[test]
+fn variant_frontier_table_through_the_component_matches_native() {
+    let host = host();
+    let plugin: PluginRef = "variant-frontier".parse().expect("built-in");
+    let hw = MemoryMachine::with_context_limit(8192).hardware();
+    for case in variant_frontier::table::cases() {
+        let model = testing::model(case.machine.trained);
+        let native = testing::run_variants::<variant_frontier::Frontier>(
+            case.settings,
+            &hw,
+            &model,
+            &case.space,
+            |v| case.machine.variant_trial(v),
+        )
+        .expect("native run");
+        let mut search = host
+            .load_variant(&plugin, case.settings, &hw, &model, &case.space)
+            .expect("load variant-frontier");
+        let mut proposals = Vec::new();
+        while let Some(v) = search
+            .propose()
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name))
+        {
+            proposals.push(v);
+            assert!(proposals.len() <= 16, "{}: no end", case.name);
+            search
+                .observe(&case.machine.variant_trial(v))
+                .expect("observe");
+        }
+        assert_eq!(proposals, native.proposals, "{}", case.name);
+        assert_eq!(proposals, case.proposals, "{}", case.name);
+    }
+}
+
+#[test]
+fn offload_bisect_table_through_the_component_matches_native() {
+    let host = host();
+    let plugin: PluginRef = "offload-bisect".parse().expect("built-in");
+    let hw = MemoryMachine::with_context_limit(8192).hardware();
+    let model = testing::model(131_072);
+    for case in offload_bisect::table::cases() {
+        let trial = |o| case.machine.offload_trial(case.bounds.ctx, o);
+        let native = testing::run_offload::<offload_bisect::Bisect>(
+            case.settings,
+            &hw,
+            &model,
+            &case.bounds,
+            trial,
+        )
+        .expect("native run");
+        let mut search = host
+            .load_offload(&plugin, case.settings, &hw, &model, &case.bounds)
+            .expect("load offload-bisect");
+        let wasm = drive(&mut search, trial).unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        assert_eq!(wasm.proposals, native.proposals, "{}", case.name);
+        assert_eq!(wasm.proposals, case.proposals(), "{}", case.name);
+        assert_eq!(wasm.best, case.best(), "{}", case.name);
     }
 }
 
@@ -151,6 +224,7 @@ fn wrong_setting_type_is_reported_naming_the_plugin() {
             r#"{"max_binary_iterations": "seven"}"#,
             &machine.hardware(),
             &testing::model(131_072),
+            &Default::default(),
         )
         .err()
         .map(|e| e.to_string())
@@ -189,6 +263,7 @@ async fn plugins_run_from_inside_a_tokio_runtime() {
             "{}",
             &machine.hardware(),
             &testing::model(131_072),
+            &Default::default(),
         )
         .expect("load");
     let mut steps = 0;
@@ -231,13 +306,13 @@ fn compiled_components_are_cached_on_disk() {
     let mut scaler = again
         .load_batch(&plugin, "{}", &hw, &m, &bounds)
         .expect("cached load");
-    assert_eq!(scaler.propose().expect("propose"), Some(32));
+    assert_eq!(scaler.propose().expect("propose"), Some(bounds.initial));
     // A corrupt entry is recompiled, not trusted.
     std::fs::write(entries[0].path(), b"garbage").expect("corrupt");
     let mut scaler = again
         .load_batch(&plugin, "{}", &hw, &m, &bounds)
         .expect("recompiled");
-    assert_eq!(scaler.propose().expect("propose"), Some(32));
+    assert_eq!(scaler.propose().expect("propose"), Some(bounds.initial));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -251,6 +326,7 @@ fn memory_model_example_through_the_component() {
             "{}",
             &machine.hardware(),
             &testing::model(131_072),
+            &Default::default(),
         )
         .expect("load memory-model");
     let run = drive(&mut search, |ctx| machine.context_trial(ctx)).expect("run");
@@ -283,7 +359,7 @@ fn golden_batch_example_through_the_component() {
         .expect("load golden-batch");
     let run = drive(&mut scaler, |b| machine.batch_trial(b)).expect("run");
     assert!(
-        run.best.is_some_and(|b| (352..=416).contains(&b)),
+        run.best.is_some_and(|b| (352..=416).contains(&b.batch)),
         "{run:?}"
     );
 }

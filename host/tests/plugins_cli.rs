@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use ozone_test_artifacts::{GOLDEN_BATCH, LEGACY_V0_1, LINEAR_SWEEP, MEMORY_MODEL, MISBEHAVING};
+use ozone_test_artifacts::{GOLDEN_BATCH, LEGACY_V0_2, LINEAR_SWEEP, MEMORY_MODEL, MISBEHAVING};
 
 fn ozone(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ozone"))
@@ -39,7 +39,15 @@ fn list_shows_the_builtins_with_world_and_version_and_no_test_guests() {
         out.contains("concurrency-ladder") && out.contains("concurrency-strategy"),
         "{out}"
     );
-    assert!(out.contains("0.2.0"), "{out}");
+    assert!(out.contains("0.3.0"), "{out}");
+    assert!(
+        out.contains("variant-frontier") && out.contains("variant-strategy"),
+        "{out}"
+    );
+    assert!(
+        out.contains("offload-bisect") && out.contains("offload-strategy"),
+        "{out}"
+    );
     assert!(!out.contains("misbehaving"), "{out}");
 }
 
@@ -47,7 +55,7 @@ fn list_shows_the_builtins_with_world_and_version_and_no_test_guests() {
 fn check_drives_a_plugin_file_and_prints_its_decisions() {
     let (code, out, err) = ozone(&["plugins", "check", MEMORY_MODEL]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("context-strategy plugin, API 0.2.0"), "{out}");
+    assert!(out.contains("context-strategy plugin, API 0.3.0"), "{out}");
     assert!(out.contains("trial  2: context   99840 → stable"), "{out}");
     assert!(out.contains("best context: 99840"), "{out}");
 }
@@ -78,8 +86,11 @@ fn check_refuses_a_file_that_is_no_component_with_exit_code_2() {
 fn check_passes_every_example_within_the_hosts_bounds() {
     let (code, out, err) = ozone(&["plugins", "check", GOLDEN_BATCH]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("batch bounds 1..=256, initial 32"), "{out}");
-    assert!(out.contains("best batch: 128"), "{out}");
+    assert!(
+        out.contains("batch bounds 1..=256, micro-batch up to 512, initial 32/32"),
+        "{out}"
+    );
+    assert!(out.contains("best batch: 128/128"), "{out}");
     for example in [MEMORY_MODEL, LINEAR_SWEEP] {
         let (code, out, err) = ozone(&["plugins", "check", example]);
         assert_eq!(code, 0, "{example}: {out}{err}");
@@ -92,7 +103,7 @@ fn check_drives_a_concurrency_plugin_through_the_ladder() {
     let (code, out, err) = ozone(&["plugins", "check", "concurrency-ladder"]);
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.contains("concurrency-strategy plugin, API 0.2.0"),
+        out.contains("concurrency-strategy plugin, API 0.3.0"),
         "{out}"
     );
     for (n, level) in [(1, 1), (2, 2), (3, 4), (4, 8)] {
@@ -132,14 +143,30 @@ fn check_hands_a_concurrency_plugin_the_objective() {
 }
 
 #[test]
-fn check_refuses_a_plugin_built_for_api_0_1_0_with_exit_code_2() {
-    let (code, _, err) = ozone(&["plugins", "check", LEGACY_V0_1]);
+fn check_refuses_a_plugin_built_for_api_0_2_0_with_exit_code_2() {
+    let (code, _, err) = ozone(&["plugins", "check", LEGACY_V0_2]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("is built for plugin API 0.1.0; this ozone speaks 0.2.0")
-            && err.contains("update its ozone-sdk dependency to 0.2 and rebuild it"),
+        err.contains("is built for plugin API 0.2.0; this ozone speaks 0.3.0")
+            && err.contains("update its ozone-sdk dependency to 0.3 and rebuild it"),
         "{err}"
     );
+}
+
+#[test]
+fn check_drives_variant_and_offload_plugins_on_simulated_machines() {
+    let (code, out, err) = ozone(&["plugins", "check", "variant-frontier"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("variant-strategy plugin, API 0.3.0"), "{out}");
+    assert!(
+        out.contains("variant  1: kv f16/f16 fa auto → max context"),
+        "{out}"
+    );
+    assert!(out.contains("KLD"), "{out}");
+    let (code, out, err) = ozone(&["plugins", "check", "offload-bisect"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("trial  1: offload ngl 49 cpu-moe 24"), "{out}");
+    assert!(out.contains("best offload: ngl 49 cpu-moe 18"), "{out}");
 }
 
 #[test]

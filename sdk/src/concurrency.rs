@@ -1,6 +1,7 @@
-//! The concurrency records: service-level objectives, latency percentiles and the
-//! outcome of one concurrency level — and the one rule that says whether an objective
-//! held ([`ConcurrencyOutcome::judge`]), used by the host and by the test machines alike.
+//! Service-level objectives, latency percentiles and the outcome of one concurrency
+//! level — and the one rule that says whether an objective held ([`judge`], applied
+//! through [`TrialOutcome::judge`] to a context trial and [`ConcurrencyOutcome::judge`]
+//! to a level), used by the host and by the test machines alike.
 
 #[cfg(not(target_arch = "wasm32"))]
 use serde::{Deserialize, Serialize};
@@ -114,62 +115,88 @@ pub struct Latency {
     pub e2e_p95_ms: Option<f64>,
 }
 
+impl Latency {
+    /// The latency `metric` bounds; `None` for `DecodeMin` (a throughput floor).
+    pub fn figure(&self, metric: SloMetric) -> Option<f64> {
+        match metric {
+            SloMetric::TtftP50 => self.ttft_p50_ms,
+            SloMetric::TtftP95 => self.ttft_p95_ms,
+            SloMetric::TtftP99 => self.ttft_p99_ms,
+            SloMetric::TpotP50 => self.tpot_p50_ms,
+            SloMetric::TpotP95 => self.tpot_p95_ms,
+            SloMetric::E2eP95 => self.e2e_p95_ms,
+            SloMetric::DecodeMin => None,
+        }
+    }
+}
+
+/// The one rule: every bound must hold, and a figure that was not measured misses.
+/// Returns whether the objective held (`None` for an empty objective) and the misses.
+pub fn judge(slo: &Slo, figure: impl Fn(SloMetric) -> Option<f64>) -> (Option<bool>, Vec<SloMiss>) {
+    let missed: Vec<SloMiss> = slo
+        .bounds
+        .iter()
+        .filter_map(|b| {
+            let measured = figure(b.metric);
+            let held = measured.is_some_and(|m| b.metric.holds(m, b.value));
+            (!held).then_some(SloMiss {
+                metric: b.metric,
+                bound: b.value,
+                measured,
+            })
+        })
+        .collect();
+    ((!slo.is_empty()).then_some(missed.is_empty()), missed)
+}
+
+impl TrialOutcome {
+    /// Sets `slo_met` and `slo_missed` from the latency measured ([`judge`]); `DecodeMin`
+    /// does not apply to a single trial's requests and always misses, so the host never
+    /// hands it to a context search.
+    pub fn judge(&mut self, slo: &Slo) {
+        let latency = self.latency;
+        (self.slo_met, self.slo_missed) = judge(slo, |m| latency.figure(m));
+    }
+
+    /// A trial that was stable and whose objective (if any) held.
+    pub fn passed(&self) -> bool {
+        self.is_stable() && self.slo_met != Some(false)
+    }
+}
+
 /// What happened at one concurrency level: N streams in a closed loop.
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
 pub struct ConcurrencyOutcome {
-    /// The trial as a whole (`config.concurrency` = N).
+    /// The trial as a whole (`config.concurrency` = N), with the latency of every
+    /// request and the objective's judgement.
     pub trial: TrialOutcome,
-    pub latency: Latency,
     /// Mean decode throughput one stream got, tokens/s.
     pub stream_decode_tps: Option<f64>,
     /// Decode throughput of the slowest stream, tokens/s.
     pub min_stream_decode_tps: Option<f64>,
     /// Tokens per second of all streams together.
     pub aggregate_decode_tps: Option<f64>,
-    /// Whether every bound held; `None` without an objective.
-    pub slo_met: Option<bool>,
-    /// The bounds that missed.
-    pub slo_missed: Vec<SloMiss>,
 }
 
 impl ConcurrencyOutcome {
     /// The figure `metric` bounds, as measured at this level.
     pub fn figure(&self, metric: SloMetric) -> Option<f64> {
-        let l = &self.latency;
         match metric {
-            SloMetric::TtftP50 => l.ttft_p50_ms,
-            SloMetric::TtftP95 => l.ttft_p95_ms,
-            SloMetric::TtftP99 => l.ttft_p99_ms,
-            SloMetric::TpotP50 => l.tpot_p50_ms,
-            SloMetric::TpotP95 => l.tpot_p95_ms,
-            SloMetric::E2eP95 => l.e2e_p95_ms,
             SloMetric::DecodeMin => self.min_stream_decode_tps,
+            latency => self.trial.latency.figure(latency),
         }
     }
 
-    /// Sets `slo_met` and `slo_missed` from the figures measured: every bound must hold,
-    /// and a figure that was not measured misses. An empty objective leaves `slo_met`
-    /// absent.
+    /// Sets the trial's `slo_met` and `slo_missed` from the figures measured ([`judge`]).
     pub fn judge(&mut self, slo: &Slo) {
-        self.slo_missed = slo
-            .bounds
-            .iter()
-            .filter_map(|b| {
-                let measured = self.figure(b.metric);
-                let held = measured.is_some_and(|m| b.metric.holds(m, b.value));
-                (!held).then_some(SloMiss {
-                    metric: b.metric,
-                    bound: b.value,
-                    measured,
-                })
-            })
-            .collect();
-        self.slo_met = (!slo.is_empty()).then_some(self.slo_missed.is_empty());
+        let (met, missed) = judge(slo, |m| self.figure(m));
+        self.trial.slo_met = met;
+        self.trial.slo_missed = missed;
     }
 
     /// Whether the level passed: a stable trial whose objective (if any) held.
     pub fn passed(&self) -> bool {
-        self.trial.is_stable() && self.slo_met != Some(false)
+        self.trial.passed()
     }
 }

@@ -55,3 +55,35 @@ macro_rules! export_concurrency_search {
         };
     };
 }
+
+/// Exports a [`VariantSearch`](crate::VariantSearch) implementation as the component's
+/// `ozone:strategy/variants` interface (world `variant-strategy`). See
+/// [`export_context_search!`].
+#[macro_export]
+macro_rules! export_variant_search {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __OzoneVariantExport = $crate::__export::VariantExport<$ty>;
+            $crate::__export::variants::__export_variant_strategy!(
+                __OzoneVariantExport with_types_in $crate::__export::variants
+            );
+        };
+    };
+}
+
+/// Exports an [`OffloadSearch`](crate::OffloadSearch) implementation as the component's
+/// `ozone:strategy/offload` interface (world `offload-strategy`). See
+/// [`export_context_search!`].
+#[macro_export]
+macro_rules! export_offload_search {
+    ($ty:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            type __OzoneOffloadExport = $crate::__export::OffloadExport<$ty>;
+            $crate::__export::offload::__export_offload_strategy!(
+                __OzoneOffloadExport with_types_in $crate::__export::offload
+            );
+        };
+    };
+}

@@ -1,14 +1,17 @@
 //! A native test harness: drive a policy with simulated trials in plain `cargo test`,
 //! without building wasm.
 //!
-//! - [`run_context`], [`run_batch`], [`run_concurrency`] drive a policy to its end,
-//!   checking every proposal against the bounds the host would enforce and stopping a
-//!   policy that never finishes ([`MAX_TRIALS`]);
+//! - [`run_context`], [`run_batch`], [`run_concurrency`], [`run_variants`] and
+//!   [`run_offload`] drive a policy to its end, checking every proposal against the
+//!   bounds the host would enforce and stopping a policy that never finishes
+//!   ([`MAX_TRIALS`]);
 //! - simulated machines answer the trials: [`MemoryMachine`] (memory grows with
 //!   context up to a threshold), [`NoisyMachine`] (the same on a busy machine: noisy
 //!   peaks, transient failures, unstable verifications; seeded), [`BatchMachine`]
-//!   (throughput peaks at one batch), [`ConcurrencyMachine`] (latency grows with
-//!   streams, so an objective binds);
+//!   (prefill throughput peaks at one micro-batch), [`ConcurrencyMachine`] (latency
+//!   grows with streams, so an objective binds), [`VariantMachine`] (a quantized cache
+//!   holds more context and costs quality), [`OffloadMachine`] (layers fit the GPU up
+//!   to a count);
 //! - [`check_noise_tolerance`] runs a context search on a clean machine and on noisy
 //!   ones and fails when noise changes its answer (a policy that gives up on one
 //!   failed trial fails it);
@@ -19,7 +22,7 @@
 //! use ozone_sdk::testing::{self, MemoryMachine};
 //! # struct Fixed(Option<u32>);
 //! # impl ozone_sdk::ContextSearch for Fixed {
-//! #     fn new(_: &str, _: &ozone_sdk::HardwareFacts, _: &ozone_sdk::ModelFacts) -> Result<Self, String> { Ok(Fixed(Some(4096))) }
+//! #     fn new(_: &str, _: &ozone_sdk::HardwareFacts, _: &ozone_sdk::ModelFacts, _: &ozone_sdk::ContextLimits) -> Result<Self, String> { Ok(Fixed(Some(4096))) }
 //! #     fn propose(&mut self) -> Option<u32> { self.0.take() }
 //! #     fn observe(&mut self, _: &ozone_sdk::TrialOutcome) {}
 //! #     fn best(&self) -> Option<u32> { Some(4096) }
@@ -33,35 +36,40 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::concurrency::{ConcurrencyOutcome, Latency, Slo};
-use crate::strategy::{BatchScaler, ConcurrencySearch, ContextSearch};
+use crate::model::{LayerGroup, LayerKind, ModelFacts};
+use crate::offload::{Offload, OffloadBounds};
+use crate::strategy::{
+    BatchScaler, ConcurrencySearch, ContextSearch, OffloadSearch, VariantSearch,
+};
 use crate::types::*;
+use crate::variant::{BoundKind, Quality, Variant, VariantOutcome, VariantSpace};
 
 /// A run cannot take more trials than this; a policy that never stops fails the test.
 pub const MAX_TRIALS: usize = 64;
 
 /// What a driven policy did.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Run {
+pub struct Run<T = u32> {
     /// Every proposal, in order.
-    pub proposals: Vec<u32>,
-    /// `best()` after the policy finished.
-    pub best: Option<u32>,
+    pub proposals: Vec<T>,
+    /// `best()` after the policy finished (`None` for a variant search, which has none).
+    pub best: Option<T>,
 }
 
-/// The loop shared by the three drivers: `propose` → check → `trial` → `observe`.
-fn drive<O>(
+/// The loop shared by the drivers: `propose` → check → `trial` → `observe`.
+fn drive<T: Copy + std::fmt::Debug, O>(
     what: &str,
-    mut propose: impl FnMut() -> Option<u32>,
-    accepts: impl Fn(u32) -> bool,
+    mut propose: impl FnMut() -> Option<T>,
+    accepts: impl Fn(T) -> bool,
     bounds: &dyn std::fmt::Debug,
-    mut trial: impl FnMut(u32) -> O,
+    mut trial: impl FnMut(T) -> O,
     mut observe: impl FnMut(&O),
-) -> Result<Vec<u32>, String> {
+) -> Result<Vec<T>, String> {
     let mut proposals = Vec::new();
     while let Some(value) = propose() {
         if !accepts(value) {
             return Err(format!(
-                "proposed {what} {value}, outside {bounds:?} (after {proposals:?})"
+                "proposed {what} {value:?}, outside {bounds:?} (after {proposals:?})"
             ));
         }
         proposals.push(value);
@@ -76,14 +84,26 @@ fn drive<O>(
 }
 
 /// Drives a context search until it proposes `None` (at most [`MAX_TRIALS`]), running
-/// each proposal through `trial`. Checks every proposal against `model.bounds`.
+/// each proposal through `trial`, with the default [`ContextLimits`] (no objective, the
+/// seed's timeouts). Checks every proposal against `model.bounds`.
 pub fn run_context<S: ContextSearch>(
     settings: &str,
     hardware: &HardwareFacts,
     model: &ModelFacts,
     trial: impl FnMut(u32) -> TrialOutcome,
 ) -> Result<Run, String> {
-    let search = std::cell::RefCell::new(S::new(settings, hardware, model)?);
+    run_context_with::<S>(settings, hardware, model, &ContextLimits::default(), trial)
+}
+
+/// [`run_context`] under `limits` (an objective, other timeouts).
+pub fn run_context_with<S: ContextSearch>(
+    settings: &str,
+    hardware: &HardwareFacts,
+    model: &ModelFacts,
+    limits: &ContextLimits,
+    trial: impl FnMut(u32) -> TrialOutcome,
+) -> Result<Run, String> {
+    let search = std::cell::RefCell::new(S::new(settings, hardware, model, limits)?);
     let proposals = drive(
         "context",
         || search.borrow_mut().propose(),
@@ -102,13 +122,13 @@ pub fn run_batch<S: BatchScaler>(
     hardware: &HardwareFacts,
     model: &ModelFacts,
     bounds: &BatchBounds,
-    trial: impl FnMut(u32) -> TrialOutcome,
-) -> Result<Run, String> {
+    trial: impl FnMut(BatchProposal) -> TrialOutcome,
+) -> Result<Run<BatchProposal>, String> {
     let scaler = std::cell::RefCell::new(S::new(settings, hardware, model, bounds)?);
     let proposals = drive(
         "batch",
         || scaler.borrow_mut().propose(),
-        |batch| bounds.accepts(batch),
+        |p| bounds.accepts(p),
         bounds,
         trial,
         |o| scaler.borrow_mut().observe(o),
@@ -139,27 +159,91 @@ pub fn run_concurrency<S: ConcurrencySearch>(
     Ok(Run { proposals, best })
 }
 
-/// A model with the given trained context: 8 B parameters (medium), 128 KiB of f16 KV
-/// cache per token (Llama-3-8B's layout), bounds 2048..=trained in steps of 256.
+/// Drives a variant search until it proposes `None`; every proposal must be one of
+/// `space.candidates`, and none may come twice (the host measures a variant once).
+pub fn run_variants<S: VariantSearch>(
+    settings: &str,
+    hardware: &HardwareFacts,
+    model: &ModelFacts,
+    space: &VariantSpace,
+    trial: impl FnMut(Variant) -> VariantOutcome,
+) -> Result<Run<Variant>, String> {
+    let search = std::cell::RefCell::new(S::new(settings, hardware, model, space)?);
+    let seen = RefCell::new(Vec::new());
+    let proposals = drive(
+        "variant",
+        || search.borrow_mut().propose(),
+        |v| {
+            space.accepts(&v) && !seen.borrow().contains(&v) && {
+                seen.borrow_mut().push(v);
+                true
+            }
+        },
+        &space.candidates,
+        trial,
+        |o| search.borrow_mut().observe(o),
+    )?;
+    Ok(Run {
+        proposals,
+        best: None,
+    })
+}
+
+/// Drives an offload search like [`run_context`]; proposals must lie within `bounds`.
+pub fn run_offload<S: OffloadSearch>(
+    settings: &str,
+    hardware: &HardwareFacts,
+    model: &ModelFacts,
+    bounds: &OffloadBounds,
+    trial: impl FnMut(Offload) -> TrialOutcome,
+) -> Result<Run<Offload>, String> {
+    let search = std::cell::RefCell::new(S::new(settings, hardware, model, bounds)?);
+    let proposals = drive(
+        "offload",
+        || search.borrow_mut().propose(),
+        |o| bounds.accepts(o),
+        bounds,
+        trial,
+        |o| search.borrow_mut().observe(o),
+    )?;
+    let best = search.borrow().best();
+    Ok(Run { proposals, best })
+}
+
+/// A model with the given trained context: 8 B parameters (medium), 32 full-attention
+/// layers of 4 KiB f16 KV cache a token each (Llama-3-8B's layout: 128 KiB a token),
+/// bounds 2048..=trained in steps of 256, at the default variant.
 pub fn model(trained_context: u32) -> ModelFacts {
     ModelFacts {
         name: "test-8b".into(),
         parameter_count: Some(8_000_000_000),
         size_class: SizeClass::Medium,
         trained_context,
+        layer_count: Some(32),
         kv_bytes_per_token: Some(MemoryMachine::LLAMA_8B_KV_BYTES),
+        layers: vec![LayerGroup {
+            kind: LayerKind::FullAttention,
+            count: 32,
+            kv_bytes_per_token: MemoryMachine::LLAMA_8B_KV_BYTES / 32,
+            window: None,
+            state_bytes: None,
+        }],
+        experts: None,
         weights_bytes: Some(MemoryMachine::BASE_BYTES),
+        variant: Variant::default(),
         bounds: ContextBounds::new(2048, trained_context, 256),
         hint: None,
     }
 }
 
-/// Batch bounds as the host sets them by default: 1..=256, starting at `initial`.
+/// Batch bounds as the host sets them by default: 1..=256, micro-batches up to 512,
+/// starting at `initial` (micro-batch equal).
 pub fn batch_bounds(initial: u32) -> BatchBounds {
     BatchBounds {
         min: 1,
         max: 256,
-        initial,
+        max_ubatch: 512,
+        initial: BatchProposal::whole(initial, 512),
     }
 }
 
@@ -184,8 +268,12 @@ pub fn stable(config: TrialConfig) -> TrialOutcome {
         prefill_tps: None,
         decode_tps: None,
         ttft_ms: None,
+        latency: Latency::default(),
+        timeout_ms: TimeoutRule::default().for_config(config.ctx, config.batch),
         cv: Some(0.02),
         success_rate: 1.0,
+        slo_met: None,
+        slo_missed: Vec::new(),
     }
 }
 
@@ -207,16 +295,18 @@ pub fn context_config(ctx: u32) -> TrialConfig {
         batch: 512,
         ubatch: 512,
         concurrency: 1,
+        variant: Variant::default(),
     }
 }
 
-/// The trial configuration of a batch-phase trial at `batch`.
-pub fn batch_config(batch: u32) -> TrialConfig {
+/// The trial configuration of a batch-phase trial at `proposal`.
+pub fn batch_config(proposal: BatchProposal) -> TrialConfig {
     TrialConfig {
         ctx: 8192,
-        batch,
-        ubatch: batch.min(512),
+        batch: proposal.batch,
+        ubatch: proposal.ubatch,
         concurrency: 1,
+        variant: Variant::default(),
     }
 }
 
@@ -227,6 +317,7 @@ pub fn concurrency_config(streams: u32) -> TrialConfig {
         batch: 128,
         ubatch: 128,
         concurrency: streams,
+        variant: Variant::default(),
     }
 }
 
@@ -435,9 +526,11 @@ pub fn check_noise_tolerance<S: ContextSearch>(
     Ok(expected)
 }
 
-/// A simulated throughput curve over batch sizes: peaks at `best_batch` with
-/// `peak_tps` and falls off as a Gaussian of the log2-distance from it; batches above
-/// `oom_above` run out of memory. Its trials are verified (5 samples).
+/// A simulated prefill throughput curve: peaks at micro-batch `best_batch` with
+/// `peak_tps` and falls off as a Gaussian of the log2-distance from it (prompt
+/// processing follows the micro-batch; the logical batch above it changes little);
+/// micro-batches above `oom_above` run out of memory (the compute buffers follow the
+/// micro-batch). Its trials are verified (5 samples).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchMachine {
     pub best_batch: u32,
@@ -446,21 +539,21 @@ pub struct BatchMachine {
 }
 
 impl BatchMachine {
-    pub fn throughput(&self, batch: u32) -> f64 {
-        let d = (f64::from(batch) / f64::from(self.best_batch.max(1))).log2();
+    /// Prefill tokens/s at micro-batch `ubatch`.
+    pub fn throughput(&self, ubatch: u32) -> f64 {
+        let d = (f64::from(ubatch) / f64::from(self.best_batch.max(1))).log2();
         self.peak_tps * (-0.05 * d * d).exp()
     }
 
-    /// The outcome of a batch-phase trial at `batch`.
-    pub fn batch_trial(&self, batch: u32) -> TrialOutcome {
-        if self.oom_above.is_some_and(|limit| batch > limit) {
-            return failed(batch_config(batch), Failure::OutOfMemory);
+    /// The outcome of a batch-phase trial at `proposal`.
+    pub fn batch_trial(&self, proposal: BatchProposal) -> TrialOutcome {
+        if self.oom_above.is_some_and(|limit| proposal.ubatch > limit) {
+            return failed(batch_config(proposal), Failure::OutOfMemory);
         }
-        let tps = self.throughput(batch);
         TrialOutcome {
-            prefill_tps: Some(tps),
+            prefill_tps: Some(self.throughput(proposal.ubatch)),
             decode_tps: Some(40.0),
-            ..stable(batch_config(batch))
+            ..stable(batch_config(proposal))
         }
     }
 }
@@ -525,6 +618,14 @@ impl ConcurrencyMachine {
             samples,
             decode_tps: Some(stream_tps),
             ttft_ms: Some(self.ttft_percentile(streams, 0.5)),
+            latency: Latency {
+                ttft_p50_ms: Some(self.ttft_percentile(streams, 0.5)),
+                ttft_p95_ms: Some(ttft_p95),
+                ttft_p99_ms: Some(self.ttft_percentile(streams, 0.99)),
+                tpot_p50_ms: Some(tpot),
+                tpot_p95_ms: Some(tpot),
+                e2e_p95_ms: Some(ttft_p95 + f64::from(Self::OUTPUT_TOKENS - 1) * tpot),
+            },
             ..stable(config)
         };
         if self.unstable_above.is_some_and(|limit| streams > limit) {
@@ -534,21 +635,105 @@ impl ConcurrencyMachine {
         }
         let mut outcome = ConcurrencyOutcome {
             trial,
-            latency: Latency {
-                ttft_p50_ms: Some(self.ttft_percentile(streams, 0.5)),
-                ttft_p95_ms: Some(ttft_p95),
-                ttft_p99_ms: Some(self.ttft_percentile(streams, 0.99)),
-                tpot_p50_ms: Some(tpot),
-                tpot_p95_ms: Some(tpot),
-                e2e_p95_ms: Some(ttft_p95 + f64::from(Self::OUTPUT_TOKENS - 1) * tpot),
-            },
             stream_decode_tps: Some(stream_tps),
             min_stream_decode_tps: Some(stream_tps),
             aggregate_decode_tps: Some(stream_tps * f64::from(streams)),
-            slo_met: None,
-            slo_missed: Vec::new(),
         };
         outcome.judge(slo);
+        outcome
+    }
+}
+
+/// A simulated machine for variant searches: at an f16 cache the context is bound by
+/// memory at `f16_limit` tokens; a quantized cache holds proportionally more (its bytes
+/// per element against f16's), up to the trained context; decode slows by 3 % per
+/// quantized half of the cache; the quality cost is a KL divergence of 0.002 nats for
+/// q8_0 and 0.03 for q4_0 (per half). Every variant costs `trials_each` trials.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VariantMachine {
+    pub f16_limit: u32,
+    pub trained: u32,
+    pub trials_each: u32,
+}
+
+impl VariantMachine {
+    /// What the host would measure for `variant`.
+    pub fn variant_trial(&self, variant: Variant) -> VariantOutcome {
+        let by_memory = (f64::from(self.f16_limit) / variant.cache_ratio()) as u32 / 256 * 256;
+        let (max_context, bound) = if by_memory >= self.trained {
+            (self.trained, BoundKind::TrainedContext)
+        } else {
+            (by_memory, BoundKind::Memory)
+        };
+        let halves = [variant.cache_type_k, variant.cache_type_v];
+        let quantized = halves.iter().filter(|t| t.is_quantized()).count() as f64;
+        let kld: f64 = halves
+            .iter()
+            .map(|t| match t {
+                crate::variant::CacheType::F16 => 0.0,
+                crate::variant::CacheType::Q8_0 => 0.001,
+                crate::variant::CacheType::Q4_0 => 0.015,
+            })
+            .sum();
+        VariantOutcome {
+            variant,
+            max_context: Some(max_context),
+            bound: Some(bound),
+            best_batch: Some(BatchProposal::whole(64, 512)),
+            decode_tps: Some(40.0 * (1.0 - 0.03 * quantized)),
+            prefill_tps: Some(900.0),
+            ttft_ms: Some(f64::from(max_context) / 900.0 * 1000.0),
+            peak_process_memory_bytes: None,
+            peak_server_gpu_memory_bytes: None,
+            quality: (quantized > 0.0).then_some(Quality {
+                kld_mean: kld,
+                kld_stddev: kld / 2.0,
+                top1_agreement: 1.0 - kld * 3.0,
+                positions: 64,
+            }),
+            trials: self.trials_each,
+        }
+    }
+}
+
+/// A simulated GPU for offload searches: up to `fits_layers` layers fit at the context
+/// searched (more breach the VRAM threshold); MoE experts kept on the CPU free room for
+/// `layers_per_moe_layer` layers each. Decode runs at `gpu_tps` with every layer on the
+/// GPU and at `cpu_tps` with none, linearly between. Trials are screens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OffloadMachine {
+    pub fits_layers: u32,
+    pub layers_per_moe_layer: f64,
+    pub layers: u32,
+    pub gpu_tps: f64,
+    pub cpu_tps: f64,
+}
+
+impl OffloadMachine {
+    /// The outcome of a screen of `offload` at `ctx`.
+    pub fn offload_trial(&self, ctx: u32, offload: Offload) -> TrialOutcome {
+        let room = f64::from(self.fits_layers)
+            + self.layers_per_moe_layer * f64::from(offload.cpu_moe_layers);
+        let config = TrialConfig {
+            variant: Variant {
+                gpu_layers: Some(offload.gpu_layers),
+                cpu_moe_layers: offload.cpu_moe_layers,
+                ..Variant::default()
+            },
+            ..context_config(ctx)
+        };
+        let mut outcome = if f64::from(offload.gpu_layers) <= room {
+            let share = f64::from(offload.gpu_layers) / f64::from(self.layers.max(1));
+            TrialOutcome {
+                decode_tps: Some(self.cpu_tps + (self.gpu_tps - self.cpu_tps) * share),
+                ..stable(config)
+            }
+        } else {
+            failed(config, Failure::ThresholdBreach(Threshold::Vram))
+        };
+        outcome.stage = Stage::Screen;
+        outcome.samples = 1;
+        outcome.cv = None;
         outcome
     }
 }

@@ -46,7 +46,12 @@ fn bounds_fit_aligns_down_and_clamps() {
 struct Script(Vec<u32>);
 
 impl ContextSearch for Script {
-    fn new(settings: &str, _: &HardwareFacts, _: &ModelFacts) -> Result<Self, String> {
+    fn new(
+        settings: &str,
+        _: &HardwareFacts,
+        _: &ModelFacts,
+        _: &ContextLimits,
+    ) -> Result<Self, String> {
         let values: Vec<u32> = serde_json::from_str(settings).map_err(|e| e.to_string())?;
         Ok(Script(values.into_iter().rev().collect()))
     }
@@ -187,13 +192,13 @@ fn concurrency_machine_latency_grows_with_streams_and_the_slo_is_judged() {
     let machine = ConcurrencyMachine::default();
     let none = Slo::default();
     let one = machine.concurrency_trial(1, &none);
-    assert_eq!(one.slo_met, None);
+    assert_eq!(one.trial.slo_met, None);
     assert!(one.passed());
     assert_eq!(one.trial.stage, Stage::Verify);
     assert_eq!(one.trial.samples, ConcurrencyMachine::REQUESTS_PER_STREAM);
-    assert_eq!(one.latency.ttft_p95_ms, Some(250.0));
+    assert_eq!(one.trial.latency.ttft_p95_ms, Some(250.0));
     let eight = machine.concurrency_trial(8, &none);
-    assert_eq!(eight.latency.ttft_p95_ms, Some(2000.0));
+    assert_eq!(eight.trial.latency.ttft_p95_ms, Some(2000.0));
     assert_eq!(eight.min_stream_decode_tps, Some(20.0));
     assert_eq!(eight.aggregate_decode_tps, Some(160.0));
 
@@ -210,12 +215,15 @@ fn concurrency_machine_latency_grows_with_streams_and_the_slo_is_judged() {
         ],
     };
     let four = machine.concurrency_trial(4, &slo);
-    assert_eq!((four.slo_met, four.slo_missed.len()), (Some(true), 0));
+    assert_eq!(
+        (four.trial.slo_met, four.trial.slo_missed.len()),
+        (Some(true), 0)
+    );
     let eight = machine.concurrency_trial(8, &slo);
-    assert_eq!(eight.slo_met, Some(false));
+    assert_eq!(eight.trial.slo_met, Some(false));
     assert!(!eight.passed());
     assert_eq!(
-        eight.slo_missed,
+        eight.trial.slo_missed,
         vec![
             SloMiss {
                 metric: SloMetric::TtftP95,
@@ -234,18 +242,18 @@ fn concurrency_machine_latency_grows_with_streams_and_the_slo_is_judged() {
 #[test]
 fn a_figure_that_was_not_measured_misses() {
     let mut outcome = ConcurrencyMachine::default().concurrency_trial(2, &Slo::default());
-    outcome.latency.tpot_p95_ms = None;
+    outcome.trial.latency.tpot_p95_ms = None;
     outcome.judge(&Slo {
         bounds: vec![SloBound {
             metric: SloMetric::TpotP95,
             value: 1e9,
         }],
     });
-    assert_eq!(outcome.slo_met, Some(false));
-    assert_eq!(outcome.slo_missed[0].measured, None);
+    assert_eq!(outcome.trial.slo_met, Some(false));
+    assert_eq!(outcome.trial.slo_missed[0].measured, None);
 }
 
-/// Proposes a fixed list of batches or stream counts (its settings), then stops.
+/// Proposes a fixed list of stream counts (its settings), then stops.
 struct Fixed(Vec<u32>);
 
 impl Fixed {
@@ -255,17 +263,27 @@ impl Fixed {
     }
 }
 
-impl BatchScaler for Fixed {
+/// Proposes a fixed list of `[batch, ubatch]` pairs, then stops.
+struct FixedBatches(Vec<BatchProposal>);
+
+impl BatchScaler for FixedBatches {
     fn new(s: &str, _: &HardwareFacts, _: &ModelFacts, _: &BatchBounds) -> Result<Self, String> {
-        Fixed::parse(s)
+        let pairs: Vec<(u32, u32)> = serde_json::from_str(s).map_err(|e| e.to_string())?;
+        Ok(FixedBatches(
+            pairs
+                .into_iter()
+                .rev()
+                .map(|(batch, ubatch)| BatchProposal { batch, ubatch })
+                .collect(),
+        ))
     }
-    fn propose(&mut self) -> Option<u32> {
+    fn propose(&mut self) -> Option<BatchProposal> {
         self.0.last().copied()
     }
     fn observe(&mut self, _: &TrialOutcome) {
         self.0.pop();
     }
-    fn best(&self) -> Option<u32> {
+    fn best(&self) -> Option<BatchProposal> {
         None
     }
 }
@@ -300,7 +318,7 @@ fn the_harness_holds_batch_and_concurrency_proposals_to_their_bounds() {
         oom_above: None,
     };
     let batch = |s: &str| {
-        testing::run_batch::<Fixed>(
+        testing::run_batch::<FixedBatches>(
             s,
             &Default::default(),
             &model,
@@ -308,10 +326,21 @@ fn the_harness_holds_batch_and_concurrency_proposals_to_their_bounds() {
             |b| machine.batch_trial(b),
         )
     };
-    assert_eq!(batch("[32, 256]").map(|r| r.proposals), Ok(vec![32, 256]));
-    let err = batch("[32, 257]").expect_err("above max");
-    assert!(err.contains("proposed batch 257"), "{err}");
-    assert!(batch("[0]").is_err());
+    let pair = |batch, ubatch| BatchProposal { batch, ubatch };
+    assert_eq!(
+        batch("[[32, 32], [256, 64]]").map(|r| r.proposals),
+        Ok(vec![pair(32, 32), pair(256, 64)])
+    );
+    let err = batch("[[32, 32], [257, 64]]").expect_err("above max");
+    assert!(
+        err.contains("proposed batch BatchProposal { batch: 257"),
+        "{err}"
+    );
+    assert!(
+        batch("[[64, 128]]").is_err(),
+        "a micro-batch above its batch"
+    );
+    assert!(batch("[[0, 0]]").is_err());
 
     let streams = ConcurrencyMachine::default();
     let run = |s: &str| {
@@ -355,7 +384,12 @@ struct GiveUp {
 }
 
 impl ContextSearch for GiveUp {
-    fn new(_: &str, _: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
+    fn new(
+        _: &str,
+        _: &HardwareFacts,
+        model: &ModelFacts,
+        _: &ContextLimits,
+    ) -> Result<Self, String> {
         Ok(GiveUp {
             bounds: model.bounds,
             next: Some(model.bounds.min),
@@ -415,4 +449,117 @@ fn the_noisy_machine_is_seeded_and_its_failures_pass() {
         .iter()
         .zip(&peaks)
         .any(|(o, p)| *p != clean.context_trial(o.config.ctx).peak_gpu_memory_bytes));
+}
+
+#[test]
+fn a_sliding_window_model_s_cache_stops_growing_at_the_window() {
+    // Gemma 3 270M: 3 full-attention layers and 15 of a 512-token window, 1 KiB a token
+    // each at f16 (one KV head of 256 + 256).
+    let mut model = testing::model(32_768);
+    model.layers = vec![
+        LayerGroup {
+            kind: LayerKind::FullAttention,
+            count: 3,
+            kv_bytes_per_token: 1024,
+            window: None,
+            state_bytes: None,
+        },
+        LayerGroup {
+            kind: LayerKind::SlidingWindow,
+            count: 15,
+            kv_bytes_per_token: 1024,
+            window: Some(512),
+            state_bytes: None,
+        },
+    ];
+    // As llama.cpp logged them at -c 32768 -ub 512: 96 MiB for the 3 full layers, 15 MiB
+    // for 1024 cells of the 15 windowed ones.
+    assert_eq!(model.kv_cache_bytes(32_768, 512), Some((96 + 15) << 20));
+    // Below the window every layer grows.
+    assert_eq!(model.kv_cache_bytes(256, 512), Some(18 * 1024 * 256));
+    let recurrent = LayerGroup {
+        kind: LayerKind::Recurrent,
+        count: 4,
+        kv_bytes_per_token: 0,
+        window: None,
+        state_bytes: Some(1 << 20),
+    };
+    assert_eq!(recurrent.cache_bytes(2048, 1, 512), 4 << 20);
+    assert_eq!(recurrent.cache_bytes(131_072, 2, 512), 8 << 20);
+}
+
+#[test]
+fn a_quantized_v_cache_needs_flash_attention() {
+    let q4 = Variant {
+        cache_type_k: CacheType::Q4_0,
+        cache_type_v: CacheType::Q4_0,
+        flash_attn: FlashAttn::Off,
+        ..Variant::default()
+    };
+    assert!(!q4.is_possible());
+    assert!(Variant {
+        flash_attn: FlashAttn::On,
+        ..q4
+    }
+    .is_possible());
+    assert!((q4.cache_ratio() - 18.0 / 64.0).abs() < 1e-12);
+    assert_eq!(q4.to_string(), "kv q4_0/q4_0 fa off");
+}
+
+#[test]
+fn the_harness_holds_variant_proposals_to_the_space_and_once_each() {
+    struct Listed(Vec<Variant>);
+    impl VariantSearch for Listed {
+        fn new(
+            s: &str,
+            _: &HardwareFacts,
+            _: &ModelFacts,
+            space: &VariantSpace,
+        ) -> Result<Self, String> {
+            let n: usize = s.parse().map_err(|_| "a count".to_string())?;
+            Ok(Listed(
+                space.candidates.iter().copied().cycle().take(n).collect(),
+            ))
+        }
+        fn propose(&mut self) -> Option<Variant> {
+            self.0.first().copied()
+        }
+        fn observe(&mut self, _: &VariantOutcome) {
+            self.0.remove(0);
+        }
+    }
+    let q8 = Variant {
+        cache_type_k: CacheType::Q8_0,
+        cache_type_v: CacheType::Q8_0,
+        ..Variant::default()
+    };
+    let space = VariantSpace {
+        initial: Variant::default(),
+        candidates: vec![Variant::default(), q8],
+        max_variants: 4,
+    };
+    let machine = testing::VariantMachine {
+        f16_limit: 10_000,
+        trained: 32_768,
+        trials_each: 6,
+    };
+    let run = |s: &str| {
+        testing::run_variants::<Listed>(
+            s,
+            &Default::default(),
+            &testing::model(32_768),
+            &space,
+            |v| machine.variant_trial(v),
+        )
+    };
+    assert_eq!(
+        run("2").map(|r| r.proposals),
+        Ok(vec![Variant::default(), q8])
+    );
+    let err = run("3").expect_err("the first again");
+    assert!(err.contains("proposed variant"), "{err}");
+    let q8_outcome = machine.variant_trial(q8);
+    assert_eq!(q8_outcome.max_context, Some(18_688));
+    assert!(q8_outcome.quality.is_some_and(|q| q.kld_mean > 0.0));
+    assert!(machine.variant_trial(Variant::default()).quality.is_none());
 }

@@ -1,5 +1,7 @@
-//! Plain Rust forms of the WIT records (`wit/strategy.wit`, `ozone:strategy@0.2.0`):
+//! Plain Rust forms of the WIT records (`wit/strategy.wit`, `ozone:strategy@0.3.0`):
 //! what a strategy reads, and what the host builds at its side of the plugin boundary.
+//! The model's facts are in `model.rs`, the variants in `variant.rs`, offload in
+//! `offload.rs`, objectives and concurrency in `concurrency.rs`.
 //!
 //! The WIT file documents every field; the short docs here repeat what matters when
 //! writing a policy. Natively (never in the wasm build) they derive serde, with the
@@ -7,6 +9,9 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 use serde::{Deserialize, Serialize};
+
+use crate::concurrency::{Latency, SloMiss};
+use crate::variant::Variant;
 
 /// Severity of a log message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,25 +93,58 @@ impl ContextBounds {
     }
 }
 
-/// The batch sizes the host accepts from a batch scaler: `min <= batch <= max`.
-/// `initial` is the batch the context search ran at (already measured there).
+/// A logical batch (`-b`) with its physical micro-batch (`-ub`, at most the batch).
+/// Prefill speed and the compute buffers' memory follow the micro-batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct BatchProposal {
+    pub batch: u32,
+    pub ubatch: u32,
+}
+
+impl BatchProposal {
+    /// A batch whose micro-batch is the batch itself, capped at `max_ubatch`.
+    pub fn whole(batch: u32, max_ubatch: u32) -> Self {
+        Self {
+            batch,
+            ubatch: batch.min(max_ubatch).max(1),
+        }
+    }
+}
+
+impl std::fmt::Display for BatchProposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.batch, self.ubatch)
+    }
+}
+
+/// The batches the host accepts from a batch scaler: `min <= batch <= max`, and
+/// `1 <= ubatch <= min(batch, max_ubatch)`. `initial` is what the context search ran
+/// at (already measured there).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
 pub struct BatchBounds {
     pub min: u32,
     pub max: u32,
-    pub initial: u32,
+    pub max_ubatch: u32,
+    pub initial: BatchProposal,
 }
 
 impl BatchBounds {
-    /// Whether the host would accept `batch` as a proposal.
-    pub fn accepts(&self, batch: u32) -> bool {
-        (self.min..=self.max).contains(&batch)
+    /// Whether the host would accept `proposal`.
+    pub fn accepts(&self, proposal: BatchProposal) -> bool {
+        (self.min..=self.max).contains(&proposal.batch)
+            && (1..=proposal.batch.min(self.max_ubatch)).contains(&proposal.ubatch)
     }
 
     /// `value` clamped into `[min, max]`.
     pub fn clamp(&self, value: u32) -> u32 {
         value.clamp(self.min, self.max.max(self.min))
+    }
+
+    /// The batch `batch` (clamped) with its micro-batch as large as allowed.
+    pub fn whole(&self, batch: u32) -> BatchProposal {
+        BatchProposal::whole(self.clamp(batch), self.max_ubatch)
     }
 }
 
@@ -125,23 +163,6 @@ impl ConcurrencyBounds {
     }
 }
 
-/// The model under test.
-#[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
-pub struct ModelFacts {
-    pub name: String,
-    pub parameter_count: Option<u64>,
-    pub size_class: SizeClass,
-    pub trained_context: u32,
-    /// KV-cache bytes per token of context at the cache type being tuned, when known.
-    pub kv_bytes_per_token: Option<u64>,
-    pub weights_bytes: Option<u64>,
-    /// What a context proposal must satisfy.
-    pub bounds: ContextBounds,
-    /// A limit measured earlier for this machine and model (warm start).
-    pub hint: Option<u32>,
-}
-
 /// The configuration a trial ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
@@ -150,6 +171,18 @@ pub struct TrialConfig {
     pub batch: u32,
     pub ubatch: u32,
     pub concurrency: u32,
+    /// Cache types, flash attention, threads, offload.
+    pub variant: Variant,
+}
+
+impl TrialConfig {
+    /// The batch and micro-batch of this configuration.
+    pub fn batch_proposal(&self) -> BatchProposal {
+        BatchProposal {
+            batch: self.batch,
+            ubatch: self.ubatch,
+        }
+    }
 }
 
 /// How much measurement a trial got.
@@ -271,9 +304,17 @@ pub struct TrialOutcome {
     pub decode_tps: Option<f64>,
     /// Mean time to first token, ms.
     pub ttft_ms: Option<f64>,
-    /// Coefficient of variation of decode throughput.
+    /// Latency percentiles over the successful samples.
+    pub latency: Latency,
+    /// The per-request timeout the trial ran under, ms.
+    pub timeout_ms: f64,
+    /// Coefficient of variation of decode throughput; `None` on fewer than two samples.
     pub cv: Option<f64>,
     pub success_rate: f64,
+    /// Whether the objective the trial was judged against held; `None` without one.
+    pub slo_met: Option<bool>,
+    /// The bounds that missed.
+    pub slo_missed: Vec<SloMiss>,
 }
 
 impl TrialOutcome {
@@ -285,5 +326,61 @@ impl TrialOutcome {
     /// size mostly changes prompt processing), else decode tokens/s.
     pub fn throughput(&self) -> Option<f64> {
         self.prefill_tps.or(self.decode_tps)
+    }
+}
+
+/// The request timeout by the host's adaptive rule: for context `c` and batch `b`,
+/// `clamp(base + per_1k_tokens × c / 1000 + per_batch × b, min, max)`, ms.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct TimeoutRule {
+    pub base_ms: f64,
+    pub per_1k_tokens_ms: f64,
+    pub per_batch_ms: f64,
+    pub min_ms: f64,
+    pub max_ms: f64,
+}
+
+impl TimeoutRule {
+    /// The timeout of a request at context `ctx` and batch `batch`, ms.
+    pub fn for_config(&self, ctx: u32, batch: u32) -> f64 {
+        let raw = self.base_ms
+            + self.per_1k_tokens_ms * f64::from(ctx) / 1000.0
+            + self.per_batch_ms * f64::from(batch);
+        raw.clamp(self.min_ms, self.max_ms.max(self.min_ms))
+    }
+}
+
+impl Default for TimeoutRule {
+    /// The seed's adaptive timeouts: 60 s + 0.5 s per 1k tokens + 0.2 s per batch unit,
+    /// clamped to 30..300 s.
+    fn default() -> Self {
+        Self {
+            base_ms: 60_000.0,
+            per_1k_tokens_ms: 500.0,
+            per_batch_ms: 200.0,
+            min_ms: 30_000.0,
+            max_ms: 300_000.0,
+        }
+    }
+}
+
+/// What bounds a context besides memory: the objective one request must meet, the
+/// request timeout, and the share of it a time-bound context may use.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct ContextLimits {
+    pub slo: crate::concurrency::Slo,
+    pub timeout: TimeoutRule,
+    pub timeout_margin: f64,
+}
+
+impl Default for ContextLimits {
+    fn default() -> Self {
+        Self {
+            slo: Default::default(),
+            timeout: TimeoutRule::default(),
+            timeout_margin: 0.8,
+        }
     }
 }

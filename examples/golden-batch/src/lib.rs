@@ -10,12 +10,15 @@
 //!
 //! When the bracket holds three candidates or fewer, the unmeasured ones are tried and
 //! the search ends; it also ends after `max_trials`. `best()` is the stable batch with
-//! the highest throughput (prefill tokens/s, else decode).
+//! the highest throughput (prefill tokens/s, else decode). Every batch is tried whole:
+//! its micro-batch equal to it, capped at the host's `bounds.max_ubatch`.
 //!
 //! Settings: `min_batch` (32), `step` (32), `max_trials` (10). The upper end is the
 //! host's: raise `search_strategy.batch_adaptation.max_batch` to search further.
 
-use ozone_sdk::{settings, BatchBounds, BatchScaler, HardwareFacts, ModelFacts, TrialOutcome};
+use ozone_sdk::{
+    settings, BatchBounds, BatchProposal, BatchScaler, HardwareFacts, ModelFacts, TrialOutcome,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -41,6 +44,7 @@ const INV_PHI: f64 = 0.618_033_988_749_895;
 
 pub struct GoldenBatch {
     settings: Settings,
+    bounds: BatchBounds,
     /// Candidate batch sizes, ascending.
     candidates: Vec<u32>,
     /// Score per candidate once measured (stable: throughput; otherwise -1).
@@ -83,16 +87,17 @@ impl BatchScaler for GoldenBatch {
             hi: candidates.len() - 1,
             candidates,
             settings,
+            bounds: *bounds,
             pending: None,
             trials: 0,
         })
     }
 
-    fn propose(&mut self) -> Option<u32> {
+    fn propose(&mut self) -> Option<BatchProposal> {
         if self.pending.is_none() {
             self.pending = self.next();
         }
-        self.pending.map(|i| self.candidates[i])
+        self.pending.map(|i| self.bounds.whole(self.candidates[i]))
     }
 
     fn observe(&mut self, outcome: &TrialOutcome) {
@@ -113,7 +118,7 @@ impl BatchScaler for GoldenBatch {
         self.scores[i] = Some(score);
     }
 
-    fn best(&self) -> Option<u32> {
+    fn best(&self) -> Option<BatchProposal> {
         self.scores
             .iter()
             .zip(&self.candidates)
@@ -122,7 +127,7 @@ impl BatchScaler for GoldenBatch {
                 Some((bs, _)) if bs >= s => best,
                 _ => Some((s, c)),
             })
-            .map(|(_, c)| c)
+            .map(|(_, c)| self.bounds.whole(c))
     }
 }
 

@@ -1,11 +1,11 @@
 use batch_scaler::Scaler;
 use ozone_sdk::testing::{self, BatchMachine, Run};
-use ozone_sdk::{BatchBounds, BatchScaler};
+use ozone_sdk::{BatchBounds, BatchProposal, BatchScaler};
 
 use super::GoldenBatch;
 
 /// Runs `S` with the host's batch bounds `1..=max`, starting at 32.
-fn run<S: BatchScaler>(machine: &BatchMachine, settings: &str, max: u32) -> Run {
+fn run<S: BatchScaler>(machine: &BatchMachine, settings: &str, max: u32) -> Run<BatchProposal> {
     let bounds = BatchBounds {
         max,
         ..testing::batch_bounds(32)
@@ -29,10 +29,10 @@ fn finds_a_peak_between_powers_of_two() {
     };
     let golden = run::<GoldenBatch>(&machine, "{}", 1024);
     let doubling = run::<Scaler>(&machine, "{}", 1024);
-    let best = golden.best.expect("a stable batch");
+    let best = golden.best.expect("a stable batch").batch;
     assert!((352..=416).contains(&best), "{golden:?}");
     assert!(golden.proposals.len() <= 10, "{golden:?}");
-    let tps = |b: Option<u32>| b.map(|b| machine.throughput(b)).unwrap_or(0.0);
+    let tps = |b: Option<BatchProposal>| b.map(|b| machine.throughput(b.ubatch)).unwrap_or(0.0);
     assert!(
         tps(golden.best) > tps(doubling.best),
         "{golden:?} vs {doubling:?}"
@@ -47,7 +47,7 @@ fn steers_away_from_out_of_memory() {
         oom_above: Some(300),
     };
     let golden = run::<GoldenBatch>(&machine, "{}", 1024);
-    let best = golden.best.expect("a stable batch");
+    let best = golden.best.expect("a stable batch").batch;
     assert!((256..=288).contains(&best), "{golden:?}");
 }
 
@@ -59,15 +59,15 @@ fn every_proposal_is_a_candidate_and_none_repeats() {
         oom_above: None,
     };
     let golden = run::<GoldenBatch>(&machine, r#"{"min_batch": 16, "step": 16}"#, 512);
-    let mut seen = golden.proposals.clone();
+    let mut seen: Vec<u32> = golden.proposals.iter().map(|p| p.batch).collect();
     seen.sort_unstable();
     seen.dedup();
     assert_eq!(seen.len(), golden.proposals.len(), "{golden:?}");
     assert!(golden
         .proposals
         .iter()
-        .all(|b| b % 16 == 0 && (16..=512).contains(b)));
-    assert_eq!(golden.best, Some(64), "{golden:?}");
+        .all(|p| p.batch % 16 == 0 && (16..=512).contains(&p.batch) && p.ubatch == p.batch));
+    assert_eq!(golden.best.map(|b| b.batch), Some(64), "{golden:?}");
 }
 
 #[test]
@@ -79,8 +79,11 @@ fn never_above_the_hosts_largest_batch() {
         oom_above: None,
     };
     let golden = run::<GoldenBatch>(&machine, "{}", 256);
-    assert!(golden.proposals.iter().all(|b| *b <= 256), "{golden:?}");
-    assert_eq!(golden.best, Some(256), "{golden:?}");
+    assert!(
+        golden.proposals.iter().all(|p| p.batch <= 256),
+        "{golden:?}"
+    );
+    assert_eq!(golden.best.map(|b| b.batch), Some(256), "{golden:?}");
 }
 
 #[test]

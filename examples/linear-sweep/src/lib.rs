@@ -18,7 +18,8 @@
 //! every stable one above it: the next answer is the largest stable context below it.
 
 use ozone_sdk::{
-    settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, Stage, TrialOutcome,
+    settings, ContextBounds, ContextLimits, ContextSearch, HardwareFacts, ModelFacts, Stage,
+    TrialOutcome,
 };
 use serde::Deserialize;
 
@@ -56,7 +57,12 @@ pub struct LinearSweep {
 }
 
 impl ContextSearch for LinearSweep {
-    fn new(settings: &str, _hardware: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
+    fn new(
+        settings: &str,
+        _hardware: &HardwareFacts,
+        model: &ModelFacts,
+        _limits: &ContextLimits,
+    ) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         let g = model.bounds.granularity.max(1);
         let step = settings.step / g * g;

@@ -81,8 +81,13 @@ fn can_measure_every_step_like_a_fixed_context_list() {
 fn a_failed_verification_withdraws_the_answer_and_all_above_it() {
     use ozone_sdk::{ContextSearch, Stage};
     let machine = MemoryMachine::with_context_limit(13_000);
-    let mut search =
-        LinearSweep::new("{}", &machine.hardware(), &testing::model(32_768)).expect("settings");
+    let mut search = LinearSweep::new(
+        "{}",
+        &machine.hardware(),
+        &testing::model(32_768),
+        &Default::default(),
+    )
+    .expect("settings");
     while let Some(ctx) = search.propose() {
         search.observe(&machine.context_trial(ctx));
     }

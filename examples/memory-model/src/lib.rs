@@ -24,7 +24,9 @@
 //! The bracket, its midpoint and the pending proposal are `ozone_sdk::bisect`.
 
 use ozone_sdk::bisect::{Bisection, Bracket};
-use ozone_sdk::{settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, TrialOutcome};
+use ozone_sdk::{
+    settings, ContextBounds, ContextLimits, ContextSearch, HardwareFacts, ModelFacts, TrialOutcome,
+};
 use serde::Deserialize;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -94,7 +96,12 @@ struct Fit {
 }
 
 impl ContextSearch for MemoryModel {
-    fn new(settings: &str, hardware: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
+    fn new(
+        settings: &str,
+        hardware: &HardwareFacts,
+        model: &ModelFacts,
+        _limits: &ContextLimits,
+    ) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         if !(0.5..=1.0).contains(&settings.safety_margin) {
             return Err(format!(

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::layout::{self, Experts, LayerGroup};
 use crate::record::KvCacheType;
 
 /// Size classes by parameter count: large ≥ 20e9, medium ≥ 3e9, small otherwise.
@@ -42,6 +43,13 @@ pub struct ModelMetadata {
     /// Per-head key length (`<arch>.attention.key_length`, else embedding / heads).
     pub key_length: Option<u32>,
     pub value_length: Option<u32>,
+    /// Every layer, grouped by kind (full attention, sliding window, recurrent) and
+    /// shape; empty when the header does not say (`backend::layout`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerGroup>,
+    /// The mixture-of-experts layout, for a MoE model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<Experts>,
     /// Size of the weights on disk.
     pub weights_bytes: Option<u64>,
     /// Content digest (sha256 of the GGUF file, or Ollama's digest) for warm starts.
@@ -49,9 +57,14 @@ pub struct ModelMetadata {
 }
 
 impl ModelMetadata {
-    /// KV cache bytes one token costs: Σlayers head_count_kv × (key_len × B(ctk) +
-    /// value_len × B(ctv)). `None` when a needed fact is unknown.
+    /// KV cache bytes one more token costs at long context: Σ over the full-attention
+    /// layers of head_count_kv × (key_len × B(ctk) + value_len × B(ctv)) (sliding-window
+    /// and recurrent layers stop growing). Without a layout (an old log, a server that
+    /// does not say), every layer counts. `None` when a needed fact is unknown.
     pub fn kv_bytes_per_token(&self, ctk: KvCacheType, ctv: KvCacheType) -> Option<u64> {
+        if !self.layers.is_empty() {
+            return Some(layout::kv_bytes_per_token(&self.layers, ctk, ctv));
+        }
         let layers = f64::from(self.block_count?);
         let kv_heads = f64::from(self.head_count_kv.or(self.head_count)?);
         let key_len = f64::from(self.key_length?);

@@ -4,6 +4,7 @@ mod error;
 mod generation;
 pub mod gguf;
 mod http;
+pub mod layout;
 pub mod llama_server;
 mod metadata;
 pub mod ollama;

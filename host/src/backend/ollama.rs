@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::generation::{failure, Generation, GenerationError, ServerTimings, StreamClock};
 use super::http::{fetch_json, open_stream, DEFAULT_REQUEST_TIMEOUT};
+use super::layout::{layout, Header, HeaderValue};
 use super::stream::looks_like_oom;
 use super::{BackendError, ModelMetadata, SizeClass};
 use crate::record::FailureKind;
@@ -299,6 +300,11 @@ pub(crate) fn metadata_from_show(model: &str, show: &Value) -> Result<ModelMetad
         _ => None,
     };
     let size_class = params.map_or(SizeClass::Small, SizeClass::from_params);
+    let keys = ShowKeys {
+        info,
+        arch: &prefix,
+    };
+    let (layers, experts) = layout(&prefix, &keys);
     Ok(ModelMetadata {
         name: model.to_owned(),
         architecture: arch,
@@ -311,12 +317,34 @@ pub(crate) fn metadata_from_show(model: &str, show: &Value) -> Result<ModelMetad
         embedding_length: embedding,
         key_length: num32("attention.key_length").or(per_head),
         value_length: num32("attention.value_length").or(per_head),
+        layers,
+        experts,
         weights_bytes: None,
         digest: show
             .get("digest")
             .and_then(Value::as_str)
             .map(str::to_owned),
     })
+}
+
+/// The architecture's keys in `/api/show`'s `model_info`: the GGUF header's, as JSON.
+struct ShowKeys<'a> {
+    info: &'a serde_json::Map<String, Value>,
+    arch: &'a str,
+}
+
+impl Header for ShowKeys<'_> {
+    fn value(&self, suffix: &str) -> Option<HeaderValue> {
+        match self.info.get(&format!("{}.{suffix}", self.arch))? {
+            Value::Array(items) if items.iter().all(Value::is_boolean) => Some(HeaderValue::Flags(
+                items.iter().map(|i| i.as_bool() == Some(true)).collect(),
+            )),
+            Value::Array(items) => Some(HeaderValue::Numbers(
+                items.iter().filter_map(Value::as_u64).collect(),
+            )),
+            v => v.as_u64().map(HeaderValue::Number),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -150,6 +150,8 @@ pub(crate) fn metadata_from_models(model: &str, models: &Value) -> ModelMetadata
         embedding_length: to_u32(num("/meta/n_embd")),
         key_length: None,
         value_length: None,
+        layers: Vec::new(),
+        experts: None,
         weights_bytes: num("/meta/size"),
         digest: None,
     }

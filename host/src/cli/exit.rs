@@ -51,6 +51,8 @@ impl Exit {
             | PluginError::Discarded { .. }
             | PluginError::ContextOutOfRange { .. }
             | PluginError::BatchOutOfRange { .. }
+            | PluginError::OffloadOutOfRange { .. }
+            | PluginError::ImpossibleVariant { .. }
             | PluginError::ConcurrencyOutOfRange { .. } => Exit::Plugin,
             PluginError::Engine(_) => Exit::Internal,
         }

@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use ozone_sdk::testing::{self, BatchMachine, ConcurrencyMachine, MemoryMachine};
+use ozone_sdk::testing::{
+    self, BatchMachine, ConcurrencyMachine, MemoryMachine, OffloadMachine, VariantMachine,
+};
 use ozone_sdk::{self as sdk, ConcurrencyOutcome, Slo, TrialOutcome, Verdict};
 
 use crate::plugin::{
@@ -64,6 +66,11 @@ pub enum KindArg {
     Batch,
     /// World concurrency-strategy: the most streams served.
     Concurrency,
+    /// World variant-strategy: which server variants (KV cache types, flash attention,
+    /// threads) to measure.
+    Variant,
+    /// World offload-strategy: how many layers (and which MoE experts) stay on the GPU.
+    Offload,
 }
 
 #[derive(Debug, clap::Args)]
@@ -121,6 +128,8 @@ fn new_plugin(args: &NewArgs) -> Result<(), CliError> {
         KindArg::Context => Kind::Context,
         KindArg::Batch => Kind::Batch,
         KindArg::Concurrency => Kind::Concurrency,
+        KindArg::Variant => Kind::Variant,
+        KindArg::Offload => Kind::Offload,
     };
     let dir = args
         .dir
@@ -242,7 +251,7 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
     match world {
         World::Context => {
             let mut search = host
-                .load_context(&plugin, settings, &hw, &model)
+                .load_context(&plugin, settings, &hw, &model, &Default::default())
                 .map_err(CliError::plugin)?;
             let b = model.bounds;
             println!(
@@ -259,8 +268,10 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
         World::Batch => {
             // The configuration's `batch_adaptation.max_batch` and the initial batch of the
             // simulated model's size class (medium), as `ozone tune` hands them over.
+            let adaptation = &config.search_strategy.batch_adaptation;
             let bounds = plugin::batch_bounds(
-                config.search_strategy.batch_adaptation.max_batch,
+                adaptation.max_batch,
+                adaptation.max_ubatch,
                 config.initial_batch(crate::backend::SizeClass::Medium),
             );
             let machine = BatchMachine {
@@ -272,8 +283,9 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
                 .load_batch(&plugin, settings, &hw, &model, &bounds)
                 .map_err(CliError::plugin)?;
             println!(
-                "simulated machine: throughput peaks at batch {}; batch bounds {}..={}, initial {}",
-                args.best_batch, bounds.min, bounds.max, bounds.initial
+                "simulated machine: prefill peaks at micro-batch {}; batch bounds {}..={}, \
+                 micro-batch up to {}, initial {}",
+                args.best_batch, bounds.min, bounds.max, bounds.max_ubatch, bounds.initial
             );
             drive(&mut scaler, "batch", |b| machine.batch_trial(b), describe)
         }
@@ -300,7 +312,116 @@ fn check(args: &CheckArgs) -> Result<(), CliError> {
                 describe_concurrency,
             )
         }
+        World::Variant => {
+            let machine = VariantMachine {
+                f16_limit: args.context_limit,
+                trained: args.trained_context,
+                trials_each: 6,
+            };
+            let space = check_variant_space();
+            let mut search = host
+                .load_variant(&plugin, settings, &hw, &model, &space)
+                .map_err(CliError::plugin)?;
+            println!(
+                "simulated machine: an f16 cache binds by memory at {} tokens, a quantized one \
+                 holds proportionally more; {} candidates",
+                args.context_limit,
+                space.candidates.len()
+            );
+            drive_variants(&mut search, &machine)
+        }
+        World::Offload => {
+            let machine = OffloadMachine {
+                fits_layers: 40,
+                layers_per_moe_layer: 0.5,
+                layers: 49,
+                gpu_tps: 60.0,
+                cpu_tps: 12.0,
+            };
+            let bounds = sdk::OffloadBounds {
+                layers: 49,
+                expert_layers: 48,
+                ctx: args.context_limit,
+                fit: Some(sdk::Offload {
+                    gpu_layers: 49,
+                    cpu_moe_layers: 24,
+                }),
+            };
+            let mut search = host
+                .load_offload(&plugin, settings, &hw, &model, &bounds)
+                .map_err(CliError::plugin)?;
+            println!(
+                "simulated GPU: 40 of 49 layers fit at {} tokens, each layer's experts on the CPU \
+                 frees room for half a layer; llama.cpp's fit proposes {}",
+                bounds.ctx,
+                bounds.fit.map_or("nothing".into(), |f| f.to_string())
+            );
+            drive(
+                &mut search,
+                "offload",
+                |o| machine.offload_trial(bounds.ctx, o),
+                describe,
+            )
+        }
     }
+}
+
+/// f16, q8_0 and q4_0 caches (flash attention auto), and f16 with flash attention off.
+fn check_variant_space() -> sdk::VariantSpace {
+    let cache = |t| sdk::Variant {
+        cache_type_k: t,
+        cache_type_v: t,
+        ..sdk::Variant::default()
+    };
+    let f16 = cache(sdk::CacheType::F16);
+    sdk::VariantSpace {
+        initial: f16,
+        candidates: vec![
+            f16,
+            cache(sdk::CacheType::Q8_0),
+            cache(sdk::CacheType::Q4_0),
+            sdk::Variant {
+                flash_attn: sdk::FlashAttn::Off,
+                ..f16
+            },
+        ],
+        max_variants: 8,
+    }
+}
+
+/// Proposal, simulated measurement of the variant, outcome, until the plugin is done.
+fn drive_variants(
+    search: &mut plugin::VariantSearch,
+    machine: &VariantMachine,
+) -> Result<(), CliError> {
+    let mut n = 0;
+    while let Some(variant) = search.propose().map_err(CliError::plugin)? {
+        n += 1;
+        if n > MAX_TRIALS {
+            return Err(CliError::new(
+                Exit::Plugin,
+                anyhow::anyhow!(
+                    "plugin {} did not finish within {MAX_TRIALS} variants",
+                    search.name()
+                ),
+            ));
+        }
+        let outcome = machine.variant_trial(variant);
+        let quality = outcome.quality.map_or(String::new(), |q| {
+            format!(
+                ", KLD {:.4}, top-1 {:.1} %",
+                q.kld_mean,
+                100.0 * q.top1_agreement
+            )
+        });
+        println!(
+            "  variant {n:>2}: {variant} → max context {}{quality}",
+            outcome.max_context.map_or("none".into(), |c| c.to_string())
+        );
+        search.observe(&outcome).map_err(CliError::plugin)?;
+    }
+    println!("measured {n} variants");
+    Ok(())
 }
 
 /// The settings JSON `ozone tune` would hand this plugin under `config`.
@@ -315,7 +436,7 @@ fn configured_settings(config: &Config, plugin: &str, world: World) -> String {
             config.ozone.batch_strategy = plugin.to_string();
             config.batch_plugin_settings_json()
         }
-        World::Concurrency => {
+        World::Concurrency | World::Variant | World::Offload => {
             config.plugin_settings_json(&config::plugin_name(plugin), serde_json::json!({}))
         }
     }
@@ -329,9 +450,12 @@ const MAX_TRIALS: u32 = 64;
 fn drive<S: Strategy>(
     plugin: &mut S,
     what: &str,
-    trial: impl Fn(u32) -> S::Outcome,
+    trial: impl Fn(S::Proposal) -> S::Outcome,
     describe: impl Fn(&S::Outcome) -> String,
-) -> Result<(), CliError> {
+) -> Result<(), CliError>
+where
+    S::Proposal: Copy + std::fmt::Display,
+{
     let mut n = 0;
     while let Some(value) = plugin.propose().map_err(CliError::plugin)? {
         n += 1;
@@ -380,7 +504,7 @@ fn describe(o: &TrialOutcome) -> String {
 
 fn describe_concurrency(o: &ConcurrencyOutcome) -> String {
     let mut s = describe(&o.trial);
-    if let Some(ttft) = o.latency.ttft_p95_ms {
+    if let Some(ttft) = o.trial.latency.ttft_p95_ms {
         s += &format!(", TTFT p95 {ttft:.0} ms");
     }
     if let Some(tps) = o.min_stream_decode_tps {
@@ -389,7 +513,7 @@ fn describe_concurrency(o: &ConcurrencyOutcome) -> String {
     if let Some(tps) = o.aggregate_decode_tps {
         s += &format!(", {tps:.0} tok/s in all");
     }
-    match o.slo_met {
+    match o.trial.slo_met {
         Some(true) => s += ", SLO met",
         Some(false) => s += ", SLO missed",
         None => {}

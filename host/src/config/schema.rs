@@ -163,6 +163,8 @@ pub struct BatchAdaptation {
     pub initial_batch_small: u32,
     pub scale_up_factor: f64,
     pub max_batch: u32,
+    /// The largest micro-batch (`-ub`) a batch scaler may propose.
+    pub max_ubatch: u32,
 }
 
 impl Default for BatchAdaptation {
@@ -174,6 +176,7 @@ impl Default for BatchAdaptation {
             initial_batch_small: 64,
             scale_up_factor: 2.0,
             max_batch: 256,
+            max_ubatch: 512,
         }
     }
 }

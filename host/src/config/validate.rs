@@ -36,6 +36,10 @@ pub fn check(config: &Config) -> Vec<Problem> {
         "search_strategy.batch_adaptation.max_batch",
         b.max_batch.into(),
     );
+    p.positive_u(
+        "search_strategy.batch_adaptation.max_ubatch",
+        b.max_ubatch.into(),
+    );
     for (key, value) in [
         (
             "search_strategy.batch_adaptation.initial_batch_large",

@@ -38,6 +38,18 @@ pub const BUILTINS: &[Builtin] = &[
             "1, 2, 4, 8 streams until one is unstable; under an SLO, double then bisect (default)",
         wasm: include_bytes!(concat!(env!("OZONE_GUEST_DIR"), "/concurrency_ladder.wasm")),
     },
+    Builtin {
+        name: "variant-frontier",
+        world: World::Variant,
+        summary: "the flags' variant first, then those predicted to widen the context-quality frontier (default)",
+        wasm: include_bytes!(concat!(env!("OZONE_GUEST_DIR"), "/variant_frontier.wasm")),
+    },
+    Builtin {
+        name: "offload-bisect",
+        world: World::Offload,
+        summary: "from llama.cpp's fit: MoE experts to the CPU first, then bisect the GPU layers (default)",
+        wasm: include_bytes!(concat!(env!("OZONE_GUEST_DIR"), "/offload_bisect.wasm")),
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Builtin> {

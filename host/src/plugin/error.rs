@@ -28,7 +28,7 @@ pub enum PluginError {
         found: &'static str,
         expected: &'static str,
     },
-    #[error("plugin {plugin} is not an Ozone strategy: it exports none of ozone:strategy/context, ozone:strategy/batch, ozone:strategy/concurrency (exports: {exports})")]
+    #[error("plugin {plugin} is not an Ozone strategy: it exports none of ozone:strategy/context, batch, concurrency, variants, offload (exports: {exports})")]
     NotAStrategy { plugin: String, exports: String },
     #[error("plugin {plugin} could not be instantiated: {message}")]
     Instantiate { plugin: String, message: String },
@@ -64,12 +64,28 @@ pub enum PluginError {
         max: u32,
         granularity: u32,
     },
-    #[error("plugin {plugin} proposed batch {value} (its batch bounds are {min}..={max}; the largest is search_strategy.batch_adaptation.max_batch)")]
+    #[error("plugin {plugin} proposed batch {batch} with micro-batch {ubatch} (its batch bounds are {min}..={max}, the micro-batch 1..=min(batch, {max_ubatch}); the largest are search_strategy.batch_adaptation.max_batch and max_ubatch)")]
     BatchOutOfRange {
         plugin: String,
-        value: u32,
+        batch: u32,
+        ubatch: u32,
         min: u32,
         max: u32,
+        max_ubatch: u32,
+    },
+    #[error("plugin {plugin} proposed offload of {gpu_layers} layers on the GPU with the experts of {cpu_moe_layers} on the CPU (the model has {layers} layers to offload, {expert_layers} with experts)")]
+    OffloadOutOfRange {
+        plugin: String,
+        gpu_layers: u32,
+        cpu_moe_layers: u32,
+        layers: u32,
+        expert_layers: u32,
+    },
+    #[error("plugin {plugin} proposed the variant {variant}, which cannot run here: {why}")]
+    ImpossibleVariant {
+        plugin: String,
+        variant: String,
+        why: String,
     },
     #[error("plugin {plugin} proposed concurrency {value} (its concurrency bounds are {min}..={max} streams; the largest is testing.concurrency_progression.max_concurrency)")]
     ConcurrencyOutOfRange {

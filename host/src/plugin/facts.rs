@@ -3,11 +3,13 @@
 //! file only constructs them.
 
 use ozone_sdk::{
-    BatchBounds, ConcurrencyBounds, ConcurrencyOutcome, ContextBounds, Failure, HardwareFacts,
-    Headroom, ModelFacts, SizeClass, Slo, Stage, Threshold, TrialConfig, TrialOutcome, Verdict,
+    BatchBounds, BatchProposal, CacheType, ConcurrencyBounds, ConcurrencyOutcome, ContextBounds,
+    ContextLimits, Experts, Failure, HardwareFacts, Headroom, LayerGroup, LayerKind, ModelFacts,
+    SizeClass, Slo, SloMetric, Stage, Threshold, TimeoutRule, TrialConfig, TrialOutcome, Variant,
+    Verdict,
 };
 
-use crate::backend::{self, ModelMetadata};
+use crate::backend::{self, layout, ModelMetadata};
 use crate::guard::{memory_limit_bytes, Thresholds};
 use crate::hardware::HardwareSnapshot;
 use crate::record::{
@@ -40,30 +42,92 @@ pub fn hardware_facts(snapshot: &HardwareSnapshot, thresholds: &Thresholds) -> H
     }
 }
 
-/// The model as the backend describes it; `trained_context` falls back to `bounds.max`
-/// when the model does not say. KV bytes per token are at f16 (set the field again
-/// when tuning another `-ctk/-ctv`).
-pub fn model_facts(model: &ModelMetadata, bounds: ContextBounds, hint: Option<u32>) -> ModelFacts {
+/// The model as the backend describes it, at `variant` (its cache types set the KV
+/// bytes); `trained_context` falls back to `bounds.max` when the model does not say.
+pub fn model_facts(
+    model: &ModelMetadata,
+    bounds: ContextBounds,
+    hint: Option<u32>,
+    variant: &Variant,
+) -> ModelFacts {
+    let (ctk, ctv) = (kv_type(variant.cache_type_k), kv_type(variant.cache_type_v));
     ModelFacts {
         name: model.name.clone(),
         parameter_count: model.parameter_count,
         size_class: size_class(model.size_class),
         trained_context: model.trained_context.unwrap_or(bounds.max),
-        kv_bytes_per_token: model.kv_bytes_per_token(KvCacheType::F16, KvCacheType::F16),
+        layer_count: model.block_count,
+        kv_bytes_per_token: model.kv_bytes_per_token(ctk, ctv),
+        layers: model
+            .layers
+            .iter()
+            .map(|g| LayerGroup {
+                kind: match g.kind {
+                    layout::LayerKind::FullAttention => LayerKind::FullAttention,
+                    layout::LayerKind::SlidingWindow { .. } => LayerKind::SlidingWindow,
+                    layout::LayerKind::Recurrent => LayerKind::Recurrent,
+                },
+                count: g.count,
+                kv_bytes_per_token: g.kv_bytes_per_token(ctk, ctv),
+                window: match g.kind {
+                    layout::LayerKind::SlidingWindow { window } => Some(window),
+                    _ => None,
+                },
+                state_bytes: g.state_bytes,
+            })
+            .collect(),
+        experts: model.experts.map(|e| Experts {
+            count: e.count,
+            used: e.used,
+            layers: e.layers,
+        }),
         weights_bytes: model.weights_bytes,
+        variant: *variant,
         bounds,
         hint,
     }
 }
 
-/// Batch bounds `1..=max_batch` (`batch_adaptation.max_batch`), starting at the batch
-/// the context search ran at (clamped into the bounds).
-pub fn batch_bounds(max_batch: u32, initial: u32) -> BatchBounds {
+/// What bounds a context besides memory: the latency bounds of the user's objective
+/// (`decode-min`, a floor on streams' throughput, is the concurrency search's alone),
+/// the request timeout rule and the margin a time-bound context keeps from it.
+pub fn context_limits(slo: &Slo, timeouts: TimeoutRule, timeout_margin: f64) -> ContextLimits {
+    ContextLimits {
+        slo: Slo {
+            bounds: slo
+                .bounds
+                .iter()
+                .filter(|b| b.metric != SloMetric::DecodeMin)
+                .copied()
+                .collect(),
+        },
+        timeout: timeouts,
+        timeout_margin,
+    }
+}
+
+/// The variant a logged trial ran: its cache type on both halves (the host's other
+/// server settings are the run's).
+pub fn variant_of(config: &record::TrialConfig) -> Variant {
+    let t = cache_type(config.kv_cache_type);
+    Variant {
+        cache_type_k: t,
+        cache_type_v: t,
+        ..Variant::default()
+    }
+}
+
+/// Batch bounds `1..=max_batch` (`batch_adaptation.max_batch`), micro-batches up to
+/// `max_ubatch`, starting at the batch the context search ran at (clamped into the
+/// bounds) whole.
+pub fn batch_bounds(max_batch: u32, max_ubatch: u32, initial: u32) -> BatchBounds {
     let max = max_batch.max(1);
+    let max_ubatch = max_ubatch.max(1);
     BatchBounds {
         min: 1,
         max,
-        initial: initial.clamp(1, max),
+        max_ubatch,
+        initial: BatchProposal::whole(initial.clamp(1, max), max_ubatch),
     }
 }
 
@@ -82,6 +146,7 @@ pub fn trial_outcome(
     record: &TrialRecord,
     snapshot: &HardwareSnapshot,
     thresholds: &Thresholds,
+    timeouts: &TimeoutRule,
 ) -> TrialOutcome {
     let hw = hardware_facts(snapshot, thresholds);
     let peaks = &record.peaks;
@@ -95,6 +160,7 @@ pub fn trial_outcome(
             batch: c.batch,
             ubatch: c.ubatch,
             concurrency: c.concurrency,
+            variant: variant_of(c),
         },
         stage: stage(record.stage),
         samples: u32::try_from(record.samples.len()).unwrap_or(u32::MAX),
@@ -121,8 +187,12 @@ pub fn trial_outcome(
         prefill_tps: record.prefill_tps.as_ref().map(|s| s.mean),
         decode_tps: record.decode_tps.as_ref().map(|s| s.mean),
         ttft_ms: record.ttft_ms.as_ref().map(|s| s.mean),
+        latency: record::latency_of(&record.samples),
+        timeout_ms: timeouts.for_config(c.ctx, c.batch),
         cv: record.cv,
         success_rate: record.success_rate,
+        slo_met: None,
+        slo_missed: Vec::new(),
     }
 }
 
@@ -134,17 +204,18 @@ pub fn concurrency_outcome(
     figures: &ConcurrencyFigures,
     snapshot: &HardwareSnapshot,
     thresholds: &Thresholds,
+    timeouts: &TimeoutRule,
     slo: &Slo,
 ) -> ConcurrencyOutcome {
     let streams = figures.stream_decode_tps.as_ref();
     let mut outcome = ConcurrencyOutcome {
-        trial: trial_outcome(record, snapshot, thresholds),
-        latency: figures.latency,
+        trial: TrialOutcome {
+            latency: figures.latency,
+            ..trial_outcome(record, snapshot, thresholds, timeouts)
+        },
         stream_decode_tps: streams.map(|s| s.mean),
         min_stream_decode_tps: streams.map(|s| s.min),
         aggregate_decode_tps: figures.aggregate_decode_tps,
-        slo_met: None,
-        slo_missed: Vec::new(),
     };
     outcome.judge(slo);
     outcome
@@ -152,10 +223,28 @@ pub fn concurrency_outcome(
 
 /// The judgement of an outcome, as the trial log records it (absent without an objective).
 pub fn slo_verdict(outcome: &ConcurrencyOutcome) -> Option<SloVerdict> {
-    outcome.slo_met.map(|met| SloVerdict {
+    let trial = &outcome.trial;
+    trial.slo_met.map(|met| SloVerdict {
         met,
-        missed: outcome.slo_missed.clone(),
+        missed: trial.slo_missed.clone(),
     })
+}
+
+fn cache_type(t: KvCacheType) -> CacheType {
+    match t {
+        KvCacheType::F16 => CacheType::F16,
+        KvCacheType::Q8_0 => CacheType::Q8_0,
+        KvCacheType::Q4_0 => CacheType::Q4_0,
+    }
+}
+
+/// The host's name for a cache type.
+pub fn kv_type(t: CacheType) -> KvCacheType {
+    match t {
+        CacheType::F16 => KvCacheType::F16,
+        CacheType::Q8_0 => KvCacheType::Q8_0,
+        CacheType::Q4_0 => KvCacheType::Q4_0,
+    }
 }
 
 fn size_class(class: backend::SizeClass) -> SizeClass {
@@ -251,15 +340,20 @@ mod tests {
     #[test]
     fn batch_bounds_start_inside_them() {
         assert_eq!(
-            batch_bounds(256, 32),
+            batch_bounds(256, 512, 32),
             BatchBounds {
                 min: 1,
                 max: 256,
-                initial: 32
+                max_ubatch: 512,
+                initial: BatchProposal {
+                    batch: 32,
+                    ubatch: 32
+                }
             }
         );
-        assert_eq!(batch_bounds(16, 32).initial, 16);
-        assert_eq!(batch_bounds(0, 0), batch_bounds(1, 1));
+        assert_eq!(batch_bounds(16, 512, 32).initial.batch, 16);
+        assert_eq!(batch_bounds(256, 8, 32).initial.ubatch, 8);
+        assert_eq!(batch_bounds(0, 0, 0), batch_bounds(1, 1, 1));
         assert_eq!(
             concurrency_bounds(64),
             ConcurrencyBounds { min: 1, max: 64 }
@@ -319,7 +413,12 @@ mod tests {
             server_log_tail: Vec::new(),
             concurrency: None,
         };
-        let o = trial_outcome(&record, &snapshot(), &Thresholds::default());
+        let o = trial_outcome(
+            &record,
+            &snapshot(),
+            &Thresholds::default(),
+            &TimeoutRule::default(),
+        );
         assert_eq!(o.headroom.gpu_memory_bytes, Some(-2 * GIB as i64));
         assert_eq!(o.headroom.temperature_c, Some(5.0));
         assert_eq!(o.headroom.cpu_percent, None);
@@ -347,7 +446,7 @@ mod tests {
             message: "gpu-memory-budget".into(),
             fault: None,
         });
-        let o = trial_outcome(&over, &snapshot(), &budget);
+        let o = trial_outcome(&over, &snapshot(), &budget, &TimeoutRule::default());
         assert_eq!(o.peak_server_gpu_memory_bytes, Some(17 * GIB));
         assert_eq!(o.headroom.gpu_memory_budget_bytes, Some(-(GIB as i64)));
         assert_eq!(

@@ -4,26 +4,39 @@ use std::borrow::Cow;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use ozone_sdk::{BatchBounds, ConcurrencyBounds, HardwareFacts, ModelFacts, Slo};
+use ozone_sdk::{
+    BatchBounds, ConcurrencyBounds, ContextLimits, HardwareFacts, ModelFacts, OffloadBounds, Slo,
+    VariantSpace,
+};
 use wasmtime::component::{Component, Linker};
 use wasmtime::Engine;
 
 use super::bindings::{self, wit};
 use super::engine::{self, ComponentCache};
 use super::sandbox::{self, StoreState};
-use super::strategy::{BatchScaler, ConcurrencySearch, ContextSearch, Sandboxed};
+use super::strategy::{
+    BatchScaler, ConcurrencySearch, ContextSearch, OffloadSearch, Sandboxed, VariantSearch,
+};
 use super::{builtin, PluginError, SandboxLimits};
 
-/// The three kinds of strategy (WIT worlds).
+/// The five kinds of strategy (WIT worlds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum World {
     Context,
     Batch,
     Concurrency,
+    Variant,
+    Offload,
 }
 
 impl World {
-    pub const ALL: [World; 3] = [World::Context, World::Batch, World::Concurrency];
+    pub const ALL: [World; 5] = [
+        World::Context,
+        World::Batch,
+        World::Concurrency,
+        World::Variant,
+        World::Offload,
+    ];
 
     /// The WIT world name.
     pub fn name(self) -> &'static str {
@@ -31,6 +44,8 @@ impl World {
             World::Context => "context-strategy",
             World::Batch => "batch-strategy",
             World::Concurrency => "concurrency-strategy",
+            World::Variant => "variant-strategy",
+            World::Offload => "offload-strategy",
         }
     }
 
@@ -40,6 +55,8 @@ impl World {
             World::Context => "context",
             World::Batch => "batch",
             World::Concurrency => "concurrency",
+            World::Variant => "variants",
+            World::Offload => "offload",
         }
     }
 }
@@ -92,6 +109,8 @@ pub struct PluginHost {
     context_linker: Linker<StoreState>,
     batch_linker: Linker<StoreState>,
     concurrency_linker: Linker<StoreState>,
+    variant_linker: Linker<StoreState>,
+    offload_linker: Linker<StoreState>,
 }
 
 impl PluginHost {
@@ -104,6 +123,8 @@ impl PluginHost {
             context_linker: sandbox::linker(&engine, World::Context)?,
             batch_linker: sandbox::linker(&engine, World::Batch)?,
             concurrency_linker: sandbox::linker(&engine, World::Concurrency)?,
+            variant_linker: sandbox::linker(&engine, World::Variant)?,
+            offload_linker: sandbox::linker(&engine, World::Offload)?,
             engine,
             limits,
             cache,
@@ -120,14 +141,16 @@ impl PluginHost {
     }
 
     /// Loads a context-search plugin and builds its search from the settings (the
-    /// plugin's config section as JSON text), the machine and the model. Its proposals
-    /// must lie within `model.bounds`.
+    /// plugin's config section as JSON text), the machine, the model (at the variant it
+    /// searches) and what bounds a context besides memory. Its proposals must lie within
+    /// `model.bounds`.
     pub fn load_context(
         &self,
         plugin: &PluginRef,
         settings_json: &str,
         hw: &HardwareFacts,
         model: &ModelFacts,
+        limits: &ContextLimits,
     ) -> Result<ContextSearch, PluginError> {
         let name = plugin.to_string();
         let component = self.component(plugin, World::Context)?;
@@ -140,7 +163,13 @@ impl PluginHost {
         let created = bindings
             .ozone_strategy_context()
             .context_search()
-            .call_create(&mut store, settings_json, hw, &model_facts);
+            .call_create(
+                &mut store,
+                settings_json,
+                hw,
+                &model_facts,
+                &wit::ContextLimits::from(limits),
+            );
         let resource = finish_create(created, &store, &self.limits, &name)?;
         Ok(ContextSearch {
             inner: Sandboxed::new(name, self.limits.clone(), store, bindings, resource),
@@ -212,6 +241,76 @@ impl PluginHost {
             );
         let resource = finish_create(created, &store, &self.limits, &name)?;
         Ok(ConcurrencySearch {
+            inner: Sandboxed::new(name, self.limits.clone(), store, bindings, resource),
+            bounds: *bounds,
+        })
+    }
+
+    /// Loads a variant-search plugin. Its proposals must be among `space.candidates`.
+    pub fn load_variant(
+        &self,
+        plugin: &PluginRef,
+        settings_json: &str,
+        hw: &HardwareFacts,
+        model: &ModelFacts,
+        space: &VariantSpace,
+    ) -> Result<VariantSearch, PluginError> {
+        let name = plugin.to_string();
+        let component = self.component(plugin, World::Variant)?;
+        let (mut store, linker) = self.prepare(&name, &component, &self.variant_linker)?;
+        let bindings =
+            bindings::variants::VariantStrategy::instantiate(&mut store, &component, &linker)
+                .map_err(|e| self.instantiate_failure(&name, e, &store))?;
+        let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
+        sandbox::arm(&mut store, &self.limits)?;
+        let created = bindings
+            .ozone_strategy_variants()
+            .variant_search()
+            .call_create(
+                &mut store,
+                settings_json,
+                hw,
+                &model_facts,
+                &wit::VariantSpace::from(space),
+            );
+        let resource = finish_create(created, &store, &self.limits, &name)?;
+        Ok(VariantSearch {
+            inner: Sandboxed::new(name, self.limits.clone(), store, bindings, resource),
+            space: space.clone(),
+            proposed: Vec::new(),
+            pending: None,
+        })
+    }
+
+    /// Loads an offload-search plugin. Its proposals must lie within `bounds`.
+    pub fn load_offload(
+        &self,
+        plugin: &PluginRef,
+        settings_json: &str,
+        hw: &HardwareFacts,
+        model: &ModelFacts,
+        bounds: &OffloadBounds,
+    ) -> Result<OffloadSearch, PluginError> {
+        let name = plugin.to_string();
+        let component = self.component(plugin, World::Offload)?;
+        let (mut store, linker) = self.prepare(&name, &component, &self.offload_linker)?;
+        let bindings =
+            bindings::offload::OffloadStrategy::instantiate(&mut store, &component, &linker)
+                .map_err(|e| self.instantiate_failure(&name, e, &store))?;
+        let (hw, model_facts) = (wit::HardwareFacts::from(hw), wit::ModelFacts::from(model));
+        sandbox::arm(&mut store, &self.limits)?;
+        let created = bindings
+            .ozone_strategy_offload()
+            .offload_search()
+            .call_create(
+                &mut store,
+                settings_json,
+                hw,
+                &model_facts,
+                wit::OffloadBounds::from(bounds),
+            );
+        let resource = finish_create(created, &store, &self.limits, &name)?;
+        Ok(OffloadSearch {
             inner: Sandboxed::new(name, self.limits.clone(), store, bindings, resource),
             bounds: *bounds,
         })

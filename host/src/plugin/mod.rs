@@ -1,12 +1,13 @@
 //! The wasmtime component host for strategy plugins: loading, sandbox limits, bindings.
 //!
 //! A strategy is a WebAssembly component implementing one world of the plugin contract
-//! (`wit/v0.2.0/strategy.wit`, `ozone:strategy@0.2.0`): `context-strategy`,
-//! `batch-strategy` or `concurrency-strategy`. [`PluginHost`] loads one (built-in or a
-//! file), checks its world and API version — a component built for another version is
-//! refused with how to rebuild it — and returns a [`ContextSearch`], [`BatchScaler`] or
-//! [`ConcurrencySearch`] handle, each a [`Strategy`] the tune loop drives with
-//! `propose` → trial → `observe` → … → `best`.
+//! (`wit/v0.3.0/strategy.wit`, `ozone:strategy@0.3.0`): `context-strategy`,
+//! `batch-strategy`, `concurrency-strategy`, `variant-strategy` or `offload-strategy`.
+//! [`PluginHost`] loads one (built-in or a file), checks its world and API version — a
+//! component built for another version is refused with how to rebuild it — and returns
+//! a [`ContextSearch`], [`BatchScaler`], [`ConcurrencySearch`], [`OffloadSearch`] (each a
+//! [`Strategy`] the tune loop drives with `propose` → trial → `observe` → … → `best`)
+//! or a [`VariantSearch`] (propose → the host measures the variant → observe).
 //!
 //! The records at this boundary are the SDK's plain types (`ozone_sdk`, re-exported
 //! here); [`hardware_facts`], [`model_facts`] and [`trial_outcome`] build them from the
@@ -30,16 +31,20 @@ mod strategy;
 pub use builtin::{Builtin, BUILTINS};
 pub use error::PluginError;
 pub use facts::{
-    batch_bounds, concurrency_bounds, concurrency_outcome, hardware_facts, model_facts,
-    slo_verdict, trial_outcome,
+    batch_bounds, concurrency_bounds, concurrency_outcome, context_limits, hardware_facts, kv_type,
+    model_facts, slo_verdict, trial_outcome, variant_of,
 };
 pub use host::{PluginHost, PluginRef, World};
 pub use limits::SandboxLimits;
 pub use ozone_sdk::{
-    BatchBounds, ConcurrencyBounds, ConcurrencyOutcome, ContextBounds, HardwareFacts, ModelFacts,
-    Slo, SloBound, SloMetric, TrialOutcome, API_VERSION,
+    BatchBounds, BatchProposal, BoundKind, CacheType, ConcurrencyBounds, ConcurrencyOutcome,
+    ContextBounds, ContextLimits, FlashAttn, HardwareFacts, ModelFacts, Offload, OffloadBounds,
+    Quality, Slo, SloBound, SloMetric, TimeoutRule, TrialOutcome, Variant, VariantOutcome,
+    VariantSpace, API_VERSION,
 };
-pub use strategy::{BatchScaler, ConcurrencySearch, ContextSearch, Strategy};
+pub use strategy::{
+    BatchScaler, ConcurrencySearch, ContextSearch, OffloadSearch, Strategy, VariantSearch,
+};
 
 #[cfg(test)]
 mod tests;

@@ -105,6 +105,12 @@ pub fn linker(engine: &Engine, world: World) -> Result<Linker<StoreState>, Plugi
             _,
             HasSelf<_>,
         >(&mut linker, |s| s),
+        World::Variant => {
+            bindings::variants::VariantStrategy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        }
+        World::Offload => {
+            bindings::offload::OffloadStrategy::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        }
     };
     result.map_err(|e| PluginError::Engine(format!("{e:#}")))?;
     Ok(linker)

@@ -7,7 +7,30 @@ use serde::{Deserialize, Serialize};
 
 pub use ozone_sdk::{Latency, SloMiss};
 
-use super::Stats;
+use super::{nearest_rank, SampleRecord, Stats};
+
+/// Nearest-rank latency percentiles over the successful samples: time to first token,
+/// time per output token and end-to-end, ms.
+pub fn latency_of(samples: &[SampleRecord]) -> Latency {
+    let sorted = |f: fn(&SampleRecord) -> Option<f64>| {
+        let mut v: Vec<f64> = samples.iter().filter(|s| s.ok).filter_map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let (ttft, tpot, e2e) = (
+        sorted(|s| s.ttft_ms),
+        sorted(SampleRecord::tpot_ms),
+        sorted(|s| s.total_ms),
+    );
+    Latency {
+        ttft_p50_ms: nearest_rank(&ttft, 0.50),
+        ttft_p95_ms: nearest_rank(&ttft, 0.95),
+        ttft_p99_ms: nearest_rank(&ttft, 0.99),
+        tpot_p50_ms: nearest_rank(&tpot, 0.50),
+        tpot_p95_ms: nearest_rank(&tpot, 0.95),
+        e2e_p95_ms: nearest_rank(&e2e, 0.95),
+    }
+}
 
 /// What one concurrency level measured. Percentiles are nearest-rank over the successful
 /// measured requests of every stream.

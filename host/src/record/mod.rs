@@ -14,7 +14,7 @@ mod series;
 use serde::{Deserialize, Serialize};
 
 pub use breach::{Breach, Metric};
-pub use concurrency::{ConcurrencyFigures, Latency, SloMiss, SloVerdict};
+pub use concurrency::{latency_of, ConcurrencyFigures, Latency, SloMiss, SloVerdict};
 pub use fit::{FitBaseline, FitSource};
 pub use series::{Peaks, SamplePoint, SampleSeries};
 

@@ -7,7 +7,7 @@ use crate::backend::BackendKind;
 use crate::config::slo_text;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
-use crate::plugin::{concurrency_outcome, slo_verdict, Slo};
+use crate::plugin::{concurrency_outcome, slo_verdict, Slo, TimeoutRule};
 use crate::record::{ConcurrencyFigures, Phase, Stage, TrialRecord, Verdict};
 use crate::trial::figures_of;
 use crate::tune::{Bound, Limits};
@@ -67,7 +67,11 @@ impl ConcurrencySummary {
                 .filter(|t| t.stage == Stage::Verify)
             {
                 let figures = figures_of(t);
-                let outcome = concurrency_outcome(t, &figures, hardware, thresholds, slo);
+                // The judgement reads latency only: the timeout the outcome carries for
+                // the plugins does not change it.
+                let timeouts = TimeoutRule::default();
+                let outcome =
+                    concurrency_outcome(t, &figures, hardware, thresholds, &timeouts, slo);
                 let level = Level {
                     streams: t.config.concurrency,
                     trial_id: t.id,

@@ -15,6 +15,8 @@ pub enum Kind {
     Context,
     Batch,
     Concurrency,
+    Variant,
+    Offload,
 }
 
 impl Kind {
@@ -23,6 +25,8 @@ impl Kind {
             Kind::Context => include_str!("templates/context.rs.tmpl"),
             Kind::Batch => include_str!("templates/batch.rs.tmpl"),
             Kind::Concurrency => include_str!("templates/concurrency.rs.tmpl"),
+            Kind::Variant => include_str!("templates/variant.rs.tmpl"),
+            Kind::Offload => include_str!("templates/offload.rs.tmpl"),
         }
     }
 
@@ -31,6 +35,8 @@ impl Kind {
             Kind::Context => "context-strategy",
             Kind::Batch => "batch-strategy",
             Kind::Concurrency => "concurrency-strategy",
+            Kind::Variant => "variant-strategy",
+            Kind::Offload => "offload-strategy",
         }
     }
 }
@@ -65,6 +71,11 @@ pub const SDK_FILES: &[(&str, &str)] = &[
     ("src/export.rs", include_str!("../../../sdk/src/export.rs")),
     ("src/log.rs", include_str!("../../../sdk/src/log.rs")),
     ("src/macros.rs", include_str!("../../../sdk/src/macros.rs")),
+    ("src/model.rs", include_str!("../../../sdk/src/model.rs")),
+    (
+        "src/offload.rs",
+        include_str!("../../../sdk/src/offload.rs"),
+    ),
     (
         "src/settings.rs",
         include_str!("../../../sdk/src/settings.rs"),
@@ -79,6 +90,10 @@ pub const SDK_FILES: &[(&str, &str)] = &[
     ),
     ("src/tests.rs", include_str!("../../../sdk/src/tests.rs")),
     ("src/types.rs", include_str!("../../../sdk/src/types.rs")),
+    (
+        "src/variant.rs",
+        include_str!("../../../sdk/src/variant.rs"),
+    ),
 ];
 
 /// What `write` made.
@@ -192,6 +207,14 @@ fn readme(kind: Kind) -> String {
         Kind::Concurrency => (
             "concurrency search",
             "ozone plugins check target/wasm32-wasip2/release/__CRATE__.wasm --max-concurrency 16",
+        ),
+        Kind::Variant => (
+            "variant search",
+            "ozone plugins check target/wasm32-wasip2/release/__CRATE__.wasm",
+        ),
+        Kind::Offload => (
+            "offload search",
+            "ozone plugins check target/wasm32-wasip2/release/__CRATE__.wasm",
         ),
     };
     format!(

@@ -90,12 +90,21 @@ impl Default for AdaptiveTimeouts {
 }
 
 impl AdaptiveTimeouts {
+    /// The rule as the plugin contract states it (ms): one formula for the trials and
+    /// for what the plugins are told.
+    pub fn rule(&self) -> ozone_sdk::TimeoutRule {
+        ozone_sdk::TimeoutRule {
+            base_ms: self.base_timeout * 1000.0,
+            per_1k_tokens_ms: self.context_multiplier * 1000.0,
+            per_batch_ms: self.batch_multiplier * 1000.0,
+            min_ms: self.min_timeout * 1000.0,
+            max_ms: self.max_timeout * 1000.0,
+        }
+    }
+
     /// Request timeout for a context and batch: 60 s + 0.5 s per 1k ctx + 0.2 s per
     /// batch unit, clamped to [min, max] (defaults).
     pub fn for_config(&self, ctx: u32, batch: u32) -> Duration {
-        let secs = self.base_timeout
-            + self.context_multiplier * f64::from(ctx) / 1000.0
-            + self.batch_multiplier * f64::from(batch);
-        Duration::from_secs_f64(secs.clamp(self.min_timeout, self.max_timeout))
+        Duration::from_secs_f64(self.rule().for_config(ctx, batch) / 1000.0)
     }
 }

@@ -4,8 +4,7 @@ use std::collections::BTreeMap;
 
 use super::TrialSettings;
 use crate::record::{
-    nearest_rank, ConcurrencyFigures, Latency, SampleRecord, Stats, TrialFailure, TrialRecord,
-    Verdict,
+    latency_of, ConcurrencyFigures, SampleRecord, Stats, TrialFailure, TrialRecord, Verdict,
 };
 
 /// The statistics of a trial's samples.
@@ -74,16 +73,6 @@ pub struct LoopShape {
 /// the window). The objective is not judged here (see the driver).
 pub fn concurrency_figures(samples: &[SampleRecord], shape: LoopShape) -> ConcurrencyFigures {
     let ok: Vec<&SampleRecord> = samples.iter().filter(|s| s.ok).collect();
-    let sorted = |f: fn(&SampleRecord) -> Option<f64>| {
-        let mut v: Vec<f64> = ok.iter().filter_map(|s| f(s)).collect();
-        v.sort_by(f64::total_cmp);
-        v
-    };
-    let (ttft, tpot, e2e) = (
-        sorted(|s| s.ttft_ms),
-        sorted(SampleRecord::tpot_ms),
-        sorted(|s| s.total_ms),
-    );
     let streams = shape.streams.max(1);
     // (generated − 1, decode seconds) per stream.
     let mut per_stream: BTreeMap<u32, (f64, f64)> = BTreeMap::new();
@@ -113,14 +102,7 @@ pub fn concurrency_figures(samples: &[SampleRecord], shape: LoopShape) -> Concur
         requests_per_stream: shape.requests_per_stream,
         warmup_per_stream: shape.warmup_per_stream,
         window_ms,
-        latency: Latency {
-            ttft_p50_ms: nearest_rank(&ttft, 0.50),
-            ttft_p95_ms: nearest_rank(&ttft, 0.95),
-            ttft_p99_ms: nearest_rank(&ttft, 0.99),
-            tpot_p50_ms: nearest_rank(&tpot, 0.50),
-            tpot_p95_ms: nearest_rank(&tpot, 0.95),
-            e2e_p95_ms: nearest_rank(&e2e, 0.95),
-        },
+        latency: latency_of(samples),
         stream_decode_tps: Stats::from_values(&stream_tps),
         aggregate_decode_tps: (window_ms > 0.0 && generated > 0)
             .then(|| f64::from(generated) / (window_ms / 1000.0)),

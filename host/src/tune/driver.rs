@@ -21,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{
-    concurrency_outcome, slo_verdict, trial_outcome, BatchScaler, ConcurrencyOutcome,
-    ConcurrencySearch, ContextSearch, PluginError, Slo, Strategy, TrialOutcome,
+    concurrency_outcome, slo_verdict, trial_outcome, BatchProposal, BatchScaler,
+    ConcurrencyOutcome, ConcurrencySearch, ContextSearch, PluginError, Slo, Strategy, TimeoutRule,
+    TrialOutcome,
 };
 use crate::record::{
     ConcurrencyFigures, KvCacheType, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict,
@@ -109,7 +110,7 @@ pub enum TuneError {
     UnmeasuredBest {
         plugin: String,
         what: &'static str,
-        value: u32,
+        value: String,
     },
     #[error(
         "plugin {plugin} named context {value} as its best again after its verification \
@@ -293,13 +294,14 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         let Some(ctx) = limits.max_context else {
             return Ok(limits);
         };
-        limits.best_batch = if plan.batch_scaling {
+        let best_batch = if plan.batch_scaling {
             self.scale_batch(plan, ctx, &mut plugins.batch).await?
         } else {
             // The context search already verified the initial batch at `ctx` as stable.
-            Some(plan.initial_batch)
+            Some(BatchProposal::whole(plan.initial_batch, MAX_UBATCH))
         };
-        let Some(batch) = limits.best_batch else {
+        limits.best_batch = best_batch.map(|b| b.batch);
+        let Some(batch) = best_batch else {
             return Ok(limits);
         };
         if plan.concurrency {
@@ -320,12 +322,20 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         self.observer
             .phase_started(Phase::Context, plan.estimated_context_trials);
         let config = |ctx| trial_config(ctx, plan.initial_batch, 1, plan.kv_cache_type);
+        let timeouts = plan.timeouts.rule();
         let mut requests = Requests::default();
         let mut refuted: Vec<(u32, u32)> = Vec::new();
         for _ in 0..MAX_VERIFICATIONS {
             let stage = plan.proposal_stage();
             let best = self
-                .search(Phase::Context, stage, plugin, config, &mut requests)
+                .search(
+                    Phase::Context,
+                    stage,
+                    plugin,
+                    config,
+                    &timeouts,
+                    &mut requests,
+                )
                 .await?;
             let Some(ctx) =
                 self.checked_best(best, plugin.name(), "context", None, |c| Some(c.ctx))?
@@ -359,7 +369,12 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
                 return Ok(Some(ctx));
             }
             refuted.push((ctx, record.id));
-            plugin.observe(&trial_outcome(&record, self.snapshot, self.thresholds))?;
+            plugin.observe(&trial_outcome(
+                &record,
+                self.snapshot,
+                self.thresholds,
+                &timeouts,
+            ))?;
         }
         tracing::warn!(
             "{} verifications of plugin {}'s best context were not stable: no context is published",
@@ -374,32 +389,57 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         plan: &Plan,
         ctx: u32,
         plugin: &mut BatchScaler,
-    ) -> Result<Option<u32>, TuneError> {
+    ) -> Result<Option<BatchProposal>, TuneError> {
         self.observer
             .phase_started(Phase::Batch, plan.estimated_batch_trials);
-        let config = |batch| trial_config(ctx, batch, 1, plan.kv_cache_type);
+        let config = |p: BatchProposal| TrialConfig {
+            ubatch: p.ubatch,
+            ..trial_config(ctx, p.batch, 1, plan.kv_cache_type)
+        };
         let mut requests = Requests::default();
         let best = self
-            .search(Phase::Batch, Stage::Verify, plugin, config, &mut requests)
+            .search(
+                Phase::Batch,
+                Stage::Verify,
+                plugin,
+                config,
+                &plan.timeouts.rule(),
+                &mut requests,
+            )
             .await?;
         self.checked_best(best, plugin.name(), "batch", Some(Stage::Verify), |c| {
-            (c.ctx == ctx).then_some(c.batch)
+            (c.ctx == ctx).then_some(BatchProposal {
+                batch: c.batch,
+                ubatch: c.ubatch,
+            })
         })
     }
 
     /// Proposal, trial at `stage`, outcome, until the plugin is done; then its `best()`.
-    async fn search(
+    async fn search<S: Strategy<Outcome = TrialOutcome>>(
         &mut self,
         phase: Phase,
         stage: Stage,
-        plugin: &mut impl Strategy<Outcome = TrialOutcome>,
-        config_for: impl Fn(u32) -> TrialConfig,
+        plugin: &mut S,
+        config_for: impl Fn(S::Proposal) -> TrialConfig,
+        timeouts: &TimeoutRule,
         requests: &mut Requests,
-    ) -> Result<Option<u32>, TuneError> {
+    ) -> Result<Option<S::Proposal>, TuneError>
+    where
+        S::Proposal: Copy,
+    {
         for trials in 0..=MAX_TRIALS_PER_PHASE {
             let proposed = plugin.propose()?;
-            self.observer
-                .decision(phase, plugin.name(), proposed, stage);
+            // The observer shows the value the phase varies.
+            let shown = proposed.map(|p| {
+                let c = config_for(p);
+                match phase {
+                    Phase::Context => c.ctx,
+                    Phase::Batch => c.batch,
+                    Phase::Concurrency => c.concurrency,
+                }
+            });
+            self.observer.decision(phase, plugin.name(), shown, stage);
             let Some(value) = proposed else {
                 return Ok(plugin.best()?);
             };
@@ -409,7 +449,12 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
             let record = self
                 .trial(phase, stage, config_for(value), requests, |_| {})
                 .await?;
-            plugin.observe(&trial_outcome(&record, self.snapshot, self.thresholds))?;
+            plugin.observe(&trial_outcome(
+                &record,
+                self.snapshot,
+                self.thresholds,
+                timeouts,
+            ))?;
         }
         Err(TuneError::Runaway {
             plugin: plugin.name().to_string(),
@@ -424,7 +469,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         &mut self,
         plan: &Plan,
         ctx: u32,
-        batch: u32,
+        batch: BatchProposal,
         plugin: &mut ConcurrencySearch,
     ) -> Result<Option<u32>, TuneError> {
         self.observer
@@ -449,7 +494,10 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
             if trials == MAX_TRIALS_PER_PHASE {
                 break;
             }
-            let config = trial_config(ctx, batch, streams, plan.kv_cache_type);
+            let config = TrialConfig {
+                ubatch: batch.ubatch,
+                ..trial_config(ctx, batch.batch, streams, plan.kv_cache_type)
+            };
             if !levels.is_empty() && self.book.count(&config, Stage::Verify) == 0 {
                 // Let the machine settle (temperatures, freed memory) between levels.
                 tokio::select! {
@@ -460,8 +508,14 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
             let (snapshot, thresholds) = (self.snapshot, self.thresholds);
             let judge = |record: &TrialRecord| {
                 let figures = figures_of(record);
-                let outcome =
-                    concurrency_outcome(record, &figures, snapshot, thresholds, &plan.slo);
+                let outcome = concurrency_outcome(
+                    record,
+                    &figures,
+                    snapshot,
+                    thresholds,
+                    &plan.timeouts.rule(),
+                    &plan.slo,
+                );
                 (figures, outcome)
             };
             // The judgement goes into the record before it is logged; a level measured
@@ -560,14 +614,14 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
 
     /// A plugin's `best()` must name a value this run measured as stable (at `stage`,
     /// when given).
-    fn checked_best(
+    fn checked_best<T: PartialEq + Copy + std::fmt::Display>(
         &self,
-        best: Option<u32>,
+        best: Option<T>,
         plugin: &str,
         what: &'static str,
         stage: Option<Stage>,
-        value_of: impl Fn(&TrialConfig) -> Option<u32>,
-    ) -> Result<Option<u32>, TuneError> {
+        value_of: impl Fn(&TrialConfig) -> Option<T>,
+    ) -> Result<Option<T>, TuneError> {
         let Some(value) = best else { return Ok(None) };
         let measured = self.book.records().iter().any(|r| {
             r.verdict == Verdict::Stable
@@ -580,7 +634,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
             Err(TuneError::UnmeasuredBest {
                 plugin: plugin.to_string(),
                 what,
-                value,
+                value: value.to_string(),
             })
         }
     }
@@ -798,10 +852,17 @@ mod tests {
             embedding_length: Some(2048),
             key_length: Some(128),
             value_length: Some(128),
+            layers: Vec::new(),
+            experts: None,
             weights_bytes: Some(1 << 30),
             digest: None,
         };
-        plugin::model_facts(&facts, ContextBounds::new(2048, TRAINED, 256), None)
+        plugin::model_facts(
+            &facts,
+            ContextBounds::new(2048, TRAINED, 256),
+            None,
+            &Default::default(),
+        )
     }
 
     fn plugins() -> Plugins {
@@ -817,6 +878,7 @@ mod tests {
                 "{}",
                 &hw,
                 &model,
+                &Default::default(),
             )
             .expect("binary-search loads");
         Plugins {
@@ -844,7 +906,7 @@ mod tests {
             "{}",
             &HardwareFacts::default(),
             &model(),
-            &plugin::batch_bounds(256, plan().initial_batch),
+            &plugin::batch_bounds(256, 512, plan().initial_batch),
         )
         .expect("batch-scaler loads")
     }
@@ -859,6 +921,7 @@ mod tests {
                 settings,
                 &HardwareFacts::default(),
                 &model(),
+                &Default::default(),
             )
             .expect("the misbehaving guest loads");
         Plugins {

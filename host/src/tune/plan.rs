@@ -54,7 +54,34 @@ pub fn cpu_inference(snapshot: &HardwareSnapshot, params: &RunParameters) -> boo
     snapshot.gpus.is_empty() || params.gpu_layers == 0
 }
 
+/// The share of a request's timeout a published time-bound context may use: its
+/// verification's slowest request within 80 % of the timeout (a fill that lands within
+/// a few percent of a timeout is one the next busy minute pushes over it).
+pub const TIMEOUT_MARGIN: f64 = 0.8;
+
 impl RunParameters {
+    /// The server variant the flags name: the cache type on both halves, flash
+    /// attention, threads and offload as given.
+    pub fn variant(&self) -> plugin::Variant {
+        let t = match self.kv_cache_type {
+            KvCacheType::F16 => plugin::CacheType::F16,
+            KvCacheType::Q8_0 => plugin::CacheType::Q8_0,
+            KvCacheType::Q4_0 => plugin::CacheType::Q4_0,
+        };
+        plugin::Variant {
+            cache_type_k: t,
+            cache_type_v: t,
+            flash_attn: match self.flash_attn.as_str() {
+                "on" => plugin::FlashAttn::On,
+                "off" => plugin::FlashAttn::Off,
+                _ => plugin::FlashAttn::Auto,
+            },
+            threads: self.threads,
+            gpu_layers: (self.gpu_layers < 99).then_some(self.gpu_layers),
+            cpu_moe_layers: 0,
+        }
+    }
+
     /// How llama-server runs `model` with `binary` under these parameters: the one
     /// place a run's server flags are turned into a spec (trials, the deploy script,
     /// `ozone report`).
@@ -112,12 +139,15 @@ pub fn load_plugins(
 ) -> Result<Plugins, PluginError> {
     let trained = facts.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     let bounds = context_bounds(config, trained);
-    let model = plugin::model_facts(facts, bounds, params.hint);
+    let variant = params.variant();
+    let model = plugin::model_facts(facts, bounds, params.hint, &variant);
     let hardware = plugin::hardware_facts(snapshot, thresholds);
     // The batch phase starts where the context search ran; the host config is the one
     // home of both numbers.
+    let adaptation = &config.search_strategy.batch_adaptation;
     let batch_bounds = plugin::batch_bounds(
-        config.search_strategy.batch_adaptation.max_batch,
+        adaptation.max_batch,
+        adaptation.max_ubatch,
         config.initial_batch(facts.size_class),
     );
     let concurrency_bounds =
@@ -128,6 +158,11 @@ pub fn load_plugins(
             &config.context_plugin_settings_json(),
             &hardware,
             &model,
+            &plugin::context_limits(
+                &config.ozone.slo,
+                config.trial_settings().timeouts.rule(),
+                TIMEOUT_MARGIN,
+            ),
         )?,
         batch: plugins.load_batch(
             &PluginRef::from_str(&config.ozone.batch_strategy)?,

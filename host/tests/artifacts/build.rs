@@ -12,7 +12,7 @@ use std::path::PathBuf;
 /// Test guests and examples; `src/lib.rs` names each `.wasm`.
 const GUESTS: &[&str] = &[
     "misbehaving",
-    "legacy-v0-1",
+    "legacy-v0-2",
     "memory-model",
     "golden-batch",
     "linear-sweep",

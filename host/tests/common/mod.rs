@@ -161,7 +161,14 @@ pub fn assert_no_servers_left_for(model: &Path) {
         left.is_empty(),
         "llama-server processes left behind: {left:?}"
     );
-    let registered = ozone::backend::llama_server::live_server_pids();
+    // Servers of this process only (another test of the binary may be running one).
+    let registered: Vec<u32> = ozone::backend::llama_server::live_server_pids()
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(&model.display().to_string())
+        })
+        .collect();
     assert!(
         registered.is_empty(),
         "servers still registered: {registered:?}"

@@ -25,16 +25,19 @@ pub fn guest(path: &str) -> PluginRef {
 
 /// What a plugin did when driven to the end.
 #[derive(Debug, PartialEq)]
-pub struct Run {
-    pub proposals: Vec<u32>,
-    pub best: Option<u32>,
+pub struct Run<T = u32> {
+    pub proposals: Vec<T>,
+    pub best: Option<T>,
 }
 
 /// Drives a plugin through the component until it proposes nothing (≤ 64 trials).
 pub fn drive<S: Strategy>(
     plugin: &mut S,
-    mut trial: impl FnMut(u32) -> S::Outcome,
-) -> Result<Run, PluginError> {
+    mut trial: impl FnMut(S::Proposal) -> S::Outcome,
+) -> Result<Run<S::Proposal>, PluginError>
+where
+    S::Proposal: Copy + std::fmt::Debug,
+{
     let mut proposals = Vec::new();
     while let Some(value) = plugin.propose()? {
         proposals.push(value);

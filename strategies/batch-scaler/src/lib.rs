@@ -18,12 +18,21 @@
 //! 3. **Back off**: while *no* trial has been stable yet, a failed or unstable trial at
 //!    `b` is followed by `b / 2` (down to `bounds.min`); the first stable one ends the
 //!    run (twice its batch already failed).
+//! 4. **Micro-batch** (`-ub`): every batch is first tried whole — its micro-batch equal
+//!    to it, capped at `bounds.max_ubatch` (what prefill speed wants while the compute
+//!    buffers fit). When a batch runs out of memory (out of memory, a memory threshold)
+//!    and its micro-batch is above 1, the same batch is tried once more with half the
+//!    micro-batch: the compute buffers follow `-ub`, so that trial may fit. Its outcome
+//!    then counts for that batch as in (2) and (3) (a stable one can still improve the
+//!    best; the run scales up from it only when it did).
 //!
-//! `best()` is the stable batch with the highest throughput (the earliest on ties), or
-//! `None` when nothing was stable. `propose()` asked again before `observe()` repeats the
-//! pending proposal.
+//! `best()` is the stable batch and micro-batch with the highest throughput (the earliest
+//! on ties), or `None` when nothing was stable. `propose()` asked again before
+//! `observe()` repeats the pending proposal.
 
-use ozone_sdk::{settings, BatchBounds, BatchScaler, HardwareFacts, ModelFacts, TrialOutcome};
+use ozone_sdk::{
+    settings, BatchBounds, BatchProposal, BatchScaler, HardwareFacts, ModelFacts, TrialOutcome,
+};
 use serde::Deserialize;
 
 /// The `batch_adaptation` key this plugin reads.
@@ -47,12 +56,12 @@ pub struct Scaler {
     settings: Settings,
     bounds: BatchBounds,
     start: u32,
-    /// Best stable batch and its throughput.
-    best: Option<(u32, f64)>,
+    /// Best stable proposal and its throughput.
+    best: Option<(BatchProposal, f64)>,
     /// Proposed and not yet observed.
-    pending: Option<u32>,
+    pending: Option<BatchProposal>,
     /// What to propose next; `None` once finished.
-    next: Option<u32>,
+    next: Option<BatchProposal>,
 }
 
 impl BatchScaler for Scaler {
@@ -69,18 +78,23 @@ impl BatchScaler for Scaler {
                 "scale_up_factor must be greater than 1, got {factor}"
             ));
         }
-        let start = bounds.clamp(bounds.initial);
+        let initial = bounds.initial;
+        let start = if bounds.accepts(initial) {
+            initial
+        } else {
+            bounds.whole(initial.batch)
+        };
         Ok(Self {
             settings,
             bounds: *bounds,
-            start,
+            start: start.batch,
             best: None,
             pending: None,
             next: Some(start),
         })
     }
 
-    fn propose(&mut self) -> Option<u32> {
+    fn propose(&mut self) -> Option<BatchProposal> {
         if self.pending.is_none() {
             self.pending = self.next.take();
         }
@@ -88,13 +102,22 @@ impl BatchScaler for Scaler {
     }
 
     fn observe(&mut self, outcome: &TrialOutcome) {
-        let batch = outcome.config.batch;
+        let tried = outcome.config.batch_proposal();
+        let batch = tried.batch;
         let max = self.bounds.max;
         self.pending = None;
         self.next = None;
         if !outcome.is_stable() {
-            if self.best.is_none() && batch / 2 >= self.bounds.min.max(1) {
-                self.next = Some(batch / 2);
+            let memory = outcome.failure.is_some_and(|f| f.is_memory());
+            let whole = self.bounds.whole(batch);
+            if memory && tried.ubatch == whole.ubatch && tried.ubatch > 1 {
+                // (4): the compute buffers follow the micro-batch.
+                self.next = Some(BatchProposal {
+                    batch,
+                    ubatch: tried.ubatch / 2,
+                });
+            } else if self.best.is_none() && batch / 2 >= self.bounds.min.max(1) {
+                self.next = Some(self.bounds.whole(batch / 2));
             }
             return;
         }
@@ -102,19 +125,19 @@ impl BatchScaler for Scaler {
         let had_stable = self.best.is_some();
         let improved = self.best.is_none_or(|(_, best)| throughput > best);
         if improved {
-            self.best = Some((batch, throughput));
+            self.best = Some((tried, throughput));
         }
         // A stable trial after backing off ends the run: twice its batch failed.
         let backed_off = !had_stable && batch < self.start;
         if improved && !backed_off && batch < max {
             let grown = (f64::from(batch) * self.settings.scale_up_factor).round();
             let next = (grown.min(f64::from(max)) as u32).max(batch + 1);
-            self.next = Some(next.min(max));
+            self.next = Some(self.bounds.whole(next.min(max)));
         }
     }
 
-    fn best(&self) -> Option<u32> {
-        self.best.map(|(batch, _)| batch)
+    fn best(&self) -> Option<BatchProposal> {
+        self.best.map(|(proposal, _)| proposal)
     }
 }
 

@@ -1,10 +1,11 @@
 //! The decision table of the documented semantics, run natively here and through the
 //! wasm component by the host's plugin tests.
 
-use ozone_sdk::BatchBounds;
+use ozone_sdk::{BatchBounds, BatchProposal};
 
-/// One scenario: a throughput curve peaking at `best_batch`, out of memory above
-/// `oom_above` (see `ozone_sdk::testing::BatchMachine`), within the host's `bounds`.
+/// One scenario: a prefill curve peaking at micro-batch `best_batch`, out of memory
+/// above micro-batch `oom_above` (see `ozone_sdk::testing::BatchMachine`), within the
+/// host's `bounds`. Proposals and the best are `(batch, ubatch)`.
 #[derive(Debug, Clone)]
 pub struct Case {
     pub name: &'static str,
@@ -13,17 +14,35 @@ pub struct Case {
     pub best_batch: u32,
     pub oom_above: Option<u32>,
     /// What `best()` must return.
-    pub best: Option<u32>,
+    pub best: Option<(u32, u32)>,
     /// The exact proposals.
-    pub proposals: &'static [u32],
+    pub proposals: &'static [(u32, u32)],
 }
 
-/// Bounds `1..=max` starting at `initial`.
+impl Case {
+    pub fn best(&self) -> Option<BatchProposal> {
+        self.best
+            .map(|(batch, ubatch)| BatchProposal { batch, ubatch })
+    }
+
+    pub fn proposals(&self) -> Vec<BatchProposal> {
+        self.proposals
+            .iter()
+            .map(|&(batch, ubatch)| BatchProposal { batch, ubatch })
+            .collect()
+    }
+}
+
+/// Bounds `1..=max`, micro-batches up to 512, starting at `initial` whole.
 const fn bounds(initial: u32, max: u32) -> BatchBounds {
     BatchBounds {
         min: 1,
         max,
-        initial,
+        max_ubatch: 512,
+        initial: BatchProposal {
+            batch: initial,
+            ubatch: if initial < 512 { initial } else { 512 },
+        },
     }
 }
 
@@ -35,17 +54,17 @@ pub fn cases() -> Vec<Case> {
             bounds: bounds(32, 256),
             best_batch: 128,
             oom_above: None,
-            best: Some(128),
-            proposals: &[32, 64, 128, 256],
+            best: Some((128, 128)),
+            proposals: &[(32, 32), (64, 64), (128, 128), (256, 256)],
         },
         Case {
-            name: "out of memory above 64: settle on the best stable",
+            name: "out of memory above 64: half the micro-batch, then the best stable",
             settings: "{}",
             bounds: bounds(32, 256),
             best_batch: 512,
             oom_above: Some(64),
-            best: Some(64),
-            proposals: &[32, 64, 128],
+            best: Some((64, 64)),
+            proposals: &[(32, 32), (64, 64), (128, 128), (128, 64)],
         },
         Case {
             name: "never above the host's max",
@@ -53,8 +72,8 @@ pub fn cases() -> Vec<Case> {
             bounds: bounds(64, 256),
             best_batch: 4096,
             oom_above: None,
-            best: Some(256),
-            proposals: &[64, 128, 256],
+            best: Some((256, 256)),
+            proposals: &[(64, 64), (128, 128), (256, 256)],
         },
         Case {
             name: "a lower max from the host",
@@ -62,8 +81,8 @@ pub fn cases() -> Vec<Case> {
             bounds: bounds(32, 96),
             best_batch: 4096,
             oom_above: None,
-            best: Some(96),
-            proposals: &[32, 64, 96],
+            best: Some((96, 96)),
+            proposals: &[(32, 32), (64, 64), (96, 96)],
         },
         Case {
             name: "starts at the host's initial batch",
@@ -71,8 +90,8 @@ pub fn cases() -> Vec<Case> {
             bounds: bounds(16, 256),
             best_batch: 32,
             oom_above: None,
-            best: Some(32),
-            proposals: &[16, 32, 64],
+            best: Some((32, 32)),
+            proposals: &[(16, 16), (32, 32), (64, 64)],
         },
         Case {
             name: "an initial batch above the max starts at the max",
@@ -80,17 +99,17 @@ pub fn cases() -> Vec<Case> {
             bounds: bounds(512, 256),
             best_batch: 4096,
             oom_above: None,
-            best: Some(256),
-            proposals: &[256],
+            best: Some((256, 256)),
+            proposals: &[(256, 256)],
         },
         Case {
-            name: "first trial fails: back off by halves",
+            name: "first trial fails: half the micro-batch, then back off by halves",
             settings: "{}",
             bounds: bounds(32, 256),
             best_batch: 128,
             oom_above: Some(8),
-            best: Some(8),
-            proposals: &[32, 16, 8],
+            best: Some((16, 8)),
+            proposals: &[(32, 32), (32, 16), (16, 16), (16, 8)],
         },
         Case {
             name: "nothing stable",
@@ -99,7 +118,17 @@ pub fn cases() -> Vec<Case> {
             best_batch: 128,
             oom_above: Some(0),
             best: None,
-            proposals: &[16, 8, 4, 2, 1],
+            proposals: &[
+                (16, 16),
+                (16, 8),
+                (8, 8),
+                (8, 4),
+                (4, 4),
+                (4, 2),
+                (2, 2),
+                (2, 1),
+                (1, 1),
+            ],
         },
         Case {
             name: "settings: factor 1.5 (the host's max_batch 512)",
@@ -107,8 +136,8 @@ pub fn cases() -> Vec<Case> {
             bounds: bounds(32, 512),
             best_batch: 128,
             oom_above: None,
-            best: Some(108),
-            proposals: &[32, 48, 72, 108, 162],
+            best: Some((108, 108)),
+            proposals: &[(32, 32), (48, 48), (72, 72), (108, 108), (162, 162)],
         },
     ]
 }

@@ -21,8 +21,8 @@ fn decision_table_natively() {
             |b| machine.batch_trial(b),
         )
         .unwrap_or_else(|e| panic!("{}: {e}", case.name));
-        assert_eq!(run.proposals, case.proposals, "{}", case.name);
-        assert_eq!(run.best, case.best, "{}", case.name);
+        assert_eq!(run.proposals, case.proposals(), "{}", case.name);
+        assert_eq!(run.best, case.best(), "{}", case.name);
     }
 }
 

@@ -49,7 +49,8 @@
 
 use ozone_sdk::bisect::{Bisection, Bracket};
 use ozone_sdk::{
-    settings, ContextBounds, ContextSearch, HardwareFacts, ModelFacts, Stage, TrialOutcome,
+    settings, ContextBounds, ContextLimits, ContextSearch, HardwareFacts, ModelFacts, Stage,
+    TrialOutcome,
 };
 use serde::Deserialize;
 
@@ -102,7 +103,12 @@ struct Plan {
 }
 
 impl ContextSearch for BinarySearch {
-    fn new(settings: &str, _hardware: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
+    fn new(
+        settings: &str,
+        _hardware: &HardwareFacts,
+        model: &ModelFacts,
+        _limits: &ContextLimits,
+    ) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         let factor = settings.binary_search_factor;
         if factor.is_nan() || factor <= 1.0 {

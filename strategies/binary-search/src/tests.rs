@@ -34,7 +34,8 @@ fn decision_table_natively() {
 #[test]
 fn propose_twice_repeats_the_pending_value() {
     let model = testing::model(131_072);
-    let mut search = BinarySearch::new("{}", &Default::default(), &model).unwrap();
+    let mut search =
+        BinarySearch::new("{}", &Default::default(), &model, &Default::default()).unwrap();
     assert_eq!(search.propose(), Some(65_536));
     assert_eq!(search.propose(), Some(65_536));
 }
@@ -46,6 +47,7 @@ fn wrong_setting_type_is_an_error() {
         r#"{"binary_search_factor": "fast"}"#,
         &Default::default(),
         &model,
+        &Default::default(),
     )
     .err()
     .unwrap_or_default();
@@ -54,6 +56,7 @@ fn wrong_setting_type_is_an_error() {
         r#"{"binary_search_factor": 0.5}"#,
         &Default::default(),
         &model,
+        &Default::default(),
     )
     .err()
     .unwrap_or_default();
@@ -63,7 +66,8 @@ fn wrong_setting_type_is_an_error() {
 #[test]
 fn unstable_counts_as_failure() {
     let model = testing::model(131_072);
-    let mut search = BinarySearch::new("{}", &Default::default(), &model).unwrap();
+    let mut search =
+        BinarySearch::new("{}", &Default::default(), &model, &Default::default()).unwrap();
     let ctx = search.propose().unwrap();
     let mut outcome = testing::stable(testing::context_config(ctx));
     outcome.verdict = ozone_sdk::Verdict::Unstable;
@@ -82,7 +86,8 @@ fn a_transient_failure_is_measured_again_and_noise_does_not_move_the_answer() {
 #[test]
 fn a_memory_failure_counts_at_once() {
     let model = testing::model(131_072);
-    let mut search = BinarySearch::new("{}", &Default::default(), &model).unwrap();
+    let mut search =
+        BinarySearch::new("{}", &Default::default(), &model, &Default::default()).unwrap();
     let ctx = search.propose().unwrap();
     let mut outcome = testing::failed(
         testing::context_config(ctx),
@@ -99,7 +104,8 @@ fn a_memory_failure_counts_at_once() {
 #[test]
 fn a_refuted_answer_resumes_the_bisection() {
     let model = testing::model(32_768);
-    let mut search = BinarySearch::new("{}", &Default::default(), &model).unwrap();
+    let mut search =
+        BinarySearch::new("{}", &Default::default(), &model, &Default::default()).unwrap();
     let screens = MemoryMachine::with_context_limit(26_700);
     while let Some(ctx) = search.propose() {
         search.observe(&screens.context_trial(ctx));
@@ -131,7 +137,8 @@ fn a_refuted_answer_resumes_the_bisection() {
 fn verifications_refuted_by_timeouts_back_off_by_a_growing_margin() {
     let model = testing::model(16_384);
     let settings = r#"{"initial_context_probe": 16384}"#;
-    let mut search = BinarySearch::new(settings, &Default::default(), &model).unwrap();
+    let mut search =
+        BinarySearch::new(settings, &Default::default(), &model, &Default::default()).unwrap();
     let trial = |ctx: u32, stage: ozone_sdk::Stage| {
         let edge = match stage {
             ozone_sdk::Stage::Screen => 6_912,

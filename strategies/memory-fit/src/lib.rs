@@ -32,8 +32,13 @@
 //!    fixed cost). A stable hint is followed by the step above it: an unchanged limit is
 //!    confirmed in two trials.
 //! 3. **Second point**, while the slope is unknown: `prior_reach` of the way to where
-//!    `kv-bytes-per-token` says the headroom runs out (at least 4 steps up). The KV cache
-//!    is a lower bound on the growth; in host memory one cache per request of the trial
+//!    the model's layers say the headroom runs out (at least 4 steps up): the KV cache of
+//!    every full-attention layer grows with each token, a sliding-window layer's only up
+//!    to its window, a recurrent layer's not at all — so a model whose cache stops
+//!    growing before the headroom is used up is proposed the trained context next (its
+//!    memory cannot bind; a flat or step-shaped curve is the real case of hybrid and
+//!    sliding-window models, not a fallback). The KV cache is a lower bound on the
+//!    growth; in host memory one cache per request of the trial
 //!    counts, as a server may keep each finished request's cache in RAM (llama-server's
 //!    `--cache-ram` prompt cache, which Ozone turns off for its trials: there the
 //!    prior only aims lower than it needs to). Measured on the generated model with the
@@ -75,8 +80,8 @@ mod memory;
 
 use ozone_sdk::bisect::Bracket;
 use ozone_sdk::{
-    log, settings, ContextBounds, ContextSearch, HardwareFacts, LogLevel, ModelFacts, Stage,
-    TrialOutcome, Verdict,
+    log, settings, ContextBounds, ContextLimits, ContextSearch, HardwareFacts, LogLevel,
+    ModelFacts, Stage, TrialOutcome, Verdict,
 };
 use serde::Deserialize;
 
@@ -135,8 +140,10 @@ pub struct MemoryFit {
     settings: Settings,
     bounds: ContextBounds,
     hint: Option<u32>,
-    /// `kv-bytes-per-token`: the slope's lower-bound prior.
-    prior: Option<f64>,
+    /// The model, whose layers say how the KV cache grows: the growth's lower-bound
+    /// prior (a line for a dense model; a step for sliding windows; flat for recurrent
+    /// layers).
+    model: ModelFacts,
     series: Vec<Series>,
     ledger: Ledger,
     /// Proposed and not yet observed, and why.
@@ -155,7 +162,12 @@ pub struct MemoryFit {
 }
 
 impl ContextSearch for MemoryFit {
-    fn new(settings: &str, hardware: &HardwareFacts, model: &ModelFacts) -> Result<Self, String> {
+    fn new(
+        settings: &str,
+        hardware: &HardwareFacts,
+        model: &ModelFacts,
+        _limits: &ContextLimits,
+    ) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         if !(0.0..=0.5).contains(&settings.margin) {
             return Err(format!(
@@ -182,10 +194,7 @@ impl ContextSearch for MemoryFit {
             settings,
             bounds: model.bounds,
             hint: model.hint,
-            prior: model
-                .kv_bytes_per_token
-                .map(|b| b as f64)
-                .filter(|b| *b > 0.0),
+            model: model.clone(),
             series: Memory::watched(hardware)
                 .into_iter()
                 .map(Series::new)
@@ -416,12 +425,23 @@ impl MemoryFit {
         slopes.contains(&Slope::Flat) && !slopes.contains(&Slope::Unknown)
     }
 
-    /// Where the KV-cache prior says the first memory runs out (no slope measured yet).
+    /// Where the KV-cache prior says the first memory runs out (no slope measured yet);
+    /// infinite when the model's cache stops growing before the trained context. `None`
+    /// without a layout.
     fn prior_limit(&self) -> Option<f64> {
-        let prior = self.prior?;
+        // Context trials run at the batch the search started with; its micro-batch sizes
+        // the sliding windows' cells (a few hundred tokens either way).
+        const UBATCH: u32 = 512;
+        let model = &self.model;
+        model.kv_cache_bytes(model.bounds.max, UBATCH)?;
+        let growth = |from: f64, to: f64| {
+            let at = |ctx: f64| model.kv_cache_bytes(ctx as u32, UBATCH).unwrap_or(0) as f64;
+            at(to) - at(from)
+        };
+        let max = f64::from(self.bounds.max);
         self.series
             .iter()
-            .filter_map(|s| s.prior_limit(prior))
+            .filter_map(|s| s.prior_limit(&growth, max))
             .min_by(f64::total_cmp)
     }
 

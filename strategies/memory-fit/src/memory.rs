@@ -262,10 +262,13 @@ impl Series {
     }
 
     /// With the slope unknown, where the KV-cache prior says the headroom of the reading
-    /// closest to the limit runs out. `kv_bytes_per_token` is a lower bound on the real
-    /// growth (buffers grow with the context too); in host memory, one KV cache per
-    /// request of the trial (see [`Memory::keeps_request_caches`]).
-    pub fn prior_limit(&self, kv_bytes_per_token: f64) -> Option<f64> {
+    /// closest to the limit runs out: the context at which `growth(from, to)` (the bytes
+    /// the model's layout adds between two contexts, a lower bound on the real growth:
+    /// buffers grow with the context too) uses up that headroom — in host memory one KV
+    /// cache per request of the trial (see [`Memory::keeps_request_caches`]). Infinite
+    /// when even `max` does not use it up: a flat or step-shaped cache (sliding windows,
+    /// recurrent layers) never reaches the limit.
+    pub fn prior_limit(&self, growth: &dyn Fn(f64, f64) -> f64, max: f64) -> Option<f64> {
         let nearest = self
             .readings
             .iter()
@@ -275,7 +278,22 @@ impl Series {
         } else {
             1.0
         };
-        Some(nearest.ctx + nearest.headroom.max(0.0) / (kv_bytes_per_token * caches))
+        let used = |ctx: f64| growth(nearest.ctx, ctx) * caches;
+        let headroom = nearest.headroom.max(0.0);
+        if used(max) < headroom {
+            return Some(f64::INFINITY);
+        }
+        // The growth never falls with the context: bisect to a token.
+        let (mut lo, mut hi) = (nearest.ctx, max);
+        while hi - lo > 1.0 {
+            let mid = (lo + hi) / 2.0;
+            if used(mid) < headroom {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(hi)
     }
 }
 

@@ -27,6 +27,7 @@ fn decision_table_natively() {
         model.hint = case.hint;
         if !case.prior {
             model.kv_bytes_per_token = None;
+            model.layers.clear();
         }
         let run =
             testing::run_context::<MemoryFit>(case.settings, &machine.hardware(), &model, |ctx| {
@@ -253,7 +254,9 @@ fn drive<S: ContextSearch>(sim: &Sim, model: &ModelFacts) -> Tally {
 
 fn model(trained: u32, kv_bytes: Option<u64>) -> ModelFacts {
     let mut m = testing::model(trained);
+    // The slope alone (no layers): a dense model's cache grows by it.
     m.kv_bytes_per_token = kv_bytes;
+    m.layers.clear();
     m
 }
 
@@ -456,7 +459,7 @@ fn an_unstable_screen_near_a_stable_one_is_measured_again() {
     // The repeat itself: proposing the context again, once.
     let m = model(131_072, Some(131_072));
     let sim = Sim::new(Binds::Gpu, 5.0 * GIB, 131_072.0, 60_000);
-    let mut search = MemoryFit::new("{}", &sim.hardware(), &m).unwrap();
+    let mut search = MemoryFit::new("{}", &sim.hardware(), &m, &Default::default()).unwrap();
     let first = search.propose().unwrap();
     search.observe(&sim.trial(first));
     let second = search.propose().unwrap();
@@ -551,7 +554,7 @@ fn warm_start_on_a_noisy_machine() {
 fn a_failed_verification_counts_as_a_failure_and_the_search_goes_on() {
     let sim = Sim::new(Binds::Gpu, 5.0 * GIB, 131_072.0, 100_000);
     let m = model(131_072, Some(131_072));
-    let mut search = MemoryFit::new("{}", &sim.hardware(), &m).unwrap();
+    let mut search = MemoryFit::new("{}", &sim.hardware(), &m, &Default::default()).unwrap();
     let mut stable = Vec::new();
     while let Some(ctx) = search.propose() {
         let o = sim.trial(ctx);
@@ -606,7 +609,7 @@ fn without_any_memory_reading_it_grows_then_bisects() {
 #[test]
 fn propose_twice_repeats_the_pending_value() {
     let m = testing::model(131_072);
-    let mut search = MemoryFit::new("{}", &Default::default(), &m).unwrap();
+    let mut search = MemoryFit::new("{}", &Default::default(), &m, &Default::default()).unwrap();
     assert_eq!(search.propose(), Some(2048));
     assert_eq!(search.propose(), Some(2048));
 }
@@ -622,7 +625,68 @@ fn wrong_settings_are_errors() {
         (r#"{"growth_factor": 1.0}"#, "greater than 1"),
         (r#"{"prior_reach": 0}"#, "prior_reach must be above 0"),
     ] {
-        let err = MemoryFit::new(settings, &hw, &m).err().unwrap_or_default();
+        let err = MemoryFit::new(settings, &hw, &m, &Default::default())
+            .err()
+            .unwrap_or_default();
         assert!(err.contains(expected), "{settings}: {err}");
     }
+}
+
+/// Gemma 3's layout: 3 full-attention layers and 15 sliding-window ones of 512 tokens,
+/// 1 KiB a token per layer at f16.
+fn gemma_like(trained: u32) -> ModelFacts {
+    use ozone_sdk::{LayerGroup, LayerKind};
+    let mut m = testing::model(trained);
+    m.kv_bytes_per_token = Some(3 * 1024);
+    m.layers = vec![
+        LayerGroup {
+            kind: LayerKind::FullAttention,
+            count: 3,
+            kv_bytes_per_token: 1024,
+            window: None,
+            state_bytes: None,
+        },
+        LayerGroup {
+            kind: LayerKind::SlidingWindow,
+            count: 15,
+            kv_bytes_per_token: 1024,
+            window: Some(512),
+            state_bytes: None,
+        },
+    ];
+    m
+}
+
+#[test]
+fn a_cache_that_stops_growing_sends_the_search_to_the_trained_context() {
+    use ozone_sdk::{LayerGroup, LayerKind};
+    // A recurrent model (Mamba-like): a fixed state, whatever the context. Memory cannot
+    // bind, so after the first reading the trained context is screened at once.
+    let mut flat = testing::model(131_072);
+    flat.kv_bytes_per_token = Some(0);
+    flat.layers = vec![LayerGroup {
+        kind: LayerKind::Recurrent,
+        count: 48,
+        kv_bytes_per_token: 0,
+        window: None,
+        state_bytes: Some(1 << 20),
+    }];
+    let machine = MemoryMachine::with_context_limit(1_000_000);
+    let run = testing::run_context::<MemoryFit>("{}", &machine.hardware(), &flat, |ctx| {
+        machine.context_trial(ctx)
+    })
+    .expect("run");
+    assert_eq!(run.proposals, vec![2048, 131_072], "{run:?}");
+    assert_eq!(run.best, Some(131_072));
+
+    // Gemma-like: the full-attention layers' 3 KiB a token is the prior's slope above the
+    // windows, not the 18 KiB every layer costs below them.
+    let gemma = gemma_like(32_768);
+    let search =
+        MemoryFit::new("{}", &machine.hardware(), &gemma, &Default::default()).expect("settings");
+    let growth = |from: u32, to: u32| {
+        gemma.kv_cache_bytes(to, 512).unwrap() - gemma.kv_cache_bytes(from, 512).unwrap()
+    };
+    assert_eq!(growth(4096, 8192), 3 * 1024 * 4096);
+    assert!(search.best().is_none());
 }

@@ -7,6 +7,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use super::format::{tag, GgufValue, DEFAULT_ALIGNMENT, MAGIC, SUPPORTED_VERSIONS};
+use crate::backend::layout::{layout, Header, HeaderValue};
 use crate::backend::{ModelMetadata, SizeClass};
 
 /// Numeric arrays up to this length are kept (per-layer head counts); longer ones and all
@@ -134,6 +135,11 @@ impl GgufMetadata {
             (Some(e), Some(h)) if h > 0 => Some(e / h),
             _ => None,
         };
+        let keys = ArchKeys {
+            metadata: self,
+            arch: arch.as_deref().unwrap_or("llama"),
+        };
+        let (layers, experts) = layout(keys.arch, &keys);
         let name = self
             .path
             .file_stem()
@@ -151,8 +157,35 @@ impl GgufMetadata {
             embedding_length: embedding,
             key_length: to_u32(self.u64_of(&key("attention.key_length"))).or(per_head),
             value_length: to_u32(self.u64_of(&key("attention.value_length"))).or(per_head),
+            layers,
+            experts,
             weights_bytes: Some(self.file_size),
             digest: None,
+        }
+    }
+}
+
+/// The architecture's keys of a GGUF header.
+struct ArchKeys<'a> {
+    metadata: &'a GgufMetadata,
+    arch: &'a str,
+}
+
+impl Header for ArchKeys<'_> {
+    fn value(&self, suffix: &str) -> Option<HeaderValue> {
+        match self.metadata.get(&format!("{}.{suffix}", self.arch))? {
+            GgufValue::Array(items) if items.iter().all(|i| matches!(i, GgufValue::Bool(_))) => {
+                Some(HeaderValue::Flags(
+                    items
+                        .iter()
+                        .map(|i| matches!(i, GgufValue::Bool(true)))
+                        .collect(),
+                ))
+            }
+            GgufValue::Array(items) => Some(HeaderValue::Numbers(
+                items.iter().filter_map(GgufValue::as_u64).collect(),
+            )),
+            v => v.as_u64().map(HeaderValue::Number),
         }
     }
 }

@@ -8,8 +8,8 @@ macro_rules! guest {
 
 /// `host/tests/guests/misbehaving`: breaks the sandbox on purpose (`{"mode": …}`).
 pub const MISBEHAVING: &str = guest!("misbehaving.wasm");
-/// `host/tests/guests/legacy-v0-1`: built against plugin API 0.1.0, to be refused.
-pub const LEGACY_V0_1: &str = guest!("legacy_v0_1.wasm");
+/// `host/tests/guests/legacy-v0-2`: built against plugin API 0.2.0, to be refused.
+pub const LEGACY_V0_2: &str = guest!("legacy_v0_2.wasm");
 /// `examples/memory-model`: context search predicting the limit from memory figures.
 pub const MEMORY_MODEL: &str = guest!("memory_model.wasm");
 /// `examples/golden-batch`: golden-section batch search.

@@ -1,11 +1,14 @@
 //! A strategy that misbehaves on purpose, chosen by its settings (`{"mode": "..."}`), so
-//! the host's sandbox tests can check every failure path. It exports all three
-//! interfaces (context, batch, concurrency), so each kind of handle can be tested.
+//! the host's sandbox tests can check every failure path. It exports all five
+//! interfaces (context, batch, concurrency, variants, offload), so each kind of handle
+//! can be tested.
 //! Never listed by `ozone plugins list`; built by `host/tests/artifacts` for the tests only.
 
 use ozone_sdk::{
-    settings, BatchBounds, BatchScaler, ConcurrencyBounds, ConcurrencyOutcome, ConcurrencySearch,
-    ContextSearch, HardwareFacts, LogLevel, ModelFacts, Slo, TrialOutcome,
+    settings, BatchBounds, BatchProposal, BatchScaler, ConcurrencyBounds, ConcurrencyOutcome,
+    ConcurrencySearch, ContextLimits, ContextSearch, HardwareFacts, LogLevel, ModelFacts, Offload,
+    OffloadBounds, OffloadSearch, Slo, TrialOutcome, Variant, VariantOutcome, VariantSearch,
+    VariantSpace,
 };
 use serde::Deserialize;
 
@@ -78,7 +81,12 @@ impl Misbehaving {
 }
 
 impl ContextSearch for Misbehaving {
-    fn new(settings: &str, _: &HardwareFacts, _: &ModelFacts) -> Result<Self, String> {
+    fn new(
+        settings: &str,
+        _: &HardwareFacts,
+        _: &ModelFacts,
+        _: &ContextLimits,
+    ) -> Result<Self, String> {
         Misbehaving::new(settings)
     }
     fn propose(&mut self) -> Option<u32> {
@@ -94,11 +102,15 @@ impl BatchScaler for Misbehaving {
     fn new(s: &str, _: &HardwareFacts, _: &ModelFacts, _: &BatchBounds) -> Result<Self, String> {
         Misbehaving::new(s)
     }
-    fn propose(&mut self) -> Option<u32> {
-        Misbehaving::propose(self)
+    /// `value` as the batch and its micro-batch.
+    fn propose(&mut self) -> Option<BatchProposal> {
+        Misbehaving::propose(self).map(|v| BatchProposal {
+            batch: v,
+            ubatch: v,
+        })
     }
     fn observe(&mut self, _: &TrialOutcome) {}
-    fn best(&self) -> Option<u32> {
+    fn best(&self) -> Option<BatchProposal> {
         None
     }
 }
@@ -122,6 +134,41 @@ impl ConcurrencySearch for Misbehaving {
     }
 }
 
+impl VariantSearch for Misbehaving {
+    fn new(s: &str, _: &HardwareFacts, _: &ModelFacts, _: &VariantSpace) -> Result<Self, String> {
+        Misbehaving::new(s)
+    }
+    /// In `propose` mode: the default variant with `value` threads, which no space of
+    /// the tests holds (an impossible variant); `value` 0: the default variant, again and
+    /// again after it was observed.
+    fn propose(&mut self) -> Option<Variant> {
+        Misbehaving::propose(self).map(|v| Variant {
+            threads: (v > 0).then_some(v),
+            ..Variant::default()
+        })
+    }
+    fn observe(&mut self, _: &VariantOutcome) {}
+}
+
+impl OffloadSearch for Misbehaving {
+    fn new(s: &str, _: &HardwareFacts, _: &ModelFacts, _: &OffloadBounds) -> Result<Self, String> {
+        Misbehaving::new(s)
+    }
+    /// `value` layers on the GPU.
+    fn propose(&mut self) -> Option<Offload> {
+        Misbehaving::propose(self).map(|v| Offload {
+            gpu_layers: v,
+            cpu_moe_layers: 0,
+        })
+    }
+    fn observe(&mut self, _: &TrialOutcome) {}
+    fn best(&self) -> Option<Offload> {
+        None
+    }
+}
+
 ozone_sdk::export_context_search!(Misbehaving);
 ozone_sdk::export_batch_scaler!(Misbehaving);
 ozone_sdk::export_concurrency_search!(Misbehaving);
+ozone_sdk::export_variant_search!(Misbehaving);
+ozone_sdk::export_offload_search!(Misbehaving);

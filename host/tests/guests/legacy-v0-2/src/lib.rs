@@ -1,13 +1,13 @@
-//! A context strategy exactly as a plugin built for plugin API 0.1.0 looks: written with
-//! raw wit-bindgen against the frozen `wit/v0.1.0`, so it exports
-//! `ozone:strategy/context@0.1.0`. The host must refuse it with the rebuild message.
+//! A context strategy exactly as a plugin built for plugin API 0.2.0 looks: written with
+//! raw wit-bindgen against the frozen `wit/v0.2.0`, so it exports
+//! `ozone:strategy/context@0.2.0`. The host must refuse it with the rebuild message.
 //! Built by `host/tests/artifacts` for the tests only.
 
 #![cfg(target_arch = "wasm32")]
 
 wit_bindgen::generate!({
-    path: "../../../../wit/v0.1.0",
-    world: "ozone:strategy/context-strategy@0.1.0",
+    path: "../../../../wit/v0.2.0",
+    world: "ozone:strategy/context-strategy@0.2.0",
 });
 
 use exports::ozone::strategy::context::{ContextSearch, Guest, GuestContextSearch};

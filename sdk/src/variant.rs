@@ -1,0 +1,186 @@
+//! Variants: the part of the server's configuration that is neither the context nor the
+//! batch (KV cache types, flash attention, threads, offload), what a variant search
+//! chooses among, and what the host measured for each.
+
+#[cfg(not(target_arch = "wasm32"))]
+use serde::{Deserialize, Serialize};
+
+use crate::types::BatchProposal;
+
+/// KV cache element type (`-ctk`, `-ctv`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
+pub enum CacheType {
+    #[default]
+    F16,
+    Q8_0,
+    Q4_0,
+}
+
+impl CacheType {
+    pub const ALL: [CacheType; 3] = [CacheType::F16, CacheType::Q8_0, CacheType::Q4_0];
+
+    /// The name llama-server's `-ctk/-ctv` take.
+    pub fn name(self) -> &'static str {
+        match self {
+            CacheType::F16 => "f16",
+            CacheType::Q8_0 => "q8_0",
+            CacheType::Q4_0 => "q4_0",
+        }
+    }
+
+    /// Bytes per element (blocks of 32 with a 2-byte scale for the quantized types).
+    pub fn bytes_per_element(self) -> f64 {
+        match self {
+            CacheType::F16 => 2.0,
+            CacheType::Q8_0 => 34.0 / 32.0,
+            CacheType::Q4_0 => 18.0 / 32.0,
+        }
+    }
+
+    pub fn is_quantized(self) -> bool {
+        self != CacheType::F16
+    }
+}
+
+impl std::fmt::Display for CacheType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// Flash attention (`-fa`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "snake_case"))]
+pub enum FlashAttn {
+    Off,
+    On,
+    /// The server decides.
+    #[default]
+    Auto,
+}
+
+impl FlashAttn {
+    /// The value llama-server's `-fa` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlashAttn::Off => "off",
+            FlashAttn::On => "on",
+            FlashAttn::Auto => "auto",
+        }
+    }
+}
+
+/// One server configuration apart from context and batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct Variant {
+    pub cache_type_k: CacheType,
+    pub cache_type_v: CacheType,
+    pub flash_attn: FlashAttn,
+    /// `-t`; `None`: the server's own choice.
+    pub threads: Option<u32>,
+    /// `-ngl`; `None`: every layer on the GPU.
+    pub gpu_layers: Option<u32>,
+    /// `--n-cpu-moe`; 0: no experts kept on the CPU.
+    pub cpu_moe_layers: u32,
+}
+
+impl Variant {
+    /// Whether llama.cpp can run it: a quantized V cache needs flash attention on (or
+    /// auto, where the server turns it on).
+    pub fn is_possible(&self) -> bool {
+        !self.cache_type_v.is_quantized() || self.flash_attn != FlashAttn::Off
+    }
+
+    /// KV bytes per element of K and V together, relative to an f16 cache (1.0): what a
+    /// context limit bound by the cache scales with.
+    pub fn cache_ratio(&self) -> f64 {
+        (self.cache_type_k.bytes_per_element() + self.cache_type_v.bytes_per_element()) / 4.0
+    }
+}
+
+impl std::fmt::Display for Variant {
+    /// `kv f16/f16 fa auto`, then threads and offload where set.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "kv {}/{} fa {}",
+            self.cache_type_k,
+            self.cache_type_v,
+            self.flash_attn.name()
+        )?;
+        if let Some(t) = self.threads {
+            write!(f, " t {t}")?;
+        }
+        if let Some(n) = self.gpu_layers {
+            write!(f, " ngl {n}")?;
+        }
+        if self.cpu_moe_layers > 0 {
+            write!(f, " cpu-moe {}", self.cpu_moe_layers)?;
+        }
+        Ok(())
+    }
+}
+
+/// The variants a variant search may propose.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct VariantSpace {
+    /// The variant the user's flags name.
+    pub initial: Variant,
+    /// Every variant the host will run; a proposal must be one of these.
+    pub candidates: Vec<Variant>,
+    /// The most variants the host runs in one tune.
+    pub max_variants: u32,
+}
+
+impl VariantSpace {
+    pub fn accepts(&self, variant: &Variant) -> bool {
+        self.candidates.contains(variant)
+    }
+}
+
+/// What bound a variant's context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(not(target_arch = "wasm32"), serde(rename_all = "kebab-case"))]
+pub enum BoundKind {
+    Memory,
+    Time,
+    Slo,
+    Instability,
+    TrainedContext,
+    ServerError,
+}
+
+/// What quantizing the cache cost against f16 on the same text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct Quality {
+    /// Mean KL divergence from the f16 cache's next-token distribution, nats.
+    pub kld_mean: f64,
+    pub kld_stddev: f64,
+    /// Share of positions where both rank the same token first.
+    pub top1_agreement: f64,
+    pub positions: u32,
+}
+
+/// What the host measured for one variant.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+pub struct VariantOutcome {
+    pub variant: Variant,
+    pub max_context: Option<u32>,
+    pub bound: Option<BoundKind>,
+    pub best_batch: Option<BatchProposal>,
+    pub decode_tps: Option<f64>,
+    pub prefill_tps: Option<f64>,
+    pub ttft_ms: Option<f64>,
+    pub peak_process_memory_bytes: Option<u64>,
+    pub peak_server_gpu_memory_bytes: Option<u64>,
+    pub quality: Option<Quality>,
+    pub trials: u32,
+}
