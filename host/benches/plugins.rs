@@ -41,6 +41,7 @@ fn snapshot() -> HardwareSnapshot {
             temperature_c: Some(Measured::new(40.0, Source::Nvml)),
             utilization_percent: None,
         }],
+        vulkan_drivers: Vec::new(),
     }
 }
 

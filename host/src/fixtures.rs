@@ -56,6 +56,7 @@ pub fn hardware() -> HardwareSnapshot {
             available_bytes: Some(Measured::new(6 * 1024 * MIB, Source::Sysinfo)),
         },
         gpus: Vec::new(),
+        vulkan_drivers: Vec::new(),
     }
 }
 

@@ -29,16 +29,29 @@
 //!     "unified_memory": bool,                    GPU shares system RAM (usable = VRAM + GTT)
 //!     "temperature_c": reading<float>,           edge sensor on AMD
 //!     "utilization_percent": reading<float>
+//!   }],
+//!   "vulkan_drivers": [{                         what a Vulkan llama-server loads at start
+//!     "manifest": path, "library": string | null, "software": bool   lavapipe: true
 //!   }]
 //! }
 //! ```
+//!
+//! `ozone probe --model MODEL.gguf` also reads the model's header: its layers by kind
+//! (full attention, sliding window, recurrent), the KV cache a token costs at each cache
+//! type, and its experts (JSON: `{"hardware": …, "model": …}`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::CliError;
+use super::{CliError, Exit, ResultExt};
+use crate::backend::gguf::read_model_metadata;
+use crate::backend::layout::LayerKind;
+use crate::backend::ModelMetadata;
 use crate::hardware::{self, GpuInfo, HardwareSnapshot, Measured, ProbeOptions, Source};
+use crate::record::KvCacheType;
+
+const MIB: f64 = (1u64 << 20) as f64;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -51,21 +64,97 @@ pub struct Args {
     /// Do not run nvidia-smi / rocm-smi when NVML / sysfs find nothing.
     #[arg(long)]
     pub no_smi: bool,
+    /// Also read a model's header (GGUF): its layers by kind, the KV cache per token at
+    /// each cache type, its experts.
+    #[arg(long, value_name = "MODEL.gguf")]
+    pub model: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<(), CliError> {
+    let model = match &args.model {
+        Some(path) => Some(read_model_metadata(path).exit(Exit::BadInput)?),
+        None => None,
+    };
     let snapshot = hardware::probe(&ProbeOptions {
         sysfs_root: args.sysfs_root,
         use_smi_fallbacks: !args.no_smi,
         ..ProbeOptions::default()
     });
     if args.json {
-        let json = serde_json::to_string_pretty(&snapshot).context("serialising the snapshot")?;
+        let json = match &model {
+            Some(model) => serde_json::to_string_pretty(
+                &serde_json::json!({ "hardware": snapshot, "model": model }),
+            ),
+            None => serde_json::to_string_pretty(&snapshot),
+        }
+        .context("serialising the snapshot")?;
         println!("{json}");
     } else {
         print!("{}", table(&snapshot));
+        if let Some(model) = &model {
+            print!("\n{}", model_table(model));
+        }
     }
     Ok(())
+}
+
+/// The model's facts as a tune plans with them: size, context, and what its KV cache
+/// costs by layer kind.
+pub fn model_table(m: &ModelMetadata) -> String {
+    let mut out = format!(
+        "MODEL {} — {} — {} parameters — trained for {} tokens\n",
+        m.name,
+        m.architecture.as_deref().unwrap_or("?"),
+        m.parameter_count
+            .map_or("?".into(), |p| format!("{:.2} B", p as f64 / 1e9)),
+        m.trained_context.map_or("?".into(), |c| c.to_string())
+    );
+    if m.layers.is_empty() {
+        out += "      layers: the header does not give their shape\n";
+    }
+    for g in &m.layers {
+        let (kind, note) = match g.kind {
+            LayerKind::FullAttention => ("full attention", "grows with every token".into()),
+            LayerKind::SlidingWindow { window } => (
+                "sliding window",
+                format!("holds at most {window} tokens (+ one micro-batch)"),
+            ),
+            LayerKind::Recurrent => (
+                "recurrent",
+                g.state_bytes
+                    .map_or("a fixed state per sequence".into(), |b| {
+                        format!("a fixed {:.1} MiB per sequence", b as f64 / MIB)
+                    }),
+            ),
+        };
+        let per_type: Vec<String> = [KvCacheType::F16, KvCacheType::Q8_0, KvCacheType::Q4_0]
+            .iter()
+            .map(|&t| format!("{} {} B", t.as_str(), g.kv_bytes_per_token(t, t)))
+            .collect();
+        out += &format!(
+            "      {:>3} × {kind:<15} {note}; KV a token per layer: {}\n",
+            g.count,
+            per_type.join(", ")
+        );
+    }
+    let slope = |t| {
+        m.kv_bytes_per_token(t, t)
+            .map_or("?".into(), |b| format!("{b} B"))
+    };
+    out += &format!(
+        "      KV cache a token at long context: f16 {}, q8_0 {}, q4_0 {}\n",
+        slope(KvCacheType::F16),
+        slope(KvCacheType::Q8_0),
+        slope(KvCacheType::Q4_0)
+    );
+    if let Some(e) = m.experts {
+        out += &format!(
+            "      experts: {} per layer ({} used a token) on {} layers: --n-cpu-moe keeps \
+             those of the first N layers on the CPU\n",
+            e.count, e.used, e.layers
+        );
+    }
+    out
 }
 
 /// The readable form: one block for the machine, one row per GPU.
@@ -104,6 +193,7 @@ pub fn table(s: &HardwareSnapshot) -> String {
         ])
     );
 
+    out += &vulkan_line(s);
     if s.gpus.is_empty() {
         out += "GPU   none found (tried NVML, nvidia-smi, AMD sysfs, rocm-smi)\n";
         return out;
@@ -119,6 +209,36 @@ pub fn table(s: &HardwareSnapshot) -> String {
         out += "\n* unified memory: the GPU shares system RAM; usable memory is VRAM + GTT\n";
     }
     out
+}
+
+/// The Vulkan drivers a Vulkan build of llama-server would load at start, and what that
+/// means for a memory budget.
+fn vulkan_line(s: &HardwareSnapshot) -> String {
+    if s.vulkan_drivers.is_empty() {
+        return "VULKAN no drivers installed\n\n".to_owned();
+    }
+    let names: Vec<String> = s
+        .vulkan_drivers
+        .iter()
+        .map(|d| {
+            let name = d
+                .manifest
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if d.software {
+                format!("{name} (software)")
+            } else {
+                name
+            }
+        })
+        .collect();
+    format!(
+        "VULKAN {}\n       a Vulkan build of llama-server loads every one at start, GPU or not \
+         (Mesa's add ~50 MiB resident per server): it counts against --memory-budget-mb; \
+         --memory-headroom-mb is measured over it\n\n",
+        names.join(", ")
+    )
 }
 
 fn gpu_row(g: &GpuInfo) -> String {
@@ -215,5 +335,24 @@ mod tests {
             table.contains("[procfs]") || table.contains("[sysinfo]"),
             "{table}"
         );
+    }
+
+    #[test]
+    fn mesa_s_drivers_are_named_with_what_they_cost() {
+        let snapshot = HardwareSnapshot {
+            vulkan_drivers: hardware::vulkan_drivers_in([Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/hardware/vulkan/icd.d"
+            ))]),
+            ..crate::fixtures::hardware()
+        };
+        let line = vulkan_line(&snapshot);
+        assert!(
+            line.starts_with(
+                "VULKAN intel_icd.x86_64, lvp_icd.x86_64 (software), radeon_icd.x86_64"
+            ),
+            "{line}"
+        );
+        assert!(line.contains("--memory-headroom-mb"), "{line}");
     }
 }

@@ -225,6 +225,10 @@ async fn run_async(args: Args) -> Result<(), CliError> {
         let model = job.model_source.clone();
         match session::tune(job, plugins, cancel.clone()).await {
             Ok(result) => {
+                // Notes go to stderr in JSON mode too: stdout is the summary alone.
+                for note in &result.notes {
+                    eprintln!("note: {note}");
+                }
                 if !args.json {
                     print_result(&result);
                 }
@@ -606,9 +610,6 @@ fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
 /// The closing table: limits with what bound each, the concurrency levels, presets and
 /// where every file is.
 fn print_result(result: &TuneResult) {
-    for note in &result.notes {
-        eprintln!("note: {note}");
-    }
     let s = &result.summary;
     let screens = s.trials.iter().filter(|t| t.stage == Stage::Screen).count();
     println!();

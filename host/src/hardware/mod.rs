@@ -18,7 +18,11 @@ mod rocm_smi;
 mod snapshot;
 pub(crate) mod system;
 mod tool;
+mod vulkan;
 
 pub use probe::{probe, ProbeOptions};
+pub use vulkan::{
+    drivers_in as vulkan_drivers_in, installed_drivers as vulkan_drivers, VulkanDriver,
+};
 
 pub use snapshot::{CpuInfo, GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo, Source};

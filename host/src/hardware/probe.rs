@@ -46,6 +46,7 @@ pub fn probe(opts: &ProbeOptions) -> HardwareSnapshot {
         cpu: cpu_info(&system),
         memory: memory_info(opts, &system),
         gpus: gpus(opts),
+        vulkan_drivers: super::vulkan_drivers(),
     }
 }
 

@@ -109,6 +109,10 @@ pub struct HardwareSnapshot {
     pub cpu: CpuInfo,
     pub memory: MemoryInfo,
     pub gpus: Vec<GpuInfo>,
+    /// The Vulkan drivers the loader would open: a Vulkan build of llama-server loads
+    /// every one at start, GPU or not (see `hardware::vulkan`).
+    #[serde(default)]
+    pub vulkan_drivers: Vec<super::VulkanDriver>,
 }
 
 impl HardwareSnapshot {

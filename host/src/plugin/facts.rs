@@ -322,6 +322,7 @@ mod tests {
                 temperature_c: None,
                 utilization_percent: None,
             }],
+            vulkan_drivers: Vec::new(),
         }
     }
 
