@@ -3,6 +3,7 @@
 //! in a closed loop) —; statistics, the verdict, a level's latency and throughput figures.
 
 mod closed_loop;
+pub mod quality;
 mod runner;
 mod sampling;
 mod settings;
