@@ -147,7 +147,7 @@ mod tests {
         let spread = 0.1 / (1000.0 - 1.0);
         let kl = kl_divergence(&p, &r, 1000);
         let expected = 0.6 * (0.6f64 / 0.9).ln()
-            + 0.3 * (0.3 / spread as f64).ln()
+            + 0.3 * (0.3 / spread).ln()
             + 0.1 * (0.1f64 / (1.0 - 0.9 - spread)).ln();
         assert!((kl - expected).abs() < 1e-9, "{kl} vs {expected}");
         let q = compare(&[p.clone(), p.clone()], &[p.clone(), q], 262_144);
