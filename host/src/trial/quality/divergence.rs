@@ -144,7 +144,7 @@ mod tests {
         assert!(!top1_agrees(&p, &q));
         // A token the other did not list: its unlisted mass spread over the vocabulary.
         let r = dist(&[(7, 0.9)]);
-        let spread = 0.1 / (1000.0 - 1.0);
+        let spread: f64 = 0.1 / (1000.0 - 1.0);
         let kl = kl_divergence(&p, &r, 1000);
         let expected = 0.6 * (0.6f64 / 0.9).ln()
             + 0.3 * (0.3 / spread).ln()
