@@ -76,11 +76,14 @@ fn answer(r: &Replay) -> Option<u32> {
 fn every_shipped_profile_was_recorded_and_says_how() {
     let profiles = shipped();
     for (name, p) in &profiles {
-        let Method::Record { command, plan, .. } = &p.provenance.method else {
+        let Method::Record {
+            command, settings, ..
+        } = &p.provenance.method
+        else {
             panic!("{name}: not recorded by `ozone lab record`");
         };
         assert!(command.iter().any(|a| a == "record"), "{name}: {command:?}");
-        assert_eq!(plan.step, p.granularity, "{name}");
+        assert_eq!(settings.step, p.granularity, "{name}");
         assert!(p.true_limit().is_some(), "{name}: no true limit");
         // Screens at every step from the smallest context to past the limit, then
         // (when the sweep stopped below it) the trained context.
@@ -240,11 +243,11 @@ fn between_measured_points_answers_are_interpolated_monotonically_and_flagged() 
         .config
         .clone();
     // A batch between two rungs of a ladder, at a ladder context.
-    let plan = match &p.provenance.method {
-        Method::Record { plan, .. } => plan.clone(),
+    let recorded = match &p.provenance.method {
+        Method::Record { settings, .. } => settings.clone(),
         Method::TuneLog { .. } => panic!("recorded"),
     };
-    let ctx = plan.ladder_contexts[0];
+    let ctx = recorded.ladder_contexts[0];
     let rung = |b| {
         let config = TrialConfig {
             ctx,
@@ -259,7 +262,7 @@ fn between_measured_points_answers_are_interpolated_monotonically_and_flagged() 
             seed: 0,
         })
     };
-    let (a, b) = (plan.batches[1], plan.batches[2]);
+    let (a, b) = (recorded.batches[1], recorded.batches[2]);
     let (lo, mid, hi) = (rung(a), rung((a + b) / 2), rung(b));
     assert!(
         matches!(lo.source, Source::Measured { .. }),
@@ -336,7 +339,7 @@ fn a_tune_log_is_a_profile_that_replays_its_own_run() {
     };
     assert_eq!(proposals(&run.decisions), proposals(&recorded.decisions));
     // Its limits (the log is from before limits said what bound them).
-    let values = |l: &Option<ozone::tune::Limits>| {
+    let values = |l: &Option<ozone::record::Limits>| {
         l.as_ref()
             .map(|l| (l.max_context, l.best_batch, l.max_concurrency))
     };

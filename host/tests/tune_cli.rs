@@ -133,7 +133,7 @@ async fn swept_limit(model: &Path, around: u32) -> u32 {
         binary: common::llama_server(),
         model: model.to_path_buf(),
         gpu_layers: Some(99),
-        flash_attn: Some("auto".into()),
+        flash_attn: Some(ozone::record::FlashAttn::Auto),
         threads: None,
         extra_args: Vec::new(),
     });

@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{plugin_name, Config};
 use crate::plugin::{PluginError, PluginHost, PluginRef};
+use crate::record::Limits;
 use crate::record::{FailureKind, Phase, Verdict};
 use crate::tune::driver::{Driver, TrialBook, TuneError};
-use crate::tune::plan::{load_plugins, plan};
-use crate::tune::Limits;
+use crate::tune::setup::{load_plugins, plan};
 
 use super::executor::{DecisionRecorder, ReplayExecutor, ReplayedTrial};
 use super::profile::{Decision, Profile};

@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
+use crate::record::Bound;
 use crate::record::{Peaks, Stats, Verdict};
 use crate::tune::presets::{Preset, PresetName, Presets};
-use crate::tune::Bound;
 
 use super::charts::charts;
 use super::escape::escape;
@@ -245,7 +245,7 @@ fn limits_section(h: &mut String, s: &RunSummary) {
         .unwrap_or_default();
     let bound = |b: &Option<Bound>| {
         b.as_ref()
-            .map(|b| escape(&b.describe()))
+            .map(|b| escape(&super::describe(b)))
             .unwrap_or_else(|| "–".into())
     };
     let b = &s.limits.bounds;
@@ -453,9 +453,8 @@ fn verdict_class(v: Verdict) -> &'static str {
 fn stats(s: Option<&Stats>, decimals: usize) -> String {
     match s {
         Some(s) => format!(
-            "{:.d$} ± {:.d$} (p50 {:.d$}, p95 {:.d$})",
-            s.mean,
-            s.stddev,
+            "{} (p50 {:.d$}, p95 {:.d$})",
+            s.mean_pm(decimals),
             s.p50,
             s.p95,
             d = decimals

@@ -195,7 +195,7 @@ pub fn cli_spec(model: &Path) -> LlamaServerSpec {
         binary: llama_server(),
         model: model.to_owned(),
         gpu_layers: Some(99),
-        flash_attn: Some("auto".into()),
+        flash_attn: Some(ozone::record::FlashAttn::Auto),
         threads: None,
         extra_args: Vec::new(),
     }
