@@ -9,7 +9,7 @@ use crate::backend::{ollama::normalize_base_url, BackendKind};
 use crate::config::Config;
 use crate::plugin::PluginHost;
 use crate::record::{Bound, Stage};
-use crate::report::{self, LogEvent, ReportError};
+use crate::report::{self, LogEvent};
 use crate::session::{self, FootprintError, RunRequest, Start, TuneFailure, TuneResult};
 use crate::tune::presets::PresetName;
 use crate::tune::RunParameters;
@@ -370,10 +370,6 @@ pub(super) fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> E
         TuneFailure::PluginLoad(e) | TuneFailure::Plugin(e) => Exit::of_plugin_error(e),
         TuneFailure::Contract(_) => Exit::Plugin,
         TuneFailure::Interrupted { .. } => stopped(),
-        // A log held by another run, from a newer ozone, or not a log at all.
-        TuneFailure::Log(
-            ReportError::InUse { .. } | ReportError::NewerLog { .. } | ReportError::BadLine { .. },
-        ) => Exit::BadInput,
         // The disk, not the user or a plugin: what was measured is in the log.
         TuneFailure::Log(_) | TuneFailure::Outputs { .. } => Exit::Internal,
         TuneFailure::Footprint(e) => match e {

@@ -77,9 +77,12 @@ pub enum TuneFailure {
         /// The run's log, once it has one.
         log: Option<PathBuf>,
     },
-    /// The trial log could not be opened or written: in use by another run, from a newer
-    /// ozone, or a full disk.
-    #[error("{0}")]
+    /// The trial log could not be written (a full disk): every trial finished before
+    /// is in it.
+    #[error(
+        "cannot write the trial log: {0}; every trial finished before is in it, and \
+         `ozone tune --resume` continues once there is room"
+    )]
     Log(#[source] ReportError),
     /// Measured to the end; the output files could not be written.
     #[error(

@@ -11,7 +11,7 @@ use crate::backend::llama_server::resolve_binary;
 use crate::backend::{BackendKind, BackendSpec};
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::record::{FitBaseline, TrialRecord};
-use crate::report::{LogEvent, ReportError, RunLog, RunStatus};
+use crate::report::{LogEvent, RunLog, RunStatus};
 use crate::tune::driver::TrialBook;
 use crate::tune::RunSetup;
 
@@ -128,11 +128,9 @@ async fn check_same_model(
 /// Reopens an interrupted run's log, locked for this run: its start line, every finished
 /// trial and the fit baseline if it was measured.
 fn read(path: &Path) -> Result<(RunLog, RunSetup, TrialBook, Option<FitBaseline>), TuneFailure> {
-    let (log, events) = RunLog::open_append(path).map_err(|e| match e {
-        // A log that cannot be read is the wrong path, not a full disk.
-        ReportError::Io { .. } => TuneFailure::BadLog(e.to_string()),
-        other => TuneFailure::Log(other),
-    })?;
+    // One in use by another run, from a newer ozone, not a log at all, not there.
+    let (log, events) =
+        RunLog::open_append(path).map_err(|e| TuneFailure::BadLog(e.to_string()))?;
     let mut setup = None;
     let mut trials: Vec<TrialRecord> = Vec::new();
     let mut fit = None;

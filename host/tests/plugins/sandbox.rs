@@ -4,9 +4,7 @@
 //! error naming the plugin, within a bounded time (a hang fails the test), and a good
 //! plugin must still run afterwards.
 
-#[path = "plugin_common/mod.rs"]
-mod common;
-
+use crate::common::plugins as common;
 use std::sync::mpsc;
 use std::time::Duration;
 

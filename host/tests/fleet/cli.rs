@@ -5,12 +5,16 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use k8s_openapi::api::batch::v1::Job;
+use crate::common::cli::{self, Outcome};
 
 const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 
-fn ozone(args: &[&str]) -> Output {
-    Command::new(OZONE).args(args).output().expect("run ozone")
+use k8s_openapi::api::batch::v1::Job;
+
+/// `ozone args` in a folder of its own.
+fn ozone(args: &[&str]) -> Outcome {
+    let dir = tempfile::tempdir().expect("temp dir");
+    cli::ozone(dir.path(), args).run()
 }
 
 fn text(output: &Output) -> (String, String) {
@@ -41,8 +45,7 @@ fn dry_run_prints_the_script_and_how_to_submit_it_and_writes_nothing() {
         "--",
         "--skip-concurrency",
     ]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    let stdout = out.ok();
     assert!(stdout.starts_with("#!/bin/bash\n"), "{stdout}");
     for line in [
         "#SBATCH --array=0-2\n",
@@ -70,8 +73,9 @@ fn without_sbatch_submit_says_what_is_missing_and_exits_3() {
     let empty_path = dir.path().join("bin");
     std::fs::create_dir(&empty_path).unwrap();
     let results = dir.path().join("results").display().to_string();
-    let out = Command::new(OZONE)
-        .args([
+    let out = cli::ozone(
+        dir.path(),
+        &[
             "fleet",
             "submit",
             "--nodes",
@@ -79,12 +83,12 @@ fn without_sbatch_submit_says_what_is_missing_and_exits_3() {
             "--results",
             &results,
             "/models/m.gguf",
-        ])
-        .env("PATH", &empty_path)
-        .output()
-        .unwrap();
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+        ],
+    )
+    .env("PATH", &empty_path)
+    .run();
+    out.code(cli::NO_SERVER);
+    let stderr = &out.stderr;
     let errors: Vec<&str> = stderr.lines().filter(|l| !l.contains(" WARN ")).collect();
     assert_eq!(errors.len(), 1, "one clear line: {stderr}");
     assert!(
@@ -112,8 +116,8 @@ fn an_unwritable_results_dir_is_refused_with_exit_2() {
         &results,
         "/models/m.gguf",
     ]);
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = &out.stderr;
+    out.code(cli::BAD_INPUT);
     assert!(
         stderr.contains(&format!("results directory {results}")),
         "{stderr}"
@@ -148,8 +152,8 @@ fn tune_flags_are_checked_before_anything_is_submitted() {
         ];
         args.extend(flags);
         let out = ozone(&args);
-        let (_, stderr) = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let stderr = &out.stderr;
+        out.code(cli::BAD_INPUT);
         assert!(stderr.contains(expected), "{expected} in {stderr}");
     }
     let out = ozone(&[
@@ -164,8 +168,7 @@ fn tune_flags_are_checked_before_anything_is_submitted() {
         &results,
         "m.gguf",
     ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out).1.contains("--partition \"a b\""));
+    out.code(cli::BAD_INPUT).says("--partition \"a b\"");
 }
 
 /// Paths with spaces, quotes, `$()`, backticks and a newline, through the script a real
@@ -203,8 +206,7 @@ fn hostile_paths_reach_ozone_intact_and_run_nothing() {
         "--config",
         config.to_str().unwrap(),
     ]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    let stdout = out.ok();
     let script = stdout
         .split("\n# Not submitted (--dry-run)")
         .next()
@@ -270,7 +272,7 @@ fn the_manifest_is_a_batch_v1_indexed_job() {
         "--",
         "--skip-concurrency",
     ]);
-    assert!(out.status.success(), "{}", text(&out).1);
+    out.ok();
     let yaml = std::fs::read_to_string(&path).unwrap();
     let job: Job = serde_yaml::from_str(&yaml).expect("parses as a batch/v1 Job");
     let spec = job.spec.unwrap();
@@ -329,8 +331,7 @@ fn the_manifest_is_a_batch_v1_indexed_job() {
         "Bad_Claim",
         "m",
     ]);
-    assert_eq!(bad.status.code(), Some(2));
-    assert!(text(&bad).1.contains("--results-claim"));
+    bad.code(cli::BAD_INPUT).says("--results-claim");
 }
 
 #[test]
@@ -349,13 +350,13 @@ fn status_away_from_the_cluster_reads_the_results_directory() {
     .unwrap();
     let empty_path = dir.path().join("bin");
     std::fs::create_dir(&empty_path).unwrap();
-    let out = Command::new(OZONE)
-        .args(["fleet", "status", "--results", results.to_str().unwrap()])
-        .env("PATH", &empty_path)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
+    let out = cli::ozone(
+        dir.path(),
+        &["fleet", "status", "--results", results.to_str().unwrap()],
+    )
+    .env("PATH", &empty_path)
+    .run();
+    let stdout = out.ok();
     assert!(stdout.starts_with("job 12: 1 task(s) — 1 done"), "{stdout}");
     assert!(stdout.contains("note: scontrol not found here"), "{stdout}");
     assert!(stdout.contains("0     gpu01  done"), "{stdout}");

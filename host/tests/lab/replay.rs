@@ -3,11 +3,9 @@
 //! settings sweeps, misbehaving strategies, profile validation, and a tune log replayed
 //! as the run it records.
 
-#[path = "plugin_common/mod.rs"]
-mod common;
-
+use crate::common::cli::{ozone, BAD_INPUT, PLUGIN};
+use crate::common::plugins as common;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ozone::lab::{self, Method, PluginConfig, Profile, Replay, Source, Variant};
 use ozone::record::{FailureKind, Phase, Stage, TrialConfig, Verdict};
@@ -365,15 +363,13 @@ fn a_tune_log_is_a_profile_that_replays_its_own_run() {
 fn lab_profile_writes_a_log_s_profile_that_loads_again() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("demo-16k-48.profile.json");
-    let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
-        .args(["lab", "profile"])
-        .arg(fixture_log())
-        .arg("-o")
-        .arg(&out)
-        .output()
-        .expect("run ozone");
-    assert!(output.status.success(), "{output:?}");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let log = fixture_log();
+    let run = ozone(
+        dir.path(),
+        &["lab", "profile", path(&log), "-o", path(&out)],
+    )
+    .run();
+    let stdout = run.ok();
     assert!(stdout.contains("largest stable context 10240"), "{stdout}");
     let loaded = Profile::load(&out).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded, Profile::from_log(&fixture_log()).expect("fixture"));
@@ -406,16 +402,27 @@ fn a_strategy_that_breaks_its_sandbox_is_reported_and_the_others_complete() {
 
 #[test]
 fn lab_run_exits_non_zero_on_an_erring_strategy_and_still_shows_the_others() {
-    let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
-        .args(["lab", "run", "--json", "--strategy", "binary-search"])
-        .args(["--strategy", MISBEHAVING])
-        .args(["--strategy", LINEAR_SWEEP])
-        .arg("--profile")
-        .arg(profiles_dir().join(format!("{UNBUDGETED}.profile.json")))
-        .output()
-        .expect("run ozone");
-    assert_eq!(output.status.code(), Some(4), "{output:?}");
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = profiles_dir().join(format!("{UNBUDGETED}.profile.json"));
+    let output = ozone(
+        dir.path(),
+        &[
+            "lab",
+            "run",
+            "--json",
+            "--strategy",
+            "binary-search",
+            "--strategy",
+            MISBEHAVING,
+            "--strategy",
+            LINEAR_SWEEP,
+            "--profile",
+            path(&profile),
+        ],
+    )
+    .run();
+    output.code(PLUGIN);
+    let json = output.json();
     let rows = json["rows"].as_array().expect("rows");
     assert_eq!(rows.len(), 3);
     assert!(rows[0]["error"].is_null() && rows[0]["answer"]["mean"].is_number());
@@ -423,43 +430,49 @@ fn lab_run_exits_non_zero_on_an_erring_strategy_and_still_shows_the_others() {
         .as_str()
         .is_some_and(|e| e.contains("proposed context 0")));
     assert!(rows[2]["error"].is_null() && rows[2]["answer"]["mean"].is_number());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("misbehaving"), "{stderr}");
+    output.says("misbehaving");
 }
 
 #[test]
 fn lab_run_exits_as_tune_does_for_a_plugin_that_does_not_fit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profile = profiles_dir().join(format!("{UNBUDGETED}.profile.json"));
     for strategy in ["no-such-builtin", GOLDEN_BATCH] {
-        let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
-            .args(["lab", "run", "--strategy", strategy, "--profile"])
-            .arg(profiles_dir().join(format!("{UNBUDGETED}.profile.json")))
-            .output()
-            .expect("run ozone");
-        assert_eq!(output.status.code(), Some(2), "{strategy}: {output:?}");
+        eprintln!("{strategy}");
+        ozone(
+            dir.path(),
+            &[
+                "lab",
+                "run",
+                "--strategy",
+                strategy,
+                "--profile",
+                path(&profile),
+            ],
+        )
+        .run()
+        .code(BAD_INPUT);
     }
 }
 
 #[test]
 fn settings_variants_are_rows_and_ozone_yaml_plugin_settings_apply() {
     let dir = tempfile::tempdir().expect("tempdir");
+    let profile = profiles_dir().join(format!("{UNBUDGETED}.profile.json"));
     let run = |args: &[&str], cwd: &Path| {
-        let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
-            .current_dir(cwd)
-            .args([
-                "lab",
-                "run",
-                "--json",
-                "--strategy",
-                LINEAR_SWEEP,
-                "--profile",
-            ])
-            .arg(profiles_dir().join(format!("{UNBUDGETED}.profile.json")))
-            .args(args)
-            .output()
-            .expect("run ozone");
-        assert!(output.status.success(), "{output:?}");
-        let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
-        json["rows"].as_array().expect("rows").clone()
+        let mut all = vec![
+            "lab",
+            "run",
+            "--json",
+            "--strategy",
+            LINEAR_SWEEP,
+            "--profile",
+            path(&profile),
+        ];
+        all.extend_from_slice(args);
+        let output = ozone(cwd, &all).run();
+        output.ok();
+        output.json()["rows"].as_array().expect("rows").clone()
     };
     let rows = run(
         &[
@@ -484,34 +497,44 @@ fn settings_variants_are_rows_and_ozone_yaml_plugin_settings_apply() {
     assert_eq!(from_yaml[0]["answer"], rows[0]["answer"]);
     assert_eq!(from_yaml[0]["trials"], rows[0]["trials"]);
     // A name no strategy has is refused.
-    let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
-        .current_dir(dir.path())
-        .args(["lab", "run", "--strategy", "binary-search", "--profile"])
-        .arg(profiles_dir())
-        .args(["--settings", r#"nobody={"x": 1}"#])
-        .output()
-        .expect("run ozone");
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("nobody"));
+    let profiles = profiles_dir();
+    ozone(
+        dir.path(),
+        &[
+            "lab",
+            "run",
+            "--strategy",
+            "binary-search",
+            "--profile",
+            path(&profiles),
+            "--settings",
+            r#"nobody={"x": 1}"#,
+        ],
+    )
+    .run()
+    .code(BAD_INPUT)
+    .says("nobody");
 }
 
 #[test]
 fn repeats_summarise_seeds_as_mean_and_range() {
-    let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
-        .args([
+    let dir = tempfile::tempdir().expect("tempdir");
+    let profiles = profiles_dir();
+    let output = ozone(
+        dir.path(),
+        &[
             "lab",
             "run",
             "--strategy",
             "binary-search",
             "--repeats",
             "5",
-        ])
-        .arg("--profile")
-        .arg(profiles_dir())
-        .output()
-        .expect("run ozone");
-    assert!(output.status.success(), "{output:?}");
-    let table = String::from_utf8_lossy(&output.stdout);
+            "--profile",
+            path(&profiles),
+        ],
+    )
+    .run();
+    let table = output.ok();
     assert!(table.contains("mean [min–max]"), "{table}");
     assert_eq!(
         table.lines().filter(|l| l.starts_with("demo-")).count(),
@@ -543,13 +566,20 @@ fn bad_profiles_and_logs_are_named() {
     );
 
     // And the CLI says so with exit code 2.
-    let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
-        .args(["lab", "run", "--strategy", "binary-search", "--profile"])
-        .arg(&bad)
-        .output()
-        .expect("run ozone");
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
-    assert!(String::from_utf8_lossy(&output.stderr).contains("bad.profile.json"));
+    ozone(
+        dir.path(),
+        &[
+            "lab",
+            "run",
+            "--strategy",
+            "binary-search",
+            "--profile",
+            path(&bad),
+        ],
+    )
+    .run()
+    .code(BAD_INPUT)
+    .says("bad.profile.json");
 }
 
 #[test]
@@ -592,4 +622,9 @@ fn a_batch_strategy_can_be_swapped_in() {
     };
     assert_eq!(context(&run), context(&replay(&profile, "binary-search")));
     assert_eq!(lab::rows(&[run])[0].batch_strategy, "golden_batch");
+}
+
+/// A path as an argument (the test folders' paths are UTF-8).
+fn path(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 path")
 }

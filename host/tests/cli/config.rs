@@ -1,21 +1,6 @@
 //! `ozone config show` as a user runs it: exit codes and one-line errors with positions.
 
-use std::process::Command;
-
-fn ozone(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ozone"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("run ozone");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::common::cli::{ozone, BAD_INPUT};
 
 #[test]
 fn malformed_yaml_is_a_one_line_error_with_position_and_code_2() {
@@ -25,11 +10,10 @@ fn malformed_yaml_is_a_one_line_error_with_position_and_code_2() {
         "testing:\n  concurrency_progression:\n    levels: [1, 2\n  other: 1\n",
     )
     .unwrap();
-    let (code, stdout, stderr) = ozone(dir.path(), &["config", "show", "--config", "bad.yaml"]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stdout.is_empty());
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with("error: bad.yaml:4:"), "{stderr}");
+    let out = ozone(dir.path(), &["config", "show", "--config", "bad.yaml"]).run();
+    out.code(BAD_INPUT).error("error: bad.yaml:4:");
+    assert!(out.stdout.is_empty());
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
 
 #[test]
@@ -41,10 +25,10 @@ fn out_of_range_value_names_file_line_column_and_key() {
     )
     .unwrap();
     // Found in the working directory without --config.
-    let (code, _, stderr) = ozone(dir.path(), &["config", "show"]);
-    assert_eq!(code, 2, "{stderr}");
+    let out = ozone(dir.path(), &["config", "show"]).run();
+    out.code(BAD_INPUT);
     assert_eq!(
-        stderr.trim_end(),
+        out.stderr.trim_end(),
         "error: ozone.yaml:3:23: hardware_monitoring.safety_thresholds.max_vram_percent: \
          must be a percentage in (0, 100], got 150"
     );
@@ -58,13 +42,14 @@ fn show_json_reports_source_values_and_provenance() {
         "search_strategy:\n  initial_context_probe: 32768\n  warp: 9\n",
     )
     .unwrap();
-    let (code, stdout, stderr) = ozone(
+    let out = ozone(
         dir.path(),
         &["config", "show", "--config", "my.yaml", "--json"],
-    );
-    assert_eq!(code, 0, "{stderr}");
-    assert!(stderr.contains("my.yaml:3:9: unknown key `search_strategy.warp` ignored"));
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    )
+    .run();
+    out.ok();
+    out.says("my.yaml:3:9: unknown key `search_strategy.warp` ignored");
+    let v = out.json();
     assert_eq!(v["source"], "my.yaml");
     let entries = v["entries"].as_array().unwrap();
     let probe = entries
@@ -88,9 +73,9 @@ fn the_gpu_memory_budget_is_shown_with_its_provenance() {
         "ozone:\n  gpu_memory_budget_mb: 40960\n",
     )
     .unwrap();
-    let (code, stdout, stderr) = ozone(dir.path(), &["config", "show", "--json"]);
-    assert_eq!(code, 0, "{stderr}");
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let v = ozone(dir.path(), &["config", "show", "--json"])
+        .run()
+        .json();
     let budget = v["entries"]
         .as_array()
         .unwrap()
@@ -99,8 +84,8 @@ fn the_gpu_memory_budget_is_shown_with_its_provenance() {
         .expect("the key is listed");
     assert_eq!(budget["value"], 40960);
     assert_eq!(budget["provenance"]["from"], "file");
-    let (code, stdout, _) = ozone(dir.path(), &["config", "show"]);
-    assert_eq!(code, 0);
+    let out = ozone(dir.path(), &["config", "show"]).run();
+    let stdout = out.ok();
     assert!(
         stdout
             .lines()
@@ -113,11 +98,8 @@ fn the_gpu_memory_budget_is_shown_with_its_provenance() {
         "ozone:\n  gpu_memory_budget_mb: 0\n",
     )
     .unwrap();
-    let (code, _, stderr) = ozone(dir.path(), &["config", "show"]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr
-            .starts_with("error: ozone.yaml:2:25: ozone.gpu_memory_budget_mb: must be at least 1"),
-        "{stderr}"
-    );
+    ozone(dir.path(), &["config", "show"])
+        .run()
+        .code(BAD_INPUT)
+        .error("error: ozone.yaml:2:25: ozone.gpu_memory_budget_mb: must be at least 1");
 }

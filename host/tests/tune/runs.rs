@@ -1,14 +1,14 @@
 //! `ozone tune` end to end: the real binary, a real llama-server and the generated model,
 //! under a server-memory budget so the context search has a real limit to find.
 
-mod common;
-
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{self, cli::Outcome};
+use crate::quiet_machine_yaml;
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
@@ -16,7 +16,6 @@ use ozone::record::{KvCacheType, Phase, Stage, TrialConfig, Verdict};
 use ozone::trial::{TrialRunner, TrialSettings};
 use serde_json::Value;
 
-const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 const GRANULARITY: u32 = 256;
 /// Samples per trial: two keep the suite short; the limit is decided by memory.
 const SAMPLES: u32 = 2;
@@ -74,33 +73,24 @@ fn setup() -> Setup {
     Setup { dir, model, config }
 }
 
-fn ozone(args: &[&str], cwd: &Path) -> Command {
-    let mut cmd = Command::new(OZONE);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env("LLAMA_SERVER", common::llama_server())
-        // Keep the warm-start store and plugin cache inside the test's folder.
-        .env("XDG_DATA_HOME", cwd.join("data"))
-        .env("XDG_CACHE_HOME", cwd.join("cache"))
-        .env("XDG_CONFIG_HOME", cwd.join("config"))
-        .env("HOME", cwd);
-    cmd
+/// `ozone args` in `cwd` (the harness's runner, arguments first as these tests read).
+fn ozone(args: &[&str], cwd: &Path) -> common::cli::Ozone {
+    common::cli::ozone(cwd, args)
 }
 
-fn tune(s: &Setup, out: &str) -> Output {
+fn tune(s: &Setup, out: &str) -> Outcome {
     let model = s.model.display().to_string();
     let config = s.config.display().to_string();
     let output = ozone(
         &["tune", &model, "--config", &config, "-o", out, "--json"],
         s.dir.path(),
     )
-    .output()
-    .expect("run ozone tune");
+    .run();
     assert!(
-        output.status.success(),
+        output.code == Some(0),
         "ozone tune failed ({:?}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        output.code,
+        output.stderr
     );
     output
 }
@@ -226,7 +216,7 @@ async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
 
     // An uninterrupted run.
     let output = tune(&s, "full");
-    let summary: Value = serde_json::from_slice(&output.stdout).expect("--json prints JSON");
+    let summary: Value = serde_json::from_str(&output.stdout).expect("--json prints JSON");
     let limit = summary["limits"]["max_context"]["value"]
         .as_u64()
         .expect("a stable context was found") as u32;
@@ -281,16 +271,13 @@ async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
     // Interrupt a second run after two finished trials, then resume it.
     let model = s.model.display().to_string();
     let config = s.config.display().to_string();
-    let mut child = ozone(
+    let child = ozone(
         &[
             "tune", &model, "--config", &config, "-o", "resumed", "--json",
         ],
         s.dir.path(),
     )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("start ozone tune");
+    .start();
     let logs = s.dir.path().join("resumed/logs");
     let deadline = Instant::now() + Duration::from_secs(300);
     let log = loop {
@@ -312,23 +299,19 @@ async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    // SAFETY: signalling our own child process.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().expect("wait for ozone");
-    assert_eq!(status.code(), Some(130), "interrupted runs exit 130");
+    child.signal(libc::SIGINT);
+    child.finish().code(common::cli::INTERRUPTED);
     common::assert_no_servers_left_for(&s.model);
 
     let before = events(&log);
     assert_eq!(before.last().unwrap()["event"], "run_finished");
     assert_eq!(before.last().unwrap()["status"], "interrupted");
     let log_arg = log.display().to_string();
-    let resumed = ozone(&["tune", "--resume", &log_arg, "--json"], s.dir.path())
-        .output()
-        .expect("run ozone tune --resume");
+    let resumed = ozone(&["tune", "--resume", &log_arg, "--json"], s.dir.path()).run();
     assert!(
-        resumed.status.success(),
+        resumed.code == Some(0),
         "resume failed:\n{}",
-        String::from_utf8_lossy(&resumed.stderr)
+        resumed.stderr.clone()
     );
     let after = events(&log);
     assert_eq!(
@@ -344,7 +327,7 @@ async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
     for (i, c) in configs.iter().enumerate() {
         assert!(!configs[..i].contains(c), "trial {c:?} was repeated");
     }
-    let resumed_summary: Value = serde_json::from_slice(&resumed.stdout).unwrap();
+    let resumed_summary: Value = serde_json::from_str(&resumed.stdout).unwrap();
     let resumed_limit = resumed_summary["limits"]["max_context"]["value"]
         .as_u64()
         .unwrap() as u32;
@@ -357,8 +340,8 @@ async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
     common::assert_no_servers_left_for(&s.model);
 }
 
-fn one_line_error(output: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+fn one_line_error(output: &Outcome) -> String {
+    let stderr = output.stderr.clone();
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
     errors[0].to_string()
@@ -376,17 +359,13 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
         "testing:\n  statistical_validation:\n    min_samples_per_config: [5\n",
     )
     .unwrap();
-    let out = ozone(&["tune", &model, "--config", yaml.to_str().unwrap()], cwd)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let out = ozone(&["tune", &model, "--config", yaml.to_str().unwrap()], cwd).run();
+    assert_eq!(out.code, Some(2));
     let line = one_line_error(&out);
     assert!(line.contains("broken.yaml:"), "{line}");
 
-    let out = ozone(&["tune", "/no/such/model.gguf"], cwd)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let out = ozone(&["tune", "/no/such/model.gguf"], cwd).run();
+    assert_eq!(out.code, Some(2));
     assert!(one_line_error(&out).contains("/no/such/model.gguf"));
 
     let out = ozone(
@@ -400,14 +379,8 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
         ],
         cwd,
     )
-    .output()
-    .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .run();
+    assert_eq!(out.code, Some(3), "{}", out.stderr.clone());
     assert!(one_line_error(&out).contains("127.0.0.1:9"));
 
     let fake = cwd.join("fake.wasm");
@@ -423,14 +396,8 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
         ],
         cwd,
     )
-    .output()
-    .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .run();
+    assert_eq!(out.code, Some(2), "{}", out.stderr.clone());
     assert!(one_line_error(&out).contains("fake.wasm"));
 
     // A GPU-memory budget this machine cannot hold is refused before any trial: without
@@ -449,14 +416,8 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
         ],
         cwd,
     )
-    .output()
-    .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    .run();
+    assert_eq!(out.code, Some(2), "{}", out.stderr.clone());
     let line = one_line_error(&out);
     assert!(line.contains("--gpu-memory-budget-mb"), "{line}");
     assert!(line.contains(why), "{line}");
@@ -476,19 +437,16 @@ fn bad_input_gives_one_line_and_a_distinct_code() {
         ],
         cwd,
     )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    .run();
+    assert_eq!(out.code, Some(2));
     let line = one_line_error(&out);
     assert!(
         line.contains("needs a server Ozone starts itself (llama-server)"),
         "{line}"
     );
     // Zero is refused by the flag's own check.
-    let out = ozone(&["tune", &model, "--gpu-memory-budget-mb", "0"], cwd)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let out = ozone(&["tune", &model, "--gpu-memory-budget-mb", "0"], cwd).run();
+    assert_eq!(out.code, Some(2));
     assert!(one_line_error(&out).contains("at least 1"));
 }
 
@@ -529,13 +487,9 @@ async fn a_second_run_starts_from_the_remembered_limit_unless_fresh() {
         if fresh {
             args.push("--fresh");
         }
-        let output = ozone(&args, s.dir.path()).output().expect("run ozone tune");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        let output = ozone(&args, s.dir.path()).run();
+        assert!(output.code == Some(0), "{}", output.stderr.clone());
+        let summary: Value = serde_json::from_str(&output.stdout).unwrap();
         let limit = summary["limits"]["max_context"]["value"]
             .as_u64()
             .expect("a limit");
@@ -599,13 +553,9 @@ fn staged_tune(dir: &Path, model: &Path, yaml: &str, extra: &[&str], out: &str) 
         "--skip-concurrency",
     ];
     args.extend(extra);
-    let output = ozone(&args, dir).output().expect("run ozone tune");
-    let console = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "ozone tune failed:\n{console}");
+    let output = ozone(&args, dir).run();
+    let console = format!("{}{}", output.stdout.clone(), output.stderr.clone());
+    assert!(output.code == Some(0), "ozone tune failed:\n{console}");
     assert_samples_logged_before_their_trial(&only_file(&dir.join(out).join("logs")));
     let summary = std::fs::read_to_string(only_file(&dir.join(out).join("summaries")))
         .expect("the summary file");

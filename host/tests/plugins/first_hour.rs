@@ -9,12 +9,10 @@
 //! cores); each crate after that takes seconds. Building offline: every dependency is
 //! one the workspace already fetched.
 
-mod common;
-
+use crate::common::{self, cli::ozone};
+use crate::quiet_machine_yaml;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,16 +39,6 @@ fn cargo(args: &[&str], dir: &Path) -> Command {
     cmd
 }
 
-fn ozone(args: &[&str], dir: &Path) -> Command {
-    let mut cmd = Command::new(OZONE);
-    cmd.args(args)
-        .current_dir(dir)
-        .env("XDG_CACHE_HOME", dir.join(".cache"))
-        .env("XDG_CONFIG_HOME", dir.join(".config"))
-        .env("XDG_DATA_HOME", dir.join(".data"));
-    cmd
-}
-
 fn ok(output: Output, what: &str) -> String {
     assert!(
         output.status.success(),
@@ -70,12 +58,10 @@ fn a_new_plugin_of_each_kind_builds_out_of_tree_checks_and_runs_in_the_lab() {
         ("first-scaler", "batch"),
         ("first-streams", "concurrency"),
     ] {
-        let out = ok(
-            ozone(&["plugins", "new", name, "--kind", kind], dir.path())
-                .output()
-                .expect("ozone plugins new"),
-            "ozone plugins new",
-        );
+        let out = ozone(dir.path(), &["plugins", "new", name, "--kind", kind])
+            .run()
+            .ok()
+            .to_string();
         let crate_dir = dir.path().join(name);
         let wasm_name = format!("{}.wasm", name.replace('-', "_"));
         assert!(
@@ -111,12 +97,10 @@ fn a_new_plugin_of_each_kind_builds_out_of_tree_checks_and_runs_in_the_lab() {
             .join("wasm32-wasip2/release")
             .join(&wasm_name);
         let wasm = wasm.to_str().expect("utf-8 path");
-        let check = ok(
-            ozone(&["plugins", "check", wasm], dir.path())
-                .output()
-                .expect("ozone plugins check"),
-            &format!("{name}: plugins check"),
-        );
+        let check = ozone(dir.path(), &["plugins", "check", wasm])
+            .run()
+            .ok()
+            .to_string();
         assert!(
             check.contains(&format!("{kind}-strategy plugin")),
             "{check}"
@@ -136,10 +120,7 @@ fn a_new_plugin_of_each_kind_builds_out_of_tree_checks_and_runs_in_the_lab() {
         if let Some(mut args) = lab {
             let mut full = vec!["lab", "run", "--json", "--profile", profiles];
             full.append(&mut args);
-            let out = ok(
-                ozone(&full, dir.path()).output().expect("ozone lab run"),
-                &format!("{name}: lab run"),
-            );
+            let out = ozone(dir.path(), &full).run().ok().to_string();
             let json: serde_json::Value = serde_json::from_str(&out).expect("JSON");
             let rows = json["rows"].as_array().expect("rows");
             assert!(rows.iter().all(|r| r["error"].is_null()), "{rows:?}");
@@ -273,10 +254,12 @@ fn every_example_passes_the_commands_of_its_readme() {
                 .map(|w| w.replace("MODEL", &model.display().to_string()))
                 .collect();
             let args: Vec<&str> = words[1..].iter().map(String::as_str).collect();
-            let output = if words[0] == "cargo" {
+            eprintln!("{}: `{command}`", readme.display());
+            if words[0] == "cargo" {
                 let mut args = args.clone();
                 args.push("--offline");
-                cargo(&args, &workspace()).output()
+                let output = cargo(&args, &workspace()).output().expect("run cargo");
+                ok(output, &format!("{}: `{command}`", readme.display()));
             } else if args.first() == Some(&"tune") {
                 let out = scratch.path().join(format!("tune-{ran}"));
                 let mut args = args.clone();
@@ -291,14 +274,13 @@ fn every_example_passes_the_commands_of_its_readme() {
                     "-o",
                     &out,
                 ]);
-                ozone(&args, scratch.path())
+                ozone(scratch.path(), &args)
                     .env("LLAMA_SERVER", common::llama_server())
-                    .output()
+                    .run()
+                    .ok();
             } else {
-                ozone(&args, &workspace()).output()
+                ozone(scratch.path(), &args).cwd(&workspace()).run().ok();
             }
-            .expect("run the command");
-            ok(output, &format!("{}: `{command}`", readme.display()));
             ran += 1;
         }
     }

@@ -8,16 +8,18 @@
 //! it (`.ci/slurm` exits 77). In CI (root, Debian) it runs. Its figures (cluster start,
 //! submission to done, report) are printed: `cargo test --test fleet_slurm -- --nocapture`.
 
-mod common;
-
+use crate::common::{
+    self,
+    cli::{self, Outcome},
+};
+use crate::quiet_machine_yaml;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ozone::backend::gguf::write_tiny_model;
 use serde_json::Value;
 
-const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 /// Bounds the wait for the tune to finish under Slurm (it takes about a minute).
 const JOB_DEADLINE: Duration = Duration::from_secs(600);
 
@@ -69,26 +71,15 @@ fn cluster() -> Option<Duration> {
     }
 }
 
-fn ozone(args: &[&str], home: &Path) -> Output {
-    Command::new(OZONE)
-        .args(args)
-        // Keep the local warm-start store and plugin cache inside the test's folder.
-        .env("XDG_DATA_HOME", home.join("data"))
-        .env("XDG_CACHE_HOME", home.join("cache"))
-        .env("HOME", home)
-        .output()
-        .expect("run ozone")
+/// `ozone args` with `home` as its home (arguments first, as these tests read).
+fn ozone(args: &[&str], home: &Path) -> Outcome {
+    cli::ozone(home, args).run()
 }
 
-fn ok(out: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}):\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+/// `out`'s stdout, once it exited 0 (`what` ran).
+fn ok(out: &Outcome, what: &str) -> String {
+    eprintln!("{what}: exit {:?}", out.code);
+    out.ok().to_string()
 }
 
 fn hostname() -> String {
@@ -197,12 +188,8 @@ fn a_real_slurm_job_tunes_the_node_and_the_report_compares_two() {
         ],
         home,
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("--partition nosuch: no such partition; this cluster has: debug"),
-        "{stderr}"
-    );
+    out.code(cli::BAD_INPUT)
+        .says("--partition nosuch: no such partition; this cluster has: debug");
 
     // Two tasks, one node: the second finds the node taken and leaves it alone.
     let guard_dir = home.join("guard");

@@ -14,10 +14,9 @@
 //! minute of recording (screens every 512 tokens of a model trained for 8192, two
 //! measurements per repeated point, no ladders) and two tunes of under a minute.
 
-mod common;
-
+use crate::common::{self, cli};
+use crate::quiet_machine_yaml;
 use std::path::Path;
-use std::process::Command;
 
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::lab::{self, PluginConfig, Profile, Variant};
@@ -46,16 +45,9 @@ testing:
 ",
 );
 
-fn ozone(args: &[&str], dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ozone"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env("LLAMA_SERVER", common::llama_server())
-        .env("XDG_DATA_HOME", dir.join("data"))
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("HOME", dir);
-    cmd
+/// `ozone args` in `dir` (arguments first, as these tests read).
+fn ozone(args: &[&str], dir: &Path) -> cli::Ozone {
+    cli::ozone(dir, args)
 }
 
 #[test]
@@ -109,13 +101,8 @@ fn a_recorded_profile_replays_the_real_tune_it_stands_for() {
         ],
         dir.path(),
     )
-    .output()
-    .expect("ozone lab record");
-    assert!(
-        record.status.success(),
-        "{}",
-        String::from_utf8_lossy(&record.stderr)
-    );
+    .run();
+    record.ok();
     let mut profile = Profile::load(&profile_path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(profile.granularity, STEP);
 
@@ -196,20 +183,15 @@ fn tune(
         ],
         dir,
     )
-    .output()
-    .expect("ozone tune");
+    .run();
     // 0: a context was published; 1: none was stable (the summary is printed either way).
     assert!(
-        matches!(tune.status.code(), Some(0 | 1)),
+        matches!(tune.code, Some(0 | 1)),
         "{name}: {}",
-        String::from_utf8_lossy(&tune.stderr)
+        tune.stderr.clone()
     );
-    let summary: Value = serde_json::from_slice(&tune.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{name}: no summary JSON ({e}): {}",
-            String::from_utf8_lossy(&tune.stderr)
-        )
-    });
+    let summary: Value = serde_json::from_str(&tune.stdout)
+        .unwrap_or_else(|e| panic!("{name}: no summary JSON ({e}): {}", tune.stderr.clone()));
     let trials = summary["trials"]
         .as_array()
         .expect("trials")
@@ -257,14 +239,10 @@ fn a_gpu_budget_this_machine_cannot_enforce_is_refused_before_recording() {
         ],
         dir.path(),
     )
-    .output()
-    .expect("ozone lab record");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].contains("--gpu-memory-budget-mb"), "{stderr}");
-    assert!(errors[0].contains(why), "{stderr}");
+    .run();
+    out.code(cli::BAD_INPUT)
+        .error("--gpu-memory-budget-mb")
+        .error(why);
     assert!(!profile.exists(), "nothing recorded");
     common::assert_no_servers_left_for(&model);
 }

@@ -2,9 +2,7 @@
 //! (SDK harness): both paths must make the same decisions. The examples through their
 //! components too.
 
-#[path = "plugin_common/mod.rs"]
-mod common;
-
+use crate::common::plugins as common;
 use common::{drive, guest, host};
 use ozone::plugin::{self, PluginHost, PluginRef, SandboxLimits, Strategy};
 use ozone_sdk::testing::{self, BatchMachine, MemoryMachine};

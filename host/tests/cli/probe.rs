@@ -6,17 +6,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::common::cli::ozone;
+
 fn probe_json() -> Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
-        .args(["probe", "--json"])
-        .output()
-        .expect("ozone runs");
-    assert!(
-        output.status.success(),
-        "ozone probe --json failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("valid JSON on stdout")
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = ozone(dir.path(), &["probe", "--json"]).run();
+    out.ok();
+    out.json()
 }
 
 fn meminfo_kib(field: &str) -> u64 {
@@ -77,12 +73,9 @@ fn probe_table_reads_a_fixture_sysfs_tree() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/hardware/sysfs/discrete-rx7900xtx"
     );
-    let output = Command::new(env!("CARGO_BIN_EXE_ozone"))
-        .args(["probe", "--no-smi", "--sysfs-root", root])
-        .output()
-        .expect("ozone runs");
-    let table = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = ozone(dir.path(), &["probe", "--no-smi", "--sysfs-root", root]).run();
+    let table = out.ok();
     assert!(table.contains("AMD Radeon RX 7900 XTX"), "{table}");
     assert!(table.contains("1.3 GiB / 24.0 GiB"), "{table}");
     assert!(table.contains("46°C"), "{table}");

@@ -5,16 +5,14 @@
 //! model; the objectives the tests set are taken from a first measurement, never from
 //! this machine's speed.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use crate::common::{self, cli::Outcome};
+use crate::quiet_machine_yaml;
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone_test_artifacts::MISBEHAVING;
 use serde_json::Value;
 
-const OZONE: &str = env!("CARGO_BIN_EXE_ozone");
 const CTX: u32 = 512;
 
 struct Setup {
@@ -62,20 +60,8 @@ testing:
     path
 }
 
-fn ozone(cwd: &Path, args: &[&str]) -> Output {
-    // One compiled-component cache for every run of these tests: compiling the
-    // components is the slowest part of a debug ozone's start (writes are atomic).
-    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("concurrency-slo-cache");
-    Command::new(OZONE)
-        .args(args)
-        .current_dir(cwd)
-        .env("LLAMA_SERVER", common::llama_server())
-        .env("XDG_DATA_HOME", cwd.join("data"))
-        .env("XDG_CACHE_HOME", cache)
-        .env("XDG_CONFIG_HOME", cwd.join("config"))
-        .env("HOME", cwd)
-        .output()
-        .expect("run ozone")
+fn ozone(cwd: &Path, args: &[&str]) -> Outcome {
+    common::cli::ozone(cwd, args).run()
 }
 
 /// A tune that must succeed: its summary and its log's events.
@@ -86,12 +72,12 @@ fn tune(s: &Setup, name: &str, config: &Path, args: &[&str]) -> (Value, Vec<Valu
     all.extend_from_slice(args);
     let out = ozone(s.dir.path(), &all);
     assert!(
-        out.status.success(),
+        out.code == Some(0),
         "{name}: ozone tune failed ({:?}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        out.code,
+        out.stderr.clone()
     );
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let summary: Value = serde_json::from_str(&out.stdout).expect("--json prints JSON");
     let logs = s.dir.path().join(name).join("logs");
     let log = std::fs::read_dir(&logs)
         .expect("a log folder")
@@ -270,8 +256,8 @@ async fn the_ladder_without_an_objective_and_three_objectives_from_its_figures()
 }
 
 /// The first line of stderr that starts with `error:`.
-fn error_line(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
+fn error_line(out: &Outcome) -> String {
+    let stderr = out.stderr.clone();
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
     errors[0].to_string()
@@ -279,7 +265,7 @@ fn error_line(out: &Output) -> String {
 
 /// The misbehaving guest as the concurrency plugin (and, for comparison, as the
 /// context plugin, which fails before any trial) in `mode`.
-fn misbehave(s: &Setup, mode: &str, flag: &str) -> Output {
+fn misbehave(s: &Setup, mode: &str, flag: &str) -> Outcome {
     let settings = format!("  plugin_settings:\n    misbehaving: {{mode: {mode}, value: 0}}\n");
     let config = config(s, mode, 8, &settings).display().to_string();
     let model = s.model.display().to_string();
@@ -312,7 +298,7 @@ async fn a_misbehaving_concurrency_plugin_is_stopped_like_the_other_kinds() {
         ),
     ] {
         let out = misbehave(&s, mode, "--concurrency-strategy");
-        assert_eq!(out.status.code(), Some(4), "{mode}: {}", error_line(&out));
+        assert_eq!(out.code, Some(4), "{mode}: {}", error_line(&out));
         let line = error_line(&out);
         assert!(line.contains(&format!("plugin {MISBEHAVING}")), "{line}");
         assert!(line.contains(says), "{mode}: {line}");
@@ -343,7 +329,7 @@ fn bad_objectives_are_one_line_errors_naming_the_part() {
         ("ttft-p95=1s,,decode-min=2", "empty part"),
     ] {
         let out = ozone(s.dir.path(), &["tune", &model, "--slo", slo]);
-        assert_eq!(out.status.code(), Some(2), "{slo}");
+        assert_eq!(out.code, Some(2), "{slo}");
         let line = error_line(&out);
         assert!(line.starts_with("error: --slo: "), "{slo}: {line}");
         assert!(line.contains(names), "{slo}: {line}");

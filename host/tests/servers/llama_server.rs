@@ -1,12 +1,10 @@
 //! Trials against a real llama-server (from `LLAMA_SERVER`, see `.ci/install-llama-server`)
 //! on the generated tiny model. Each test ends by checking no server outlived it.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
 use ozone::hardware::process_gpu::{ProcessGpuSource, Recording};
@@ -307,7 +305,7 @@ async fn server_gpu_memory_over_the_gpu_budget_is_a_threshold_breach() {
     let _serial = serial().await;
     let recording = ProcessGpuSource::Recorded(
         Recording::from_compute_apps(
-            include_str!("fixtures/hardware/nvidia-smi/compute-apps-rtx3090-llama-server.csv"),
+            include_str!("../fixtures/hardware/nvidia-smi/compute-apps-rtx3090-llama-server.csv"),
             1_106_871,
         )
         .expect("the recorded llama-server"),

@@ -1,31 +1,19 @@
 //! `ozone plugins list` / `ozone plugins check` as a user runs them.
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use crate::common::cli::{self, Outcome, BAD_INPUT, OK, PLUGIN};
 use ozone_test_artifacts::{GOLDEN_BATCH, LEGACY_V0_1, LINEAR_SWEEP, MEMORY_MODEL, MISBEHAVING};
 
-fn ozone(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ozone"))
-        .args(args)
-        // Keep the user's cache out of it.
-        .env(
-            "XDG_CACHE_HOME",
-            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
-        )
-        .output()
-        .expect("run ozone");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// `ozone args` in a folder of its own.
+fn ozone(args: &[&str]) -> Outcome {
+    let dir = tempfile::tempdir().expect("temp dir");
+    cli::ozone(dir.path(), args).run()
 }
 
 #[test]
 fn list_shows_the_builtins_with_world_and_version_and_no_test_guests() {
-    let (code, out, err) = ozone(&["plugins", "list"]);
-    assert_eq!(code, 0, "{err}");
+    let run = ozone(&["plugins", "list"]);
+    run.code(OK);
+    let out = &run.stdout;
     assert!(
         out.contains("binary-search") && out.contains("context-strategy"),
         "{out}"
@@ -45,8 +33,9 @@ fn list_shows_the_builtins_with_world_and_version_and_no_test_guests() {
 
 #[test]
 fn check_drives_a_plugin_file_and_prints_its_decisions() {
-    let (code, out, err) = ozone(&["plugins", "check", MEMORY_MODEL]);
-    assert_eq!(code, 0, "{err}");
+    let run = ozone(&["plugins", "check", MEMORY_MODEL]);
+    run.code(OK);
+    let out = &run.stdout;
     assert!(out.contains("context-strategy plugin, API 0.2.0"), "{out}");
     assert!(out.contains("trial  2: context   99840 → stable"), "{out}");
     assert!(out.contains("best context: 99840"), "{out}");
@@ -54,21 +43,23 @@ fn check_drives_a_plugin_file_and_prints_its_decisions() {
 
 #[test]
 fn check_reports_a_misbehaving_plugin_with_exit_code_4() {
-    let (code, _, err) = ozone(&[
+    let run = ozone(&[
         "plugins",
         "check",
         MISBEHAVING,
         "--settings",
         r#"{"mode": "loop"}"#,
     ]);
-    assert_eq!(code, 4, "{err}");
+    run.code(PLUGIN);
+    let (_, err) = (&run.stdout, &run.stderr);
     assert!(err.contains("exceeded its per-call budget"), "{err}");
 }
 
 #[test]
 fn check_refuses_a_file_that_is_no_component_with_exit_code_2() {
-    let (code, _, err) = ozone(&["plugins", "check", "Cargo.toml.wasm"]);
-    assert_eq!(code, 2, "{err}");
+    let run = ozone(&["plugins", "check", "Cargo.toml.wasm"]);
+    run.code(BAD_INPUT);
+    let (_, err) = (&run.stdout, &run.stderr);
     assert!(err.contains("cannot read plugin Cargo.toml.wasm"), "{err}");
 }
 
@@ -76,21 +67,24 @@ fn check_refuses_a_file_that_is_no_component_with_exit_code_2() {
 /// the host, so its own README's command passes — as every example's does.
 #[test]
 fn check_passes_every_example_within_the_hosts_bounds() {
-    let (code, out, err) = ozone(&["plugins", "check", GOLDEN_BATCH]);
-    assert_eq!(code, 0, "{out}{err}");
+    let run = ozone(&["plugins", "check", GOLDEN_BATCH]);
+    run.code(OK);
+    let out = &run.stdout;
     assert!(out.contains("batch bounds 1..=256, initial 32"), "{out}");
     assert!(out.contains("best batch: 128"), "{out}");
     for example in [MEMORY_MODEL, LINEAR_SWEEP] {
-        let (code, out, err) = ozone(&["plugins", "check", example]);
-        assert_eq!(code, 0, "{example}: {out}{err}");
+        let run = ozone(&["plugins", "check", example]);
+        run.code(OK);
+        let out = &run.stdout;
         assert!(out.contains("best context: "), "{out}");
     }
 }
 
 #[test]
 fn check_drives_a_concurrency_plugin_through_the_ladder() {
-    let (code, out, err) = ozone(&["plugins", "check", "concurrency-ladder"]);
-    assert_eq!(code, 0, "{err}");
+    let run = ozone(&["plugins", "check", "concurrency-ladder"]);
+    run.code(OK);
+    let out = &run.stdout;
     assert!(
         out.contains("concurrency-strategy plugin, API 0.2.0"),
         "{out}"
@@ -108,14 +102,15 @@ fn check_drives_a_concurrency_plugin_through_the_ladder() {
 /// 1750 at 7: doubling misses at 8, bisection ends at 6.
 #[test]
 fn check_hands_a_concurrency_plugin_the_objective() {
-    let (code, out, err) = ozone(&[
+    let run = ozone(&[
         "plugins",
         "check",
         "concurrency-ladder",
         "--slo",
         "ttft-p95=1.6s",
     ]);
-    assert_eq!(code, 0, "{err}");
+    run.code(OK);
+    let out = &run.stdout;
     assert!(out.contains("SLO ttft-p95=1600ms"), "{out}");
     let proposed: Vec<u32> = out
         .lines()
@@ -126,15 +121,17 @@ fn check_hands_a_concurrency_plugin_the_objective() {
     assert!(out.contains("SLO missed"), "{out}");
     assert!(out.contains("best concurrency: 6"), "{out}");
 
-    let (code, _, err) = ozone(&["plugins", "check", "concurrency-ladder", "--slo", "p95=1s"]);
-    assert_eq!(code, 2, "{err}");
+    let run = ozone(&["plugins", "check", "concurrency-ladder", "--slo", "p95=1s"]);
+    run.code(BAD_INPUT);
+    let (_, err) = (&run.stdout, &run.stderr);
     assert!(err.contains("unknown metric `p95`"), "{err}");
 }
 
 #[test]
 fn check_refuses_a_plugin_built_for_api_0_1_0_with_exit_code_2() {
-    let (code, _, err) = ozone(&["plugins", "check", LEGACY_V0_1]);
-    assert_eq!(code, 2, "{err}");
+    let run = ozone(&["plugins", "check", LEGACY_V0_1]);
+    run.code(BAD_INPUT);
+    let (_, err) = (&run.stdout, &run.stderr);
     assert!(
         err.contains("is built for plugin API 0.1.0; this ozone speaks 0.2.0")
             && err.contains("update its ozone-sdk dependency to 0.2 and rebuild it"),
@@ -149,8 +146,9 @@ fn check_takes_the_sandbox_and_settings_of_a_config_file() {
     let config = config.to_str().expect("utf-8 path");
     // Too little fuel for even a built-in: the error names the key to raise.
     std::fs::write(config, "ozone:\n  sandbox:\n    fuel_per_call: 1000\n").expect("write");
-    let (code, out, err) = ozone(&["plugins", "check", "binary-search", "--config", config]);
-    assert_eq!(code, 4, "{out}{err}");
+    let run = ozone(&["plugins", "check", "binary-search", "--config", config]);
+    run.code(PLUGIN);
+    let (out, err) = (&run.stdout, &run.stderr);
     assert!(out.contains("sandbox 1000 fuel per call"), "{out}");
     assert!(err.contains("raise ozone.sandbox.fuel_per_call"), "{err}");
     // Raised, and the plugin's settings from the same file.
@@ -160,8 +158,9 @@ fn check_takes_the_sandbox_and_settings_of_a_config_file() {
          linear_sweep:\n      step: 8192\n      refine: false\n",
     )
     .expect("write");
-    let (code, out, err) = ozone(&["plugins", "check", LINEAR_SWEEP, "--config", config]);
-    assert_eq!(code, 0, "{out}{err}");
+    let run = ozone(&["plugins", "check", LINEAR_SWEEP, "--config", config]);
+    run.code(OK);
+    let out = &run.stdout;
     assert!(out.contains("trial  1: context    8192"), "{out}");
     assert!(out.contains("best context: 98304"), "{out}");
 }
@@ -173,10 +172,12 @@ fn new_refuses_a_bad_name_and_a_folder_in_use_with_exit_code_2() {
     std::fs::create_dir(&target).expect("mkdir");
     std::fs::write(target.join("notes.txt"), "mine").expect("write");
     let target = target.to_str().expect("utf-8 path");
-    let (code, _, err) = ozone(&["plugins", "new", "fine", "--kind", "batch", "--dir", target]);
-    assert_eq!(code, 2, "{err}");
+    let run = ozone(&["plugins", "new", "fine", "--kind", "batch", "--dir", target]);
+    run.code(BAD_INPUT);
+    let (_, err) = (&run.stdout, &run.stderr);
     assert!(err.contains("already exists"), "{err}");
-    let (code, _, err) = ozone(&["plugins", "new", "Bad Name", "--kind", "context"]);
-    assert_eq!(code, 2, "{err}");
+    let run = ozone(&["plugins", "new", "Bad Name", "--kind", "context"]);
+    run.code(BAD_INPUT);
+    let (_, err) = (&run.stdout, &run.stderr);
     assert!(err.contains("lowercase"), "{err}");
 }
