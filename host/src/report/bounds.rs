@@ -220,6 +220,59 @@ mod tests {
     }
 
     #[test]
+    fn each_bound_says_what_stopped_the_limit_with_its_figures() {
+        const MIB: u64 = 1 << 20;
+        let budget = Bound::Memory {
+            at: 32768,
+            trial_id: 1,
+            threshold: Some(crate::record::Metric::ProcessMemory),
+            peak_bytes: Some(1702 * MIB),
+            limit_bytes: Some(1536 * MIB),
+        };
+        assert_eq!(
+            describe(&budget),
+            "memory: at 32768 the process-memory threshold was crossed (1702 MiB against a \
+             limit of 1536 MiB)"
+        );
+        let time = Bound::Time {
+            at: 24576,
+            trial_id: 5,
+            timeout_s: Some(72.0),
+            message: "1 of 2 requests ran past the 72 s timeout".into(),
+        };
+        assert_eq!(
+            describe(&time),
+            "time: at 24576 1 of 2 requests ran past the 72 s timeout — the machine is too \
+             slow to fill it, not out of memory"
+        );
+        let unsteady = Bound::Instability {
+            at: 24576,
+            trial_id: 6,
+            success_rate: 1.0,
+            cv: Some(0.4),
+            reason: Some(Reason::Unsteady(SpreadCheck {
+                spread: 0.31,
+                tolerance: 0.15,
+                samples: 5,
+                outliers: 0,
+                floor: None,
+                remeasure_of: None,
+            })),
+        };
+        assert!(describe(&unsteady)
+            .starts_with("instability: at 24576 decode throughput varied 31 % over 5 samples"));
+        // A log from before verdicts carried their reason: its figures, as then.
+        let old = Bound::Instability {
+            reason: None,
+            ..unsteady
+        };
+        assert_eq!(
+            describe(&old),
+            "instability: at 24576 100 % of the samples succeeded, throughput varied 40 %"
+        );
+    }
+
+    #[test]
     fn a_verdict_says_its_rule_and_figures() {
         let check = SpreadCheck {
             spread: 0.31,

@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
-use crate::common::cli::{ozone, Ozone, BAD_INPUT, INTERNAL, NO_SERVER, OK, PLUGIN};
+use crate::common::cli::{ozone, Ozone, BAD_INPUT, INTERNAL, NO_SERVER, OK, PLUGIN, RUN_ENDS};
 use crate::common::{self, log_events, the_log};
-use crate::{one_trial_config, small_model};
+use crate::{one_trial_config, small_model, FullDisk};
 
 /// `ozone tune` of a small model in `dir`: one real trial, no batch or concurrency phase.
 fn one_trial(dir: &Path, extra: &[&str]) -> Ozone {
@@ -27,35 +27,54 @@ async fn zero_a_tune_that_measured_to_the_end() {
     one_trial(dir.path(), &[]).run().code(OK);
 }
 
-/// A full disk while the trials are logged: not a plugin's fault (it once exited 4), not
-/// the user's. The file-size limit stops the log after its start line, as a disk that
-/// fills up mid-run does: the first finished trial cannot be written.
+/// A disk that fills up while the trials are logged: not a plugin's fault (it once
+/// exited 4), not the user's. The trials' servers wait (a wrapper script) until the
+/// disk is full, so the first finished trial is what cannot be written. Needs a tmpfs
+/// (root, as CI runs): a file-size limit cannot stand in, the plugins' memory needs room
+/// to grow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_the_trial_log_cannot_be_written() {
     let _serial = common::serial().await;
-    // How much a run writes before its first trial: its start and fit-baseline lines.
-    let first = tempfile::tempdir().unwrap();
-    one_trial(first.path(), &[]).run().code(OK);
-    let log = the_log(first.path()).expect("the first run's log");
-    let text = std::fs::read_to_string(&log).unwrap();
-    let head: usize = text.lines().take(2).map(|l| l.len() + 1).sum();
-
     let dir = tempfile::tempdir().unwrap();
-    let mut full = one_trial(dir.path(), &[]);
-    limit_file_size(&mut full, head as u64 + 300);
-    let out = full.run();
+    let disk = FullDisk::mount(&dir.path().join("ozone_results"));
+    if !disk.mounted() {
+        eprintln!("SKIPPED: no tmpfs can be mounted here (not root)");
+        return;
+    }
+    let full = dir.path().join("disk-is-full");
+    let server = dir.path().join("llama-server-when-full");
+    std::fs::write(
+        &server,
+        format!(
+            "#!/bin/sh\n# The fit baseline (-fit on) runs at once; a trial waits for the full disk.\n\
+             case \"$*\" in *'-fit on'*) ;; *) while [ ! -e '{}' ]; do sleep 0.1; done ;; esac\n\
+             exec '{}' \"$@\"\n",
+            full.display(),
+            common::llama_server().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&server, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = one_trial(dir.path(), &["--llama-server", server.to_str().unwrap()]).start();
+    common::wait_until("the fit baseline logged", RUN_ENDS, || {
+        the_log(dir.path()).is_some_and(|log| {
+            std::fs::read_to_string(log).is_ok_and(|t| t.contains("\"event\":\"fit_baseline\""))
+        })
+    });
+    disk.fill(&mut std::process::Command::new("true"));
+    std::fs::write(&full, "").unwrap();
+    let out = run.finish();
+    disk.empty();
     out.code(INTERNAL).error("cannot write the trial log");
+    out.says("ozone tune --resume");
     let log = the_log(dir.path()).expect("the log");
-    assert!(out.stderr.contains("ozone tune --resume"), "{}", out.stderr);
     let events = log_events_up_to_torn(&log);
-    assert_eq!(
-        events[0]["event"], "run_started",
-        "the start line was written"
-    );
+    assert_eq!(events[0]["event"], "run_started");
     assert!(
         !events.iter().any(|e| e["event"] == "trial"),
-        "no trial line fits"
+        "no trial line was written"
     );
+    common::assert_no_servers_left_for(&dir.path().join("m.gguf"));
 }
 
 #[test]
@@ -116,24 +135,6 @@ async fn four_a_plugin_that_traps() {
     .run()
     .code(PLUGIN)
     .error("trapped in propose");
-}
-
-/// Every file `ozone` writes is limited to `bytes` (`EFBIG` past it, as a full disk
-/// stops a write half-way).
-fn limit_file_size(ozone: &mut Ozone, bytes: u64) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: setrlimit and signal are async-signal-safe.
-    unsafe {
-        ozone.command().pre_exec(move || {
-            let limit = libc::rlimit {
-                rlim_cur: bytes,
-                rlim_max: bytes,
-            };
-            libc::setrlimit(libc::RLIMIT_FSIZE, &limit);
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
-    }
 }
 
 /// The log's whole lines: a write cut short leaves its last line torn.

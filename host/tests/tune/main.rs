@@ -17,7 +17,8 @@ mod resume;
 mod runs;
 mod stops;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use common::hostile::Behaviour;
 
@@ -47,4 +48,76 @@ pub fn models_json() -> Behaviour {
         r#"{"object":"list","data":[{"id":"m","object":"model","meta":{"n_ctx_train":4096}}]}"#
             .into(),
     )
+}
+
+/// A folder where writing fails with "no space left": a 2 MiB tmpfs filled up (root),
+/// else a file-size limit of one byte on the writing process (`EFBIG`: the same "the
+/// write stopped half-way" from the writer's side).
+pub struct FullDisk {
+    mount: Option<PathBuf>,
+}
+
+impl FullDisk {
+    /// Mounts a small tmpfs on `dir` when this process may.
+    pub fn mount(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("no tmpfs here (not root?): a file-size limit stands in for a full disk");
+        }
+        Self {
+            mount: mounted.then(|| dir.to_path_buf()),
+        }
+    }
+
+    /// Fills the disk (tmpfs), or limits `cmd`'s file writes (no tmpfs).
+    pub fn fill(&self, cmd: &mut Command) {
+        use std::os::unix::process::CommandExt;
+        match &self.mount {
+            Some(dir) => {
+                let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
+                let block = vec![0u8; 64 << 10];
+                while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+                let _ = std::io::Write::write_all(&mut filler, &[0u8; 4096][..]);
+            }
+            None => {
+                // SAFETY: setrlimit and signal are async-signal-safe.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        let one = libc::rlimit {
+                            rlim_cur: 1,
+                            rlim_max: 1,
+                        };
+                        libc::setrlimit(libc::RLIMIT_FSIZE, &one);
+                        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                        Ok(())
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether a real filesystem fills up (else a file-size limit stands in).
+    pub fn mounted(&self) -> bool {
+        self.mount.is_some()
+    }
+
+    pub fn empty(&self) {
+        if let Some(dir) = &self.mount {
+            let _ = std::fs::remove_file(dir.join("filler"));
+        }
+    }
+}
+
+impl Drop for FullDisk {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.mount {
+            let _ = Command::new("umount").arg(dir).status();
+        }
+    }
 }

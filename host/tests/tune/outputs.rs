@@ -4,12 +4,12 @@
 //! one found.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 use crate::common::cli::{ozone, INTERNAL, OK, RUN_ENDS};
 use crate::common::{self, log_events, the_log};
-use crate::{one_trial_config, small_model};
+use crate::{one_trial_config, small_model, FullDisk};
 
 /// Every output file under `out`, by path relative to it, with its bytes (the log too).
 fn output_files(out: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
@@ -127,73 +127,6 @@ async fn outputs_that_cannot_be_written_leave_the_run_resumable_and_report_rebui
         (&last["event"], &last["status"]),
         (&"run_finished".into(), &"completed".into())
     );
-}
-
-/// A folder where writing fails with "no space left": a 2 MiB tmpfs filled up (root),
-/// else a file-size limit of one byte on the writing process (`EFBIG`: the same "the
-/// write stopped half-way" from the writer's side).
-struct FullDisk {
-    mount: Option<PathBuf>,
-}
-
-impl FullDisk {
-    /// Mounts a small tmpfs on `dir` when this process may.
-    fn mount(dir: &Path) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !mounted {
-            eprintln!("no tmpfs here (not root?): a file-size limit stands in for a full disk");
-        }
-        Self {
-            mount: mounted.then(|| dir.to_path_buf()),
-        }
-    }
-
-    /// Fills the disk (tmpfs), or limits `cmd`'s file writes (no tmpfs).
-    fn fill(&self, cmd: &mut Command) {
-        use std::os::unix::process::CommandExt;
-        match &self.mount {
-            Some(dir) => {
-                let mut filler = std::fs::File::create(dir.join("filler")).unwrap();
-                let block = vec![0u8; 64 << 10];
-                while std::io::Write::write_all(&mut filler, &block).is_ok() {}
-                let _ = std::io::Write::write_all(&mut filler, &[0u8; 4096][..]);
-            }
-            None => {
-                // SAFETY: setrlimit and signal are async-signal-safe.
-                unsafe {
-                    cmd.pre_exec(|| {
-                        let one = libc::rlimit {
-                            rlim_cur: 1,
-                            rlim_max: 1,
-                        };
-                        libc::setrlimit(libc::RLIMIT_FSIZE, &one);
-                        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                        Ok(())
-                    });
-                }
-            }
-        }
-    }
-
-    fn empty(&self) {
-        if let Some(dir) = &self.mount {
-            let _ = std::fs::remove_file(dir.join("filler"));
-        }
-    }
-}
-
-impl Drop for FullDisk {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.mount {
-            let _ = Command::new("umount").arg(dir).status();
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
