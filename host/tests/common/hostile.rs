@@ -1,4 +1,4 @@
-//! A hostile HTTP server on 127.0.0.1 for the fault tests (`faults.rs`).
+//! A hostile HTTP server on 127.0.0.1 for the tests of Ozone in hostile surroundings.
 //!
 //! This is a fake, on purpose: a real inference server cannot be made to accept a
 //! connection and never answer, drip its answer, send a body or a line that never ends,

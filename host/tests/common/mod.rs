@@ -163,14 +163,22 @@ pub fn assert_no_servers_left() {
     assert_no_servers_left_for(&tiny_model());
 }
 
-/// No llama-server serving `model` is still running.
+/// No llama-server serving `model` is still running, or still registered by this
+/// process (the other tests of the binary may run servers of other models meanwhile).
 pub fn assert_no_servers_left_for(model: &Path) {
-    let left = processes_mentioning(&model.display().to_string());
+    let model = model.display().to_string();
+    let left = processes_mentioning(&model);
     assert!(
         left.is_empty(),
         "llama-server processes left behind: {left:?}"
     );
-    let registered = ozone::backend::llama_server::live_server_pids();
+    let registered: Vec<u32> = ozone::backend::llama_server::live_server_pids()
+        .into_iter()
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(&model)
+        })
+        .collect();
     assert!(
         registered.is_empty(),
         "servers still registered: {registered:?}"

@@ -1,6 +1,6 @@
 //! `ozone fleet` without a cluster: the dry run, the refusals that need no Slurm, the
 //! batch script run by a real bash with hostile paths, and the Kubernetes manifest.
-//! (The real Slurm run is `fleet_slurm.rs`.)
+//! (The real Slurm run is `slurm.rs`.)
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

@@ -6,7 +6,7 @@
 //!
 //! Skips, saying why, only where Slurm cannot run: not root, or no apt-get to install
 //! it (`.ci/slurm` exits 77). In CI (root, Debian) it runs. Its figures (cluster start,
-//! submission to done, report) are printed: `cargo test --test fleet_slurm -- --nocapture`.
+//! submission to done, report) are printed: `cargo test -p ozone --test fleet slurm -- --nocapture`.
 
 use crate::common::{
     self,
