@@ -24,7 +24,7 @@ pub struct ServerFlags {
     #[arg(long, value_name = "TYPE", value_enum, default_value_t = KvCacheType::F16)]
     pub kv_cache_type: KvCacheType,
     /// Flash attention (llama-server -fa).
-    #[arg(long, value_enum, default_value_t = FlashAttn::Auto)]
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = FlashAttn::Auto)]
     pub flash_attn: FlashAttn,
     /// Layers offloaded to the GPU (llama-server -ngl); 0 keeps the model on the CPU.
     #[arg(long, value_name = "N", default_value_t = 99)]

@@ -263,8 +263,11 @@ mod tests {
             .starts_with("instability: at 24576 decode throughput varied 31 % over 5 samples"));
         // A log from before verdicts carried their reason: its figures, as then.
         let old = Bound::Instability {
+            at: 24576,
+            trial_id: 6,
+            success_rate: 1.0,
+            cv: Some(0.4),
             reason: None,
-            ..unsteady
         };
         assert_eq!(
             describe(&old),

@@ -11,7 +11,7 @@ use crate::tune::RunParameters;
 use ozone_sdk::SloMetric;
 
 /// The fixture run's plan: trained context 32768, batch up to 256, ladder 1..8.
-fn facts() -> Plan {
+fn the_plan() -> Plan {
     Plan {
         max_context: 32768,
         max_batch: 256,
@@ -36,7 +36,7 @@ fn fixture_limits() -> Limits {
 
 #[test]
 fn each_limit_is_explained_by_the_first_value_above_it_that_failed() {
-    let b = explain(&fixture_limits(), &fixtures::trials(), &facts());
+    let b = explain(&fixture_limits(), &fixtures::trials(), &the_plan());
     // 24576 could not allocate (trial 5); 32768 breached higher up, but 24576 is the
     // first context above the answer.
     assert_eq!(
@@ -69,7 +69,7 @@ fn a_budget_breach_names_the_budget_with_peak_and_limit() {
         max_context: Some(20480),
         ..Limits::default()
     };
-    let b = explain(&limits, &trials, &facts());
+    let b = explain(&limits, &trials, &the_plan());
     let Some(Bound::Memory {
         at: 32768,
         trial_id: 1,
@@ -102,7 +102,7 @@ fn a_gpu_budget_breach_is_a_memory_bound() {
         max_context: Some(20480),
         ..Limits::default()
     };
-    let b = explain(&limits, &trials, &facts());
+    let b = explain(&limits, &trials, &the_plan());
     assert!(
         matches!(
             &b.max_context,
@@ -123,7 +123,7 @@ fn the_trained_context_bounds_a_search_that_reached_it() {
         max_context: Some(32768),
         ..Limits::default()
     };
-    let b = explain(&limits, &[], &facts());
+    let b = explain(&limits, &[], &the_plan());
     assert_eq!(
         b.max_context,
         Some(Bound::TrainedContext {
@@ -147,7 +147,7 @@ fn context_bound_of(t: TrialRecord) -> Bound {
         max_context: Some(20480),
         ..Limits::default()
     };
-    explain(&limits, &[t], &facts())
+    explain(&limits, &[t], &the_plan())
         .max_context
         .expect("a bound")
 }
@@ -292,7 +292,7 @@ fn a_stable_batch_above_the_best_is_a_throughput_bound_and_skipped_phases_say_so
         best_batch: Some(128),
         ..fixture_limits()
     };
-    let b = explain(&limits, &fixtures::trials(), &facts());
+    let b = explain(&limits, &fixtures::trials(), &the_plan());
     assert!(
         matches!(b.best_batch, Some(Bound::Throughput { at: 256, trial_id: 8, best_tps, next_tps }) if next_tps > best_tps),
         "{:?}",
@@ -301,7 +301,7 @@ fn a_stable_batch_above_the_best_is_a_throughput_bound_and_skipped_phases_say_so
     let skipped = Plan {
         concurrency: false,
         batch_scaling: false,
-        ..facts()
+        ..the_plan()
     };
     let b = explain(&fixture_limits(), &fixtures::trials(), &skipped);
     assert!(matches!(b.best_batch, Some(Bound::NotRun { .. })));
@@ -342,7 +342,7 @@ fn a_level_that_ran_stable_but_missed_the_objective_is_an_slo_bound() {
         max_concurrency: Some(1),
         ..fixture_limits()
     };
-    let b = explain(&limits, &trials, &facts());
+    let b = explain(&limits, &trials, &the_plan());
     assert!(
         matches!(
             b.max_concurrency,
@@ -366,6 +366,6 @@ fn a_level_that_ran_stable_but_missed_the_objective_is_an_slo_bound() {
         max_concurrency: top,
         ..fixture_limits()
     };
-    let b = explain(&limits, &trials, &facts());
+    let b = explain(&limits, &trials, &the_plan());
     assert_eq!(b.max_concurrency, top.map(|cap| Bound::Cap { cap }));
 }

@@ -195,7 +195,7 @@ fn host() -> PluginHost {
 }
 
 fn model() -> plugin::ModelFacts {
-    let facts = ModelMetadata {
+    let metadata = ModelMetadata {
         name: "synthetic".into(),
         architecture: Some("llama".into()),
         parameter_count: Some(1_000_000_000),
@@ -210,7 +210,7 @@ fn model() -> plugin::ModelFacts {
         weights_bytes: Some(1 << 30),
         digest: None,
     };
-    plugin::model_facts(&facts, ContextBounds::new(2048, TRAINED, 256), None)
+    plugin::model_facts(&metadata, ContextBounds::new(2048, TRAINED, 256), None)
 }
 
 fn plugins() -> Plugins {
