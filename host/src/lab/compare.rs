@@ -376,14 +376,14 @@ pub async fn replay(
     plan.stabilization_delay = std::time::Duration::ZERO;
     let mut executor = ReplayExecutor::new(profile, seed);
     let mut observer = DecisionRecorder::default();
-    let mut driver = Driver {
-        executor: &mut executor,
-        observer: &mut observer,
-        book: TrialBook::default(),
-        snapshot: &profile.hardware,
-        thresholds: &thresholds,
-        cancel: CancellationToken::new(),
-    };
+    let mut driver = Driver::new(
+        &mut executor,
+        &mut observer,
+        TrialBook::default(),
+        &profile.hardware,
+        &thresholds,
+        CancellationToken::new(),
+    );
     let outcome = driver.run(&plan, &mut strategies).await;
     match outcome {
         Ok(limits) => replay.limits = Some(limits),

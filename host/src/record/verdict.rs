@@ -65,8 +65,9 @@ pub struct SpreadCheck {
 }
 
 /// The run's noise floor: how much decode throughput varies on this machine in a
-/// configuration nothing strains (the smallest context), measured once per run when a
-/// verification first varies more than the tolerance.
+/// configuration nothing strains (the smallest context) — the largest spread of the
+/// run's verifications of it, one measured afresh for each verification whose spread
+/// alone was over the tolerance.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct NoiseFloor {
     pub spread: f64,

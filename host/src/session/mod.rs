@@ -196,6 +196,12 @@ pub async fn tune(
     // says `completed`: a run killed or short of disk on the way stays resumable, and
     // `ozone report LOG` can write them.
     let finished_at = Utc::now();
+    let end = |status, limits, message| RunFinished {
+        status,
+        finished_at,
+        limits,
+        message,
+    };
     let (finished, outcome) = match measured {
         Ok((limits, trials, fit)) => {
             let summary = RunSummary {
@@ -219,11 +225,11 @@ pub async fn tune(
             );
             match written {
                 Ok(files) => (
-                    finished(RunStatus::Completed, Some(limits), None),
+                    end(RunStatus::Completed, Some(limits), None),
                     Ok((summary, files)),
                 ),
                 Err(error) => (
-                    finished(
+                    end(
                         RunStatus::Failed,
                         Some(limits),
                         Some(format!(
@@ -242,13 +248,10 @@ pub async fn tune(
                 TuneFailure::Interrupted { .. } => (RunStatus::Interrupted, "interrupted".into()),
                 other => (RunStatus::Failed, other.to_string()),
             };
-            (finished(status, None, Some(message)), Err(failure))
+            (end(status, None, Some(message)), Err(failure))
         }
     };
-    let logged = run.log.append(&LogEvent::RunFinished(RunFinished {
-        finished_at,
-        ..finished
-    }));
+    let logged = run.log.append(&LogEvent::RunFinished(finished));
     let (summary, files) = match (outcome, logged) {
         // The disk may be the very thing that is full: the first failure is the one said.
         (Err(failure), _) => return Err(failure),
@@ -272,15 +275,6 @@ pub async fn tune(
         files,
         notes,
     })
-}
-
-fn finished(status: RunStatus, limits: Option<Limits>, message: Option<String>) -> RunFinished {
-    RunFinished {
-        status,
-        finished_at: Utc::now(),
-        limits,
-        message,
-    }
 }
 
 /// The set-up (measured, or read back from the log), the plugins loaded, the log open.
@@ -381,14 +375,14 @@ async fn measure(
         PhaseProgress::new(show_progress),
         setup.backend,
     );
-    let mut driver = Driver {
-        executor: &mut runner,
-        observer: &mut observer,
-        book: std::mem::take(&mut run.book),
-        snapshot: &run.snapshot,
-        thresholds: &thresholds,
-        cancel: cancel.clone(),
-    };
+    let mut driver = Driver::new(
+        &mut runner,
+        &mut observer,
+        std::mem::take(&mut run.book),
+        &run.snapshot,
+        &thresholds,
+        cancel.clone(),
+    );
     let outcome = driver.run(&plan, &mut run.plugins).await;
     driver.observer.finished();
     let trials = driver.book.records().to_vec();

@@ -251,10 +251,35 @@ pub struct Plugins {
 pub struct Driver<'a, E, O> {
     pub executor: &'a mut E,
     pub observer: &'a mut O,
+    /// Every trial of the run so far (a resumed run's, to replay).
     pub book: TrialBook,
     pub snapshot: &'a HardwareSnapshot,
     pub thresholds: &'a Thresholds,
     pub cancel: CancellationToken,
+    /// Noise floors asked for so far: the k-th is the k-th verification of the plan's
+    /// reference, so a resumed run replays them.
+    floors: usize,
+}
+
+impl<'a, E, O> Driver<'a, E, O> {
+    pub fn new(
+        executor: &'a mut E,
+        observer: &'a mut O,
+        book: TrialBook,
+        snapshot: &'a HardwareSnapshot,
+        thresholds: &'a Thresholds,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            executor,
+            observer,
+            book,
+            snapshot,
+            thresholds,
+            cancel,
+            floors: 0,
+        }
+    }
 }
 
 impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {

@@ -313,14 +313,14 @@ async fn tune_on(
     let snapshot = crate::hardware::probe(&Default::default());
     let thresholds = Thresholds::default();
     let mut observer = Quiet::default();
-    let mut driver = Driver {
-        executor: machine,
-        observer: &mut observer,
+    let mut driver = Driver::new(
+        machine,
+        &mut observer,
         book,
-        snapshot: &snapshot,
-        thresholds: &thresholds,
-        cancel: CancellationToken::new(),
-    };
+        &snapshot,
+        &thresholds,
+        CancellationToken::new(),
+    );
     let limits = driver.run(plan, &mut plugins).await;
     let trials = driver.book.records().to_vec();
     Tuned {
@@ -484,6 +484,12 @@ async fn a_spread_within_the_machine_s_noise_is_measured_again_and_published() {
     );
     // The batch phase's reuse of the context line's verification takes the second.
     assert!(observer.reused >= 1);
+    // The batch phase's noisy trial was held against a floor measured afresh for it.
+    let floors = trials
+        .iter()
+        .filter(|t| t.config.ctx == 2048 && t.stage == Stage::Verify)
+        .count();
+    assert_eq!(floors, 2, "one floor per suspect");
 }
 
 #[tokio::test]
@@ -509,7 +515,7 @@ async fn a_spread_clear_of_a_quiet_machine_s_floor_is_the_configuration_s_instab
         }
         other => panic!("{other:?}"),
     }
-    // The floor was measured once, the configuration twice.
+    // One suspect: the floor measured once, the configuration twice.
     let verified = |c: u32| {
         trials
             .iter()
@@ -735,14 +741,14 @@ async fn a_cancelled_run_stops_before_the_next_trial() {
     let mut observer = Quiet::default();
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let mut driver = Driver {
-        executor: &mut machine,
-        observer: &mut observer,
-        book: TrialBook::default(),
-        snapshot: &snapshot,
-        thresholds: &thresholds,
+    let mut driver = Driver::new(
+        &mut machine,
+        &mut observer,
+        TrialBook::default(),
+        &snapshot,
+        &thresholds,
         cancel,
-    };
+    );
     let result = driver.run(&plan(), &mut plugins).await;
     assert!(matches!(result, Err(TuneError::Interrupted)));
     assert!(machine.runs.is_empty());

@@ -76,10 +76,12 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         Ok(again)
     }
 
-    /// The run's noise floor: the spread of decode throughput in a verification of the
-    /// plan's reference configuration (measured now when the run has none). `None` when
-    /// `suspect` is that configuration (it cannot be its own floor) or the reference
-    /// measured no spread.
+    /// The run's noise floor, measured afresh for each suspect (the machine's noise
+    /// comes and goes): a verification of the plan's reference configuration, and the
+    /// floor the largest spread of decode throughput any of the run's measurements of
+    /// it showed — the machine varies at least that much on its own. `None` when
+    /// `suspect` is the reference (it cannot be its own floor) or no measurement of it
+    /// has a spread.
     async fn noise_floor(
         &mut self,
         plan: &Plan,
@@ -90,32 +92,44 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         if reference == *suspect {
             return Ok(None);
         }
-        let record = match self.book.nth(&reference, Stage::Verify, 0) {
-            Some(record) => record.clone(),
-            None => {
-                self.observer.note(
-                    phase,
-                    &format!(
-                        "measuring the machine's noise floor: a verification at the smallest \
-                         context ({} tokens), which nothing strains",
-                        reference.ctx
-                    ),
-                );
-                self.measure(Phase::Context, Stage::Verify, reference, None, |_| {})
-                    .await?
-            }
-        };
-        let decode: Vec<f64> = record
-            .samples
-            .iter()
-            .filter(|s| s.ok)
-            .filter_map(|s: &SampleRecord| s.decode_tps)
-            .collect();
-        Ok(Spread::of(&decode).map(|spread| NoiseFloor {
-            spread: spread.value,
-            ctx: record.config.ctx,
-            trial_id: record.id,
-        }))
+        let k = self.floors;
+        self.floors += 1;
+        let earlier = self.book.nth(&reference, Stage::Verify, k).cloned();
+        if earlier.is_none() {
+            self.observer.note(
+                phase,
+                &format!(
+                    "measuring the machine's noise floor: a verification at the smallest \
+                     context ({} tokens), which nothing strains",
+                    reference.ctx
+                ),
+            );
+        }
+        self.measure(
+            Phase::Context,
+            Stage::Verify,
+            reference.clone(),
+            earlier,
+            |_| {},
+        )
+        .await?;
+        let floor = (0..=k)
+            .filter_map(|i| self.book.nth(&reference, Stage::Verify, i))
+            .filter_map(|record| {
+                let decode: Vec<f64> = record
+                    .samples
+                    .iter()
+                    .filter(|s| s.ok)
+                    .filter_map(|s: &SampleRecord| s.decode_tps)
+                    .collect();
+                Spread::of(&decode).map(|spread| NoiseFloor {
+                    spread: spread.value,
+                    ctx: record.config.ctx,
+                    trial_id: record.id,
+                })
+            })
+            .max_by(|a, b| a.spread.total_cmp(&b.spread));
+        Ok(floor)
     }
 
     /// Hands back `earlier` (completed by `finish`), or runs the trial and logs it.
