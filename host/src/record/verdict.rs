@@ -39,10 +39,12 @@ pub enum Reason {
     /// Decode throughput's robust spread within the tolerance.
     Steady(SpreadCheck),
     /// Decode throughput's robust spread over the tolerance, and (when a noise floor was
-    /// measured) clear of the machine's own: the configuration's instability.
+    /// measured) clear of the machine's own, itself within the tolerance: the
+    /// configuration's instability.
     Unsteady(SpreadCheck),
     /// A re-measurement whose spread is over the tolerance but not clear of the
-    /// machine's own noise floor: the machine was noisy, not the configuration.
+    /// machine's own noise floor, or whose floor is itself over the tolerance: the
+    /// machine was noisy, not (as far as it can tell) the configuration.
     WithinNoise(SpreadCheck),
 }
 

@@ -9,7 +9,7 @@ use super::{ContractBreach, Driver, Plan, TrialExecutor, TuneError, TuneObserver
 use crate::record::{
     NoiseFloor, Phase, Reason, SampleRecord, Spread, Stage, TrialConfig, TrialRecord, Verdict,
 };
-use crate::trial::verdict::{against_floor, NOISE_MARGIN};
+use crate::trial::verdict::against_floor;
 
 impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     /// A trial of `config` at `stage` for `phase`, run or handed back from an earlier
@@ -232,8 +232,8 @@ fn remeasured(first: &TrialRecord, again: &TrialRecord, floor: Option<&NoiseFloo
     let outcome = match &again.reason {
         Some(Reason::Steady(_)) => format!("varied {}: stable", percent(again)),
         Some(Reason::WithinNoise(_)) => format!(
-            "varied {}, within {NOISE_MARGIN}× the machine's own noise{floor_words}: the \
-             machine was noisy, not the configuration; stable",
+            "varied {}, not clear of the machine's own noise{floor_words}: the machine was \
+             noisy, not the configuration; stable",
             percent(again)
         ),
         Some(Reason::Unsteady(_)) => format!(
