@@ -109,7 +109,11 @@ fn line(name: &str, values: &[f64], unit: &str) {
     match Stats::from_values(values) {
         Some(s) => println!(
             "{name:<44} mean {:>9.3} {unit}  sd {:>8.3}  p50 {:>9.3}  p95 {:>9.3}  (n={})",
-            s.mean, s.stddev, s.p50, s.p95, s.n
+            s.mean,
+            s.stddev.unwrap_or(0.0),
+            s.p50,
+            s.p95,
+            s.n
         ),
         None => println!("{name:<44} no data"),
     }

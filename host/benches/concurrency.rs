@@ -20,12 +20,14 @@ use std::time::Instant;
 
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
-use ozone::backend::BackendSpec;
+use ozone::backend::{BackendKind, BackendSpec};
 use ozone::config::{parse_slo, Config};
 use ozone::guard::{SamplerOptions, Thresholds};
 use ozone::plugin::PluginHost;
-use ozone::record::{nearest_rank, KvCacheType, Phase, SampleRecord, Stage, TrialConfig};
-use ozone::session::{tune, TuneJob};
+use ozone::record::{
+    nearest_rank, FlashAttn, KvCacheType, Phase, SampleRecord, Stage, TrialConfig,
+};
+use ozone::session::{tune, RunRequest, Start};
 use ozone::trial::{TrialRunner, TrialSettings};
 use ozone::tune::presets::PresetName;
 use ozone::tune::RunParameters;
@@ -51,7 +53,7 @@ fn spec(model: &Path) -> LlamaServerSpec {
         binary: binary(),
         model: model.to_path_buf(),
         gpu_layers: Some(99),
-        flash_attn: Some("auto".into()),
+        flash_attn: Some(FlashAttn::Auto),
         threads: None,
         extra_args: Vec::new(),
     }
@@ -81,29 +83,22 @@ fn config(max_concurrency: u32, slo: &str) -> Config {
     c
 }
 
-fn job(model: &Path, out: &Path, config: Config) -> TuneJob {
-    TuneJob {
-        model_source: model.display().to_string(),
-        spec: BackendSpec::LlamaServer(spec(model)),
-        config,
-        params: RunParameters {
-            kv_cache_type: KvCacheType::F16,
-            gpu_layers: 99,
-            flash_attn: "auto".into(),
-            threads: None,
-            llama_server: None,
-            ollama_url: None,
-            base_url: None,
-            skip_concurrency: false,
-            preset: PresetName::Serving,
-            hint: None,
-            fit_target_mb: None,
-        },
+fn job(model: &Path, out: &Path, config: Config) -> Start {
+    Start::New {
+        request: Box::new(RunRequest {
+            model_source: model.display().to_string(),
+            backend: BackendKind::LlamaServer,
+            server_binary: Some(binary()),
+            parameters: RunParameters {
+                preset: PresetName::Serving,
+                ..RunParameters::default()
+            },
+            config,
+            api_key: None,
+            fresh: true,
+            shared_warm_start: None,
+        }),
         output_dir: out.to_path_buf(),
-        fresh: true,
-        show_progress: false,
-        resume: None,
-        shared_warm_start: None,
     }
 }
 
@@ -182,6 +177,7 @@ async fn main() {
             .join(label.replace(|c: char| !c.is_alphanumeric(), "_"));
         let result = match tune(
             job(&model, &out, config(cap, &slo)),
+            false,
             plugins.clone(),
             CancellationToken::new(),
         )

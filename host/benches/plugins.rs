@@ -100,6 +100,7 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
         } else {
             Verdict::Unstable
         },
+        reason: None,
         stopped_early: None,
         server_log_tail: Vec::new(),
         concurrency: None,

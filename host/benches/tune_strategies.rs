@@ -21,14 +21,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
-use ozone::backend::llama_server::LlamaServerSpec;
-use ozone::backend::BackendSpec;
+use ozone::backend::BackendKind;
 use ozone::config::Config;
 use ozone::plugin::PluginHost;
-use ozone::record::{KvCacheType, Phase, Stage, TrialRecord, Verdict};
+use ozone::record::{Phase, Stage, TrialRecord, Verdict};
 use ozone::report::RunSummary;
-use ozone::session::{tune, TuneJob};
-use ozone::tune::presets::PresetName;
+use ozone::session::{tune, RunRequest, Start};
 use ozone::tune::RunParameters;
 use ozone_test_artifacts::{LINEAR_SWEEP, MEMORY_MODEL};
 use tokio_util::sync::CancellationToken;
@@ -51,7 +49,7 @@ fn job(
     strategy: &str,
     settings: Option<serde_json::Value>,
     screen_trials: bool,
-) -> TuneJob {
+) -> Start {
     let mut config = Config::default();
     config.ozone.screen_trials = screen_trials;
     // What is compared is the search's cost, not this machine's noise: throughput
@@ -78,35 +76,18 @@ fn job(
         .configuration_learning
         .hardware_profiles
         .store_results = false;
-    TuneJob {
-        model_source: model.display().to_string(),
-        spec: BackendSpec::LlamaServer(LlamaServerSpec {
-            binary: binary(),
-            model: model.to_path_buf(),
-            gpu_layers: Some(99),
-            flash_attn: Some("auto".into()),
-            threads: None,
-            extra_args: Vec::new(),
+    Start::New {
+        request: Box::new(RunRequest {
+            model_source: model.display().to_string(),
+            backend: BackendKind::LlamaServer,
+            server_binary: Some(binary()),
+            parameters: RunParameters::default(),
+            config,
+            api_key: None,
+            fresh: true,
+            shared_warm_start: None,
         }),
-        config,
-        params: RunParameters {
-            kv_cache_type: KvCacheType::F16,
-            gpu_layers: 99,
-            flash_attn: "auto".into(),
-            threads: None,
-            llama_server: None,
-            ollama_url: None,
-            base_url: None,
-            skip_concurrency: false,
-            preset: PresetName::Balanced,
-            hint: None,
-            fit_target_mb: None,
-        },
         output_dir: out.to_path_buf(),
-        fresh: true,
-        show_progress: false,
-        resume: None,
-        shared_warm_start: None,
     }
 }
 
@@ -240,6 +221,7 @@ async fn main() {
         let job = job(&model, &out, &r.strategy, r.settings, r.screen_trials);
         match tune(
             job,
+            false,
             std::sync::Arc::clone(&plugins),
             CancellationToken::new(),
         )

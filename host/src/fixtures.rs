@@ -10,9 +10,11 @@ use crate::backend::{ModelMetadata, SizeClass};
 use crate::config::Config;
 use crate::hardware::{CpuInfo, HardwareSnapshot, Measured, MemoryInfo, Source};
 use crate::record::{
-    Breach, FailureKind, KvCacheType, Metric, Peaks, Phase, SamplePoint, SampleRecord,
+    Breach, FailureKind, KvCacheType, Metric, Peaks, Phase, Reason, SamplePoint, SampleRecord,
     SampleSeries, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict,
 };
+use crate::trial::verdict::{judge, Kind};
+use crate::trial::TrialSettings;
 
 const MIB: u64 = 1 << 20;
 
@@ -139,6 +141,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
         breach: None,
         failure: None,
         verdict: Verdict::Failed,
+        reason: Some(Reason::Failure),
         stopped_early: None,
         server_log_tail: Vec::new(),
         concurrency: None,
@@ -163,11 +166,24 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
     match outcome {
         Outcome::Stable(d, t, p, rss) => {
             measured(&mut record, 5, d, t, p, rss);
-            record.verdict = Verdict::Stable;
+            let reason = judge(
+                Kind::of(phase, record.stage),
+                &record.samples,
+                None,
+                &TrialSettings::default(),
+            );
+            record.verdict = reason.verdict();
+            record.reason = Some(reason);
         }
         Outcome::Unstable(ok, d, t, p, rss) => {
             measured(&mut record, ok, d, t, p, rss);
             record.verdict = Verdict::Unstable;
+            record.reason = Some(Reason::SuccessRate {
+                success_rate: f64::from(ok) / 5.0,
+                needed: 0.85,
+                failed: 5 - ok,
+                timed_out: 5 - ok,
+            });
             record.failure = Some(TrialFailure {
                 kind: FailureKind::Timeout,
                 message: format!("{} of 5 requests timed out", 5 - ok),
@@ -211,6 +227,17 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
         }
     }
     record
+}
+
+/// What the driver found on the run of [`trials`]: context 20480 (24576 could not
+/// allocate), batch 256 (the largest, every batch passing), 2 streams (4 timed out).
+pub fn limits() -> crate::record::Limits {
+    crate::record::Limits {
+        max_context: Some(20480),
+        best_batch: Some(256),
+        max_concurrency: Some(2),
+        bounds: Default::default(),
+    }
 }
 
 /// The run's trials, in order.

@@ -1,6 +1,8 @@
-//! The top-level modules of `host/src` import one way (README, "Layout"): this test reads
-//! every `crate::…` path in the sources and fails when two modules reach each other,
-//! directly or round a longer loop, or when anything but the binary reaches `cli`.
+//! The top-level modules of `host/src` import one way, each only from those below it in
+//! the diagram of DEVELOPERS.md ("Layers"): this test reads the diagram and every
+//! `crate::…` path in the sources, and fails on an import that goes against the order
+//! (naming it and the line), on a module the diagram does not place, and — with the
+//! loop it closes — on two modules that reach each other.
 //!
 //! It reads text, not the compiler's resolution: `use crate::{a::X, b::Y}` groups and
 //! inline paths (`crate::a::f()`) count; comments do not. `super::` never leaves a
@@ -14,6 +16,69 @@ use std::path::{Path, PathBuf};
 struct Edge {
     to: String,
     at: String,
+}
+
+/// Compiled for tests only, test data of every layer: it may import any of them.
+const TEST_ONLY: &[&str] = &["fixtures"];
+
+/// The layers of DEVELOPERS.md's diagram, top first: the first word of each line of the
+/// code block under "## Layers".
+fn documented_order() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../DEVELOPERS.md");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let section = text
+        .split("\n## Layers\n")
+        .nth(1)
+        .expect("DEVELOPERS.md has a \"## Layers\" section");
+    let block = section
+        .split("```")
+        .nth(1)
+        .expect("the Layers section has a diagram in a code block");
+    block
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn every_import_goes_down_the_documented_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = import_graph(&src);
+    let order = documented_order();
+    assert!(
+        order.len() > 5,
+        "the diagram lists too few layers: {order:?}"
+    );
+    let rank = |m: &str| order.iter().position(|o| o == m);
+    let unplaced: Vec<&String> = graph
+        .keys()
+        .filter(|m| rank(m).is_none() && !TEST_ONLY.contains(&m.as_str()))
+        .collect();
+    assert!(
+        unplaced.is_empty(),
+        "modules of host/src that the diagram in DEVELOPERS.md (\"Layers\") does not place: \
+         {unplaced:?}; add each at its layer"
+    );
+    let upward: Vec<String> = graph
+        .iter()
+        .filter(|(from, _)| !TEST_ONLY.contains(&from.as_str()))
+        .flat_map(|(from, edges)| {
+            edges
+                .iter()
+                .filter(|e| rank(&e.to).is_some_and(|to| rank(from).is_some_and(|f| to <= f)))
+                .map(move |e| format!("{from} -> {}  ({})", e.to, e.at))
+        })
+        .collect();
+    assert!(
+        upward.is_empty(),
+        "imports that go up the layers of DEVELOPERS.md (order: {}):\n  {}\n\
+         Move what the lower module needs down into it (or into `record`), or split the \
+         module that does two jobs.",
+        order.join(" > "),
+        upward.join("\n  ")
+    );
 }
 
 #[test]

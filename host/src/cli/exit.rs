@@ -8,7 +8,8 @@ use crate::plugin::PluginError;
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0    done
-  1    internal error, or no configuration was stable
+  1    internal error, no configuration was stable, or the trial log or output files
+       could not be written (a full disk): what was measured is in the log
   2    bad input: unreadable config, missing model file, bad flag value, a plugin that
        does not fit (unknown built-in, not a component, wrong world or API version,
        settings it rejects)

@@ -7,22 +7,18 @@ use std::time::Instant;
 use anyhow::Context as _;
 use serde_json::Value;
 
+use super::flags::{ConfigFlags, ServerFlags, StrategyFlags};
+use super::tune::{exit_code, llama_server_files};
 use super::{CliError, Exit, ResultExt};
-use crate::backend::llama_server::{resolve_binary, Interruption, LlamaServerSpec};
-use crate::backend::BackendSpec;
+use crate::backend::llama_server::Interruption;
+use crate::backend::BackendKind;
 use crate::config::{self, plugin_name, LoadedConfig, Provenance as ConfigProvenance};
-use crate::guard::SamplerOptions;
-use crate::hardware::{probe, ProbeOptions};
 use crate::lab::record::{self, RecordSettings};
 use crate::lab::{self, Method, PluginConfig, Profile, Provenance, Variant};
 use crate::plugin::{PluginHost, SandboxLimits};
 use crate::record::{Stage, TrialRecord};
-use crate::session;
-use crate::trial::TrialRunner;
-use crate::tune::plan::{
-    effective_thresholds, first_trial, set_aside_cpu_threshold, CONTEXT_GRANULARITY,
-};
-use crate::tune::presets::PresetName;
+use crate::session::{self, Prepared, RunRequest};
+use crate::tune::setup::{CONTEXT_GRANULARITY, UNKNOWN_TRAINED_CONTEXT};
 use crate::tune::RunParameters;
 
 #[derive(Debug, clap::Subcommand)]
@@ -58,34 +54,17 @@ pub struct RecordArgs {
     /// The model: a `.gguf` file (llama-server).
     #[arg(value_name = "MODEL.gguf")]
     pub model: PathBuf,
-    /// Absolute budget for the server's resident memory, MiB (a threshold breach above).
-    #[arg(long, value_name = "MIB", conflicts_with = "memory_headroom_mb")]
-    pub memory_budget_mb: Option<u64>,
-    /// A server-memory budget this many MiB above the server's own footprint at the
-    /// smallest context, measured here first (one screen), as in `ozone tune`.
-    #[arg(long, value_name = "MIB")]
-    pub memory_headroom_mb: Option<u64>,
-    /// Absolute budget for the GPU memory the server's processes use, MiB, as in
-    /// `ozone tune` (refused where no per-process GPU reading exists).
-    #[arg(long, value_name = "MIB")]
-    pub gpu_memory_budget_mb: Option<u64>,
+    #[command(flatten)]
+    pub server: ServerFlags,
+    #[command(flatten)]
+    pub config: ConfigFlags,
     /// Where to write the profile (default: `<model>.profile.json`).
     #[arg(short, long, value_name = "NAME.profile.json")]
     pub output: Option<PathBuf>,
-    /// Configuration file (else ./ozone.yaml, else the user config dir, else defaults):
-    /// thresholds, trial settings, batch bounds, concurrency levels.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// llama-server binary (else $LLAMA_SERVER, else `llama-server` on PATH).
-    #[arg(long, value_name = "PATH")]
-    pub llama_server: Option<PathBuf>,
     /// Context step of the sweep: a multiple of 256 (a larger step records faster;
     /// the lab interpolates between steps, flagged).
     #[arg(long, value_name = "TOKENS", default_value_t = CONTEXT_GRANULARITY)]
     pub step: u32,
-    /// Smallest context screened (default: `ozone.min_context`).
-    #[arg(long, value_name = "TOKENS")]
-    pub min_context: Option<u32>,
     /// Largest context screened (default: the model's trained context).
     #[arg(long, value_name = "TOKENS")]
     pub max_context: Option<u32>,
@@ -95,21 +74,12 @@ pub struct RecordArgs {
     /// Measurements per repeated point (boundary screens, verifications).
     #[arg(long, value_name = "N", default_value_t = 3)]
     pub repeats: u32,
-    /// Samples per verification (default: min_samples_per_config).
-    #[arg(long, value_name = "N")]
-    pub samples: Option<u32>,
     /// No batch ladder.
     #[arg(long)]
     pub skip_batch: bool,
     /// No concurrency ladder.
     #[arg(long)]
     pub skip_concurrency: bool,
-    /// Layers offloaded to the GPU (llama-server -ngl); 0 keeps the model on the CPU.
-    #[arg(long, value_name = "N", default_value_t = 99)]
-    pub gpu_layers: u32,
-    /// CPU threads for llama-server (-t); default: llama-server's own choice.
-    #[arg(long, value_name = "N")]
-    pub threads: Option<u32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -202,7 +172,6 @@ fn record(args: RecordArgs) -> Result<(), CliError> {
 async fn record_async(args: RecordArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let command: Vec<String> = std::env::args().collect();
-    let loaded = record_config(&args)?;
     if args.step == 0 || !args.step.is_multiple_of(CONTEXT_GRANULARITY) {
         return Err(CliError::new(
             Exit::BadInput,
@@ -212,98 +181,66 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
             ),
         ));
     }
-    if !args.model.is_file() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            anyhow::anyhow!("model file {} does not exist", args.model.display()),
-        ));
-    }
-    let model = std::fs::canonicalize(&args.model).unwrap_or(args.model.clone());
-    let binary = resolve_binary(args.llama_server.as_deref()).exit(Exit::NoServer)?;
-    let spec = BackendSpec::LlamaServer(LlamaServerSpec {
-        binary: std::fs::canonicalize(&binary).unwrap_or(binary),
-        model: model.clone(),
-        gpu_layers: Some(args.gpu_layers),
-        flash_attn: Some("auto".into()),
-        threads: args.threads,
-        extra_args: Vec::new(),
-    });
-    let facts = spec.model_metadata().await.exit(Exit::BadInput)?;
-    let snapshot = tokio::task::spawn_blocking(|| probe(&ProbeOptions::default()))
-        .await
-        .exit(Exit::Internal)?;
-    if let Some(why) = session::gpu_budget_refusal(&loaded.config, &spec, &snapshot) {
-        return Err(CliError::new(Exit::BadInput, anyhow::anyhow!(why)));
-    }
-    let params = RunParameters {
-        kv_cache_type: Default::default(),
-        gpu_layers: args.gpu_layers,
-        flash_attn: "auto".into(),
-        threads: args.threads,
-        llama_server: args.llama_server.clone(),
-        ollama_url: None,
-        base_url: None,
-        skip_concurrency: args.skip_concurrency,
-        preset: PresetName::Balanced,
-        hint: None,
-        fit_target_mb: None,
+    let loaded = args.config.load(&StrategyFlags::default())?;
+    let (model, binary) = llama_server_files(
+        &args.model.display().to_string(),
+        args.server.llama_server.as_deref(),
+    )?;
+    let s = &args.server;
+    let request = RunRequest {
+        model_source: model.display().to_string(),
+        backend: BackendKind::LlamaServer,
+        server_binary: Some(binary),
+        parameters: RunParameters {
+            kv_cache_type: s.kv_cache_type,
+            gpu_layers: s.gpu_layers,
+            flash_attn: s.flash_attn,
+            threads: s.threads,
+            llama_server: s.llama_server.clone(),
+            skip_concurrency: args.skip_concurrency,
+            ..RunParameters::default()
+        },
+        config: loaded.config,
+        api_key: None,
+        fresh: true,
+        shared_warm_start: None,
     };
-    let mut config = loaded.config.clone();
-    if let Some(note) = set_aside_cpu_threshold(&mut config, &snapshot, &params) {
-        eprintln!("note: {note}");
-    }
-    let mut thresholds = effective_thresholds(&config, &snapshot, &params, &mut Vec::new());
     let interruption = Interruption::default();
     interruption.watch().exit(Exit::Internal)?;
     let cancel = interruption.token();
-    let first = first_trial(&config, &facts, &params);
-    let footprint = session::resolve_headroom(&mut config, &spec, &thresholds, &first, &cancel)
+    let Prepared { setup, notes, .. } = session::prepare(request, &cancel)
         .await
-        .map_err(|e| {
-            let exit = match &e {
-                session::FootprintError::NotOurServer(_) => Exit::BadInput,
-                session::FootprintError::ServerCannotStart { .. } => Exit::NoServer,
-                session::FootprintError::Interrupted => Exit::Interrupted,
-                session::FootprintError::DoesNotFit { .. } => Exit::Internal,
-            };
-            CliError::new(exit, anyhow::anyhow!(e))
-        })?;
-    if let (Some(f), Some(headroom)) = (footprint, config.ozone.process_memory_headroom_mb) {
-        eprintln!("note: {}", f.note(headroom));
-        thresholds.process_memory_budget_mb = config.ozone.process_memory_budget_mb;
+        .map_err(|failure| CliError::new(exit_code(&failure, &interruption), failure))?;
+    for note in &notes {
+        eprintln!("note: {note}");
     }
-    let sampler = SamplerOptions {
-        interval: config.sampling_interval(),
-        thresholds: Some(thresholds),
-        kill_on_breach: true,
-        ..SamplerOptions::default()
-    };
-    let verify_settings = config.trial_settings();
-    let mut runner = TrialRunner::new(spec.clone(), verify_settings.clone(), sampler);
-    let trained = facts.trained_context.unwrap_or(131_072);
-    let initial_batch = config.initial_batch(facts.size_class);
+    let mut runner = setup.runner(None);
+    let plan = setup.plan();
+    let trained = setup
+        .model
+        .trained_context
+        .unwrap_or(UNKNOWN_TRAINED_CONTEXT);
+    let trial_settings = setup.config.trial_settings();
     let settings = RecordSettings {
         step: args.step,
-        min_context: args.min_context.unwrap_or(config.ozone.min_context),
+        min_context: setup.config.ozone.min_context,
         max_context: args.max_context.unwrap_or(trained).min(trained),
         stop_after_failures: args.stop_after,
         repeats: args.repeats.max(1),
-        verify_samples: verify_settings.samples,
-        initial_batch,
+        verify_samples: trial_settings.samples,
+        initial_batch: plan.initial_batch,
         batches: if args.skip_batch {
             Vec::new()
         } else {
-            RecordSettings::batch_ladder(
-                initial_batch,
-                config.search_strategy.batch_adaptation.max_batch,
-            )
+            RecordSettings::batch_ladder(plan.initial_batch, plan.max_batch)
         },
         concurrency_levels: if args.skip_concurrency {
             Vec::new()
         } else {
-            verify_settings.concurrency_levels.clone()
+            trial_settings.concurrency_levels.clone()
         },
-        kv_cache_type: params.kv_cache_type,
+        kv_cache_type: plan.variant.kv_cache_type,
+        ladder_contexts: Vec::new(),
     };
     let output = args.output.clone().unwrap_or_else(|| {
         let stem = model
@@ -314,9 +251,9 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
     });
     eprintln!(
         "recording {} ({} tokens trained) on {}: screens every {} tokens from {}",
-        facts.name,
+        setup.model.name,
         trained,
-        snapshot.hostname.as_deref().unwrap_or("this machine"),
+        setup.hardware.hostname.as_deref().unwrap_or("this machine"),
         settings.step,
         settings.min_context
     );
@@ -327,43 +264,31 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
         eprintln!("{count:>4}  {}", describe(stage, t));
     };
     let recorded = record::record(&mut runner, &settings, &cancel, &mut progress).await;
-    let (points, plan, interrupted) = match recorded {
-        Ok((points, plan)) => (points, plan, false),
-        Err(record::Interrupted(points)) => {
-            let plan = crate::lab::RecordPlan {
-                step: settings.step,
-                min_context: settings.min_context,
-                stop_after_failures: settings.stop_after_failures,
-                repeats: settings.repeats,
-                verify_samples: settings.verify_samples,
-                ladder_contexts: Vec::new(),
-                batches: settings.batches.clone(),
-                concurrency_levels: settings.concurrency_levels.clone(),
-            };
-            (points, plan, true)
-        }
+    let (points, measured, interrupted) = match recorded {
+        Ok((points, measured)) => (points, measured, false),
+        Err(record::Interrupted(points)) => (points, settings.clone(), true),
     };
     let profile = Profile {
         profile_version: lab::PROFILE_VERSION,
         provenance: Provenance {
             method: Method::Record {
                 command,
-                plan,
+                settings: measured,
                 duration_s: (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
             },
-            model_source: model.display().to_string(),
-            ozone_version: env!("CARGO_PKG_VERSION").to_string(),
-            backend: spec.kind(),
-            machine: snapshot.hostname.clone(),
-            memory_budget_mb: config.ozone.process_memory_budget_mb,
-            gpu_memory_budget_mb: config.ozone.gpu_memory_budget_mb,
+            model_source: setup.model_source.clone(),
+            ozone_version: setup.ozone_version.clone(),
+            backend: setup.backend,
+            machine: setup.hardware.hostname.clone(),
+            memory_budget_mb: setup.config.ozone.process_memory_budget_mb,
+            gpu_memory_budget_mb: setup.config.ozone.gpu_memory_budget_mb,
             recorded_at: chrono::Utc::now(),
             server_env: lab::profile::server_env(),
         },
-        model: facts,
-        hardware: snapshot,
-        config,
-        parameters: params,
+        parameters: setup.params(),
+        model: setup.model,
+        hardware: setup.hardware,
+        config: setup.config,
         granularity: settings.step,
         points,
         recorded_run: None,
@@ -399,49 +324,6 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
     }
     println!("{summary}");
     Ok(())
-}
-
-fn record_config(args: &RecordArgs) -> Result<LoadedConfig, CliError> {
-    let mut loaded = config::load(args.config.as_deref()).exit(Exit::BadInput)?;
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
-    if let Some(mb) = args.memory_budget_mb {
-        loaded
-            .set_override("ozone.process_memory_budget_mb", mb, "--memory-budget-mb")
-            .exit(Exit::BadInput)?;
-    }
-    if let Some(mb) = args.memory_headroom_mb {
-        loaded
-            .set_override(
-                "ozone.process_memory_headroom_mb",
-                mb,
-                "--memory-headroom-mb",
-            )
-            .and_then(|()| {
-                loaded.set_override(
-                    "ozone.process_memory_budget_mb",
-                    Value::Null,
-                    "--memory-headroom-mb",
-                )
-            })
-            .exit(Exit::BadInput)?;
-    }
-    if let Some(mb) = args.gpu_memory_budget_mb {
-        loaded
-            .set_override("ozone.gpu_memory_budget_mb", mb, "--gpu-memory-budget-mb")
-            .exit(Exit::BadInput)?;
-    }
-    if let Some(samples) = args.samples {
-        loaded
-            .set_override(
-                "testing.statistical_validation.min_samples_per_config",
-                samples,
-                "--samples",
-            )
-            .exit(Exit::BadInput)?;
-    }
-    Ok(loaded)
 }
 
 /// One progress line: stage, configuration, verdict and the figures behind it.

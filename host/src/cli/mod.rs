@@ -5,6 +5,7 @@
 mod config;
 mod demo_model;
 mod exit;
+mod flags;
 mod fleet;
 mod lab;
 mod plugins;

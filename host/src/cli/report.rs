@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<(), CliError> {
             _ => None,
         })
         .unwrap_or(false);
-    let binary = started.server_binary_in(events);
+    let binary = report::server_binary_in(started, events);
     let files = report::write_run_outputs(
         &output_dir(&args.log),
         &args.log,

@@ -1,19 +1,18 @@
 //! `ozone tune MODEL...`: measure a model and write presets, deploy files and a report.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
+use super::flags::{ConfigFlags, ServerFlags, StrategyFlags};
 use super::{CliError, Exit, ResultExt};
-use crate::backend::llama_server::{resolve_binary, Interruption, LlamaServerSpec};
-use crate::backend::{ollama::normalize_base_url, BackendKind, BackendSpec};
-use crate::config::{self, LoadedConfig};
+use crate::backend::llama_server::{resolve_binary, Interruption};
+use crate::backend::{ollama::normalize_base_url, BackendKind};
+use crate::config::Config;
 use crate::plugin::PluginHost;
-use crate::record::{KvCacheType, Stage};
-use crate::report::{self, LogEvent, ReportError};
-use crate::session::{self, FootprintError, TuneFailure, TuneJob, TuneResult};
-use crate::tune::driver::TuneError;
+use crate::record::{Bound, Stage};
+use crate::report::{self, LogEvent};
+use crate::session::{self, FootprintError, RunRequest, Start, TuneFailure, TuneResult};
 use crate::tune::presets::PresetName;
-use crate::tune::{Bound, RunParameters};
+use crate::tune::RunParameters;
 
 /// Which inference server runs the trials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,17 +29,6 @@ pub enum BackendChoice {
     Openai,
 }
 
-/// Which preset the deploy files (Modelfile, llama-server command) use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-#[value(rename_all = "snake_case")]
-pub enum PresetChoice {
-    MaxContext,
-    Balanced,
-    FastResponse,
-    /// The concurrency found: `-np N` slots of the context, for N users at once.
-    Serving,
-}
-
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = TUNE_EXAMPLES)]
 pub struct Args {
@@ -51,9 +39,8 @@ pub struct Args {
     /// Inference server to use.
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
-    /// llama-server binary (else $LLAMA_SERVER, else `llama-server` on PATH).
-    #[arg(long, value_name = "PATH")]
-    pub llama_server: Option<PathBuf>,
+    #[command(flatten)]
+    pub server: ServerFlags,
     /// Ollama's address (else $OLLAMA_HOST, else http://127.0.0.1:11434).
     #[arg(long, value_name = "URL")]
     pub ollama_url: Option<String>,
@@ -64,62 +51,14 @@ pub struct Args {
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
 
-    /// Configuration file in the `o3_ai_config.yaml` layout (else ./ozone.yaml, else the
-    /// user config dir, else built-in defaults). `ozone config show` prints the result.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigFlags,
     /// Where logs, summaries, presets, deploy files and reports go.
     #[arg(long, short = 'o', value_name = "DIR", default_value = "ozone_results")]
     pub output_dir: PathBuf,
+    #[command(flatten)]
+    pub strategies: StrategyFlags,
 
-    /// Context-search plugin: `binary-search` (built in) or a component FILE.wasm.
-    #[arg(long, value_name = "NAME|FILE")]
-    pub context_strategy: Option<String>,
-    /// Batch-scaling plugin: `batch-scaler` (built in) or a component FILE.wasm.
-    #[arg(long, value_name = "NAME|FILE")]
-    pub batch_strategy: Option<String>,
-    /// Concurrency-search plugin: `concurrency-ladder` (built in) or a component FILE.wasm.
-    #[arg(long, value_name = "NAME|FILE")]
-    pub concurrency_strategy: Option<String>,
-    /// Service-level objective for the concurrency search (ozone.slo): any of ttft-p50,
-    /// ttft-p95, ttft-p99, tpot-p50, tpot-p95, e2e-p95 (in ms or s) and decode-min (the
-    /// slowest stream's tokens/s), e.g. `ttft-p95=2000ms,tpot-p95=100ms,decode-min=10`.
-    /// Without one, the most streams that run stable.
-    #[arg(long, value_name = "METRIC=VALUE,...")]
-    pub slo: Option<String>,
-
-    /// Absolute budget for the resident memory of the server's process tree, in MiB.
-    /// Useful on shared machines; a trial that exceeds it fails with a threshold breach.
-    #[arg(long, value_name = "MIB", conflicts_with = "memory_headroom_mb")]
-    pub memory_budget_mb: Option<u64>,
-    /// A server-memory budget this many MiB above the server's own footprint at the
-    /// smallest context, measured here first (one screen): the same limit on any machine,
-    /// whatever the llama-server build or the GPU drivers it loads take at rest.
-    #[arg(long, value_name = "MIB")]
-    pub memory_headroom_mb: Option<u64>,
-    /// Absolute budget for the GPU memory the server's processes use (all GPUs), in MiB:
-    /// for a GPU shared with other work. NVIDIA: NVML per-process memory; AMD: the amdgpu
-    /// DRM client stats (Linux ≥ 5.19). Refused where no per-process reading exists.
-    #[arg(long, value_name = "MIB")]
-    pub gpu_memory_budget_mb: Option<u64>,
-    /// Samples per configuration (statistical_validation.min_samples_per_config).
-    #[arg(long, value_name = "N")]
-    pub samples: Option<u32>,
-    /// Smallest context the search may propose.
-    #[arg(long, value_name = "TOKENS")]
-    pub min_context: Option<u32>,
-    /// KV cache type for every trial (-ctk/-ctv).
-    #[arg(long, value_name = "TYPE", default_value = "f16", value_parser = ["f16", "q8_0", "q4_0"])]
-    pub kv_cache_type: String,
-    /// Layers offloaded to the GPU (llama-server -ngl); 0 keeps the model on the CPU.
-    #[arg(long, value_name = "N", default_value_t = 99)]
-    pub gpu_layers: u32,
-    /// Flash attention for llama-server (-fa).
-    #[arg(long, value_name = "on|off|auto", default_value = "auto", value_parser = ["on", "off", "auto"])]
-    pub flash_attn: String,
-    /// CPU threads for llama-server (-t); default: llama-server's own choice.
-    #[arg(long, value_name = "N")]
-    pub threads: Option<u32>,
     /// Margin per GPU that llama.cpp's fit baseline leaves free (llama-server `-fitt`), in
     /// MiB; default llama-server's own (1024). The baseline is one extra start without
     /// `-c`; trials always run with `-fit off`.
@@ -130,8 +69,8 @@ pub struct Args {
     pub skip_concurrency: bool,
 
     /// Preset used for the deploy files (Modelfile, llama-server command).
-    #[arg(long, value_enum, default_value_t = PresetChoice::Balanced)]
-    pub preset: PresetChoice,
+    #[arg(long, value_enum, default_value_t = PresetName::Balanced)]
+    pub preset: PresetName,
     /// Print the summary as JSON on stdout (progress stays on stderr).
     #[arg(long)]
     pub json: bool,
@@ -201,29 +140,30 @@ async fn run_async(args: Args) -> Result<(), CliError> {
     interruption.watch().exit(Exit::Internal)?;
     let cancel = interruption.token();
 
-    let jobs = match &args.resume {
-        Some(log) => vec![resume_job(&args, log)?],
+    // Each run with the name its errors are given.
+    let mut runs: Vec<(String, Start)> = Vec::new();
+    match &args.resume {
+        Some(log) => runs.push((log.display().to_string(), resume(&args, log)?)),
         None => {
-            let loaded = load_config(&args)?;
+            let loaded = args.config.load(&args.strategies)?;
             check_output_dir(&args.output_dir)?;
-            let mut jobs = Vec::new();
             for model in &args.models {
-                jobs.push(new_job(&args, &loaded, model)?);
+                let start = Start::New {
+                    request: Box::new(request(&args, &loaded.config, model)?),
+                    output_dir: args.output_dir.clone(),
+                };
+                runs.push((model.clone(), start));
             }
-            jobs
         }
-    };
+    }
     let show_progress = !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let mut summaries = Vec::new();
     let mut worst: Option<CliError> = None;
-    for mut job in jobs {
-        job.show_progress = show_progress;
-        let limits = job.config.ozone.sandbox.clone();
-        let plugins = PluginHost::new(limits, PluginHost::default_cache_dir())
+    for (model, start) in runs {
+        let plugins = PluginHost::new(sandbox_of(&start), PluginHost::default_cache_dir())
             .map(std::sync::Arc::new)
             .map_err(CliError::plugin)?;
-        let model = job.model_source.clone();
-        match session::tune(job, plugins, cancel.clone()).await {
+        match session::tune(start, show_progress, plugins, cancel.clone()).await {
             Ok(result) => {
                 // Notes go to stderr in JSON mode too: stdout is the summary alone.
                 for note in &result.notes {
@@ -273,95 +213,19 @@ async fn run_async(args: Args) -> Result<(), CliError> {
     }
 }
 
-fn load_config(args: &Args) -> Result<LoadedConfig, CliError> {
-    let mut loaded = config::load(args.config.as_deref()).exit(Exit::BadInput)?;
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
+/// The plugin sandbox of a run: its configuration's (a resumed run's is in its log,
+/// read again by the session; the defaults hold until then).
+fn sandbox_of(start: &Start) -> crate::plugin::SandboxLimits {
+    match start {
+        Start::New { request, .. } => request.config.ozone.sandbox.clone(),
+        Start::Resume { log, .. } => report::read_log(log)
+            .ok()
+            .and_then(|events| match events.into_iter().next() {
+                Some(LogEvent::RunStarted(setup)) => Some(setup.config.ozone.sandbox),
+                _ => None,
+            })
+            .unwrap_or_default(),
     }
-    let overrides: [(&str, Option<serde_json::Value>, &str); 10] = [
-        (
-            "testing.statistical_validation.min_samples_per_config",
-            args.samples.map(Into::into),
-            "--samples",
-        ),
-        (
-            "ozone.process_memory_budget_mb",
-            args.memory_budget_mb.map(Into::into),
-            "--memory-budget-mb",
-        ),
-        (
-            "ozone.process_memory_headroom_mb",
-            args.memory_headroom_mb.map(Into::into),
-            "--memory-headroom-mb",
-        ),
-        // A headroom given on the command line replaces a budget from the file.
-        (
-            "ozone.process_memory_budget_mb",
-            args.memory_headroom_mb.map(|_| serde_json::Value::Null),
-            "--memory-headroom-mb",
-        ),
-        (
-            "ozone.gpu_memory_budget_mb",
-            args.gpu_memory_budget_mb.map(Into::into),
-            "--gpu-memory-budget-mb",
-        ),
-        (
-            "ozone.min_context",
-            args.min_context.map(Into::into),
-            "--min-context",
-        ),
-        (
-            "ozone.context_strategy",
-            args.context_strategy.clone().map(Into::into),
-            "--context-strategy",
-        ),
-        (
-            "ozone.batch_strategy",
-            args.batch_strategy.clone().map(Into::into),
-            "--batch-strategy",
-        ),
-        (
-            "ozone.concurrency_strategy",
-            args.concurrency_strategy.clone().map(Into::into),
-            "--concurrency-strategy",
-        ),
-        ("ozone.slo", args.slo.clone().map(Into::into), "--slo"),
-    ];
-    for (path, value, flag) in overrides {
-        if let Some(value) = value {
-            loaded
-                .set_override(path, value, flag)
-                .exit(Exit::BadInput)?;
-        }
-    }
-    // A plugin file must exist now, not after the model's facts are read.
-    for key in [
-        "ozone.context_strategy",
-        "ozone.batch_strategy",
-        "ozone.concurrency_strategy",
-    ] {
-        let strategy = match key {
-            "ozone.context_strategy" => &loaded.config.ozone.context_strategy,
-            "ozone.batch_strategy" => &loaded.config.ozone.batch_strategy,
-            _ => &loaded.config.ozone.concurrency_strategy,
-        };
-        if let Ok(crate::plugin::PluginRef::File(path)) =
-            crate::plugin::PluginRef::from_str(strategy)
-        {
-            if !path.is_file() {
-                let from = match loaded.provenance(key) {
-                    config::Provenance::Flag(flag) => flag,
-                    config::Provenance::File(file) => format!("{}: {key}", file.display()),
-                    config::Provenance::Default => key.to_string(),
-                };
-                return Err(CliError::new(
-                    Exit::BadInput,
-                    anyhow::anyhow!("{from}: plugin file {} does not exist", path.display()),
-                ));
-            }
-        }
-    }
-    Ok(loaded)
 }
 
 /// The output folder must exist (it is created) and take files, before anything is
@@ -378,39 +242,38 @@ fn check_output_dir(dir: &Path) -> Result<(), CliError> {
         .exit(Exit::BadInput)
 }
 
-fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, CliError> {
-    let params = RunParameters {
-        kv_cache_type: match args.kv_cache_type.as_str() {
-            "q8_0" => KvCacheType::Q8_0,
-            "q4_0" => KvCacheType::Q4_0,
-            _ => KvCacheType::F16,
-        },
-        gpu_layers: args.gpu_layers,
-        flash_attn: args.flash_attn.clone(),
-        threads: args.threads,
-        llama_server: args.llama_server.clone(),
-        ollama_url: args.ollama_url.clone(),
+/// A new run of `model`, as the flags and the configuration ask for it.
+fn request(args: &Args, config: &Config, model: &str) -> Result<RunRequest, CliError> {
+    let backend = backend_of(args.backend, model)?;
+    let (model_source, server_binary) = match backend {
+        BackendKind::LlamaServer => {
+            let (model, binary) = llama_server_files(model, args.server.llama_server.as_deref())?;
+            (model.display().to_string(), Some(binary))
+        }
+        _ => (model.to_string(), None),
+    };
+    let s = &args.server;
+    let parameters = RunParameters {
+        kv_cache_type: s.kv_cache_type,
+        gpu_layers: s.gpu_layers,
+        flash_attn: s.flash_attn,
+        threads: s.threads,
+        llama_server: s.llama_server.clone(),
+        ollama_url: (backend == BackendKind::Ollama).then(|| ollama_url(args)),
         base_url: args.base_url.clone(),
         skip_concurrency: args.skip_concurrency,
-        preset: preset_name(args.preset),
+        preset: args.preset,
         hint: None,
         fit_target_mb: args.fit_target_mb,
     };
-    let spec = backend_spec(args.backend, model, &params, args.api_key.clone())?;
-    // Recorded for `--resume`, which may run from another directory.
-    let model_source = match &spec {
-        BackendSpec::LlamaServer(s) => s.model.display().to_string(),
-        _ => model.to_string(),
-    };
-    Ok(TuneJob {
+    Ok(RunRequest {
         model_source,
-        spec,
-        config: loaded.config.clone(),
-        params,
-        output_dir: args.output_dir.clone(),
+        backend,
+        server_binary,
+        parameters,
+        config: config.clone(),
+        api_key: args.api_key.clone(),
         fresh: args.fresh,
-        show_progress: false,
-        resume: None,
         shared_warm_start: args.warm_start_from.as_ref().map(|dir| {
             Box::new(crate::fleet::warm_start::SharedResults::new(dir))
                 as Box<dyn crate::tune::WarmStartSource>
@@ -418,8 +281,60 @@ fn new_job(args: &Args, loaded: &LoadedConfig, model: &str) -> Result<TuneJob, C
     })
 }
 
-/// A resumed run repeats the original's model, backend and flags from its log.
-fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
+/// `--ollama-url`, else `$OLLAMA_HOST`, else Ollama's default address.
+fn ollama_url(args: &Args) -> String {
+    let url = args
+        .ollama_url
+        .clone()
+        .or_else(|| std::env::var("OLLAMA_HOST").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| crate::backend::ollama::DEFAULT_OLLAMA_URL.to_string());
+    normalize_base_url(&url)
+}
+
+/// Which server runs `model`'s trials: a `.gguf` path (or an existing file) is
+/// llama-server's under `--backend auto`, anything else an Ollama tag.
+fn backend_of(choice: BackendChoice, model: &str) -> Result<BackendKind, CliError> {
+    if Path::new(model).is_dir() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            anyhow::anyhow!(
+                "model {model} is a directory: give the .gguf file in it (or, for an Ollama \
+                 model of that name, --backend ollama)"
+            ),
+        ));
+    }
+    Ok(match choice {
+        BackendChoice::Auto if model.ends_with(".gguf") || Path::new(model).is_file() => {
+            BackendKind::LlamaServer
+        }
+        BackendChoice::Auto | BackendChoice::Ollama => BackendKind::Ollama,
+        BackendChoice::LlamaServer => BackendKind::LlamaServer,
+        BackendChoice::Openai => BackendKind::OpenAi,
+    })
+}
+
+/// The model file and the llama-server binary of a llama-server run, both absolute:
+/// the deploy files must work from any directory, and `--resume` may run from another.
+pub(super) fn llama_server_files(
+    model: &str,
+    binary: Option<&Path>,
+) -> Result<(PathBuf, PathBuf), CliError> {
+    let path = PathBuf::from(model);
+    if !path.is_file() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            anyhow::anyhow!("model file {} does not exist", path.display()),
+        ));
+    }
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    let binary = resolve_binary(binary).exit(Exit::NoServer)?;
+    let binary = std::fs::canonicalize(&binary).unwrap_or(binary);
+    Ok((path, binary))
+}
+
+/// A resumed run repeats the original's model, backend and flags from its log; only
+/// what [`RESUME_TAKES`] may come from the command line.
+fn resume(args: &Args, log: &Path) -> Result<Start, CliError> {
     if let Some(flag) = args
         .given
         .iter()
@@ -435,175 +350,39 @@ fn resume_job(args: &Args, log: &Path) -> Result<TuneJob, CliError> {
             ),
         ));
     }
-    let events = report::read_log(log).exit(Exit::BadInput)?;
-    let Some(LogEvent::RunStarted(started)) = events.into_iter().next() else {
-        return Err(CliError::new(
-            Exit::BadInput,
-            anyhow::anyhow!(
-                "{}: not an ozone tune log (no run_started line first)",
-                log.display()
-            ),
-        ));
-    };
-    let mut params = started.parameters.clone().ok_or_else(|| {
-        CliError::new(
-            Exit::BadInput,
-            anyhow::anyhow!(
-                "{}: written by an ozone without resume support",
-                log.display()
-            ),
-        )
-    })?;
-    match (&args.llama_server, &params.llama_server) {
-        // A binary that moved: where it is now.
-        (Some(now), _) => params.llama_server = Some(now.clone()),
-        (None, Some(then)) if resolve_binary(Some(then)).is_err() => {
-            return Err(CliError::new(
-                Exit::NoServer,
-                anyhow::anyhow!(
-                    "the llama-server binary {} that {} ran is gone or not executable; pass \
-                     --llama-server PATH to resume with it where it is now",
-                    then.display(),
-                    log.display()
-                ),
-            ));
-        }
-        _ => {}
-    }
-    let backend = match started.backend {
-        BackendKind::LlamaServer => BackendChoice::LlamaServer,
-        BackendKind::Ollama => BackendChoice::Ollama,
-        BackendKind::OpenAi => BackendChoice::Openai,
-    };
-    let spec = backend_spec(
-        backend,
-        &started.model_source,
-        &params,
-        args.api_key.clone(),
-    )?;
-    // The output dir is the one holding the log (`<dir>/logs/x.jsonl`).
-    let output_dir = log
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| args.output_dir.clone());
-    Ok(TuneJob {
-        model_source: started.model_source.clone(),
-        spec,
-        config: started.config.clone(),
-        params,
-        output_dir,
-        fresh: args.fresh,
-        show_progress: false,
-        resume: Some(log.to_path_buf()),
-        // A resumed run replays the hint its log recorded.
-        shared_warm_start: None,
+    Ok(Start::Resume {
+        log: log.to_path_buf(),
+        llama_server: args.server.llama_server.clone(),
+        api_key: args.api_key.clone(),
     })
 }
 
-fn backend_spec(
-    choice: BackendChoice,
-    model: &str,
-    params: &RunParameters,
-    api_key: Option<String>,
-) -> Result<BackendSpec, CliError> {
-    if Path::new(model).is_dir() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            anyhow::anyhow!(
-                "model {model} is a directory: give the .gguf file in it (or, for an Ollama \
-                 model of that name, --backend ollama)"
-            ),
-        ));
-    }
-    let choice = match choice {
-        BackendChoice::Auto if model.ends_with(".gguf") || Path::new(model).is_file() => {
-            BackendChoice::LlamaServer
-        }
-        BackendChoice::Auto => BackendChoice::Ollama,
-        other => other,
+/// The documented exit code of each way a tune can fail.
+pub(super) fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
+    let stopped = || match interruption.signal() {
+        Some(libc::SIGTERM) => Exit::Terminated,
+        _ => Exit::Interrupted,
     };
-    Ok(match choice {
-        BackendChoice::LlamaServer | BackendChoice::Auto => {
-            let path = PathBuf::from(model);
-            if !path.is_file() {
-                return Err(CliError::new(
-                    Exit::BadInput,
-                    anyhow::anyhow!("model file {} does not exist", path.display()),
-                ));
-            }
-            // Absolute paths: the deploy files must work from any directory.
-            let path = std::fs::canonicalize(&path).unwrap_or(path);
-            let binary = resolve_binary(params.llama_server.as_deref()).exit(Exit::NoServer)?;
-            let binary = std::fs::canonicalize(&binary).unwrap_or(binary);
-            BackendSpec::LlamaServer(LlamaServerSpec {
-                binary,
-                model: path,
-                gpu_layers: Some(params.gpu_layers),
-                flash_attn: Some(params.flash_attn.clone()),
-                threads: params.threads,
-                extra_args: Vec::new(),
-            })
-        }
-        BackendChoice::Ollama => {
-            let url = params
-                .ollama_url
-                .clone()
-                .or_else(|| std::env::var("OLLAMA_HOST").ok().filter(|v| !v.is_empty()))
-                .unwrap_or_else(|| crate::backend::ollama::DEFAULT_OLLAMA_URL.to_string());
-            BackendSpec::Ollama {
-                base_url: normalize_base_url(&url),
-                model: model.to_string(),
-            }
-        }
-        BackendChoice::Openai => BackendSpec::OpenAi {
-            base_url: params.base_url.clone().unwrap_or_default(),
-            model: model.to_string(),
-            api_key,
-        },
-    })
-}
-
-fn preset_name(choice: PresetChoice) -> PresetName {
-    match choice {
-        PresetChoice::MaxContext => PresetName::MaxContext,
-        PresetChoice::Balanced => PresetName::Balanced,
-        PresetChoice::FastResponse => PresetName::FastResponse,
-        PresetChoice::Serving => PresetName::Serving,
-    }
-}
-
-fn exit_code(failure: &TuneFailure, interruption: &Interruption) -> Exit {
     match failure {
         TuneFailure::Model(_)
         | TuneFailure::BadLog(_)
         | TuneFailure::BadInput(_)
         | TuneFailure::ModelChanged { .. } => Exit::BadInput,
-        // A log held by another run, from a newer ozone, or not a log at all.
-        TuneFailure::Output(
-            ReportError::InUse { .. } | ReportError::NewerLog { .. } | ReportError::BadLine { .. },
-        ) => Exit::BadInput,
-        TuneFailure::Server(_) | TuneFailure::ServerCannotStart(_) => Exit::NoServer,
+        TuneFailure::Server(_)
+        | TuneFailure::ServerCannotStart(_)
+        | TuneFailure::ServerNotFound(_) => Exit::NoServer,
+        TuneFailure::PluginLoad(e) | TuneFailure::Plugin(e) => Exit::of_plugin_error(e),
+        TuneFailure::Contract(_) => Exit::Plugin,
+        TuneFailure::Interrupted { .. } => stopped(),
+        // The disk, not the user or a plugin: what was measured is in the log.
+        TuneFailure::Log(_) | TuneFailure::Outputs { .. } => Exit::Internal,
         TuneFailure::Footprint(e) => match e {
             FootprintError::NotOurServer(_) => Exit::BadInput,
             FootprintError::ServerCannotStart { .. } => Exit::NoServer,
-            FootprintError::Interrupted if interruption.signal() == Some(libc::SIGTERM) => {
-                Exit::Terminated
-            }
-            FootprintError::Interrupted => Exit::Interrupted,
+            FootprintError::Interrupted => stopped(),
             FootprintError::DoesNotFit { .. } => Exit::Internal,
         },
-        TuneFailure::PluginLoad(e) | TuneFailure::Plugin(TuneError::Plugin(e)) => {
-            Exit::of_plugin_error(e)
-        }
-        TuneFailure::Plugin(_) => Exit::Plugin,
-        TuneFailure::Interrupted { .. } if interruption.signal() == Some(libc::SIGTERM) => {
-            Exit::Terminated
-        }
-        TuneFailure::Interrupted { .. } => Exit::Interrupted,
-        TuneFailure::Output(_) | TuneFailure::Outputs { .. } | TuneFailure::Internal(_) => {
-            Exit::Internal
-        }
+        TuneFailure::Internal(_) => Exit::Internal,
     }
 }
 
@@ -636,7 +415,7 @@ fn print_result(result: &TuneResult) {
             (None, _) => "none".into(),
         };
         match bound {
-            Some(b) => println!("  {what:<16} {value:<11} bound by {}", b.describe()),
+            Some(b) => println!("  {what:<16} {value:<11} bound by {}", report::describe(b)),
             None => println!("  {what:<16} {value}"),
         }
         if what == "max context" {

@@ -108,7 +108,7 @@ mod tests {
             fixtures::trials(),
             RunStatus::Completed,
             None,
-            None,
+            crate::fixtures::limits(),
             None,
         );
         let mut v = serde_json::to_value(&s).unwrap();

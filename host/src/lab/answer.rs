@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::record::{
-    FailureKind, Peaks, Stage, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict,
+    FailureKind, Peaks, Reason, Stage, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict,
 };
 
 use super::profile::{Point, Profile};
@@ -275,6 +275,7 @@ impl<'p> Answerer<'p> {
                     fault: None,
                 }),
                 verdict: Verdict::Failed,
+                reason: Some(Reason::Failure),
                 stopped_early: None,
                 server_log_tail: Vec::new(),
                 concurrency: None,
@@ -319,6 +320,7 @@ fn screen_of_verification(run: &TrialRecord) -> Answer {
     let how = match (run.verdict, run.samples.first()) {
         (Verdict::Unstable, Some(first)) if first.ok => {
             record.verdict = Verdict::Stable;
+            record.reason = Some(Reason::Served { of: 1 });
             record.success_rate = 1.0;
             record.cv = None;
             record.samples.truncate(1);
@@ -389,7 +391,7 @@ fn blend(a: &TrialRecord, b: &TrialRecord, t: f64) -> TrialRecord {
         (Some(sa), Some(sb)) => Some(Stats {
             n: sa.n.min(sb.n),
             mean: lerp(sa.mean, sb.mean),
-            stddev: lerp(sa.stddev, sb.stddev),
+            stddev: lerp_f(sa.stddev, sb.stddev),
             p50: lerp(sa.p50, sb.p50),
             p95: lerp(sa.p95, sb.p95),
             min: lerp(sa.min, sb.min),
@@ -403,6 +405,8 @@ fn blend(a: &TrialRecord, b: &TrialRecord, t: f64) -> TrialRecord {
     record.failure = None;
     record.breach = None;
     record.verdict = Verdict::Stable;
+    // No rule judged figures nobody measured.
+    record.reason = None;
     // Latency percentiles do not interpolate: an objective judges them unmeasured.
     record.concurrency = None;
     record.duration_ms = lerp(a.duration_ms as f64, b.duration_ms as f64).round() as u64;

@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{plugin_name, Config};
 use crate::plugin::{PluginError, PluginHost, PluginRef};
+use crate::record::Limits;
 use crate::record::{FailureKind, Phase, Verdict};
 use crate::tune::driver::{Driver, TrialBook, TuneError};
-use crate::tune::plan::{load_plugins, plan};
-use crate::tune::Limits;
+use crate::tune::setup::{load_plugins, plan};
 
 use super::executor::{DecisionRecorder, ReplayExecutor, ReplayedTrial};
 use super::profile::{Decision, Profile};
@@ -376,14 +376,14 @@ pub async fn replay(
     plan.stabilization_delay = std::time::Duration::ZERO;
     let mut executor = ReplayExecutor::new(profile, seed);
     let mut observer = DecisionRecorder::default();
-    let mut driver = Driver {
-        executor: &mut executor,
-        observer: &mut observer,
-        book: TrialBook::default(),
-        snapshot: &profile.hardware,
-        thresholds: &thresholds,
-        cancel: CancellationToken::new(),
-    };
+    let mut driver = Driver::new(
+        &mut executor,
+        &mut observer,
+        TrialBook::default(),
+        &profile.hardware,
+        &thresholds,
+        CancellationToken::new(),
+    );
     let outcome = driver.run(&plan, &mut strategies).await;
     match outcome {
         Ok(limits) => replay.limits = Some(limits),

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::record::{FailureKind, Phase, SampleSeries, Stage, TrialConfig, Verdict};
 use crate::trial::{OnSample, TrialRun};
-use crate::tune::driver::{TrialExecutor, TuneError, TuneObserver};
+use crate::tune::driver::{LogError, TrialExecutor, TuneObserver};
 
 use super::answer::{Answerer, Request, Source};
 use super::profile::{Decision, Profile};
@@ -96,7 +96,7 @@ pub struct DecisionRecorder {
 }
 
 impl TuneObserver for DecisionRecorder {
-    fn trial_finished(&mut self, _run: &TrialRun) -> Result<(), TuneError> {
+    fn trial_finished(&mut self, _run: &TrialRun) -> Result<(), LogError> {
         Ok(())
     }
 

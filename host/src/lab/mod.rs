@@ -20,6 +20,5 @@ pub use compare::{
     Variant,
 };
 pub use executor::{ReplayExecutor, ReplayedTrial};
-pub use profile::{
-    Decision, Method, Point, Profile, ProfileError, Provenance, RecordPlan, PROFILE_VERSION,
-};
+pub use profile::{Decision, Method, Point, Profile, ProfileError, Provenance, PROFILE_VERSION};
+pub use record::RecordSettings;

@@ -15,10 +15,13 @@ use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
+use crate::record::Limits;
 use crate::record::{Phase, Stage, TrialConfig, TrialRecord, Verdict};
-use crate::report::{self, LogEvent, PluginUse, RunStatus};
-use crate::tune::plan::{effective_thresholds, CONTEXT_GRANULARITY};
-use crate::tune::{Limits, RunParameters};
+use crate::report::{self, LogEvent, RunStatus};
+use crate::tune::setup::{thresholds, CONTEXT_GRANULARITY};
+use crate::tune::{PluginUse, RunParameters};
+
+use super::record::RecordSettings;
 
 /// Version of the profile format. Version 1 (a tune log's trials) still reads.
 pub const PROFILE_VERSION: u32 = 2;
@@ -58,32 +61,16 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum Method {
-    /// `ozone lab record`: the command line, the plan it followed, how long it took.
+    /// `ozone lab record`: the command line, what it was set to measure (as measured:
+    /// the ladders' contexts), how long it took.
     Record {
         command: Vec<String>,
-        plan: RecordPlan,
+        #[serde(rename = "plan")]
+        settings: RecordSettings,
         duration_s: f64,
     },
     /// `ozone lab profile LOG`: the trials of one tune.
     TuneLog { log: String },
-}
-
-/// What `ozone lab record` was set to measure.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RecordPlan {
-    /// Context step of the screen sweep (a multiple of the host's granularity).
-    pub step: u32,
-    pub min_context: u32,
-    /// The sweep stops after this many screens in a row that were not stable.
-    pub stop_after_failures: u32,
-    /// Measurements per repeated point (screens at the boundary, verifications).
-    pub repeats: u32,
-    /// Samples of a verification (`min_samples_per_config`).
-    pub verify_samples: u32,
-    /// Contexts of the batch and concurrency ladders.
-    pub ladder_contexts: Vec<u32>,
-    pub batches: Vec<u32>,
-    pub concurrency_levels: Vec<u32>,
 }
 
 /// Where and when a profile was recorded.
@@ -235,6 +222,7 @@ impl Profile {
                 | LogEvent::Series { .. }
                 | LogEvent::Resumed { .. }
                 | LogEvent::Note { .. }
+                | LogEvent::PhaseFinished { .. }
                 | LogEvent::FitBaseline { .. } => {}
             }
         }
@@ -439,12 +427,7 @@ impl Profile {
 
     /// The thresholds the recording applied (as `ozone tune` derives them).
     pub fn thresholds(&self) -> Thresholds {
-        effective_thresholds(
-            &self.config,
-            &self.hardware,
-            &self.parameters,
-            &mut Vec::new(),
-        )
+        thresholds(&self.config, &self.hardware, &self.parameters)
     }
 
     /// The batch the context search runs at (`batch_adaptation.initial_batch_<class>`).

@@ -1,7 +1,7 @@
 //! `ozone lab record`: measures a model densely on this machine, so the lab can answer
 //! any strategy's trials from measurements instead of guesses.
 //!
-//! The plan, in order (each step's points go into the profile as they are measured):
+//! What it measures, in order (each step's points go into the profile as they are measured):
 //! 1. **Sweep**: a screen (warm-up + one full fill) at every `step` from the smallest
 //!    context up, at the context search's batch and one stream, until
 //!    `stop_after_failures` screens in a row were not stable (the first sustained
@@ -15,26 +15,36 @@
 //!    screened contexts between the largest that does and the smallest above it that
 //!    does not: the largest that does is the profile's true limit.
 //! 4. **Ladders** at the smallest, middle and top verified contexts: every batch of
-//!    the plan's batch ladder (one verification each, upwards until the first failure),
+//!    the batch ladder (one verification each, upwards until the first failure),
 //!    then the concurrency levels at the context search's batch and at the largest
 //!    stable batch (until the first level that is not stable).
 
 use tokio_util::sync::CancellationToken;
 
 use crate::record::{KvCacheType, Phase, Stage, TrialConfig, TrialRecord, Verdict};
-use crate::tune::driver::TrialExecutor;
+use crate::tune::driver::{TrialExecutor, Variant};
 
-use super::profile::{Point, RecordPlan};
+use serde::{Deserialize, Serialize};
 
-/// What to measure.
-#[derive(Debug, Clone, PartialEq)]
+use super::profile::Point;
+
+/// What `ozone lab record` is set to measure; the profile keeps it as measured (the
+/// sweep's first context aligned to its step, the ladders' contexts). Profiles recorded
+/// before it held the trained context, the initial batch and the KV cache type read
+/// with zeros there.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RecordSettings {
+    /// Context step of the screen sweep (a multiple of the host's granularity).
     pub step: u32,
     pub min_context: u32,
     /// The trained context (the sweep's ceiling).
     pub max_context: u32,
+    /// The sweep stops after this many screens in a row that were not stable.
     pub stop_after_failures: u32,
+    /// Measurements per repeated point (screens at the boundary, verifications).
     pub repeats: u32,
+    /// Samples of a verification (`min_samples_per_config`).
     pub verify_samples: u32,
     /// The batch the context search runs at.
     pub initial_batch: u32,
@@ -43,6 +53,8 @@ pub struct RecordSettings {
     /// Concurrency levels above 1 (empty: no concurrency ladder).
     pub concurrency_levels: Vec<u32>,
     pub kv_cache_type: KvCacheType,
+    /// Contexts of the batch and concurrency ladders (filled as measured).
+    pub ladder_contexts: Vec<u32>,
 }
 
 impl RecordSettings {
@@ -66,15 +78,15 @@ impl RecordSettings {
 #[derive(Debug)]
 pub struct Interrupted(pub Vec<Point>);
 
-/// Measures the plan of [`RecordSettings`] with `executor` (the trial runner on a real
-/// server, as `ozone tune` runs trials; a simulation in tests); `progress` hears about
-/// every finished trial. Returns the points and the plan as followed.
+/// Measures what [`RecordSettings`] asks for with `executor` (the trial runner on a
+/// real server, as `ozone tune` runs trials; a simulation in tests); `progress` hears
+/// about every finished trial. Returns the points and the settings as measured.
 pub async fn record<E: TrialExecutor>(
     executor: &mut E,
     settings: &RecordSettings,
     cancel: &CancellationToken,
     progress: &mut dyn FnMut(Stage, &TrialRecord),
-) -> Result<(Vec<Point>, RecordPlan), Interrupted> {
+) -> Result<(Vec<Point>, RecordSettings), Interrupted> {
     let mut r = Recorder {
         executor,
         settings,
@@ -83,9 +95,8 @@ pub async fn record<E: TrialExecutor>(
         points: Vec::new(),
         next_id: 1,
     };
-    let plan = r.run().await;
-    match plan {
-        Some(plan) => Ok((r.points, plan)),
+    match r.run().await {
+        Some(measured) => Ok((r.points, measured)),
         None => Err(Interrupted(r.points)),
     }
 }
@@ -101,7 +112,7 @@ struct Recorder<'a, E> {
 
 impl<E: TrialExecutor> Recorder<'_, E> {
     /// `None` when interrupted.
-    async fn run(&mut self) -> Option<RecordPlan> {
+    async fn run(&mut self) -> Option<RecordSettings> {
         let s = self.settings;
         let step = s.step.max(1);
         let first = s.min_context.div_ceil(step) * step;
@@ -225,15 +236,11 @@ impl<E: TrialExecutor> Recorder<'_, E> {
             }
         }
 
-        Some(RecordPlan {
+        Some(RecordSettings {
             step,
             min_context: first,
-            stop_after_failures: s.stop_after_failures,
-            repeats: s.repeats,
-            verify_samples: s.verify_samples,
             ladder_contexts,
-            batches: s.batches.clone(),
-            concurrency_levels: s.concurrency_levels.clone(),
+            ..s.clone()
         })
     }
 
@@ -326,7 +333,7 @@ fn nearest(sorted: &[u32], target: u32) -> u32 {
 }
 
 fn config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> TrialConfig {
-    crate::tune::driver::trial_config(ctx, batch, concurrency, kv)
+    Variant { kv_cache_type: kv }.config(ctx, batch, concurrency)
 }
 
 #[cfg(test)]
@@ -388,6 +395,7 @@ mod tests {
                     fault: None,
                 }),
                 verdict,
+                reason: None,
                 stopped_early: None,
                 server_log_tail: vec!["dropped".into()],
                 concurrency: None,
@@ -412,16 +420,17 @@ mod tests {
             batches: RecordSettings::batch_ladder(64, 256),
             concurrency_levels: vec![1, 2, 4, 8],
             kv_cache_type: KvCacheType::F16,
+            ladder_contexts: Vec::new(),
         }
     }
 
-    async fn run(limit: u32, steady: u32) -> (Simulated, Vec<Point>, RecordPlan) {
+    async fn run(limit: u32, steady: u32) -> (Simulated, Vec<Point>, RecordSettings) {
         let mut bench = Simulated {
             limit,
             steady,
             runs: Vec::new(),
         };
-        let (points, plan) = record(
+        let (points, measured) = record(
             &mut bench,
             &settings(),
             &CancellationToken::new(),
@@ -429,7 +438,7 @@ mod tests {
         )
         .await
         .expect("not interrupted");
-        (bench, points, plan)
+        (bench, points, measured)
     }
 
     #[test]
@@ -475,7 +484,7 @@ mod tests {
 
     #[tokio::test]
     async fn verifications_step_down_from_an_unsteady_boundary_and_ladders_stop_at_failures() {
-        let (_, points, plan) = run(10_000, 9_000).await;
+        let (_, points, measured) = run(10_000, 9_000).await;
         let verified = |ctx| {
             points
                 .iter()
@@ -491,7 +500,7 @@ mod tests {
         }
         assert!(verified(8960).expect("bisected").mostly_stable());
         assert!(verified(8704).is_none() && verified(9472).is_none());
-        assert_eq!(plan.ladder_contexts, vec![2048, 4864, 8960]);
+        assert_eq!(measured.ladder_contexts, vec![2048, 4864, 8960]);
         // Batch 256 ran out of memory; concurrency stops at the first failing level.
         let at = |ctx, batch, n| {
             points

@@ -410,6 +410,7 @@ mod tests {
                 fault: None,
             }),
             verdict: record::Verdict::Failed,
+            reason: None,
             stopped_early: None,
             server_log_tail: Vec::new(),
             concurrency: None,

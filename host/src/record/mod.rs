@@ -1,6 +1,6 @@
 //! The data of a trial, exactly as written to the JSONL log (one `TrialRecord` a line):
 //! the configuration tried, its samples and statistics, the hardware peaks, the breach
-//! and the failure, the verdict.
+//! and the failure, the verdict and its reason; and the limits a run found.
 //!
 //! A leaf: plain data that imports nothing else of the crate, so that every layer (the
 //! backends that fail a trial, the guard that breaches one, the trial runner, the
@@ -9,14 +9,20 @@
 mod breach;
 mod concurrency;
 mod fit;
+mod limits;
 mod series;
+mod stats;
+mod verdict;
 
 use serde::{Deserialize, Serialize};
 
 pub use breach::{Breach, Metric};
 pub use concurrency::{latency_of, ConcurrencyFigures, Latency, SloMiss, SloVerdict};
 pub use fit::{FitBaseline, FitSource};
+pub use limits::{Bound, LimitBounds, Limits};
 pub use series::{Peaks, SamplePoint, SampleSeries};
+pub use stats::{median, nearest_rank, Spread, Stats, MAD_TO_SIGMA, OUTLIER_Z};
+pub use verdict::{NoiseFloor, Reason, SpreadCheck, Verdict};
 
 /// KV cache element type (`-ctk/-ctv`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
@@ -48,6 +54,28 @@ impl KvCacheType {
     }
 }
 
+/// llama-server's flash attention (`-fa`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FlashAttn {
+    On,
+    Off,
+    /// llama-server decides (its default).
+    #[default]
+    Auto,
+}
+
+impl FlashAttn {
+    /// The value llama-server's `-fa` takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlashAttn::On => "on",
+            FlashAttn::Off => "off",
+            FlashAttn::Auto => "auto",
+        }
+    }
+}
+
 /// One configuration to try.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TrialConfig {
@@ -74,8 +102,8 @@ impl std::fmt::Display for TrialConfig {
     }
 }
 
-/// Which phase of a tune a trial belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// Which phase of a tune a trial belongs to, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Context,
@@ -175,58 +203,6 @@ impl SampleRecord {
     }
 }
 
-/// The nearest-rank percentile `p` (0..=1) of `sorted` (ascending): the smallest value
-/// with at least `p` of the values at or below it. `None` when empty.
-pub fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
-    let n = sorted.len();
-    (n > 0).then(|| sorted[((p * n as f64).ceil() as usize).clamp(1, n) - 1])
-}
-
-/// Summary statistics of one figure over the successful samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Stats {
-    pub n: u32,
-    pub mean: f64,
-    pub stddev: f64,
-    pub p50: f64,
-    pub p95: f64,
-    pub min: f64,
-    pub max: f64,
-}
-
-impl Stats {
-    /// Mean, sample standard deviation and nearest-rank percentiles; `None` when empty.
-    pub fn from_values(values: &[f64]) -> Option<Self> {
-        if values.is_empty() {
-            return None;
-        }
-        let n = values.len();
-        let mean = values.iter().sum::<f64>() / n as f64;
-        let var = if n > 1 {
-            values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64
-        } else {
-            0.0
-        };
-        let mut sorted = values.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        let rank = |p: f64| nearest_rank(&sorted, p).unwrap_or(0.0);
-        Some(Self {
-            n: n as u32,
-            mean,
-            stddev: var.sqrt(),
-            p50: rank(0.50),
-            p95: rank(0.95),
-            min: sorted[0],
-            max: sorted[n - 1],
-        })
-    }
-
-    /// Coefficient of variation (stddev / mean); `None` when the mean is 0.
-    pub fn cv(&self) -> Option<f64> {
-        (self.mean != 0.0).then(|| self.stddev / self.mean)
-    }
-}
-
 /// How much measurement a trial got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -256,17 +232,6 @@ impl std::fmt::Display for Stage {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// success rate ≥ confidence threshold and throughput CV ≤ variance tolerance.
-    Stable,
-    /// Ran, but missed the success rate or the variance tolerance.
-    Unstable,
-    /// Could not run: load failure, breach, timeout, crash.
-    Failed,
-}
-
 /// One trial, as logged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrialRecord {
@@ -286,12 +251,15 @@ pub struct TrialRecord {
     pub prefill_tps: Option<Stats>,
     pub decode_tps: Option<Stats>,
     pub success_rate: f64,
-    /// Coefficient of variation of decode tokens/s.
+    /// Coefficient of variation of decode tokens/s (absent for a single sample).
     pub cv: Option<f64>,
     pub peaks: Peaks,
     pub breach: Option<Breach>,
     pub failure: Option<TrialFailure>,
     pub verdict: Verdict,
+    /// Why: the rule that decided the verdict and its figures (absent in older logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
     /// Why the trial ended before all its samples ran, when its verdict was settled
     /// early ("stopped after sample 2 of 5: 1 failure makes 85 % unreachable").
     #[serde(default, skip_serializing_if = "Option::is_none")]

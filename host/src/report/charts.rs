@@ -298,7 +298,7 @@ fn measure_point(t: &TrialRecord, x: f64, s: Option<&Stats>) -> Point {
     Point {
         x,
         y: s.map(|s| s.mean),
-        err: s.map(|s| s.stddev),
+        err: s.and_then(|s| s.stddev),
         mark: mark(t.verdict),
         label: trial_label(t),
     }

@@ -8,9 +8,9 @@ use crate::config::slo_text;
 use crate::guard::Thresholds;
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{concurrency_outcome, slo_verdict, Slo, TimeoutRule};
+use crate::record::{Bound, Limits};
 use crate::record::{ConcurrencyFigures, Phase, Stage, TrialRecord, Verdict};
 use crate::trial::figures_of;
-use crate::tune::{Bound, Limits};
 
 /// The concurrency phase of a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -9,6 +9,7 @@
 //! {"event":"series","trial_id":1,"series":{"interval_ms":100,"points":[…],"peaks":{…}}}
 //! {"event":"decision","phase":"context","plugin":"binary-search","proposed":null}
 //! {"event":"decision","phase":"context","plugin":"binary-search","proposed":9728,"stage":"verify"}
+//! {"event":"phase_finished","phase":"context","limits":{"max_context":{"value":9728,"bound_by":"memory","evidence":{…}},…}}
 //! {"event":"note","phase":"concurrency","message":"llama-server ran each level of N streams with -np N slots …"}
 //! {"event":"resumed","at":"2026-11-26T14:00:00Z"}
 //! {"event":"run_finished","status":"completed","finished_at":"…","limits":{"max_context":{"value":9728,"bound_by":"memory","evidence":{…}},…},"message":null}
@@ -25,24 +26,22 @@
 //!   existed have none and read as verify; `stopped_early` says why a trial ended
 //!   before all its samples ran; a concurrency level's figures and objective verdict
 //!   in `concurrency`).
-//! - `note`: what the run says about a phase as it starts (how the server runs the
-//!   concurrency levels).
+//! - `note`: what the run says about a phase (how the server runs the concurrency
+//!   levels; a noise floor measured and a configuration measured again, and why).
+//! - `phase_finished`: the limits found so far when a phase ends, each with its bound:
+//!   what `ozone report` shows for a run that did not get to `run_finished`.
 //!
 //! Readers skip a torn last line (a crash mid-write) and reject any other bad line.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::{BackendKind, ModelMetadata};
-use crate::config::Config;
-use crate::hardware::HardwareSnapshot;
 use crate::record::{
-    FitBaseline, Phase, SampleRecord, SampleSeries, Stage, TrialConfig, TrialRecord,
+    FitBaseline, Limits, Phase, SampleRecord, SampleSeries, Stage, TrialConfig, TrialRecord,
 };
-use crate::tune::Limits;
+use crate::tune::RunSetup;
 
 /// Version of the log format, written in `run_started`.
 pub const LOG_VERSION: u32 = 1;
@@ -51,8 +50,8 @@ pub const LOG_VERSION: u32 = 1;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum LogEvent {
-    /// First line of a run.
-    RunStarted(Box<RunStarted>),
+    /// First line of a run: its set-up.
+    RunStarted(Box<RunSetup>),
     /// A `--resume` picked the run up again.
     Resumed {
         at: DateTime<Utc>,
@@ -88,67 +87,30 @@ pub enum LogEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stage: Option<Stage>,
     },
-    /// What the run says about a phase as it starts (how the server runs its trials).
+    /// What the run says about a phase: how the server runs its trials, a noise floor
+    /// measured, a configuration measured again.
     Note { phase: Phase, message: String },
+    /// A phase ended: the limits found so far, each with what bound it. A run cut short
+    /// reports these.
+    PhaseFinished { phase: Phase, limits: Limits },
     /// Last line of a run.
     RunFinished(RunFinished),
 }
 
-/// A strategy plugin a run used.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginUse {
-    /// `context`, `batch` or `concurrency`.
-    pub role: String,
-    pub name: String,
-    pub version: Option<String>,
-    /// Embedded in `ozone` (as opposed to loaded from a file).
-    pub builtin: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunStarted {
-    pub log_version: u32,
-    pub ozone_version: String,
-    /// The model as given on the command line: a `.gguf` path or an Ollama tag.
-    pub model_source: String,
-    pub model: ModelMetadata,
-    pub hardware: HardwareSnapshot,
-    /// The effective configuration.
-    pub config: Config,
-    pub plugins: Vec<PluginUse>,
-    /// `llama-server`, `ollama` or `openai`.
-    pub backend: BackendKind,
-    /// Versions of what the run used, by name (`llama-server`, …).
-    #[serde(default)]
-    pub versions: BTreeMap<String, String>,
-    /// What the command line fixed (server flags, preset, warm-start hint), so
-    /// `--resume` repeats the run exactly.
-    #[serde(default)]
-    pub parameters: Option<crate::tune::RunParameters>,
-    /// The llama-server binary the trials ran, resolved from `--llama-server`,
-    /// `LLAMA_SERVER` or `PATH`: the deploy script runs it, and `ozone report` writes
-    /// that script again from the log.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_binary: Option<PathBuf>,
-    pub started_at: DateTime<Utc>,
-}
-
-impl RunStarted {
-    /// The llama-server binary the run's latest trials ran: a `--resume` that moved it
-    /// says so in its `resumed` line.
-    pub fn server_binary_in(&self, events: &[LogEvent]) -> Option<PathBuf> {
-        events
-            .iter()
-            .rev()
-            .find_map(|e| match e {
-                LogEvent::Resumed {
-                    server_binary: Some(binary),
-                    ..
-                } => Some(binary.clone()),
-                _ => None,
-            })
-            .or_else(|| self.server_binary.clone())
-    }
+/// The llama-server binary a run's latest trials ran: a `--resume` that moved it says so
+/// in its `resumed` line.
+pub fn server_binary_in(setup: &RunSetup, events: &[LogEvent]) -> Option<PathBuf> {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            LogEvent::Resumed {
+                server_binary: Some(binary),
+                ..
+            } => Some(binary.clone()),
+            _ => None,
+        })
+        .or_else(|| setup.server_binary.clone())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,8 +138,8 @@ impl std::fmt::Display for RunStatus {
 pub struct RunFinished {
     pub status: RunStatus,
     pub finished_at: DateTime<Utc>,
-    /// The limits the run settled on (the plugins' `best()`); when absent they are
-    /// derived from the trials ([`Limits::from_trials`]).
+    /// The limits the run settled on (the plugins' `best()`, verified); absent when it
+    /// did not get to the end (its last `phase_finished` line has what it found).
     pub limits: Option<Limits>,
     /// Why a run failed or was interrupted.
     pub message: Option<String>,

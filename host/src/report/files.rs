@@ -14,7 +14,8 @@ use crate::backend::BackendKind;
 use crate::record::{KvCacheType, Phase};
 use crate::tune::presets::{Preset, PresetName, Presets};
 
-use super::{render_summary_html, ReportError, RunStarted, RunSummary};
+use super::{render_summary_html, ReportError, RunSummary};
+use crate::tune::{PluginUse, RunSetup};
 
 /// Where [`write_outputs`] put each file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,7 +41,7 @@ pub struct OutputPaths {
 pub fn write_run_outputs(
     out_dir: &Path,
     log: &Path,
-    started: &RunStarted,
+    started: &RunSetup,
     server_binary: Option<&Path>,
     summary: &RunSummary,
     measured: bool,
@@ -285,11 +286,10 @@ fn figures_line(p: &Preset) -> String {
         n => format!(" x{n} streams (-np {n})"),
     };
     format!(
-        "ctx {}{slots} batch {}: decode {:.1} ± {:.1} tok/s per request, TTFT p50 {:.0} ms, {}/{} samples ok (trial {})",
+        "ctx {}{slots} batch {}: decode {} tok/s per request, TTFT p50 {:.0} ms, {}/{} samples ok (trial {})",
         p.ctx,
         p.config.batch,
-        p.decode_tps.mean,
-        p.decode_tps.stddev,
+        p.decode_tps.mean_pm(1),
         p.ttft_ms.p50,
         p.evidence.successful,
         p.evidence.samples,
@@ -339,11 +339,12 @@ struct DefaultsPreset {
 #[derive(Debug, Serialize)]
 struct Performance {
     tokens_per_sec: f64,
-    tokens_per_sec_stddev: f64,
+    /// Absent for a single sample.
+    tokens_per_sec_stddev: Option<f64>,
     tokens_per_sec_p50: f64,
     tokens_per_sec_p95: f64,
     ttft_ms: f64,
-    ttft_ms_stddev: f64,
+    ttft_ms_stddev: Option<f64>,
     ttft_ms_p50: f64,
     ttft_ms_p95: f64,
     prefill_tokens_per_sec: Option<f64>,
@@ -384,11 +385,11 @@ impl DefaultsFile {
             kv_cache_type: p.config.kv_cache_type,
             performance: Performance {
                 tokens_per_sec: round(p.decode_tps.mean, 2),
-                tokens_per_sec_stddev: round(p.decode_tps.stddev, 2),
+                tokens_per_sec_stddev: p.decode_tps.stddev.map(|v| round(v, 2)),
                 tokens_per_sec_p50: round(p.decode_tps.p50, 2),
                 tokens_per_sec_p95: round(p.decode_tps.p95, 2),
                 ttft_ms: round(p.ttft_ms.mean, 1),
-                ttft_ms_stddev: round(p.ttft_ms.stddev, 1),
+                ttft_ms_stddev: p.ttft_ms.stddev.map(|v| round(v, 1)),
                 ttft_ms_p50: round(p.ttft_ms.p50, 1),
                 ttft_ms_p95: round(p.ttft_ms.p95, 1),
                 prefill_tokens_per_sec: p.prefill_tps.as_ref().map(|s| round(s.mean, 2)),
@@ -451,7 +452,7 @@ struct EnvFile<'a> {
     written_at: DateTime<Utc>,
     backend: BackendKind,
     versions: &'a std::collections::BTreeMap<String, String>,
-    plugins: &'a [super::PluginUse],
+    plugins: &'a [PluginUse],
     hardware_fingerprint: String,
     hardware: &'a crate::hardware::HardwareSnapshot,
 }

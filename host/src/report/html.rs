@@ -3,9 +3,9 @@
 
 use std::fmt::Write;
 
+use crate::record::Bound;
 use crate::record::{Peaks, Stats, Verdict};
 use crate::tune::presets::{Preset, PresetName, Presets};
-use crate::tune::Bound;
 
 use super::charts::charts;
 use super::escape::escape;
@@ -245,7 +245,7 @@ fn limits_section(h: &mut String, s: &RunSummary) {
         .unwrap_or_default();
     let bound = |b: &Option<Bound>| {
         b.as_ref()
-            .map(|b| escape(&b.describe()))
+            .map(|b| escape(&super::describe(b)))
             .unwrap_or_else(|| "–".into())
     };
     let b = &s.limits.bounds;
@@ -367,12 +367,21 @@ fn trials_section(h: &mut String, s: &RunSummary) {
          published limit is a stable verification.</p>\n<table><tr><th>#</th><th>phase</th>\
          <th>stage</th><th>configuration</th><th>verdict</th><th>decode tok/s</th><th>TTFT ms</th>\
          <th>prefill tok/s</th><th>samples ok</th><th>peak memory</th><th>time</th>\
-         <th>failure</th></tr>\n",
+         <th>why</th></tr>\n",
     );
     for t in &s.trials {
         let ok = t.samples.iter().filter(|x| x.ok).count();
+        // The verdict's reason, but for a failure (its message says it) and a screen
+        // served whole (nothing to say).
+        let reason = t.reason.as_ref().filter(|r| {
+            !matches!(
+                r,
+                crate::record::Reason::Failure | crate::record::Reason::Served { of: 1 }
+            )
+        });
         let failure = [
             t.failure.as_ref().map(|f| f.message.clone()),
+            reason.map(super::reason_words),
             t.stopped_early.clone(),
         ]
         .into_iter()
@@ -453,9 +462,8 @@ fn verdict_class(v: Verdict) -> &'static str {
 fn stats(s: Option<&Stats>, decimals: usize) -> String {
     match s {
         Some(s) => format!(
-            "{:.d$} ± {:.d$} (p50 {:.d$}, p95 {:.d$})",
-            s.mean,
-            s.stddev,
+            "{} (p50 {:.d$}, p95 {:.d$})",
+            s.mean_pm(decimals),
             s.p50,
             s.p95,
             d = decimals

@@ -6,6 +6,7 @@
 //! `deploy/<model>.Modelfile`, `deploy/<model>.llama-server.sh`,
 //! `report/<model>_<ts>.html` (all by [`write_outputs`]).
 
+mod bounds;
 mod charts;
 mod concurrency;
 mod escape;
@@ -22,9 +23,10 @@ pub(crate) mod tests;
 
 use std::path::{Path, PathBuf};
 
+pub use bounds::{describe, reason_words};
 pub use concurrency::{server_note, ConcurrencySummary, Level};
 pub use escape::escape;
-pub use events::{LogEvent, PluginUse, RunFinished, RunStarted, RunStatus, LOG_VERSION};
+pub use events::{server_binary_in, LogEvent, RunFinished, RunStatus, LOG_VERSION};
 pub use files::{
     file_stem, shell_quote, timestamp, write_file, write_outputs, write_run_outputs, OutputPaths,
 };

@@ -8,12 +8,14 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{BackendKind, ModelMetadata};
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::record::{FitBaseline, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict};
+use crate::record::{
+    FitBaseline, Limits, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Verdict,
+};
 use crate::tune::presets::{self, Preset, PresetName, Presets};
-use crate::tune::Limits;
+use crate::tune::{PluginUse, RunSetup};
 
 use super::concurrency::ConcurrencySummary;
-use super::{LogEvent, PluginUse, ReportError, RunStarted, RunStatus};
+use super::{LogEvent, ReportError, RunStatus};
 
 /// Trials and time spent in one phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,17 +107,16 @@ pub struct TrialInProgress {
 
 impl RunSummary {
     /// Builds the summary: presets from the trials with the run's preset categories,
-    /// `limits` as given or else [`Limits::from_trials`].
+    /// the limits the driver decided (none where it did not get that far).
     pub fn new(
-        started: &RunStarted,
+        started: &RunSetup,
         trials: Vec<TrialRecord>,
         status: RunStatus,
         finished_at: Option<DateTime<Utc>>,
-        limits: Option<Limits>,
+        limits: Limits,
         message: Option<String>,
     ) -> Self {
         let presets = presets::derive(&trials, &started.config.preset_categories);
-        let limits = limits.unwrap_or_else(|| Limits::from_trials(&trials));
         let concurrency = ConcurrencySummary::new(
             &trials,
             &limits,
@@ -157,8 +158,9 @@ impl RunSummary {
     }
 
     /// Rebuilds the summary of a logged run: the first `run_started`, every `trial`
-    /// (a trial id logged twice keeps its last record), the last `run_finished`; on an
-    /// unfinished log, the `sample` lines of a trial not finished yet as `in_progress`.
+    /// (a trial id logged twice keeps its last record), the last `run_finished` and its
+    /// limits (else those of the last `phase_finished`); on an unfinished log, the
+    /// `sample` lines of a trial not finished yet as `in_progress`.
     pub fn from_events(events: &[LogEvent]) -> Result<Self, ReportError> {
         let started = events
             .iter()
@@ -184,20 +186,35 @@ impl RunSummary {
             LogEvent::FitBaseline { fit } => Some(fit.clone()),
             _ => None,
         });
+        let found_so_far = events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                LogEvent::PhaseFinished { limits, .. } => Some(limits.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
         let summary = match finished {
             Some(f) => Self::new(
                 started,
                 trials,
                 f.status,
                 Some(f.finished_at),
-                f.limits.clone(),
+                f.limits.clone().unwrap_or(found_so_far),
                 f.message.clone(),
             ),
             None => {
                 let in_progress = trial_in_progress(events, &trials);
                 Self {
                     in_progress,
-                    ..Self::new(started, trials, RunStatus::Unfinished, None, None, None)
+                    ..Self::new(
+                        started,
+                        trials,
+                        RunStatus::Unfinished,
+                        None,
+                        found_so_far,
+                        None,
+                    )
                 }
             }
         };

@@ -6,9 +6,10 @@ use chrono::{TimeZone, Utc};
 use super::*;
 use crate::backend::BackendKind;
 use crate::fixtures;
+use crate::record::Limits;
 use crate::record::Phase;
 use crate::tune::presets::{PresetName, Presets};
-use crate::tune::Limits;
+use crate::tune::{PluginUse, RunSetup};
 
 fn events() -> Vec<LogEvent> {
     let mut events = vec![LogEvent::RunStarted(Box::new(run_started()))];
@@ -43,7 +44,7 @@ fn events() -> Vec<LogEvent> {
     events.push(LogEvent::RunFinished(RunFinished {
         status: RunStatus::Completed,
         finished_at: Utc.with_ymd_and_hms(2026, 11, 26, 13, 9, 0).unwrap(),
-        limits: None,
+        limits: Some(fixtures::limits()),
         message: None,
     }));
     events
@@ -171,12 +172,22 @@ fn summary_from_events_matches_the_run() {
     assert_eq!(summary.timings.phases[0].trials, 6);
     assert_eq!(summary.timings.phases[0].stable, 4);
 
-    // Without run_finished the run is unfinished; limits still come from the trials.
+    // Without run_finished the run is unfinished: its limits are what the driver found
+    // by the last phase it finished, never worked out again from the trials.
     let mut cut = events();
     cut.pop();
     let s = RunSummary::from_events(&cut).unwrap();
     assert_eq!(s.status, RunStatus::Unfinished);
-    assert_eq!(s.limits.max_context, Some(20480));
+    assert_eq!(s.limits, Limits::default());
+    let context_only = Limits {
+        max_context: Some(20480),
+        ..Limits::default()
+    };
+    cut.push(LogEvent::PhaseFinished {
+        phase: Phase::Context,
+        limits: context_only.clone(),
+    });
+    assert_eq!(RunSummary::from_events(&cut).unwrap().limits, context_only);
 
     assert!(matches!(
         RunSummary::from_events(&cut[1..]),
@@ -479,8 +490,8 @@ fn without_a_budget_the_memory_chart_shows_ram_against_the_tighter_limit() {
 }
 
 /// The fixture run's start line (see [`crate::fixtures`]).
-pub(crate) fn run_started() -> RunStarted {
-    RunStarted {
+pub(crate) fn run_started() -> RunSetup {
+    RunSetup {
         log_version: super::LOG_VERSION,
         // This ozone ran it: warm-start keys made now match it.
         ozone_version: env!("CARGO_PKG_VERSION").into(),

@@ -41,7 +41,7 @@ pub fn presets_table(s: &RunSummary) -> String {
                 n => format!("{} x{n}", p.ctx),
             },
             p.config.batch.to_string(),
-            format!("{:.1} ± {:.1}", p.decode_tps.mean, p.decode_tps.stddev),
+            p.decode_tps.mean_pm(1),
             format!("{:.0}", p.ttft_ms.p50),
             format!("{}/{}", p.evidence.successful, p.evidence.samples),
             p.evidence.trial_id.to_string(),
@@ -104,7 +104,7 @@ mod tests {
             fixtures::trials(),
             RunStatus::Completed,
             None,
-            None,
+            crate::fixtures::limits(),
             None,
         );
         let table = presets_table(&s);

@@ -10,9 +10,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::BackendSpec;
 use crate::config::Config;
-use crate::guard::{SamplerOptions, Thresholds};
+use crate::guard::Thresholds;
 use crate::record::{FailureKind, Phase, Stage, TrialConfig, TrialRecord};
 use crate::trial::TrialRunner;
+use crate::tune::setup::sampler;
 
 const MIB: u64 = 1 << 20;
 
@@ -78,15 +79,11 @@ pub async fn resolve_headroom(
     if !matches!(spec, BackendSpec::LlamaServer(_)) {
         return Err(FootprintError::NotOurServer(spec.kind().to_string()));
     }
-    let sampler = SamplerOptions {
-        interval: run_config.sampling_interval(),
-        thresholds: Some(Thresholds {
-            process_memory_budget_mb: None,
-            ..thresholds.clone()
-        }),
-        kill_on_breach: true,
-        ..SamplerOptions::default()
+    let unbudgeted = Thresholds {
+        process_memory_budget_mb: None,
+        ..thresholds.clone()
     };
+    let sampler = sampler(run_config, unbudgeted);
     let mut runner = TrialRunner::new(spec.clone(), run_config.trial_settings(), sampler);
     let run = runner
         .run(0, Phase::Context, Stage::Screen, trial, cancel)

@@ -1,77 +1,89 @@
-//! One model's tune from start to files, the real world around the driver: probe, model
-//! facts, plugins, the trial runner on a real server, the JSONL log, presets and output
-//! files, warm starts. Also picks a run up again from its log (`--resume`).
+//! One model's tune from start to files, the real world around the driver: the run's
+//! set-up measured on this machine (`prepare.rs`: probe, model facts, warm-start hints,
+//! a headroom's footprint) or read back from a log (`resume.rs`), the plugins, the
+//! trial runner on a real server, the JSONL log (`observer.rs`), presets and output
+//! files, the warm-start store.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::llama_server::{fit_baseline, FitRequest, DEFAULT_FIT_MARGIN_MIB};
-use crate::backend::{BackendError, BackendKind, BackendSpec, ModelMetadata};
-use crate::config::Config;
-use crate::guard::{gpu_budget_problem, SamplerOptions};
-use crate::hardware::process_gpu::availability;
-use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
-use crate::plugin::{PluginError, PluginHost, PluginRef};
-use crate::record::{FitBaseline, Phase, SampleRecord, Stage, TrialConfig, TrialRecord};
+use crate::backend::{BackendError, BackendSpec};
+use crate::hardware::HardwareSnapshot;
+use crate::plugin::{PluginError, PluginHost};
+use crate::record::{FitBaseline, Limits, TrialRecord};
 use crate::report::{
-    server_note, write_run_outputs, LogEvent, OutputPaths, PluginUse, ReportError, RunFinished,
-    RunLog, RunStarted, RunStatus, RunSummary,
+    write_run_outputs, LogEvent, OutputPaths, ReportError, RunFinished, RunLog, RunStatus,
+    RunSummary,
 };
-use crate::trial::{TrialRun, TrialRunner};
-use crate::tune::driver::{trial_config, Driver, Plan, TrialBook, TuneError, TuneObserver};
-use crate::tune::plan::{
-    cpu_inference, effective_thresholds, first_trial, load_plugins, plan, set_aside_cpu_threshold,
-    RunParameters,
-};
-use crate::tune::warm_start::{Key, Learned, WarmStartSource, WarmStartStore};
+use crate::tune::driver::{ContractBreach, Driver, Plugins, TrialBook, TuneError, TuneObserver};
+use crate::tune::setup::{cpu_inference, sampler};
+use crate::tune::warm_start::{Key, Learned, WarmStartStore};
+use crate::tune::RunSetup;
 
+use observer::LogObserver;
 use progress::PhaseProgress;
 
 mod footprint;
+mod observer;
+mod prepare;
 mod progress;
+mod resume;
 
 pub use footprint::{resolve_headroom, Footprint, FootprintError};
+pub use prepare::{gpu_budget_refusal, prepare, Prepared, RunRequest};
 
-/// One model's run, as prepared by the command line.
-pub struct TuneJob {
-    /// The model as given: a `.gguf` path or an Ollama tag.
-    pub model_source: String,
-    pub spec: BackendSpec,
-    pub config: Config,
-    pub params: RunParameters,
-    pub output_dir: PathBuf,
-    /// Ignore remembered results (`--fresh`).
-    pub fresh: bool,
-    pub show_progress: bool,
-    /// `--resume`: the log to continue.
-    pub resume: Option<PathBuf>,
-    /// `--warm-start-from DIR`: limits other machines found, tried before this
-    /// machine's own store.
-    pub shared_warm_start: Option<Box<dyn WarmStartSource>>,
+/// How a run starts: anew from the command line, or from the log of one cut short.
+pub enum Start {
+    New {
+        request: Box<RunRequest>,
+        /// Where logs, summaries, presets, deploy files and reports go.
+        output_dir: PathBuf,
+    },
+    /// `--resume LOG`: the run its log started, everything as logged but where the
+    /// llama-server binary is now (`--llama-server`) and the API key (never logged).
+    Resume {
+        log: PathBuf,
+        llama_server: Option<PathBuf>,
+        api_key: Option<String>,
+    },
 }
 
-/// How a tune that did not complete ended; the CLI maps each to an exit code.
+/// How a tune that did not complete ended, named by what failed; the CLI maps each to
+/// its documented exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum TuneFailure {
+    /// The model file cannot be read (missing, not a GGUF).
     #[error("{0}")]
     Model(#[source] BackendError),
+    /// The server that describes the model does not answer (Ollama, OpenAI).
     #[error("{0}")]
     Server(#[source] BackendError),
+    /// A plugin does not fit where it was asked for (unknown, not a component, its
+    /// settings rejected), or broke its sandbox while loading.
     #[error("{0}")]
     PluginLoad(#[source] PluginError),
+    /// A plugin call failed mid-run: a trap, fuel, memory, a value out of its bounds.
     #[error("{0}")]
-    Plugin(#[source] TuneError),
+    Plugin(#[source] PluginError),
+    /// A plugin answered within its sandbox but broke the search's contract.
+    #[error("{0}")]
+    Contract(#[source] ContractBreach),
     #[error("{}", interrupted_message(.log.as_deref()))]
     Interrupted {
         /// The run's log, once it has one.
         log: Option<PathBuf>,
     },
-    #[error(transparent)]
-    Output(#[from] ReportError),
+    /// The trial log could not be written (a full disk): every trial finished before
+    /// is in it.
+    #[error(
+        "cannot write the trial log: {0}; every trial finished before is in it, and \
+         `ozone tune --resume` continues once there is room"
+    )]
+    Log(#[source] ReportError),
     /// Measured to the end; the output files could not be written.
     #[error(
         "{error}; every measurement is in {}: `ozone report {}` writes the files again once \
@@ -80,9 +92,13 @@ pub enum TuneFailure {
         .log.display()
     )]
     Outputs { error: ReportError, log: PathBuf },
-    /// The first trial's server could not start, and not for lack of memory.
+    /// The first trial's server could not start, and not for lack of memory, or the
+    /// server cannot run on this machine at all.
     #[error("{0}")]
     ServerCannotStart(String),
+    /// No llama-server binary where the run needs one.
+    #[error("{0}")]
+    ServerNotFound(String),
     /// `--resume` of a log whose model file changed since.
     #[error(
         "{model} was replaced since the run started: {log} measured {logged}, the file is now \
@@ -98,6 +114,7 @@ pub enum TuneFailure {
     /// `process_memory_headroom_mb`: the footprint it rests on could not be measured.
     #[error(transparent)]
     Footprint(FootprintError),
+    /// `--resume` of something that is not a resumable tune log.
     #[error("{0}")]
     BadLog(String),
     /// A setting this machine or backend cannot honour (the run did not start).
@@ -105,6 +122,30 @@ pub enum TuneFailure {
     BadInput(String),
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<ReportError> for TuneFailure {
+    fn from(error: ReportError) -> Self {
+        TuneFailure::Log(error)
+    }
+}
+
+impl TuneFailure {
+    /// A driver error by what failed (`log`: the run's log, for an interruption).
+    fn of_driver(error: TuneError, log: &Path) -> Self {
+        match error {
+            TuneError::Plugin(e) => TuneFailure::Plugin(e),
+            TuneError::Contract(e) => TuneFailure::Contract(e),
+            TuneError::Interrupted => TuneFailure::Interrupted {
+                log: Some(log.to_path_buf()),
+            },
+            TuneError::Log(e) => match e.downcast::<ReportError>() {
+                Ok(e) => TuneFailure::Log(*e),
+                Err(e) => TuneFailure::Internal(format!("writing the trial log: {e}")),
+            },
+            TuneError::ServerCannotStart(why) => TuneFailure::ServerCannotStart(why),
+        }
+    }
 }
 
 fn interrupted_message(log: Option<&Path>) -> String {
@@ -127,244 +168,97 @@ pub struct TuneResult {
     pub notes: Vec<String>,
 }
 
+/// A run with its set-up and its log open: what is left is to measure.
+struct Opened {
+    setup: RunSetup,
+    /// This machine now (a resumed run may run elsewhere than it started).
+    snapshot: HardwareSnapshot,
+    log: RunLog,
+    output_dir: PathBuf,
+    book: TrialBook,
+    fit: Option<FitBaseline>,
+    plugins: Plugins,
+    api_key: Option<String>,
+    notes: Vec<String>,
+}
+
 /// Runs one model's tune to the end (or to Ctrl-C through `cancel`).
 pub async fn tune(
-    job: TuneJob,
+    start: Start,
+    show_progress: bool,
     plugins: Arc<PluginHost>,
     cancel: CancellationToken,
 ) -> Result<TuneResult, TuneFailure> {
-    let mut notes = Vec::new();
-    let probing = tokio::task::spawn_blocking(|| probe(&ProbeOptions::default()));
-    let snapshot = until_cancelled(&cancel, probing)
-        .await?
-        .map_err(|e| TuneFailure::Internal(format!("the hardware probe failed: {e}")))?;
-
-    let (resumed, started, book, logged_fit) = match &job.resume {
-        Some(path) => {
-            let (mut log, started, book, fit) = resume_log(path)?;
-            check_gpu_budget(&started.config, &job.spec, &snapshot)?;
-            check_same_model(&job, &started, path, &cancel).await?;
-            log.append(&LogEvent::Resumed {
-                at: Utc::now(),
-                server_binary: server_binary(&job.spec)
-                    .filter(|b| started.server_binary.as_ref() != Some(b)),
-            })?;
-            (Some(log), started, book, fit)
-        }
-        None => {
-            // Before the model is read (hashing a large model takes a while).
-            check_gpu_budget(&job.config, &job.spec, &snapshot)?;
-            let facts = until_cancelled(&cancel, job.spec.model_metadata())
-                .await?
-                .map_err(|e| match job.spec {
-                    BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
-                    _ => TuneFailure::Server(e),
-                })?;
-            let mut params = job.params.clone();
-            if !job.fresh {
-                params.hint = shared_hint(&job, &snapshot, &facts, &mut notes);
-            }
-            if !job.fresh && params.hint.is_none() && job.config.reuse_learned_configs() {
-                params.hint = remembered_limit(&snapshot, &facts, &job.config, &mut notes);
-            }
-            // The log and the report record the limits the trials were held to.
-            let mut config = job.config.clone();
-            notes.extend(set_aside_cpu_threshold(&mut config, &snapshot, &params));
-            let thresholds = effective_thresholds(&config, &snapshot, &params, &mut Vec::new());
-            let first = first_trial(&config, &facts, &params);
-            let footprint = resolve_headroom(&mut config, &job.spec, &thresholds, &first, &cancel)
-                .await
-                .map_err(TuneFailure::Footprint)?;
-            if let (Some(f), Some(headroom)) = (footprint, config.ozone.process_memory_headroom_mb)
-            {
-                notes.push(f.note(headroom));
-            }
-            let started = RunStarted {
-                log_version: crate::report::LOG_VERSION,
-                ozone_version: env!("CARGO_PKG_VERSION").to_string(),
-                model_source: job.model_source.clone(),
-                model: facts,
-                hardware: snapshot.clone(),
-                config,
-                plugins: plugin_uses(&job.config),
-                backend: job.spec.kind(),
-                versions: Default::default(),
-                parameters: Some(params),
-                server_binary: server_binary(&job.spec),
-                started_at: Utc::now(),
-            };
-            (None, started, TrialBook::default(), None)
-        }
-    };
-    let params = started
-        .parameters
-        .clone()
-        .unwrap_or_else(|| job.params.clone());
-    let config = &started.config;
-    let thresholds = effective_thresholds(config, &snapshot, &params, &mut notes);
-    if let Some(trained) = started.model.trained_context {
-        let min = config.ozone.min_context;
-        if min > trained {
-            notes.push(format!(
-                "min_context {min} is above the model's trained context {trained}: the search \
-                 stays at or below {trained}"
-            ));
-        }
-    }
-    let sampler = SamplerOptions {
-        interval: config.sampling_interval(),
-        thresholds: Some(thresholds.clone()),
-        kill_on_breach: true,
-        ..SamplerOptions::default()
-    };
-    let mut runner = TrialRunner::new(job.spec.clone(), config.trial_settings(), sampler.clone());
-
-    // Loading compiles the plugins on a first run (seconds): a signal must not wait.
-    let loading = {
-        let (config, snapshot, thresholds) = (config.clone(), snapshot.clone(), thresholds.clone());
-        let (model, params) = (started.model.clone(), params.clone());
-        tokio::task::spawn_blocking(move || {
-            load_plugins(&plugins, &config, &snapshot, &thresholds, &model, &params)
-        })
-    };
-    let loaded = until_cancelled(&cancel, loading).await;
-    let mut log = match resumed {
-        Some(log) => log,
-        None => {
-            let mut log = RunLog::create(&job.output_dir, &started.model.name, started.started_at)?;
-            log.append(&LogEvent::RunStarted(Box::new(started.clone())))?;
-            log
-        }
-    };
-    let mut strategies = match loaded {
-        Ok(Ok(plugins)) => plugins.map_err(TuneFailure::PluginLoad)?,
-        Ok(Err(panic)) => {
-            return Err(TuneFailure::Internal(format!(
-                "loading the plugins failed: {panic}"
-            )))
-        }
-        Err(_interrupted) => {
-            log.append(&LogEvent::RunFinished(RunFinished {
-                status: RunStatus::Interrupted,
-                finished_at: Utc::now(),
-                limits: None,
-                message: Some("interrupted".into()),
-            }))?;
-            return Err(TuneFailure::Interrupted {
-                log: Some(log.path().to_path_buf()),
-            });
-        }
-    };
-
-    let plan = plan(config, &started.model, &params);
-    let fit = match logged_fit {
-        Some(fit) => Some(fit),
-        None => {
-            let fit = fit_baseline_of(
-                &job.spec, &plan, &params, &snapshot, sampler, config, &cancel,
-            )
-            .await;
-            if let (Some(fit), false) = (&fit, cancel.is_cancelled()) {
-                log.append(&LogEvent::FitBaseline { fit: fit.clone() })?;
-            }
-            fit
-        }
-    };
-    let mut observer = LogObserver {
-        log: &mut log,
-        progress: PhaseProgress::new(job.show_progress),
-        backend: started.backend,
-    };
-    let mut driver = Driver {
-        executor: &mut runner,
-        observer: &mut observer,
-        book,
-        snapshot: &snapshot,
-        thresholds: &thresholds,
-        cancel: cancel.clone(),
-    };
-    let outcome = driver.run(&plan, &mut strategies).await;
-    driver.observer.finished();
-    let trials = driver.book.records().to_vec();
-    drop(driver);
-
-    let log_path = log.path().to_path_buf();
-    let limits = match outcome {
-        Ok(limits) => limits,
-        Err(e) => {
-            let (status, failure) = match e {
-                TuneError::Interrupted => (
-                    RunStatus::Interrupted,
-                    TuneFailure::Interrupted {
-                        log: Some(log_path),
-                    },
-                ),
-                TuneError::ServerCannotStart(why) => {
-                    (RunStatus::Failed, TuneFailure::ServerCannotStart(why))
-                }
-                e => (RunStatus::Failed, TuneFailure::Plugin(e)),
-            };
-            let message = match &failure {
-                TuneFailure::Interrupted { .. } => "interrupted".to_string(),
-                other => other.to_string(),
-            };
-            log.append(&LogEvent::RunFinished(RunFinished {
-                status,
-                finished_at: Utc::now(),
-                limits: None,
-                message: Some(message),
-            }))?;
-            return Err(failure);
-        }
-    };
-
-    // Every output file is written before the log says `completed`: a run killed or
-    // short of disk on the way stays resumable, and `ozone report LOG` can write them.
+    let mut run = open(start, plugins, &cancel).await?;
+    let measured = measure(&mut run, show_progress, &cancel).await;
+    let log_path = run.log.path().to_path_buf();
+    // The one place a run's end is logged. Every output file is written before the log
+    // says `completed`: a run killed or short of disk on the way stays resumable, and
+    // `ozone report LOG` can write them.
     let finished_at = Utc::now();
-    let summary = RunSummary {
-        fit_baseline: fit,
-        ..RunSummary::new(
-            &started,
-            trials,
-            RunStatus::Completed,
-            Some(finished_at),
-            Some(limits.clone()),
-            None,
-        )
+    let end = |status, limits, message| RunFinished {
+        status,
+        finished_at,
+        limits,
+        message,
     };
-    let binary = server_binary(&job.spec);
-    let written = write_run_outputs(
-        &job.output_dir,
-        &log_path,
-        &started,
-        binary.as_deref(),
-        &summary,
-        true,
-    );
-    let files = match written {
-        Ok(files) => files,
-        Err(error) => {
-            // Best effort: the disk may be the very thing that is full.
-            let _ = log.append(&LogEvent::RunFinished(RunFinished {
-                status: RunStatus::Failed,
-                finished_at,
-                limits: Some(limits),
-                message: Some(format!(
-                    "measured to the end; the output files could not be written: {error}"
-                )),
-            }));
-            return Err(TuneFailure::Outputs {
-                error,
-                log: log_path,
-            });
+    let (finished, outcome) = match measured {
+        Ok((limits, trials, fit)) => {
+            let summary = RunSummary {
+                fit_baseline: fit,
+                ..RunSummary::new(
+                    &run.setup,
+                    trials,
+                    RunStatus::Completed,
+                    Some(finished_at),
+                    limits.clone(),
+                    None,
+                )
+            };
+            let written = write_run_outputs(
+                &run.output_dir,
+                &log_path,
+                &run.setup,
+                run.setup.server_binary.as_deref(),
+                &summary,
+                true,
+            );
+            match written {
+                Ok(files) => (
+                    end(RunStatus::Completed, Some(limits), None),
+                    Ok((summary, files)),
+                ),
+                Err(error) => (
+                    end(
+                        RunStatus::Failed,
+                        Some(limits),
+                        Some(format!(
+                            "measured to the end; the output files could not be written: {error}"
+                        )),
+                    ),
+                    Err(TuneFailure::Outputs {
+                        error,
+                        log: log_path.clone(),
+                    }),
+                ),
+            }
+        }
+        Err(failure) => {
+            let (status, message) = match &failure {
+                TuneFailure::Interrupted { .. } => (RunStatus::Interrupted, "interrupted".into()),
+                other => (RunStatus::Failed, other.to_string()),
+            };
+            (end(status, None, Some(message)), Err(failure))
         }
     };
-    log.append(&LogEvent::RunFinished(RunFinished {
-        status: RunStatus::Completed,
-        finished_at,
-        limits: Some(limits),
-        message: None,
-    }))?;
+    let logged = run.log.append(&LogEvent::RunFinished(finished));
+    let (summary, files) = match (outcome, logged) {
+        // The disk may be the very thing that is full: the first failure is the one said.
+        (Err(failure), _) => return Err(failure),
+        (Ok(_), Err(e)) => return Err(TuneFailure::Log(e)),
+        (Ok(done), Ok(())) => done,
+    };
+    let mut notes = run.notes;
     notes.extend(files.notes.iter().cloned());
     if summary.limits.max_context.is_none() {
         notes.push(
@@ -372,8 +266,8 @@ pub async fn tune(
              kept"
                 .to_string(),
         );
-    } else if config.store_learned_results() {
-        remember(&snapshot, &summary, &mut notes);
+    } else if run.setup.config.store_learned_results() {
+        remember(&run.snapshot, &summary, &mut notes);
     }
     Ok(TuneResult {
         summary,
@@ -383,101 +277,145 @@ pub async fn tune(
     })
 }
 
-fn check_gpu_budget(
-    config: &Config,
-    spec: &BackendSpec,
-    snapshot: &HardwareSnapshot,
-) -> Result<(), TuneFailure> {
-    gpu_budget_refusal(config, spec, snapshot).map_or(Ok(()), |why| Err(TuneFailure::BadInput(why)))
+/// The set-up (measured, or read back from the log), the plugins loaded, the log open.
+async fn open(
+    start: Start,
+    plugins: Arc<PluginHost>,
+    cancel: &CancellationToken,
+) -> Result<Opened, TuneFailure> {
+    match start {
+        Start::New {
+            request,
+            output_dir,
+        } => {
+            let api_key = request.api_key.clone();
+            let Prepared {
+                setup,
+                snapshot,
+                notes,
+            } = prepare(*request, cancel).await?;
+            let strategies = load(&setup, plugins, cancel).await?;
+            let mut log = RunLog::create(&output_dir, &setup.model.name, setup.started_at)?;
+            log.append(&LogEvent::RunStarted(Box::new(setup.clone())))?;
+            Ok(Opened {
+                setup,
+                snapshot,
+                log,
+                output_dir,
+                book: TrialBook::default(),
+                fit: None,
+                plugins: strategies,
+                api_key,
+                notes,
+            })
+        }
+        Start::Resume {
+            log,
+            llama_server,
+            api_key,
+        } => {
+            let resumed = resume::resume(&log, llama_server, api_key.clone(), cancel).await?;
+            let strategies = load(&resumed.setup, plugins, cancel).await?;
+            Ok(Opened {
+                output_dir: resume::output_dir(&log),
+                setup: resumed.setup,
+                snapshot: resumed.snapshot,
+                log: resumed.log,
+                book: resumed.book,
+                fit: resumed.fit,
+                plugins: strategies,
+                api_key,
+                notes: resumed.notes,
+            })
+        }
+    }
 }
 
-/// Why the configured GPU-memory budget cannot be enforced here, if it cannot: it needs
-/// a server Ozone starts (its pids) and a per-process GPU reading on this machine, and
-/// must be below the GPU's total (`guard::gpu_budget_problem`). `tune` and `lab record`
-/// refuse it before any trial.
-pub fn gpu_budget_refusal(
-    config: &Config,
-    spec: &BackendSpec,
-    snapshot: &HardwareSnapshot,
-) -> Option<String> {
-    let budget_mb = config.ozone.gpu_memory_budget_mb?;
-    if !matches!(spec, BackendSpec::LlamaServer(_)) {
-        return Some(format!(
-            "--gpu-memory-budget-mb (ozone.gpu_memory_budget_mb) needs a server Ozone starts \
-             itself (llama-server): the processes of a running {} are not Ozone's to watch",
-            spec.kind()
-        ));
+/// The run's plugins. Loading compiles them on a first run (seconds): a signal must not
+/// wait.
+async fn load(
+    setup: &RunSetup,
+    plugins: Arc<PluginHost>,
+    cancel: &CancellationToken,
+) -> Result<Plugins, TuneFailure> {
+    let setup = setup.clone();
+    let loading = tokio::task::spawn_blocking(move || setup.load_plugins(&plugins));
+    match until_cancelled(cancel, loading).await? {
+        Ok(loaded) => loaded.map_err(TuneFailure::PluginLoad),
+        Err(panic) => Err(TuneFailure::Internal(format!(
+            "loading the plugins failed: {panic}"
+        ))),
     }
-    let defaults = SamplerOptions::default();
-    let reading = availability(
-        &defaults.process_gpu,
-        &defaults.sysfs_root,
-        &defaults.proc_root,
+}
+
+/// The fit baseline (unless the log has it) and the driver's search: the limits, every
+/// trial, the baseline.
+async fn measure(
+    run: &mut Opened,
+    show_progress: bool,
+    cancel: &CancellationToken,
+) -> Result<(Limits, Vec<TrialRecord>, Option<FitBaseline>), TuneFailure> {
+    let setup = &run.setup;
+    let plan = setup.plan();
+    let thresholds = setup.thresholds();
+    let mut runner = setup.runner(run.api_key.clone());
+    let fit = match run.fit.take() {
+        Some(fit) => Some(fit),
+        None => {
+            let fit = fit_baseline_of(setup, &runner, cancel).await;
+            if let (Some(fit), false) = (&fit, cancel.is_cancelled()) {
+                run.log
+                    .append(&LogEvent::FitBaseline { fit: fit.clone() })?;
+            }
+            fit
+        }
+    };
+    let mut observer = LogObserver::new(
+        &mut run.log,
+        PhaseProgress::new(show_progress),
+        setup.backend,
     );
-    gpu_budget_problem(budget_mb, snapshot.gpu_memory_total_bytes(), &reading)
+    let mut driver = Driver::new(
+        &mut runner,
+        &mut observer,
+        std::mem::take(&mut run.book),
+        &run.snapshot,
+        &thresholds,
+        cancel.clone(),
+    );
+    let outcome = driver.run(&plan, &mut run.plugins).await;
+    driver.observer.finished();
+    let trials = driver.book.records().to_vec();
+    drop(driver);
+    let log = run.log.path().to_path_buf();
+    outcome
+        .map(|limits| (limits, trials, fit))
+        .map_err(|e| TuneFailure::of_driver(e, &log))
 }
 
 /// llama.cpp's own fit on this machine, for a llama-server run (one extra start without
 /// `-c`, at the first context trial's shape, under the run's limits); `None` for other
 /// backends. The rule is the backend's (`llama_server::fit_baseline`).
 async fn fit_baseline_of(
-    spec: &BackendSpec,
-    plan: &Plan,
-    params: &RunParameters,
-    snapshot: &HardwareSnapshot,
-    sampler: SamplerOptions,
-    config: &Config,
+    setup: &RunSetup,
+    runner: &crate::trial::TrialRunner,
     cancel: &CancellationToken,
 ) -> Option<FitBaseline> {
-    let BackendSpec::LlamaServer(spec) = spec else {
+    let BackendSpec::LlamaServer(spec) = runner.spec() else {
         return None;
     };
+    let params = setup.params();
+    let plan = setup.plan();
     let request = FitRequest {
-        config: trial_config(0, plan.initial_batch, 1, params.kv_cache_type),
+        config: plan.variant.config(0, plan.initial_batch, 1),
         margin_mib: params.fit_target_mb.unwrap_or(DEFAULT_FIT_MARGIN_MIB),
-        gpu_inference: !cpu_inference(snapshot, params),
-        sampler,
+        gpu_inference: !cpu_inference(&setup.hardware, &params),
+        sampler: sampler(&setup.config, setup.thresholds()),
         health_timeout: std::time::Duration::from_secs_f64(
-            config.trial_settings().health_timeout_s.max(1.0),
+            runner.settings().health_timeout_s.max(1.0),
         ),
     };
     Some(fit_baseline(spec, &request, cancel).await)
-}
-
-/// The llama-server binary a spec runs, when it runs one.
-fn server_binary(spec: &BackendSpec) -> Option<PathBuf> {
-    match spec {
-        BackendSpec::LlamaServer(spec) => Some(spec.binary.clone()),
-        _ => None,
-    }
-}
-
-/// A resumed run's model must be the one its log measured: same digest (the file's
-/// sha256, or Ollama's).
-async fn check_same_model(
-    job: &TuneJob,
-    started: &RunStarted,
-    log: &Path,
-    cancel: &CancellationToken,
-) -> Result<(), TuneFailure> {
-    let Some(logged) = started.model.digest.as_deref() else {
-        return Ok(());
-    };
-    let now = until_cancelled(cancel, job.spec.model_metadata())
-        .await?
-        .map_err(|e| match job.spec {
-            BackendSpec::LlamaServer(_) => TuneFailure::Model(e),
-            _ => TuneFailure::Server(e),
-        })?;
-    match now.digest {
-        Some(now) if now != logged => Err(TuneFailure::ModelChanged {
-            model: started.model_source.clone(),
-            log: log.display().to_string(),
-            logged: logged.to_string(),
-            now,
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// `work`'s output, unless Ctrl-C or SIGTERM comes first (before the log exists, so
@@ -493,79 +431,6 @@ async fn until_cancelled<T>(
     }
 }
 
-/// Reopens an interrupted run's log, locked for this run: its start line, every finished
-/// trial and the fit baseline if it was measured.
-fn resume_log(
-    path: &Path,
-) -> Result<(RunLog, RunStarted, TrialBook, Option<FitBaseline>), TuneFailure> {
-    let (log, events) = RunLog::open_append(path)?;
-    let mut started = None;
-    let mut trials: Vec<TrialRecord> = Vec::new();
-    let mut fit = None;
-    for event in events {
-        match event {
-            LogEvent::RunStarted(s) => started = Some(*s),
-            LogEvent::Trial(t) => trials.push(*t),
-            LogEvent::FitBaseline { fit: f } => fit = Some(f),
-            LogEvent::RunFinished(f) if f.status == RunStatus::Completed => {
-                return Err(TuneFailure::BadLog(format!(
-                    "{} is a completed run; nothing to resume (`ozone report {}` re-renders it)",
-                    path.display(),
-                    path.display()
-                )))
-            }
-            _ => {}
-        }
-    }
-    let started = started.ok_or_else(|| {
-        TuneFailure::BadLog(format!(
-            "{} has no run_started line: not an ozone tune log",
-            path.display()
-        ))
-    })?;
-    Ok((log, started, TrialBook::from_records(trials), fit))
-}
-
-/// The hint of `--warm-start-from` (asked for explicitly, so the config's
-/// `reuse_learned_configs` does not turn it off; `--fresh` does).
-fn shared_hint(
-    job: &TuneJob,
-    snapshot: &HardwareSnapshot,
-    facts: &ModelMetadata,
-    notes: &mut Vec<String>,
-) -> Option<u32> {
-    let source = job.shared_warm_start.as_ref()?;
-    let key = Key::new(snapshot, facts.digest.as_deref()?);
-    let (limit, note) = source.context_hint(&key, &job.config)?;
-    tracing::info!("{note}");
-    notes.push(note);
-    Some(limit)
-}
-
-fn remembered_limit(
-    snapshot: &HardwareSnapshot,
-    facts: &ModelMetadata,
-    config: &Config,
-    notes: &mut Vec<String>,
-) -> Option<u32> {
-    let digest = facts.digest.as_deref()?;
-    let store = WarmStartStore::open_default().ok()?;
-    match store.lookup(&Key::new(snapshot, digest), config.learned_max_age()) {
-        Ok(Some(learned)) => {
-            let limit = learned.max_context?;
-            notes.push(format!(
-                "warm start: an earlier run on this machine found context {limit} for this model (--fresh ignores it)"
-            ));
-            Some(limit)
-        }
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!("{e}");
-            None
-        }
-    }
-}
-
 fn remember(snapshot: &HardwareSnapshot, summary: &RunSummary, notes: &mut Vec<String>) {
     let Some(digest) = summary.model.digest.as_deref() else {
         return;
@@ -578,110 +443,5 @@ fn remember(snapshot: &HardwareSnapshot, summary: &RunSummary, notes: &mut Vec<S
     });
     if let Err(e) = stored {
         notes.push(format!("results not remembered for warm starts: {e}"));
-    }
-}
-
-fn plugin_uses(config: &Config) -> Vec<PluginUse> {
-    [
-        ("context", &config.ozone.context_strategy),
-        ("batch", &config.ozone.batch_strategy),
-        ("concurrency", &config.ozone.concurrency_strategy),
-    ]
-    .into_iter()
-    .map(|(role, name)| PluginUse {
-        role: role.into(),
-        name: name.clone(),
-        version: Some(crate::plugin::API_VERSION.to_string()),
-        builtin: matches!(PluginRef::from_str(name), Ok(PluginRef::Builtin(_))),
-    })
-    .collect()
-}
-
-/// Writes every sample and finished trial to the log (flushed per line) and drives the
-/// bars.
-struct LogObserver<'a> {
-    log: &'a mut RunLog,
-    progress: PhaseProgress,
-    backend: BackendKind,
-}
-
-impl TuneObserver for LogObserver<'_> {
-    fn phase_started(&mut self, phase: Phase, estimated_trials: usize) {
-        self.progress.phase_started(phase, estimated_trials);
-        if phase == Phase::Concurrency {
-            // How the levels are served decides what they mean: say it in the log and
-            // on the console.
-            let message = server_note(self.backend);
-            self.progress.note(&message);
-            if let Err(e) = self.log.append(&LogEvent::Note { phase, message }) {
-                tracing::warn!("{e}");
-            }
-        }
-    }
-
-    fn trial_started(&mut self, _id: u32, _phase: Phase, stage: Stage, config: &TrialConfig) {
-        self.progress.trial_started(stage, config);
-    }
-
-    fn sample(&mut self, id: u32, stage: Stage, config: &TrialConfig, sample: &SampleRecord) {
-        let event = LogEvent::Sample {
-            trial_id: id,
-            stage,
-            config: config.clone(),
-            sample: sample.clone(),
-        };
-        if let Err(e) = self.log.append(&event) {
-            tracing::warn!("{e}");
-        }
-    }
-
-    fn trial_finished(&mut self, run: &TrialRun) -> Result<(), TuneError> {
-        self.progress.trial_finished(&run.record);
-        let log = |e: ReportError| TuneError::Log(e.to_string());
-        self.log
-            .append(&LogEvent::Trial(Box::new(run.record.clone())))
-            .map_err(log)?;
-        self.log
-            .append(&LogEvent::Series {
-                trial_id: run.record.id,
-                series: run.series.clone(),
-            })
-            .map_err(log)
-    }
-
-    fn trial_reused(&mut self, record: &TrialRecord) {
-        self.progress.trial_reused(record);
-    }
-
-    fn decision(&mut self, phase: Phase, plugin: &str, proposed: Option<u32>, stage: Stage) {
-        let event = LogEvent::Decision {
-            phase,
-            plugin: plugin.to_string(),
-            proposed,
-            stage: proposed.map(|_| stage),
-        };
-        if let Err(e) = self.log.append(&event) {
-            tracing::warn!("{e}");
-        }
-    }
-
-    fn finished(&mut self) {
-        self.progress.finish_phase();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_log_calls_a_plugin_built_in_by_the_loader_s_rule() {
-        let mut config = Config::default();
-        config.ozone.context_strategy = "binary-search".into();
-        config.ozone.batch_strategy = "plugins/my-scaler".into();
-        let uses = plugin_uses(&config);
-        assert!(uses[0].builtin);
-        // A path is a component file even without the `.wasm` suffix.
-        assert!(!uses[1].builtin);
     }
 }

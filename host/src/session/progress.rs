@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::record::{Phase, Stage, TrialConfig, TrialRecord, Verdict};
+use crate::record::{Phase, Reason, Stage, Stats, TrialConfig, TrialRecord, Verdict};
 
 pub struct PhaseProgress {
     enabled: bool,
@@ -171,40 +171,48 @@ pub fn outcome_line(r: &TrialRecord) -> String {
 }
 
 fn verdict_line(r: &TrialRecord) -> String {
-    match r.verdict {
-        Verdict::Stable | Verdict::Unstable => {
-            let tps = r
-                .decode_tps
-                .as_ref()
-                .map(|s| format!("{:.1}±{:.1} tok/s", s.mean, s.stddev))
-                .unwrap_or_else(|| "no throughput".into());
-            let ttft = r
-                .ttft_ms
-                .as_ref()
-                .map(|s| format!("ttft {:.0}±{:.0} ms", s.mean, s.stddev))
-                .unwrap_or_default();
-            let verdict = if r.verdict == Verdict::Stable {
-                "stable"
-            } else {
-                "unstable"
-            };
-            // A screen's one sample has no spread to show.
-            let spread = match (r.stage, r.samples.len()) {
-                (Stage::Screen, 1) => "1 sample".to_string(),
-                _ => format!(
-                    "{:.0}% ok, cv {}",
-                    r.success_rate * 100.0,
-                    r.cv.map(|c| format!("{c:.2}"))
-                        .unwrap_or_else(|| "n/a".into())
-                ),
-            };
-            format!("{verdict}: {tps}, {ttft}, {spread}")
-        }
-        Verdict::Failed => match &r.failure {
+    if r.verdict == Verdict::Failed {
+        return match &r.failure {
             Some(f) => format!("failed: {}", f.message),
             None => "failed".into(),
-        },
+        };
     }
+    // Mean ± standard deviation; one sample has no spread to show.
+    let figure = |s: &Stats, digits: usize, unit: &str| format!("{} {unit}", s.mean_pm(digits));
+    let tps = r
+        .decode_tps
+        .as_ref()
+        .map_or("no throughput".into(), |s| figure(s, 1, "tok/s"));
+    let ttft = r
+        .ttft_ms
+        .as_ref()
+        .map_or(String::new(), |s| format!("ttft {}", figure(s, 0, "ms")));
+    let verdict = if r.verdict == Verdict::Stable {
+        "stable"
+    } else {
+        "unstable"
+    };
+    let why = match (&r.reason, r.reason.as_ref().and_then(Reason::spread)) {
+        (Some(Reason::Served { of: 1 }), _) => "1 sample".to_string(),
+        (Some(reason), Some(c)) => {
+            let outliers = match c.outliers {
+                0 => String::new(),
+                n => format!(", {n} outlier{}", if n == 1 { "" } else { "s" }),
+            };
+            let noisy = if matches!(reason, Reason::WithinNoise(_)) {
+                ", within the machine's noise"
+            } else {
+                ""
+            };
+            format!(
+                "{:.0}% ok, spread {:.0} %{outliers}{noisy}",
+                r.success_rate * 100.0,
+                c.spread * 100.0
+            )
+        }
+        _ => format!("{:.0}% ok", r.success_rate * 100.0),
+    };
+    format!("{verdict}: {tps}, {ttft}, {why}")
 }
 
 fn humanize(d: Duration) -> String {

@@ -18,7 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::closed_loop::closed_loop;
 use super::sampling::{sample, Sampled};
-use super::summary::{concurrency_figures, summarize, verdict, LoopShape};
+use super::summary::{concurrency_figures, summarize, LoopShape};
+use super::verdict::{judge, Kind};
 use super::{OnSample, TrialSettings};
 use crate::backend::{interrupted, BackendSpec, OpenOptions, OpenServer, ServerOpener};
 use crate::guard::{guarded, Guarded, Sampler, SamplerOptions};
@@ -182,7 +183,13 @@ impl TrialRunner {
             && trial_failure
                 .as_ref()
                 .is_some_and(|f| matches!(f.kind, FailureKind::ServerError | FailureKind::Timeout));
-        let verdict = verdict(&summary, trial_failure.as_ref(), &self.settings);
+        let reason = judge(
+            Kind::of(phase, stage),
+            &execution.samples,
+            trial_failure.as_ref(),
+            &self.settings,
+        );
+        let verdict = reason.verdict();
         let keep_log = verdict != Verdict::Stable || execution.samples.iter().any(|s| !s.ok);
         // Every concurrency level has figures, if only its shape (a server that never
         // came up measured nothing).
@@ -213,6 +220,7 @@ impl TrialRunner {
             breach,
             failure: trial_failure,
             verdict,
+            reason: Some(reason),
             stopped_early: execution.stopped_early,
             server_log_tail: if keep_log {
                 execution.log_tail

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::verdict::meets_confidence;
 use super::{OnSample, TrialSettings};
 use crate::backend::{interrupted, timeout_failure, Generation, GenerationRequest, OpenServer};
 use crate::guard::{guarded, Guarded};
@@ -102,8 +103,10 @@ impl Tally {
         if let Some(f) = self.too_many_timeouts(timeout) {
             return Some(format!("{at}: {}", f.message));
         }
-        let best = f64::from(self.ok + remaining) / f64::from(self.planned);
-        (best < self.confidence_threshold).then(|| {
+        // The verdict's own rule, with every remaining sample a success.
+        let reachable =
+            meets_confidence(self.ok + remaining, self.planned, self.confidence_threshold);
+        (!reachable).then(|| {
             let failures = match self.failed {
                 1 => "1 failure makes".to_string(),
                 n => format!("{n} failures make"),

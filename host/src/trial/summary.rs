@@ -1,11 +1,9 @@
-//! From samples to a trial's statistics and verdict, and a concurrency level's figures.
+//! From samples to a trial's statistics, and a concurrency level's figures. (The
+//! verdict is `verdict.rs`'s.)
 
 use std::collections::BTreeMap;
 
-use super::TrialSettings;
-use crate::record::{
-    latency_of, ConcurrencyFigures, SampleRecord, Stats, TrialFailure, TrialRecord, Verdict,
-};
+use crate::record::{latency_of, ConcurrencyFigures, SampleRecord, Stats, TrialRecord};
 
 /// The statistics of a trial's samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,27 +31,6 @@ pub fn summarize(samples: &[SampleRecord]) -> Summary {
         } else {
             ok.len() as f64 / samples.len() as f64
         },
-    }
-}
-
-/// Stable iff nothing failed the trial as a whole, the success rate reaches the
-/// confidence threshold and the decode CV stays within the variance tolerance.
-/// A trial where no sample succeeded failed, with the first sample's failure.
-pub fn verdict(
-    summary: &Summary,
-    trial_failure: Option<&TrialFailure>,
-    settings: &TrialSettings,
-) -> Verdict {
-    if trial_failure.is_some() || summary.success_rate == 0.0 {
-        return Verdict::Failed;
-    }
-    let steady = summary
-        .cv
-        .is_some_and(|cv| cv <= settings.variance_tolerance);
-    if summary.success_rate >= settings.confidence_threshold && steady {
-        Verdict::Stable
-    } else {
-        Verdict::Unstable
     }
 }
 
@@ -131,59 +108,4 @@ pub fn figures_of(record: &TrialRecord) -> ConcurrencyFigures {
         window_ms: Some(waves.values().sum()),
     };
     concurrency_figures(&record.samples, shape)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample(ok: bool, decode: f64) -> SampleRecord {
-        SampleRecord {
-            ok,
-            decode_tps: ok.then_some(decode),
-            ttft_ms: ok.then_some(100.0),
-            ..SampleRecord::default()
-        }
-    }
-
-    #[test]
-    fn steady_samples_are_stable() {
-        let s = summarize(&[sample(true, 100.0), sample(true, 104.0), sample(true, 98.0)]);
-        assert_eq!(s.success_rate, 1.0);
-        assert!(s.cv.is_some_and(|cv| cv < 0.05));
-        assert_eq!(
-            verdict(&s, None, &TrialSettings::default()),
-            Verdict::Stable
-        );
-    }
-
-    #[test]
-    fn noisy_or_failing_samples_are_unstable() {
-        let settings = TrialSettings::default();
-        let noisy = summarize(&[sample(true, 50.0), sample(true, 150.0), sample(true, 100.0)]);
-        assert_eq!(verdict(&noisy, None, &settings), Verdict::Unstable);
-        // 4 of 5 = 0.8 < 0.85.
-        let mut five: Vec<_> = (0..4).map(|_| sample(true, 100.0)).collect();
-        five.push(sample(false, 0.0));
-        assert_eq!(
-            verdict(&summarize(&five), None, &settings),
-            Verdict::Unstable
-        );
-    }
-
-    #[test]
-    fn no_success_or_trial_failure_is_failed() {
-        let settings = TrialSettings::default();
-        assert_eq!(
-            verdict(&summarize(&[sample(false, 0.0)]), None, &settings),
-            Verdict::Failed
-        );
-        let f = TrialFailure {
-            kind: crate::record::FailureKind::Timeout,
-            message: "x".into(),
-            fault: None,
-        };
-        let s = summarize(&[sample(true, 100.0)]);
-        assert_eq!(verdict(&s, Some(&f), &settings), Verdict::Failed);
-    }
 }

@@ -43,9 +43,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::PresetCategories;
+use crate::record::Limits;
 use crate::record::{Peaks, Phase, Stage, Stats, TrialConfig, TrialRecord, Verdict};
 use crate::trial::figures_of;
-use crate::tune::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

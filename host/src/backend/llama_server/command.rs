@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::record::TrialConfig;
+use crate::record::{FlashAttn, TrialConfig};
 
 /// How to run llama-server, apart from the configuration under test.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,7 +12,7 @@ pub struct LlamaServerSpec {
     /// `-ngl`; `None` leaves llama-server's default.
     pub gpu_layers: Option<u32>,
     /// `-fa on|off|auto`; `None` leaves llama-server's default (auto).
-    pub flash_attn: Option<String>,
+    pub flash_attn: Option<FlashAttn>,
     /// `-t`.
     pub threads: Option<u32>,
     /// Appended verbatim, last.
@@ -104,8 +104,8 @@ fn shape_args(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String> {
     if let Some(n) = spec.gpu_layers {
         args.extend(["-ngl".into(), n.to_string()]);
     }
-    if let Some(fa) = &spec.flash_attn {
-        args.extend(["-fa".into(), fa.clone()]);
+    if let Some(fa) = spec.flash_attn {
+        args.extend(["-fa".into(), fa.as_str().into()]);
     }
     if let Some(t) = spec.threads {
         args.extend(["-t".into(), t.to_string()]);
@@ -124,7 +124,7 @@ mod tests {
             binary: "/opt/llama-server".into(),
             model: "/m/model.gguf".into(),
             gpu_layers: Some(99),
-            flash_attn: Some("on".into()),
+            flash_attn: Some(FlashAttn::On),
             threads: None,
             extra_args: vec!["--no-warmup".into()],
         };

@@ -17,7 +17,7 @@ fn summary() -> Value {
         fixtures::trials(),
         RunStatus::Completed,
         Some(crate::report::tests::run_started().started_at + Duration::minutes(9)),
-        None,
+        fixtures::limits(),
         None,
     );
     serde_json::to_value(&s).unwrap()

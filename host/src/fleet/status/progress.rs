@@ -156,6 +156,7 @@ pub fn read_progress(log: &Path) -> RunProgress {
             LogEvent::Series { .. }
             | LogEvent::Resumed { .. }
             | LogEvent::Note { .. }
+            | LogEvent::PhaseFinished { .. }
             | LogEvent::FitBaseline { .. } => {}
         }
     }

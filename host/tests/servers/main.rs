@@ -1,0 +1,16 @@
+//! The servers Ozone drives, and trials against them: a real llama-server on generated
+//! models (`llama_server`), the sampler that watches it (`sampler`), no server
+//! outliving Ozone (`lifetime`), the clients against a hostile fake server
+//! (`hostile`), Ollama's documented bodies and, where one runs, a live Ollama
+//! (`ollama`, `ollama_live`), and the real quantized model (`real_model`).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod hostile;
+mod lifetime;
+mod llama_server;
+mod ollama;
+mod ollama_live;
+mod real_model;
+mod sampler;
