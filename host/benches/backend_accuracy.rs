@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::{LlamaServerSpec, ManagedServer};
 use ozone::backend::{GenerationRequest, Prompt};
-use ozone::record::{KvCacheType, Stats, TrialConfig};
+use ozone::record::{Stats, TrialConfig};
 use tokio_util::sync::CancellationToken;
 
 const REQUESTS: usize = 20;
@@ -128,9 +128,6 @@ async fn main() {
     let spec = LlamaServerSpec {
         binary: binary(),
         model,
-        gpu_layers: None,
-        flash_attn: None,
-        threads: Some(2),
         extra_args: Vec::new(),
     };
     let config = TrialConfig {
@@ -138,7 +135,7 @@ async fn main() {
         batch: 512,
         ubatch: 512,
         concurrency: 1,
-        kv_cache_type: KvCacheType::F16,
+        variant: Default::default(),
     };
     let mut server = match ManagedServer::start(
         &spec,

@@ -24,9 +24,7 @@ use ozone::backend::{BackendKind, BackendSpec};
 use ozone::config::{parse_slo, Config};
 use ozone::guard::{SamplerOptions, Thresholds};
 use ozone::plugin::PluginHost;
-use ozone::record::{
-    nearest_rank, FlashAttn, KvCacheType, Phase, SampleRecord, Stage, TrialConfig,
-};
+use ozone::record::{nearest_rank, Phase, SampleRecord, Stage, TrialConfig};
 use ozone::session::{tune, RunRequest, Start};
 use ozone::trial::{TrialRunner, TrialSettings};
 use ozone::tune::presets::PresetName;
@@ -52,9 +50,6 @@ fn spec(model: &Path) -> LlamaServerSpec {
     LlamaServerSpec {
         binary: binary(),
         model: model.to_path_buf(),
-        gpu_layers: Some(99),
-        flash_attn: Some(FlashAttn::Auto),
-        threads: None,
         extra_args: Vec::new(),
     }
 }
@@ -260,7 +255,7 @@ async fn main() {
             batch: BATCH,
             ubatch: 512,
             concurrency: streams,
-            kv_cache_type: KvCacheType::F16,
+            variant: Default::default(),
         };
         let cpu_before = own_cpu_ms();
         let started = Instant::now();

@@ -10,9 +10,7 @@ use ozone::hardware::{GpuInfo, GpuVendor, HardwareSnapshot, Measured, MemoryInfo
 use ozone::plugin::{
     self, ModelFacts, PluginHost, PluginRef, SandboxLimits, Strategy, TrialOutcome,
 };
-use ozone::record::{
-    KvCacheType, Peaks, Phase, SampleRecord, Stats, TrialConfig, TrialRecord, Verdict,
-};
+use ozone::record::{Peaks, Phase, SampleRecord, Stats, TrialConfig, TrialRecord, Verdict};
 use ozone_sdk::testing::ConcurrencyMachine;
 use ozone_sdk::{ConcurrencyOutcome, Slo, SloBound, SloMetric};
 
@@ -74,7 +72,7 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
             batch,
             ubatch: batch.min(512),
             concurrency: 1,
-            kv_cache_type: KvCacheType::F16,
+            variant: Default::default(),
         },
         started_at: chrono::Utc::now(),
         duration_ms: 9000,

@@ -10,8 +10,8 @@ use crate::backend::{ModelMetadata, SizeClass};
 use crate::config::Config;
 use crate::hardware::{CpuInfo, HardwareSnapshot, Measured, MemoryInfo, Source};
 use crate::record::{
-    Breach, FailureKind, KvCacheType, Metric, Peaks, Phase, Reason, SamplePoint, SampleRecord,
-    SampleSeries, Stats, TrialConfig, TrialFailure, TrialRecord, Verdict,
+    Breach, FailureKind, Metric, Peaks, Phase, Reason, SamplePoint, SampleRecord, SampleSeries,
+    Stats, TrialConfig, TrialFailure, TrialRecord, Verdict,
 };
 use crate::trial::verdict::{judge, Kind};
 use crate::trial::TrialSettings;
@@ -84,7 +84,7 @@ fn cfg(ctx: u32, batch: u32, concurrency: u32) -> TrialConfig {
         batch,
         ubatch: batch.min(512),
         concurrency,
-        kv_cache_type: KvCacheType::F16,
+        variant: Default::default(),
     }
 }
 

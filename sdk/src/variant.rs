@@ -50,6 +50,18 @@ impl std::fmt::Display for CacheType {
     }
 }
 
+impl std::str::FromStr for CacheType {
+    type Err = String;
+
+    /// `f16`, `q8_0` or `q4_0`, as llama-server's `-ctk/-ctv` take them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CacheType::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| format!("unknown KV cache type `{s}` (f16, q8_0 or q4_0)"))
+    }
+}
+
 /// Flash attention (`-fa`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
@@ -62,7 +74,27 @@ pub enum FlashAttn {
     Auto,
 }
 
+impl std::fmt::Display for FlashAttn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl std::str::FromStr for FlashAttn {
+    type Err = String;
+
+    /// `on`, `off` or `auto`, as llama-server's `-fa` takes them.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FlashAttn::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown flash-attention mode `{s}` (on, off or auto)"))
+    }
+}
+
 impl FlashAttn {
+    pub const ALL: [FlashAttn; 3] = [FlashAttn::On, FlashAttn::Off, FlashAttn::Auto];
+
     /// The value llama-server's `-fa` takes.
     pub fn name(self) -> &'static str {
         match self {

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use clap::builder::PossibleValue;
+use clap::builder::{PossibleValue, TypedValueParser};
 use serde_json::Value;
 
 use super::{CliError, Exit, ResultExt};
@@ -21,10 +21,10 @@ pub struct ServerFlags {
     #[arg(long, value_name = "PATH")]
     pub llama_server: Option<PathBuf>,
     /// KV cache type for every trial (llama-server -ctk/-ctv).
-    #[arg(long, value_name = "TYPE", value_enum, default_value_t = KvCacheType::F16)]
+    #[arg(long, value_name = "TYPE", value_parser = named::<KvCacheType>(&KvCacheType::ALL.map(KvCacheType::name)), default_value_t = KvCacheType::F16)]
     pub kv_cache_type: KvCacheType,
     /// Flash attention (llama-server -fa).
-    #[arg(long, value_name = "MODE", value_enum, default_value_t = FlashAttn::Auto)]
+    #[arg(long, value_name = "MODE", value_parser = named::<FlashAttn>(&FlashAttn::ALL.map(FlashAttn::name)), default_value_t = FlashAttn::Auto)]
     pub flash_attn: FlashAttn,
     /// Layers offloaded to the GPU (llama-server -ngl); 0 keeps the model on the CPU.
     #[arg(long, value_name = "N", default_value_t = 99)]
@@ -198,24 +198,13 @@ fn check_plugin_files(loaded: &LoadedConfig) -> Result<(), CliError> {
     Ok(())
 }
 
-impl clap::ValueEnum for KvCacheType {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[KvCacheType::F16, KvCacheType::Q8_0, KvCacheType::Q4_0]
-    }
-
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(self.as_str()))
-    }
-}
-
-impl clap::ValueEnum for FlashAttn {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[FlashAttn::On, FlashAttn::Off, FlashAttn::Auto]
-    }
-
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(self.as_str()))
-    }
+/// A parser of one of `names` into `T` (its `FromStr`), listing them in `--help` and in
+/// the error a wrong value gets.
+pub fn named<T>(names: &[&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: FromStr<Err = String> + Clone + Send + Sync + 'static,
+{
+    clap::builder::PossibleValuesParser::new(names.to_vec()).try_map(|s: String| s.parse::<T>())
 }
 
 impl clap::ValueEnum for PresetName {

@@ -239,7 +239,7 @@ async fn record_async(args: RecordArgs) -> Result<(), CliError> {
         } else {
             trial_settings.concurrency_levels.clone()
         },
-        kv_cache_type: plan.variant.kv_cache_type,
+        variant: plan.variant,
         ladder_contexts: Vec::new(),
     };
     let output = args.output.clone().unwrap_or_else(|| {

@@ -129,7 +129,7 @@ pub fn model_table(m: &ModelMetadata) -> String {
         };
         let per_type: Vec<String> = [KvCacheType::F16, KvCacheType::Q8_0, KvCacheType::Q4_0]
             .iter()
-            .map(|&t| format!("{} {} B", t.as_str(), g.kv_bytes_per_token(t, t)))
+            .map(|&t| format!("{} {} B", t.name(), g.kv_bytes_per_token(t, t)))
             .collect();
         out += &format!(
             "      {:>3} × {kind:<15} {note}; KV a token per layer: {}\n",

@@ -151,7 +151,7 @@ impl<'p> Answerer<'p> {
             .get(&ctx)?
             .iter()
             .copied()
-            .filter(|p| p.config.kv_cache_type == req.config.kv_cache_type)
+            .filter(|p| p.config.variant == req.config.variant)
             .collect();
         let x = req.config.batch;
         if let Some(a) = self.over_concurrency(&points, x, req) {

@@ -446,7 +446,7 @@ impl Profile {
                 p.stage == Stage::Verify
                     && p.config.batch == batch
                     && p.config.concurrency == 1
-                    && p.config.kv_cache_type == self.parameters.kv_cache_type
+                    && p.config.variant == self.parameters.variant()
                     && p.mostly_stable()
             })
             .map(|p| p.config.ctx)

@@ -21,8 +21,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-use crate::record::{KvCacheType, Phase, Stage, TrialConfig, TrialRecord, Verdict};
-use crate::tune::driver::{TrialExecutor, Variant};
+use crate::record::{Phase, Stage, TrialConfig, TrialRecord, Variant, Verdict};
+use crate::tune::driver::{trial_config, TrialExecutor};
 
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +52,7 @@ pub struct RecordSettings {
     pub batches: Vec<u32>,
     /// Concurrency levels above 1 (empty: no concurrency ladder).
     pub concurrency_levels: Vec<u32>,
-    pub kv_cache_type: KvCacheType,
+    pub variant: Variant,
     /// Contexts of the batch and concurrency ladders (filled as measured).
     pub ladder_contexts: Vec<u32>,
 }
@@ -213,7 +213,7 @@ impl<E: TrialExecutor> Recorder<'_, E> {
             let mut largest_stable = s.initial_batch;
             for &b in s.batches.iter().filter(|&&b| b != s.initial_batch) {
                 let record = self
-                    .verify(Phase::Batch, config(c, b, 1, s.kv_cache_type))
+                    .verify(Phase::Batch, config(c, b, 1, s.variant))
                     .await?;
                 match record.verdict {
                     Verdict::Stable => largest_stable = largest_stable.max(b),
@@ -227,7 +227,7 @@ impl<E: TrialExecutor> Recorder<'_, E> {
             for b in ladder_batches {
                 for &n in s.concurrency_levels.iter().filter(|&&n| n > 1) {
                     let record = self
-                        .verify(Phase::Concurrency, config(c, b, n, s.kv_cache_type))
+                        .verify(Phase::Concurrency, config(c, b, n, s.variant))
                         .await?;
                     if record.verdict != Verdict::Stable {
                         break;
@@ -246,12 +246,7 @@ impl<E: TrialExecutor> Recorder<'_, E> {
 
     /// The verification point of the context line at `ctx`, if measured.
     fn line_point(&self, ctx: u32) -> Option<&Point> {
-        let c = config(
-            ctx,
-            self.settings.initial_batch,
-            1,
-            self.settings.kv_cache_type,
-        );
+        let c = config(ctx, self.settings.initial_batch, 1, self.settings.variant);
         self.points
             .iter()
             .find(|p| p.stage == Stage::Verify && p.config == c)
@@ -262,7 +257,7 @@ impl<E: TrialExecutor> Recorder<'_, E> {
         self.measure(
             Phase::Context,
             Stage::Screen,
-            config(ctx, s.initial_batch, 1, s.kv_cache_type),
+            config(ctx, s.initial_batch, 1, s.variant),
         )
         .await
     }
@@ -271,11 +266,8 @@ impl<E: TrialExecutor> Recorder<'_, E> {
     async fn verify_line(&mut self, ctx: u32) -> Option<()> {
         let s = self.settings;
         for _ in 0..s.repeats.max(1) {
-            self.verify(
-                Phase::Context,
-                config(ctx, s.initial_batch, 1, s.kv_cache_type),
-            )
-            .await?;
+            self.verify(Phase::Context, config(ctx, s.initial_batch, 1, s.variant))
+                .await?;
         }
         Some(())
     }
@@ -332,8 +324,8 @@ fn nearest(sorted: &[u32], target: u32) -> u32 {
         .unwrap_or(target)
 }
 
-fn config(ctx: u32, batch: u32, concurrency: u32, kv: KvCacheType) -> TrialConfig {
-    Variant { kv_cache_type: kv }.config(ctx, batch, concurrency)
+fn config(ctx: u32, batch: u32, concurrency: u32, variant: Variant) -> TrialConfig {
+    trial_config(variant, ctx, batch, concurrency)
 }
 
 #[cfg(test)]
@@ -419,7 +411,7 @@ mod tests {
             initial_batch: 64,
             batches: RecordSettings::batch_ladder(64, 256),
             concurrency_levels: vec![1, 2, 4, 8],
-            kv_cache_type: KvCacheType::F16,
+            variant: Variant::default(),
             ladder_contexts: Vec::new(),
         }
     }
@@ -505,7 +497,7 @@ mod tests {
         let at = |ctx, batch, n| {
             points
                 .iter()
-                .any(|p| p.config == config(ctx, batch, n, KvCacheType::F16))
+                .any(|p| p.config == config(ctx, batch, n, Variant::default()))
         };
         assert!(at(2048, 32, 1) && at(2048, 128, 1) && at(2048, 256, 1));
         assert!(at(2048, 64, 4) && at(2048, 128, 4) && at(2048, 64, 8));

@@ -3,7 +3,7 @@
 //! file only constructs them.
 
 use ozone_sdk::{
-    BatchBounds, BatchProposal, CacheType, ConcurrencyBounds, ConcurrencyOutcome, ContextBounds,
+    BatchBounds, BatchProposal, ConcurrencyBounds, ConcurrencyOutcome, ContextBounds,
     ContextLimits, Experts, Failure, HardwareFacts, Headroom, LayerGroup, LayerKind, ModelFacts,
     SizeClass, Slo, SloMetric, Stage, Threshold, TimeoutRule, TrialConfig, TrialOutcome, Variant,
     Verdict,
@@ -12,9 +12,7 @@ use ozone_sdk::{
 use crate::backend::{self, layout, ModelMetadata};
 use crate::guard::{memory_limit_bytes, Thresholds};
 use crate::hardware::HardwareSnapshot;
-use crate::record::{
-    self, ConcurrencyFigures, FailureKind, KvCacheType, Metric, SloVerdict, TrialRecord,
-};
+use crate::record::{self, ConcurrencyFigures, FailureKind, Metric, SloVerdict, TrialRecord};
 
 /// The machine as probed, with the byte levels the memory thresholds breach at.
 pub fn hardware_facts(snapshot: &HardwareSnapshot, thresholds: &Thresholds) -> HardwareFacts {
@@ -50,7 +48,7 @@ pub fn model_facts(
     hint: Option<u32>,
     variant: &Variant,
 ) -> ModelFacts {
-    let (ctk, ctv) = (kv_type(variant.cache_type_k), kv_type(variant.cache_type_v));
+    let (ctk, ctv) = (variant.cache_type_k, variant.cache_type_v);
     ModelFacts {
         name: model.name.clone(),
         parameter_count: model.parameter_count,
@@ -106,15 +104,9 @@ pub fn context_limits(slo: &Slo, timeouts: TimeoutRule, timeout_margin: f64) -> 
     }
 }
 
-/// The variant a logged trial ran: its cache type on both halves (the host's other
-/// server settings are the run's).
+/// The variant a logged trial ran.
 pub fn variant_of(config: &record::TrialConfig) -> Variant {
-    let t = cache_type(config.kv_cache_type);
-    Variant {
-        cache_type_k: t,
-        cache_type_v: t,
-        ..Variant::default()
-    }
+    config.variant
 }
 
 /// Batch bounds `1..=max_batch` (`batch_adaptation.max_batch`), micro-batches up to
@@ -228,23 +220,6 @@ pub fn slo_verdict(outcome: &ConcurrencyOutcome) -> Option<SloVerdict> {
         met,
         missed: trial.slo_missed.clone(),
     })
-}
-
-fn cache_type(t: KvCacheType) -> CacheType {
-    match t {
-        KvCacheType::F16 => CacheType::F16,
-        KvCacheType::Q8_0 => CacheType::Q8_0,
-        KvCacheType::Q4_0 => CacheType::Q4_0,
-    }
-}
-
-/// The host's name for a cache type.
-pub fn kv_type(t: CacheType) -> KvCacheType {
-    match t {
-        CacheType::F16 => KvCacheType::F16,
-        CacheType::Q8_0 => KvCacheType::Q8_0,
-        CacheType::Q4_0 => KvCacheType::Q4_0,
-    }
 }
 
 fn size_class(class: backend::SizeClass) -> SizeClass {
@@ -384,7 +359,7 @@ mod tests {
                 batch: 512,
                 ubatch: 512,
                 concurrency: 1,
-                kv_cache_type: KvCacheType::F16,
+                variant: Default::default(),
             },
             started_at: chrono::Utc::now(),
             duration_ms: 1000,

@@ -31,7 +31,7 @@ mod strategy;
 pub use builtin::{Builtin, BUILTINS};
 pub use error::PluginError;
 pub use facts::{
-    batch_bounds, concurrency_bounds, concurrency_outcome, context_limits, hardware_facts, kv_type,
+    batch_bounds, concurrency_bounds, concurrency_outcome, context_limits, hardware_facts,
     model_facts, slo_verdict, trial_outcome, variant_of,
 };
 pub use host::{PluginHost, PluginRef, World};

@@ -24,60 +24,18 @@ pub use series::{Peaks, SamplePoint, SampleSeries};
 pub use stats::{median, nearest_rank, Spread, Stats, MAD_TO_SIGMA, OUTLIER_Z};
 pub use verdict::{NoiseFloor, Reason, SpreadCheck, Verdict};
 
-/// KV cache element type (`-ctk/-ctv`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum KvCacheType {
-    #[default]
-    F16,
-    Q8_0,
-    Q4_0,
-}
+/// KV cache element type (`-ctk`, `-ctv`) and flash attention (`-fa`): the plugin
+/// contract's own, so the log, the plugins and the flags say the same `q8_0`.
+pub use ozone_sdk::{CacheType as KvCacheType, FlashAttn, Variant};
 
-impl KvCacheType {
-    /// The name llama-server's `-ctk/-ctv` take.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KvCacheType::F16 => "f16",
-            KvCacheType::Q8_0 => "q8_0",
-            KvCacheType::Q4_0 => "q4_0",
-        }
-    }
-
-    /// Bytes per element, as a fraction (blocks of 32 with a 2-byte scale).
-    pub fn bytes_per_element(self) -> f64 {
-        match self {
-            KvCacheType::F16 => 2.0,
-            KvCacheType::Q8_0 => 34.0 / 32.0,
-            KvCacheType::Q4_0 => 18.0 / 32.0,
-        }
-    }
-}
-
-/// llama-server's flash attention (`-fa`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum FlashAttn {
-    On,
-    Off,
-    /// llama-server decides (its default).
-    #[default]
-    Auto,
-}
-
-impl FlashAttn {
-    /// The value llama-server's `-fa` takes.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FlashAttn::On => "on",
-            FlashAttn::Off => "off",
-            FlashAttn::Auto => "auto",
-        }
-    }
-}
-
-/// One configuration to try.
+/// One configuration to try: the context, batch, micro-batch and streams, and the server
+/// variant (cache types, flash attention, threads, offload) every flag of it comes from.
+///
+/// In the log its variant is flat beside the shape, each setting left out at its default
+/// (`kv_cache_type` names the K cache: logs from before K and V could differ held one
+/// type for both, and read as that), so a default configuration reads as it always did.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(from = "wire::TrialConfig", into = "wire::TrialConfig")]
 pub struct TrialConfig {
     /// Context per slot, in tokens.
     pub ctx: u32,
@@ -85,20 +43,112 @@ pub struct TrialConfig {
     pub ubatch: u32,
     /// Simultaneous streams.
     pub concurrency: u32,
-    pub kv_cache_type: KvCacheType,
+    pub variant: Variant,
+}
+
+impl TrialConfig {
+    /// The K cache type (`-ctk`), the one figure of the variant most code asks about.
+    pub fn cache_type_k(&self) -> KvCacheType {
+        self.variant.cache_type_k
+    }
+}
+
+mod wire {
+    use serde::{Deserialize, Serialize};
+
+    use super::{FlashAttn, KvCacheType, Variant};
+
+    #[derive(Serialize, Deserialize)]
+    pub struct TrialConfig {
+        ctx: u32,
+        batch: u32,
+        ubatch: u32,
+        concurrency: u32,
+        #[serde(default)]
+        kv_cache_type: KvCacheType,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cache_type_v: Option<KvCacheType>,
+        #[serde(default, skip_serializing_if = "is_auto")]
+        flash_attn: FlashAttn,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        threads: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gpu_layers: Option<u32>,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        cpu_moe_layers: u32,
+    }
+
+    fn is_auto(fa: &FlashAttn) -> bool {
+        *fa == FlashAttn::Auto
+    }
+
+    fn is_zero(n: &u32) -> bool {
+        *n == 0
+    }
+
+    impl From<TrialConfig> for super::TrialConfig {
+        fn from(w: TrialConfig) -> Self {
+            Self {
+                ctx: w.ctx,
+                batch: w.batch,
+                ubatch: w.ubatch,
+                concurrency: w.concurrency,
+                variant: Variant {
+                    cache_type_k: w.kv_cache_type,
+                    cache_type_v: w.cache_type_v.unwrap_or(w.kv_cache_type),
+                    flash_attn: w.flash_attn,
+                    threads: w.threads,
+                    gpu_layers: w.gpu_layers,
+                    cpu_moe_layers: w.cpu_moe_layers,
+                },
+            }
+        }
+    }
+
+    impl From<super::TrialConfig> for TrialConfig {
+        fn from(c: super::TrialConfig) -> Self {
+            let v = c.variant;
+            Self {
+                ctx: c.ctx,
+                batch: c.batch,
+                ubatch: c.ubatch,
+                concurrency: c.concurrency,
+                kv_cache_type: v.cache_type_k,
+                cache_type_v: (v.cache_type_v != v.cache_type_k).then_some(v.cache_type_v),
+                flash_attn: v.flash_attn,
+                threads: v.threads,
+                gpu_layers: v.gpu_layers,
+                cpu_moe_layers: v.cpu_moe_layers,
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for TrialConfig {
+    /// `ctx 8192 batch 64 ubatch 64 x1 kv f16`, then what the variant sets besides.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = &self.variant;
         write!(
             f,
             "ctx {} batch {} ubatch {} x{} kv {}",
-            self.ctx,
-            self.batch,
-            self.ubatch,
-            self.concurrency,
-            self.kv_cache_type.as_str()
-        )
+            self.ctx, self.batch, self.ubatch, self.concurrency, v.cache_type_k
+        )?;
+        if v.cache_type_v != v.cache_type_k {
+            write!(f, "/{}", v.cache_type_v)?;
+        }
+        if v.flash_attn != FlashAttn::Auto {
+            write!(f, " fa {}", v.flash_attn.name())?;
+        }
+        if let Some(t) = v.threads {
+            write!(f, " t {t}")?;
+        }
+        if let Some(n) = v.gpu_layers {
+            write!(f, " ngl {n}")?;
+        }
+        if v.cpu_moe_layers > 0 {
+            write!(f, " cpu-moe {}", v.cpu_moe_layers)?;
+        }
+        Ok(())
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::backend::llama_server::{command_line, SERVER_ENV};
 use crate::backend::BackendKind;
-use crate::record::{KvCacheType, Phase};
+use crate::record::{FlashAttn, KvCacheType, Phase};
 use crate::tune::presets::{Preset, PresetName, Presets};
 
 use super::{render_summary_html, ReportError, RunSummary};
@@ -333,6 +333,8 @@ struct DefaultsPreset {
     /// Ollama's default (physical cores); `null` when unknown.
     num_thread: Option<u32>,
     kv_cache_type: KvCacheType,
+    kv_cache_type_v: KvCacheType,
+    flash_attn: FlashAttn,
     performance: Performance,
 }
 
@@ -382,7 +384,9 @@ impl DefaultsFile {
             ubatch: p.config.ubatch,
             num_predict: s.config.ozone.n_predict,
             num_thread: s.hardware.cpu.physical_cores.map(|m| m.value),
-            kv_cache_type: p.config.kv_cache_type,
+            kv_cache_type: p.config.variant.cache_type_k,
+            kv_cache_type_v: p.config.variant.cache_type_v,
+            flash_attn: p.config.variant.flash_attn,
             performance: Performance {
                 tokens_per_sec: round(p.decode_tps.mean, 2),
                 tokens_per_sec_stddev: p.decode_tps.stddev.map(|v| round(v, 2)),

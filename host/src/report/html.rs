@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use crate::record::Bound;
-use crate::record::{Peaks, Stats, Verdict};
+use crate::record::{Peaks, Stats, Variant, Verdict};
 use crate::tune::presets::{Preset, PresetName, Presets};
 
 use super::charts::charts;
@@ -214,7 +214,7 @@ fn preset_row(h: &mut String, s: &RunSummary, p: &Preset) {
         escape(&ctx),
         p.config.batch,
         p.config.ubatch,
-        p.config.kv_cache_type.as_str(),
+        cache_types(&p.config.variant),
         stats(Some(&p.decode_tps), 1),
         stats(Some(&p.ttft_ms), 0),
         stats(p.prefill_tps.as_ref(), 0),
@@ -514,3 +514,12 @@ padding:.5em}.charts{display:flex;flex-wrap:wrap;gap:12px}svg.chart{background:#
 border:1px solid #ddd;max-width:100%;height:auto}svg .title{font-weight:600;font-size:14px}\
 svg .tick,svg .legend{font-size:11px;fill:#444}svg .axis{font-size:12px;fill:#222}\
 svg .limit-label{font-size:11px;fill:#d62828}footer{margin-top:2em;color:#666;font-size:12px}";
+
+/// `f16`, or `q8_0/q4_0` when K and V differ.
+fn cache_types(v: &Variant) -> String {
+    if v.cache_type_k == v.cache_type_v {
+        v.cache_type_k.to_string()
+    } else {
+        format!("{}/{}", v.cache_type_k, v.cache_type_v)
+    }
+}

@@ -74,8 +74,9 @@ impl RunLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| ReportError::io(dir, e))?;
         }
+        // Append mode: every line goes to the file's end, whoever else grew it.
         let file = OpenOptions::new()
-            .write(true)
+            .append(true)
             .create_new(true)
             .open(path)
             .map_err(|e| ReportError::io(path, e))?;
@@ -92,7 +93,7 @@ impl RunLog {
     pub fn open_append(path: &Path) -> Result<(Self, Vec<LogEvent>), ReportError> {
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .append(true)
             .open(path)
             .map_err(|e| ReportError::io(path, e))?;
         // Before reading: what is read must be what no one else is writing.

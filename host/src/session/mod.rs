@@ -19,7 +19,9 @@ use crate::report::{
     write_run_outputs, LogEvent, OutputPaths, ReportError, RunFinished, RunLog, RunStatus,
     RunSummary,
 };
-use crate::tune::driver::{ContractBreach, Driver, Plugins, TrialBook, TuneError, TuneObserver};
+use crate::tune::driver::{
+    trial_config, ContractBreach, Driver, Plugins, TrialBook, TuneError, TuneObserver,
+};
 use crate::tune::setup::{cpu_inference, sampler};
 use crate::tune::warm_start::{Key, Learned, WarmStartStore};
 use crate::tune::RunSetup;
@@ -407,7 +409,7 @@ async fn fit_baseline_of(
     let params = setup.params();
     let plan = setup.plan();
     let request = FitRequest {
-        config: plan.variant.config(0, plan.initial_batch, 1),
+        config: trial_config(plan.variant, 0, plan.initial_batch, 1),
         margin_mib: params.fit_target_mb.unwrap_or(DEFAULT_FIT_MARGIN_MIB),
         gpu_inference: !cpu_inference(&setup.hardware, &params),
         sampler: sampler(&setup.config, setup.thresholds()),

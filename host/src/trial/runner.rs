@@ -351,7 +351,7 @@ mod tests {
             batch: 512,
             ubatch: 512,
             concurrency: 1,
-            kv_cache_type: crate::record::KvCacheType::F16,
+            variant: Default::default(),
         };
         let cancel = CancellationToken::new();
         let run = runner.run(1, Phase::Context, Stage::Screen, &config, &cancel);

@@ -13,16 +13,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::llama_server::LlamaServerSpec;
+use crate::backend::llama_server::{LlamaServerSpec, ALL_LAYERS};
 use crate::backend::{BackendKind, BackendSpec, ModelMetadata};
 use crate::config::Config;
 use crate::guard::{SamplerOptions, Thresholds};
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{self, ContextBounds, PluginError, PluginHost, PluginRef};
-use crate::record::{FlashAttn, KvCacheType, TrialConfig};
+use crate::record::{FlashAttn, KvCacheType, TrialConfig, Variant};
 use crate::trial::TrialRunner;
 
-use super::driver::{Plan, Plugins, Variant};
+use super::driver::{Plan, Plugins};
 use super::presets::PresetName;
 
 /// Every proposal is a multiple of this many tokens.
@@ -87,22 +87,13 @@ pub const TIMEOUT_MARGIN: f64 = 0.8;
 impl RunParameters {
     /// The server variant the flags name: the cache type on both halves, flash
     /// attention, threads and offload as given.
-    pub fn variant(&self) -> plugin::Variant {
-        let t = match self.kv_cache_type {
-            KvCacheType::F16 => plugin::CacheType::F16,
-            KvCacheType::Q8_0 => plugin::CacheType::Q8_0,
-            KvCacheType::Q4_0 => plugin::CacheType::Q4_0,
-        };
-        plugin::Variant {
-            cache_type_k: t,
-            cache_type_v: t,
-            flash_attn: match self.flash_attn {
-                FlashAttn::On => plugin::FlashAttn::On,
-                FlashAttn::Off => plugin::FlashAttn::Off,
-                FlashAttn::Auto => plugin::FlashAttn::Auto,
-            },
+    pub fn variant(&self) -> Variant {
+        Variant {
+            cache_type_k: self.kv_cache_type,
+            cache_type_v: self.kv_cache_type,
+            flash_attn: self.flash_attn,
             threads: self.threads,
-            gpu_layers: (self.gpu_layers < 99).then_some(self.gpu_layers),
+            gpu_layers: (self.gpu_layers != ALL_LAYERS).then_some(self.gpu_layers),
             cpu_moe_layers: 0,
         }
     }
@@ -114,9 +105,6 @@ impl RunParameters {
         LlamaServerSpec {
             binary,
             model,
-            gpu_layers: Some(self.gpu_layers),
-            flash_attn: Some(self.flash_attn),
-            threads: self.threads,
             extra_args: Vec::new(),
         }
     }
@@ -390,9 +378,7 @@ pub fn plan(config: &Config, model: &ModelMetadata, params: &RunParameters) -> P
     let trained = model.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     let bounds = context_bounds(config, trained);
     Plan {
-        variant: Variant {
-            kv_cache_type: params.kv_cache_type,
-        },
+        variant: params.variant(),
         min_context: bounds.min,
         max_context: bounds.max,
         initial_batch,

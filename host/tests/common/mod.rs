@@ -17,7 +17,7 @@ use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
 use ozone::guard::{SamplerOptions, Thresholds};
-use ozone::record::{KvCacheType, TrialConfig};
+use ozone::record::TrialConfig;
 use ozone::trial::TrialSettings;
 
 /// The llama-server binary: `LLAMA_SERVER`, else one `.ci/install-llama-server` put in
@@ -91,9 +91,6 @@ pub fn llama_spec(binary: PathBuf, extra: &[&str]) -> LlamaServerSpec {
     LlamaServerSpec {
         binary,
         model: tiny_model(),
-        gpu_layers: None,
-        flash_attn: None,
-        threads: Some(2),
         extra_args: extra.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -135,7 +132,7 @@ pub fn config(ctx: u32, concurrency: u32) -> TrialConfig {
         batch: 512,
         ubatch: 512,
         concurrency,
-        kv_cache_type: KvCacheType::F16,
+        variant: Default::default(),
     }
 }
 
@@ -211,9 +208,6 @@ pub fn cli_spec(model: &Path) -> LlamaServerSpec {
     LlamaServerSpec {
         binary: llama_server(),
         model: model.to_owned(),
-        gpu_layers: Some(99),
-        flash_attn: Some(ozone::record::FlashAttn::Auto),
-        threads: None,
         extra_args: Vec::new(),
     }
 }
@@ -226,7 +220,7 @@ pub fn cli_first_trial() -> TrialConfig {
         batch: 64,
         ubatch: 64,
         concurrency: 1,
-        kv_cache_type: KvCacheType::F16,
+        variant: Default::default(),
     }
 }
 

@@ -6,7 +6,7 @@
 use ozone::backend::ollama::OllamaClient;
 use ozone::backend::BackendSpec;
 use ozone::guard::SamplerOptions;
-use ozone::record::{KvCacheType, Phase, Stage, TrialConfig, Verdict};
+use ozone::record::{Phase, Stage, TrialConfig, Verdict};
 use ozone::trial::{TrialRunner, TrialSettings};
 use tokio_util::sync::CancellationToken;
 
@@ -46,7 +46,7 @@ async fn live_ollama_trial() {
         batch: 512,
         ubatch: 512,
         concurrency: 1,
-        kv_cache_type: KvCacheType::F16,
+        variant: Default::default(),
     };
     let record = runner
         .run(

@@ -62,6 +62,7 @@ async fn one_the_trial_log_cannot_be_written() {
         })
     });
     disk.fill(&mut std::process::Command::new("true"));
+    disk.take_the_slack_of(&the_log(dir.path()).expect("the log"));
     std::fs::write(&full, "").unwrap();
     let out = run.finish();
     disk.empty();

@@ -12,7 +12,7 @@ use crate::quiet_machine_yaml;
 use ozone::backend::gguf::{write_tiny_model, TinyModelSpec};
 use ozone::backend::llama_server::LlamaServerSpec;
 use ozone::backend::BackendSpec;
-use ozone::record::{KvCacheType, Phase, Stage, TrialConfig, Verdict};
+use ozone::record::{Phase, Stage, TrialConfig, Verdict};
 use ozone::trial::{TrialRunner, TrialSettings};
 use serde_json::Value;
 
@@ -122,9 +122,6 @@ async fn swept_limit(model: &Path, around: u32) -> u32 {
     let spec = BackendSpec::LlamaServer(LlamaServerSpec {
         binary: common::llama_server(),
         model: model.to_path_buf(),
-        gpu_layers: Some(99),
-        flash_attn: Some(ozone::record::FlashAttn::Auto),
-        threads: None,
         extra_args: Vec::new(),
     });
     let settings = TrialSettings {
@@ -145,7 +142,7 @@ async fn swept_limit(model: &Path, around: u32) -> u32 {
             batch: 64,
             ubatch: 64,
             concurrency: 1,
-            kv_cache_type: KvCacheType::F16,
+            variant: Default::default(),
         };
         let run = runner
             .run(id, Phase::Context, Stage::Verify, &config, &cancel)

@@ -2,22 +2,20 @@
 
 use std::path::PathBuf;
 
-use crate::record::{FlashAttn, TrialConfig};
+use crate::record::TrialConfig;
 
-/// How to run llama-server, apart from the configuration under test.
+/// How to run llama-server, apart from the configuration under test (whose variant
+/// says the cache types, flash attention, threads and offload).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlamaServerSpec {
     pub binary: PathBuf,
     pub model: PathBuf,
-    /// `-ngl`; `None` leaves llama-server's default.
-    pub gpu_layers: Option<u32>,
-    /// `-fa on|off|auto`; `None` leaves llama-server's default (auto).
-    pub flash_attn: Option<FlashAttn>,
-    /// `-t`.
-    pub threads: Option<u32>,
     /// Appended verbatim, last.
     pub extra_args: Vec<String>,
 }
+
+/// `-ngl` for "every layer": llama.cpp's idiom (more than any model it runs has).
+pub const ALL_LAYERS: u32 = 99;
 
 /// The environment llama-server runs in, for trials and in the deploy script alike. One
 /// malloc arena: glibc gives each HTTP thread that serves a request an arena of its own,
@@ -46,7 +44,7 @@ pub fn command_line(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String>
         "-c".into(),
         total_ctx.to_string(),
     ];
-    args.extend(shape_args(spec, config));
+    args.extend(shape_args(config));
     args.extend([
         "-fit".into(),
         "off".into(),
@@ -71,7 +69,7 @@ pub fn fit_command_line(
         "-m".into(),
         spec.model.display().to_string(),
     ];
-    args.extend(shape_args(spec, config));
+    args.extend(shape_args(config));
     args.extend([
         "-fit".into(),
         "on".into(),
@@ -85,9 +83,11 @@ pub fn fit_command_line(
     args
 }
 
-/// Batch, slots, KV cache and the spec's own flags: everything but the context.
-fn shape_args(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String> {
+/// Batch, slots and the variant (cache types, offload, flash attention, threads):
+/// everything but the context.
+fn shape_args(config: &TrialConfig) -> Vec<String> {
     let slots = config.concurrency.max(1);
+    let v = &config.variant;
     let mut args: Vec<String> = vec![
         "-b".into(),
         config.batch.to_string(),
@@ -97,17 +97,17 @@ fn shape_args(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String> {
         slots.to_string(),
         "-kvu".into(),
         "-ctk".into(),
-        config.kv_cache_type.as_str().into(),
+        v.cache_type_k.name().into(),
         "-ctv".into(),
-        config.kv_cache_type.as_str().into(),
+        v.cache_type_v.name().into(),
+        "-ngl".into(),
+        v.gpu_layers.unwrap_or(ALL_LAYERS).to_string(),
     ];
-    if let Some(n) = spec.gpu_layers {
-        args.extend(["-ngl".into(), n.to_string()]);
+    if v.cpu_moe_layers > 0 {
+        args.extend(["--n-cpu-moe".into(), v.cpu_moe_layers.to_string()]);
     }
-    if let Some(fa) = spec.flash_attn {
-        args.extend(["-fa".into(), fa.as_str().into()]);
-    }
-    if let Some(t) = spec.threads {
+    args.extend(["-fa".into(), v.flash_attn.name().into()]);
+    if let Some(t) = v.threads {
         args.extend(["-t".into(), t.to_string()]);
     }
     args
@@ -116,16 +116,13 @@ fn shape_args(spec: &LlamaServerSpec, config: &TrialConfig) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::KvCacheType;
+    use crate::record::{FlashAttn, KvCacheType, Variant};
 
     #[test]
     fn command_line_multiplies_context_by_slots() {
         let spec = LlamaServerSpec {
             binary: "/opt/llama-server".into(),
             model: "/m/model.gguf".into(),
-            gpu_layers: Some(99),
-            flash_attn: Some(FlashAttn::On),
-            threads: None,
             extra_args: vec!["--no-warmup".into()],
         };
         let config = TrialConfig {
@@ -133,7 +130,12 @@ mod tests {
             batch: 512,
             ubatch: 256,
             concurrency: 4,
-            kv_cache_type: KvCacheType::Q8_0,
+            variant: Variant {
+                cache_type_k: KvCacheType::Q8_0,
+                cache_type_v: KvCacheType::Q8_0,
+                flash_attn: FlashAttn::On,
+                ..Variant::default()
+            },
         };
         let line = command_line(&spec, &config).join(" ");
         assert_eq!(
@@ -145,7 +147,7 @@ mod tests {
             &spec,
             &TrialConfig {
                 concurrency: 1,
-                ..config
+                ..config.clone()
             },
             1024,
         );
@@ -153,6 +155,34 @@ mod tests {
             fit.join(" "),
             "/opt/llama-server -m /m/model.gguf -b 512 -ub 256 -np 1 -kvu -ctk q8_0 -ctv q8_0 \
              -ngl 99 -fa on -fit on -fitt 1024 --cache-ram 0 --metrics --no-warmup"
+        );
+    }
+
+    #[test]
+    fn a_variant_sets_every_server_flag_it_holds() {
+        let spec = LlamaServerSpec {
+            binary: "llama-server".into(),
+            model: "m.gguf".into(),
+            extra_args: Vec::new(),
+        };
+        let config = TrialConfig {
+            ctx: 4096,
+            batch: 64,
+            ubatch: 32,
+            concurrency: 1,
+            variant: Variant {
+                cache_type_k: KvCacheType::Q8_0,
+                cache_type_v: KvCacheType::Q4_0,
+                flash_attn: FlashAttn::Auto,
+                threads: Some(6),
+                gpu_layers: Some(30),
+                cpu_moe_layers: 12,
+            },
+        };
+        assert_eq!(
+            command_line(&spec, &config).join(" "),
+            "llama-server -m m.gguf -c 4096 -b 64 -ub 32 -np 1 -kvu -ctk q8_0 -ctv q4_0 -ngl 30 \
+             --n-cpu-moe 12 -fa auto -t 6 -fit off --cache-ram 0 --metrics"
         );
     }
 }

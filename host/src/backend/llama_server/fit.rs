@@ -278,9 +278,6 @@ mod tests {
         let spec = LlamaServerSpec {
             binary: "/nonexistent/llama-server".into(),
             model: "/nonexistent/model.gguf".into(),
-            gpu_layers: Some(99),
-            flash_attn: None,
-            threads: None,
             extra_args: Vec::new(),
         };
         let request = FitRequest {
@@ -289,7 +286,7 @@ mod tests {
                 batch: 64,
                 ubatch: 64,
                 concurrency: 1,
-                kv_cache_type: crate::record::KvCacheType::F16,
+                variant: Default::default(),
             },
             margin_mib: DEFAULT_FIT_MARGIN_MIB,
             gpu_inference: false,

@@ -13,7 +13,7 @@ mod supervisor;
 pub use binary::resolve_binary;
 pub use children::{kill_all_servers, live_server_pids};
 pub use client::LlamaClient;
-pub use command::{command_line, fit_command_line, LlamaServerSpec, SERVER_ENV};
+pub use command::{command_line, fit_command_line, LlamaServerSpec, ALL_LAYERS, SERVER_ENV};
 pub use fit::{fit_baseline, parse_fit_log, FitLog, FitRequest, Props, DEFAULT_FIT_MARGIN_MIB};
 pub use interrupt::Interruption;
 pub use log::{classify_exit, LogTail};

@@ -2,6 +2,7 @@
 //! phases share.
 
 use super::book::Requests;
+use super::trial_config_with;
 use super::{
     ContractBreach, Driver, Plan, TrialExecutor, TuneError, TuneObserver, MAX_TRIALS_PER_PHASE,
 };
@@ -18,7 +19,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     ) -> Result<Option<BatchProposal>, TuneError> {
         self.observer
             .phase_started(Phase::Batch, plan.estimated_batch_trials);
-        let config = |batch| plan.variant.config_with(ctx, batch, 1);
+        let config = |batch| trial_config_with(plan.variant, ctx, batch, 1);
         let mut requests = Requests::default();
         let best = self
             .search(

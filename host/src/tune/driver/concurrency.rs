@@ -3,6 +3,7 @@
 //! failed it (`trial::verdict`), passed when the objective held too.
 
 use super::book::Requests;
+use super::trial_config_with;
 use super::{
     ContractBreach, Driver, Plan, TrialExecutor, TuneError, TuneObserver, MAX_TRIALS_PER_PHASE,
 };
@@ -47,7 +48,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
             if trials == MAX_TRIALS_PER_PHASE {
                 break;
             }
-            let config = plan.variant.config_with(ctx, batch, streams);
+            let config = trial_config_with(plan.variant, ctx, batch, streams);
             if !levels.is_empty() && self.book.count(&config, Stage::Verify) == 0 {
                 // Let the machine settle (temperatures, freed memory) between levels.
                 tokio::select! {

@@ -2,6 +2,7 @@
 //! verified; an unstable verification goes back to the plugin and the search goes on.
 
 use super::book::Requests;
+use super::trial_config;
 use super::MAX_VERIFICATIONS;
 use super::{ContractBreach, Driver, Plan, TrialExecutor, TuneError, TuneObserver};
 use crate::plugin::{trial_outcome, ContextSearch, Strategy};
@@ -16,7 +17,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     ) -> Result<Option<u32>, TuneError> {
         self.observer
             .phase_started(Phase::Context, plan.estimated_context_trials);
-        let config = |ctx| plan.variant.config(ctx, plan.initial_batch, 1);
+        let config = |ctx| trial_config(plan.variant, ctx, plan.initial_batch, 1);
         let mut requests = Requests::default();
         let mut refuted: Vec<(u32, u32)> = Vec::new();
         for _ in 0..MAX_VERIFICATIONS {

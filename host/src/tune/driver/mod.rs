@@ -42,7 +42,7 @@ use crate::hardware::HardwareSnapshot;
 use crate::plugin::{
     BatchProposal, BatchScaler, ConcurrencySearch, ContextSearch, PluginError, Slo,
 };
-use crate::record::{KvCacheType, Limits, Phase, SampleRecord, Stage, TrialConfig, TrialRecord};
+use crate::record::{Limits, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, Variant};
 use crate::trial::{AdaptiveTimeouts, OnSample, TrialRun, TrialRunner};
 
 use super::bounds;
@@ -175,28 +175,30 @@ pub enum ContractBreach {
     UnpassedLevel { plugin: String, value: u32 },
 }
 
-/// What every trial of one search shares besides its context, batch and streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Variant {
-    pub kv_cache_type: KvCacheType,
+/// The configuration the driver runs for a context, batch and stream count at
+/// `variant`, the micro-batch as large as the batch (up to llama.cpp's default 512).
+pub fn trial_config(variant: Variant, ctx: u32, batch: u32, streams: u32) -> TrialConfig {
+    trial_config_with(
+        variant,
+        ctx,
+        BatchProposal::whole(batch, MAX_UBATCH),
+        streams,
+    )
 }
 
-impl Variant {
-    /// The configuration the driver runs for a context, batch and stream count, the
-    /// micro-batch as large as the batch (up to llama.cpp's default 512).
-    pub fn config(&self, ctx: u32, batch: u32, streams: u32) -> TrialConfig {
-        self.config_with(ctx, BatchProposal::whole(batch, MAX_UBATCH), streams)
-    }
-
-    /// The configuration for a context, a batch with its micro-batch, and streams.
-    pub fn config_with(&self, ctx: u32, batch: BatchProposal, streams: u32) -> TrialConfig {
-        TrialConfig {
-            ctx,
-            batch: batch.batch,
-            ubatch: batch.ubatch,
-            concurrency: streams,
-            kv_cache_type: self.kv_cache_type,
-        }
+/// The configuration for a context, a batch with its micro-batch, and streams.
+pub fn trial_config_with(
+    variant: Variant,
+    ctx: u32,
+    batch: BatchProposal,
+    streams: u32,
+) -> TrialConfig {
+    TrialConfig {
+        ctx,
+        batch: batch.batch,
+        ubatch: batch.ubatch,
+        concurrency: streams,
+        variant,
     }
 }
 
@@ -245,7 +247,7 @@ impl Plan {
     /// The configuration nothing strains: the smallest context at the initial batch and
     /// one stream. Its verification measures how much the machine itself varies.
     pub fn reference(&self) -> TrialConfig {
-        self.variant.config(self.min_context, self.initial_batch, 1)
+        trial_config(self.variant, self.min_context, self.initial_batch, 1)
     }
 }
 
