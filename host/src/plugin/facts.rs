@@ -414,6 +414,7 @@ mod tests {
             stopped_early: None,
             server_log_tail: Vec::new(),
             concurrency: None,
+            memory_breakdown: None,
         };
         let o = trial_outcome(
             &record,
