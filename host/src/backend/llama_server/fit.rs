@@ -213,8 +213,9 @@ pub struct FitOffloadRequest {
 /// it chose from the log — the layers the server loaded on the device and, for a MoE
 /// model, how many layers' experts fit left in system memory — and stops it.
 ///
-/// `spec.gpu_layers` is ignored; a `-ngl` or `--n-cpu-moe` in `spec.extra_args` makes
-/// fit give up, which is reported as [`FitOffload::NotChosen`] with fit's own words.
+/// `spec.gpu_layers` is ignored. A `-ngl` in `spec.extra_args` is the user's: where it
+/// fits, fit changes nothing and the offload read is that `-ngl`; where it does not, fit
+/// gives up, reported as [`FitOffload::NotChosen`] in fit's own words.
 pub async fn fit_offload(
     spec: &LlamaServerSpec,
     request: &FitOffloadRequest,
