@@ -150,6 +150,22 @@ impl TrialRecord {
 mod tests {
     use super::*;
 
+    /// A context trial as a log written before breakdowns holds it (`record` is a leaf:
+    /// no fixtures from above it).
+    fn trial() -> TrialRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": 1, "phase": "context", "stage": "screen",
+            "config": {"ctx": 2048, "batch": 64, "ubatch": 64, "concurrency": 1, "kv_cache_type": "f16"},
+            "started_at": "2026-01-01T00:00:00Z", "duration_ms": 900, "granted_ctx": 2048,
+            "samples": [], "ttft_ms": null, "prefill_tps": null, "decode_tps": null,
+            "success_rate": 1.0, "cv": null,
+            "peaks": {"gpu_mem_used_bytes": null, "ram_used_bytes": null, "process_rss_bytes": 52428800,
+                      "gpu_temp_c": null, "cpu_percent": null},
+            "breach": null, "failure": null, "verdict": "stable", "server_log_tail": []
+        }))
+        .expect("an old trial line")
+    }
+
     fn lavapipe() -> MemoryBreakdown {
         MemoryBreakdown {
             devices: vec![DeviceMemory {
@@ -177,21 +193,21 @@ mod tests {
 
     #[test]
     fn the_devices_self_stands_for_the_server_only_where_nothing_read_it_live() {
-        let mut record = crate::fixtures::trials().remove(0);
+        let mut record = trial();
         record.peaks.server_gpu_mem_bytes = None;
         assert_eq!(record.server_gpu_source(), None);
         record.attach_memory_breakdown(Some(lavapipe()));
         assert_eq!(record.peaks.server_gpu_mem_bytes, Some(91 * MIB));
         assert_eq!(record.server_gpu_source(), Some(ServerGpuSource::Breakdown));
 
-        let mut live = crate::fixtures::trials().remove(0);
+        let mut live = trial();
         live.peaks.server_gpu_mem_bytes = Some(7 * MIB);
         live.attach_memory_breakdown(Some(lavapipe()));
         assert_eq!(live.peaks.server_gpu_mem_bytes, Some(7 * MIB));
         assert_eq!(live.server_gpu_source(), Some(ServerGpuSource::Live));
 
         // A CPU server prints no device: nothing to stand for the GPU.
-        let mut cpu = crate::fixtures::trials().remove(0);
+        let mut cpu = trial();
         cpu.peaks.server_gpu_mem_bytes = None;
         cpu.attach_memory_breakdown(Some(MemoryBreakdown {
             devices: Vec::new(),
@@ -212,7 +228,7 @@ mod tests {
 
     #[test]
     fn old_logs_read_and_an_absent_breakdown_is_not_written() {
-        let record = crate::fixtures::trials().remove(0);
+        let record = trial();
         let json = serde_json::to_value(&record).expect("json");
         assert!(json.get("memory_breakdown").is_none(), "{json}");
         let back: TrialRecord = serde_json::from_value(json).expect("reads");
