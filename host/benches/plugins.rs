@@ -102,6 +102,7 @@ fn record(ctx: u32, batch: u32, stable: bool) -> TrialRecord {
         stopped_early: None,
         server_log_tail: Vec::new(),
         concurrency: None,
+        memory_breakdown: None,
     }
 }
 

@@ -145,6 +145,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
         stopped_early: None,
         server_log_tail: Vec::new(),
         concurrency: None,
+        memory_breakdown: None,
     };
     let measured = |r: &mut TrialRecord, ok: u32, d: f64, t: f64, p: f64, rss: u64| {
         r.samples = samples(ok, d, t, p, ctx);

@@ -10,14 +10,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::generation::failure;
-use super::llama_server::{LlamaServerSpec, ManagedServer};
+use super::llama_server::{exit_breakdown, LlamaServerSpec, ManagedServer};
 use super::ollama::{OllamaClient, OllamaOptions};
 use super::openai::OpenAiClient;
 use super::prompt::{target_prompt_tokens, text_prompt, token_prompt, FILLER};
 use super::requester::Requester;
 use super::{BackendSpec, Generation, GenerationRequest, Prompt};
 use crate::guard::{guarded, Guarded};
-use crate::record::{Breach, FailureKind, TrialConfig, TrialFailure};
+use crate::record::{Breach, FailureKind, MemoryBreakdown, TrialConfig, TrialFailure};
 
 /// Tokens of the warm-up request.
 const WARMUP_PROMPT_TOKENS: usize = 32;
@@ -160,6 +160,13 @@ impl OpenServer {
             .as_ref()
             .map(ManagedServer::log_tail)
             .unwrap_or_default()
+    }
+
+    /// llama.cpp's memory breakdown per device, which llama-server prints as it stops:
+    /// read after [`OpenServer::close`] (a killed server prints none; Ollama and
+    /// OpenAI-compatible servers are not Ozone's to stop).
+    pub fn memory_breakdown(&self) -> Option<MemoryBreakdown> {
+        exit_breakdown(&self.server.as_ref()?.log_lines())
     }
 
     /// Stops a server Ozone started: `fast` kills it at once (breach, Ctrl-C).

@@ -279,6 +279,7 @@ impl<'p> Answerer<'p> {
                 stopped_early: None,
                 server_log_tail: Vec::new(),
                 concurrency: None,
+                memory_breakdown: None,
             },
             source: Source::NotRecorded { why },
         }

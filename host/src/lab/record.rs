@@ -391,6 +391,7 @@ mod tests {
                 stopped_early: None,
                 server_log_tail: vec!["dropped".into()],
                 concurrency: None,
+                memory_breakdown: None,
             };
             TrialRun {
                 record,

@@ -389,6 +389,7 @@ mod tests {
             stopped_early: None,
             server_log_tail: Vec::new(),
             concurrency: None,
+            memory_breakdown: None,
         };
         let o = trial_outcome(
             &record,

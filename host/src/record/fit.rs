@@ -2,9 +2,10 @@
 //! without `-c` and left to fit the context to free device memory (`-fit on`, margin
 //! `-fitt`), measured once per tune beside the trials (which all keep `-fit off`).
 
+use ozone_sdk::Offload;
 use serde::{Deserialize, Serialize};
 
-use super::{Breach, Peaks};
+use super::{Breach, MemoryBreakdown, Peaks};
 
 /// The fit baseline of one tune.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +76,75 @@ impl FitBaseline {
             (FitBaseline::Failed { message, .. }, _) => {
                 format!("llama.cpp's fit: failed ({message})")
             }
+        }
+    }
+}
+
+/// What llama.cpp's fit chose at one context: llama-server started with `-fit on -c CTX
+/// -fitt MARGIN` and no `-ngl`, so that fit decides how many layers (and, for a MoE
+/// model, which experts) stay on the device — the first proposal of an offload search,
+/// shown beside what was measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum FitOffload {
+    /// The server came up with fit's choice.
+    Chosen {
+        /// The context per slot it was asked to fit.
+        ctx: u32,
+        margin_mib: u64,
+        /// `gpu_layers` is `-ngl` (the output layer counts as one, as in llama-server's
+        /// `offloaded 5/9 layers to GPU`); `cpu_moe_layers` the layers whose experts fit
+        /// left in system memory (a count: fit overflows the last layers, `--n-cpu-moe`
+        /// takes the first).
+        offload: Offload,
+        /// The layers the server can offload (`9` of `offloaded 5/9`), when it said.
+        layers: Option<u32>,
+        /// Fit's projection of the device memory its choice takes, summed over devices,
+        /// MiB (from its per-device summary), when it printed one.
+        projected_mib: Option<u64>,
+        /// Where `offload` was read.
+        source: FitOffloadSource,
+        /// The server's memory per device when it stopped, by llama.cpp's account.
+        memory: Option<MemoryBreakdown>,
+        /// The server's peaks while it loaded and held the context.
+        peaks: Peaks,
+        /// It crossed one of the run's limits (and was stopped at once).
+        breach: Option<Breach>,
+        command: Vec<String>,
+    },
+    /// Fit did not choose, or what it chose could not be read: why.
+    NotChosen {
+        ctx: u32,
+        reason: String,
+        log_tail: Vec<String>,
+        command: Vec<String>,
+    },
+}
+
+/// Where a fit offload was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FitOffloadSource {
+    /// The layers the server loaded on the device (`load_tensors: offloaded N/M layers`).
+    Loaded,
+    /// Fit's own summary of its choice (per device), the load lines being absent.
+    Projected,
+}
+
+impl FitOffload {
+    /// The offload fit chose, when it chose one.
+    pub fn offload(&self) -> Option<Offload> {
+        match self {
+            FitOffload::Chosen { offload, .. } => Some(*offload),
+            FitOffload::NotChosen { .. } => None,
+        }
+    }
+
+    /// Why there is no offload, when there is none.
+    pub fn why_not(&self) -> Option<&str> {
+        match self {
+            FitOffload::Chosen { .. } => None,
+            FitOffload::NotChosen { reason, .. } => Some(reason),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod breach;
 mod concurrency;
+mod device_memory;
 mod fit;
 mod limits;
 mod series;
@@ -18,7 +19,8 @@ use serde::{Deserialize, Serialize};
 
 pub use breach::{Breach, Metric};
 pub use concurrency::{latency_of, ConcurrencyFigures, Latency, SloMiss, SloVerdict};
-pub use fit::{FitBaseline, FitSource};
+pub use device_memory::{DeviceMemory, HostMemory, MemoryBreakdown, ServerGpuSource};
+pub use fit::{FitBaseline, FitOffload, FitOffloadSource, FitSource};
 pub use limits::{Bound, LimitBounds, Limits};
 pub use series::{Peaks, SamplePoint, SampleSeries};
 pub use stats::{median, nearest_rank, Spread, Stats, MAD_TO_SIGMA, OUTLIER_Z};
@@ -320,4 +322,9 @@ pub struct TrialRecord {
     /// throughput, the objective's judgement. Absent for context and batch trials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<ConcurrencyFigures>,
+    /// llama.cpp's own account of the server's memory per device, printed when it
+    /// stopped (absent in older logs, for other backends, and for a server that was
+    /// killed or never came up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_breakdown: Option<MemoryBreakdown>,
 }

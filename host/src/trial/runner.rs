@@ -24,8 +24,8 @@ use super::{OnSample, TrialSettings};
 use crate::backend::{interrupted, BackendSpec, OpenOptions, OpenServer, ServerOpener};
 use crate::guard::{guarded, Guarded, Sampler, SamplerOptions};
 use crate::record::{
-    Breach, FailureKind, Phase, SampleRecord, SampleSeries, Stage, TrialConfig, TrialFailure,
-    TrialRecord, Verdict,
+    Breach, FailureKind, MemoryBreakdown, Phase, SampleRecord, SampleSeries, Stage, TrialConfig,
+    TrialFailure, TrialRecord, Verdict,
 };
 
 /// A finished trial: the record for the JSONL log and the hardware series.
@@ -60,6 +60,8 @@ struct Execution {
     never_started: bool,
     /// A concurrency level's closed loop: how its requests were sent.
     looped: Option<LoopShape>,
+    /// llama.cpp's memory per device, printed by the server as it stopped.
+    memory_breakdown: Option<MemoryBreakdown>,
 }
 
 impl Execution {
@@ -73,6 +75,7 @@ impl Execution {
             log_tail,
             never_started: false,
             looped: None,
+            memory_breakdown: None,
         }
     }
 }
@@ -202,7 +205,7 @@ impl TrialRunner {
             });
             concurrency_figures(&execution.samples, shape)
         });
-        let record = TrialRecord {
+        let mut record = TrialRecord {
             id,
             phase,
             stage,
@@ -228,7 +231,11 @@ impl TrialRunner {
                 Vec::new()
             },
             concurrency,
+            memory_breakdown: None,
         };
+        // Beside the live readings; where none read the server's GPU memory, the
+        // breakdown's device figure stands for it.
+        record.attach_memory_breakdown(execution.memory_breakdown);
         TrialRun {
             record,
             series,
@@ -318,6 +325,7 @@ async fn close(mut server: OpenServer, sampled: Sampled) -> Execution {
     let log_tail = server.log_tail();
     server.close(sampled.kill).await;
     Execution {
+        memory_breakdown: server.memory_breakdown(),
         samples: sampled.samples,
         sample_failures: sampled.sample_failures,
         failure: sampled.trial_failure,

@@ -1,11 +1,13 @@
 //! What the test binaries share: running the `ozone` binary (`cli`), the real
-//! llama-server and models they run it on, the hostile fake server (`hostile`), the
-//! plugin host of the plugin tests (`plugins`), and reading a run's log.
+//! llama-server and models they run it on, a real GPU device for it (`lavapipe`), the
+//! hostile fake server (`hostile`), the plugin host of the plugin tests (`plugins`), and
+//! reading a run's log.
 
 #![allow(dead_code)]
 
 pub mod cli;
 pub mod hostile;
+pub mod lavapipe;
 pub mod plugins;
 
 use std::path::{Path, PathBuf};

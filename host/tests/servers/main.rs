@@ -1,13 +1,15 @@
 //! The servers Ozone drives, and trials against them: a real llama-server on generated
 //! models (`llama_server`), the sampler that watches it (`sampler`), no server
 //! outliving Ozone (`lifetime`), the clients against a hostile fake server
-//! (`hostile`), Ollama's documented bodies and, where one runs, a live Ollama
+//! (`hostile`), a real GPU device, lavapipe: layers split, llama.cpp's memory breakdown
+//! and its fit at a context (`lavapipe`), Ollama's documented bodies and, where one runs, a live Ollama
 //! (`ollama`, `ollama_live`), and the real quantized model (`real_model`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod hostile;
+mod lavapipe;
 mod lifetime;
 mod llama_server;
 mod ollama;

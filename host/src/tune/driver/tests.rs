@@ -140,6 +140,7 @@ impl TrialExecutor for Machine {
                 stopped_early: None,
                 server_log_tail: Vec::new(),
                 concurrency: None,
+                memory_breakdown: None,
             },
             series: SampleSeries::default(),
             server_cannot_start: false,
