@@ -62,6 +62,65 @@ impl std::str::FromStr for CacheType {
     }
 }
 
+/// A K and a V cache type, written `q8_0` (both halves) or `q8_0/q4_0` (K/V), as
+/// `--kv-cache-types` and `ozone.kv_cache_types` take them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
+#[cfg_attr(
+    not(target_arch = "wasm32"),
+    serde(try_from = "String", into = "String")
+)]
+pub struct CachePair {
+    pub k: CacheType,
+    pub v: CacheType,
+}
+
+impl CachePair {
+    /// The same type on both halves.
+    pub fn both(t: CacheType) -> Self {
+        Self { k: t, v: t }
+    }
+}
+
+impl std::fmt::Display for CachePair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.k == self.v {
+            write!(f, "{}", self.k)
+        } else {
+            write!(f, "{}/{}", self.k, self.v)
+        }
+    }
+}
+
+impl std::str::FromStr for CachePair {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        match s.split_once('/') {
+            Some((k, v)) => Ok(Self {
+                k: k.trim().parse()?,
+                v: v.trim().parse()?,
+            }),
+            None => s.parse().map(Self::both),
+        }
+    }
+}
+
+impl TryFrom<String> for CachePair {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<CachePair> for String {
+    fn from(p: CachePair) -> Self {
+        p.to_string()
+    }
+}
+
 /// Flash attention (`-fa`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 #[cfg_attr(not(target_arch = "wasm32"), derive(Serialize, Deserialize))]
@@ -131,6 +190,35 @@ impl Variant {
     /// context limit bound by the cache scales with.
     pub fn cache_ratio(&self) -> f64 {
         (self.cache_type_k.bytes_per_element() + self.cache_type_v.bytes_per_element()) / 4.0
+    }
+
+    /// Whether either half of its cache is quantized (its quality cost is then measured).
+    pub fn is_quantized(&self) -> bool {
+        self.cache_type_k.is_quantized() || self.cache_type_v.is_quantized()
+    }
+
+    /// Its cache types.
+    pub fn caches(&self) -> CachePair {
+        CachePair {
+            k: self.cache_type_k,
+            v: self.cache_type_v,
+        }
+    }
+
+    /// This variant with `caches`: flash attention set on where a quantized V cache
+    /// needs it (`auto` included: whether the server turns it on is not to be guessed).
+    pub fn with_caches(self, caches: CachePair) -> Self {
+        let flash_attn = if caches.v.is_quantized() {
+            FlashAttn::On
+        } else {
+            self.flash_attn
+        };
+        Self {
+            cache_type_k: caches.k,
+            cache_type_v: caches.v,
+            flash_attn,
+            ..self
+        }
     }
 }
 

@@ -75,12 +75,31 @@ pub struct StrategyFlags {
     /// Concurrency-search plugin: `concurrency-ladder` (built in) or a component FILE.wasm.
     #[arg(long, value_name = "NAME|FILE")]
     pub concurrency_strategy: Option<String>,
+    /// Variant plugin, choosing which KV cache types to measure: `variant-frontier`
+    /// (built in) or a component FILE.wasm.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub variant_strategy: Option<String>,
+    /// KV cache types to measure, each with its own context search (ozone.kv_cache_types):
+    /// `f16`, `q8_0`, `q4_0`, or K/V such as `q8_0/q4_0`, e.g. `f16,q8_0,q4_0`. The
+    /// summary shows one row per type (its context, speed, memory and quality cost); a
+    /// quantized V cache runs with flash attention on.
+    #[arg(long, value_name = "TYPE,...", value_delimiter = ',', value_parser = parse_cache_pair)]
+    pub kv_cache_types: Option<Vec<crate::record::CachePair>>,
+    /// Quality gate (ozone.max_kld): the largest mean KL divergence from the f16 cache, in
+    /// nats, a preset's quantized KV cache may cost.
+    #[arg(long, value_name = "NATS")]
+    pub max_kld: Option<f64>,
     /// Service-level objective for the concurrency search (ozone.slo): any of ttft-p50,
     /// ttft-p95, ttft-p99, tpot-p50, tpot-p95, e2e-p95 (in ms or s) and decode-min (the
     /// slowest stream's tokens/s), e.g. `ttft-p95=2000ms,tpot-p95=100ms,decode-min=10`.
     /// Without one, the most streams that run stable.
     #[arg(long, value_name = "METRIC=VALUE,...")]
     pub slo: Option<String>,
+}
+
+/// One `--kv-cache-types` entry.
+fn parse_cache_pair(s: &str) -> Result<crate::record::CachePair, String> {
+    s.parse()
 }
 
 /// One flag setting one configuration key.
@@ -91,7 +110,7 @@ struct Override {
 }
 
 /// Every flag that sets a configuration key, with its key: the one table.
-fn overrides(config: &ConfigFlags, strategies: &StrategyFlags) -> [Override; 10] {
+fn overrides(config: &ConfigFlags, strategies: &StrategyFlags) -> [Override; 13] {
     let set = |key, flag, value: Option<Value>| Override { key, flag, value };
     let headroom = config.memory_headroom_mb;
     [
@@ -141,6 +160,23 @@ fn overrides(config: &ConfigFlags, strategies: &StrategyFlags) -> [Override; 10]
             "--concurrency-strategy",
             strategies.concurrency_strategy.clone().map(Into::into),
         ),
+        set(
+            "ozone.variant_strategy",
+            "--variant-strategy",
+            strategies.variant_strategy.clone().map(Into::into),
+        ),
+        set(
+            "ozone.kv_cache_types",
+            "--kv-cache-types",
+            strategies.kv_cache_types.as_ref().map(|types| {
+                Value::Array(types.iter().map(|t| Value::String(t.to_string())).collect())
+            }),
+        ),
+        set(
+            "ozone.max_kld",
+            "--max-kld",
+            strategies.max_kld.map(Into::into),
+        ),
         set("ozone.slo", "--slo", strategies.slo.clone().map(Into::into)),
     ]
 }
@@ -179,6 +215,7 @@ fn check_plugin_files(loaded: &LoadedConfig) -> Result<(), CliError> {
         ("ozone.context_strategy", &oz.context_strategy),
         ("ozone.batch_strategy", &oz.batch_strategy),
         ("ozone.concurrency_strategy", &oz.concurrency_strategy),
+        ("ozone.variant_strategy", &oz.variant_strategy),
     ] {
         let Ok(PluginRef::File(path)) = PluginRef::from_str(strategy) else {
             continue;

@@ -442,6 +442,10 @@ fn print_result(result: &TuneResult) {
         println!("note: {note}");
     }
     println!();
+    let frontier = report::frontier_table(&s.frontier, s.config.ozone.max_kld);
+    if !frontier.is_empty() {
+        println!("{frontier}");
+    }
     println!("{}", report::presets_table(s));
     println!("files:");
     println!("  log       {}", result.log.display());

@@ -84,6 +84,11 @@ impl Config {
         self.plugin_settings_json(&plugin_name(&self.ozone.concurrency_strategy), base)
     }
 
+    /// Settings JSON for the variant plugin: `ozone.plugin_settings.<variant plugin name>`.
+    pub fn variant_plugin_settings_json(&self) -> String {
+        self.plugin_settings_json(&plugin_name(&self.ozone.variant_strategy), json!({}))
+    }
+
     /// `base` with `ozone.plugin_settings.<name>` merged over it (top-level keys replace).
     pub fn plugin_settings_json(&self, name: &str, base: Value) -> String {
         let mut merged = match base {

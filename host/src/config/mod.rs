@@ -109,6 +109,7 @@ impl LoadedConfig {
         let context = plugin_name(&oz.context_strategy);
         let batch = plugin_name(&oz.batch_strategy);
         let concurrency = plugin_name(&oz.concurrency_strategy);
+        let variant = plugin_name(&oz.variant_strategy);
         let file = self
             .source
             .as_deref()
@@ -116,12 +117,12 @@ impl LoadedConfig {
         let unread = self
             .plugin_sections
             .iter()
-            .filter(|(name, _)| ![&context, &batch, &concurrency].contains(name))
+            .filter(|(name, _)| ![&context, &batch, &concurrency, &variant].contains(name))
             .map(|(name, at)| {
                 format!(
                     "{file}:{}:{}: `ozone.plugin_settings.{name}` ignored: no configured plugin \
                      is named {name} (context: {context}, batch: {batch}, concurrency: \
-                     {concurrency})",
+                     {concurrency}, variant: {variant})",
                     at.line, at.column
                 )
             });

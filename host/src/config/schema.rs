@@ -438,6 +438,16 @@ pub struct OzoneSettings {
     /// Concurrency plugin: a built-in name (`concurrency-ladder`) or a path to a `.wasm`
     /// component.
     pub concurrency_strategy: String,
+    /// Variant plugin: which of `kv_cache_types` to measure, in which order, and when to
+    /// stop: a built-in name (`variant-frontier`) or a path to a `.wasm` component.
+    pub variant_strategy: String,
+    /// The KV cache types to measure, each its own context search (`f16`, `q8_0`,
+    /// `q4_0`, or K/V such as `q8_0/q4_0`); empty: only `--kv-cache-type`'s.
+    pub kv_cache_types: Vec<crate::record::CachePair>,
+    /// The quality gate: the largest mean KL divergence from the f16 cache (nats) a
+    /// preset's quantized cache may cost. A quantized cache whose cost was not measured
+    /// is never a preset.
+    pub max_kld: f64,
     /// Service-level objective of the concurrency phase, written as `--slo` takes it
     /// (`ttft-p95=2000ms,tpot-p95=100ms,decode-min=10`); empty: none, the stability
     /// rule decides.
@@ -481,6 +491,9 @@ impl Default for OzoneSettings {
             context_strategy: "binary-search".into(),
             batch_strategy: "batch-scaler".into(),
             concurrency_strategy: "concurrency-ladder".into(),
+            variant_strategy: "variant-frontier".into(),
+            kv_cache_types: Vec::new(),
+            max_kld: crate::trial::quality::DEFAULT_MAX_KLD,
             slo: Slo::default(),
             min_context: 2048,
             fill_ratio: trials.fill_ratio,

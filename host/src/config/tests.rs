@@ -509,7 +509,7 @@ ozone:
         vec![
             "ozone.yaml:4:5: `ozone.plugin_settings.my-search` ignored: no configured plugin is \
              named my-search (context: binary-search, batch: batch-scaler, concurrency: \
-             concurrency-ladder)"
+             concurrency-ladder, variant: variant-frontier)"
                 .to_string()
         ]
     );

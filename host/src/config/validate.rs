@@ -202,10 +202,19 @@ pub fn check(config: &Config) -> Vec<Problem> {
         ("ozone.context_strategy", &oz.context_strategy),
         ("ozone.batch_strategy", &oz.batch_strategy),
         ("ozone.concurrency_strategy", &oz.concurrency_strategy),
+        ("ozone.variant_strategy", &oz.variant_strategy),
     ] {
         p.require(!name.trim().is_empty(), &[key], "must not be empty".into());
     }
     p.positive_u("ozone.min_context", oz.min_context.into());
+    p.require(
+        oz.max_kld >= 0.0 && oz.max_kld.is_finite(),
+        &["ozone.max_kld"],
+        format!(
+            "must be a KL divergence of 0 or more (nats), got {}",
+            oz.max_kld
+        ),
+    );
     p.require(
         oz.fill_ratio > 0.0 && oz.fill_ratio <= 1.0,
         &["ozone.fill_ratio"],

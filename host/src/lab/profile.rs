@@ -223,6 +223,7 @@ impl Profile {
                 | LogEvent::Resumed { .. }
                 | LogEvent::Note { .. }
                 | LogEvent::PhaseFinished { .. }
+                | LogEvent::Variant { .. }
                 | LogEvent::FitBaseline { .. } => {}
             }
         }

@@ -28,7 +28,9 @@ pub use verdict::{NoiseFloor, Reason, SpreadCheck, Verdict};
 
 /// KV cache element type (`-ctk`, `-ctv`) and flash attention (`-fa`): the plugin
 /// contract's own, so the log, the plugins and the flags say the same `q8_0`.
-pub use ozone_sdk::{CacheType as KvCacheType, FlashAttn, Variant};
+pub use ozone_sdk::{
+    CachePair, CacheType as KvCacheType, FlashAttn, Quality, Variant, VariantOutcome,
+};
 
 /// One configuration to try: the context, batch, micro-batch and streams, and the server
 /// variant (cache types, flash attention, threads, offload) every flag of it comes from.

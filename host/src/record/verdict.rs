@@ -46,6 +46,16 @@ pub enum Reason {
     /// machine's own noise floor, or whose floor is itself over the tolerance: the
     /// machine was noisy, not (as far as it can tell) the configuration.
     WithinNoise(SpreadCheck),
+    /// A context trial that was served steadily but missed the objective's latency bound
+    /// (`--slo`), over its own requests: the context is larger than a user accepts.
+    ObjectiveMissed { miss: super::SloMiss },
+    /// A context trial whose slowest request took more than `margin` of its timeout: its
+    /// fills land so close to the timeout that the next busy minute pushes them over.
+    NearTimeout {
+        slowest_ms: f64,
+        timeout_ms: f64,
+        margin: f64,
+    },
 }
 
 /// A spread held against the tolerance (and the run's noise floor, when measured).
@@ -82,7 +92,10 @@ impl Reason {
     pub fn verdict(&self) -> Verdict {
         match self {
             Reason::Failure => Verdict::Failed,
-            Reason::SuccessRate { .. } | Reason::Unsteady(_) => Verdict::Unstable,
+            Reason::SuccessRate { .. }
+            | Reason::Unsteady(_)
+            | Reason::ObjectiveMissed { .. }
+            | Reason::NearTimeout { .. } => Verdict::Unstable,
             Reason::Served { .. }
             | Reason::Level { .. }
             | Reason::Steady(_)

@@ -155,6 +155,28 @@ pub fn reason_words(reason: &Reason) -> String {
             spread_words(c),
             floor_words(c)
         ),
+        Reason::ObjectiveMissed { miss } => match miss.measured {
+            Some(m) => format!(
+                "{} was {m:.0} ms over its requests, above the objective's {:.0} ms",
+                miss.metric, miss.bound
+            ),
+            None => format!(
+                "{} could not be measured (the objective misses)",
+                miss.metric
+            ),
+        },
+        Reason::NearTimeout {
+            slowest_ms,
+            timeout_ms,
+            margin,
+        } => format!(
+            "its slowest request took {:.1} s, {} of its {:.0} s timeout (a published context \
+             keeps its requests within {})",
+            slowest_ms / 1000.0,
+            percent(slowest_ms / timeout_ms),
+            timeout_ms / 1000.0,
+            percent(*margin)
+        ),
     }
 }
 

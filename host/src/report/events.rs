@@ -90,6 +90,12 @@ pub enum LogEvent {
     /// What the run says about a phase: how the server runs its trials, a noise floor
     /// measured, a configuration measured again.
     Note { phase: Phase, message: String },
+    /// A variant's context search and batch scaling ended: its row of the frontier
+    /// (context, what bound it, speed, memory, quality cost). A resumed run reuses the
+    /// quality measured.
+    Variant {
+        outcome: crate::record::VariantOutcome,
+    },
     /// A phase ended: the limits found so far, each with what bound it. A run cut short
     /// reports these.
     PhaseFinished { phase: Phase, limits: Limits },

@@ -225,8 +225,9 @@ fn modelfile_text(summary: &RunSummary, p: &Preset) -> Result<String, String> {
          # {figures}\n{parallel}\
          FROM {from}\n\
          PARAMETER num_ctx {ctx}\n\
-         PARAMETER num_batch {batch}\n",
+         PARAMETER num_batch {batch}\n{variant}",
         parallel = ollama_parallel_note(p),
+        variant = ollama_variant_lines(p),
         ver = summary.ozone_version,
         name = p.name,
         model = comment(&summary.model.name),
@@ -278,6 +279,36 @@ fn ollama_parallel_note(p: &Preset) -> String {
     } else {
         String::new()
     }
+}
+
+/// The preset's variant in a Modelfile: threads and offload are parameters; the KV cache
+/// type and flash attention are the Ollama server's own settings, said in a comment.
+fn ollama_variant_lines(p: &Preset) -> String {
+    let v = &p.config.variant;
+    let mut lines = String::new();
+    if let Some(t) = v.threads {
+        lines.push_str(&format!("PARAMETER num_thread {t}\n"));
+    }
+    if let Some(n) = v.gpu_layers {
+        lines.push_str(&format!("PARAMETER num_gpu {n}\n"));
+    }
+    if v.is_quantized() {
+        let cache = if v.cache_type_k == v.cache_type_v {
+            format!("OLLAMA_KV_CACHE_TYPE={}", v.cache_type_k)
+        } else {
+            format!(
+                "OLLAMA_KV_CACHE_TYPE={} (Ollama sets K and V alike; this preset measured \
+                 K {} / V {})",
+                v.cache_type_v, v.cache_type_k, v.cache_type_v
+            )
+        };
+        lines.push_str(&format!(
+            "# KV cache {}: start the Ollama server with {cache} OLLAMA_FLASH_ATTENTION=1; no \
+             Modelfile parameter sets it.\n",
+            v.caches()
+        ));
+    }
+    lines
 }
 
 fn figures_line(p: &Preset) -> String {

@@ -32,6 +32,7 @@ pub fn render_summary_html(s: &RunSummary) -> String {
     let _ = writeln!(h, "<h1>{}</h1>", escape(&title));
     header(&mut h, s);
     presets_section(&mut h, s);
+    frontier_section(&mut h, s);
     limits_section(&mut h, s);
     concurrency_section(&mut h, s);
     h.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
@@ -49,6 +50,31 @@ pub fn render_summary_html(s: &RunSummary) -> String {
         s.trials.len()
     );
     h
+}
+
+/// One row per variant measured: its context and bound, speed, memory, quality cost
+/// against f16, and the presets that chose it.
+fn frontier_section(h: &mut String, s: &RunSummary) {
+    if s.frontier.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        h,
+        "<h2>Frontier</h2>\n<p>Each server variant's own context search, verified. Quality: \
+         mean KL divergence of the next-token distribution from the f16 cache's (teacher \
+         forced on the same text), and how often both rank the same token first; the gate \
+         is KLD ≤ {} nats.</p>\n<table>",
+        s.config.ozone.max_kld
+    );
+    for (i, row) in super::frontier_cells(&s.frontier).iter().enumerate() {
+        let tag = if i == 0 { "th" } else { "td" };
+        h.push_str("<tr>");
+        for cell in row {
+            let _ = write!(h, "<{tag}>{}</{tag}>", escape(cell));
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
 }
 
 fn header(h: &mut String, s: &RunSummary) {

@@ -12,6 +12,7 @@ mod concurrency;
 mod escape;
 mod events;
 mod files;
+mod frontier;
 mod html;
 mod log;
 mod summary;
@@ -29,6 +30,10 @@ pub use escape::escape;
 pub use events::{server_binary_in, LogEvent, RunFinished, RunStatus, LOG_VERSION};
 pub use files::{
     file_stem, shell_quote, timestamp, write_file, write_outputs, write_run_outputs, OutputPaths,
+};
+pub use frontier::{
+    frontier_cells, frontier_rows, frontier_table, outcomes_in, variant_line, variant_words,
+    FrontierRow,
 };
 pub use html::{render_html, render_summary_html, time_bound_note, STYLE};
 pub use log::{log_path, read_log, read_log_detailed, LogContents, RunLog};

@@ -83,6 +83,10 @@ pub struct RunSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fit_baseline: Option<FitBaseline>,
     pub presets: Presets,
+    /// One row per server variant measured (KV cache types, flash attention): empty for
+    /// a run of one f16 variant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frontier: Vec<super::FrontierRow>,
     /// The `serving` preset: the concurrency the run settled on, with its slots.
     #[serde(default)]
     pub serving: Option<Preset>,
@@ -116,7 +120,11 @@ impl RunSummary {
         limits: Limits,
         message: Option<String>,
     ) -> Self {
-        let presets = presets::derive(&trials, &started.config.preset_categories);
+        let presets = presets::derive(
+            &trials,
+            &started.config.preset_categories,
+            presets::QualityGate::default(),
+        );
         let concurrency = ConcurrencySummary::new(
             &trials,
             &limits,
@@ -143,10 +151,28 @@ impl RunSummary {
             limits,
             fit_baseline: None,
             presets,
+            frontier: Vec::new(),
             concurrency,
             trials,
             in_progress: None,
         }
+    }
+
+    /// The summary with the frontier of the variants measured: the presets derived
+    /// again under the quality gate, and one row per variant saying which chose it.
+    pub fn with_frontier(mut self, outcomes: &[crate::record::VariantOutcome]) -> Self {
+        let max_kld = self.config.ozone.max_kld;
+        self.presets = presets::derive(
+            &self.trials,
+            &self.config.preset_categories,
+            presets::QualityGate { outcomes, max_kld },
+        );
+        self.frontier = super::frontier_rows(
+            outcomes,
+            self.presets.list().into_iter().chain(&self.serving),
+            max_kld,
+        );
+        self
     }
 
     /// The preset called `name`, `serving` included.
@@ -221,7 +247,8 @@ impl RunSummary {
         Ok(Self {
             fit_baseline,
             ..summary
-        })
+        }
+        .with_frontier(&super::outcomes_in(events)))
     }
 }
 

@@ -20,7 +20,9 @@ pub fn presets_table(s: &RunSummary) -> String {
         ),
         Presets::Three { .. } => {}
     }
-    let mut rows = vec![[
+    // A run over several variants says which each preset uses.
+    let variants = !s.frontier.is_empty();
+    let mut rows = vec![vec![
         "preset".to_string(),
         "ctx".into(),
         "batch".into(),
@@ -29,8 +31,11 @@ pub fn presets_table(s: &RunSummary) -> String {
         "samples ok".into(),
         "trial".into(),
     ]];
+    if variants {
+        rows[0].push("variant".into());
+    }
     for p in s.presets.list().into_iter().chain(&s.serving) {
-        rows.push([
+        rows.push(vec![
             if s.presets.only_one() && p.name != PresetName::Serving {
                 "only stable".to_string()
             } else {
@@ -46,8 +51,13 @@ pub fn presets_table(s: &RunSummary) -> String {
             format!("{}/{}", p.evidence.successful, p.evidence.samples),
             p.evidence.trial_id.to_string(),
         ]);
+        if variants {
+            if let Some(row) = rows.last_mut() {
+                row.push(super::variant_words(&p.config.variant));
+            }
+        }
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for row in &rows {

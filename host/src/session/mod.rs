@@ -13,27 +13,29 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::llama_server::{fit_baseline, FitRequest, DEFAULT_FIT_MARGIN_MIB};
 use crate::backend::{BackendError, BackendSpec};
 use crate::hardware::HardwareSnapshot;
-use crate::plugin::{PluginError, PluginHost};
-use crate::record::{FitBaseline, Limits, TrialRecord};
+use crate::plugin::{PluginError, PluginHost, VariantSearch};
+use crate::record::{FitBaseline, Limits, TrialRecord, VariantOutcome};
 use crate::report::{
     write_run_outputs, LogEvent, OutputPaths, ReportError, RunFinished, RunLog, RunStatus,
     RunSummary,
 };
 use crate::tune::driver::{
-    trial_config, ContractBreach, Driver, Plugins, TrialBook, TuneError, TuneObserver,
+    trial_config, ContractBreach, Driver, Frontier, Plugins, TrialBook, TuneError, TuneObserver,
 };
-use crate::tune::setup::{cpu_inference, sampler};
+use crate::tune::setup::{cpu_inference, load_variant_search, measures_variants, sampler};
 use crate::tune::warm_start::{Key, Learned, WarmStartStore};
 use crate::tune::RunSetup;
 
 use observer::LogObserver;
 use progress::PhaseProgress;
+use variants::{ServerQuality, SetupPlugins};
 
 mod footprint;
 mod observer;
 mod prepare;
 mod progress;
 mod resume;
+mod variants;
 
 pub use footprint::{resolve_headroom, Footprint, FootprintError};
 pub use prepare::{gpu_budget_refusal, prepare, Prepared, RunRequest};
@@ -180,6 +182,12 @@ struct Opened {
     book: TrialBook,
     fit: Option<FitBaseline>,
     plugins: Plugins,
+    /// The variant plugin, for a run that measures several variants (or a quantized
+    /// cache's quality).
+    variants: Option<VariantSearch>,
+    host: Arc<PluginHost>,
+    /// Variants measured before a `--resume`, with their quality.
+    measured_variants: Vec<VariantOutcome>,
     api_key: Option<String>,
     notes: Vec<String>,
 }
@@ -205,7 +213,7 @@ pub async fn tune(
         message,
     };
     let (finished, outcome) = match measured {
-        Ok((limits, trials, fit)) => {
+        Ok((limits, trials, fit, rows)) => {
             let summary = RunSummary {
                 fit_baseline: fit,
                 ..RunSummary::new(
@@ -216,7 +224,8 @@ pub async fn tune(
                     limits.clone(),
                     None,
                 )
-            };
+            }
+            .with_frontier(&rows);
             let written = write_run_outputs(
                 &run.output_dir,
                 &log_path,
@@ -296,7 +305,7 @@ async fn open(
                 snapshot,
                 notes,
             } = prepare(*request, cancel).await?;
-            let strategies = load(&setup, plugins, cancel).await?;
+            let (strategies, variants) = load(&setup, plugins.clone(), cancel).await?;
             let mut log = RunLog::create(&output_dir, &setup.model.name, setup.started_at)?;
             log.append(&LogEvent::RunStarted(Box::new(setup.clone())))?;
             Ok(Opened {
@@ -307,6 +316,9 @@ async fn open(
                 book: TrialBook::default(),
                 fit: None,
                 plugins: strategies,
+                variants,
+                host: plugins,
+                measured_variants: Vec::new(),
                 api_key,
                 notes,
             })
@@ -317,8 +329,11 @@ async fn open(
             api_key,
         } => {
             let resumed = resume::resume(&log, llama_server, api_key.clone(), cancel).await?;
-            let strategies = load(&resumed.setup, plugins, cancel).await?;
+            let (strategies, variants) = load(&resumed.setup, plugins.clone(), cancel).await?;
             Ok(Opened {
+                variants,
+                host: plugins,
+                measured_variants: resumed.variants,
                 output_dir: resume::output_dir(&log),
                 setup: resumed.setup,
                 snapshot: resumed.snapshot,
@@ -339,9 +354,14 @@ async fn load(
     setup: &RunSetup,
     plugins: Arc<PluginHost>,
     cancel: &CancellationToken,
-) -> Result<Plugins, TuneFailure> {
+) -> Result<(Plugins, Option<VariantSearch>), TuneFailure> {
     let setup = setup.clone();
-    let loading = tokio::task::spawn_blocking(move || setup.load_plugins(&plugins));
+    let loading = tokio::task::spawn_blocking(move || {
+        let variants = measures_variants(&setup)
+            .then(|| load_variant_search(&plugins, &setup))
+            .transpose()?;
+        Ok((setup.load_plugins(&plugins)?, variants))
+    });
     match until_cancelled(cancel, loading).await? {
         Ok(loaded) => loaded.map_err(TuneFailure::PluginLoad),
         Err(panic) => Err(TuneFailure::Internal(format!(
@@ -350,13 +370,22 @@ async fn load(
     }
 }
 
+/// What the driver measured: the limits, every trial, the fit baseline and the
+/// variants' rows.
+type Measured = (
+    Limits,
+    Vec<TrialRecord>,
+    Option<FitBaseline>,
+    Vec<VariantOutcome>,
+);
+
 /// The fit baseline (unless the log has it) and the driver's search: the limits, every
-/// trial, the baseline.
+/// trial, the baseline, and (several variants) the frontier's rows.
 async fn measure(
     run: &mut Opened,
     show_progress: bool,
     cancel: &CancellationToken,
-) -> Result<(Limits, Vec<TrialRecord>, Option<FitBaseline>), TuneFailure> {
+) -> Result<Measured, TuneFailure> {
     let setup = &run.setup;
     let plan = setup.plan();
     let thresholds = setup.thresholds();
@@ -372,6 +401,12 @@ async fn measure(
             fit
         }
     };
+    let spec = match runner.spec() {
+        BackendSpec::LlamaServer(spec) => Some(spec.clone()),
+        _ => None,
+    };
+    let health_timeout =
+        std::time::Duration::from_secs_f64(runner.settings().health_timeout_s.max(1.0));
     let mut observer = LogObserver::new(
         &mut run.log,
         PhaseProgress::new(show_progress),
@@ -385,13 +420,46 @@ async fn measure(
         &thresholds,
         cancel.clone(),
     );
-    let outcome = driver.run(&plan, &mut run.plugins).await;
+    let outcome = match (run.variants.take(), spec) {
+        (Some(search), Some(spec)) => {
+            let mut loader = SetupPlugins {
+                host: run.host.clone(),
+                setup,
+            };
+            let known = run
+                .measured_variants
+                .iter()
+                .filter_map(|o| Some((o.variant, o.quality?)))
+                .collect();
+            let mut judge = ServerQuality::new(
+                &spec,
+                setup.model.trained_context,
+                health_timeout,
+                known,
+                cancel,
+            );
+            let mut frontier = Frontier {
+                search,
+                plugins: &mut loader,
+                judge: &mut judge,
+                max_kld: setup.config.ozone.max_kld,
+            };
+            driver
+                .run_frontier(&plan, &mut run.plugins.concurrency, &mut frontier)
+                .await
+                .map(|f| (f.limits, f.rows))
+        }
+        _ => driver
+            .run(&plan, &mut run.plugins)
+            .await
+            .map(|limits| (limits, Vec::new())),
+    };
     driver.observer.finished();
     let trials = driver.book.records().to_vec();
     drop(driver);
     let log = run.log.path().to_path_buf();
     outcome
-        .map(|limits| (limits, trials, fit))
+        .map(|(limits, rows)| (limits, trials, fit, rows))
         .map_err(|e| TuneFailure::of_driver(e, &log))
 }
 

@@ -2,7 +2,7 @@
 //! flushed per line, and the progress bars.
 
 use crate::backend::BackendKind;
-use crate::record::{Limits, Phase, SampleRecord, Stage, TrialConfig, TrialRecord};
+use crate::record::{Limits, Phase, SampleRecord, Stage, TrialConfig, TrialRecord, VariantOutcome};
 use crate::report::{server_note, LogEvent, RunLog};
 use crate::trial::TrialRun;
 use crate::tune::driver::{LogError, TuneObserver};
@@ -88,6 +88,13 @@ impl TuneObserver for LogObserver<'_> {
 
     fn note(&mut self, phase: Phase, message: &str) {
         self.note_in_log(phase, message.to_string());
+    }
+
+    fn variant_finished(&mut self, outcome: &VariantOutcome) {
+        self.progress.note(&crate::report::variant_line(outcome));
+        self.append_or_warn(&LogEvent::Variant {
+            outcome: outcome.clone(),
+        });
     }
 
     fn phase_finished(&mut self, phase: Phase, limits: &Limits) {

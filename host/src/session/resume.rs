@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::llama_server::resolve_binary;
 use crate::backend::{BackendKind, BackendSpec};
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
-use crate::record::{FitBaseline, TrialRecord};
+use crate::record::{FitBaseline, TrialRecord, VariantOutcome};
 use crate::report::{LogEvent, RunLog, RunStatus};
 use crate::tune::driver::TrialBook;
 use crate::tune::RunSetup;
@@ -25,6 +25,8 @@ pub(super) struct Resumed {
     pub log: RunLog,
     pub book: TrialBook,
     pub fit: Option<FitBaseline>,
+    /// The variants measured before (their quality is not measured again).
+    pub variants: Vec<VariantOutcome>,
     pub notes: Vec<String>,
 }
 
@@ -36,7 +38,7 @@ pub(super) async fn resume(
     api_key: Option<String>,
     cancel: &CancellationToken,
 ) -> Result<Resumed, TuneFailure> {
-    let (mut log, mut setup, book, fit) = read(path)?;
+    let (mut log, mut setup, book, fit, variants) = read(path)?;
     if setup.parameters.is_none() {
         return Err(TuneFailure::BadLog(format!(
             "{}: written by an ozone without resume support",
@@ -62,6 +64,7 @@ pub(super) async fn resume(
             .filter(|b| logged_binary.as_ref() != Some(b)),
     })?;
     Ok(Resumed {
+        variants,
         setup,
         snapshot,
         log,
@@ -127,13 +130,24 @@ async fn check_same_model(
 
 /// Reopens an interrupted run's log, locked for this run: its start line, every finished
 /// trial and the fit baseline if it was measured.
-fn read(path: &Path) -> Result<(RunLog, RunSetup, TrialBook, Option<FitBaseline>), TuneFailure> {
+/// What a log holds to resume from: its start line, its trials, the fit baseline, the
+/// variants measured.
+type Read = (
+    RunLog,
+    RunSetup,
+    TrialBook,
+    Option<FitBaseline>,
+    Vec<VariantOutcome>,
+);
+
+fn read(path: &Path) -> Result<Read, TuneFailure> {
     // One in use by another run, from a newer ozone, not a log at all, not there.
     let (log, events) =
         RunLog::open_append(path).map_err(|e| TuneFailure::BadLog(e.to_string()))?;
     let mut setup = None;
     let mut trials: Vec<TrialRecord> = Vec::new();
     let mut fit = None;
+    let variants = crate::report::outcomes_in(&events);
     for event in events {
         match event {
             LogEvent::RunStarted(s) if setup.is_none() => setup = Some(*s),
@@ -155,5 +169,5 @@ fn read(path: &Path) -> Result<(RunLog, RunSetup, TrialBook, Option<FitBaseline>
             path.display()
         ))
     })?;
-    Ok((log, setup, TrialBook::from_records(trials), fit))
+    Ok((log, setup, TrialBook::from_records(trials), fit, variants))
 }

@@ -5,7 +5,9 @@
 //! A trial is a candidate when it is a verification (stage `verify`: a screen's one
 //! sample has no spread to publish), its verdict is `Stable`, it ran one stream
 //! (`concurrency == 1`, so per-stream figures compare), and it has measured decode
-//! throughput and TTFT. With screened context search (the default) the candidates are the
+//! throughput and TTFT, and its variant passes the quality gate ([`QualityGate`]: an
+//! f16 cache, or a quantized one whose measured cost against f16 is at most
+//! `ozone.max_kld`; one never measured never is a preset). With screened context search (the default) the candidates are the
 //! verified context and the batch trials at it; `ozone.screen_trials: false` verifies
 //! every context proposal and so gives presets at more contexts. When the same configuration was stable in several trials, the
 //! latest trial stands for it. A candidate's context is the context the server granted
@@ -43,7 +45,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::PresetCategories;
-use crate::record::Limits;
+use crate::record::{Limits, VariantOutcome};
 use crate::record::{Peaks, Phase, Stage, Stats, TrialConfig, TrialRecord, Verdict};
 use crate::trial::figures_of;
 
@@ -94,6 +96,30 @@ impl std::str::FromStr for PresetName {
                 "unknown preset `{s}` (expected max_context, balanced, fast_response or serving)"
             )),
         }
+    }
+}
+
+/// Whether a variant may be a preset: an f16 cache, or a quantized one whose measured
+/// quality cost is within `max_kld`. A cost not measured fails.
+pub fn within_gate(outcome: &VariantOutcome, max_kld: f64) -> bool {
+    !outcome.variant.is_quantized() || outcome.quality.is_some_and(|q| q.kld_mean <= max_kld)
+}
+
+/// Which variants a preset may use: f16 caches, and the quantized ones whose quality
+/// cost the run measured within `max_kld`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QualityGate<'a> {
+    pub outcomes: &'a [VariantOutcome],
+    pub max_kld: f64,
+}
+
+impl QualityGate<'_> {
+    pub fn allows(&self, variant: &crate::record::Variant) -> bool {
+        !variant.is_quantized()
+            || self
+                .outcomes
+                .iter()
+                .any(|o| o.variant == *variant && within_gate(o, self.max_kld))
     }
 }
 
@@ -232,8 +258,12 @@ struct Candidate<'a> {
 }
 
 /// Derives the presets from `trials` (see the module documentation for the rules).
-pub fn derive(trials: &[TrialRecord], categories: &PresetCategories) -> Presets {
-    let candidates = candidates(trials);
+pub fn derive(
+    trials: &[TrialRecord],
+    categories: &PresetCategories,
+    gate: QualityGate<'_>,
+) -> Presets {
+    let candidates = candidates(trials, gate);
     match candidates.len() {
         0 => return Presets::NoStableConfiguration,
         1 => {
@@ -318,10 +348,11 @@ pub fn derive(trials: &[TrialRecord], categories: &PresetCategories) -> Presets 
     }
 }
 
-fn candidates(trials: &[TrialRecord]) -> Vec<Candidate<'_>> {
+fn candidates<'a>(trials: &'a [TrialRecord], gate: QualityGate<'_>) -> Vec<Candidate<'a>> {
     let mut out: Vec<Candidate> = Vec::new();
     for trial in trials {
-        if trial.verdict != Verdict::Stable
+        if !gate.allows(&trial.config.variant)
+            || trial.verdict != Verdict::Stable
             || trial.stage != Stage::Verify
             || trial.config.concurrency != 1
         {
@@ -464,7 +495,7 @@ mod tests {
     #[test]
     fn realistic_run_gives_three_distinct_presets() {
         let run = fixtures::trials();
-        let presets = derive(&run, &PresetCategories::default());
+        let presets = derive(&run, &PresetCategories::default(), QualityGate::default());
         let Presets::Three {
             max_context,
             balanced,
@@ -496,7 +527,7 @@ mod tests {
     #[test]
     fn scores_follow_the_documented_formula() {
         let run = fixtures::trials();
-        let presets = derive(&run, &PresetCategories::default());
+        let presets = derive(&run, &PresetCategories::default(), QualityGate::default());
         let p = presets.get(PresetName::MaxContext).unwrap();
         let score = |p: &Preset| p.score.expect("a scored preset");
         let w = score(p).weights;
@@ -522,7 +553,7 @@ mod tests {
             .into_iter()
             .filter(|t| t.config.ctx != 8192)
             .collect();
-        let presets = derive(&run, &PresetCategories::default());
+        let presets = derive(&run, &PresetCategories::default(), QualityGate::default());
         let b = presets.get(PresetName::Balanced).unwrap();
         // 4096 is 4096 below the range, 16384 is 4096 above it: both are scored and the
         // tie in distance is broken by the score.
@@ -536,7 +567,7 @@ mod tests {
             .into_iter()
             .filter(|t| t.verdict != Verdict::Stable || t.id == 3)
             .collect();
-        let presets = derive(&run, &PresetCategories::default());
+        let presets = derive(&run, &PresetCategories::default(), QualityGate::default());
         assert!(presets.only_one());
         assert_eq!(presets.list().len(), 1);
         let p = presets.get(PresetName::FastResponse).unwrap();
@@ -551,7 +582,7 @@ mod tests {
             .filter(|t| t.verdict != Verdict::Stable)
             .collect();
         assert_eq!(
-            derive(&run, &PresetCategories::default()),
+            derive(&run, &PresetCategories::default(), QualityGate::default()),
             Presets::NoStableConfiguration
         );
     }
@@ -559,7 +590,7 @@ mod tests {
     #[test]
     fn concurrent_trials_are_not_candidates() {
         let run = fixtures::trials();
-        let presets = derive(&run, &PresetCategories::default());
+        let presets = derive(&run, &PresetCategories::default(), QualityGate::default());
         assert!(presets.list().iter().all(|p| p.config.concurrency == 1));
     }
 

@@ -18,7 +18,10 @@ use crate::backend::{BackendKind, BackendSpec, ModelMetadata};
 use crate::config::Config;
 use crate::guard::{SamplerOptions, Thresholds};
 use crate::hardware::HardwareSnapshot;
-use crate::plugin::{self, ContextBounds, PluginError, PluginHost, PluginRef};
+use crate::plugin::{
+    self, BatchScaler, ContextBounds, ContextSearch, PluginError, PluginHost, PluginRef,
+    VariantSearch, VariantSpace,
+};
 use crate::record::{FlashAttn, KvCacheType, TrialConfig, Variant};
 use crate::trial::TrialRunner;
 
@@ -304,9 +307,54 @@ pub fn load_plugins(
     model: &ModelMetadata,
     params: &RunParameters,
 ) -> Result<Plugins, PluginError> {
+    let variant = params.variant();
+    let (context, batch) = load_context_and_batch(
+        plugins,
+        config,
+        snapshot,
+        thresholds,
+        model,
+        &variant,
+        params.hint,
+    )?;
+    let trained = model.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
+    let facts = plugin::model_facts(
+        model,
+        context_bounds(config, trained),
+        params.hint,
+        &variant,
+    );
+    let hardware = plugin::hardware_facts(snapshot, thresholds);
+    let concurrency_bounds =
+        plugin::concurrency_bounds(config.testing.concurrency_progression.max_concurrency);
+    Ok(Plugins {
+        context,
+        batch,
+        concurrency: plugins.load_concurrency(
+            &PluginRef::from_str(&config.ozone.concurrency_strategy)?,
+            &config.concurrency_plugin_settings_json(),
+            &hardware,
+            &facts,
+            &concurrency_bounds,
+            &config.ozone.slo,
+        )?,
+    })
+}
+
+/// The context and batch plugins for one variant: their model facts at its cache
+/// types, the context plugin told `hint`.
+pub fn load_context_and_batch(
+    plugins: &PluginHost,
+    config: &Config,
+    snapshot: &HardwareSnapshot,
+    thresholds: &Thresholds,
+    model: &ModelMetadata,
+    variant: &Variant,
+    hint: Option<u32>,
+) -> Result<(ContextSearch, BatchScaler), PluginError> {
     let trained = model.trained_context.unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     let bounds = context_bounds(config, trained);
-    let facts = plugin::model_facts(model, bounds, params.hint, &params.variant());
+    let facts = plugin::model_facts(model, bounds, hint, variant);
     let hardware = plugin::hardware_facts(snapshot, thresholds);
     // The batch phase starts where the context search ran; the host config is the one
     // home of both numbers.
@@ -321,32 +369,77 @@ pub fn load_plugins(
         config.trial_settings().timeouts.rule(),
         TIMEOUT_MARGIN,
     );
-    let concurrency_bounds =
-        plugin::concurrency_bounds(config.testing.concurrency_progression.max_concurrency);
-    Ok(Plugins {
-        context: plugins.load_context(
+    Ok((
+        plugins.load_context(
             &PluginRef::from_str(&config.ozone.context_strategy)?,
             &config.context_plugin_settings_json(),
             &hardware,
             &facts,
             &limits,
         )?,
-        batch: plugins.load_batch(
+        plugins.load_batch(
             &PluginRef::from_str(&config.ozone.batch_strategy)?,
             &config.batch_plugin_settings_json(),
             &hardware,
             &facts,
             &batch_bounds,
         )?,
-        concurrency: plugins.load_concurrency(
-            &PluginRef::from_str(&config.ozone.concurrency_strategy)?,
-            &config.concurrency_plugin_settings_json(),
-            &hardware,
-            &facts,
-            &concurrency_bounds,
-            &config.ozone.slo,
-        )?,
-    })
+    ))
+}
+
+/// The variants a run measures: the flags' own first, then each of
+/// `ozone.kv_cache_types` at the flags' flash attention and threads (flash attention on
+/// for a quantized V cache), each once.
+pub fn variant_space(config: &Config, params: &RunParameters) -> VariantSpace {
+    let initial = params.variant();
+    let mut candidates = vec![initial];
+    for caches in &config.ozone.kv_cache_types {
+        let v = initial.with_caches(*caches);
+        if v.is_possible() && !candidates.contains(&v) {
+            candidates.push(v);
+        }
+    }
+    VariantSpace {
+        initial,
+        max_variants: candidates.len() as u32,
+        candidates,
+    }
+}
+
+/// Whether a run measures its variants one by one, each with its quality cost: a
+/// llama-server run (Ozone sets its cache) asked for more than one cache type, or for a
+/// quantized one (whose cost must be measured before it can be a preset).
+pub fn measures_variants(setup: &RunSetup) -> bool {
+    let space = variant_space(&setup.config, &setup.params());
+    setup.backend == BackendKind::LlamaServer
+        && (space.candidates.len() > 1 || space.initial.is_quantized())
+}
+
+/// The variant plugin of a run.
+pub fn load_variant_search(
+    plugins: &PluginHost,
+    setup: &RunSetup,
+) -> Result<VariantSearch, PluginError> {
+    let config = &setup.config;
+    let params = setup.params();
+    let trained = setup
+        .model
+        .trained_context
+        .unwrap_or(UNKNOWN_TRAINED_CONTEXT);
+    let facts = plugin::model_facts(
+        &setup.model,
+        context_bounds(config, trained),
+        params.hint,
+        &params.variant(),
+    );
+    let hardware = plugin::hardware_facts(&setup.hardware, &setup.thresholds());
+    plugins.load_variant(
+        &PluginRef::from_str(&config.ozone.variant_strategy)?,
+        &config.variant_plugin_settings_json(),
+        &hardware,
+        &facts,
+        &variant_space(config, &params),
+    )
 }
 
 /// The contexts a context plugin may propose.

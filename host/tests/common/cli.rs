@@ -27,19 +27,10 @@ pub const TERMINATED: i32 = 143;
 /// asserted on its own.
 pub const RUN_ENDS: Duration = Duration::from_secs(300);
 
-/// The environment in which the Vulkan loader finds no driver: the servers of tests that
-/// use no device then idle as on a machine without Mesa's drivers (which, installed,
-/// load at start and add about 50 MB to the server's memory even when no device is
-/// used). A file that does not exist: the loader lists no driver from it.
-pub const NO_VULKAN_DRIVER: (&str, &str) = (
-    "VK_DRIVER_FILES",
-    "/nonexistent/ozone-tests-use-no-vulkan-driver.json",
-);
-
 /// `ozone args` in `dir`, with `dir` as its home and data folder, `LLAMA_SERVER` set when
 /// one is installed, and one compiled-plugin cache shared by every run of the test binary
 /// (compiling the components is not what is tested, and costs a minute of a busy 2-core
-/// machine in a debug build). Its servers see no Vulkan driver ([`NO_VULKAN_DRIVER`]).
+/// machine in a debug build).
 pub fn ozone(dir: &Path, args: &[&str]) -> Ozone {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ozone"));
     cmd.args(args)
@@ -49,7 +40,6 @@ pub fn ozone(dir: &Path, args: &[&str]) -> Ozone {
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .env("HOME", dir)
         .env("NO_COLOR", "1")
-        .env(NO_VULKAN_DRIVER.0, NO_VULKAN_DRIVER.1)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

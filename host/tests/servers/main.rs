@@ -3,7 +3,8 @@
 //! outliving Ozone (`lifetime`), the clients against a hostile fake server
 //! (`hostile`), a real GPU device, lavapipe: layers split, llama.cpp's memory breakdown
 //! and its fit at a context (`lavapipe`), Ollama's documented bodies and, where one runs, a live Ollama
-//! (`ollama`, `ollama_live`), and the real quantized model (`real_model`).
+//! (`ollama`, `ollama_live`), the real quantized model (`real_model`) and what quantizing
+//! its KV cache costs in quality (`quality`).
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -14,5 +15,6 @@ mod lifetime;
 mod llama_server;
 mod ollama;
 mod ollama_live;
+mod quality;
 mod real_model;
 mod sampler;

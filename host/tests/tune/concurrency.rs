@@ -212,16 +212,37 @@ async fn the_ladder_without_an_objective_and_three_objectives_from_its_figures()
     assert_eq!(after("-np"), Some("4"), "{script}");
     assert_eq!(after("-c"), Some("2048"), "4 slots of 512: {script}");
 
-    // An objective on TTFT tighter than one stream's: nothing passes, bound by it at 1.
+    // An objective on TTFT tighter than one stream's: it bounds the context search too,
+    // and no context meets it — none is published (exit 1), the limit says the
+    // objective bound it with the figure, and no level runs.
     let tight = format!("ttft-p95={:.3}ms", at(1).p95 / 4.0);
-    let (summary, events) = tune(&s, "tight", &plain, &["--slo", &tight]);
-    assert_eq!(proposals(&events), vec![Some(1), None]);
-    assert_eq!(limit(&summary)["value"], Value::Null);
-    assert_eq!(limit(&summary)["bound_by"], "slo");
-    let evidence = &limit(&summary)["evidence"];
-    assert_eq!(evidence["at"], 1);
+    let model = s.model.display().to_string();
+    let plain_path = plain.display().to_string();
+    let out = ozone(
+        s.dir.path(),
+        &[
+            "tune",
+            &model,
+            "--config",
+            &plain_path,
+            "-o",
+            "tight",
+            "--json",
+            "--slo",
+            &tight,
+        ],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let summary: Value = serde_json::from_str(&out.stdout).expect("--json prints JSON");
+    let context = &summary["limits"]["max_context"];
+    assert_eq!(context["value"], Value::Null, "{context}");
+    assert_eq!(context["bound_by"], "slo", "{context}");
+    let evidence = &context["evidence"];
     assert_eq!(evidence["metric"], "ttft-p95");
     assert!(evidence["measured"].as_f64().unwrap() > evidence["bound"].as_f64().unwrap());
+    assert!(summary["concurrency"]["levels"]
+        .as_array()
+        .is_none_or(|l| l.is_empty()));
     assert_eq!(summary["serving"], Value::Null);
 
     // A median TTFT between those of 2 and 8 streams, as first measured (the median:

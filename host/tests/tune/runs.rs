@@ -713,3 +713,82 @@ async fn the_trained_context_or_time_binds_without_a_budget() {
     );
     common::assert_no_servers_left_for(&narrow);
 }
+
+/// The frontier on the generated model: f16 and q8_0 caches under one memory budget,
+/// each its own context search and verification; q8_0 (about half the bytes a token)
+/// holds at least 1.6× f16's context; each row carries its figures and its quality cost
+/// against f16, and no preset uses a variant over the quality gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_q8_0_cache_holds_more_context_than_f16_under_the_same_budget() {
+    let _serial = common::serial().await;
+    let s = setup();
+    let yaml = staged_config(Some(budget_mb()), None);
+    let (summary, console) = staged_tune(
+        s.dir.path(),
+        &s.model,
+        &yaml,
+        &["--kv-cache-types", "f16,q8_0"],
+        "frontier",
+    );
+    let rows = summary["frontier"].as_array().expect("a frontier");
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let row = |k: &str| {
+        rows.iter()
+            .find(|r| r["variant"]["cache_type_k"] == k)
+            .unwrap_or_else(|| panic!("a {k} row: {rows:#?}"))
+    };
+    let (f16, q8) = (row("f16"), row("q8_0"));
+    assert_eq!(q8["variant"]["cache_type_v"], "q8_0");
+    assert_eq!(
+        q8["variant"]["flash_attn"], "on",
+        "a quantized V cache needs it"
+    );
+    let ctx = |r: &Value| r["max_context"].as_u64().expect("a verified context");
+    assert!(
+        ctx(q8) as f64 >= 1.6 * ctx(f16) as f64,
+        "q8_0 {} against f16 {}\n{console}",
+        ctx(q8),
+        ctx(f16)
+    );
+    for r in [f16, q8] {
+        assert_eq!(r["bound"], "memory", "{r}");
+        assert!(r["decode_tps"].as_f64().is_some_and(|t| t > 0.0), "{r}");
+        assert!(r["peak_process_memory_bytes"].as_u64().is_some(), "{r}");
+    }
+    assert!(f16["quality"].is_null(), "f16 is the reference");
+    let gate = summary["config"]["ozone"]["max_kld"]
+        .as_f64()
+        .expect("the gate");
+    match q8["quality"]["kld_mean"].as_f64() {
+        Some(kld) => {
+            assert!(kld >= 0.0 && q8["quality"]["positions"] == 64, "{q8}");
+            assert_eq!(q8["within_gate"], kld <= gate);
+        }
+        // A cost that could not be measured is said, and never a preset.
+        None => {
+            assert!(
+                console.contains("its quality cost could not be measured"),
+                "{console}"
+            );
+            assert_eq!(q8["within_gate"], false, "{q8}");
+        }
+    }
+    // Both context searches ran, each verified at its own limit.
+    for r in [f16, q8] {
+        let verified = summary["trials"].as_array().unwrap().iter().any(|t| {
+            t["stage"] == "verify"
+                && t["verdict"] == "stable"
+                && t["config"]["ctx"] == r["max_context"]
+                && t["config"]["kv_cache_type"] == r["variant"]["cache_type_k"]
+        });
+        assert!(verified, "{r}");
+    }
+    for preset in ["max_context", "balanced", "fast_response"] {
+        let p = &summary["presets"][preset];
+        if p.is_object() && p["config"]["kv_cache_type"] == "q8_0" {
+            assert_eq!(q8["within_gate"], true, "{preset} uses q8_0");
+        }
+    }
+    assert!(console.contains("Frontier"), "{console}");
+    common::assert_no_servers_left_for(&s.model);
+}

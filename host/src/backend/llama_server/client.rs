@@ -1,4 +1,5 @@
-//! llama-server's HTTP API: `/health`, `/props`, `/tokenize`, streamed `/completion`.
+//! llama-server's HTTP API: `/health`, `/props`, `/tokenize`, streamed `/completion`, and
+//! one greedy token's next-token probabilities (`n_probs`).
 
 use std::time::Duration;
 
@@ -69,6 +70,18 @@ impl LlamaClient {
 
     /// The model's own tokens for `text` (no BOS).
     pub async fn tokenize(&self, text: &str) -> Result<Vec<u32>, BackendError> {
+        self.tokenize_as(text, false).await
+    }
+
+    /// The tokens of `text` as the server would prompt with it: the model's special
+    /// tokens added (`add_special`: BOS first where the model's header asks for one, as
+    /// Gemma's does). A prompt sent as token ids is used as given, nothing added, so
+    /// this is how such a prompt gets its BOS exactly once.
+    pub async fn tokenize_with_bos(&self, text: &str) -> Result<Vec<u32>, BackendError> {
+        self.tokenize_as(text, true).await
+    }
+
+    async fn tokenize_as(&self, text: &str, add_special: bool) -> Result<Vec<u32>, BackendError> {
         #[derive(Deserialize)]
         struct Tokens {
             tokens: Vec<u32>,
@@ -77,9 +90,34 @@ impl LlamaClient {
         let request = self
             .http
             .post(&url)
-            .json(&json!({ "content": text, "add_special": false }));
+            .json(&json!({ "content": text, "add_special": add_special }));
         let tokens: Tokens = fetch_json(request, &url, self.request_timeout, first_500).await?;
         Ok(tokens.tokens)
+    }
+
+    /// One non-streamed `/completion` of a single greedy token after `prompt` (token
+    /// ids, used as given: no BOS is added), listing the `n_probs` most likely next
+    /// tokens of the model's whole distribution (`post_sampling_probs: false`: softmax
+    /// of the logits, before any sampler). `cache_prompt` keeps the slot's KV cache, so a
+    /// prompt that extends the previous one by a token prefills that token only. The
+    /// answer's body, within `timeout`.
+    pub async fn next_token_probs(
+        &self,
+        prompt: &[u32],
+        n_probs: u32,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, BackendError> {
+        let url = format!("{}/completion", self.base);
+        let body = json!({
+            "prompt": prompt,
+            "n_predict": 1,
+            "n_probs": n_probs,
+            "post_sampling_probs": false,
+            "temperature": 0.0,
+            "cache_prompt": true,
+            "stream": false,
+        });
+        fetch_json(self.http.post(&url).json(&body), &url, timeout, first_500).await
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(

@@ -157,6 +157,7 @@ pub fn read_progress(log: &Path) -> RunProgress {
             | LogEvent::Resumed { .. }
             | LogEvent::Note { .. }
             | LogEvent::PhaseFinished { .. }
+            | LogEvent::Variant { .. }
             | LogEvent::FitBaseline { .. } => {}
         }
     }

@@ -53,14 +53,29 @@ impl Distribution {
 const FLOOR: f64 = 1e-12;
 
 /// KL(reference ‖ other) in nats, over the reference's listed tokens plus one bucket for
-/// everything else. A token the reference lists but `other` does not gets `other`'s
-/// unlisted mass spread evenly over the `vocab` tokens it did not list; the bucket
-/// compares the reference's unlisted mass with what `other` gives outside the
+/// everything else. A token the reference lists but `other` does not ranks below all of
+/// `other`'s list: it gets `other`'s smallest listed probability, the most it can have —
+/// but no more than an equal share of `other`'s unlisted mass, shared with the other
+/// such tokens and the bucket. Between two close distributions such a token has just
+/// dropped off the end of the list, next to that edge; spreading the unlisted mass evenly
+/// over the vocabulary instead makes it a million times less likely, and the few tokens
+/// that cross the list's edge outweigh every listed one (on Gemma 3 270M a q8_0 cache
+/// measured 0.037 nats that way with 20 tokens listed and 0.021 with 100, against 0.0046
+/// and 0.0058 from the edge: the figure followed the list's length, not the cache). The
+/// bucket compares the reference's unlisted mass with what `other` gives outside the
 /// reference's list. 0 for identical lists.
-pub fn kl_divergence(reference: &Distribution, other: &Distribution, vocab: u32) -> f64 {
-    let unlisted = f64::from(vocab.saturating_sub(other.top.len() as u32).max(1));
-    let spread = other.tail() / unlisted;
-    let q = |id: u32| other.prob(id).unwrap_or(spread).max(FLOOR);
+pub fn kl_divergence(reference: &Distribution, other: &Distribution) -> f64 {
+    let missing = reference
+        .top
+        .iter()
+        .filter(|(id, _)| other.prob(*id).is_none())
+        .count();
+    let edge = other
+        .top
+        .last()
+        .map_or(0.0, |&(_, p)| p)
+        .min(other.tail() / (missing + 1) as f64);
+    let q = |id: u32| other.prob(id).unwrap_or(edge).max(FLOOR);
     let mut kl: f64 = reference
         .top
         .iter()
@@ -83,17 +98,10 @@ pub fn top1_agrees(reference: &Distribution, other: &Distribution) -> bool {
 
 /// Mean KL divergence, its sample standard deviation and the top-1 agreement over
 /// paired positions.
-pub fn compare(
-    reference: &[Distribution],
-    other: &[Distribution],
-    vocab: u32,
-) -> ozone_sdk::Quality {
+pub fn compare(reference: &[Distribution], other: &[Distribution]) -> ozone_sdk::Quality {
     let pairs: Vec<(&Distribution, &Distribution)> = reference.iter().zip(other).collect();
     let n = pairs.len().max(1) as f64;
-    let klds: Vec<f64> = pairs
-        .iter()
-        .map(|(r, o)| kl_divergence(r, o, vocab))
-        .collect();
+    let klds: Vec<f64> = pairs.iter().map(|(r, o)| kl_divergence(r, o)).collect();
     let mean = klds.iter().sum::<f64>() / n;
     let var = if klds.len() > 1 {
         klds.iter().map(|k| (k - mean).powi(2)).sum::<f64>() / (klds.len() - 1) as f64
@@ -134,23 +142,39 @@ mod tests {
     #[test]
     fn identical_lists_diverge_by_nothing_and_a_moved_mass_by_its_kl() {
         let p = dist(&[(7, 0.6), (3, 0.3)]);
-        assert_eq!(kl_divergence(&p, &p, 262_144), 0.0);
+        assert_eq!(kl_divergence(&p, &p), 0.0);
         assert!(top1_agrees(&p, &p));
         // The same two tokens, swapped.
         let q = dist(&[(3, 0.6), (7, 0.3)]);
         let rest = 0.1f64 * (0.1f64 / 0.1).ln();
         let expected = 0.6 * (0.6f64 / 0.3).ln() + 0.3 * (0.3f64 / 0.6).ln() + rest;
-        assert!((kl_divergence(&p, &q, 262_144) - expected).abs() < 1e-12);
+        assert!((kl_divergence(&p, &q) - expected).abs() < 1e-12);
         assert!(!top1_agrees(&p, &q));
-        // A token the other did not list: its unlisted mass spread over the vocabulary.
+        // A token the other did not list: its smallest listed probability ...
+        let r = dist(&[(7, 0.5), (5, 0.2), (1, 0.05)]);
+        let kl = kl_divergence(&p, &r);
+        let expected = 0.6 * (0.6f64 / 0.5).ln()
+            + 0.3 * (0.3f64 / 0.05).ln()
+            + 0.1 * (0.1f64 / (1.0 - 0.5 - 0.05)).ln();
+        assert!((kl - expected).abs() < 1e-12, "{kl} vs {expected}");
+        // ... unless that is more than its share of the unlisted mass, which it splits
+        // with the rest.
         let r = dist(&[(7, 0.9)]);
-        let spread: f64 = 0.1 / (1000.0 - 1.0);
-        let kl = kl_divergence(&p, &r, 1000);
+        let kl = kl_divergence(&p, &r);
         let expected = 0.6 * (0.6f64 / 0.9).ln()
-            + 0.3 * (0.3 / spread).ln()
-            + 0.1 * (0.1f64 / (1.0 - 0.9 - spread)).ln();
-        assert!((kl - expected).abs() < 1e-9, "{kl} vs {expected}");
-        let q = compare(&[p.clone(), p.clone()], &[p.clone(), q], 262_144);
+            + 0.3 * (0.3f64 / 0.05).ln()
+            + 0.1 * (0.1f64 / (1.0 - 0.9 - 0.05)).ln();
+        assert!((kl - expected).abs() < 1e-12, "{kl} vs {expected}");
+        // A token that crossed the edge of a long list costs about what it moved, not
+        // what spreading the unlisted mass over the vocabulary would make of it.
+        let edge_of = |crossed: u32| {
+            let mut top: Vec<(u32, f64)> = (0..19).map(|i| (i, 0.9 / 19.0)).collect();
+            top.push((crossed, 0.005));
+            dist(&top)
+        };
+        let (a, b) = (edge_of(100), edge_of(101));
+        assert!(kl_divergence(&a, &b) < 0.005, "{}", kl_divergence(&a, &b));
+        let q = compare(&[p.clone(), p.clone()], &[p.clone(), q]);
         assert_eq!((q.positions, q.top1_agreement), (2, 0.5));
         assert!(q.kld_mean > 0.0 && q.kld_stddev > 0.0);
     }

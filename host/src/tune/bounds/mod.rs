@@ -29,6 +29,23 @@ pub fn explain_through(
     trials: &[TrialRecord],
     plan: &Plan,
 ) -> LimitBounds {
+    // A run over several variants: only the plan's variant's trials bound its limits.
+    // (A run of one variant keeps every trial: an old log's trials may name a flash
+    // attention default its parameters do not.)
+    let several = trials
+        .iter()
+        .any(|t| t.config.variant != trials[0].config.variant);
+    let own: Vec<TrialRecord>;
+    let trials = if several {
+        own = trials
+            .iter()
+            .filter(|t| t.config.variant == plan.variant)
+            .cloned()
+            .collect();
+        &own[..]
+    } else {
+        trials
+    };
     LimitBounds {
         max_context: context_bound(limits, trials, plan),
         best_batch: (last >= Phase::Batch)
@@ -182,6 +199,37 @@ fn failure_bound(t: &TrialRecord, at: u32, timeouts: &AdaptiveTimeouts) -> Bound
             .as_secs_f64()
     };
     let Some(failure) = &t.failure else {
+        // Served, but not publishable: the context search's objective or timeout margin.
+        match &t.reason {
+            Some(Reason::ObjectiveMissed { miss }) => {
+                return Bound::Slo {
+                    at,
+                    trial_id,
+                    metric: miss.metric,
+                    measured: miss.measured,
+                    bound: miss.bound,
+                }
+            }
+            Some(Reason::NearTimeout {
+                slowest_ms,
+                timeout_ms,
+                margin,
+            }) => {
+                return Bound::Time {
+                    at,
+                    trial_id,
+                    timeout_s: Some(timeout_ms / 1000.0),
+                    message: format!(
+                        "its slowest request took {:.0} % of the {:.0} s timeout, over the \
+                         {:.0} % a published context keeps",
+                        slowest_ms / timeout_ms * 100.0,
+                        timeout_ms / 1000.0,
+                        margin * 100.0
+                    ),
+                }
+            }
+            _ => {}
+        }
         // Unstable: when every request that failed ran past its timeout, time bound it
         // (some requests fit in the timeout, not enough of them).
         if let Some(Reason::SuccessRate {

@@ -6,7 +6,51 @@ use super::trial_config;
 use super::MAX_VERIFICATIONS;
 use super::{ContractBreach, Driver, Plan, TrialExecutor, TuneError, TuneObserver};
 use crate::plugin::{trial_outcome, ContextSearch, Strategy};
-use crate::record::{Phase, Stage, Verdict};
+use crate::record::{latency_of, Phase, Reason, Stage, TrialRecord, Verdict};
+use crate::tune::setup::TIMEOUT_MARGIN;
+
+/// What a context must meet besides running stably, judged on each context trial as it
+/// finishes (so the log, the plugin and the bounds see one verdict): the objective's
+/// latency bounds over the trial's own requests (`--slo`; `decode-min` is the
+/// concurrency phase's), and the timeout margin — its slowest request within
+/// [`TIMEOUT_MARGIN`] of its timeout. A trial that misses either is unstable, with the
+/// figure that missed.
+pub(super) fn hold_to_context_limits(record: &mut TrialRecord, plan: &Plan) {
+    if record.verdict != Verdict::Stable {
+        return;
+    }
+    let latency = latency_of(&record.samples);
+    let (_, missed) = ozone_sdk::judge(&plan.slo, |metric| latency.figure(metric));
+    let miss = missed
+        .into_iter()
+        .find(|m| m.metric != ozone_sdk::SloMetric::DecodeMin);
+    let reason = match miss {
+        Some(miss) => Reason::ObjectiveMissed { miss },
+        None => {
+            let timeout_ms = plan
+                .timeouts
+                .for_config(record.config.ctx, record.config.batch)
+                .as_secs_f64()
+                * 1000.0;
+            let slowest_ms = record
+                .samples
+                .iter()
+                .filter(|s| s.ok)
+                .filter_map(|s| s.total_ms)
+                .fold(0.0, f64::max);
+            if slowest_ms <= TIMEOUT_MARGIN * timeout_ms {
+                return;
+            }
+            Reason::NearTimeout {
+                slowest_ms,
+                timeout_ms,
+                margin: TIMEOUT_MARGIN,
+            }
+        }
+    };
+    record.verdict = reason.verdict();
+    record.reason = Some(reason);
+}
 
 impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     /// The largest context the plugin found and a verification held (`None`: none).

@@ -28,6 +28,7 @@ mod book;
 mod concurrency;
 mod context;
 mod trials;
+mod variants;
 
 #[cfg(test)]
 mod tests;
@@ -47,6 +48,7 @@ use crate::trial::{AdaptiveTimeouts, OnSample, TrialRun, TrialRunner};
 
 use super::bounds;
 pub use book::TrialBook;
+pub use variants::{Frontier, FrontierRun, QualityJudge, VariantPlugins};
 
 /// Most trials one phase may ask for: a plugin that never says "done" is stopped here.
 pub const MAX_TRIALS_PER_PHASE: usize = 32;
@@ -117,6 +119,8 @@ pub trait TuneObserver {
     /// What the driver did besides the plugins' proposals, and why (a noise floor
     /// measured, a configuration measured again).
     fn note(&mut self, _phase: Phase, _message: &str) {}
+    /// A variant's context search and batch scaling ended (the frontier's row).
+    fn variant_finished(&mut self, _outcome: &crate::record::VariantOutcome) {}
     /// A phase ended: the limits so far, each with what bound it.
     fn phase_finished(&mut self, _phase: Phase, _limits: &Limits) {}
     /// The loop ended, however it ended.
@@ -298,29 +302,59 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     /// Each limit comes with what bound it (`tune::bounds`; a phase that did not run,
     /// why).
     pub async fn run(&mut self, plan: &Plan, plugins: &mut Plugins) -> Result<Limits, TuneError> {
+        let (mut limits, best_batch) = self
+            .context_and_batch(plan, &mut plugins.context, &mut plugins.batch)
+            .await?;
+        self.concurrency_at(plan, &mut limits, best_batch, &mut plugins.concurrency)
+            .await?;
+        Ok(limits)
+    }
+
+    /// The context search and, at the context found, batch scaling: the limits so far
+    /// and the best batch with its micro-batch.
+    async fn context_and_batch(
+        &mut self,
+        plan: &Plan,
+        context: &mut ContextSearch,
+        batch: &mut BatchScaler,
+    ) -> Result<(Limits, Option<BatchProposal>), TuneError> {
         let mut limits = Limits {
-            max_context: self.search_context(plan, &mut plugins.context).await?,
+            max_context: self.search_context(plan, context).await?,
             ..Limits::default()
         };
         self.phase_finished(Phase::Context, &mut limits, plan);
-        if let Some(ctx) = limits.max_context {
-            let best_batch = if plan.batch_scaling {
-                self.scale_batch(plan, ctx, &mut plugins.batch).await?
-            } else {
-                // The context search already verified the initial batch at `ctx` as stable.
-                Some(BatchProposal::whole(plan.initial_batch, MAX_UBATCH))
-            };
-            limits.best_batch = best_batch.map(|b| b.batch);
-            self.phase_finished(Phase::Batch, &mut limits, plan);
-            if let (Some(batch), true) = (best_batch, plan.concurrency) {
-                limits.max_concurrency = self
-                    .search_concurrency(plan, ctx, batch, &mut plugins.concurrency)
-                    .await?;
-                self.phase_finished(Phase::Concurrency, &mut limits, plan);
-            }
+        let Some(ctx) = limits.max_context else {
+            limits.bounds = bounds::explain(&limits, self.book.records(), plan);
+            return Ok((limits, None));
+        };
+        let best_batch = if plan.batch_scaling {
+            self.scale_batch(plan, ctx, batch).await?
+        } else {
+            // The context search already verified the initial batch at `ctx` as stable.
+            Some(BatchProposal::whole(plan.initial_batch, MAX_UBATCH))
+        };
+        limits.best_batch = best_batch.map(|b| b.batch);
+        self.phase_finished(Phase::Batch, &mut limits, plan);
+        Ok((limits, best_batch))
+    }
+
+    /// The concurrency search at the limits' context and `batch` (when both were found
+    /// and the phase is on); every bound worked out at the end.
+    async fn concurrency_at(
+        &mut self,
+        plan: &Plan,
+        limits: &mut Limits,
+        batch: Option<BatchProposal>,
+        concurrency: &mut ConcurrencySearch,
+    ) -> Result<(), TuneError> {
+        if let (Some(ctx), Some(batch), true) = (limits.max_context, batch, plan.concurrency) {
+            limits.max_concurrency = self
+                .search_concurrency(plan, ctx, batch, concurrency)
+                .await?;
+            self.phase_finished(Phase::Concurrency, limits, plan);
         }
-        limits.bounds = bounds::explain(&limits, self.book.records(), plan);
-        Ok(limits)
+        limits.bounds = bounds::explain(limits, self.book.records(), plan);
+        Ok(())
     }
 
     /// The limits found through `phase`, each with what bound it, for the observer.

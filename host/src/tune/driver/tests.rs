@@ -32,6 +32,8 @@ struct Machine {
     all_verifications_flaky: bool,
     /// The most streams that run; more run out of memory.
     max_streams: u32,
+    /// The largest context an f16 cache holds (a smaller cache, proportionally more).
+    limit: u32,
     /// Decode throughput of successive verifications of a context, one list of samples
     /// each (the last repeats); else every sample decodes alike.
     decode: Vec<(u32, Vec<Vec<f64>>)>,
@@ -44,6 +46,7 @@ impl Default for Machine {
             flaky_verify: Vec::new(),
             all_verifications_flaky: false,
             max_streams: 2,
+            limit: LIMIT,
             decode: Vec::new(),
         }
     }
@@ -73,7 +76,9 @@ impl TrialExecutor for Machine {
             .filter(|(c, s)| c == config && *s == stage)
             .count();
         self.runs.push((config.clone(), stage));
-        let fits = config.ctx <= LIMIT && config.concurrency <= self.max_streams;
+        // Memory binds: a smaller cache holds proportionally more context.
+        let limit = (f64::from(self.limit) / config.variant.cache_ratio()) as u32;
+        let fits = config.ctx <= limit && config.concurrency <= self.max_streams;
         let flaky = stage == Stage::Verify
             && (self.all_verifications_flaky || self.flaky_verify.contains(&config.ctx));
         let tps = 100.0 + f64::from(config.batch.min(128));
@@ -850,18 +855,18 @@ async fn an_objective_between_two_levels_ends_between_them() {
 }
 
 #[tokio::test]
-async fn an_objective_no_level_meets_is_bound_by_it_at_one_stream() {
+async fn an_objective_no_context_meets_bounds_the_context_search_by_it() {
+    // 100 ms to the first token at any context, against 50 ms: no context is
+    // published, and the limit says the objective bound it, with the figure.
     let (machine, limits, _) = tune_judging(ttft_p95_under(50.0)).await;
-    assert_eq!(limits.max_concurrency, None);
+    assert_eq!(limits.max_context, None);
     assert!(levels(&machine).is_empty(), "{:?}", levels(&machine));
-    assert!(
-        matches!(
-            limits.bounds.max_concurrency,
-            Some(Bound::Slo { at: 1, .. })
-        ),
-        "{:?}",
-        limits.bounds.max_concurrency
-    );
+    match &limits.bounds.max_context {
+        Some(Bound::Slo {
+            measured, bound, ..
+        }) => assert_eq!((*measured, *bound), (Some(100.0), 50.0)),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -882,4 +887,145 @@ async fn a_phase_that_does_not_run_says_why() {
     assert!(reason(&limits.bounds.best_batch).contains("batch_adaptation.enabled"));
     assert!(reason(&limits.bounds.max_concurrency).contains("--skip-concurrency"));
     assert!(levels(&machine).is_empty());
+}
+
+/// Each variant's plugins, the built-ins; the hints they were told.
+#[derive(Default)]
+struct BuiltinsPerVariant {
+    hints: Vec<(Variant, Option<u32>)>,
+}
+
+impl VariantPlugins for BuiltinsPerVariant {
+    fn load(
+        &mut self,
+        variant: &Variant,
+        hint: Option<u32>,
+    ) -> Result<(ContextSearch, BatchScaler), PluginError> {
+        self.hints.push((*variant, hint));
+        let host = host();
+        let mut facts = model();
+        facts.hint = hint;
+        let context = host.load_context(
+            &PluginRef::Builtin("binary-search".into()),
+            "{}",
+            &HardwareFacts::default(),
+            &facts,
+            &Default::default(),
+        )?;
+        Ok((context, batch_scaler(&host)))
+    }
+}
+
+/// A fixed quality cost per cache type.
+struct FixedQuality;
+
+impl QualityJudge for FixedQuality {
+    async fn quality(
+        &mut self,
+        variant: &Variant,
+        _cancel: &CancellationToken,
+    ) -> Result<crate::record::Quality, String> {
+        let kld = match variant.cache_type_v {
+            crate::record::KvCacheType::Q4_0 => 0.3,
+            _ => 0.002,
+        };
+        Ok(crate::record::Quality {
+            kld_mean: kld,
+            kld_stddev: kld / 2.0,
+            top1_agreement: 0.9,
+            positions: 64,
+        })
+    }
+}
+
+#[tokio::test]
+async fn each_variant_gets_its_own_search_and_the_largest_context_within_the_gate_is_chosen() {
+    use crate::record::{CachePair, KvCacheType};
+    let f16 = Variant::default();
+    let q8 = f16.with_caches(CachePair::both(KvCacheType::Q8_0));
+    let q4 = f16.with_caches(CachePair::both(KvCacheType::Q4_0));
+    let space = plugin::VariantSpace {
+        initial: f16,
+        candidates: vec![f16, q8, q4],
+        max_variants: 3,
+    };
+    let host = host();
+    let search = host
+        .load_variant(
+            &PluginRef::Builtin("variant-frontier".into()),
+            "{}",
+            &HardwareFacts::default(),
+            &model(),
+            &space,
+        )
+        .expect("variant-frontier loads");
+    let mut loader = BuiltinsPerVariant::default();
+    let mut frontier = Frontier {
+        search,
+        plugins: &mut loader,
+        judge: &mut FixedQuality,
+        max_kld: 0.05,
+    };
+    let mut machine = Machine {
+        limit: 40_000,
+        ..Machine::default()
+    };
+    let snapshot = crate::hardware::probe(&Default::default());
+    let thresholds = Thresholds::default();
+    let mut observer = Quiet::default();
+    let mut driver = Driver::new(
+        &mut machine,
+        &mut observer,
+        TrialBook::default(),
+        &snapshot,
+        &thresholds,
+        CancellationToken::new(),
+    );
+    let mut concurrency = ladder(&host, &Slo::default());
+    let run = driver
+        .run_frontier(&plan(), &mut concurrency, &mut frontier)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ctx_of = |v: Variant| {
+        run.rows
+            .iter()
+            .find(|r| r.variant == v)
+            .and_then(|r| r.max_context)
+            .unwrap_or_else(|| panic!("{v} measured: {:#?}", run.rows))
+    };
+    // The flags' variant first; q8_0 holds about twice f16's context, q4_0 more still.
+    assert_eq!(run.rows[0].variant, f16);
+    assert!(
+        f64::from(ctx_of(q8)) >= 1.6 * f64::from(ctx_of(f16)),
+        "{:#?}",
+        run.rows
+    );
+    assert!(ctx_of(q4) > ctx_of(q8));
+    assert_eq!(run.rows[0].quality, None, "f16 is the reference");
+    assert!(run.rows.iter().all(|r| r.bound.is_some() && r.trials > 0));
+    // q4_0 costs more than the gate: q8_0's is the published context, and the
+    // concurrency phase ran at it.
+    assert_eq!(run.chosen, Some(q8));
+    assert_eq!(run.limits.max_context, Some(ctx_of(q8)));
+    assert!(run.limits.max_concurrency.is_some());
+    assert!(machine
+        .runs
+        .iter()
+        .filter(|(c, _)| c.concurrency > 1)
+        .all(|(c, _)| c.variant == q8));
+    // Later variants start from what the first reached, scaled by their cache.
+    let hinted = |v: Variant| {
+        loader
+            .hints
+            .iter()
+            .find(|(h, _)| *h == v)
+            .and_then(|(_, h)| *h)
+    };
+    assert_eq!(hinted(f16), None);
+    let f16_ctx = f64::from(ctx_of(f16));
+    assert!(
+        hinted(q8).is_some_and(|h| f64::from(h) > 1.8 * f16_ctx),
+        "{:?}",
+        loader.hints
+    );
 }

@@ -38,6 +38,12 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
             _ if k >= limit || phase != Phase::Context => self.book.latest(&config, stage).cloned(),
             _ => None,
         };
+        let finish = |record: &mut TrialRecord| {
+            finish(record);
+            if phase == Phase::Context {
+                super::context::hold_to_context_limits(record, plan);
+            }
+        };
         let record = self.measure(phase, stage, config, earlier, finish).await?;
         match &record.reason {
             Some(Reason::Unsteady(check)) if check.remeasure_of.is_none() => {
