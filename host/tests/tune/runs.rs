@@ -219,7 +219,9 @@ async fn tune_finds_the_limit_a_sweep_finds_and_resumes_after_sigint() {
         .expect("a stable context was found") as u32;
     assert_eq!(limit % GRANULARITY, 0);
     let trial_count = summary["trials"].as_array().map_or(0, Vec::len);
-    assert!(trial_count <= 7 + 4 + 2, "{trial_count} trials");
+    // Context search, batch ladder (plus a batch that ran out of memory, tried again at
+    // half its micro-batch: 0.3.0's batch scaler), two levels.
+    assert!(trial_count <= 7 + 5 + 2, "{trial_count} trials");
 
     // Every output exists and parses.
     let out = s.dir.path().join("full");
