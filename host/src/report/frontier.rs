@@ -171,24 +171,8 @@ pub fn frontier_table(rows: &[FrontierRow], max_kld: f64) -> String {
     if rows.len() < 2 && rows.iter().all(|r| !r.outcome.variant.is_quantized()) {
         return String::new();
     }
-    let cells = frontier_cells(rows);
-    let widths: Vec<usize> = (0..cells[0].len())
-        .map(|i| {
-            cells
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = format!("Frontier (quality gate: KLD ≤ {max_kld} nats against f16):\n");
-    for row in &cells {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    out
+    format!(
+        "Frontier (quality gate: KLD ≤ {max_kld} nats against f16):\n{}",
+        super::text::aligned(&frontier_cells(rows))
+    )
 }

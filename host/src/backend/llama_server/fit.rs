@@ -185,7 +185,8 @@ fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
     line.find(marker).map(|i| &line[i + marker.len()..])
 }
 
-fn leading_number(text: &str) -> Option<u32> {
+/// The number `text` starts with (after spaces), in whatever width the caller reads.
+fn leading_number<N: std::str::FromStr>(text: &str) -> Option<N> {
     let digits: String = text
         .trim_start()
         .chars()
@@ -371,15 +372,15 @@ pub fn parse_fit_offload(lines: &[String]) -> FitOffloadLog {
         } else if line.contains("no changes needed") {
             log.unchanged = true;
         } else if let Some(rest) = after(line, "projected to use ") {
-            let used = leading_number_u64(rest);
-            let free = after(rest, "vs. ").and_then(leading_number_u64);
+            let used = leading_number(rest);
+            let free = after(rest, "vs. ").and_then(leading_number);
             if let (Some(used), Some(free)) = (used, free) {
                 log.initial_projection_mib = Some((used, free));
             }
         } else if let Some(rest) = after(line, "set to use ").filter(|r| r.contains("in total")) {
             // 2025: `set to use 35 dense-only and 22 full GPU layers in total`.
-            let dense = leading_number(rest);
-            let full = after(rest, " and ").and_then(leading_number);
+            let dense: Option<u32> = leading_number(rest);
+            let full: Option<u32> = after(rest, " and ").and_then(leading_number);
             if let (Some(dense), Some(full)) = (dense, full) {
                 total = Some(Offload {
                     gpu_layers: dense + full,
@@ -450,13 +451,13 @@ fn device_choice(line: &str) -> Option<(String, DeviceChoice)> {
     let used_mib = figures
         .split(',')
         .find(|f| f.contains("MiB used"))
-        .and_then(leading_number_u64)?;
+        .and_then(leading_number)?;
     let choice = if let Some(dense) = figures
         .split(',')
         .find(|f| f.contains("dense-only"))
-        .and_then(leading_number)
+        .and_then(leading_number::<u32>)
     {
-        let full = figures
+        let full: u32 = figures
             .split(',')
             .find(|f| f.contains("full layers"))
             .and_then(leading_number)?;
@@ -478,15 +479,6 @@ fn device_choice(line: &str) -> Option<(String, DeviceChoice)> {
         }
     };
     Some((device, choice))
-}
-
-fn leading_number_u64(text: &str) -> Option<u64> {
-    let digits: String = text
-        .trim_start()
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
 }
 
 /// The part of `GET /props` the baseline reads: the context per slot.
