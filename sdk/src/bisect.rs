@@ -61,6 +61,11 @@ impl Bracket {
         self.passes.last().copied()
     }
 
+    /// Every value that passed and was not withdrawn since, ascending.
+    pub fn passes(&self) -> &[u32] {
+        &self.passes
+    }
+
     /// The smallest value that failed.
     pub fn failed(&self) -> Option<u32> {
         self.failed

@@ -42,6 +42,7 @@ mod offload;
 pub mod settings;
 mod strategy;
 pub mod testing;
+pub mod timing;
 mod types;
 mod variant;
 

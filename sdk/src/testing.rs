@@ -737,3 +737,97 @@ impl OffloadMachine {
         outcome
     }
 }
+
+/// A simulated CPU whose context is bound by time: a fill's prefill costs
+/// `ms_per_token × c × (1 + c / attention_ctx)` (attention grows with the position) and
+/// its decode `decode_ms`. The host's rules decide: a request over its timeout
+/// (`ContextLimits::default()`'s rule, batch 512) fails with a timeout; one over the
+/// timeout margin × the timeout is unstable (near the timeout). A verification's
+/// slowest request is `verify_slowdown` × a screen's (five requests in a row on a busy
+/// machine).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeMachine {
+    pub ms_per_token: f64,
+    pub attention_ctx: f64,
+    pub decode_ms: f64,
+    pub verify_slowdown: f64,
+    pub limits_margin: f64,
+}
+
+impl Default for TimeMachine {
+    /// 250 tokens/s of prefill at short contexts, half that at 32768, 1.3 s of decode;
+    /// verifications 3 % slower than screens. The edge is near 20 000 tokens.
+    fn default() -> Self {
+        Self {
+            ms_per_token: 4.0,
+            attention_ctx: 32_768.0,
+            decode_ms: 1300.0,
+            verify_slowdown: 1.03,
+            limits_margin: ContextLimits::default().timeout_margin,
+        }
+    }
+}
+
+impl TimeMachine {
+    /// The outcome of a screen (one request) at `ctx`.
+    pub fn screen(&self, ctx: u32) -> TrialOutcome {
+        self.trial(ctx, Stage::Screen, 1.0)
+    }
+
+    /// The outcome of the host's verification (five requests) at `ctx`.
+    pub fn verify(&self, ctx: u32) -> TrialOutcome {
+        self.trial(ctx, Stage::Verify, self.verify_slowdown)
+    }
+
+    /// The largest multiple of `granularity` whose screen is within `limits`.
+    pub fn edge(&self, limits: &ContextLimits, granularity: u32) -> u32 {
+        (1..=1024u32)
+            .map(|k| k * granularity)
+            .take_while(|&ctx| {
+                let (ttft, e2e) = self.times(ctx, 1.0);
+                crate::timing::time_load(limits, ctx, 512, Some(ttft), e2e) <= 1.0
+            })
+            .last()
+            .unwrap_or(0)
+    }
+
+    fn times(&self, ctx: u32, slowdown: f64) -> (f64, f64) {
+        let c = f64::from(ctx);
+        let ttft = self.ms_per_token * c * (1.0 + c / self.attention_ctx) * slowdown;
+        (ttft, ttft + self.decode_ms * slowdown)
+    }
+
+    fn trial(&self, ctx: u32, stage: Stage, slowdown: f64) -> TrialOutcome {
+        let config = context_config(ctx);
+        let timeout_ms = TimeoutRule::default().for_config(ctx, config.batch);
+        let (ttft, e2e) = self.times(ctx, slowdown);
+        let samples = if stage == Stage::Screen { 1 } else { 5 };
+        let mut outcome = if e2e > timeout_ms {
+            failed(config, Failure::Timeout)
+        } else {
+            let mut ok = stable(config);
+            ok.ttft_ms = Some(ttft);
+            ok.prefill_tps = Some(f64::from(ctx) / ttft * 1000.0);
+            ok.decode_tps = Some(25.0);
+            ok.latency = Latency {
+                ttft_p50_ms: Some(ttft),
+                ttft_p95_ms: Some(ttft),
+                ttft_p99_ms: Some(ttft),
+                tpot_p50_ms: Some(40.0),
+                tpot_p95_ms: Some(40.0),
+                e2e_p95_ms: Some(e2e),
+            };
+            if e2e > self.limits_margin * timeout_ms {
+                ok.verdict = Verdict::Unstable;
+            }
+            ok
+        };
+        outcome.stage = stage;
+        outcome.samples = samples;
+        outcome.timeout_ms = timeout_ms;
+        if stage == Stage::Screen {
+            outcome.cv = None;
+        }
+        outcome
+    }
+}

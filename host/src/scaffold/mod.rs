@@ -64,6 +64,7 @@ pub const SDK_FILES: &[(&str, &str)] = &[
     ),
     ("src/lib.rs", include_str!("../../../sdk/src/lib.rs")),
     ("src/bisect.rs", include_str!("../../../sdk/src/bisect.rs")),
+    ("src/timing.rs", include_str!("../../../sdk/src/timing.rs")),
     (
         "src/concurrency.rs",
         include_str!("../../../sdk/src/concurrency.rs"),

@@ -12,7 +12,11 @@
 //! A busy machine makes noise: a *screen* that failed for a reason other than memory
 //! (a timeout, a server error, bad output; not out-of-memory or a memory threshold) is
 //! measured once more — proposing the same context again asks the host for a repeat —
-//! and only that second outcome counts. Memory failures and verifications count at once.
+//! and only that second outcome counts; but a time miss only where the time measured
+//! (or, for a request cut at the timeout, the time the stable screens' fill curve
+//! predicts, `ozone_sdk::timing`) was at most 10 % over the time limit (the objective's
+//! latency bounds, and the timeout margin × the timeout): a timeout the measured prefill
+//! rate predicted is not noise. Memory failures and verifications count at once.
 //!
 //! 1. **First probe**: the warm-start `hint` when the host has one, else
 //!    `initial_context_probe`.
@@ -32,13 +36,12 @@
 //!    above it), and the bisection resumes inside the new bracket with a fresh
 //!    allowance of `max_binary_iterations` trials: the answer stays within one step of
 //!    what the full trials sustain instead of falling back to an older, lower pass.
-//!    That holds for a sharp edge: a verification refuted by memory (out of memory, a
-//!    memory threshold). A verification refuted otherwise (timeouts, failed requests)
-//!    met a noisy edge — a screen's one request passed where several in a row do not —
-//!    so each such refutation *backs off*: it also withdraws every pass at or above
-//!    `c × (1 − 10 % × 2^(n−1))` aligned up, `c` the refuted context and `n` the
-//!    back-offs so far (10 %, then 20 %, then 40 % below it), as if that value had
-//!    failed: the next answer keeps a margin the noise cannot eat.
+//!    A verification that missed the time limit (a timeout, a request near it, the
+//!    objective) also withdraws the passes below it that the same slowdown would put
+//!    over the limit — each screen's time × the verification's load over its own screen's
+//!    — and keeps the ones still consistent with it; from then on a screen passes only
+//!    with that slowdown applied: the next answer is the largest screen the
+//!    verification's machine would still have served in time.
 //!
 //! `best()` is the largest stable context seen and not withdrawn by a failure at or
 //! below it (`None` if none was stable). `propose()` asked again before `observe()`
@@ -48,6 +51,7 @@
 //! pending proposal are `ozone_sdk::bisect`.)
 
 use ozone_sdk::bisect::{Bisection, Bracket};
+use ozone_sdk::timing::FillTimes;
 use ozone_sdk::{
     settings, ContextBounds, ContextLimits, ContextSearch, HardwareFacts, ModelFacts, Stage,
     TrialOutcome,
@@ -73,10 +77,6 @@ impl Default for Settings {
     }
 }
 
-/// How far below a refuted verification the first back-off reaches; it doubles with
-/// each further back-off.
-const REFUTATION_BACKOFF: f64 = 0.10;
-
 /// The search: the bracket and pending proposal, and the plan that picks the next value.
 #[derive(Debug, Clone)]
 pub struct BinarySearch {
@@ -84,9 +84,10 @@ pub struct BinarySearch {
     plan: Plan,
     /// The context whose transient-looking failure is being measured again.
     retrying: Option<u32>,
-    /// Verifications refuted by something other than memory: each withdrew a margin
-    /// below it (see (4)).
-    backoffs: u32,
+    /// What bounds a context besides memory.
+    limits: ContextLimits,
+    /// The screens' fill times.
+    times: FillTimes,
 }
 
 /// Everything but the bracket that decides the next proposal.
@@ -107,7 +108,7 @@ impl ContextSearch for BinarySearch {
         settings: &str,
         _hardware: &HardwareFacts,
         model: &ModelFacts,
-        _limits: &ContextLimits,
+        limits: &ContextLimits,
     ) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         let factor = settings.binary_search_factor;
@@ -128,7 +129,8 @@ impl ContextSearch for BinarySearch {
                 bisections: 0,
             },
             retrying: None,
-            backoffs: 0,
+            limits: limits.clone(),
+            times: FillTimes::default(),
         })
     }
 
@@ -138,9 +140,11 @@ impl ContextSearch for BinarySearch {
 
     fn observe(&mut self, outcome: &TrialOutcome) {
         let ctx = outcome.config.ctx;
+        self.times.record(outcome);
         let noise = outcome.stage == Stage::Screen
             && !outcome.is_stable()
-            && !outcome.failure.is_some_and(|f| f.is_memory());
+            && !outcome.failure.is_some_and(|f| f.is_memory())
+            && self.times.worth_retrying(&self.limits, outcome);
         if noise && self.retrying != Some(ctx) {
             // The pending proposal stays: `propose` asks for the same context again.
             self.retrying = Some(ctx);
@@ -161,29 +165,21 @@ impl ContextSearch for BinarySearch {
             plan.bisections = 0;
         }
         plan.hint_confirmed = first && plan.hint.is_some() && outcome.is_stable();
-        self.search.observe(ctx, outcome.is_stable());
-        if refuted && !outcome.failure.is_some_and(|f| f.is_memory()) {
-            self.back_off_below(ctx);
+        let inconsistent = if refuted {
+            let passes = self.search.bracket().passes().to_vec();
+            self.times.refuted(&self.limits, outcome, &passes)
+        } else {
+            None
+        };
+        let passed = outcome.is_stable() && self.times.holds(&self.limits, outcome);
+        self.search.observe(ctx, passed);
+        if let Some(below) = inconsistent {
+            self.search.observe(below, false);
         }
     }
 
     fn best(&self) -> Option<u32> {
         self.search.bracket().passed()
-    }
-}
-
-impl BinarySearch {
-    /// Withdraws the passes within a growing margin below the refuted `ctx` (see (4)).
-    fn back_off_below(&mut self, ctx: u32) {
-        self.backoffs += 1;
-        let g = self.plan.bounds.granularity.max(1);
-        let doublings = (self.backoffs - 1).min(4) as i32;
-        let fraction = (REFUTATION_BACKOFF * 2f64.powi(doublings)).min(0.5);
-        let below = (f64::from(ctx) * (1.0 - fraction)) as u32;
-        let withdrawn_from = below.div_ceil(g).saturating_mul(g);
-        if withdrawn_from > self.plan.bounds.min && withdrawn_from < ctx {
-            self.search.observe(withdrawn_from, false);
-        }
     }
 }
 

@@ -27,6 +27,14 @@ impl Ledger {
             .find_map(|(&ctx, &stable)| (!stable).then_some(ctx))
     }
 
+    /// The contexts whose latest word is stable, ascending.
+    pub fn passes(&self) -> Vec<u32> {
+        self.stable
+            .iter()
+            .filter_map(|(&ctx, &stable)| stable.then_some(ctx))
+            .collect()
+    }
+
     /// Whether a context below `ctx` was stable.
     pub fn stable_below(&self, ctx: u32) -> bool {
         self.stable.range(..ctx).any(|(_, &stable)| stable)

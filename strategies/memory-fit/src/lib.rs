@@ -79,6 +79,7 @@ mod ledger;
 mod memory;
 
 use ozone_sdk::bisect::Bracket;
+use ozone_sdk::timing::FillTimes;
 use ozone_sdk::{
     log, settings, ContextBounds, ContextLimits, ContextSearch, HardwareFacts, LogLevel,
     ModelFacts, Stage, TrialOutcome, Verdict,
@@ -130,6 +131,8 @@ enum Move {
     Growth,
     /// One step below a memory failure that refuted the fit by less than its margin.
     BelowFailure,
+    /// Just below where a fill is predicted to cross the time limit.
+    TimeAim,
     /// Bisection.
     Midpoint,
     /// An unstable trial, measured once more.
@@ -159,6 +162,12 @@ pub struct MemoryFit {
     creep: u32,
     /// Contexts that failed on memory (breach or out of memory).
     memory_walls: Vec<u32>,
+    /// What bounds a context besides memory: the objective, the timeout margin.
+    limits: ContextLimits,
+    /// The screens' fill times, and the curve through them.
+    times: FillTimes,
+    /// The batch the context trials run at (the timeout depends on it).
+    batch: u32,
 }
 
 impl ContextSearch for MemoryFit {
@@ -166,7 +175,7 @@ impl ContextSearch for MemoryFit {
         settings: &str,
         hardware: &HardwareFacts,
         model: &ModelFacts,
-        _limits: &ContextLimits,
+        limits: &ContextLimits,
     ) -> Result<Self, String> {
         let settings: Settings = settings::parse(settings)?;
         if !(0.0..=0.5).contains(&settings.margin) {
@@ -207,6 +216,9 @@ impl ContextSearch for MemoryFit {
             trials: 0,
             creep: 0,
             memory_walls: Vec::new(),
+            limits: limits.clone(),
+            times: FillTimes::default(),
+            batch: 512,
         })
     }
 
@@ -229,10 +241,19 @@ impl ContextSearch for MemoryFit {
             .pending
             .take()
             .and_then(|(pending, why)| (pending == ctx).then_some(why));
+        self.batch = outcome.config.batch;
+        self.times.record(outcome);
         if why.is_none() && outcome.stage == Stage::Verify {
-            // The host's verification of `best`: only a failure changes anything.
+            // The host's verification of `best`: only a failure changes anything. One
+            // that missed the time limit also withdraws the passes its slowdown puts
+            // over it; the ones below stay.
             if !outcome.is_stable() {
+                let passes = self.ledger.passes();
+                let inconsistent = self.times.refuted(&self.limits, outcome, &passes);
                 self.ledger.record(ctx, false);
+                if let Some(below) = inconsistent {
+                    self.ledger.record(below, false);
+                }
                 self.creep = 0;
             }
             return;
@@ -258,11 +279,12 @@ impl ContextSearch for MemoryFit {
         if outcome.failure.is_some_and(|f| f.is_memory()) {
             self.memory_walls.push(ctx);
         }
-        if outcome.verdict == Verdict::Unstable && self.worth_repeating(ctx) {
+        if outcome.verdict == Verdict::Unstable && self.worth_repeating(outcome) {
             self.repeated.push(ctx);
             self.repeat = Some(ctx);
         }
-        self.ledger.record(ctx, outcome.is_stable());
+        let passed = outcome.is_stable() && self.times.holds(&self.limits, outcome);
+        self.ledger.record(ctx, passed);
     }
 
     fn best(&self) -> Option<u32> {
@@ -277,9 +299,13 @@ impl MemoryFit {
     }
 
     /// An unstable trial is noise worth one more measurement when a smaller context was
-    /// stable (or it is the smallest context there is) and no failure lies below it.
-    fn worth_repeating(&self, ctx: u32) -> bool {
-        !self.repeated.contains(&ctx)
+    /// stable (or it is the smallest context there is), no failure lies below it, and
+    /// the fill curve did not predict its miss (a time measured more than
+    /// `ozone_sdk::timing::RETRY_MARGIN` over the limit is the configuration's).
+    fn worth_repeating(&self, outcome: &TrialOutcome) -> bool {
+        let ctx = outcome.config.ctx;
+        self.times.worth_retrying(&self.limits, outcome)
+            && !self.repeated.contains(&ctx)
             && (ctx == self.bounds.min || self.ledger.stable_below(ctx))
             && self.ledger.smallest_failure().is_none_or(|f| f > ctx)
     }
@@ -326,6 +352,10 @@ impl MemoryFit {
                 None => (self.grown(lo), Move::Growth),
             },
         };
+        let (target, why) = match self.time_limit() {
+            Some(by_time) if by_time < target => (by_time, Move::TimeAim),
+            _ => (target, why),
+        };
         let step = lo.saturating_add(self.step());
         let (target, why) = if target < step {
             (step, Move::Step)
@@ -335,8 +365,45 @@ impl MemoryFit {
         Some((target.min(self.bounds.max), why))
     }
 
-    /// A failure is known: guided by the fit while it holds, else bisection.
+    /// A failure is known: guided by the fits while they hold, else bisection; the
+    /// time curve's crossing where it lies below what memory proposes.
     fn refine(&self, bracket: &Bracket, lo: u32, hi: u32) -> Option<(u32, Move)> {
+        let by_memory = self.refine_by_memory(bracket, lo, hi);
+        if self.creep >= 2 {
+            return by_memory;
+        }
+        // Bisection is what memory proposes when it tells nothing.
+        match (self.time_limit(), by_memory) {
+            (Some(by_time), Some((ctx, why)))
+                if by_time < hi && (why == Move::Midpoint || by_time < ctx) =>
+            {
+                Some((bracket.inside(by_time)?, Move::TimeAim))
+            }
+            (Some(by_time), None) if by_time < hi => {
+                Some((bracket.inside(by_time)?, Move::TimeAim))
+            }
+            _ => by_memory,
+        }
+    }
+
+    /// The largest context whose fill the screens' curve puts within the time limit;
+    /// `None` before a screen served a request.
+    fn time_limit(&self) -> Option<u32> {
+        let g = self.bounds.granularity;
+        let (min, max) = (self.bounds.min, self.bounds.max);
+        if self.times.is_empty() {
+            return None;
+        }
+        // Even the smallest context predicted over the limit: the smallest is the aim.
+        Some(
+            self.times
+                .largest_within(&self.limits, self.batch, g, min, max)
+                .unwrap_or(min),
+        )
+    }
+
+    /// A failure is known: guided by the memory fit while it holds, else bisection.
+    fn refine_by_memory(&self, bracket: &Bracket, lo: u32, hi: u32) -> Option<(u32, Move)> {
         let g = self.bounds.granularity;
         let midpoint = bracket.midpoint().map(|ctx| (ctx, Move::Midpoint));
         if self.creep >= 2 {
@@ -467,8 +534,11 @@ impl MemoryFit {
             Move::Step => "the smallest step above the largest stable context",
             Move::Growth => "growth: memory does not say where the context stops",
             Move::BelowFailure => "one step below a memory failure the fit did not expect",
+            Move::TimeAim => {
+                "where the screens' fill times say a request crosses the time limit (the objective, or the timeout margin)"
+            }
             Move::Midpoint => "bisection",
-            Move::Repeat => "measured again: it was unstable",
+            Move::Repeat => "measured again: it was unstable, and not by more than noise",
         };
         format!("{reason}{fit}")
     }

@@ -690,3 +690,50 @@ fn a_cache_that_stops_growing_sends_the_search_to_the_trained_context() {
     assert_eq!(growth(4096, 8192), 3 * 1024 * 4096);
     assert!(search.best().is_none());
 }
+
+/// A CPU bound by time, not memory (no memory readings at all): the screens' fill times
+/// aim the search below where a fill crosses the timeout margin, so it needs a handful
+/// of screens where bisection needs twice as many (9 against 18), repeats no timeout the curve
+/// predicted, and a verification refuted by its 3 % slowdown keeps the screens below
+/// that the slowdown leaves within the limit.
+#[test]
+fn a_time_edge_is_aimed_at_from_the_fill_times() {
+    let machine = testing::TimeMachine::default();
+    let limits = ozone_sdk::ContextLimits::default();
+    let model = testing::model(32_768);
+    let mut search = MemoryFit::new("{}", &Default::default(), &model, &limits).unwrap();
+    let mut proposals = Vec::new();
+    let mut verified = Vec::new();
+    for _ in 0..3 {
+        while let Some(ctx) = search.propose() {
+            proposals.push(ctx);
+            search.observe(&machine.screen(ctx));
+        }
+        let answer = search.best().expect("a screen passed");
+        let verification = machine.verify(answer);
+        verified.push(answer);
+        search.observe(&verification);
+        if verification.is_stable() {
+            break;
+        }
+    }
+    let slower = testing::TimeMachine {
+        ms_per_token: machine.ms_per_token * machine.verify_slowdown,
+        decode_ms: machine.decode_ms * machine.verify_slowdown,
+        ..machine
+    };
+    let verify_edge = slower.edge(&limits, 256);
+    let published = *verified.last().unwrap();
+    assert!(machine.verify(published).is_stable(), "{verified:?}");
+    assert!(
+        published + 2 * 256 >= verify_edge,
+        "{published} vs {verify_edge}: {proposals:?}"
+    );
+    assert!(verified.len() <= 2, "{verified:?} after {proposals:?}");
+    // binary-search needs 18 screens on this machine (its own test).
+    assert!(
+        proposals.len() <= 9,
+        "{} screens: {proposals:?}",
+        proposals.len()
+    );
+}
