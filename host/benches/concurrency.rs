@@ -12,6 +12,9 @@
 //!    the wait for a slot), and Ozone's own CPU time per request (getrusage, the 100 ms
 //!    sampler included).
 //!
+//! `OZONE_REAL_MODEL=$(.ci/real-model)` repeats 2 and 3 on the real model (Gemma 3 270M
+//! Q4_K_M) at 1, 2 and 4 streams, where prefill, not the client, is the cost.
+//!
 //! `LLAMA_SERVER=$(.ci/install-llama-server) cargo bench -p ozone --bench concurrency`
 
 use std::path::{Path, PathBuf};
@@ -34,6 +37,8 @@ use tokio_util::sync::CancellationToken;
 const CTX: u32 = 512;
 const BATCH: u32 = 2048;
 const LEVELS: [u32; 4] = [1, 2, 4, 8];
+/// The real model's levels: its ~460-token prefills take seconds each on two cores.
+const REAL_LEVELS: [u32; 3] = [1, 2, 4];
 const REQUESTS_PER_STREAM: u32 = 4;
 const N_PREDICT: u32 = 32;
 
@@ -226,8 +231,23 @@ async fn main() {
     }
 
     // 2 and 3. Levels measured directly, every request against the server's timings.
+    client_vs_server("the generated model", &model, &LEVELS).await;
+    if let Some(real) = std::env::var_os("OZONE_REAL_MODEL") {
+        client_vs_server(
+            "the real model (Gemma 3 270M Q4_K_M)",
+            Path::new(&real),
+            &REAL_LEVELS,
+        )
+        .await;
+    }
+}
+
+/// Sections 2 and 3 on `model`: each level measured directly, every request against the
+/// server's own timings of it; the client's overhead at the highest level.
+async fn client_vs_server(label: &str, model: &Path, levels: &[u32]) {
+    // 2 and 3. Levels measured directly, every request against the server's timings.
     println!(
-        "\n2. client figures vs llama-server's own timings of the same requests (ms, p50 p95 p99)"
+        "\n2. {label}: client figures vs llama-server's own timings of the same requests (ms, p50 p95 p99)"
     );
     let settings = TrialSettings {
         samples: 2,
@@ -246,10 +266,10 @@ async fn main() {
         }),
         ..SamplerOptions::default()
     };
-    let mut runner = TrialRunner::new(BackendSpec::LlamaServer(spec(&model)), settings, sampler);
+    let mut runner = TrialRunner::new(BackendSpec::LlamaServer(spec(model)), settings, sampler);
     let cancel = CancellationToken::new();
-    let top = *LEVELS.last().unwrap_or(&1);
-    for (id, streams) in (1u32..).zip(LEVELS) {
+    let top = *levels.last().unwrap_or(&1);
+    for (id, &streams) in (1u32..).zip(levels) {
         let config = TrialConfig {
             ctx: CTX,
             batch: BATCH,
@@ -303,7 +323,7 @@ async fn main() {
         if streams == top {
             let overhead =
                 |s: &SampleRecord| Some(s.total_ms? - s.server_prompt_ms? - s.server_predicted_ms?);
-            println!("\n3. client overhead per request at {streams} streams");
+            println!("\n3. {label}: client overhead per request at {streams} streams");
             println!(
                 "    e2e − (prompt_ms + predicted_ms) {}",
                 percentiles(&mut figures(samples, overhead))

@@ -18,7 +18,7 @@
 //! - after the host's verification of an answer missed the limit, to learn how much
 //!   slower its requests ran than the screen's (the *slowdown*: five requests in a row on
 //!   a busy machine) and keep the passes below it that the slowdown leaves within the
-//!   limit ([`FillTimes::refuted`]); from then on a screen holds only with the slowdown
+//!   limit ([`FillTimes::refuted`]; at most [`MAX_SLOWDOWN`]); from then on a screen holds only with the slowdown
 //!   applied ([`FillTimes::holds`]), and the curve aims with it.
 //!
 //! ```
@@ -43,6 +43,11 @@ use crate::{ContextLimits, Failure, SloMetric, Stage, TrialOutcome};
 /// 10 % over the limit is one a busy machine's noise can flip; one further over is the
 /// configuration's.
 pub const RETRY_MARGIN: f64 = 0.10;
+
+/// The largest slowdown a refuted verification teaches: five requests in a row slower
+/// than one by more than 20 % is the machine's noise (a neighbour took the cores), not
+/// the configuration's, and would withdraw every screen near the limit.
+pub const MAX_SLOWDOWN: f64 = 1.2;
 
 /// One screen's figures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,6 +101,11 @@ impl FillTimes {
     /// Whether any screen was recorded.
     pub fn is_empty(&self) -> bool {
         self.points.is_empty()
+    }
+
+    /// How many contexts were screened: one gives a rate, two or more its slope.
+    pub fn len(&self) -> usize {
+        self.points.len()
     }
 
     /// The measured figures at `ctx`, if a screen there was recorded.
@@ -221,7 +231,8 @@ impl FillTimes {
                 None => return true,
             },
         };
-        self.load(limits, ctx, batch, figures) <= 1.0 + RETRY_MARGIN
+        // The screen's own figures: the slowdown is the verifications'.
+        time_load(limits, ctx, batch, Some(figures.ttft_ms), figures.e2e_ms) <= 1.0 + RETRY_MARGIN
     }
 
     /// The host's verification at `refuted.config.ctx` was not stable. Where it missed
@@ -251,7 +262,7 @@ impl FillTimes {
         if screen_load <= 0.0 || verified_load <= screen_load || verified_load <= 1.0 {
             return None;
         }
-        let slowdown = verified_load / screen_load;
+        let slowdown = (verified_load / screen_load).min(MAX_SLOWDOWN);
         self.slowdown = Some(self.slowdown.map_or(slowdown, |s| s.max(slowdown)));
         passes.iter().copied().filter(|&c| c < ctx).find(|&c| {
             self.measured(c)
@@ -416,5 +427,41 @@ mod tests {
             .largest_within(&limits, 512, 256, 2048, 32_768)
             .unwrap();
         assert!(aim < edge - 256 && aim >= edge - 1024, "{aim}");
+    }
+
+    #[test]
+    fn a_verification_twice_as_slow_as_its_screen_teaches_at_most_the_cap() {
+        let machine = TimeMachine::default();
+        let limits = ContextLimits::default();
+        let edge = machine.edge(&limits, 256);
+        let passes = [edge / 2, edge];
+        let mut times = screens(&machine, &passes);
+        let mut verification = machine.screen(edge);
+        verification.stage = Stage::Verify;
+        let e2e = verification.latency.e2e_p95_ms.unwrap() * 2.0;
+        verification.latency.e2e_p95_ms = Some(e2e);
+        times.refuted(&limits, &verification, &passes);
+        // A screen at 80 % of the limit holds under the 1.2 cap, as it would not under 2×.
+        let at = (1..=edge / 256)
+            .map(|k| k * 256)
+            .rev()
+            .find(|&c| {
+                let s = machine.screen(c);
+                let load = time_load(
+                    &limits,
+                    c,
+                    512,
+                    s.latency.ttft_p50_ms,
+                    s.latency.e2e_p95_ms.unwrap(),
+                );
+                load <= 0.8
+            })
+            .unwrap();
+        times.record(&machine.screen(at));
+        assert!(times.holds(&limits, &machine.screen(at)));
+        // Worth retrying is judged on the screen's own figures, not the verifications'.
+        let mut near = machine.screen(edge);
+        near.verdict = crate::Verdict::Unstable;
+        assert!(times.worth_retrying(&limits, &near));
     }
 }

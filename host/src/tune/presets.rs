@@ -599,4 +599,45 @@ mod tests {
         assert_eq!("fast-response".parse(), Ok(PresetName::FastResponse));
         assert!("fastest".parse::<PresetName>().is_err());
     }
+
+    /// A quantized cache whose quality cost could not be measured (the server failed the
+    /// measurement) is never a preset; one measured within the gate is, f16 always.
+    #[test]
+    fn the_gate_lets_through_only_measured_costs_within_it() {
+        use crate::record::{CachePair, KvCacheType, Quality, Variant};
+        let q8 = Variant::default().with_caches(CachePair {
+            k: KvCacheType::Q8_0,
+            v: KvCacheType::Q8_0,
+        });
+        let outcome = |quality: Option<f64>| VariantOutcome {
+            variant: q8,
+            max_context: Some(8192),
+            bound: None,
+            best_batch: None,
+            decode_tps: None,
+            prefill_tps: None,
+            ttft_ms: None,
+            peak_process_memory_bytes: None,
+            peak_server_gpu_memory_bytes: None,
+            quality: quality.map(|kld| Quality {
+                kld_mean: kld,
+                kld_stddev: 0.0,
+                top1_agreement: 0.95,
+                positions: 64,
+            }),
+            trials: 3,
+        };
+        let gate = |outcomes: &[VariantOutcome]| {
+            QualityGate {
+                outcomes,
+                max_kld: 0.02,
+            }
+            .allows(&q8)
+        };
+        assert!(!gate(&[outcome(None)]), "not measured");
+        assert!(!gate(&[outcome(Some(0.05))]), "over the gate");
+        assert!(gate(&[outcome(Some(0.005))]));
+        assert!(!gate(&[]), "never measured at all");
+        assert!(QualityGate::default().allows(&Variant::default()), "f16");
+    }
 }

@@ -194,3 +194,95 @@ fn a_real_tune_finds_a_memory_bound_limit() {
     eprintln!("real tune: {ctx} tokens, {} trials", trials.len());
     common::assert_no_servers_left_for(&model);
 }
+
+/// The configuration frontier on the real model, bounded by the latency a user accepts:
+/// `--kv-cache-types f16,q8_0` under `--slo ttft-p95=4000ms` (about 500 tokens of
+/// prefill on two cores). Each cache gets its own context search, bound by the
+/// objective (`bound_by: slo`, the verified context's TTFT within it), and q8_0's
+/// quality cost is measured against f16 on the shipped text (64 positions). About
+/// 3 minutes on two cores: short fills, two quality servers at 4096 tokens.
+#[test]
+fn the_real_model_s_frontier_is_bound_by_a_ttft_objective_and_carries_q8_0_s_quality() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("ozone.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "search_strategy:\n  initial_context_probe: 1024\n  batch_adaptation:\n    enabled: false\n\
+             testing:\n  statistical_validation:\n    min_samples_per_config: 2\n    \
+             variance_tolerance: 10.0\n{}ozone:\n  min_context: 256\n  n_predict: 8\n",
+            crate::quiet_machine_yaml!()
+        ),
+    )
+    .expect("config");
+    let model = dir.path().join("gemma-frontier.gguf");
+    std::fs::hard_link(common::real_model(), &model)
+        .or_else(|_| std::fs::copy(common::real_model(), &model).map(drop))
+        .expect("the model beside the test");
+    let config = config.display().to_string();
+    let out = cli::ozone(
+        dir.path(),
+        &[
+            "tune",
+            model.to_str().expect("utf-8"),
+            "--config",
+            &config,
+            "--kv-cache-types",
+            "f16,q8_0",
+            "--slo",
+            "ttft-p95=4000ms",
+            "--skip-concurrency",
+            "--json",
+            "-o",
+            "out",
+        ],
+    )
+    .env("LLAMA_SERVER", common::llama_server())
+    .within(Duration::from_secs(900))
+    .run();
+    let summary = out.code(cli::OK).json();
+    let max = &summary["limits"]["max_context"];
+    assert_eq!(max["bound_by"], "slo", "{max}");
+    let rows = summary["frontier"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    let trials = summary["trials"].as_array().cloned().unwrap_or_default();
+    for row in &rows {
+        assert_eq!(row["bound"], "slo", "{row}");
+        let ctx = row["max_context"].as_u64().expect("a verified context");
+        assert!((256..32_768).contains(&ctx), "{row}");
+        let verified = trials
+            .iter()
+            .find(|t| {
+                t["stage"] == "verify"
+                    && t["verdict"] == "stable"
+                    && t["config"]["ctx"] == ctx
+                    && t["config"]["kv_cache_type"] == row["variant"]["cache_type_k"]
+            })
+            .unwrap_or_else(|| panic!("a verification at {ctx}: {row}"));
+        let slowest = verified["samples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["ttft_ms"].as_f64())
+            .fold(0.0, f64::max);
+        assert!(slowest > 0.0 && slowest <= 4000.0, "{verified}");
+    }
+    let q8 = rows
+        .iter()
+        .find(|r| r["variant"]["cache_type_k"] == "q8_0")
+        .expect("a q8_0 row");
+    let quality = &q8["quality"];
+    let kld = quality["kld_mean"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{q8}"));
+    assert!((0.0..0.5).contains(&kld), "{quality}");
+    assert!(
+        quality["top1_agreement"]
+            .as_f64()
+            .is_some_and(|a| a > 0.5 && a <= 1.0),
+        "{quality}"
+    );
+    assert_eq!(quality["positions"], 64, "{quality}");
+    eprintln!("real frontier: {rows:#?}");
+    common::assert_no_servers_left_for(&model);
+}

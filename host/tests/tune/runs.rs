@@ -761,20 +761,12 @@ async fn a_q8_0_cache_holds_more_context_than_f16_under_the_same_budget() {
     let gate = summary["config"]["ozone"]["max_kld"]
         .as_f64()
         .expect("the gate");
-    match q8["quality"]["kld_mean"].as_f64() {
-        Some(kld) => {
-            assert!(kld >= 0.0 && q8["quality"]["positions"] == 64, "{q8}");
-            assert_eq!(q8["within_gate"], kld <= gate);
-        }
-        // A cost that could not be measured is said, and never a preset.
-        None => {
-            assert!(
-                console.contains("its quality cost could not be measured"),
-                "{console}"
-            );
-            assert_eq!(q8["within_gate"], false, "{q8}");
-        }
-    }
+    // Measured on the generated model too (its vocabulary has the text's characters).
+    let kld = q8["quality"]["kld_mean"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("q8_0's quality cost measured: {q8}\n{console}"));
+    assert!(kld >= 0.0 && q8["quality"]["positions"] == 64, "{q8}");
+    assert_eq!(q8["within_gate"], kld <= gate);
     // Both context searches ran, each verified at its own limit.
     for r in [f16, q8] {
         let verified = summary["trials"].as_array().unwrap().iter().any(|t| {

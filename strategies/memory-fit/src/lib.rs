@@ -1,4 +1,5 @@
-//! `memory-fit`: a predictive context search, built into Ozone beside `binary-search`.
+//! `memory-fit`: a predictive context search, built into Ozone beside `binary-search`:
+//! it predicts both what bounds a context — memory and time (7) — from its own screens.
 //!
 //! Peak memory grows linearly with the context (the KV cache, plus buffers sized by it:
 //! a sweep of the generated model's screens from 1024 to 16384 tokens fits a line to
@@ -61,10 +62,26 @@
 //!    the midpoint.
 //! 6. **Noise.** Any failure is a wall at its context, but only stable trials feed the
 //!    line (a breach's peak is where the guard stopped it; a timeout never reached its
-//!    peak). An *unstable* trial above a stable one (or at `bounds.min`) is measured once
-//!    more (proposing it again asks the host for a repeat); the repeat's verdict stands.
+//!    peak). An *unstable* trial, or one that failed for something other than memory (a
+//!    timeout, a server error) once screens' times are known, above a stable one (or at
+//!    `bounds.min`) is measured once more (proposing it again asks the host for a repeat) unless its time was over the
+//!    limit by more than noise (7); the repeat's verdict stands.
 //!    A stable context above a failure stays out of the bracket.
-//! 7. **Stop** when no aligned value is left between the largest stable and the smallest
+//! 7. **Time.** Memory is not the only limit: every screen that served its request feeds
+//!    `ozone_sdk::timing::FillTimes` (its time to first token and duration; the prefill
+//!    rate per token a line in the context), which predicts where a request crosses the
+//!    *time limit* — the objective's latency bounds (`--slo ttft-p95=…`, `e2e-p95`) and
+//!    the timeout margin × the request timeout, the host's rules for every context
+//!    trial. Growth and refinement never propose above that crossing (aligned down;
+//!    at least one step above the largest stable context, the proof; from a single
+//!    screen, whose rate has no slope yet, `prior_reach` of the way to it), and inside a
+//!    bracket the crossing replaces bisection. An unstable trial whose time was more
+//!    than 10 % over the limit is not measured again (step 6): the curve predicted it.
+//!    A verification refuted by time teaches the curve its slowdown (the verification's
+//!    load over its screen's, at most 1.2); the stable contexts below it that the slowdown puts over
+//!    the limit count as failed, the others stay, and later screens pass only with the
+//!    slowdown applied.
+//! 8. **Stop** when no aligned value is left between the largest stable and the smallest
 //!    failed context, when the largest stable is `bounds.max` (the trained context binds),
 //!    when `bounds.min` failed, or after `max_iterations`.
 //!
@@ -279,7 +296,12 @@ impl ContextSearch for MemoryFit {
         if outcome.failure.is_some_and(|f| f.is_memory()) {
             self.memory_walls.push(ctx);
         }
-        if outcome.verdict == Verdict::Unstable && self.worth_repeating(outcome) {
+        // A failure is noise only where the screens' times say it is a surprise.
+        let noise = match outcome.failure {
+            None => outcome.verdict == Verdict::Unstable,
+            Some(failure) => !failure.is_memory() && !self.times.is_empty(),
+        };
+        if noise && self.worth_repeating(outcome) {
             self.repeated.push(ctx);
             self.repeat = Some(ctx);
         }
@@ -395,11 +417,18 @@ impl MemoryFit {
             return None;
         }
         // Even the smallest context predicted over the limit: the smallest is the aim.
-        Some(
-            self.times
-                .largest_within(&self.limits, self.batch, g, min, max)
-                .unwrap_or(min),
-        )
+        let crossing = self
+            .times
+            .largest_within(&self.limits, self.batch, g, min, max)
+            .unwrap_or(min);
+        if self.times.len() >= 2 {
+            return Some(crossing);
+        }
+        // One screen gives a rate and no slope: attention makes longer fills slower per
+        // token, so its crossing is too far. Go `prior_reach` of the way, as for memory.
+        let lo = f64::from(self.bracket().passed().unwrap_or(min));
+        let reach = lo + (f64::from(crossing) - lo).max(0.0) * self.settings.prior_reach;
+        Some(self.fit(reach))
     }
 
     /// A failure is known: guided by the memory fit while it holds, else bisection.

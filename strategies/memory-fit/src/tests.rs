@@ -737,3 +737,36 @@ fn a_time_edge_is_aimed_at_from_the_fill_times() {
         proposals.len()
     );
 }
+
+/// On a busy machine a fill well below the time edge timed out once (a neighbour took
+/// the cores): the screens' curve says it should have taken far less, so it is measured
+/// again, and the answer is the quiet machine's.
+#[test]
+fn a_timeout_the_fill_times_did_not_predict_is_measured_again() {
+    let machine = testing::TimeMachine::default();
+    let limits = ozone_sdk::ContextLimits::default();
+    let model = testing::model(32_768);
+    let run = |transient: bool| {
+        let mut search = MemoryFit::new("{}", &Default::default(), &model, &limits).unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let mut proposals = Vec::new();
+        while let Some(ctx) = search.propose() {
+            proposals.push(ctx);
+            let first_time = seen.insert(ctx);
+            let outcome = if transient && first_time && proposals.len() == 2 {
+                let mut o =
+                    testing::failed(testing::context_config(ctx), ozone_sdk::Failure::Timeout);
+                o.stage = ozone_sdk::Stage::Screen;
+                o
+            } else {
+                machine.screen(ctx)
+            };
+            search.observe(&outcome);
+        }
+        (search.best(), proposals)
+    };
+    let (quiet, _) = run(false);
+    let (busy, proposals) = run(true);
+    assert_eq!(busy, quiet, "{proposals:?}");
+    assert_eq!(proposals[1], proposals[2], "measured again: {proposals:?}");
+}

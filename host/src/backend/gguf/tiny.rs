@@ -2,7 +2,8 @@
 //!
 //! It loads in a stock llama-server, its KV cache and compute buffers grow with `-c`
 //! like a real model's, and prefill is cheap enough to fill 16k tokens in seconds on
-//! two cores. Its vocabulary is printable ASCII plus the SentencePiece space marker:
+//! two cores. Its vocabulary is printable ASCII, the newline and the SentencePiece space
+//! marker:
 //! no byte tokens, so whatever it generates is valid UTF-8 (random weights emitting a
 //! lone byte token make llama-server answer 500).
 
@@ -56,7 +57,9 @@ pub enum TinyModelError {
     },
 }
 
-/// The vocabulary: `<unk>`, `<s>`, `</s>`, the space marker, then `!`..`~`.
+/// The vocabulary: `<unk>`, `<s>`, `</s>`, the space marker, `!`..`~`, then the newline
+/// (the quality text has paragraphs: a character the vocabulary lacks has no byte token
+/// to fall back on, and llama-server's tokenizer answers 500).
 fn vocabulary() -> Vec<(String, i32)> {
     const NORMAL: i32 = 1;
     const UNKNOWN: i32 = 2;
@@ -69,6 +72,7 @@ fn vocabulary() -> Vec<(String, i32)> {
         ("\u{2581}".to_owned(), NORMAL),
     ];
     v.extend((b'!'..=b'~').map(|c| (char::from(c).to_string(), NORMAL)));
+    v.push(("\n".to_owned(), NORMAL));
     v
 }
 
