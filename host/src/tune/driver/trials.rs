@@ -40,7 +40,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         };
         let finish = |record: &mut TrialRecord| {
             finish(record);
-            if phase == Phase::Context {
+            if matches!(phase, Phase::Context | Phase::Offload) {
                 super::context::hold_to_context_limits(record, plan);
             }
         };
