@@ -212,6 +212,7 @@ mod tests {
                     threshold: Some(Metric::ProcessMemory),
                     peak_bytes: Some(51 << 20),
                     limit_bytes: Some(48 << 20),
+                    device: None,
                 }),
                 best_batch: Some(Bound::Cap { cap: 64 }),
                 max_concurrency: Some(Bound::NotRun {

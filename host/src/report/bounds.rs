@@ -274,6 +274,7 @@ mod tests {
             threshold: Some(crate::record::Metric::ProcessMemory),
             peak_bytes: Some(1702 * MIB),
             limit_bytes: Some(1536 * MIB),
+            device: None,
         };
         assert_eq!(
             describe(&budget),
