@@ -63,7 +63,7 @@ pub struct OpenFailure {
     pub never_started: bool,
     /// The GPU-memory budget crossed by the device buffers the server allocated at load
     /// (`OpenOptions::gpu_budget_bytes`), with the figure.
-    pub load_breach: Option<Breach>,
+    pub load_breach: Option<Box<Breach>>,
 }
 
 impl OpenFailure {
@@ -331,7 +331,7 @@ impl ServerOpener {
             server.kill().await;
             return Err(OpenFailure {
                 granted_ctx: server.granted_ctx(),
-                load_breach: Some(breach.clone()),
+                load_breach: Some(Box::new(breach.clone())),
                 ..OpenFailure::new(
                     failure(
                         FailureKind::ThresholdBreach(Metric::GpuMemoryBudget),
@@ -545,7 +545,7 @@ fn over_budget_at_load(server: &ManagedServer, budget: Option<u64>) -> Option<Br
         value: used,
         limit: limit as f64,
         at_ms: 0,
-        device: loaded_device(&server.log_lines()),
+        device: loaded_device(&server.log_lines()).map(Box::new),
     })
 }
 

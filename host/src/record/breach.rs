@@ -50,7 +50,7 @@ pub struct Breach {
     pub at_ms: u64,
     /// The GPU the server loaded on, as it saw it (a GPU-memory budget held at load).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<DeviceFree>,
+    pub device: Option<Box<DeviceFree>>,
 }
 
 /// A GPU device's memory as llama-server saw it when it loaded.

@@ -286,7 +286,7 @@ impl TrialRunner {
                 return Execution {
                     granted_ctx: f.granted_ctx,
                     never_started: f.never_started,
-                    load_breach: f.load_breach,
+                    load_breach: f.load_breach.map(|b| *b),
                     ..Execution::failed(f.failure, f.log_tail)
                 }
             }

@@ -283,7 +283,7 @@ fn failure_bound(t: &TrialRecord, at: u32, timeouts: &AdaptiveTimeouts) -> Bound
             device: t
                 .breach
                 .as_ref()
-                .and_then(|b| b.device.clone())
+                .and_then(|b| b.device.as_deref().cloned())
                 .or_else(|| breakdown_device(t)),
         },
         FailureKind::ThresholdBreach(metric) => Bound::Threshold {

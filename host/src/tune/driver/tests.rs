@@ -149,7 +149,7 @@ impl TrialExecutor for Machine {
                 "synthetic GPU budget",
             ),
         });
-        let breach = (!gpu_fits).then(|| crate::record::Breach {
+        let breach = (!gpu_fits).then_some(crate::record::Breach {
             metric: crate::record::Metric::GpuMemoryBudget,
             value: 2.0,
             limit: 1.0,
