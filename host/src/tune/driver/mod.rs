@@ -5,7 +5,9 @@
 //!
 //! The phases run in order, each in its own file, each a plugin driven through the
 //! [`Strategy`](crate::plugin::Strategy) trait: the context search (`context.rs`), batch
-//! scaling at the context found (`batch.rs`), the concurrency search at both
+//! scaling at the context found (`batch.rs`), the offload search where every layer on
+//! the GPU failed for GPU memory at a context the run wanted (`offload.rs`, which says
+//! when it runs: [`Driver::run_offloading`]), the concurrency search at both
 //! (`concurrency.rs`). What every trial of a search shares besides its context, batch
 //! and streams is its [`Variant`] (today the KV cache type): a loop over variants wraps
 //! the context and batch phases. Running one trial — reusing what the run measured
