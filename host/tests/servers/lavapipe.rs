@@ -232,7 +232,7 @@ async fn llama_cpps_fit_at_a_context_keeps_fewer_layers_on_lavapipe_as_the_conte
 /// layer count, one more failed), llama.cpp's fit at that context beside it, and the
 /// deploy files carry that `-ngl`. 4 blocks × 256 wide (`ozone demo-model --layers 4
 /// --embedding 256`), trained for 512 tokens: about 12.7 MiB on the device with every
-/// layer, 8 MiB allowed. About 30 s on an idle machine.
+/// layer, 8 MiB allowed. About 30 s on an idle machine (five trials).
 #[tokio::test]
 async fn a_tune_on_lavapipe_offloads_the_layers_that_fit_a_gpu_budget_beside_fits_choice() {
     let _serial = serial().await;
@@ -271,7 +271,9 @@ async fn a_tune_on_lavapipe_offloads_the_layers_that_fit_a_gpu_budget_beside_fit
             out.to_str().expect("utf-8"),
         ],
     )
-    .within(Duration::from_secs(240))
+    // About 30 s on an idle 2-core machine; a busy one (noise: decode spreads measured
+    // again, a noise floor) has taken over 4 minutes.
+    .within(Duration::from_secs(480))
     .run();
     let stdout = run.ok().to_owned();
     let summary_path = std::fs::read_dir(out.join("summaries"))
