@@ -203,6 +203,7 @@ fn trial(id: u32, phase: Phase, config: TrialConfig, outcome: Outcome) -> TrialR
                 value: (rss * MIB) as f64,
                 limit: (1536 * MIB) as f64,
                 at_ms: 8_300,
+                device: None,
             };
             record.failure = Some(TrialFailure {
                 kind: FailureKind::ThresholdBreach(Metric::ProcessMemory),

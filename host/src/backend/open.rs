@@ -10,14 +10,16 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::generation::failure;
-use super::llama_server::{exit_breakdown, LlamaServerSpec, ManagedServer};
+use super::llama_server::{
+    device_buffers_mib, exit_breakdown, loaded_device, LlamaServerSpec, ManagedServer,
+};
 use super::ollama::{OllamaClient, OllamaOptions};
 use super::openai::OpenAiClient;
 use super::prompt::{target_prompt_tokens, text_prompt, token_prompt, FILLER};
 use super::requester::Requester;
 use super::{BackendSpec, Generation, GenerationRequest, Prompt};
 use crate::guard::{guarded, Guarded};
-use crate::record::{Breach, FailureKind, MemoryBreakdown, TrialConfig, TrialFailure};
+use crate::record::{Breach, FailureKind, MemoryBreakdown, Metric, TrialConfig, TrialFailure};
 
 /// Tokens of the warm-up request.
 const WARMUP_PROMPT_TOKENS: usize = 32;
@@ -42,6 +44,11 @@ pub struct OpenOptions {
     pub warmup: bool,
     /// Timeout of the warm-up or calibration request.
     pub request_timeout: Duration,
+    /// `gpu_memory_budget_mb` in bytes: a llama-server whose own account of the device
+    /// buffers it allocated at load is over it is stopped before any request (the
+    /// budget then binds where nothing reads a process's GPU memory live, lavapipe say,
+    /// and costs no fill where something does).
+    pub gpu_budget_bytes: Option<u64>,
 }
 
 /// A server that could not be opened: why, the context it granted if it said, and the
@@ -54,6 +61,9 @@ pub struct OpenFailure {
     /// The server never came up at all: it exited before answering `/health`, never
     /// answered it, or could not be run (`failure` says which).
     pub never_started: bool,
+    /// The GPU-memory budget crossed by the device buffers the server allocated at load
+    /// (`OpenOptions::gpu_budget_bytes`), with the figure.
+    pub load_breach: Option<Box<Breach>>,
 }
 
 impl OpenFailure {
@@ -63,6 +73,7 @@ impl OpenFailure {
             granted_ctx: None,
             log_tail,
             never_started: false,
+            load_breach: None,
         }
     }
 }
@@ -315,6 +326,21 @@ impl ServerOpener {
                 });
             }
         };
+        if let Some(breach) = over_budget_at_load(&server, options.gpu_budget_bytes) {
+            let log_tail = server.log_tail();
+            server.kill().await;
+            return Err(OpenFailure {
+                granted_ctx: server.granted_ctx(),
+                load_breach: Some(Box::new(breach.clone())),
+                ..OpenFailure::new(
+                    failure(
+                        FailureKind::ThresholdBreach(Metric::GpuMemoryBudget),
+                        breach.to_string(),
+                    ),
+                    log_tail,
+                )
+            });
+        }
 
         let filler = match &self.filler_tokens {
             Some(f) => Arc::clone(f),
@@ -478,6 +504,7 @@ fn check_granted(server: &OpenServer, config: &TrialConfig) -> Result<(), OpenFa
             ),
             granted_ctx: Some(granted),
             log_tail: server.log_tail(),
+            load_breach: None,
         }),
         _ => Ok(()),
     }
@@ -508,6 +535,20 @@ fn warmup_failure(f: TrialFailure) -> TrialFailure {
 }
 
 /// Placeholder replaced by the breach itself when the record is built.
+/// The GPU-memory budget crossed by the device buffers `server` says it allocated as it
+/// loaded (`llama_server::device_buffers_mib`), if it was.
+fn over_budget_at_load(server: &ManagedServer, budget: Option<u64>) -> Option<Breach> {
+    let limit = budget?;
+    let used = device_buffers_mib(&server.log_lines())? * 1024.0 * 1024.0;
+    (used > limit as f64).then(|| Breach {
+        metric: Metric::GpuMemoryBudget,
+        value: used,
+        limit: limit as f64,
+        at_ms: 0,
+        device: loaded_device(&server.log_lines()).map(Box::new),
+    })
+}
+
 fn interrupted_by_breach() -> TrialFailure {
     failure(FailureKind::ServerError, "stopped by a threshold breach")
 }

@@ -79,6 +79,10 @@ pub struct StrategyFlags {
     /// (built in) or a component FILE.wasm.
     #[arg(long, value_name = "NAME|FILE")]
     pub variant_strategy: Option<String>,
+    /// Offload plugin, at a context where every layer on the GPU does not fit in GPU
+    /// memory: `offload-bisect` (built in) or a component FILE.wasm.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub offload_strategy: Option<String>,
     /// KV cache types to measure, each with its own context search (ozone.kv_cache_types):
     /// `f16`, `q8_0`, `q4_0`, or K/V such as `q8_0/q4_0`, e.g. `f16,q8_0,q4_0`. The
     /// summary shows one row per type (its context, speed, memory and quality cost); a
@@ -110,7 +114,7 @@ struct Override {
 }
 
 /// Every flag that sets a configuration key, with its key: the one table.
-fn overrides(config: &ConfigFlags, strategies: &StrategyFlags) -> [Override; 13] {
+fn overrides(config: &ConfigFlags, strategies: &StrategyFlags) -> [Override; 14] {
     let set = |key, flag, value: Option<Value>| Override { key, flag, value };
     let headroom = config.memory_headroom_mb;
     [
@@ -166,6 +170,11 @@ fn overrides(config: &ConfigFlags, strategies: &StrategyFlags) -> [Override; 13]
             strategies.variant_strategy.clone().map(Into::into),
         ),
         set(
+            "ozone.offload_strategy",
+            "--offload-strategy",
+            strategies.offload_strategy.clone().map(Into::into),
+        ),
+        set(
             "ozone.kv_cache_types",
             "--kv-cache-types",
             strategies.kv_cache_types.as_ref().map(|types| {
@@ -216,6 +225,7 @@ fn check_plugin_files(loaded: &LoadedConfig) -> Result<(), CliError> {
         ("ozone.batch_strategy", &oz.batch_strategy),
         ("ozone.concurrency_strategy", &oz.concurrency_strategy),
         ("ozone.variant_strategy", &oz.variant_strategy),
+        ("ozone.offload_strategy", &oz.offload_strategy),
     ] {
         let Ok(PluginRef::File(path)) = PluginRef::from_str(strategy) else {
             continue;

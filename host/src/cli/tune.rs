@@ -438,6 +438,9 @@ fn print_result(result: &TuneResult) {
             .collect();
         println!("  levels           {} ({objective})", levels.join(" "));
     }
+    if let Some(offload) = &s.offload {
+        println!("  offload          {}", offload.line());
+    }
     if let Some(note) = report::time_bound_note(s) {
         println!("note: {note}");
     }

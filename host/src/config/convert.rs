@@ -89,6 +89,11 @@ impl Config {
         self.plugin_settings_json(&plugin_name(&self.ozone.variant_strategy), json!({}))
     }
 
+    /// Settings JSON for the offload plugin: `ozone.plugin_settings.<offload plugin name>`.
+    pub fn offload_plugin_settings_json(&self) -> String {
+        self.plugin_settings_json(&plugin_name(&self.ozone.offload_strategy), json!({}))
+    }
+
     /// `base` with `ozone.plugin_settings.<name>` merged over it (top-level keys replace).
     pub fn plugin_settings_json(&self, name: &str, base: Value) -> String {
         let mut merged = match base {

@@ -110,6 +110,7 @@ impl LoadedConfig {
         let batch = plugin_name(&oz.batch_strategy);
         let concurrency = plugin_name(&oz.concurrency_strategy);
         let variant = plugin_name(&oz.variant_strategy);
+        let offload = plugin_name(&oz.offload_strategy);
         let file = self
             .source
             .as_deref()
@@ -117,7 +118,9 @@ impl LoadedConfig {
         let unread = self
             .plugin_sections
             .iter()
-            .filter(|(name, _)| ![&context, &batch, &concurrency, &variant].contains(name))
+            .filter(|(name, _)| {
+                ![&context, &batch, &concurrency, &variant, &offload].contains(name)
+            })
             .map(|(name, at)| {
                 format!(
                     "{file}:{}:{}: `ozone.plugin_settings.{name}` ignored: no configured plugin \

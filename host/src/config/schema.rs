@@ -441,6 +441,10 @@ pub struct OzoneSettings {
     /// Variant plugin: which of `kv_cache_types` to measure, in which order, and when to
     /// stop: a built-in name (`variant-frontier`) or a path to a `.wasm` component.
     pub variant_strategy: String,
+    /// Offload plugin: at a context where every layer on the GPU does not fit in GPU
+    /// memory, how many layers (and which MoE experts) stay on the GPU: a built-in name
+    /// (`offload-bisect`) or a path to a `.wasm` component.
+    pub offload_strategy: String,
     /// The KV cache types to measure, each its own context search (`f16`, `q8_0`,
     /// `q4_0`, or K/V such as `q8_0/q4_0`); empty: only `--kv-cache-type`'s.
     pub kv_cache_types: Vec<crate::record::CachePair>,
@@ -492,6 +496,7 @@ impl Default for OzoneSettings {
             batch_strategy: "batch-scaler".into(),
             concurrency_strategy: "concurrency-ladder".into(),
             variant_strategy: "variant-frontier".into(),
+            offload_strategy: "offload-bisect".into(),
             kv_cache_types: Vec::new(),
             max_kld: crate::trial::quality::DEFAULT_MAX_KLD,
             slo: Slo::default(),

@@ -562,3 +562,32 @@ fn a_file_over_a_mebibyte_is_not_read_whole() {
         "{err}"
     );
 }
+
+#[test]
+fn the_offload_strategy_and_its_settings_are_read_and_handed_on() {
+    assert_eq!(Config::default().ozone.offload_strategy, "offload-bisect");
+    let text = "\
+ozone:
+  offload_strategy: ./plugins/my-offload.wasm
+  plugin_settings:
+    my-offload:
+      max_trials: 4
+";
+    let loaded = parse_text(text).unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.ozone.offload_strategy, "./plugins/my-offload.wasm");
+    let settings: serde_json::Value =
+        serde_json::from_str(&c.offload_plugin_settings_json()).unwrap();
+    assert_eq!(settings, serde_json::json!({"max_trials": 4}));
+    // Its section is read: no warning that it is for no plugin of the run.
+    assert!(
+        !loaded.warnings.iter().any(|w| w.contains("my-offload")),
+        "{:?}",
+        loaded.warnings
+    );
+    let empty = parse_text("ozone:\n  offload_strategy: \"\"\n").unwrap_err();
+    assert!(
+        empty.to_string().contains("ozone.offload_strategy"),
+        "{empty}"
+    );
+}

@@ -203,6 +203,7 @@ pub fn check(config: &Config) -> Vec<Problem> {
         ("ozone.batch_strategy", &oz.batch_strategy),
         ("ozone.concurrency_strategy", &oz.concurrency_strategy),
         ("ozone.variant_strategy", &oz.variant_strategy),
+        ("ozone.offload_strategy", &oz.offload_strategy),
     ] {
         p.require(!name.trim().is_empty(), &[key], "must not be empty".into());
     }

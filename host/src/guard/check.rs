@@ -100,6 +100,7 @@ impl Guard {
             value,
             limit,
             at_ms: p.t_ms,
+            device: None,
         };
         // The CPU run is tracked before any early return so the grace clock stays right.
         let cpu_breach = self.track_cpu(p);

@@ -16,7 +16,7 @@ mod interrupt;
 mod kill;
 mod sampler;
 
-pub use budget::gpu_budget_problem;
+pub use budget::{gpu_budget_problem, live_reading_note};
 pub use check::{first_breach, memory_limit_bytes, Capacity, Guard};
 pub use error::SamplerError;
 pub use interrupt::{guarded, Guarded};

@@ -224,6 +224,7 @@ impl Profile {
                 | LogEvent::Note { .. }
                 | LogEvent::PhaseFinished { .. }
                 | LogEvent::Variant { .. }
+                | LogEvent::Offload { .. }
                 | LogEvent::FitBaseline { .. } => {}
             }
         }

@@ -48,6 +48,31 @@ pub struct Breach {
     pub limit: f64,
     /// Milliseconds since the sampler started.
     pub at_ms: u64,
+    /// The GPU the server loaded on, as it saw it (a GPU-memory budget held at load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Box<DeviceFree>>,
+}
+
+/// A GPU device's memory as llama-server saw it when it loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceFree {
+    /// `CUDA0`, `Vulkan0`, …
+    pub name: String,
+    pub free_mib: u64,
+    pub total_mib: Option<u64>,
+}
+
+impl std::fmt::Display for DeviceFree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.total_mib {
+            Some(total) => write!(
+                f,
+                "{}: {} MiB free of {total} MiB",
+                self.name, self.free_mib
+            ),
+            None => write!(f, "{}: {} MiB free", self.name, self.free_mib),
+        }
+    }
 }
 
 impl std::fmt::Display for Breach {

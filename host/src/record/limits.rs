@@ -49,6 +49,9 @@ pub enum Bound {
         threshold: Option<Metric>,
         peak_bytes: Option<u64>,
         limit_bytes: Option<u64>,
+        /// The GPU's memory as the server saw it at load, for a GPU-memory bound.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device: Option<super::DeviceFree>,
     },
     /// Requests at the next value ran past their timeout: the machine is too slow to fill
     /// it, not out of memory.
@@ -209,6 +212,7 @@ mod tests {
                     threshold: Some(Metric::ProcessMemory),
                     peak_bytes: Some(51 << 20),
                     limit_bytes: Some(48 << 20),
+                    device: None,
                 }),
                 best_batch: Some(Bound::Cap { cap: 64 }),
                 max_concurrency: Some(Bound::NotRun {

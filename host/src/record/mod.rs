@@ -11,17 +11,19 @@ mod concurrency;
 mod device_memory;
 mod fit;
 mod limits;
+mod offload;
 mod series;
 mod stats;
 mod verdict;
 
 use serde::{Deserialize, Serialize};
 
-pub use breach::{Breach, Metric};
+pub use breach::{Breach, DeviceFree, Metric};
 pub use concurrency::{latency_of, ConcurrencyFigures, Latency, SloMiss, SloVerdict};
 pub use device_memory::{DeviceMemory, HostMemory, MemoryBreakdown, ServerGpuSource};
 pub use fit::{FitBaseline, FitOffload, FitOffloadSource, FitSource};
 pub use limits::{Bound, LimitBounds, Limits};
+pub use offload::{placement, OffloadOutcome, OffloadStep};
 pub use series::{Peaks, SamplePoint, SampleSeries};
 pub use stats::{median, nearest_rank, Spread, Stats, MAD_TO_SIGMA, OUTLIER_Z};
 pub use verdict::{NoiseFloor, Reason, SpreadCheck, Verdict};
@@ -161,6 +163,9 @@ impl std::fmt::Display for TrialConfig {
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     Context,
+    /// At a context where every layer on the GPU did not fit in GPU memory: the offload
+    /// search (`-ngl`, `--n-cpu-moe`).
+    Offload,
     Batch,
     Concurrency,
 }

@@ -2,6 +2,24 @@
 
 use crate::record::{Bound, Reason, SpreadCheck};
 
+/// `GPU memory` where a GPU's memory bound it, else `memory`.
+fn memory_word(
+    metric: Option<crate::record::Metric>,
+    device: Option<&crate::record::DeviceFree>,
+) -> &'static str {
+    use crate::record::Metric;
+    match metric {
+        Some(Metric::Vram | Metric::GpuMemoryBudget) => "GPU memory",
+        None if device.is_some() => "GPU memory",
+        _ => "memory",
+    }
+}
+
+/// ` (Vulkan0: 2048 MiB free of 2048 MiB at load)`, where the device is known.
+fn device_words(device: Option<&crate::record::DeviceFree>) -> String {
+    device.map_or(String::new(), |d| format!(" ({d} at load)"))
+}
+
 /// One plain sentence: what stopped a limit, with its evidence.
 pub fn describe(bound: &Bound) -> String {
     const MIB: f64 = 1048576.0;
@@ -12,22 +30,28 @@ pub fn describe(bound: &Bound) -> String {
             threshold: Some(metric),
             peak_bytes,
             limit_bytes,
+            device,
             ..
         } => format!(
-            "memory: at {at} the {metric} threshold was crossed ({} against a limit of {})",
+            "{}: at {at} the {metric} threshold was crossed ({} against a limit of {}){}",
+            memory_word(Some(*metric), device.as_ref()),
             mib(*peak_bytes).unwrap_or_else(|| "peak unknown".into()),
-            mib(*limit_bytes).unwrap_or_else(|| "unknown".into())
+            mib(*limit_bytes).unwrap_or_else(|| "unknown".into()),
+            device_words(device.as_ref())
         ),
         Bound::Memory {
             at,
             threshold: None,
             peak_bytes,
+            device,
             ..
         } => format!(
-            "memory: at {at} the server ran out of memory{}",
+            "{}: at {at} the server ran out of memory{}{}",
+            memory_word(None, device.as_ref()),
             mib(*peak_bytes)
                 .map(|p| format!(" (peak {p})"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            device_words(device.as_ref())
         ),
         Bound::Time { at, message, .. } => format!(
             "time: at {at} {message} — the machine is too slow to fill it, not out of memory"
@@ -250,6 +274,7 @@ mod tests {
             threshold: Some(crate::record::Metric::ProcessMemory),
             peak_bytes: Some(1702 * MIB),
             limit_bytes: Some(1536 * MIB),
+            device: None,
         };
         assert_eq!(
             describe(&budget),

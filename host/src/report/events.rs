@@ -96,6 +96,11 @@ pub enum LogEvent {
     Variant {
         outcome: crate::record::VariantOutcome,
     },
+    /// The offload phase ended: at the context it searched, the offload that fits, its
+    /// speed, the step with more on the GPU that failed, and llama.cpp's fit there.
+    Offload {
+        outcome: crate::record::OffloadOutcome,
+    },
     /// A phase ended: the limits found so far, each with what bound it. A run cut short
     /// reports these.
     PhaseFinished { phase: Phase, limits: Limits },

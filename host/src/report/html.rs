@@ -34,6 +34,7 @@ pub fn render_summary_html(s: &RunSummary) -> String {
     presets_section(&mut h, s);
     frontier_section(&mut h, s);
     limits_section(&mut h, s);
+    offload_section(&mut h, s);
     concurrency_section(&mut h, s);
     h.push_str("<h2>Charts</h2>\n<div class=\"charts\">\n");
     for chart in charts(s) {
@@ -75,6 +76,60 @@ fn frontier_section(h: &mut String, s: &RunSummary) {
         h.push_str("</tr>\n");
     }
     h.push_str("</table>\n");
+}
+
+/// Per context measured, the offload that fits and its speed, beside llama.cpp's fit.
+fn offload_section(h: &mut String, s: &RunSummary) {
+    let Some(offload) = &s.offload else {
+        return;
+    };
+    let search = &offload.search;
+    let _ = writeln!(
+        h,
+        "<h2>GPU offload</h2>\n<p>{}: the layers that stay on the GPU searched by {} in {} \
+         trial(s), verified. {}.</p>\n<table><tr><th>context</th><th>on the GPU</th>\
+         <th>decode tok/s</th><th>prefill tok/s</th><th>trial</th></tr>",
+        escape(&search.why),
+        escape(&search.plugin),
+        search.trials,
+        escape(&search.fit_words())
+    );
+    let tps = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
+    for row in &offload.contexts {
+        let placement = crate::record::placement(
+            ozone_sdk::Offload {
+                gpu_layers: row.gpu_layers,
+                cpu_moe_layers: row.cpu_moe_layers,
+            },
+            row.layers,
+        );
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            row.ctx,
+            escape(&placement),
+            tps(row.decode_tps),
+            tps(row.prefill_tps),
+            row.trial_id
+        );
+    }
+    if search.offload.is_none() {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>no offload fits</td><td>–</td><td>–</td><td>–</td></tr>",
+            search.ctx
+        );
+    }
+    h.push_str("</table>\n");
+    if let Some(next) = &search.next_failed {
+        let _ = writeln!(
+            h,
+            "<p>One step more on the GPU, {} (trial {}): {}</p>",
+            escape(&next.offload.to_string()),
+            next.trial_id,
+            escape(&next.message)
+        );
+    }
 }
 
 fn header(h: &mut String, s: &RunSummary) {

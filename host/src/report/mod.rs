@@ -15,6 +15,7 @@ mod files;
 mod frontier;
 mod html;
 mod log;
+mod offload;
 mod summary;
 mod svg;
 mod text;
@@ -37,6 +38,7 @@ pub use frontier::{
 };
 pub use html::{render_html, render_summary_html, time_bound_note, STYLE};
 pub use log::{log_path, read_log, read_log_detailed, LogContents, RunLog};
+pub use offload::{row_words, OffloadRow, OffloadSummary};
 pub use summary::{PhaseTiming, RunSummary, Timings, TrialInProgress};
 pub use svg::{Chart, Mark, Point, Series};
 pub use text::presets_table;

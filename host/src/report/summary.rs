@@ -41,18 +41,23 @@ impl Timings {
         started_at: DateTime<Utc>,
         finished_at: Option<DateTime<Utc>>,
     ) -> Self {
-        let phases = [Phase::Context, Phase::Batch, Phase::Concurrency]
-            .into_iter()
-            .filter_map(|phase| {
-                let of: Vec<&TrialRecord> = trials.iter().filter(|t| t.phase == phase).collect();
-                (!of.is_empty()).then(|| PhaseTiming {
-                    phase,
-                    trials: of.len() as u32,
-                    stable: of.iter().filter(|t| t.verdict == Verdict::Stable).count() as u32,
-                    total_ms: of.iter().map(|t| t.duration_ms).sum(),
-                })
+        let phases = [
+            Phase::Context,
+            Phase::Offload,
+            Phase::Batch,
+            Phase::Concurrency,
+        ]
+        .into_iter()
+        .filter_map(|phase| {
+            let of: Vec<&TrialRecord> = trials.iter().filter(|t| t.phase == phase).collect();
+            (!of.is_empty()).then(|| PhaseTiming {
+                phase,
+                trials: of.len() as u32,
+                stable: of.iter().filter(|t| t.verdict == Verdict::Stable).count() as u32,
+                total_ms: of.iter().map(|t| t.duration_ms).sum(),
             })
-            .collect();
+        })
+        .collect();
         Self {
             wall_ms: finished_at
                 .and_then(|f| u64::try_from((f - started_at).num_milliseconds()).ok()),
@@ -87,6 +92,10 @@ pub struct RunSummary {
     /// a run of one f16 variant.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub frontier: Vec<super::FrontierRow>,
+    /// Where every layer on the GPU did not fit: per context, the offload that fits and
+    /// its speed, beside llama.cpp's fit (the offload phase).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offload: Option<super::OffloadSummary>,
     /// The `serving` preset: the concurrency the run settled on, with its slots.
     #[serde(default)]
     pub serving: Option<Preset>,
@@ -152,6 +161,7 @@ impl RunSummary {
             fit_baseline: None,
             presets,
             frontier: Vec::new(),
+            offload: None,
             concurrency,
             trials,
             in_progress: None,
@@ -244,8 +254,10 @@ impl RunSummary {
                 }
             }
         };
+        let offload = super::OffloadSummary::of_events(events, &summary.trials);
         Ok(Self {
             fit_baseline,
+            offload,
             ..summary
         }
         .with_frontier(&super::outcomes_in(events)))

@@ -14,10 +14,10 @@ use crate::backend::llama_server::{fit_baseline, FitRequest, DEFAULT_FIT_MARGIN_
 use crate::backend::{BackendError, BackendSpec};
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{PluginError, PluginHost, VariantSearch};
-use crate::record::{FitBaseline, Limits, TrialRecord, VariantOutcome};
+use crate::record::{FitBaseline, Limits, OffloadOutcome, TrialRecord, VariantOutcome};
 use crate::report::{
-    write_run_outputs, LogEvent, OutputPaths, ReportError, RunFinished, RunLog, RunStatus,
-    RunSummary,
+    write_run_outputs, LogEvent, OffloadSummary, OutputPaths, ReportError, RunFinished, RunLog,
+    RunStatus, RunSummary,
 };
 use crate::tune::driver::{
     trial_config, ContractBreach, Driver, Frontier, Plugins, TrialBook, TuneError, TuneObserver,
@@ -27,11 +27,13 @@ use crate::tune::warm_start::{Key, Learned, WarmStartStore};
 use crate::tune::RunSetup;
 
 use observer::LogObserver;
+use offload::SetupOffload;
 use progress::PhaseProgress;
 use variants::{ServerQuality, SetupPlugins};
 
 mod footprint;
 mod observer;
+mod offload;
 mod prepare;
 mod progress;
 mod resume;
@@ -213,9 +215,11 @@ pub async fn tune(
         message,
     };
     let (finished, outcome) = match measured {
-        Ok((limits, trials, fit, rows)) => {
+        Ok((limits, trials, fit, rows, offload)) => {
+            let offload = offload.map(|o| OffloadSummary::new(&o, &trials));
             let summary = RunSummary {
                 fit_baseline: fit,
+                offload,
                 ..RunSummary::new(
                     &run.setup,
                     trials,
@@ -377,6 +381,7 @@ type Measured = (
     Vec<TrialRecord>,
     Option<FitBaseline>,
     Vec<VariantOutcome>,
+    Option<OffloadOutcome>,
 );
 
 /// The fit baseline (unless the log has it) and the driver's search: the limits, every
@@ -447,19 +452,27 @@ async fn measure(
             driver
                 .run_frontier(&plan, &mut run.plugins.concurrency, &mut frontier)
                 .await
-                .map(|f| (f.limits, f.rows))
+                .map(|f| (f.limits, f.rows, None))
         }
-        _ => driver
-            .run(&plan, &mut run.plugins)
-            .await
-            .map(|limits| (limits, Vec::new())),
+        (_, spec) => {
+            let mut offload = SetupOffload {
+                host: run.host.clone(),
+                setup,
+                spec,
+                health_timeout,
+            };
+            driver
+                .run_offloading(&plan, &mut run.plugins, &mut offload)
+                .await
+                .map(|(limits, offload)| (limits, Vec::new(), offload))
+        }
     };
     driver.observer.finished();
     let trials = driver.book.records().to_vec();
     drop(driver);
     let log = run.log.path().to_path_buf();
     outcome
-        .map(|(limits, rows)| (limits, trials, fit, rows))
+        .map(|(limits, rows, offload)| (limits, trials, fit, rows, offload))
         .map_err(|e| TuneFailure::of_driver(e, &log))
 }
 

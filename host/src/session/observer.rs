@@ -97,6 +97,13 @@ impl TuneObserver for LogObserver<'_> {
         });
     }
 
+    fn offload_finished(&mut self, outcome: &crate::record::OffloadOutcome) {
+        self.progress.note(&format!("offload: {}", outcome.line()));
+        self.append_or_warn(&LogEvent::Offload {
+            outcome: outcome.clone(),
+        });
+    }
+
     fn phase_finished(&mut self, phase: Phase, limits: &Limits) {
         self.append_or_warn(&LogEvent::PhaseFinished {
             phase,

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::{BackendKind, BackendSpec, ModelMetadata};
 use crate::config::Config;
-use crate::guard::{gpu_budget_problem, SamplerOptions};
+use crate::guard::{gpu_budget_problem, live_reading_note, SamplerOptions};
 use crate::hardware::process_gpu::availability;
 use crate::hardware::{probe, HardwareSnapshot, ProbeOptions};
 use crate::tune::setup::{backend_spec, plan, set_aside_cpu_threshold, thresholds};
@@ -73,6 +73,9 @@ pub async fn prepare(
     let spec = request.backend_spec();
     // Before the model is read (hashing a large model takes a while).
     check_gpu_budget(&request.config, &spec, &snapshot)?;
+    if request.config.ozone.gpu_memory_budget_mb.is_some() {
+        notes.extend(budget_reading_note());
+    }
     let model = model_metadata(&spec, cancel).await?;
     let mut params = request.parameters.clone();
     if !request.fresh {
@@ -144,8 +147,8 @@ pub(super) fn check_gpu_budget(
 }
 
 /// Why the configured GPU-memory budget cannot be enforced here, if it cannot: it needs
-/// a server Ozone starts (its pids) and a per-process GPU reading on this machine, and
-/// must be below the GPU's total (`guard::gpu_budget_problem`).
+/// a server Ozone starts (its pids, its log), and must be below the GPU's total
+/// (`guard::gpu_budget_problem`).
 pub fn gpu_budget_refusal(
     config: &Config,
     spec: &BackendSpec,
@@ -159,13 +162,18 @@ pub fn gpu_budget_refusal(
             spec.kind()
         ));
     }
+    gpu_budget_problem(budget_mb, snapshot.gpu_memory_total_bytes())
+}
+
+/// How the budget is held where no per-process GPU reading exists here (`None`: NVML or
+/// amdgpu reads it live).
+fn budget_reading_note() -> Option<String> {
     let defaults = SamplerOptions::default();
-    let reading = availability(
+    live_reading_note(&availability(
         &defaults.process_gpu,
         &defaults.sysfs_root,
         &defaults.proc_root,
-    );
-    gpu_budget_problem(budget_mb, snapshot.gpu_memory_total_bytes(), &reading)
+    ))
 }
 
 /// The hint of `--warm-start-from` (asked for explicitly, so the config's

@@ -126,6 +126,7 @@ impl PhaseProgress {
 fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Context => "context",
+        Phase::Offload => "offload",
         Phase::Batch => "batch",
         Phase::Concurrency => "concurrency",
     }

@@ -62,6 +62,8 @@ struct Execution {
     looped: Option<LoopShape>,
     /// llama.cpp's memory per device, printed by the server as it stopped.
     memory_breakdown: Option<MemoryBreakdown>,
+    /// The GPU-memory budget crossed by the device buffers the server allocated at load.
+    load_breach: Option<Breach>,
 }
 
 impl Execution {
@@ -76,6 +78,7 @@ impl Execution {
             never_started: false,
             looped: None,
             memory_breakdown: None,
+            load_breach: None,
         }
     }
 }
@@ -144,7 +147,7 @@ impl TrialRunner {
                         on_sample,
                     )
                     .await;
-                let breach = breaches.borrow().clone();
+                let breach = breaches.borrow().clone().or(execution.load_breach.clone());
                 let series = tokio::task::spawn_blocking(move || sampler.stop())
                     .await
                     .unwrap_or_default();
@@ -236,6 +239,13 @@ impl TrialRunner {
         // Beside the live readings; where none read the server's GPU memory, the
         // breakdown's device figure stands for it.
         record.attach_memory_breakdown(execution.memory_breakdown);
+        // Stopped at load for its device buffers (a killed server prints no breakdown):
+        // llama.cpp's account at load is the figure.
+        if let (Some(b), None) = (&record.breach, record.peaks.server_gpu_mem_bytes) {
+            if b.metric == crate::record::Metric::GpuMemoryBudget {
+                record.peaks.server_gpu_mem_bytes = Some(b.value as u64);
+            }
+        }
         TrialRun {
             record,
             series,
@@ -258,6 +268,12 @@ impl TrialRunner {
             n_predict: self.settings.n_predict,
             warmup: self.settings.warmup,
             request_timeout: self.settings.timeouts.for_config(config.ctx, config.batch),
+            gpu_budget_bytes: self
+                .sampler
+                .thresholds
+                .as_ref()
+                .and_then(|t| t.gpu_memory_budget_mb)
+                .map(|mb| mb.saturating_mul(1024 * 1024)),
         };
         let watch = |pid: u32| sampler.watch_pid(Some(pid));
         let opened = self
@@ -270,6 +286,7 @@ impl TrialRunner {
                 return Execution {
                     granted_ctx: f.granted_ctx,
                     never_started: f.never_started,
+                    load_breach: f.load_breach.map(|b| *b),
                     ..Execution::failed(f.failure, f.log_tail)
                 }
             }
@@ -334,6 +351,7 @@ async fn close(mut server: OpenServer, sampled: Sampled) -> Execution {
         log_tail,
         never_started: false,
         looped: None,
+        load_breach: None,
     }
 }
 

@@ -19,8 +19,8 @@ use crate::config::Config;
 use crate::guard::{SamplerOptions, Thresholds};
 use crate::hardware::HardwareSnapshot;
 use crate::plugin::{
-    self, BatchScaler, ContextBounds, ContextSearch, PluginError, PluginHost, PluginRef,
-    VariantSearch, VariantSpace,
+    self, BatchScaler, ContextBounds, ContextSearch, OffloadBounds, OffloadSearch, PluginError,
+    PluginHost, PluginRef, VariantSearch, VariantSpace,
 };
 use crate::record::{FlashAttn, KvCacheType, TrialConfig, Variant};
 use crate::trial::TrialRunner;
@@ -413,6 +413,47 @@ pub fn measures_variants(setup: &RunSetup) -> bool {
     let space = variant_space(&setup.config, &setup.params());
     setup.backend == BackendKind::LlamaServer
         && (space.candidates.len() > 1 || space.initial.is_quantized())
+}
+
+/// The layers a run's offload search moves (blocks plus the output layer) and the layers
+/// with MoE experts: a llama-server run whose `-ngl` Ozone chooses (not set by the user)
+/// on a model whose block count is known; `None` otherwise (no offload phase).
+pub fn offload_layers(setup: &RunSetup) -> Option<(u32, u32)> {
+    let params = setup.params();
+    if setup.backend != BackendKind::LlamaServer || params.gpu_layers != ALL_LAYERS {
+        return None;
+    }
+    let blocks = setup.model.block_count?;
+    let experts = setup.model.experts.map_or(0, |e| e.layers.min(blocks));
+    Some((blocks + 1, experts))
+}
+
+/// The offload plugin of a run, its proposals held to `bounds`.
+pub fn load_offload_search(
+    plugins: &PluginHost,
+    setup: &RunSetup,
+    bounds: &OffloadBounds,
+) -> Result<OffloadSearch, PluginError> {
+    let config = &setup.config;
+    let params = setup.params();
+    let trained = setup
+        .model
+        .trained_context
+        .unwrap_or(UNKNOWN_TRAINED_CONTEXT);
+    let facts = plugin::model_facts(
+        &setup.model,
+        context_bounds(config, trained),
+        params.hint,
+        &params.variant(),
+    );
+    let hardware = plugin::hardware_facts(&setup.hardware, &setup.thresholds());
+    plugins.load_offload(
+        &PluginRef::from_str(&config.ozone.offload_strategy)?,
+        &config.offload_plugin_settings_json(),
+        &hardware,
+        &facts,
+        bounds,
+    )
 }
 
 /// The variant plugin of a run.

@@ -225,3 +225,122 @@ async fn llama_cpps_fit_at_a_context_keeps_fewer_layers_on_lavapipe_as_the_conte
     );
     assert_no_servers_left_for(&model);
 }
+
+/// `ozone tune` on lavapipe under a GPU-memory budget the model does not fit with every
+/// layer on the device: the offload phase finds, by screens and one verification, the
+/// most layers that fit at the context the run wanted (a verified `-ngl` below the
+/// layer count, one more failed), llama.cpp's fit at that context beside it, and the
+/// deploy files carry that `-ngl`. 4 blocks × 256 wide (`ozone demo-model --layers 4
+/// --embedding 256`), trained for 512 tokens: about 12.7 MiB on the device with every
+/// layer, 8 MiB allowed. About 30 s on an idle machine (five trials).
+#[tokio::test]
+async fn a_tune_on_lavapipe_offloads_the_layers_that_fit_a_gpu_budget_beside_fits_choice() {
+    let _serial = serial().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let model = dir.path().join("offload.gguf");
+    write_tiny_model(
+        &model,
+        &TinyModelSpec {
+            embedding_length: 256,
+            feed_forward_length: 512,
+            block_count: 4,
+            trained_context: 512,
+            ..TinyModelSpec::default()
+        },
+    )
+    .expect("write the model");
+    let server = crate::common::lavapipe::lavapipe_llama_server();
+    let out = dir.path().join("out");
+    let run = crate::common::cli::ozone(
+        dir.path(),
+        &[
+            "tune",
+            model.to_str().expect("utf-8"),
+            "--llama-server",
+            server.to_str().expect("utf-8"),
+            "--gpu-memory-budget-mb",
+            "8",
+            "--min-context",
+            "256",
+            "--samples",
+            "2",
+            "--threads",
+            "2",
+            "--skip-concurrency",
+            "-o",
+            out.to_str().expect("utf-8"),
+        ],
+    )
+    // About 30 s on an idle 2-core machine; a busy one (noise: decode spreads measured
+    // again, a noise floor) has taken over 4 minutes.
+    .within(Duration::from_secs(480))
+    .run();
+    let stdout = run.ok().to_owned();
+    let summary_path = std::fs::read_dir(out.join("summaries"))
+        .expect("summaries")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+        .expect("a summary");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary_path).expect("read")).expect("json");
+    let search = &summary["offload"]["search"];
+    assert_eq!(search["ctx"], 512, "{search:#}\n{stdout}\n{}", run.stderr);
+    assert_eq!(search["layers"], 5, "4 blocks and the output layer");
+    let ngl = search["offload"]["gpu_layers"]
+        .as_u64()
+        .expect("an offload fits");
+    assert!(ngl > 0 && ngl < 5, "{search:#}");
+    // Verified: the trial behind it is a stable verification at that -ngl.
+    let trials = summary["trials"].as_array().expect("trials");
+    let verified = trials
+        .iter()
+        .find(|t| t["id"] == search["trial_id"])
+        .expect("its verification");
+    assert_eq!(verified["stage"], "verify");
+    assert_eq!(verified["verdict"], "stable");
+    assert_eq!(verified["config"]["gpu_layers"], ngl);
+    // One more layer on the device failed for the budget, as llama.cpp's own account of
+    // its device buffers at load says.
+    let next = &search["next_failed"];
+    assert_eq!(next["offload"]["gpu_layers"], ngl + 1, "{search:#}");
+    let failed = trials
+        .iter()
+        .find(|t| t["id"] == next["trial_id"])
+        .expect("the failed step");
+    assert_eq!(failed["breach"]["metric"], "gpu-memory-budget");
+    assert_eq!(failed["breach"]["device"]["name"], "Vulkan0");
+    // llama.cpp's fit at the same context, aiming at the same budget (margin = free −
+    // budget), was the first proposal and is shown beside the answer.
+    let fit = &search["fit"];
+    assert_eq!(fit["status"], "chosen", "{fit:#}");
+    assert_eq!(fit["margin_mib"], 2048 - 8);
+    let first = trials
+        .iter()
+        .find(|t| t["phase"] == "offload")
+        .expect("an offload trial");
+    assert_eq!(
+        first["config"]["gpu_layers"], fit["offload"]["gpu_layers"],
+        "fit's choice is the first proposal"
+    );
+    assert!(stdout.contains("offload          512: "), "{stdout}");
+    assert!(stdout.contains("llama.cpp's fit: "), "{stdout}");
+    assert!(stdout.contains("bound by GPU memory"), "{stdout}");
+    // The deploy files carry the -ngl (and the Modelfile num_gpu).
+    let deploy = out.join("deploy");
+    let script = std::fs::read_to_string(deploy.join("offload.llama-server.sh")).expect("script");
+    assert!(script.contains(&format!("-ngl {ngl} ")), "{script}");
+    let modelfile = std::fs::read_to_string(deploy.join("offload.Modelfile")).expect("Modelfile");
+    assert!(
+        modelfile.contains(&format!("PARAMETER num_gpu {ngl}")),
+        "{modelfile}"
+    );
+    let html = std::fs::read_dir(out.join("report"))
+        .expect("report")
+        .filter_map(Result::ok)
+        .map(|e| std::fs::read_to_string(e.path()).expect("read"))
+        .next()
+        .expect("a report");
+    assert!(html.contains("<h2>GPU offload</h2>"), "no offload section");
+    assert_no_servers_left_for(&model);
+}

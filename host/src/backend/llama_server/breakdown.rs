@@ -18,7 +18,7 @@
 //! loads — projections, not what the server took. [`exit_breakdown`] is the one printed
 //! at exit; [`parse_breakdowns`] reads every table.
 
-use crate::record::{DeviceMemory, HostMemory, MemoryBreakdown};
+use crate::record::{DeviceFree, DeviceMemory, HostMemory, MemoryBreakdown};
 
 /// Where a table was printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +57,66 @@ pub fn exit_breakdown(lines: &[String]) -> Option<MemoryBreakdown> {
         .rev()
         .find(|t| t.when == BreakdownWhen::AtExit)
         .map(|t| t.breakdown)
+}
+
+/// The device memory llama-server allocated as it loaded, by its own account: the sum,
+/// over the devices that are not the host, of its `<device> model|KV|compute|output
+/// buffer size = N MiB` lines (the last of each, where a line repeats), MiB. `None` when
+/// no device buffer was printed (a CPU-only server, or one below verbosity 3). Unlike the
+/// breakdown table it is there as soon as the server is up, so a GPU-memory budget can
+/// be held against it where nothing reads a process's GPU memory live.
+pub fn device_buffers_mib(lines: &[String]) -> Option<f64> {
+    let mut buffers: Vec<(String, String, f64)> = Vec::new();
+    for line in lines {
+        let Some((head, size)) = line.split_once(" buffer size =") else {
+            continue;
+        };
+        let Some(mib) = size
+            .trim()
+            .strip_suffix("MiB")
+            .and_then(|n| n.trim().parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let mut words = head.split_whitespace().rev();
+        let (Some(kind), Some(device)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let host = device.contains("CPU") || device.to_ascii_lowercase().contains("host");
+        if host || !matches!(kind, "model" | "KV" | "compute" | "output" | "RS") {
+            continue;
+        }
+        match buffers
+            .iter_mut()
+            .find(|(d, k, _)| d == device && k == kind)
+        {
+            Some(entry) => entry.2 = mib,
+            None => buffers.push((device.to_owned(), kind.to_owned(), mib)),
+        }
+    }
+    (!buffers.is_empty()).then(|| buffers.iter().map(|(_, _, mib)| mib).sum())
+}
+
+/// The first GPU llama-server loaded on and its free memory then (`using device Vulkan0
+/// (…) - 2048 MiB free`), with its total where its device list printed one (`Vulkan0 :
+/// llvmpipe (…) (2048 MiB, 2048 MiB free)`).
+pub fn loaded_device(lines: &[String]) -> Option<DeviceFree> {
+    let (name, free_mib) = lines.iter().find_map(|line| {
+        let rest = &line[line.find("using device ")? + "using device ".len()..];
+        let name = rest.split_whitespace().next()?.to_owned();
+        let free = rest.rsplit_once(" - ")?.1.strip_suffix(" MiB free")?;
+        Some((name, free.trim().parse::<u64>().ok()?))
+    })?;
+    let total_mib = lines.iter().find_map(|line| {
+        let at = line.find(&format!("- {name} :"))?;
+        let (_, figures) = line[at..].rsplit_once('(')?;
+        figures.split_once(" MiB,")?.0.trim().parse::<u64>().ok()
+    });
+    Some(DeviceFree {
+        name,
+        free_mib,
+        total_mib,
+    })
 }
 
 /// Every breakdown table in `lines`, in order. A table starts at its header (or at its
@@ -394,6 +454,26 @@ mod tests {
         );
         assert_eq!(device(&t[1].breakdown, 0).self_mib, 24770);
         assert_eq!(exit_breakdown(&lines("fit-moe-cuda-mtp-pr22673.log")), None);
+    }
+
+    #[test]
+    fn the_device_buffers_at_load_are_summed_without_the_host() {
+        // lavapipe, -ngl 5 of 9: 40.21 model + 8 KV + 11 compute on Vulkan0; the CPU's
+        // and Vulkan_Host's buffers are the host's.
+        let mib = device_buffers_mib(&lines("breakdown-vulkan-lavapipe.log")).expect("buffers");
+        assert!((mib - 59.21).abs() < 0.01, "{mib}");
+        let cpu = ["llama_kv_cache:        CPU KV buffer size =     8.00 MiB".to_owned()];
+        assert_eq!(device_buffers_mib(&cpu), None);
+        assert_eq!(
+            loaded_device(&lines("breakdown-vulkan-lavapipe.log")),
+            Some(DeviceFree {
+                name: "Vulkan0".into(),
+                free_mib: 2048,
+                total_mib: Some(2048)
+            })
+        );
+        let cuda = loaded_device(&lines("breakdown-cuda-gtx1080ti-issue19437.log")).expect("CUDA0");
+        assert_eq!((cuda.name.as_str(), cuda.free_mib), ("CUDA0", 8720));
     }
 
     #[test]

@@ -12,7 +12,10 @@ mod process;
 mod supervisor;
 
 pub use binary::resolve_binary;
-pub use breakdown::{exit_breakdown, parse_breakdowns, BreakdownTable, BreakdownWhen};
+pub use breakdown::{
+    device_buffers_mib, exit_breakdown, loaded_device, parse_breakdowns, BreakdownTable,
+    BreakdownWhen,
+};
 pub use children::{kill_all_servers, live_server_pids};
 pub use client::LlamaClient;
 pub use command::{command_line, fit_command_line, LlamaServerSpec, ALL_LAYERS, SERVER_ENV};

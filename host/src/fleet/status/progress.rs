@@ -158,6 +158,7 @@ pub fn read_progress(log: &Path) -> RunProgress {
             | LogEvent::Note { .. }
             | LogEvent::PhaseFinished { .. }
             | LogEvent::Variant { .. }
+            | LogEvent::Offload { .. }
             | LogEvent::FitBaseline { .. } => {}
         }
     }
@@ -170,6 +171,7 @@ pub fn read_progress(log: &Path) -> RunProgress {
 fn proposal(phase: Phase, value: u32) -> String {
     match phase {
         Phase::Context => format!("ctx {value}"),
+        Phase::Offload => format!("ngl {value}"),
         Phase::Batch => format!("batch {value}"),
         Phase::Concurrency => format!("{value} streams"),
     }
@@ -178,6 +180,7 @@ fn proposal(phase: Phase, value: u32) -> String {
 pub fn phase_name(phase: Phase) -> &'static str {
     match phase {
         Phase::Context => "context",
+        Phase::Offload => "offload",
         Phase::Batch => "batch",
         Phase::Concurrency => "concurrency",
     }

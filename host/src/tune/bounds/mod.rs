@@ -191,6 +191,22 @@ fn first_not_stable_above<'t>(
 }
 
 /// Why one trial at `at` was not stable, as a bound.
+/// The first GPU of a trial's llama.cpp breakdown, as its free and total memory.
+fn breakdown_device(t: &TrialRecord) -> Option<crate::record::DeviceFree> {
+    let d = t.memory_breakdown.as_ref()?.devices.first()?;
+    Some(crate::record::DeviceFree {
+        name: d.name.clone(),
+        free_mib: d.free_mib,
+        total_mib: Some(d.total_mib),
+    })
+}
+
+/// What bound a context found by the offload phase: the nearest step with more on the
+/// GPU, at the same context, and why it failed (GPU memory, with its figures).
+pub fn offload_bound(t: &TrialRecord, plan: &Plan) -> Bound {
+    failure_bound(t, t.config.ctx, &plan.timeouts)
+}
+
 fn failure_bound(t: &TrialRecord, at: u32, timeouts: &AdaptiveTimeouts) -> Bound {
     let trial_id = t.id;
     let timeout_s = || {
@@ -264,6 +280,11 @@ fn failure_bound(t: &TrialRecord, at: u32, timeouts: &AdaptiveTimeouts) -> Bound
             threshold: Some(metric),
             peak_bytes: t.breach.as_ref().map(|b| b.value as u64),
             limit_bytes: t.breach.as_ref().map(|b| b.limit as u64),
+            device: t
+                .breach
+                .as_ref()
+                .and_then(|b| b.device.as_deref().cloned())
+                .or_else(|| breakdown_device(t)),
         },
         FailureKind::ThresholdBreach(metric) => Bound::Threshold {
             at,
@@ -278,6 +299,7 @@ fn failure_bound(t: &TrialRecord, at: u32, timeouts: &AdaptiveTimeouts) -> Bound
             threshold: None,
             peak_bytes: t.peaks.gpu_mem_used_bytes.or(t.peaks.process_rss_bytes),
             limit_bytes: None,
+            device: breakdown_device(t),
         },
         FailureKind::Timeout => Bound::Time {
             at,

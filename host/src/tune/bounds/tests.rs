@@ -47,6 +47,7 @@ fn each_limit_is_explained_by_the_first_value_above_it_that_failed() {
             threshold: None,
             peak_bytes: None,
             limit_bytes: None,
+            device: None,
         })
     );
     // 256 is max_batch, and every batch passed.
@@ -76,6 +77,7 @@ fn a_budget_breach_names_the_budget_with_peak_and_limit() {
         threshold: Some(Metric::ProcessMemory),
         peak_bytes: Some(peak),
         limit_bytes: Some(limit),
+        ..
     }) = b.max_context
     else {
         panic!("{:?}", b.max_context)
@@ -186,6 +188,7 @@ fn a_timeout_is_time_an_unstable_verification_instability_a_crash_a_server_error
         value: 91.0,
         limit: 85.0,
         at_ms: 10,
+        device: None,
     });
     assert_eq!(context_bound_of(hot).kind(), "threshold");
 }

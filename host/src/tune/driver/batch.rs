@@ -60,6 +60,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
                 let c = config_for(p);
                 match phase {
                     Phase::Context => c.ctx,
+                    Phase::Offload => c.variant.gpu_layers.unwrap_or(u32::MAX),
                     Phase::Batch => c.batch,
                     Phase::Concurrency => c.concurrency,
                 }

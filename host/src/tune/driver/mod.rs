@@ -5,7 +5,9 @@
 //!
 //! The phases run in order, each in its own file, each a plugin driven through the
 //! [`Strategy`](crate::plugin::Strategy) trait: the context search (`context.rs`), batch
-//! scaling at the context found (`batch.rs`), the concurrency search at both
+//! scaling at the context found (`batch.rs`), the offload search where every layer on
+//! the GPU failed for GPU memory at a context the run wanted (`offload.rs`, which says
+//! when it runs: [`Driver::run_offloading`]), the concurrency search at both
 //! (`concurrency.rs`). What every trial of a search shares besides its context, batch
 //! and streams is its [`Variant`] (today the KV cache type): a loop over variants wraps
 //! the context and batch phases. Running one trial — reusing what the run measured
@@ -27,6 +29,7 @@ mod batch;
 mod book;
 mod concurrency;
 mod context;
+mod offload;
 mod trials;
 mod variants;
 
@@ -48,6 +51,7 @@ use crate::trial::{AdaptiveTimeouts, OnSample, TrialRun, TrialRunner};
 
 use super::bounds;
 pub use book::TrialBook;
+pub use offload::{failed_for_gpu_memory, offload_target, NoOffload, OffloadPlugins};
 pub use variants::{Frontier, FrontierRun, QualityJudge, VariantPlugins};
 
 /// Most trials one phase may ask for: a plugin that never says "done" is stopped here.
@@ -121,6 +125,8 @@ pub trait TuneObserver {
     fn note(&mut self, _phase: Phase, _message: &str) {}
     /// A variant's context search and batch scaling ended (the frontier's row).
     fn variant_finished(&mut self, _outcome: &crate::record::VariantOutcome) {}
+    /// The offload phase ended: at its context, the offload that fits (`offload` event).
+    fn offload_finished(&mut self, _outcome: &crate::record::OffloadOutcome) {}
     /// A phase ended: the limits so far, each with what bound it.
     fn phase_finished(&mut self, _phase: Phase, _limits: &Limits) {}
     /// The loop ended, however it ended.
@@ -302,12 +308,50 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     /// Each limit comes with what bound it (`tune::bounds`; a phase that did not run,
     /// why).
     pub async fn run(&mut self, plan: &Plan, plugins: &mut Plugins) -> Result<Limits, TuneError> {
-        let (mut limits, best_batch) = self
+        self.run_offloading(plan, plugins, &mut NoOffload)
+            .await
+            .map(|(limits, _)| limits)
+    }
+
+    /// [`Driver::run`] with the offload phase (`offload.rs`) after the context and batch
+    /// phases: where it runs and the context search verified no context, the limits are
+    /// the offload's (its context, at its offload) and the concurrency search runs there.
+    pub async fn run_offloading<P: OffloadPlugins>(
+        &mut self,
+        plan: &Plan,
+        plugins: &mut Plugins,
+        offload: &mut P,
+    ) -> Result<(Limits, Option<crate::record::OffloadOutcome>), TuneError> {
+        let (mut limits, mut best_batch) = self
             .context_and_batch(plan, &mut plugins.context, &mut plugins.batch)
             .await?;
-        self.concurrency_at(plan, &mut limits, best_batch, &mut plugins.concurrency)
+        let outcome = self.offload_phase(plan, &limits, offload).await?;
+        let mut at = plan.clone();
+        // The context found by offload: bound by the step with more on the GPU.
+        let mut offload_bound = None;
+        if let (None, Some(found)) = (limits.max_context, &outcome) {
+            if let Some(o) = found.offload {
+                offload_bound = found
+                    .next_failed
+                    .as_ref()
+                    .and_then(|n| self.book.records().iter().find(|r| r.id == n.trial_id))
+                    .map(|r| bounds::offload_bound(r, &at));
+                at.variant.gpu_layers = Some(o.gpu_layers);
+                at.variant.cpu_moe_layers = o.cpu_moe_layers;
+                limits.max_context = Some(found.ctx);
+                limits.best_batch = Some(plan.initial_batch);
+                best_batch = Some(BatchProposal::whole(plan.initial_batch, MAX_UBATCH));
+            }
+        }
+        if outcome.is_some() {
+            self.phase_finished(Phase::Offload, &mut limits, &at);
+        }
+        self.concurrency_at(&at, &mut limits, best_batch, &mut plugins.concurrency)
             .await?;
-        Ok(limits)
+        if offload_bound.is_some() {
+            limits.bounds.max_context = offload_bound;
+        }
+        Ok((limits, outcome))
     }
 
     /// The context search and, at the context found, batch scaling: the limits so far

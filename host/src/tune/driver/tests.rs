@@ -37,6 +37,32 @@ struct Machine {
     /// Decode throughput of successive verifications of a context, one list of samples
     /// each (the last repeats); else every sample decodes alike.
     decode: Vec<(u32, Vec<Vec<f64>>)>,
+    /// A GPU with a memory budget; `None`: a CPU-only machine.
+    gpu: Option<Gpu>,
+}
+
+/// A GPU's memory, in units: each layer on it holds its dense weights, its KV cache (a
+/// unit a token) and, unless `--n-cpu-moe` keeps them on the CPU, its experts. The
+/// layers on the GPU are the last ones; `--n-cpu-moe N` keeps the first N layers'
+/// experts on the CPU.
+#[derive(Clone, Copy)]
+struct Gpu {
+    layers: u32,
+    dense: u64,
+    experts: u64,
+    budget: u64,
+}
+
+impl Gpu {
+    fn fits(&self, config: &TrialConfig) -> bool {
+        let n = self.layers;
+        let g = config.variant.gpu_layers.unwrap_or(n).min(n);
+        let cpu_moe = config.variant.cpu_moe_layers.min(n);
+        let experts_on_gpu = n - (n - g).max(cpu_moe);
+        let used = u64::from(g) * (self.dense + u64::from(config.ctx))
+            + u64::from(experts_on_gpu) * self.experts;
+        used <= self.budget
+    }
 }
 
 impl Default for Machine {
@@ -48,6 +74,7 @@ impl Default for Machine {
             max_streams: 2,
             limit: LIMIT,
             decode: Vec::new(),
+            gpu: None,
         }
     }
 }
@@ -78,7 +105,8 @@ impl TrialExecutor for Machine {
         self.runs.push((config.clone(), stage));
         // Memory binds: a smaller cache holds proportionally more context.
         let limit = (f64::from(self.limit) / config.variant.cache_ratio()) as u32;
-        let fits = config.ctx <= limit && config.concurrency <= self.max_streams;
+        let gpu_fits = self.gpu.is_none_or(|g| g.fits(config));
+        let fits = config.ctx <= limit && config.concurrency <= self.max_streams && gpu_fits;
         let flaky = stage == Stage::Verify
             && (self.all_verifications_flaky || self.flaky_verify.contains(&config.ctx));
         let tps = 100.0 + f64::from(config.batch.min(128));
@@ -114,7 +142,20 @@ impl TrialExecutor for Machine {
             .filter_map(|s| s.decode_tps)
             .collect();
         let stats = Stats::from_values(&ok);
-        let failure = (!fits).then(|| TrialFailure::new(FailureKind::OutOfMemory, "synthetic"));
+        let failure = (!fits).then(|| match gpu_fits {
+            true => TrialFailure::new(FailureKind::OutOfMemory, "synthetic"),
+            false => TrialFailure::new(
+                FailureKind::ThresholdBreach(crate::record::Metric::GpuMemoryBudget),
+                "synthetic GPU budget",
+            ),
+        });
+        let breach = (!gpu_fits).then_some(crate::record::Breach {
+            metric: crate::record::Metric::GpuMemoryBudget,
+            value: 2.0,
+            limit: 1.0,
+            at_ms: 0,
+            device: None,
+        });
         // The real rules judge the synthetic samples.
         let reason = crate::trial::verdict::judge(
             crate::trial::verdict::Kind::of(phase, stage),
@@ -138,7 +179,7 @@ impl TrialExecutor for Machine {
                 cv: stats.as_ref().and_then(Stats::cv),
                 decode_tps: stats,
                 peaks: Peaks::default(),
-                breach: None,
+                breach,
                 failure,
                 verdict: reason.verdict(),
                 reason: Some(reason),
@@ -391,6 +432,7 @@ async fn screens_search_the_context_and_one_verification_publishes_it() {
             threshold: None,
             peak_bytes: None,
             limit_bytes: None,
+            device: None,
         })
     );
 
@@ -1028,4 +1070,297 @@ async fn each_variant_gets_its_own_search_and_the_largest_context_within_the_gat
         "{:?}",
         loader.hints
     );
+}
+
+/// The offload phase's parts on the test machine: the built-in `offload-bisect`, and a
+/// fit that answers `fit` (llama.cpp's choice, as `fit_offload` reads it).
+struct TestOffload {
+    host: PluginHost,
+    layers: Option<(u32, u32)>,
+    fit: Option<ozone_sdk::Offload>,
+    fitted_at: Vec<u32>,
+    bounds: Vec<ozone_sdk::OffloadBounds>,
+}
+
+impl TestOffload {
+    fn new(layers: u32, expert_layers: u32, fit: Option<ozone_sdk::Offload>) -> Self {
+        Self {
+            host: host(),
+            layers: Some((layers, expert_layers)),
+            fit,
+            fitted_at: Vec::new(),
+            bounds: Vec::new(),
+        }
+    }
+}
+
+impl OffloadPlugins for TestOffload {
+    fn layers(&self) -> Option<(u32, u32)> {
+        self.layers
+    }
+
+    async fn fit(
+        &mut self,
+        config: &TrialConfig,
+        _failed: &TrialRecord,
+        _cancel: &CancellationToken,
+    ) -> Option<crate::record::FitOffload> {
+        self.fitted_at.push(config.ctx);
+        let offload = self.fit?;
+        Some(crate::record::FitOffload::Chosen {
+            ctx: config.ctx,
+            margin_mib: 1024,
+            offload,
+            layers: self.layers.map(|(l, _)| l),
+            projected_mib: Some(1000),
+            source: crate::record::FitOffloadSource::Loaded,
+            memory: None,
+            peaks: Peaks::default(),
+            breach: None,
+            command: Vec::new(),
+        })
+    }
+
+    fn load(
+        &mut self,
+        bounds: &ozone_sdk::OffloadBounds,
+    ) -> Result<crate::plugin::OffloadSearch, PluginError> {
+        self.bounds.push(*bounds);
+        self.host.load_offload(
+            &PluginRef::Builtin("offload-bisect".into()),
+            "{}",
+            &HardwareFacts::default(),
+            &model(),
+            bounds,
+        )
+    }
+}
+
+/// A tune with the offload phase on `machine`.
+async fn tune_offloading(
+    machine: &mut Machine,
+    plan: &Plan,
+    offload: &mut TestOffload,
+) -> (
+    Result<(Limits, Option<crate::record::OffloadOutcome>), TuneError>,
+    Vec<TrialRecord>,
+) {
+    let snapshot = crate::hardware::probe(&Default::default());
+    let thresholds = Thresholds::default();
+    let mut observer = Quiet::default();
+    let mut plugins = plugins();
+    let mut driver = Driver::new(
+        machine,
+        &mut observer,
+        TrialBook::default(),
+        &snapshot,
+        &thresholds,
+        CancellationToken::new(),
+    );
+    let outcome = driver.run_offloading(plan, &mut plugins, offload).await;
+    (outcome, driver.book.records().to_vec())
+}
+
+/// 9 layers (8 blocks and the output) of 10 000 units each and a unit of KV a token,
+/// under a budget that holds every layer up to 32 768 tokens.
+fn dense_gpu() -> Gpu {
+    Gpu {
+        layers: 9,
+        dense: 10_000,
+        experts: 0,
+        budget: 9 * (10_000 + 32_768),
+    }
+}
+
+#[tokio::test]
+async fn where_every_layer_fails_for_gpu_memory_the_offload_is_searched_from_fits_choice() {
+    let mut machine = Machine {
+        gpu: Some(dense_gpu()),
+        limit: 2 * TRAINED,
+        ..Machine::default()
+    };
+    let fit = ozone_sdk::Offload {
+        gpu_layers: 3,
+        cpu_moe_layers: 0,
+    };
+    let mut offload = TestOffload::new(9, 0, Some(fit));
+    let mut plan = plan();
+    plan.concurrency = false;
+    let (outcome, trials) = tune_offloading(&mut machine, &plan, &mut offload).await;
+    let (limits, outcome) = outcome.expect("the tune runs");
+    let outcome = outcome.expect("the offload phase ran");
+    // Full offload holds about 32k; the offload is searched at the largest context that
+    // failed for GPU memory with every layer on the GPU.
+    let full = limits.max_context.expect("a context at full offload");
+    assert!(full <= 32_768 && 32_768 - full < 512, "{full}");
+    let largest_failed = trials
+        .iter()
+        .filter(|t| t.phase == Phase::Context && t.verdict != Verdict::Stable)
+        .map(|t| t.config.ctx)
+        .max()
+        .expect("failures");
+    assert_eq!(outcome.ctx, largest_failed);
+    assert_eq!(offload.fitted_at, vec![outcome.ctx], "fit ran once, there");
+    assert_eq!(offload.bounds[0].fit, Some(fit));
+    let own: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.phase == Phase::Offload)
+        .collect();
+    // Fit's choice is the first proposal.
+    assert_eq!(own[0].config.variant.gpu_layers, Some(3));
+    // The most layers that fit at that context, verified; one more failed.
+    let gpu = dense_gpu();
+    let most = (0..=9u32)
+        .rev()
+        .find(|g| u64::from(*g) * (gpu.dense + u64::from(outcome.ctx)) <= gpu.budget)
+        .expect("some layers fit");
+    assert!(most < 9);
+    let found = outcome.offload.expect("an offload fits");
+    assert_eq!(found.gpu_layers, most);
+    let verified = trials
+        .iter()
+        .find(|t| Some(t.id) == outcome.trial_id)
+        .expect("its verification");
+    assert_eq!(
+        (verified.stage, verified.verdict, verified.config.ctx),
+        (Stage::Verify, Verdict::Stable, outcome.ctx)
+    );
+    let next = outcome.next_failed.as_ref().expect("the step above failed");
+    assert_eq!(next.offload.gpu_layers, most + 1);
+    assert!(outcome.decode_tps.is_some() && outcome.trials >= 2);
+    assert!(
+        outcome.fit_words().contains("3 of 9 layers on the GPU"),
+        "{}",
+        outcome.fit_words()
+    );
+    // The limits stay those at full offload.
+    assert_eq!(limits.max_context, Some(full));
+}
+
+#[tokio::test]
+async fn with_no_context_at_full_offload_the_limits_are_the_offloads() {
+    // Not even the smallest context fits with every layer on the GPU (9 × 12 048).
+    let gpu = Gpu {
+        budget: 100_000,
+        ..dense_gpu()
+    };
+    let mut machine = Machine {
+        gpu: Some(gpu),
+        limit: 2 * TRAINED,
+        ..Machine::default()
+    };
+    let mut offload = TestOffload::new(9, 0, None);
+    let mut plan = plan();
+    plan.concurrency = false;
+    let (outcome, trials) = tune_offloading(&mut machine, &plan, &mut offload).await;
+    let (limits, outcome) = outcome.expect("the tune runs");
+    let outcome = outcome.expect("the offload phase ran");
+    // The largest context tried: the one the run wanted most.
+    let largest = trials
+        .iter()
+        .filter(|t| t.phase == Phase::Context)
+        .map(|t| t.config.ctx)
+        .max()
+        .expect("context trials");
+    assert_eq!(outcome.ctx, largest);
+    let most = (0..=9u32)
+        .rev()
+        .find(|g| u64::from(*g) * (gpu.dense + u64::from(largest)) <= gpu.budget)
+        .expect("some layers fit");
+    assert_eq!(outcome.offload.map(|o| o.gpu_layers), Some(most));
+    assert_eq!(limits.max_context, Some(largest));
+    // Bound by the step with more on the GPU.
+    assert!(
+        matches!(
+            limits.bounds.max_context,
+            Some(Bound::Memory { at, threshold: Some(crate::record::Metric::GpuMemoryBudget), .. }) if at == largest
+        ),
+        "{:?}",
+        limits.bounds.max_context
+    );
+    assert!(trials.iter().any(|t| t.phase == Phase::Offload));
+}
+
+#[tokio::test]
+async fn a_moe_model_gives_up_experts_before_layers() {
+    // 8 expert layers of 40 000 units: with every expert on the CPU all 9 layers fit at
+    // the trained context, with all of them on the GPU none does.
+    let gpu = Gpu {
+        layers: 9,
+        dense: 10_000,
+        experts: 40_000,
+        budget: 9 * (10_000 + TRAINED as u64) + 3 * 40_000,
+    };
+    let mut machine = Machine {
+        gpu: Some(gpu),
+        limit: 2 * TRAINED,
+        ..Machine::default()
+    };
+    let mut offload = TestOffload::new(9, 8, None);
+    let mut plan = plan();
+    plan.concurrency = false;
+    let (outcome, trials) = tune_offloading(&mut machine, &plan, &mut offload).await;
+    let (_, outcome) = outcome.expect("the tune runs");
+    let outcome = outcome.expect("the offload phase ran");
+    let own: Vec<&TrialRecord> = trials
+        .iter()
+        .filter(|t| t.phase == Phase::Offload)
+        .collect();
+    // Every proposal keeps every layer: experts went to the CPU, no layer had to.
+    assert!(
+        own.iter()
+            .all(|t| t.config.variant.gpu_layers == Some(9) && t.config.variant.cpu_moe_layers > 0),
+        "{:?}",
+        own.iter().map(|t| t.config.variant).collect::<Vec<_>>()
+    );
+    let found = outcome.offload.expect("an offload fits");
+    assert_eq!(found.gpu_layers, 9);
+    // The fewest layers' experts on the CPU that fit at that context.
+    let fewest = (0..=8u32)
+        .find(|n| {
+            let mut config = own[0].config.clone();
+            config.variant.gpu_layers = Some(9);
+            config.variant.cpu_moe_layers = *n;
+            gpu.fits(&config)
+        })
+        .expect("every expert on the CPU fits");
+    assert!(fewest > 0 && fewest < 8, "{fewest}");
+    assert_eq!(found.cpu_moe_layers, fewest);
+}
+
+#[tokio::test]
+async fn no_offload_phase_on_a_cpu_machine_with_a_set_ngl_or_without_the_plugins() {
+    // A CPU-only machine: the context search is bound by RAM, never by a GPU.
+    let mut machine = Machine::default();
+    let mut offload = TestOffload::new(9, 0, None);
+    let mut plan = plan();
+    plan.concurrency = false;
+    let (outcome, trials) = tune_offloading(&mut machine, &plan, &mut offload).await;
+    let (limits, outcome) = outcome.expect("the tune runs");
+    assert!(limits.max_context.is_some());
+    assert_eq!(outcome, None);
+    assert!(offload.fitted_at.is_empty() && offload.bounds.is_empty());
+    assert!(trials.iter().all(|t| t.phase != Phase::Offload));
+
+    // -ngl set by the user: the offload is theirs.
+    let mut machine = Machine {
+        gpu: Some(dense_gpu()),
+        limit: 2 * TRAINED,
+        ..Machine::default()
+    };
+    let mut fixed = plan.clone();
+    fixed.variant.gpu_layers = Some(9);
+    let (outcome, _) = tune_offloading(&mut machine, &fixed, &mut offload).await;
+    assert_eq!(outcome.expect("the tune runs").1, None);
+
+    // No offload plugins (the lab, a backend Ozone does not offload).
+    let mut machine = Machine {
+        gpu: Some(dense_gpu()),
+        limit: 2 * TRAINED,
+        ..Machine::default()
+    };
+    offload.layers = None;
+    let (outcome, trials) = tune_offloading(&mut machine, &plan, &mut offload).await;
+    assert_eq!(outcome.expect("the tune runs").1, None);
+    assert!(trials.iter().all(|t| t.phase != Phase::Offload));
 }

@@ -40,7 +40,7 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         };
         let finish = |record: &mut TrialRecord| {
             finish(record);
-            if phase == Phase::Context {
+            if matches!(phase, Phase::Context | Phase::Offload) {
                 super::context::hold_to_context_limits(record, plan);
             }
         };
@@ -83,7 +83,8 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
     }
 
     /// The run's noise floor, measured afresh for each suspect (the machine's noise
-    /// comes and goes): a verification of the plan's reference configuration, and the
+    /// comes and goes): a verification of the plan's reference configuration (in the
+    /// offload phase, at the suspect's offload), and the
     /// floor the largest spread of decode throughput any of the run's measurements of
     /// it showed — the machine varies at least that much on its own. `None` when
     /// `suspect` is the reference (it cannot be its own floor) or no measurement of it
@@ -94,7 +95,12 @@ impl<E: TrialExecutor, O: TuneObserver + Send> Driver<'_, E, O> {
         phase: Phase,
         suspect: &TrialConfig,
     ) -> Result<Option<NoiseFloor>, TuneError> {
-        let reference = plan.reference();
+        let mut reference = plan.reference();
+        if phase == Phase::Offload {
+            // Every layer on the GPU may not fit even there: the floor is measured at the
+            // suspect's own offload.
+            reference.variant = suspect.variant;
+        }
         if reference == *suspect {
             return Ok(None);
         }
