@@ -58,10 +58,10 @@ mod tests {
         let again = temp_path("facts-again.gguf");
         write_tiny_model(&again, &spec).expect("write again");
         assert_eq!(file_digest(&again).expect("digest"), digest);
-        // No general.parameter_count: counted from the tensor shapes. 98 tokens × 64 for
+        // No general.parameter_count: counted from the tensor shapes. 99 tokens × 64 for
         // the embedding and the output, 2 layers of 4 × 64² attention + 3 × 64 × 128 FFN
         // + 2 × 64 norms, and the output norm.
-        let expected = 2 * 98 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 64;
+        let expected = 2 * 99 * 64 + 2 * (4 * 64 * 64 + 3 * 64 * 128 + 2 * 64) + 64;
         assert_eq!(facts.parameter_count, Some(expected));
         // 2 layers × 4 heads × (16 + 16) × 2 bytes.
         assert_eq!(
@@ -71,7 +71,7 @@ mod tests {
         let meta = read_metadata(&path).expect("metadata");
         assert!(matches!(
             meta.get("tokenizer.ggml.tokens"),
-            Some(GgufValue::SkippedArray { len: 98, .. })
+            Some(GgufValue::SkippedArray { len: 99, .. })
         ));
     }
 
