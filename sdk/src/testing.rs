@@ -791,6 +791,37 @@ impl TimeMachine {
             .unwrap_or(0)
     }
 
+    /// The largest multiple of `granularity` whose verification is within `limits`.
+    pub fn verify_edge(&self, limits: &ContextLimits, granularity: u32) -> u32 {
+        TimeMachine {
+            ms_per_token: self.ms_per_token * self.verify_slowdown,
+            decode_ms: self.decode_ms * self.verify_slowdown,
+            ..*self
+        }
+        .edge(limits, granularity)
+    }
+
+    /// Drives `search` as the host does: screens until it stops, then a verification
+    /// of its best, at most three times. Returns the proposals and the contexts
+    /// verified (the last one held, unless all three were refuted).
+    pub fn search_and_verify<S: ContextSearch>(&self, search: &mut S) -> (Vec<u32>, Vec<u32>) {
+        let (mut proposals, mut verified) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            while let Some(ctx) = search.propose() {
+                proposals.push(ctx);
+                search.observe(&self.screen(ctx));
+            }
+            let Some(answer) = search.best() else { break };
+            let verification = self.verify(answer);
+            verified.push(answer);
+            search.observe(&verification);
+            if verification.is_stable() {
+                break;
+            }
+        }
+        (proposals, verified)
+    }
+
     fn times(&self, ctx: u32, slowdown: f64) -> (f64, f64) {
         let c = f64::from(ctx);
         let ttft = self.ms_per_token * c * (1.0 + c / self.attention_ctx) * slowdown;

@@ -428,13 +428,9 @@ pub fn offload_layers(setup: &RunSetup) -> Option<(u32, u32)> {
     Some((blocks + 1, experts))
 }
 
-/// The offload plugin of a run, its proposals held to `bounds`.
-pub fn load_offload_search(
-    plugins: &PluginHost,
-    setup: &RunSetup,
-    bounds: &OffloadBounds,
-) -> Result<OffloadSearch, PluginError> {
-    let config = &setup.config;
+/// What a run's variant and offload plugins are told: the machine and the model, at the
+/// variant the flags name.
+fn run_facts(setup: &RunSetup) -> (plugin::HardwareFacts, plugin::ModelFacts) {
     let params = setup.params();
     let trained = setup
         .model
@@ -442,11 +438,22 @@ pub fn load_offload_search(
         .unwrap_or(UNKNOWN_TRAINED_CONTEXT);
     let facts = plugin::model_facts(
         &setup.model,
-        context_bounds(config, trained),
+        context_bounds(&setup.config, trained),
         params.hint,
         &params.variant(),
     );
     let hardware = plugin::hardware_facts(&setup.hardware, &setup.thresholds());
+    (hardware, facts)
+}
+
+/// The offload plugin of a run, its proposals held to `bounds`.
+pub fn load_offload_search(
+    plugins: &PluginHost,
+    setup: &RunSetup,
+    bounds: &OffloadBounds,
+) -> Result<OffloadSearch, PluginError> {
+    let config = &setup.config;
+    let (hardware, facts) = run_facts(setup);
     plugins.load_offload(
         &PluginRef::from_str(&config.ozone.offload_strategy)?,
         &config.offload_plugin_settings_json(),
@@ -462,24 +469,13 @@ pub fn load_variant_search(
     setup: &RunSetup,
 ) -> Result<VariantSearch, PluginError> {
     let config = &setup.config;
-    let params = setup.params();
-    let trained = setup
-        .model
-        .trained_context
-        .unwrap_or(UNKNOWN_TRAINED_CONTEXT);
-    let facts = plugin::model_facts(
-        &setup.model,
-        context_bounds(config, trained),
-        params.hint,
-        &params.variant(),
-    );
-    let hardware = plugin::hardware_facts(&setup.hardware, &setup.thresholds());
+    let (hardware, facts) = run_facts(setup);
     plugins.load_variant(
         &PluginRef::from_str(&config.ozone.variant_strategy)?,
         &config.variant_plugin_settings_json(),
         &hardware,
         &facts,
-        &variant_space(config, &params),
+        &variant_space(config, &setup.params()),
     )
 }
 

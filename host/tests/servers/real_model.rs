@@ -146,12 +146,7 @@ fn a_real_tune_finds_a_memory_bound_limit() {
         ),
     )
     .expect("config");
-    // A link of its own: the other tests of this binary may serve the model meanwhile,
-    // and no server of this tune may outlive it.
-    let model = dir.path().join("gemma-tune.gguf");
-    std::fs::hard_link(common::real_model(), &model)
-        .or_else(|_| std::fs::copy(common::real_model(), &model).map(drop))
-        .expect("the model beside the test");
+    let model = model_beside(dir.path(), "gemma-tune.gguf");
     let config = config.display().to_string();
     let out = cli::ozone(
         dir.path(),
@@ -215,10 +210,7 @@ fn the_real_model_s_frontier_is_bound_by_a_ttft_objective_and_carries_q8_0_s_qua
         ),
     )
     .expect("config");
-    let model = dir.path().join("gemma-frontier.gguf");
-    std::fs::hard_link(common::real_model(), &model)
-        .or_else(|_| std::fs::copy(common::real_model(), &model).map(drop))
-        .expect("the model beside the test");
+    let model = model_beside(dir.path(), "gemma-frontier.gguf");
     let config = config.display().to_string();
     let out = cli::ozone(
         dir.path(),
@@ -285,4 +277,14 @@ fn the_real_model_s_frontier_is_bound_by_a_ttft_objective_and_carries_q8_0_s_qua
     assert_eq!(quality["positions"], 64, "{quality}");
     eprintln!("real frontier: {rows:#?}");
     common::assert_no_servers_left_for(&model);
+}
+
+/// The real model linked into `dir` under a name of its own: the other tests of this
+/// binary may serve the model meanwhile, and no server of a test's tune may outlive it.
+fn model_beside(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let model = dir.join(name);
+    std::fs::hard_link(common::real_model(), &model)
+        .or_else(|_| std::fs::copy(common::real_model(), &model).map(drop))
+        .expect("the model beside the test");
+    model
 }

@@ -141,28 +141,9 @@ fn a_time_edge_is_found_without_retrying_predicted_timeouts_and_a_refutation_kee
     let model = testing::model(32_768);
     let settings = r#"{"initial_context_probe": 4096}"#;
     let mut search = BinarySearch::new(settings, &Default::default(), &model, &limits).unwrap();
-    let mut proposals = Vec::new();
-    let mut verified = Vec::new();
-    for _ in 0..3 {
-        while let Some(ctx) = search.propose() {
-            proposals.push(ctx);
-            search.observe(&machine.screen(ctx));
-        }
-        let answer = search.best().expect("a screen passed");
-        let verification = machine.verify(answer);
-        verified.push(answer);
-        search.observe(&verification);
-        if verification.is_stable() {
-            break;
-        }
-    }
+    let (proposals, verified) = machine.search_and_verify(&mut search);
     let edge = machine.edge(&limits, 256);
-    let slower = testing::TimeMachine {
-        ms_per_token: machine.ms_per_token * machine.verify_slowdown,
-        decode_ms: machine.decode_ms * machine.verify_slowdown,
-        ..machine
-    };
-    let verify_edge = slower.edge(&limits, 256);
+    let verify_edge = machine.verify_edge(&limits, 256);
     assert!(verified.len() <= 2, "{verified:?} after {proposals:?}");
     let published = *verified.last().unwrap();
     assert!(machine.verify(published).is_stable());

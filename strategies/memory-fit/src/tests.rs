@@ -702,27 +702,8 @@ fn a_time_edge_is_aimed_at_from_the_fill_times() {
     let limits = ozone_sdk::ContextLimits::default();
     let model = testing::model(32_768);
     let mut search = MemoryFit::new("{}", &Default::default(), &model, &limits).unwrap();
-    let mut proposals = Vec::new();
-    let mut verified = Vec::new();
-    for _ in 0..3 {
-        while let Some(ctx) = search.propose() {
-            proposals.push(ctx);
-            search.observe(&machine.screen(ctx));
-        }
-        let answer = search.best().expect("a screen passed");
-        let verification = machine.verify(answer);
-        verified.push(answer);
-        search.observe(&verification);
-        if verification.is_stable() {
-            break;
-        }
-    }
-    let slower = testing::TimeMachine {
-        ms_per_token: machine.ms_per_token * machine.verify_slowdown,
-        decode_ms: machine.decode_ms * machine.verify_slowdown,
-        ..machine
-    };
-    let verify_edge = slower.edge(&limits, 256);
+    let (proposals, verified) = machine.search_and_verify(&mut search);
+    let verify_edge = machine.verify_edge(&limits, 256);
     let published = *verified.last().unwrap();
     assert!(machine.verify(published).is_stable(), "{verified:?}");
     assert!(
